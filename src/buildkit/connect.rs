@@ -1,0 +1,75 @@
+//! Connecting to buildkitd: `unix://` sockets and `tcp://` with optional TLS, as buildctl's `--addr`,
+//! `--tlscacert`, `--tlscert` and `--tlskey` do.
+
+use std::time::Duration;
+
+use bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient;
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
+
+use super::Error;
+use crate::config;
+
+/// BuildKit's own gRPC message limit; tonic's 4 MiB default is too small for large LLB definitions.
+pub const MAX_MESSAGE: usize = 16 << 20;
+
+/// A Control client connected to `cfg.addr`. Fails fast, naming the address, when nothing answers.
+pub async fn connect(cfg: &config::Buildkit) -> Result<ControlClient<Channel>, Error> {
+    let unreachable = |e: &dyn std::fmt::Display| Error::Unreachable { addr: cfg.addr.clone(), reason: e.to_string() };
+    let channel = if let Some(path) = cfg.addr.strip_prefix("unix://") {
+        let path = path.to_string();
+        // The URI is required by the API but unused: every connection goes to the socket.
+        Endpoint::from_static("http://buildkitd")
+            .connect_timeout(Duration::from_secs(5))
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            }))
+            .await
+            .map_err(|e| unreachable(&source_chain(&e)))?
+    } else if let Some(host_port) = cfg.addr.strip_prefix("tcp://") {
+        let tls = cfg.tls_ca.is_some() || cfg.tls_cert.is_some();
+        let scheme = if tls { "https" } else { "http" };
+        let mut ep = Endpoint::from_shared(format!("{scheme}://{host_port}"))
+            .map_err(|e| unreachable(&e))?
+            .connect_timeout(Duration::from_secs(5));
+        if tls {
+            ep = ep.tls_config(tls_config(cfg)?).map_err(|e| unreachable(&e))?;
+        }
+        ep.connect().await.map_err(|e| unreachable(&source_chain(&e)))?
+    } else {
+        return Err(unreachable(&"unsupported address scheme (use unix:// or tcp://)"));
+    };
+    Ok(ControlClient::new(channel).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE))
+}
+
+fn tls_config(cfg: &config::Buildkit) -> Result<ClientTlsConfig, Error> {
+    let read = |p: &std::path::PathBuf| {
+        std::fs::read(p).map_err(|e| Error::Tls(format!("cannot read {}: {e}", p.display())))
+    };
+    let mut tls = ClientTlsConfig::new();
+    if let Some(ca) = &cfg.tls_ca {
+        tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+    }
+    match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(c), Some(k)) => tls = tls.identity(Identity::from_pem(read(c)?, read(k)?)),
+        (None, None) => {}
+        _ => return Err(Error::Tls("tls-cert and tls-key go together".into())),
+    }
+    if let Some(name) = &cfg.tls_server_name {
+        tls = tls.domain_name(name.clone());
+    }
+    Ok(tls)
+}
+
+/// tonic's transport errors say only "transport error"; the cause is further down the chain.
+pub(crate) fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}

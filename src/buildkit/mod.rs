@@ -1,0 +1,41 @@
+//! Building images by talking to BuildKit's gRPC API directly: [`connect`] to the daemon, run a
+//! [`session`] that serves our files ([`filesync`]) and credentials ([`auth`]), [`solve`] with the
+//! Dockerfile (or a gateway) frontend and push, and render [`progress`].
+
+pub mod auth;
+pub mod connect;
+pub mod filesync;
+pub mod progress;
+pub mod session;
+pub mod solve;
+
+pub use connect::connect;
+pub use solve::{build, BuildSpec, Built};
+
+/// Errors building an image.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// buildkitd did not answer at its address.
+    #[error(
+        "BuildKit is unreachable at {addr}: {reason}\n  start buildkitd (for the local stack: scripts/stack up) or point \
+         BUILDKIT_HOST / [buildkit] addr at a running one"
+    )]
+    Unreachable { addr: String, reason: String },
+    /// TLS settings that cannot be used.
+    #[error("BuildKit TLS: {0}")]
+    Tls(String),
+    /// The session could not be opened.
+    #[error("BuildKit session: {0}")]
+    Session(String),
+    /// The build failed; `report` says where and why.
+    #[error("{report}")]
+    Failed { report: String },
+    /// The context or Dockerfile is not usable.
+    #[error(transparent)]
+    Inputs(#[from] crate::hash::Error),
+}
+
+/// An error and its causes on one line (transport errors hide the useful part in their sources).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    connect::source_chain(e)
+}

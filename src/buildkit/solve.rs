@@ -1,0 +1,192 @@
+//! One build: open a session, Solve with the frontend and an image exporter that pushes, follow the status
+//! stream, and report the pushed manifest digest, or the failing step with its Dockerfile line and logs.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient;
+use bollard_buildkit_proto::moby::buildkit::v1::{Exporter, SolveRequest, StatusRequest};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tonic::transport::Channel;
+
+use super::filesync::SyncedDir;
+use super::progress::{dockerfile_line, Progress};
+use super::session::{random_id, Session};
+use super::Error;
+use crate::config::Image;
+use crate::filter::Filter;
+
+/// What to build and where to push it.
+pub struct BuildSpec<'a> {
+    /// The configured image.
+    pub image: &'a Image,
+    /// Its filter (the one that hashed it).
+    pub filter: Filter,
+    /// `<host>/<name>:<tag>` to push.
+    pub reference: String,
+    /// The registry speaks plain HTTP.
+    pub insecure: bool,
+}
+
+/// A finished, pushed build.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The pushed manifest's digest (`sha256:…`).
+    pub digest: String,
+    /// Wall time of the solve.
+    pub duration: Duration,
+    /// Build steps, and how many were cached.
+    pub steps: (usize, usize),
+    /// Files and bytes the daemon pulled from the context.
+    pub sent_files: u64,
+    /// Bytes of file content sent.
+    pub sent_bytes: u64,
+    /// The paths sent (`context/…`, `dockerfile/…`).
+    pub sent_paths: Vec<String>,
+}
+
+/// The session shared key for a context: stable per directory, so BuildKit's copy of the last context is
+/// reused and only changed files are sent.
+pub fn shared_key(context: &std::path::Path) -> String {
+    let abs = std::fs::canonicalize(context).unwrap_or_else(|_| context.to_path_buf());
+    hex::encode(&Sha256::digest(abs.to_string_lossy().as_bytes())[..16])
+}
+
+fn solve_request(spec: &BuildSpec<'_>, session: &str, job: &str) -> SolveRequest {
+    let img = spec.image;
+    let mut attrs: HashMap<String, String> = HashMap::new();
+    let filename = img.dockerfile.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    attrs.insert("filename".into(), filename);
+    if !img.target.is_empty() {
+        attrs.insert("target".into(), img.target.clone());
+    }
+    if !img.platform.is_empty() {
+        attrs.insert("platform".into(), img.platform.clone());
+    }
+    for (k, v) in &img.build_args {
+        attrs.insert(format!("build-arg:{k}"), v.clone());
+    }
+    if img.frontend == "gateway.v0" {
+        attrs.insert("source".into(), img.frontend_source.clone());
+    }
+    for (k, v) in &img.frontend_opts {
+        attrs.insert(k.clone(), v.clone());
+    }
+    let mut export: HashMap<String, String> = HashMap::new();
+    export.insert("name".into(), spec.reference.clone());
+    export.insert("push".into(), "true".into());
+    if spec.insecure {
+        export.insert("registry.insecure".into(), "true".into());
+    }
+    SolveRequest {
+        r#ref: job.to_string(),
+        session: session.to_string(),
+        frontend: img.frontend.clone(),
+        frontend_attrs: attrs,
+        // New daemons read `exporters`; old ones only the deprecated pair.
+        exporters: vec![Exporter { r#type: "image".into(), attrs: export.clone() }],
+        exporter_deprecated: "image".into(),
+        exporter_attrs_deprecated: export,
+        ..Default::default()
+    }
+}
+
+/// Builds and pushes one image, printing progress. On failure the error carries a report naming the
+/// failing step, its Dockerfile line and its last log lines; nothing is pushed then.
+pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, progress: &mut Progress) -> Result<Built, Error> {
+    let img = spec.image;
+    if !img.context.is_dir() {
+        return Err(crate::tree::Error::MissingContext(img.context.clone())).map_err(|e| Error::Inputs(e.into()));
+    }
+    if img.frontend == "dockerfile.v0" && !img.dockerfile.is_file() {
+        return Err(Error::Inputs(crate::hash::Error::MissingDockerfile(img.dockerfile.clone())));
+    }
+    let dockerfile_dir = img.dockerfile.parent().map(|p| p.to_path_buf()).unwrap_or_else(|| img.context.clone());
+    let mut dirs = HashMap::new();
+    dirs.insert("context".to_string(), SyncedDir { root: img.context.clone(), filter: spec.filter.clone() });
+    dirs.insert(
+        "dockerfile".to_string(),
+        SyncedDir { root: dockerfile_dir, filter: Filter::new::<&str>(&[]).map_err(|e| Error::Session(e.to_string()))? },
+    );
+    let session = Session::start(control, &shared_key(&img.context), dirs).await?;
+    let job = random_id();
+    let started = Instant::now();
+
+    let mut solver = control.clone();
+    let req = solve_request(spec, &session.id, &job);
+    let solve = tokio::spawn(async move { solver.solve(req).await });
+    // The daemon waits a few seconds for the job named in a Status call to appear, so ask right away.
+    let mut status = control.clone();
+    let mut updates = match status.status(StatusRequest { r#ref: job.clone() }).await {
+        Ok(s) => Some(s.into_inner()),
+        Err(e) => {
+            tracing::debug!("no status stream: {}", e.message());
+            None
+        }
+    };
+    let result = loop {
+        let Some(stream) = updates.as_mut() else { break solve.await };
+        match stream.next().await {
+            Some(Ok(resp)) => progress.update(&resp),
+            Some(Err(e)) => {
+                tracing::debug!("status stream ended: {}", e.message());
+                updates = None;
+            }
+            None => updates = None,
+        }
+    };
+    let duration = started.elapsed();
+    let stats = session.stats.clone();
+    session.close().await;
+    let response = match result {
+        Ok(Ok(r)) => r.into_inner(),
+        Ok(Err(status)) => return Err(Error::Failed { report: failure_report(spec, progress, status.message()) }),
+        Err(join) => return Err(Error::Failed { report: format!("the build task failed: {join}") }),
+    };
+    let digest = response.exporter_response.get("containerimage.digest").cloned().unwrap_or_default();
+    if digest.is_empty() {
+        return Err(Error::Failed { report: "BuildKit finished without reporting the pushed image's digest".into() });
+    }
+    let sent_paths = std::mem::take(&mut *stats.paths.lock().expect("not poisoned"));
+    Ok(Built {
+        digest,
+        duration,
+        steps: progress.counts(),
+        sent_files: stats.files.load(Ordering::Relaxed),
+        sent_bytes: stats.bytes.load(Ordering::Relaxed),
+        sent_paths,
+    })
+}
+
+/// The failing step, its Dockerfile line and last log lines, then BuildKit's own message.
+fn failure_report(spec: &BuildSpec<'_>, progress: &Progress, message: &str) -> String {
+    let img = spec.image;
+    let mut out = format!("build of {} failed", img.name);
+    let failed = progress.failed();
+    if let Some(f) = &failed {
+        out.push_str(&format!(" at step {}", f.name));
+    }
+    let dockerfile = std::fs::read_to_string(&img.dockerfile).unwrap_or_default();
+    let step_name = failed.as_ref().map_or("", |f| f.name.as_str());
+    if let Some((n, line)) = dockerfile_line(&dockerfile, step_name, message) {
+        out.push_str(&format!("\n  {}:{n}: {line}", img.dockerfile.display()));
+    }
+    if let Some(f) = &failed {
+        if !f.logs.is_empty() {
+            out.push_str("\n  last log lines:");
+            for l in &f.logs {
+                out.push_str(&format!("\n    {l}"));
+            }
+        }
+    }
+    out.push_str(&format!("\n  buildkit: {message}"));
+    if message.contains("push") || message.contains("401") || message.contains("denied") {
+        out.push_str(&format!(
+            "\n  the registry refused the push of {}: check [registry] host, `insecure`, and credentials in ~/.docker/config.json",
+            spec.reference
+        ));
+    }
+    out
+}

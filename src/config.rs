@@ -1,0 +1,425 @@
+//! `devloop.toml`: types, discovery (cwd → parents) and validation. Every error names the file, line, column
+//! and key path, so a user can go straight to the mistake.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The name devloop looks for in the current directory and its parents.
+pub const FILE_NAME: &str = "devloop.toml";
+
+/// Errors loading or validating the configuration. All of them exit with code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No devloop.toml in the directory or any parent.
+    #[error("no {FILE_NAME} in {0} or any parent directory (create one, or pass --config)")]
+    NotFound(PathBuf),
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// A syntax, type, unknown-key or validation error at a place in the file.
+    #[error("{}", .0)]
+    Invalid(Box<Located>),
+}
+
+/// An error at a place in a config file.
+#[derive(Debug)]
+pub struct Located {
+    /// The config file.
+    pub path: PathBuf,
+    /// 1-based line and column, when known.
+    pub line_col: Option<(usize, usize)>,
+    /// Dotted key path, e.g. `image[0].build-args`.
+    pub key: String,
+    /// What is wrong, and what to do about it.
+    pub message: String,
+}
+
+impl fmt::Display for Located {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some((l, c)) = self.line_col {
+            write!(f, ":{l}:{c}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": key `{}`", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// The loaded configuration, with paths resolved against the config file's directory and environment
+/// overrides (`BUILDKIT_HOST`, `DEVLOOP_REGISTRY`) applied.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The devloop.toml this came from.
+    pub path: PathBuf,
+    /// Its directory: relative paths in the file are relative to it.
+    pub root: PathBuf,
+    /// How to reach BuildKit.
+    pub buildkit: Buildkit,
+    /// Where images are pushed.
+    pub registry: Registry,
+    /// The images to build, in file order.
+    pub images: Vec<Image>,
+}
+
+/// `[buildkit]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Buildkit {
+    /// `unix:///path` or `tcp://host:port`.
+    #[serde(default = "default_buildkit_addr")]
+    pub addr: String,
+    /// CA bundle for a TLS tcp address (as buildctl's --tlscacert).
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (as --tlscert).
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (as --tlskey).
+    pub tls_key: Option<PathBuf>,
+    /// Server name to verify, when it differs from the address's host.
+    pub tls_server_name: Option<String>,
+}
+
+fn default_buildkit_addr() -> String {
+    "unix:///run/buildkit/buildkitd.sock".into()
+}
+
+impl Default for Buildkit {
+    fn default() -> Self {
+        Buildkit { addr: default_buildkit_addr(), tls_ca: None, tls_cert: None, tls_key: None, tls_server_name: None }
+    }
+}
+
+/// `[registry]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Registry {
+    /// `host[:port]` images are pushed to.
+    pub host: String,
+    /// Plain HTTP (a local registry).
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// One `[[image]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Image {
+    /// Repository name under the registry host.
+    pub name: String,
+    /// The build context directory (absolute).
+    pub context: PathBuf,
+    /// The Dockerfile (absolute); it may live outside the context.
+    pub dockerfile: PathBuf,
+    /// Multi-stage target, empty for the last stage.
+    pub target: String,
+    /// Target platform, empty for the daemon's.
+    pub platform: String,
+    /// Build arguments.
+    pub build_args: BTreeMap<String, String>,
+    /// Patterns (`.dockerignore` syntax) excluded on top of `.dockerignore`.
+    pub ignore: Vec<String>,
+    /// BuildKit frontend: `dockerfile.v0` or `gateway.v0`.
+    pub frontend: String,
+    /// Gateway frontend image (`frontend = "gateway.v0"`).
+    pub frontend_source: String,
+    /// Extra frontend options (`frontend-opts`), passed as frontend attributes.
+    pub frontend_opts: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// The image named `name`, if configured.
+    pub fn image(&self, name: &str) -> Option<&Image> {
+        self.images.iter().find(|i| i.name == name)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    buildkit: Buildkit,
+    registry: Option<Registry>,
+    #[serde(default, rename = "image")]
+    images: Vec<toml::Spanned<RawImage>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawImage {
+    name: toml::Spanned<String>,
+    context: toml::Spanned<String>,
+    #[serde(default = "default_dockerfile")]
+    dockerfile: toml::Spanned<String>,
+    #[serde(default)]
+    target: String,
+    #[serde(default)]
+    platform: String,
+    #[serde(default)]
+    build_args: BTreeMap<String, String>,
+    #[serde(default)]
+    ignore: Vec<String>,
+    #[serde(default = "default_frontend")]
+    frontend: toml::Spanned<String>,
+    #[serde(default)]
+    frontend_source: String,
+    #[serde(default)]
+    frontend_opts: BTreeMap<String, String>,
+}
+
+fn default_dockerfile() -> toml::Spanned<String> {
+    toml::Spanned::new(0..0, "Dockerfile".into())
+}
+fn default_frontend() -> toml::Spanned<String> {
+    toml::Spanned::new(0..0, "dockerfile.v0".into())
+}
+
+/// Finds devloop.toml in `start` or the nearest parent, as cargo finds Cargo.toml.
+pub fn discover(start: &Path) -> Result<PathBuf, Error> {
+    start
+        .ancestors()
+        .map(|d| d.join(FILE_NAME))
+        .find(|p| p.is_file())
+        .ok_or_else(|| Error::NotFound(start.to_path_buf()))
+}
+
+/// Reads and validates a config file, then applies the environment overrides.
+pub fn load(path: &Path) -> Result<Config, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.into(), source })?;
+    let mut cfg = parse(path, &text)?;
+    if let Ok(addr) = std::env::var("BUILDKIT_HOST") {
+        if !addr.is_empty() {
+            cfg.buildkit.addr = addr;
+        }
+    }
+    if let Ok(host) = std::env::var("DEVLOOP_REGISTRY") {
+        if !host.is_empty() {
+            cfg.registry.host = host;
+        }
+    }
+    Ok(cfg)
+}
+
+/// Parses and validates config text; `path` names the file in errors and anchors relative paths.
+pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
+    let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
+    let err = |span: Option<std::ops::Range<usize>>, key: String, message: String| {
+        Error::Invalid(Box::new(Located {
+            path: path.to_path_buf(),
+            line_col: span.filter(|s| s.end > 0 || s.start > 0).map(|s| line_col(text, s.start)),
+            key,
+            message,
+        }))
+    };
+
+    let de = toml::de::Deserializer::parse(text).map_err(|e| err(e.span(), String::new(), e.message().into()))?;
+    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = key_path(e.path());
+        let inner = e.into_inner();
+        err(inner.span(), key, did_you_mean(inner.message()))
+    })?;
+
+    let registry = raw.registry.ok_or_else(|| {
+        err(None, "registry".into(), "missing [registry] table (e.g. host = \"127.0.0.1:5000\")".into())
+    })?;
+    if registry.host.trim().is_empty() || registry.host.contains('/') || registry.host.contains("://") {
+        return Err(err(None, "registry.host".into(), format!("`{}` is not a registry host[:port]", registry.host)));
+    }
+    validate_addr(&raw.buildkit.addr).map_err(|m| err(None, "buildkit.addr".into(), m))?;
+
+    let mut images: Vec<Image> = Vec::new();
+    for (i, img) in raw.images.into_iter().enumerate() {
+        let img_span = img.span();
+        let img = img.into_inner();
+        let key = |k: &str| format!("image[{i}].{k}");
+        let name = img.name.get_ref();
+        if let Some(m) = invalid_repo_name(name) {
+            return Err(err(Some(img.name.span()), key("name"), m));
+        }
+        if images.iter().any(|o| &o.name == name) {
+            return Err(err(Some(img.name.span()), key("name"), format!("image `{name}` is defined twice")));
+        }
+        let frontend = img.frontend.get_ref().as_str();
+        match frontend {
+            "dockerfile.v0" => {}
+            "gateway.v0" if img.frontend_source.is_empty() => {
+                return Err(err(
+                    Some(img.frontend.span()),
+                    key("frontend-source"),
+                    "frontend = \"gateway.v0\" needs frontend-source = \"<frontend image>\"".into(),
+                ))
+            }
+            "gateway.v0" => {}
+            other => {
+                return Err(err(
+                    Some(img.frontend.span()),
+                    key("frontend"),
+                    format!("unknown frontend `{other}`: use \"dockerfile.v0\" or \"gateway.v0\""),
+                ))
+            }
+        }
+        for p in &img.ignore {
+            if let Err(e) = crate::filter::Pattern::parse(p) {
+                return Err(err(Some(img_span.clone()), key("ignore"), e.to_string()));
+            }
+        }
+        let context = root.join(img.context.get_ref());
+        images.push(Image {
+            name: name.clone(),
+            dockerfile: context.join(img.dockerfile.get_ref()),
+            context,
+            target: img.target,
+            platform: img.platform,
+            build_args: img.build_args,
+            ignore: img.ignore,
+            frontend: frontend.to_string(),
+            frontend_source: img.frontend_source,
+            frontend_opts: img.frontend_opts,
+        });
+    }
+    Ok(Config { path: path.to_path_buf(), root, buildkit: raw.buildkit, registry, images })
+}
+
+fn validate_addr(addr: &str) -> Result<(), String> {
+    match addr.split_once("://") {
+        Some(("unix", p)) if !p.is_empty() => Ok(()),
+        Some(("tcp", hp)) if hp.contains(':') => Ok(()),
+        _ => Err(format!("`{addr}` is not a BuildKit address: use unix:///path/to/buildkitd.sock or tcp://host:port")),
+    }
+}
+
+/// Registry repository names: lowercase alphanumerics separated by `.`, `_`, `__`, `-` and `/`.
+fn invalid_repo_name(name: &str) -> Option<String> {
+    let ok = !name.is_empty()
+        && name.split('/').all(|part| {
+            !part.is_empty()
+                && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+                && part.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && part.ends_with(|c: char| c.is_ascii_alphanumeric())
+        });
+    (!ok).then(|| format!("`{name}` is not a valid image name (lowercase letters, digits, `.`, `_`, `-`, `/`)"))
+}
+
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            // toml::Spanned wraps values in a private map key: not part of the user's path.
+            Segment::Map { key } if key.starts_with("$__serde_spanned") => {}
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// serde says "unknown field `imgae`, expected one of `a`, `b`": add the closest known key.
+fn did_you_mean(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else { return message.to_string() };
+    let Some((unknown, expected)) = rest.split_once('`') else { return message.to_string() };
+    let best = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|k| (strsim::jaro_winkler(unknown, k), k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match best {
+        Some((_, k)) => format!("{message} (did you mean `{k}`?)"),
+        None => message.to_string(),
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[buildkit]
+addr = "unix:///run/buildkit/buildkitd.sock"
+[registry]
+host = "127.0.0.1:5000"
+insecure = true
+[[image]]
+name = "hello"
+context = "examples/hello"
+build-args = { GREETING = "hi" }
+ignore = ["*.log"]
+"#;
+
+    fn parse_err(text: &str) -> Located {
+        match parse(Path::new("/p/devloop.toml"), text) {
+            Err(Error::Invalid(l)) => *l,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn good_config_resolves_paths_and_defaults() {
+        let c = parse(Path::new("/p/devloop.toml"), GOOD).unwrap();
+        let img = c.image("hello").unwrap();
+        assert_eq!(img.context, Path::new("/p/examples/hello"));
+        assert_eq!(img.dockerfile, Path::new("/p/examples/hello/Dockerfile"));
+        assert_eq!(img.frontend, "dockerfile.v0");
+        assert_eq!(img.build_args["GREETING"], "hi");
+        assert!(c.registry.insecure);
+    }
+
+    /// (config text, expected line, expected key, a fragment of the message)
+    #[test]
+    fn bad_configs_name_line_key_and_cause() {
+        let cases: &[(&str, usize, &str, &str)] = &[
+            ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontxt = \"x\"\n", 5, "image[0].contxt", "did you mean `context`"),
+            ("[registry]\nhost = \"r\"\nport = 1\n", 3, "registry.port", "unknown field `port`"),
+            ("[registry]\nhost = \"r\"\ninsecure = \"yes\"\n", 3, "registry.insecure", "expected a boolean"),
+            ("[registry]\nhost = \"r\"\n[[image]]\nname = \"Hello\"\ncontext = \".\"\n", 4, "image[0].name", "not a valid image name"),
+            ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\nbuild-args = { X = 1 }\n", 6, "image[0].build-args.X", "expected a string"),
+            ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\nfrontend = \"gateway.v0\"\n", 6, "image[0].frontend-source", "needs frontend-source"),
+            ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\n[[image]]\nname = \"a\"\ncontext = \".\"\n", 7, "image[1].name", "defined twice"),
+            ("[registry\nhost = \"r\"\n", 1, "", "expected `]`"),
+        ];
+        for (text, line, key, fragment) in cases {
+            let e = parse_err(text);
+            assert_eq!(e.line_col.map(|l| l.0), Some(*line), "line for {text:?}: {e}");
+            assert_eq!(e.key, *key, "key for {text:?}: {e}");
+            assert!(e.message.contains(fragment), "message for {text:?}: {e}");
+            assert!(e.to_string().starts_with("/p/devloop.toml:"), "{e}");
+        }
+    }
+
+    #[test]
+    fn missing_registry_and_bad_addr_are_named() {
+        let e = parse_err("[[image]]\nname = \"a\"\ncontext = \".\"\n");
+        assert_eq!(e.key, "registry");
+        let e = parse_err("[buildkit]\naddr = \"localhost:1234\"\n[registry]\nhost = \"r\"\n");
+        assert_eq!(e.key, "buildkit.addr");
+    }
+
+    #[test]
+    fn discover_walks_up_to_the_nearest_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), GOOD).unwrap();
+        let deep = dir.path().join("a/b");
+        std::fs::create_dir_all(&deep).unwrap();
+        assert_eq!(discover(&deep).unwrap(), dir.path().join(FILE_NAME));
+        let other = tempfile::tempdir().unwrap();
+        assert!(matches!(discover(other.path()), Err(Error::NotFound(_))));
+    }
+}

@@ -1,0 +1,134 @@
+//! The one-shot runs behind the CLI: `hash` (content tags) and `build` (skip what the registry has, build and
+//! push the rest). The watch loop of `devloop up` will drive the same pieces.
+
+use std::io::Write;
+
+use crate::buildkit::{self, progress::Progress, BuildSpec, Built};
+use crate::config::{Config, Image};
+use crate::filter::Filter;
+use crate::hash::{self, DigestCache, Snapshot};
+use crate::registry;
+
+/// Errors of a one-shot run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An image name on the command line that the config does not define.
+    #[error("no image named `{name}` in {config} (configured: {known})")]
+    UnknownImage { name: String, config: String, known: String },
+    /// The filter (`.dockerignore`, `ignore`) is invalid.
+    #[error(transparent)]
+    Filter(#[from] crate::filter::Error),
+    /// Hashing failed.
+    #[error(transparent)]
+    Hash(#[from] hash::Error),
+    /// The registry check failed.
+    #[error(transparent)]
+    Registry(#[from] registry::Error),
+    /// The build failed.
+    #[error(transparent)]
+    Buildkit(#[from] buildkit::Error),
+}
+
+/// An image with its filter and current content snapshot.
+pub struct Hashed<'a> {
+    /// The configured image.
+    pub image: &'a Image,
+    /// Its one filter.
+    pub filter: Filter,
+    /// Its inputs now.
+    pub snapshot: Snapshot,
+    /// `<registry host>/<name>:<tag>`.
+    pub reference: String,
+}
+
+/// The images named on the command line (all when none), in config order.
+pub fn select<'a>(cfg: &'a Config, names: &[String]) -> Result<Vec<&'a Image>, Error> {
+    if names.is_empty() {
+        return Ok(cfg.images.iter().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            cfg.image(n).ok_or_else(|| Error::UnknownImage {
+                name: n.clone(),
+                config: cfg.path.display().to_string(),
+                known: cfg.images.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", "),
+            })
+        })
+        .collect()
+}
+
+/// Hashes the selected images, through the persistent digest cache.
+pub fn hash_images<'a>(cfg: &'a Config, names: &[String]) -> Result<Vec<Hashed<'a>>, Error> {
+    let mut out = Vec::new();
+    for image in select(cfg, names)? {
+        let filter = Filter::for_context(&image.context, &image.dockerfile, &image.ignore)?;
+        let mut cache = match hash::cache_dir() {
+            Some(dir) => DigestCache::persistent(&dir.join("digests"), &image.context),
+            None => DigestCache::in_memory(),
+        };
+        let snapshot = hash::snapshot(image, &filter, &mut cache)?;
+        cache.save();
+        let reference = format!("{}/{}:{}", cfg.registry.host, image.name, snapshot.tag);
+        out.push(Hashed { image, filter, snapshot, reference });
+    }
+    Ok(out)
+}
+
+/// What `build` did for one image.
+pub enum Outcome {
+    /// The registry already had the tag.
+    Present { reference: String, digest: String },
+    /// Built and pushed.
+    Built { reference: String, built: Built },
+}
+
+/// Builds and pushes the selected images whose tag the registry lacks (all of them with `force`).
+/// Progress goes to stderr; one result line per image to `out`.
+pub async fn build_images(
+    cfg: &Config,
+    names: &[String],
+    force: bool,
+    verbose: bool,
+    out: &mut dyn Write,
+) -> Result<Vec<Outcome>, Error> {
+    let hashed = hash_images(cfg, names)?;
+    let mut control = None;
+    let mut outcomes = Vec::new();
+    for h in hashed {
+        let name = &h.image.name;
+        if !force {
+            if let Some(digest) = registry::manifest_digest(&cfg.registry, name, &h.snapshot.tag).await? {
+                let _ = writeln!(out, "{name}: {} is already in the registry ({digest}), nothing to build", h.reference);
+                outcomes.push(Outcome::Present { reference: h.reference, digest });
+                continue;
+            }
+        }
+        let client = match control.as_mut() {
+            Some(c) => c,
+            None => control.insert(buildkit::connect(&cfg.buildkit).await?),
+        };
+        eprintln!("{name}: building {} ({} files, {} bytes of context)", h.reference, h.snapshot.entries.len(), h.snapshot.bytes);
+        let mut progress = Progress::new(Box::new(std::io::stderr()), &format!("{name}: "), verbose);
+        let spec = BuildSpec { image: h.image, filter: h.filter, reference: h.reference.clone(), insecure: cfg.registry.insecure };
+        let built = buildkit::build(client, &spec, &mut progress).await?;
+        if verbose {
+            for p in &built.sent_paths {
+                eprintln!("{name}: sent {p}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "{name}: pushed {}@{} in {:.1}s ({}/{} steps cached; sent {} files, {} bytes)",
+            h.reference,
+            built.digest,
+            built.duration.as_secs_f64(),
+            built.steps.1,
+            built.steps.0,
+            built.sent_files,
+            built.sent_bytes
+        );
+        outcomes.push(Outcome::Built { reference: h.reference, built });
+    }
+    Ok(outcomes)
+}

@@ -1,0 +1,287 @@
+//! The content tag: SHA-256 over a canonical encoding of everything a build can see, so the same bytes give
+//! the same tag on any machine and any change a build could see gives a new one. The encoding is documented
+//! in the README ("The content tag"); [`encode`] is its single implementation.
+//!
+//! File contents are digested in parallel, through a [`DigestCache`] keyed by each file's metadata so an
+//! unchanged file is not read again. The cache can only skip reading, never change a result.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::Image;
+use crate::filter::Filter;
+use crate::tree::{self, Entry, Kind};
+
+/// Errors computing a tag.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The context could not be walked.
+    #[error(transparent)]
+    Tree(#[from] tree::Error),
+    /// The filter could not be built.
+    #[error(transparent)]
+    Filter(#[from] crate::filter::Error),
+    /// The Dockerfile is missing.
+    #[error("Dockerfile {0} does not exist")]
+    MissingDockerfile(PathBuf),
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Length of the tag in hex characters (128 bits of the SHA-256).
+pub const TAG_LEN: usize = 32;
+
+/// The result of hashing one image's inputs.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The content tag.
+    pub tag: String,
+    /// The entries the build can see, in DiffCopy order.
+    pub entries: Vec<Entry>,
+    /// Bytes of file content covered.
+    pub bytes: u64,
+    /// Files read this time (cache misses).
+    pub files_read: usize,
+}
+
+/// Non-file inputs of a build that go into the tag.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BuildInputs<'a> {
+    /// `dockerfile.v0` or `gateway.v0`.
+    pub frontend: &'a str,
+    /// Gateway frontend image.
+    pub frontend_source: &'a str,
+    /// Multi-stage target.
+    pub target: &'a str,
+    /// Target platform.
+    pub platform: &'a str,
+    /// Build args, sorted by key.
+    pub build_args: Vec<(&'a str, &'a str)>,
+    /// Extra frontend options, sorted by key.
+    pub frontend_opts: Vec<(&'a str, &'a str)>,
+    /// SHA-256 of the Dockerfile's bytes (None for a gateway frontend without one).
+    pub dockerfile: Option<[u8; 32]>,
+}
+
+impl<'a> BuildInputs<'a> {
+    /// The inputs of a configured image, with the Dockerfile's digest.
+    pub fn of(image: &'a Image, dockerfile: Option<[u8; 32]>) -> Self {
+        BuildInputs {
+            frontend: &image.frontend,
+            frontend_source: &image.frontend_source,
+            target: &image.target,
+            platform: &image.platform,
+            build_args: image.build_args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+            frontend_opts: image.frontend_opts.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+            dockerfile,
+        }
+    }
+}
+
+/// Appends one record: the name and the value, each as a big-endian u64 length and the bytes.
+fn record(h: &mut Sha256, name: &str, value: &[u8]) {
+    h.update((name.len() as u64).to_be_bytes());
+    h.update(name.as_bytes());
+    h.update((value.len() as u64).to_be_bytes());
+    h.update(value);
+}
+
+/// The canonical encoding (see the README). `digests[i]` is the content digest of `entries[i]` (files only).
+pub fn encode(inputs: &BuildInputs<'_>, entries: &[Entry], digests: &[Option<[u8; 32]>]) -> String {
+    let mut h = Sha256::new();
+    record(&mut h, "devloop-content-tag", b"1");
+    record(&mut h, "frontend", inputs.frontend.as_bytes());
+    record(&mut h, "frontend-source", inputs.frontend_source.as_bytes());
+    record(&mut h, "target", inputs.target.as_bytes());
+    record(&mut h, "platform", inputs.platform.as_bytes());
+    let mut args = inputs.build_args.clone();
+    args.sort();
+    for (k, v) in args {
+        record(&mut h, &format!("build-arg:{k}"), v.as_bytes());
+    }
+    let mut opts = inputs.frontend_opts.clone();
+    opts.sort();
+    for (k, v) in opts {
+        record(&mut h, &format!("frontend-opt:{k}"), v.as_bytes());
+    }
+    record(&mut h, "dockerfile", inputs.dockerfile.as_ref().map_or(&[][..], |d| &d[..]));
+    // Entries sorted by the bytes of their relative path (not walk order: "a-b" < "a/b" here).
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by(|&a, &b| entries[a].path.as_bytes().cmp(entries[b].path.as_bytes()));
+    for i in order {
+        let e = &entries[i];
+        record(&mut h, "path", e.path.as_bytes());
+        let kind = match e.kind {
+            Kind::Dir => 'd',
+            Kind::File => 'f',
+            Kind::Symlink => 'l',
+        };
+        record(&mut h, "mode", format!("{kind}{:04o}", e.perm).as_bytes());
+        match e.kind {
+            Kind::File => record(&mut h, "content", &digests[i].expect("file entries have a digest")),
+            Kind::Symlink => record(&mut h, "link", e.link.as_deref().unwrap_or("").as_bytes()),
+            Kind::Dir => {}
+        }
+    }
+    hex::encode(h.finalize())[..TAG_LEN].to_string()
+}
+
+/// SHA-256 of a file's bytes.
+pub fn file_digest(path: &Path) -> Result<[u8; 32], Error> {
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
+}
+
+/// What a cached digest is keyed by: if any of these changed, the file is read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Meta {
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    ino: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Cached {
+    meta: Meta,
+    /// When the digest was taken: a file modified in the same instant could keep its metadata, so entries
+    /// hashed less than [`RACY_NS`] after the file's last change are never trusted (git's "racy clean").
+    hashed_at_ns: i64,
+    digest: String,
+}
+
+const RACY_NS: i64 = 2_000_000_000;
+
+/// Per-file content digests keyed by path and metadata, optionally persisted between runs.
+#[derive(Debug)]
+pub struct DigestCache {
+    entries: HashMap<String, Cached>,
+    file: Option<PathBuf>,
+    dirty: bool,
+    racy_ns: i64,
+}
+
+impl Default for DigestCache {
+    fn default() -> Self {
+        DigestCache { entries: HashMap::new(), file: None, dirty: false, racy_ns: RACY_NS }
+    }
+}
+
+impl DigestCache {
+    /// An in-memory cache.
+    pub fn in_memory() -> Self {
+        Self::default()
+    }
+
+    /// A cache persisted in `dir` for the context `context` (never inside the context: devloop writes
+    /// nothing into the tree it watches). A missing or unreadable file starts an empty cache.
+    pub fn persistent(dir: &Path, context: &Path) -> Self {
+        let abs = std::fs::canonicalize(context).unwrap_or_else(|_| context.to_path_buf());
+        let key = hex::encode(Sha256::digest(abs.to_string_lossy().as_bytes()));
+        let file = dir.join(format!("{}.json", &key[..16]));
+        let entries = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        DigestCache { entries, file: Some(file), ..Self::default() }
+    }
+
+    /// Writes the cache back if it changed. Failures only cost speed next time, so they are logged.
+    pub fn save(&mut self) {
+        let Some(file) = &self.file else { return };
+        if !self.dirty {
+            return;
+        }
+        let res = file
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|_| std::fs::write(file, serde_json::to_vec(&self.entries).unwrap_or_default()));
+        match res {
+            Ok(()) => self.dirty = false,
+            Err(e) => tracing::warn!(file = %file.display(), "cannot save the digest cache: {e}"),
+        }
+    }
+
+    fn lookup(&self, e: &Entry) -> Option<[u8; 32]> {
+        let c = self.entries.get(&e.path)?;
+        let meta = Meta { size: e.size, mtime_ns: e.mtime_ns, ctime_ns: e.ctime_ns, ino: e.ino };
+        if c.meta != meta || c.hashed_at_ns - e.mtime_ns.max(e.ctime_ns) < self.racy_ns {
+            return None;
+        }
+        hex::decode(&c.digest).ok()?.try_into().ok()
+    }
+
+    /// Digests of every file entry (None for dirs and symlinks), reading only what the cache cannot vouch
+    /// for, in parallel. Returns the digests and how many files were read.
+    pub fn digests(&mut self, root: &Path, entries: &[Entry]) -> Result<(Vec<Option<[u8; 32]>>, usize), Error> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        let looked: Vec<Option<[u8; 32]>> =
+            entries.iter().map(|e| if e.kind == Kind::File { self.lookup(e) } else { None }).collect();
+        let misses: Vec<usize> =
+            (0..entries.len()).filter(|&i| entries[i].kind == Kind::File && looked[i].is_none()).collect();
+        let computed: Vec<(usize, [u8; 32])> = misses
+            .par_iter()
+            .map(|&i| file_digest(&root.join(&entries[i].path)).map(|d| (i, d)))
+            .collect::<Result<_, _>>()?;
+        let mut out = looked;
+        for (i, d) in &computed {
+            let e = &entries[*i];
+            out[*i] = Some(*d);
+            self.entries.insert(
+                e.path.clone(),
+                Cached {
+                    meta: Meta { size: e.size, mtime_ns: e.mtime_ns, ctime_ns: e.ctime_ns, ino: e.ino },
+                    hashed_at_ns: now,
+                    digest: hex::encode(d),
+                },
+            );
+        }
+        if !computed.is_empty() {
+            self.dirty = true;
+        }
+        Ok((out, computed.len()))
+    }
+}
+
+/// Hashes one image: walks its context through `filter`, digests files through `cache`, and encodes.
+pub fn snapshot(image: &Image, filter: &Filter, cache: &mut DigestCache) -> Result<Snapshot, Error> {
+    let entries = tree::walk(&image.context, filter)?;
+    let dockerfile = if image.frontend == "dockerfile.v0" || image.dockerfile.is_file() {
+        if !image.dockerfile.is_file() {
+            return Err(Error::MissingDockerfile(image.dockerfile.clone()));
+        }
+        Some(file_digest(&image.dockerfile)?)
+    } else {
+        None
+    };
+    let (digests, files_read) = cache.digests(&image.context, &entries)?;
+    let bytes = entries.iter().filter(|e| e.kind == Kind::File).map(|e| e.size).sum();
+    let tag = encode(&BuildInputs::of(image, dockerfile), &entries, &digests);
+    Ok(Snapshot { tag, entries, bytes, files_read })
+}
+
+/// Where devloop keeps caches: `$XDG_CACHE_HOME/devloop` or `~/.cache/devloop`.
+pub fn cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("devloop"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,100 @@
+//! The `devloop` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use devloop::{config, engine};
+
+/// The inner dev loop for Kubernetes: content-tagged images built by BuildKit, rolled out without deleting pods.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// devloop.toml to use (default: the nearest one in this directory or a parent).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// More output: build log lines, files sent, debug logs (RUST_LOG overrides).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print each image's content tag: `<name> <registry>/<name>:<tag>`.
+    Hash {
+        /// Images to hash (default: all).
+        images: Vec<String>,
+    },
+    /// Build and push images whose content tag the registry does not have yet.
+    Build {
+        /// Images to build (default: all).
+        images: Vec<String>,
+        /// Build even if the registry already has the tag.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("devloop={default_level}"))),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let cfg = match load_config(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let result = runtime.block_on(run(&cli, &cfg));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                engine::Error::UnknownImage { .. } | engine::Error::Filter(_) => ExitCode::from(2),
+                _ => ExitCode::from(1),
+            }
+        }
+    }
+}
+
+fn load_config(explicit: Option<&std::path::Path>) -> Result<config::Config, config::Error> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let cwd = std::env::current_dir().map_err(|source| config::Error::Read { path: ".".into(), source })?;
+            config::discover(&cwd)?
+        }
+    };
+    config::load(&path)
+}
+
+async fn run(cli: &Cli, cfg: &config::Config) -> Result<(), engine::Error> {
+    let mut stdout = std::io::stdout();
+    match &cli.command {
+        Command::Hash { images } => {
+            for h in engine::hash_images(cfg, images)? {
+                println!("{} {}", h.image.name, h.reference);
+            }
+        }
+        Command::Build { images, force } => {
+            engine::build_images(cfg, images, *force, cli.verbose > 0, &mut stdout).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! `devloop build` and `devloop hash` against the real stack: BuildKit over gRPC, the real registry.
+//! Run through scripts/test (it starts the stack and exports BUILDKIT_HOST and DEVLOOP_REGISTRY).
+
+mod common;
+use common::{env, registry_digest, Project};
+
+const STACK: &str = "needs the local stack: run scripts/test";
+
+/// `<ref>@<digest>` from the "pushed" line.
+fn pushed(stdout: &str) -> (String, String) {
+    let line = stdout.lines().find(|l| l.contains(": pushed ")).unwrap_or_else(|| panic!("no pushed line in {stdout}"));
+    let r = line.split(": pushed ").nth(1).unwrap().split_whitespace().next().unwrap();
+    let (reference, digest) = r.split_once('@').unwrap();
+    (reference.to_string(), digest.to_string())
+}
+
+/// Paths sent under `context/` in a `-v` build, minus the `.dockerignore` probe BuildKit makes every time.
+fn context_sent(stderr: &str) -> Vec<String> {
+    let mut v: Vec<String> = stderr
+        .lines()
+        .filter_map(|l| l.split(": sent context/").nth(1))
+        .filter(|p| *p != ".dockerignore")
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn build_pushes_the_digest_the_registry_serves_and_a_rerun_skips() {
+    let _ = STACK;
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    let tag = p.tag();
+    let (out, _) = p.ok(&["build"]);
+    let (reference, digest) = pushed(&out);
+    assert_eq!(reference, format!("{}/{}:{tag}", p.registry, p.name));
+    assert_eq!(registry_digest(&p.registry, &p.name, &tag).as_deref(), Some(digest.as_str()));
+
+    let started = std::time::Instant::now();
+    let (out, _) = p.ok(&["build"]);
+    eprintln!("registry-hit rerun took {:?}", started.elapsed());
+    assert!(out.contains("already in the registry") && out.contains(&digest), "{out}");
+    assert!(!out.contains("pushed"), "{out}");
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn after_a_one_file_change_the_context_transfer_carries_only_that_file() {
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    let (_, err) = p.ok(&["build", "-v"]);
+    let first = context_sent(&err);
+    assert!(first.contains(&"www/index.html".to_string()) && first.contains(&"serve.sh".to_string()), "{first:?}");
+
+    p.write("app/www/index.html", "<p>changed</p>\n");
+    let (out, err) = p.ok(&["build", "-v"]);
+    pushed(&out);
+    assert_eq!(context_sent(&err), ["www/index.html"]);
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn dockerignored_files_are_never_sent_and_only_visible_changes_change_the_tag() {
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    p.write("app/.env", "API_KEY=do-not-ship\n");
+    // If .env reached BuildKit, `COPY . /all` would copy it and the RUN would fail the build.
+    p.write(
+        "app/Dockerfile",
+        "ARG REGISTRY\nFROM ${REGISTRY}/busybox:latest\nCOPY . /all\nRUN test ! -e /all/.env && test -e /all/www/index.html\n",
+    );
+    let (out, err) = p.ok(&["build", "-v"]);
+    pushed(&out);
+    assert!(err.contains("sent context/www/index.html"), "{err}");
+    assert!(!err.contains("sent context/.env"), "a dockerignored file was sent:\n{err}");
+
+    let base = p.tag();
+    p.write("app/.env", "API_KEY=rotated\n");
+    assert_eq!(p.tag(), base, "changing a dockerignored file changed the tag");
+    let f = std::fs::File::options().write(true).open(p.path("app/serve.sh")).unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(60)).unwrap();
+    assert_eq!(p.tag(), base, "touch changed the tag");
+
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p.path("app/www/index.html"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let chmod = p.tag();
+    assert_ne!(chmod, base, "chmod +x did not change the tag");
+    p.write_config_with_args("EXTRA = \"1\"", "");
+    let arg = p.tag();
+    assert_ne!(arg, chmod, "a build arg did not change the tag");
+    p.write("app/Dockerfile", "ARG REGISTRY\nFROM ${REGISTRY}/busybox:latest\nCOPY . /srv\n");
+    assert_ne!(p.tag(), arg, "a Dockerfile change did not change the tag");
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_failing_dockerfile_shows_its_line_and_logs_and_pushes_nothing() {
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    p.write(
+        "app/Dockerfile",
+        "ARG REGISTRY\nFROM ${REGISTRY}/busybox:latest\nRUN echo preparing the build && echo 'boom: missing file' >&2 && exit 3\n",
+    );
+    let tag = p.tag();
+    let out = p.devloop(&["build"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Dockerfile:3: RUN echo preparing"), "no Dockerfile line in:\n{err}");
+    assert!(err.contains("boom: missing file"), "no log line in:\n{err}");
+    assert!(err.contains("exit code: 3"), "{err}");
+    assert_eq!(registry_digest(&p.registry, &p.name, &tag), None, "a failed build pushed an image");
+
+    p.write("app/Dockerfile", "ARG REGISTRY\nFROM ${REGISTRY}/busybox:latest\nFROBNICATE now\n");
+    let out = p.devloop(&["build"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Dockerfile:3: FROBNICATE now"), "no Dockerfile line in:\n{err}");
+}

@@ -1,0 +1,124 @@
+//! Helpers for tests that run the `devloop` binary on a scratch project.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A throwaway project: a copy of examples/hello plus a devloop.toml pointing at the stack.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub registry: String,
+    pub name: String,
+}
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the end-to-end tests through scripts/test (it starts the stack)")
+    })
+}
+
+/// A unique suffix, so runs do not find each other's images in the registry.
+pub fn nonce() -> String {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    format!("{:x}{:x}", t.as_secs() & 0xffff, t.subsec_nanos())
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+impl Project {
+    /// The hello example under a unique image name, with unique content (so the first build really builds).
+    pub fn hello(registry: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello");
+        copy_dir(&example, &dir.path().join("app"));
+        let name = format!("e2e-{}", nonce());
+        std::fs::write(dir.path().join("app/www/nonce.txt"), &name).unwrap();
+        let p = Project { dir, registry: registry.to_string(), name };
+        p.write_config("");
+        p
+    }
+
+    /// Writes devloop.toml; `extra` is appended inside the [[image]] table.
+    pub fn write_config(&self, extra: &str) {
+        self.write_config_with_args("", extra)
+    }
+
+    /// Writes devloop.toml with more build args (`K = "v", …`) besides REGISTRY.
+    pub fn write_config_with_args(&self, args: &str, extra: &str) {
+        let args = if args.is_empty() { String::new() } else { format!(", {args}") };
+        let cfg = format!(
+            "[buildkit]\naddr = \"{bk}\"\n[registry]\nhost = \"{reg}\"\ninsecure = true\n\
+             [[image]]\nname = \"{name}\"\ncontext = \"app\"\nbuild-args = {{ REGISTRY = \"{reg}\"{args} }}\n{extra}\n",
+            bk = std::env::var("BUILDKIT_HOST").unwrap_or_else(|_| "unix:///nonexistent.sock".into()),
+            reg = self.registry,
+            name = self.name,
+        );
+        std::fs::write(self.dir.path().join("devloop.toml"), cfg).unwrap();
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, body: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+
+    /// Runs `devloop ARGS` in the project directory.
+    pub fn devloop(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_devloop"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("DEVLOOP_REGISTRY")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs devloop and asserts success; returns (stdout, stderr).
+    pub fn ok(&self, args: &[&str]) -> (String, String) {
+        let out = self.devloop(args);
+        let (o, e) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        assert!(out.status.success(), "devloop {args:?} failed ({}):\n{o}\n{e}", out.status);
+        (o, e)
+    }
+
+    /// The tag `devloop hash` prints for this project's image.
+    pub fn tag(&self) -> String {
+        let (out, _) = self.ok(&["hash"]);
+        out.split(':').next_back().unwrap().trim().to_string()
+    }
+}
+
+/// The digest the registry serves for `name:tag` (HEAD with curl: independent of devloop's own client),
+/// or None on 404.
+pub fn registry_digest(registry: &str, name: &str, tag: &str) -> Option<String> {
+    let out = Command::new("curl")
+        .args([
+            "-sI",
+            "-H",
+            "Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
+             application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json",
+            &format!("http://{registry}/v2/{name}/manifests/{tag}"),
+        ])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !text.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    text.lines()
+        .find_map(|l| l.to_ascii_lowercase().starts_with("docker-content-digest:").then(|| l[22..].trim().to_string()))
+}
