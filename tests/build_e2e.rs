@@ -114,3 +114,29 @@ fn a_failing_dockerfile_shows_its_line_and_logs_and_pushes_nothing() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("Dockerfile:3: FROBNICATE now"), "no Dockerfile line in:\n{err}");
 }
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn builds_over_tcp_with_mutual_tls_and_refuses_without_a_client_cert() {
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    let (addr, pki) = (env("DEVLOOP_STACK_BUILDKIT_TCP"), env("DEVLOOP_STACK_PKI"));
+    p.write_config_full(
+        &format!(
+            "addr = \"{addr}\"\ntls-ca = \"{pki}/ca.crt\"\ntls-cert = \"{pki}/buildkit-client.crt\"\n\
+             tls-key = \"{pki}/buildkit-client.key\""
+        ),
+        "",
+        "",
+    );
+    let (out, _) = p.ok(&["build"]);
+    let (_, digest) = pushed(&out);
+    assert_eq!(registry_digest(&p.registry, &p.name, &p.tag()).as_deref(), Some(digest.as_str()));
+
+    // The daemon demands a client certificate: without one the build is refused, with the address named.
+    p.write("app/www/index.html", "<p>other</p>\n");
+    p.write_config_full(&format!("addr = \"{addr}\"\ntls-ca = \"{pki}/ca.crt\""), "", "");
+    let out = p.devloop(&["build"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&addr), "{err}");
+}

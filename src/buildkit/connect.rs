@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient;
+use bollard_buildkit_proto::moby::buildkit::v1::ListWorkersRequest;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
 
@@ -34,13 +35,28 @@ pub async fn connect(cfg: &config::Buildkit) -> Result<ControlClient<Channel>, E
             .map_err(|e| unreachable(&e))?
             .connect_timeout(Duration::from_secs(5));
         if tls {
-            ep = ep.tls_config(tls_config(cfg)?).map_err(|e| unreachable(&e))?;
+            ep = ep.tls_config(tls_config(cfg)?).map_err(|e| Error::Tls(format!("cannot use the certificates: {e:?}")))?;
         }
         ep.connect().await.map_err(|e| unreachable(&source_chain(&e)))?
     } else {
         return Err(unreachable(&"unsupported address scheme (use unix:// or tcp://)"));
     };
-    Ok(ControlClient::new(channel).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE))
+    let mut client =
+        ControlClient::new(channel).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE);
+    // One cheap call now, so a daemon that rejects us (TLS without a client certificate, a proxy that is not
+    // BuildKit) is reported here with its address, not later as a failed session.
+    let probe = tokio::time::timeout(Duration::from_secs(10), client.list_workers(ListWorkersRequest::default()));
+    match probe.await {
+        Ok(Ok(_)) => Ok(client),
+        Ok(Err(status)) => {
+            let mut reason = format!("it rejected the first call: {}", status.message());
+            if cfg.addr.starts_with("tcp://") {
+                reason.push_str(" (if it requires TLS client authentication, set tls-ca, tls-cert and tls-key)");
+            }
+            Err(unreachable(&reason))
+        }
+        Err(_) => Err(unreachable(&"no answer to the first call within 10s")),
+    }
 }
 
 fn tls_config(cfg: &config::Buildkit) -> Result<ClientTlsConfig, Error> {

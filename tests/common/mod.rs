@@ -56,11 +56,19 @@ impl Project {
 
     /// Writes devloop.toml with more build args (`K = "v", …`) besides REGISTRY.
     pub fn write_config_with_args(&self, args: &str, extra: &str) {
+        let bk = format!(
+            "addr = \"{}\"",
+            std::env::var("BUILDKIT_HOST").unwrap_or_else(|_| "unix:///nonexistent.sock".into())
+        );
+        self.write_config_full(&bk, args, extra)
+    }
+
+    /// Writes devloop.toml with `buildkit` as the body of its [buildkit] table.
+    pub fn write_config_full(&self, buildkit: &str, args: &str, extra: &str) {
         let args = if args.is_empty() { String::new() } else { format!(", {args}") };
         let cfg = format!(
-            "[buildkit]\naddr = \"{bk}\"\n[registry]\nhost = \"{reg}\"\ninsecure = true\n\
+            "[buildkit]\n{buildkit}\n[registry]\nhost = \"{reg}\"\ninsecure = true\n\
              [[image]]\nname = \"{name}\"\ncontext = \"app\"\nbuild-args = {{ REGISTRY = \"{reg}\"{args} }}\n{extra}\n",
-            bk = std::env::var("BUILDKIT_HOST").unwrap_or_else(|_| "unix:///nonexistent.sock".into()),
             reg = self.registry,
             name = self.name,
         );
@@ -83,6 +91,7 @@ impl Project {
             .args(args)
             .current_dir(self.dir.path())
             .env_remove("DEVLOOP_REGISTRY")
+            .env_remove("BUILDKIT_HOST") // the project's devloop.toml decides
             .output()
             .unwrap()
     }
