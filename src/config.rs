@@ -64,6 +64,50 @@ pub struct Config {
     pub registry: Registry,
     /// The images to build, in file order.
     pub images: Vec<Image>,
+    /// Which cluster and namespace.
+    pub kube: Kube,
+    /// Where each image is deployed, in file order.
+    pub deploys: Vec<Deploy>,
+}
+
+/// `[kube]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Kube {
+    /// Kube context (default: the kubeconfig's current context).
+    pub context: Option<String>,
+    /// Namespace (default: the context's, else `default`).
+    pub namespace: Option<String>,
+    /// Contexts allowed besides the built-in local names (`*` wildcards allowed).
+    #[serde(default)]
+    pub allow_contexts: Vec<String>,
+}
+
+/// One `[[deploy]]`: where an image goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deploy {
+    /// The `[[image]]` deployed.
+    pub image: String,
+    /// How it is deployed.
+    pub target: DeployTarget,
+    /// How long a rollout may take before it is reported as failed.
+    pub rollout_timeout: std::time::Duration,
+    /// Put the previous image back when a rollout fails.
+    pub rollback_on_failure: bool,
+}
+
+/// Patch an existing Deployment, or apply manifests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeployTarget {
+    /// Patch the image of one container of an existing Deployment.
+    Patch {
+        /// Deployment name.
+        deployment: String,
+        /// Container name (default: the one using this image, or the only one).
+        container: Option<String>,
+    },
+    /// Server-side apply these files (globs, relative to devloop.toml), image references substituted.
+    Manifests(Vec<String>),
 }
 
 /// `[buildkit]`.
@@ -102,6 +146,15 @@ pub struct Registry {
     /// Plain HTTP (a local registry).
     #[serde(default)]
     pub insecure: bool,
+    /// The registry's name as the cluster sees it, if it differs from `host`.
+    pub pull_host: Option<String>,
+}
+
+impl Registry {
+    /// The host the cluster pulls from.
+    pub fn pull_host(&self) -> &str {
+        self.pull_host.as_deref().unwrap_or(&self.host)
+    }
 }
 
 /// One `[[image]]`.
@@ -144,6 +197,23 @@ struct RawConfig {
     registry: Option<Registry>,
     #[serde(default, rename = "image")]
     images: Vec<toml::Spanned<RawImage>>,
+    #[serde(default)]
+    kube: Kube,
+    #[serde(default, rename = "deploy")]
+    deploys: Vec<toml::Spanned<RawDeploy>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawDeploy {
+    image: toml::Spanned<String>,
+    deployment: Option<String>,
+    container: Option<String>,
+    #[serde(default)]
+    manifests: Vec<String>,
+    rollout_timeout: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    rollback_on_failure: bool,
 }
 
 #[derive(Deserialize)]
@@ -280,7 +350,50 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
             frontend_opts: img.frontend_opts,
         });
     }
-    Ok(Config { path: path.to_path_buf(), root, buildkit: raw.buildkit, registry, images })
+    let mut deploys = Vec::new();
+    for (i, d) in raw.deploys.into_iter().enumerate() {
+        let span = d.span();
+        let d = d.into_inner();
+        let key = |k: &str| format!("deploy[{i}].{k}");
+        if !images.iter().any(|img| &img.name == d.image.get_ref()) {
+            let known = images.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ");
+            return Err(err(
+                Some(d.image.span()),
+                key("image"),
+                format!("no [[image]] named `{}` (configured: {known})", d.image.get_ref()),
+            ));
+        }
+        let target = match (d.deployment, d.manifests.is_empty()) {
+            (Some(deployment), true) => DeployTarget::Patch { deployment, container: d.container },
+            (None, false) if d.container.is_none() => DeployTarget::Manifests(d.manifests),
+            (None, false) => {
+                return Err(err(Some(span), key("container"), "`container` goes with `deployment`, not `manifests`".into()))
+            }
+            (Some(_), false) => {
+                return Err(err(Some(span), key("manifests"), "set either `deployment` or `manifests`, not both".into()))
+            }
+            (None, true) => {
+                return Err(err(
+                    Some(span),
+                    key("deployment"),
+                    "set `deployment = \"<name>\"` (patch it) or `manifests = [\"k8s/*.yaml\"]` (apply them)".into(),
+                ))
+            }
+        };
+        let rollout_timeout = match &d.rollout_timeout {
+            None => std::time::Duration::from_secs(120),
+            Some(t) => humantime::parse_duration(t.get_ref()).map_err(|e| {
+                err(Some(t.span()), key("rollout-timeout"), format!("`{}` is not a duration like \"90s\" or \"2m\": {e}", t.get_ref()))
+            })?,
+        };
+        deploys.push(Deploy {
+            image: d.image.into_inner(),
+            target,
+            rollout_timeout,
+            rollback_on_failure: d.rollback_on_failure,
+        });
+    }
+    Ok(Config { path: path.to_path_buf(), root, buildkit: raw.buildkit, registry, images, kube: raw.kube, deploys })
 }
 
 fn validate_addr(addr: &str) -> Result<(), String> {
@@ -362,6 +475,16 @@ name = "hello"
 context = "examples/hello"
 build-args = { GREETING = "hi" }
 ignore = ["*.log"]
+[kube]
+context = "devloop-local"
+allow-contexts = ["lab-*"]
+[[deploy]]
+image = "hello"
+deployment = "hello"
+rollout-timeout = "90s"
+[[deploy]]
+image = "hello"
+manifests = ["k8s/*.yaml"]
 "#;
 
     fn parse_err(text: &str) -> Located {
@@ -380,6 +503,12 @@ ignore = ["*.log"]
         assert_eq!(img.frontend, "dockerfile.v0");
         assert_eq!(img.build_args["GREETING"], "hi");
         assert!(c.registry.insecure);
+        assert_eq!(c.registry.pull_host(), "127.0.0.1:5000");
+        assert_eq!(c.kube.allow_contexts, ["lab-*"]);
+        assert_eq!(c.deploys[0].target, DeployTarget::Patch { deployment: "hello".into(), container: None });
+        assert_eq!(c.deploys[0].rollout_timeout, std::time::Duration::from_secs(90));
+        assert_eq!(c.deploys[1].target, DeployTarget::Manifests(vec!["k8s/*.yaml".into()]));
+        assert_eq!(c.deploys[1].rollout_timeout, std::time::Duration::from_secs(120));
     }
 
     /// (config text, expected line, expected key, a fragment of the message)
@@ -394,6 +523,10 @@ ignore = ["*.log"]
             ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\nfrontend = \"gateway.v0\"\n", 6, "image[0].frontend-source", "needs frontend-source"),
             ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\n[[image]]\nname = \"a\"\ncontext = \".\"\n", 7, "image[1].name", "defined twice"),
             ("[registry\nhost = \"r\"\n", 1, "", "expected `]`"),
+            ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\n[[deploy]]\nimage = \"b\"\ndeployment = \"a\"\n", 7, "deploy[0].image", "no [[image]] named `b`"),
+            ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\n[[deploy]]\nimage = \"a\"\n", 6, "deploy[0].deployment", "set `deployment"),
+            ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\n[[deploy]]\nimage = \"a\"\ndeployment = \"a\"\nrollout-timeout = \"soon\"\n", 9, "deploy[0].rollout-timeout", "not a duration"),
+            ("[registry]\nhost = \"r\"\n[kube]\nallow-context = [\"x\"]\n", 4, "kube.allow-context", "did you mean `allow-contexts`"),
         ];
         for (text, line, key, fragment) in cases {
             let e = parse_err(text);

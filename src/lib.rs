@@ -1,9 +1,10 @@
 //! devloop: the inner dev loop for Kubernetes. Files are filtered ([`filter`], [`tree`]) and hashed into a
 //! content tag ([`hash`]); images are built by talking to BuildKit directly ([`buildkit`]) and pushed to a
-//! registry ([`registry`]); [`engine`] runs the stages; [`config`] reads devloop.toml.
+//! registry ([`registry`]) and rolled out ([`deploy`]); [`engine`] runs the stages; [`config`] reads devloop.toml.
 
 pub mod buildkit;
 pub mod config;
+pub mod deploy;
 pub mod engine;
 pub mod filter;
 pub mod hash;

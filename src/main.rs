@@ -35,6 +35,21 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Roll the configured workloads to the images' content tags (building them if needed) and watch.
+    Deploy {
+        /// Deploy this tag instead of the current content tag (it must be in the registry).
+        #[arg(long)]
+        tag: Option<String>,
+        /// Kube context (default: [kube] context, else the kubeconfig's current context).
+        #[arg(long)]
+        kube_context: Option<String>,
+        /// Namespace (default: [kube] namespace, else the context's, else `default`).
+        #[arg(long, short)]
+        namespace: Option<String>,
+        /// Allow this context for this run, besides [kube] allow-contexts and the local names.
+        #[arg(long)]
+        allow_context: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,11 +77,14 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let result = runtime.block_on(run(&cli, &cfg));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e}");
             match e {
-                engine::Error::UnknownImage { .. } | engine::Error::Filter(_) => ExitCode::from(2),
+                engine::Error::UnknownImage { .. }
+                | engine::Error::Filter(_)
+                | engine::Error::Deploy(devloop::deploy::Error::NotAllowed(_)) => ExitCode::from(2),
                 _ => ExitCode::from(1),
             }
         }
@@ -84,7 +102,8 @@ fn load_config(explicit: Option<&std::path::Path>) -> Result<config::Config, con
     config::load(&path)
 }
 
-async fn run(cli: &Cli, cfg: &config::Config) -> Result<(), engine::Error> {
+/// Ok(false): the run finished but something it watched failed (a rollout), already reported.
+async fn run(cli: &Cli, cfg: &config::Config) -> Result<bool, engine::Error> {
     let mut stdout = std::io::stdout();
     match &cli.command {
         Command::Hash { images } => {
@@ -95,6 +114,18 @@ async fn run(cli: &Cli, cfg: &config::Config) -> Result<(), engine::Error> {
         Command::Build { images, force } => {
             engine::build_images(cfg, images, *force, cli.verbose > 0, &mut stdout).await?;
         }
+        Command::Deploy { tag, kube_context, namespace, allow_context } => {
+            let opts = engine::deploy::DeployOptions {
+                kube: devloop::deploy::KubeOptions {
+                    context: kube_context.clone(),
+                    namespace: namespace.clone(),
+                    allow: allow_context.clone(),
+                },
+                tag: tag.clone(),
+                verbose: cli.verbose > 0,
+            };
+            return engine::deploy::deploy_all(cfg, &opts, &mut stdout).await;
+        }
     }
-    Ok(())
+    Ok(true)
 }

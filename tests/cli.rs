@@ -61,3 +61,49 @@ fn an_unreachable_buildkit_is_named_with_its_address() {
     assert!(err.contains("BuildKit is unreachable at unix:///nonexistent/buildkitd.sock"), "{err}");
     assert!(err.contains("scripts/stack up"), "{err}");
 }
+
+#[test]
+fn a_context_not_allow_listed_is_refused_before_any_connection() {
+    // A listener standing in for the refused cluster's API server.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let p = Project::hello("127.0.0.1:9");
+    let kubeconfig = p.path("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: prod\n  cluster: {{server: \"https://127.0.0.1:{port}\"}}\n\
+             users:\n- name: prod\n  user: {{token: abc}}\ncontexts:\n- name: prod-eu\n  context: {{cluster: prod, user: prod}}\n\
+             current-context: prod-eu\n"
+        ),
+    )
+    .unwrap();
+    let cfg = std::fs::read_to_string(p.path("devloop.toml")).unwrap();
+    std::fs::write(p.path("devloop.toml"), format!("{cfg}[[deploy]]\nimage = \"{}\"\ndeployment = \"x\"\n", p.name)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_devloop"))
+        .arg("deploy")
+        .current_dir(p.dir.path())
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("refusing to deploy to kube context `prod-eu`"), "{err}");
+    assert!(err.contains("allow-contexts = [\"prod-eu\"]"), "{err}");
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the refused context's server was contacted: {other:?}"),
+    }
+    // --allow-context lets it past the check (it then fails at the unreachable registry, exit 1).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_devloop"))
+        .args(["deploy", "--allow-context", "prod-eu"])
+        .current_dir(p.dir.path())
+        .env("KUBECONFIG", &kubeconfig)
+        .env("DEVLOOP_REGISTRY", "127.0.0.1:9")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("registry 127.0.0.1:9 is unreachable"), "{err}");
+}

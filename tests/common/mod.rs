@@ -131,3 +131,71 @@ pub fn registry_digest(registry: &str, name: &str, tag: &str) -> Option<String> 
     text.lines()
         .find_map(|l| l.to_ascii_lowercase().starts_with("docker-content-digest:").then(|| l[22..].trim().to_string()))
 }
+
+/// Runs kubectl (the stack's, from PATH) and returns stdout; panics with stderr on failure.
+pub fn kubectl(args: &[&str]) -> String {
+    let out = Command::new("kubectl").args(args).output().expect("kubectl");
+    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// kubectl, returning Err(stderr) instead of panicking.
+pub fn try_kubectl(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("kubectl").args(args).output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// A namespace made for one test, deleted (without waiting) when dropped.
+pub struct Namespace(pub String);
+
+impl Namespace {
+    pub fn new(prefix: &str) -> Namespace {
+        let name = format!("{prefix}-{}", nonce());
+        kubectl(&["create", "namespace", &name]);
+        Namespace(name)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = try_kubectl(&["delete", "namespace", &self.0, "--wait=false"]);
+    }
+}
+
+/// Polls `f` every 300 ms until it returns Ok, or panics naming `what` after `secs`.
+pub fn eventually<T>(what: &str, secs: u64, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if std::time::Instant::now() > deadline => panic!("{what}: still failing after {secs}s: {e}"),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(300)),
+        }
+    }
+}
+
+/// Names of the pods with label app=`app` that are not being deleted.
+pub fn live_pods(ns: &str, app: &str) -> Vec<String> {
+    let out = kubectl(&[
+        "-n", ns, "get", "pods", "-l", &format!("app={app}"),
+        "-o", "jsonpath={range .items[?(@.metadata.deletionTimestamp)]}{''}{end}{range .items[*]}{.metadata.name} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+    ]);
+    out.lines().filter(|l| l.split_whitespace().count() == 1).map(|l| l.trim().to_string()).collect()
+}
+
+/// All pods with label app=`app`, deleting or not.
+pub fn all_pods(ns: &str, app: &str) -> Vec<String> {
+    kubectl(&["-n", ns, "get", "pods", "-l", &format!("app={app}"), "-o", "name"])
+        .lines()
+        .map(|l| l.trim_start_matches("pod/").to_string())
+        .collect()
+}
+
+/// The page a pod serves on :8080, through the API server's proxy to the pod on the stack's network.
+pub fn page(ns: &str, pod: &str) -> Result<String, String> {
+    try_kubectl(&["get", "--raw", &format!("/api/v1/namespaces/{ns}/pods/{pod}:8080/proxy/")])
+}

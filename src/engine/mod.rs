@@ -1,5 +1,7 @@
-//! The one-shot runs behind the CLI: `hash` (content tags) and `build` (skip what the registry has, build and
-//! push the rest). The watch loop of `devloop up` will drive the same pieces.
+//! The one-shot runs behind the CLI: `hash` (content tags), `build` (skip what the registry has, build and
+//! push the rest) and [`deploy`]. The watch loop of `devloop up` will drive the same pieces.
+
+pub mod deploy;
 
 use std::io::Write;
 
@@ -27,6 +29,12 @@ pub enum Error {
     /// The build failed.
     #[error(transparent)]
     Buildkit(#[from] buildkit::Error),
+    /// Deploying failed before a rollout could be judged.
+    #[error(transparent)]
+    Deploy(#[from] crate::deploy::Error),
+    /// `deploy` needs something the config or registry does not have.
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// An image with its filter and current content snapshot.

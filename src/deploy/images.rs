@@ -1,0 +1,80 @@
+//! Image references: which references in a manifest or a Deployment are devloop's images, and the one-line
+//! explanations of `imagePullPolicy` and `:latest` traps.
+
+/// The repository part of a reference: without `@digest` and without `:tag`.
+pub fn repository(reference: &str) -> &str {
+    let no_digest = reference.split('@').next().unwrap_or(reference);
+    match no_digest.rfind(':') {
+        Some(i) if !no_digest[i..].contains('/') => &no_digest[..i],
+        _ => no_digest,
+    }
+}
+
+/// Whether the reference carries a tag or a digest (no tag means `:latest`).
+fn has_tag_or_digest(reference: &str) -> bool {
+    reference.contains('@') || repository(reference) != reference
+}
+
+/// Whether `reference` names image `name` as pushed to `host` or pulled from `pull_host`, or the bare name
+/// as manifests often write it.
+pub fn is_ours(reference: &str, name: &str, host: &str, pull_host: &str) -> bool {
+    let repo = repository(reference);
+    repo == name || repo == format!("{host}/{name}") || repo == format!("{pull_host}/{name}")
+}
+
+/// A one-line explanation for an image reference in a manifest, if it deserves one. `managed` is true for
+/// references devloop replaces with `repo:tag@digest`.
+pub fn hint(reference: &str, pull_policy: Option<&str>, managed: bool) -> Option<String> {
+    if managed {
+        return match pull_policy {
+            Some("Always") => Some(format!(
+                "{reference}: imagePullPolicy Always makes every pod start pull from the registry; devloop deploys \
+                 by digest, so IfNotPresent is safe and also works when the registry is briefly unreachable"
+            )),
+            _ => None,
+        };
+    }
+    let latest = !has_tag_or_digest(reference) || reference.split('@').next().is_some_and(|r| r.ends_with(":latest"));
+    if latest {
+        return Some(format!(
+            "{reference}: `:latest` (or no tag) is pulled again on every pod start (imagePullPolicy defaults to \
+             Always) and a rebuilt image under the same tag does not roll pods; pin a tag or a digest"
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repositories_and_ownership() {
+        let cases = [
+            ("reg:5000/app:v1", "reg:5000/app"),
+            ("reg:5000/app@sha256:ab", "reg:5000/app"),
+            ("reg:5000/app:v1@sha256:ab", "reg:5000/app"),
+            ("reg:5000/app", "reg:5000/app"),
+            ("app", "app"),
+            ("app:1", "app"),
+        ];
+        for (r, want) in cases {
+            assert_eq!(repository(r), want, "{r}");
+        }
+        assert!(is_ours("hello", "hello", "h:5000", "p:5000"));
+        assert!(is_ours("p:5000/hello:abc@sha256:1", "hello", "h:5000", "p:5000"));
+        assert!(is_ours("h:5000/hello", "hello", "h:5000", "p:5000"));
+        assert!(!is_ours("h:5000/hello-db:1", "hello", "h:5000", "p:5000"));
+        assert!(!is_ours("other/hello:1", "hello", "h:5000", "p:5000"));
+    }
+
+    #[test]
+    fn hints_explain_latest_and_pull_policy() {
+        assert!(hint("redis", None, false).unwrap().contains(":latest"));
+        assert!(hint("redis:latest", Some("IfNotPresent"), false).is_some());
+        assert_eq!(hint("redis:7.2", None, false), None);
+        assert_eq!(hint("redis@sha256:ab", None, false), None);
+        assert!(hint("reg/app:t@sha256:1", Some("Always"), true).unwrap().contains("IfNotPresent is safe"));
+        assert_eq!(hint("reg/app:t@sha256:1", Some("IfNotPresent"), true), None);
+    }
+}

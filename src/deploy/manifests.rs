@@ -1,0 +1,183 @@
+//! Manifest mode: read YAML files (globs, several documents each), put every object in the target
+//! namespace, replace the references to devloop's images with `repo:tag@digest`, and server-side apply
+//! them under the `devloop` field manager.
+
+use std::path::Path;
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{self, Scope};
+use serde_json::Value;
+
+use super::{images, Error, Target, FIELD_MANAGER};
+
+/// One object from the manifests, ready to apply.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// The file it came from.
+    pub file: String,
+    /// Its content, images substituted.
+    pub value: Value,
+    /// The devloop references it now carries.
+    pub refs: Vec<String>,
+}
+
+impl Object {
+    /// `Kind/name`.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.kind(), self.name())
+    }
+    /// The object's kind.
+    pub fn kind(&self) -> &str {
+        self.value["kind"].as_str().unwrap_or("")
+    }
+    /// The object's name.
+    pub fn name(&self) -> &str {
+        self.value["metadata"]["name"].as_str().unwrap_or("")
+    }
+}
+
+/// Reads the files matching `patterns` (relative to `root`), in sorted order, one object per document.
+pub fn load(root: &Path, patterns: &[String]) -> Result<Vec<(String, Value)>, Error> {
+    let mut files = Vec::new();
+    for p in patterns {
+        let full = root.join(p);
+        let matched: Vec<_> = glob::glob(&full.to_string_lossy())
+            .map_err(|e| Error::Manifest(format!("manifests pattern `{p}`: {e}")))?
+            .filter_map(Result::ok)
+            .collect();
+        if matched.is_empty() {
+            return Err(Error::Manifest(format!("manifests pattern `{p}` matches no file under {}", root.display())));
+        }
+        files.extend(matched);
+    }
+    files.sort();
+    files.dedup();
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).map_err(|e| Error::Manifest(format!("cannot read {}: {e}", f.display())))?;
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+            let v: Value = serde::Deserialize::deserialize(doc)
+                .map_err(|e| Error::Manifest(format!("{}: {e}", f.display())))?;
+            if v.is_null() {
+                continue;
+            }
+            if v["kind"].as_str().is_none() || v["apiVersion"].as_str().is_none() || v["metadata"]["name"].as_str().is_none() {
+                return Err(Error::Manifest(format!("{}: an object without apiVersion, kind or metadata.name", f.display())));
+            }
+            out.push((f.display().to_string(), v));
+        }
+    }
+    Ok(out)
+}
+
+/// Replaces image references in every `containers`/`initContainers` list of `v`. `subst` maps a reference
+/// to devloop's, for devloop's images. Returns the references put in, and the hints for the others.
+pub fn substitute(v: &mut Value, subst: &dyn Fn(&str) -> Option<String>) -> (Vec<String>, Vec<String>) {
+    let mut refs = Vec::new();
+    let mut hints = Vec::new();
+    walk(v, subst, &mut refs, &mut hints);
+    (refs, hints)
+}
+
+fn walk(v: &mut Value, subst: &dyn Fn(&str) -> Option<String>, refs: &mut Vec<String>, hints: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                if (k == "containers" || k == "initContainers") && child.is_array() {
+                    for c in child.as_array_mut().into_iter().flatten() {
+                        let policy = c["imagePullPolicy"].as_str().map(str::to_string);
+                        let Some(image) = c["image"].as_str().map(str::to_string) else { continue };
+                        let new = subst(&image);
+                        if let Some(h) = images::hint(new.as_deref().unwrap_or(&image), policy.as_deref(), new.is_some()) {
+                            hints.push(h);
+                        }
+                        if let Some(new) = new {
+                            c["image"] = Value::String(new.clone());
+                            refs.push(new);
+                        }
+                    }
+                } else {
+                    walk(child, subst, refs, hints);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| walk(i, subst, refs, hints)),
+        _ => {}
+    }
+}
+
+/// What applying one object did.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// The object.
+    pub object: Object,
+    /// False when server-side apply left it as it was.
+    pub changed: bool,
+}
+
+/// Server-side applies `objects` into the target namespace (namespaced kinds), in order.
+pub async fn apply(t: &Target, objects: Vec<Object>) -> Result<Vec<Applied>, Error> {
+    let mut out = Vec::new();
+    for mut obj in objects {
+        let api_version = obj.value["apiVersion"].as_str().unwrap_or_default().to_string();
+        let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
+        let gvk = GroupVersionKind::gvk(group, version, obj.kind());
+        let (ar, caps) = discovery::pinned_kind(&t.client, &gvk)
+            .await
+            .map_err(super::Error::api(format!("{}: unknown kind {api_version}/{}", obj.file, obj.kind())))?;
+        let api: Api<DynamicObject> = if caps.scope == Scope::Namespaced {
+            obj.value["metadata"]["namespace"] = Value::String(t.namespace.clone());
+            Api::namespaced_with(t.client.clone(), &t.namespace, &ar)
+        } else {
+            Api::all_with(t.client.clone(), &ar)
+        };
+        let name = obj.name().to_string();
+        let before = api.get_opt(&name).await.map_err(super::Error::api(format!("reading {}", obj.id())))?;
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let after = api
+            .patch(&name, &params, &Patch::Apply(&obj.value))
+            .await
+            .map_err(super::Error::api(format!("applying {} from {}", obj.id(), obj.file)))?;
+        let changed = before.and_then(|b| b.metadata.resource_version) != after.metadata.resource_version;
+        out.push(Applied { object: obj, changed });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_are_substituted_in_every_pod_template_and_others_get_hints() {
+        let mut v: Value = serde_yaml_ng::from_str(
+            "kind: Deployment\nspec:\n  template:\n    spec:\n      initContainers: [{name: init, image: hello}]\n      \
+             containers:\n      - {name: web, image: 'reg:5000/hello:old', imagePullPolicy: Always}\n      \
+             - {name: cache, image: redis}\n      - {name: db, image: 'postgres:16'}\n",
+        )
+        .unwrap();
+        let subst = |i: &str| images::is_ours(i, "hello", "reg:5000", "reg:5000").then(|| "reg:5000/hello:t@sha256:1".to_string());
+        let (refs, hints) = substitute(&mut v, &subst);
+        assert_eq!(refs.len(), 2);
+        assert_eq!(v["spec"]["template"]["spec"]["containers"][0]["image"], "reg:5000/hello:t@sha256:1");
+        assert_eq!(v["spec"]["template"]["spec"]["initContainers"][0]["image"], "reg:5000/hello:t@sha256:1");
+        assert_eq!(v["spec"]["template"]["spec"]["containers"][2]["image"], "postgres:16");
+        assert_eq!(hints.len(), 2, "{hints:?}"); // Always on ours; redis without a tag
+        assert!(hints.iter().any(|h| h.starts_with("redis: `:latest`")));
+    }
+
+    #[test]
+    fn load_reads_globs_and_documents_and_names_bad_files() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("k8s")).unwrap();
+        std::fs::write(d.path().join("k8s/b.yaml"), "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n").unwrap();
+        std::fs::write(d.path().join("k8s/a.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n").unwrap();
+        let objs = load(d.path(), &["k8s/*.yaml".into()]).unwrap();
+        let kinds: Vec<&str> = objs.iter().map(|(_, v)| v["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["ConfigMap", "Service", "Deployment"]);
+        assert!(load(d.path(), &["none/*.yaml".into()]).unwrap_err().to_string().contains("matches no file"));
+        std::fs::write(d.path().join("k8s/c.yaml"), "kind: [oops\n").unwrap();
+        assert!(load(d.path(), &["k8s/*.yaml".into()]).unwrap_err().to_string().contains("c.yaml"));
+    }
+}

@@ -1,0 +1,248 @@
+//! Watching a Deployment's rollout to a new image: success when the new pods are all available and no old
+//! replicas remain; failure as soon as the evidence is there (pull errors, crash loops, config errors,
+//! unschedulable pods, the progress deadline), with the pod, reason, message and the container's last log
+//! lines. Only pods running the new image are judged, so pods that were failing before are not blamed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, LogParams};
+use kube::runtime::watcher;
+
+/// Container states that mean the rollout will not succeed by waiting.
+pub const FAILING_REASONS: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "InvalidImageName",
+    "RunContainerError",
+    "ErrImageNeverPull",
+];
+
+/// Why a rollout failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// The pod that shows it (none for Deployment-level failures).
+    pub pod: Option<String>,
+    /// The failing container.
+    pub container: Option<String>,
+    /// Kubernetes' reason, e.g. `CrashLoopBackOff`.
+    pub reason: String,
+    /// Its message.
+    pub message: String,
+    /// The crashed instance's logs are the previous container's.
+    pub previous_logs: bool,
+    /// Last log lines of the failing container (filled in by [`watch`]).
+    pub logs: Vec<String>,
+}
+
+/// Where a rollout stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Still going; what it waits for.
+    Progressing(String),
+    /// All new pods available, no old replicas left.
+    Done { ready: i32 },
+    /// It will not succeed.
+    Failed(Failure),
+}
+
+/// Whether `pod` runs one of the rollout's images (a container's spec image equals one of `refs`).
+fn is_new(pod: &Pod, refs: &[String]) -> bool {
+    let Some(spec) = &pod.spec else { return false };
+    spec.containers.iter().chain(spec.init_containers.iter().flatten()).any(|c| c.image.as_ref().is_some_and(|i| refs.contains(i)))
+}
+
+/// Judges a rollout from the Deployment and its pods. Pure, so tests drive it without a cluster.
+pub fn assess(dep: &Deployment, pods: &[Pod], refs: &[String]) -> Verdict {
+    let status = dep.status.clone().unwrap_or_default();
+    let generation = dep.metadata.generation.unwrap_or(0);
+    let observed = status.observed_generation.unwrap_or(0);
+    if observed >= generation {
+        for c in status.conditions.iter().flatten() {
+            if c.type_ == "Progressing" && c.status == "False" && c.reason.as_deref() == Some("ProgressDeadlineExceeded") {
+                return Verdict::Failed(Failure {
+                    pod: None,
+                    container: None,
+                    reason: "ProgressDeadlineExceeded".into(),
+                    message: c.message.clone().unwrap_or_default(),
+                    previous_logs: false,
+                    logs: vec![],
+                });
+            }
+        }
+    }
+    let mut new_pods: Vec<&Pod> =
+        pods.iter().filter(|p| is_new(p, refs) && p.metadata.deletion_timestamp.is_none()).collect();
+    new_pods.sort_by_key(|p| p.metadata.name.clone());
+    for pod in &new_pods {
+        if let Some(f) = pod_failure(pod) {
+            return Verdict::Failed(f);
+        }
+    }
+    let want = dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    let total = status.replicas.unwrap_or(0);
+    if observed < generation {
+        return Verdict::Progressing("the Deployment controller has not seen the change yet".into());
+    }
+    if updated == want && available >= want && total == want {
+        return Verdict::Done { ready: available };
+    }
+    Verdict::Progressing(format!(
+        "{updated}/{want} pods updated, {available} available, {} old",
+        (total - updated).max(0)
+    ))
+}
+
+/// The first failing container of a pod, if any.
+fn pod_failure(pod: &Pod) -> Option<Failure> {
+    let name = pod.metadata.name.clone();
+    let status = pod.status.as_ref()?;
+    for c in status.conditions.iter().flatten() {
+        if c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable") {
+            return Some(Failure {
+                pod: name,
+                container: None,
+                reason: "Unschedulable".into(),
+                message: c.message.clone().unwrap_or_default(),
+                previous_logs: false,
+                logs: vec![],
+            });
+        }
+    }
+    let statuses = status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
+    for cs in statuses {
+        let Some(state) = &cs.state else { continue };
+        if let Some(w) = &state.waiting {
+            let reason = w.reason.clone().unwrap_or_default();
+            if FAILING_REASONS.contains(&reason.as_str()) {
+                let mut message = w.message.clone().unwrap_or_default();
+                let last = cs.last_state.as_ref().and_then(|l| l.terminated.as_ref());
+                if let Some(t) = last {
+                    message = format!("exited with code {} ({}); {message}", t.exit_code, t.reason.clone().unwrap_or_default());
+                }
+                return Some(Failure {
+                    pod: name,
+                    container: Some(cs.name.clone()),
+                    previous_logs: reason == "CrashLoopBackOff" || last.is_some(),
+                    reason,
+                    message,
+                    logs: vec![],
+                });
+            }
+        }
+    }
+    None
+}
+
+/// Errors watching a rollout.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The watch itself failed.
+    #[error("watching deployment {0}: {1}")]
+    Watch(String, String),
+}
+
+/// Watches `namespace/name` until the rollout to `refs` is done or failed, or `timeout` passes (a failure
+/// with reason `Timeout`). Uses watch streams, not polling.
+pub async fn watch(
+    deployments: &Api<Deployment>,
+    pods_api: &Api<Pod>,
+    name: &str,
+    selector: &str,
+    refs: &[String],
+    timeout: Duration,
+) -> Result<Verdict, Error> {
+    let werr = |e: watcher::Error| Error::Watch(name.to_string(), e.to_string());
+    let dep_stream = watcher(deployments.clone(), watcher::Config::default().fields(&format!("metadata.name={name}")));
+    let pod_stream = watcher(pods_api.clone(), watcher::Config::default().labels(selector));
+    futures::pin_mut!(dep_stream, pod_stream);
+    let mut dep: Option<Deployment> = None;
+    let mut pods: HashMap<String, Pod> = HashMap::new();
+    let mut last = Verdict::Progressing("waiting for the first status".into());
+    let judged = async {
+        loop {
+            tokio::select! {
+                ev = dep_stream.next() => match ev {
+                    Some(Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d))) => dep = Some(d),
+                    Some(Ok(watcher::Event::Delete(_))) => dep = None,
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(werr(e)),
+                    None => return Err(Error::Watch(name.into(), "the watch ended".into())),
+                },
+                ev = pod_stream.next() => match ev {
+                    Some(Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => {
+                        pods.insert(p.metadata.name.clone().unwrap_or_default(), p);
+                    }
+                    Some(Ok(watcher::Event::Delete(p))) => {
+                        pods.remove(p.metadata.name.as_deref().unwrap_or_default());
+                    }
+                    Some(Ok(watcher::Event::Init)) => pods.clear(),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(werr(e)),
+                    None => return Err(Error::Watch(name.into(), "the pod watch ended".into())),
+                },
+            }
+            let Some(d) = &dep else { continue };
+            let list: Vec<Pod> = pods.values().cloned().collect();
+            let v = assess(d, &list, refs);
+            match v {
+                Verdict::Progressing(_) => {
+                    if v != last {
+                        if let Verdict::Progressing(what) = &v {
+                            tracing::info!(deployment = name, "{what}");
+                        }
+                    }
+                    last = v;
+                }
+                other => return Ok(other),
+            }
+        }
+    };
+    let verdict = match tokio::time::timeout(timeout, judged).await {
+        Ok(v) => v?,
+        Err(_) => Verdict::Failed(Failure {
+            pod: None,
+            container: None,
+            reason: "Timeout".into(),
+            message: format!("not done after {}: {}", humantime::format_duration(timeout), match &last {
+                Verdict::Progressing(w) => w.as_str(),
+                _ => "",
+            }),
+            previous_logs: false,
+            logs: vec![],
+        }),
+    };
+    Ok(match verdict {
+        Verdict::Failed(mut f) => {
+            f.logs = last_logs(pods_api, &f).await;
+            Verdict::Failed(f)
+        }
+        v => v,
+    })
+}
+
+/// The failing container's last log lines (the crashed instance's after a restart). Best effort.
+async fn last_logs(pods: &Api<Pod>, f: &Failure) -> Vec<String> {
+    let (Some(pod), Some(container)) = (&f.pod, &f.container) else { return vec![] };
+    let params = LogParams {
+        container: Some(container.clone()),
+        tail_lines: Some(20),
+        previous: f.previous_logs,
+        ..Default::default()
+    };
+    match pods.logs(pod, &params).await {
+        Ok(text) => text.lines().map(str::to_string).collect(),
+        Err(e) => vec![format!("(no logs: {e})")],
+    }
+}
+
+#[cfg(test)]
+mod tests;

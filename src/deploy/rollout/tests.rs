@@ -1,0 +1,75 @@
+use super::*;
+use serde_json::json;
+
+const NEW: &str = "reg/app:new@sha256:1";
+const OLD: &str = "reg/app:old@sha256:0";
+
+fn deployment(generation: i64, observed: i64, replicas: i32, updated: i32, available: i32, total: i32) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": "app", "generation": generation},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "app"}}, "template": {}},
+        "status": {"observedGeneration": observed, "updatedReplicas": updated, "availableReplicas": available, "replicas": total}
+    }))
+    .unwrap()
+}
+
+fn pod(name: &str, image: &str, status: serde_json::Value) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "web", "image": image}]},
+        "status": status
+    }))
+    .unwrap()
+}
+
+fn waiting(reason: &str) -> serde_json::Value {
+    json!({"containerStatuses": [{"name": "web", "image": "x", "imageID": "", "ready": false, "restartCount": 1,
+        "state": {"waiting": {"reason": reason, "message": "details"}},
+        "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}]})
+}
+
+fn reason(v: &Verdict) -> &str {
+    match v {
+        Verdict::Failed(f) => &f.reason,
+        Verdict::Done { .. } => "done",
+        Verdict::Progressing(_) => "progressing",
+    }
+}
+
+#[test]
+fn verdicts() {
+    let refs = vec![NEW.to_string()];
+    let running = json!({"containerStatuses": [{"name": "web", "image": "x", "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}}]});
+    // (name, deployment, pods, verdict)
+    let cases: Vec<(&str, Deployment, Vec<Pod>, &str)> = vec![
+        ("not observed yet", deployment(2, 1, 1, 1, 1, 1), vec![], "progressing"),
+        ("done", deployment(2, 2, 1, 1, 1, 1), vec![pod("n", NEW, running.clone())], "done"),
+        ("old replica left", deployment(2, 2, 1, 1, 1, 2), vec![pod("n", NEW, running.clone()), pod("o", OLD, running.clone())], "progressing"),
+        ("crash loop", deployment(2, 2, 1, 1, 0, 2), vec![pod("n", NEW, waiting("CrashLoopBackOff"))], "CrashLoopBackOff"),
+        ("pull backoff", deployment(2, 2, 1, 1, 0, 2), vec![pod("n", NEW, waiting("ImagePullBackOff"))], "ImagePullBackOff"),
+        ("pull error", deployment(2, 2, 1, 1, 0, 2), vec![pod("n", NEW, waiting("ErrImagePull"))], "ErrImagePull"),
+        ("config error", deployment(2, 2, 1, 1, 0, 2), vec![pod("n", NEW, waiting("CreateContainerConfigError"))], "CreateContainerConfigError"),
+        ("still creating", deployment(2, 2, 1, 1, 0, 2), vec![pod("n", NEW, waiting("ContainerCreating"))], "progressing"),
+        // An old pod that was crashing before this rollout is not this rollout's failure.
+        ("old pod failing", deployment(2, 2, 1, 1, 1, 1), vec![pod("o", OLD, waiting("CrashLoopBackOff")), pod("n", NEW, running.clone())], "done"),
+        ("unschedulable", deployment(2, 2, 1, 1, 0, 2), vec![pod("n", NEW, json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes"}]}))], "Unschedulable"),
+    ];
+    for (name, dep, pods, want) in cases {
+        assert_eq!(reason(&assess(&dep, &pods, &refs)), want, "{name}");
+    }
+}
+
+#[test]
+fn progress_deadline_and_crash_details() {
+    let refs = vec![NEW.to_string()];
+    let mut dep = deployment(2, 2, 1, 1, 0, 2);
+    dep.status.as_mut().unwrap().conditions = Some(vec![serde_json::from_value(json!({
+        "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "took too long"
+    })).unwrap()]);
+    assert_eq!(reason(&assess(&dep, &[], &refs)), "ProgressDeadlineExceeded");
+
+    let v = assess(&deployment(2, 2, 1, 1, 0, 2), &[pod("n", NEW, waiting("CrashLoopBackOff"))], &refs);
+    let Verdict::Failed(f) = v else { panic!("{v:?}") };
+    assert_eq!((f.pod.as_deref(), f.container.as_deref(), f.previous_logs), (Some("n"), Some("web"), true));
+    assert!(f.message.starts_with("exited with code 1"), "{}", f.message);
+}

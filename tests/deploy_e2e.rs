@@ -1,0 +1,149 @@
+//! `devloop deploy` against the real stack: patch and manifest modes, rollout failures with their reasons,
+//! rollback, and the context allow-list. Run through scripts/test.
+
+mod common;
+use common::*;
+
+/// A project whose image is deployed by patching Deployment `name` in `ns`, which runs its first build.
+fn running_patch_project(ns: &Namespace, extra: &str) -> Project {
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    p.write_config("");
+    let (out, _) = p.ok(&["build"]);
+    let first = out.split(": pushed ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let manifest = std::fs::read_to_string(p.path("app/k8s/deployment.yaml"))
+        .unwrap()
+        .replace("name: hello", &format!("name: {}", p.name))
+        .replace("app: hello", &format!("app: {}", p.name))
+        .replace("image: hello", &format!("image: {first}"));
+    let file = p.path("first.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    kubectl(&["-n", &ns.0, "apply", "-f", file.to_str().unwrap()]);
+    kubectl(&["-n", &ns.0, "rollout", "status", &format!("deployment/{}", p.name), "--timeout=120s"]);
+    p.write_config(&format!(
+        "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{}\"\n[[deploy]]\nimage = \"{}\"\ndeployment = \"{}\"\n\
+         rollout-timeout = \"60s\"\n{extra}",
+        ns.0, p.name, p.name
+    ));
+    p
+}
+
+fn template_image(ns: &str, name: &str) -> String {
+    kubectl(&["-n", ns, "get", "deployment", name, "-o", "jsonpath={.spec.template.spec.containers[0].image}"])
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn patch_mode_rolls_pods_to_the_new_digest_and_a_repeat_does_nothing() {
+    let ns = Namespace::new("deploy-patch");
+    let p = running_patch_project(&ns, "");
+    let old = live_pods(&ns.0, &p.name);
+    assert_eq!(old.len(), 1);
+
+    p.write("app/www/index.html", "<p>second version</p>\n");
+    let (out, _) = p.ok(&["deploy"]);
+    assert!(out.contains(&format!("rollout of deployment {}/{} done", ns.0, p.name)), "{out}");
+    let image = template_image(&ns.0, &p.name);
+    assert!(image.starts_with(&format!("{}/{}:{}@sha256:", p.registry, p.name, p.tag())), "{image}");
+    // The change came from devloop's patch of the template, recorded under its field manager.
+    let managers = kubectl(&["-n", &ns.0, "get", "deployment", &p.name, "--show-managed-fields", "-o", "jsonpath={.metadata.managedFields[*].manager}"]);
+    assert!(managers.split_whitespace().any(|m| m == "devloop"), "{managers}");
+
+    let new = eventually("the old pod is gone", 60, || match all_pods(&ns.0, &p.name).as_slice() {
+        [one] if !old.contains(one) => Ok(one.clone()),
+        other => Err(format!("{other:?}")),
+    });
+    assert_eq!(eventually("new page", 30, || page(&ns.0, &new)), "<p>second version</p>\n");
+
+    let (out, _) = p.ok(&["deploy"]);
+    assert!(out.contains("nothing to do"), "{out}");
+    assert_eq!(all_pods(&ns.0, &p.name), [new]);
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_crash_is_reported_with_its_logs_old_pods_keep_serving_and_rollback_restores() {
+    let ns = Namespace::new("deploy-crash");
+    let p = running_patch_project(&ns, "rollback-on-failure = true\n");
+    let before = template_image(&ns.0, &p.name);
+    let old = live_pods(&ns.0, &p.name);
+    let old_page = eventually("old page", 30, || page(&ns.0, &old[0]));
+
+    // Keep reading the old pod while the broken version rolls out.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (stop, ns, pod) = (stop.clone(), ns.0.clone(), old[0].clone());
+        std::thread::spawn(move || {
+            let mut failures = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if page(&ns, &pod).is_err() {
+                    failures += 1;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            failures
+        })
+    };
+    p.write("app/serve.sh", "#!/bin/sh\necho crash-marker: config file missing >&2\nexit 1\n");
+    let started = std::time::Instant::now();
+    let out = p.devloop(&["deploy"]);
+    let elapsed = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("FAILED") && stdout.contains("CrashLoopBackOff"), "{stdout}");
+    assert!(stdout.contains("exited with code 1"), "{stdout}");
+    assert!(stdout.contains("crash-marker: config file missing"), "no log line in:\n{stdout}");
+    assert!(stdout.contains("is back on"), "{stdout}");
+    eprintln!("crash reported and rolled back {elapsed:?} after deploy started");
+    assert_eq!(watcher.join().unwrap(), 0, "the old pod stopped serving during the failed rollout");
+    assert_eq!(template_image(&ns.0, &p.name), before, "rollback did not restore the previous image");
+    assert!(live_pods(&ns.0, &p.name).contains(&old[0]), "the old pod was replaced");
+    assert_eq!(page(&ns.0, &old[0]).unwrap(), old_page);
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn an_unpullable_reference_is_reported_as_a_pull_error_not_a_timeout() {
+    let ns = Namespace::new("deploy-pull");
+    let p = running_patch_project(&ns, "");
+    // The cluster is told to pull from a registry address where nothing listens.
+    let cfg = std::fs::read_to_string(p.path("devloop.toml")).unwrap();
+    std::fs::write(p.path("devloop.toml"), cfg.replace("insecure = true", "insecure = true\npull-host = \"10.201.0.2:5999\"")).unwrap();
+    p.write("app/www/index.html", "<p>never served</p>\n");
+    let out = p.devloop(&["deploy"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("ErrImagePull") || stdout.contains("ImagePullBackOff"), "{stdout}");
+    assert!(!stdout.contains("Timeout"), "{stdout}");
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn manifest_mode_applies_into_a_fresh_namespace_and_rolls_on_change() {
+    let ns = Namespace::new("deploy-manifests");
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    for f in ["app/k8s/deployment.yaml", "app/k8s/service.yaml"] {
+        let text = std::fs::read_to_string(p.path(f)).unwrap().replace("image: hello", &format!("image: {}", p.name));
+        std::fs::write(p.path(f), text).unwrap();
+    }
+    p.write_config(&format!(
+        "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{}\"\n[[deploy]]\nimage = \"{}\"\nmanifests = [\"app/k8s/*.yaml\"]\n",
+        ns.0, p.name
+    ));
+    let (out, _) = p.ok(&["deploy"]);
+    assert!(out.contains(&format!("deployment {}/hello applied", ns.0)), "{out}");
+    assert!(out.contains(&format!("service {}/hello applied", ns.0)), "{out}");
+    assert!(out.contains(&format!("rollout of deployment {}/hello done", ns.0)), "{out}");
+    let first = live_pods(&ns.0, "hello");
+    assert!(eventually("page", 30, || page(&ns.0, &first[0])).contains("Hello from devloop"));
+
+    p.write("app/www/index.html", "<p>manifest mode, second</p>\n");
+    let (out, _) = p.ok(&["deploy"]);
+    assert!(out.contains("rollout of deployment") && out.contains("done"), "{out}");
+    assert!(out.contains(&format!("service {}/hello unchanged", ns.0)), "{out}");
+    let new = eventually("rolled", 60, || match live_pods(&ns.0, "hello").as_slice() {
+        [one] if *one != first[0] => Ok(one.clone()),
+        other => Err(format!("{other:?}")),
+    });
+    assert_eq!(eventually("new page", 30, || page(&ns.0, &new)), "<p>manifest mode, second</p>\n");
+}
