@@ -68,6 +68,44 @@ pub struct Config {
     pub kube: Kube,
     /// Where each image is deployed, in file order.
     pub deploys: Vec<Deploy>,
+    /// How `devloop up` watches.
+    pub watch: WatchConfig,
+    /// Port-forwards kept alive by `up` and used by `check`.
+    pub forwards: Vec<Forward>,
+    /// `devloop check`'s commands.
+    pub check: Check,
+}
+
+/// `[watch]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchConfig {
+    /// A batch of changes closes after this much quiet.
+    pub debounce: std::time::Duration,
+    /// …or this long after its first change.
+    pub max_wait: std::time::Duration,
+}
+
+/// One `[[port-forward]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Forward {
+    /// The Deployment whose pods are forwarded to.
+    pub deployment: String,
+    /// Local port on 127.0.0.1 (0: any free port).
+    #[serde(default)]
+    pub local: u16,
+    /// The pod's port.
+    pub remote: u16,
+}
+
+/// `[check]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Check {
+    /// Shell commands run in order once everything is rolled out; `DEVLOOP_URL_<DEPLOYMENT>` is set for
+    /// each port-forward.
+    #[serde(default)]
+    pub commands: Vec<String>,
 }
 
 /// `[kube]`.
@@ -201,6 +239,19 @@ struct RawConfig {
     kube: Kube,
     #[serde(default, rename = "deploy")]
     deploys: Vec<toml::Spanned<RawDeploy>>,
+    #[serde(default)]
+    watch: RawWatch,
+    #[serde(default, rename = "port-forward")]
+    forwards: Vec<Forward>,
+    #[serde(default)]
+    check: Check,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawWatch {
+    debounce: Option<toml::Spanned<String>>,
+    max_wait: Option<toml::Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -393,7 +444,28 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
             rollback_on_failure: d.rollback_on_failure,
         });
     }
-    Ok(Config { path: path.to_path_buf(), root, buildkit: raw.buildkit, registry, images, kube: raw.kube, deploys })
+    let duration = |v: &Option<toml::Spanned<String>>, key: &str, default_ms: u64| match v {
+        None => Ok(std::time::Duration::from_millis(default_ms)),
+        Some(t) => humantime::parse_duration(t.get_ref()).map_err(|e| {
+            err(Some(t.span()), key.to_string(), format!("`{}` is not a duration like \"100ms\": {e}", t.get_ref()))
+        }),
+    };
+    let watch = WatchConfig {
+        debounce: duration(&raw.watch.debounce, "watch.debounce", 100)?,
+        max_wait: duration(&raw.watch.max_wait, "watch.max-wait", 1000)?,
+    };
+    Ok(Config {
+        path: path.to_path_buf(),
+        root,
+        buildkit: raw.buildkit,
+        registry,
+        images,
+        kube: raw.kube,
+        deploys,
+        watch,
+        forwards: raw.forwards,
+        check: raw.check,
+    })
 }
 
 fn validate_addr(addr: &str) -> Result<(), String> {
@@ -485,6 +557,14 @@ rollout-timeout = "90s"
 [[deploy]]
 image = "hello"
 manifests = ["k8s/*.yaml"]
+[watch]
+debounce = "50ms"
+[[port-forward]]
+deployment = "hello"
+local = 8080
+remote = 8080
+[check]
+commands = ["curl -sf $DEVLOOP_URL_HELLO"]
 "#;
 
     fn parse_err(text: &str) -> Located {
@@ -509,6 +589,10 @@ manifests = ["k8s/*.yaml"]
         assert_eq!(c.deploys[0].rollout_timeout, std::time::Duration::from_secs(90));
         assert_eq!(c.deploys[1].target, DeployTarget::Manifests(vec!["k8s/*.yaml".into()]));
         assert_eq!(c.deploys[1].rollout_timeout, std::time::Duration::from_secs(120));
+        assert_eq!(c.watch.debounce, std::time::Duration::from_millis(50));
+        assert_eq!(c.watch.max_wait, std::time::Duration::from_secs(1));
+        assert_eq!(c.forwards, [Forward { deployment: "hello".into(), local: 8080, remote: 8080 }]);
+        assert_eq!(c.check.commands.len(), 1);
     }
 
     /// (config text, expected line, expected key, a fragment of the message)
@@ -527,6 +611,8 @@ manifests = ["k8s/*.yaml"]
             ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\n[[deploy]]\nimage = \"a\"\n", 6, "deploy[0].deployment", "set `deployment"),
             ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\n[[deploy]]\nimage = \"a\"\ndeployment = \"a\"\nrollout-timeout = \"soon\"\n", 9, "deploy[0].rollout-timeout", "not a duration"),
             ("[registry]\nhost = \"r\"\n[kube]\nallow-context = [\"x\"]\n", 4, "kube.allow-context", "did you mean `allow-contexts`"),
+            ("[registry]\nhost = \"r\"\n[watch]\ndebounce = \"fast\"\n", 4, "watch.debounce", "not a duration"),
+            ("[registry]\nhost = \"r\"\n[[port-forward]]\ndeployment = \"a\"\nremote = 70000\n", 5, "port-forward[0].remote", "invalid value"),
         ];
         for (text, line, key, fragment) in cases {
             let e = parse_err(text);

@@ -35,21 +35,49 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Watch, and on every change build, push, roll out, stream logs and keep port-forwards (Ctrl-C stops).
+    Up {
+        #[command(flatten)]
+        kube: KubeArgs,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+        /// On exit, delete what devloop applied (manifest mode).
+        #[arg(long)]
+        cleanup: bool,
+    },
     /// Roll the configured workloads to the images' content tags (building them if needed) and watch.
     Deploy {
         /// Deploy this tag instead of the current content tag (it must be in the registry).
         #[arg(long)]
         tag: Option<String>,
-        /// Kube context (default: [kube] context, else the kubeconfig's current context).
-        #[arg(long)]
-        kube_context: Option<String>,
-        /// Namespace (default: [kube] namespace, else the context's, else `default`).
-        #[arg(long, short)]
-        namespace: Option<String>,
-        /// Allow this context for this run, besides [kube] allow-contexts and the local names.
-        #[arg(long)]
-        allow_context: Vec<String>,
+        #[command(flatten)]
+        kube: KubeArgs,
     },
+}
+
+/// Which cluster and namespace.
+#[derive(clap::Args)]
+struct KubeArgs {
+    /// Kube context (default: [kube] context, else the kubeconfig's current context).
+    #[arg(long)]
+    kube_context: Option<String>,
+    /// Namespace (default: [kube] namespace, else the context's, else `default`).
+    #[arg(long, short)]
+    namespace: Option<String>,
+    /// Allow this context for this run, besides [kube] allow-contexts and the local names.
+    #[arg(long)]
+    allow_context: Vec<String>,
+}
+
+impl KubeArgs {
+    fn options(&self) -> devloop::deploy::KubeOptions {
+        devloop::deploy::KubeOptions {
+            context: self.kube_context.clone(),
+            namespace: self.namespace.clone(),
+            allow: self.allow_context.clone(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -114,17 +142,19 @@ async fn run(cli: &Cli, cfg: &config::Config) -> Result<bool, engine::Error> {
         Command::Build { images, force } => {
             engine::build_images(cfg, images, *force, cli.verbose > 0, &mut stdout).await?;
         }
-        Command::Deploy { tag, kube_context, namespace, allow_context } => {
-            let opts = engine::deploy::DeployOptions {
-                kube: devloop::deploy::KubeOptions {
-                    context: kube_context.clone(),
-                    namespace: namespace.clone(),
-                    allow: allow_context.clone(),
-                },
-                tag: tag.clone(),
-                verbose: cli.verbose > 0,
-            };
+        Command::Deploy { tag, kube } => {
+            let opts = engine::deploy::DeployOptions { kube: kube.options(), tag: tag.clone(), verbose: cli.verbose > 0 };
             return engine::deploy::deploy_all(cfg, &opts, &mut stdout).await;
+        }
+        Command::Up { kube, json, cleanup } => {
+            let opts = engine::up::UpOptions { kube: kube.options(), json: *json, cleanup: *cleanup, verbose: cli.verbose > 0 };
+            let stop = tokio_util::sync::CancellationToken::new();
+            let on_signal = stop.clone();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                on_signal.cancel();
+            });
+            engine::up::up(cfg.clone(), opts, stop).await?;
         }
     }
     Ok(true)

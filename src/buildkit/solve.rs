@@ -116,7 +116,9 @@ pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, p
 
     let mut solver = control.clone();
     let req = solve_request(spec, &session.id, &job);
-    let solve = tokio::spawn(async move { solver.solve(req).await });
+    // Aborted if this future is dropped (a superseded build, Ctrl-C): dropping the call cancels the job in
+    // BuildKit rather than leaving it running.
+    let mut solve = AbortOnDrop(tokio::spawn(async move { solver.solve(req).await }));
     // The daemon waits a few seconds for the job named in a Status call to appear, so ask right away.
     let mut status = control.clone();
     let mut updates = match status.status(StatusRequest { r#ref: job.clone() }).await {
@@ -127,7 +129,7 @@ pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, p
         }
     };
     let result = loop {
-        let Some(stream) = updates.as_mut() else { break solve.await };
+        let Some(stream) = updates.as_mut() else { break (&mut solve.0).await };
         match stream.next().await {
             Some(Ok(resp)) => progress.update(&resp),
             Some(Err(e)) => {
@@ -158,6 +160,15 @@ pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, p
         sent_bytes: stats.bytes.load(Ordering::Relaxed),
         sent_paths,
     })
+}
+
+/// A task handle that aborts its task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The failing step, its Dockerfile line and last log lines, then BuildKit's own message.

@@ -145,6 +145,31 @@ pub async fn apply(t: &Target, objects: Vec<Object>) -> Result<Vec<Applied>, Err
     Ok(out)
 }
 
+/// Deletes `objects` (those that exist) from the target; returns how many were deleted.
+pub async fn delete(t: &Target, objects: &[(String, Value)]) -> Result<usize, Error> {
+    let mut n = 0;
+    for (file, v) in objects.iter().rev() {
+        let api_version = v["apiVersion"].as_str().unwrap_or_default();
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let kind = v["kind"].as_str().unwrap_or_default();
+        let name = v["metadata"]["name"].as_str().unwrap_or_default();
+        let (ar, caps) = discovery::pinned_kind(&t.client, &GroupVersionKind::gvk(group, version, kind))
+            .await
+            .map_err(super::Error::api(format!("{file}: unknown kind {api_version}/{kind}")))?;
+        let api: Api<DynamicObject> = if caps.scope == Scope::Namespaced {
+            Api::namespaced_with(t.client.clone(), &t.namespace, &ar)
+        } else {
+            Api::all_with(t.client.clone(), &ar)
+        };
+        match api.delete(name, &Default::default()).await {
+            Ok(_) => n += 1,
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(super::Error::Api { what: format!("deleting {kind}/{name}"), source: e }),
+        }
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

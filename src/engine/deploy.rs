@@ -25,7 +25,7 @@ pub struct DeployOptions {
 }
 
 /// Deploys every `[[deploy]]`. Ok(false) when a rollout failed (reported on `out`).
-pub async fn deploy_all(cfg: &Config, opts: &DeployOptions, out: &mut dyn Write) -> Result<bool, Error> {
+pub async fn deploy_all(cfg: &Config, opts: &DeployOptions, out: &mut (dyn Write + Send)) -> Result<bool, Error> {
     if cfg.deploys.is_empty() {
         return Err(Error::Usage(format!("{} has no [[deploy]] table: nothing to deploy", cfg.path.display())));
     }
@@ -39,19 +39,56 @@ pub async fn deploy_all(cfg: &Config, opts: &DeployOptions, out: &mut dyn Write)
         }
     }
     let mut ok = true;
+    let mut done = Vec::new();
     for d in &cfg.deploys {
-        ok &= match &d.target {
-            DeployTarget::Patch { deployment, container } => {
-                patch_one(cfg, &target, d, deployment, container.as_deref(), &references[&d.image], out).await?
-            }
-            DeployTarget::Manifests(patterns) => apply_manifests(cfg, &target, d, patterns, &references, out).await?,
-        };
+        ok &= deploy_one(cfg, &target, d, &references, out, &mut done).await?;
     }
     Ok(ok)
 }
 
+/// Deploys every `[[deploy]]` of `image` with `reference`; Ok(false) when a rollout failed. The names of
+/// the Deployments that rolled are appended to `rolled`.
+pub async fn deploy_image(
+    cfg: &Config,
+    target: &Target,
+    image: &str,
+    reference: &str,
+    out: &mut (dyn Write + Send),
+    rolled: &mut Vec<String>,
+) -> Result<bool, Error> {
+    let references = HashMap::from([(image.to_string(), reference.to_string())]);
+    let mut ok = true;
+    for d in cfg.deploys.iter().filter(|d| d.image == image) {
+        ok &= deploy_one(cfg, target, d, &references, out, rolled).await?;
+    }
+    Ok(ok)
+}
+
+async fn deploy_one(
+    cfg: &Config,
+    target: &Target,
+    d: &Deploy,
+    references: &HashMap<String, String>,
+    out: &mut (dyn Write + Send),
+    rolled: &mut Vec<String>,
+) -> Result<bool, Error> {
+    match &d.target {
+        DeployTarget::Patch { deployment, container } => {
+            let ok = patch_one(cfg, target, d, deployment, container.as_deref(), &references[&d.image], out).await?;
+            rolled.push(deployment.clone());
+            Ok(ok)
+        }
+        DeployTarget::Manifests(patterns) => apply_manifests(cfg, target, d, patterns, references, out, rolled).await,
+    }
+}
+
+/// `<pull host>/<name>:<tag>@<digest>`.
+pub fn reference(cfg: &Config, image: &str, tag: &str, digest: &str) -> String {
+    format!("{}/{image}:{tag}@{digest}", cfg.registry.pull_host())
+}
+
 /// `<pull host>/<name>:<tag>@<digest>` for an image, building and pushing it first if needed.
-async fn resolve(cfg: &Config, name: &str, opts: &DeployOptions, out: &mut dyn Write) -> Result<String, Error> {
+async fn resolve(cfg: &Config, name: &str, opts: &DeployOptions, out: &mut (dyn Write + Send)) -> Result<String, Error> {
     let tag = match &opts.tag {
         Some(t) => t.clone(),
         None => hash_images(cfg, &[name.to_string()])?.remove(0).snapshot.tag,
@@ -66,11 +103,11 @@ async fn resolve(cfg: &Config, name: &str, opts: &DeployOptions, out: &mut dyn W
             Outcome::Present { digest, .. } => digest,
         },
     };
-    Ok(format!("{}/{name}:{tag}@{digest}", cfg.registry.pull_host()))
+    Ok(reference(cfg, name, &tag, &digest))
 }
 
 /// Prints a verdict; true when the rollout succeeded.
-fn report(out: &mut dyn Write, image: &str, what: &str, started: Instant, v: &Verdict) -> bool {
+fn report(out: &mut (dyn Write + Send), image: &str, what: &str, started: Instant, v: &Verdict) -> bool {
     match v {
         Verdict::Done { ready } => {
             let _ = writeln!(out, "{image}: rollout of {what} done in {:.1}s ({ready} ready)", started.elapsed().as_secs_f64());
@@ -105,7 +142,7 @@ async fn patch_one(
     name: &str,
     container: Option<&str>,
     reference: &str,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<bool, Error> {
     let ns = &t.namespace;
     let what = format!("deployment {ns}/{name}");
@@ -153,7 +190,8 @@ async fn apply_manifests(
     d: &Deploy,
     patterns: &[String],
     references: &HashMap<String, String>,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
+    rolled: &mut Vec<String>,
 ) -> Result<bool, Error> {
     let reg = &cfg.registry;
     let subst = |image: &str| {
@@ -177,7 +215,14 @@ async fn apply_manifests(
             let started = Instant::now();
             let v = deploy::watch_rollout(t, a.object.name(), &a.object.refs, d.rollout_timeout).await?;
             ok &= report(out, &d.image, &what, started, &v);
+            rolled.push(a.object.name().to_string());
         }
     }
     Ok(ok)
+}
+
+/// Deletes the objects of these manifests from the target namespace (`up --cleanup`, `check`).
+pub async fn delete_manifests(cfg: &Config, t: &Target, patterns: &[String]) -> Result<usize, Error> {
+    let objects = manifests::load(&cfg.root, patterns)?;
+    Ok(manifests::delete(t, &objects).await?)
 }

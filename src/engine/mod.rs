@@ -1,7 +1,9 @@
 //! The one-shot runs behind the CLI: `hash` (content tags), `build` (skip what the registry has, build and
 //! push the rest) and [`deploy`]. The watch loop of `devloop up` will drive the same pieces.
 
+pub mod decide;
 pub mod deploy;
+pub mod up;
 
 use std::io::Write;
 
@@ -98,7 +100,7 @@ pub async fn build_images(
     names: &[String],
     force: bool,
     verbose: bool,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<Vec<Outcome>, Error> {
     let hashed = hash_images(cfg, names)?;
     let mut control = None;

@@ -1,0 +1,233 @@
+//! The heart of `devloop up`: what to do on each event, as a synchronous function of (state, event) →
+//! actions, so unit tests drive it without servers or clocks.
+//!
+//! The rules: a change re-hashes (at most one hash per image at a time; changes meanwhile hash again
+//! after); an unchanged tag does nothing at all; a new tag builds; a newer tag while a build runs cancels it
+//! and builds the newer one; a build result that is no longer what is on disk is never deployed; one
+//! rollout per image at a time, the newest built tag deployed next.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Something that happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Inputs of these images may have changed (a debounced batch, or the start).
+    Changed { images: Vec<String>, at: Instant },
+    /// An image's inputs hash to `tag`.
+    Hashed { image: String, tag: String, took: Duration },
+    /// Hashing failed (e.g. the Dockerfile is gone).
+    HashFailed { image: String, error: String },
+    /// `tag` is built and pushed (or was already in the registry).
+    Built { image: String, tag: String, digest: String, took: Duration, steps: (usize, usize), cached: bool },
+    /// Building `tag` failed or was cancelled.
+    BuildFailed { image: String, tag: String, error: String, cancelled: bool },
+    /// The rollout of `tag` ended.
+    RolledOut { image: String, tag: String, ok: bool, took: Duration, at: Instant },
+}
+
+/// Something to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Hash the image's inputs.
+    Hash(String),
+    /// Build and push this tag (skipping the build when the registry has it).
+    Build { image: String, tag: String },
+    /// Cancel the image's running build.
+    CancelBuild(String),
+    /// Roll the image's workloads to this tag.
+    Deploy { image: String, tag: String, digest: String },
+    /// Tell the user.
+    Report(Report),
+}
+
+/// What the user is told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Report {
+    /// A change left the tag as it was.
+    Unchanged { image: String, tag: String },
+    /// A build started.
+    Building { image: String, tag: String },
+    /// A build was superseded by newer content.
+    Superseded { image: String, old: String, new: String },
+    /// Hashing or building failed; running pods were left alone.
+    Failed { image: String, tag: Option<String>, error: String },
+    /// One full iteration: change → hash → build → rollout.
+    Iteration(Summary),
+    /// A rollout failed (details were reported by the rollout itself).
+    RolloutFailed { image: String, tag: String },
+}
+
+/// The figures of one iteration, for the summary line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    /// The image.
+    pub image: String,
+    /// Its new tag.
+    pub tag: String,
+    /// Time spent hashing.
+    pub hash: Duration,
+    /// Time spent building and pushing (zero on a registry hit).
+    pub build: Duration,
+    /// Build steps and how many were cached.
+    pub steps: (usize, usize),
+    /// The registry already had the tag.
+    pub registry_hit: bool,
+    /// Time the rollout took.
+    pub rollout: Duration,
+    /// From the change being seen to the rollout being done.
+    pub total: Duration,
+}
+
+#[derive(Debug, Default)]
+struct ImageState {
+    hashing: bool,
+    rehash: bool,
+    /// The newest tag hashed from disk.
+    disk: Option<String>,
+    building: Option<String>,
+    deploying: Option<String>,
+    /// Built, waiting for the running rollout to end.
+    queued: Option<(String, String)>,
+    deployed: Option<String>,
+    /// The iteration in flight: when its change was seen, and its figures so far.
+    started: Option<Instant>,
+    summary: Summary,
+}
+
+/// All images' state.
+#[derive(Debug, Default)]
+pub struct State {
+    images: BTreeMap<String, ImageState>,
+}
+
+impl State {
+    /// The tag deployed for `image`, if any.
+    pub fn deployed(&self, image: &str) -> Option<&str> {
+        self.images.get(image).and_then(|s| s.deployed.as_deref())
+    }
+    /// Whether anything is under way.
+    pub fn busy(&self) -> bool {
+        self.images.values().any(|s| s.hashing || s.building.is_some() || s.deploying.is_some())
+    }
+}
+
+/// Decides what to do about `event`.
+pub fn step(state: &mut State, event: Event) -> Vec<Action> {
+    let mut out = Vec::new();
+    match event {
+        Event::Changed { images, at } => {
+            for image in images {
+                let s = state.images.entry(image.clone()).or_default();
+                s.started.get_or_insert(at);
+                if s.hashing {
+                    s.rehash = true;
+                } else {
+                    s.hashing = true;
+                    out.push(Action::Hash(image));
+                }
+            }
+        }
+        Event::Hashed { image, tag, took } => {
+            let s = state.images.entry(image.clone()).or_default();
+            s.hashing = false;
+            s.summary.hash += took;
+            if s.rehash {
+                // More changes came while hashing: only the newest content counts.
+                s.rehash = false;
+                s.hashing = true;
+                out.push(Action::Hash(image));
+                return out;
+            }
+            s.disk = Some(tag.clone());
+            let in_flight = s.building.as_ref() == Some(&tag)
+                || s.deploying.as_ref() == Some(&tag)
+                || s.queued.as_ref().is_some_and(|(t, _)| *t == tag);
+            if in_flight {
+                return out;
+            }
+            if let Some(old) = s.building.take() {
+                out.push(Action::CancelBuild(image.clone()));
+                out.push(Action::Report(Report::Superseded { image: image.clone(), old, new: tag.clone() }));
+            }
+            s.queued = None;
+            if s.deployed.as_ref() == Some(&tag) && s.deploying.is_none() {
+                s.started = None;
+                s.summary = Summary::default();
+                out.push(Action::Report(Report::Unchanged { image, tag }));
+                return out;
+            }
+            s.building = Some(tag.clone());
+            out.push(Action::Report(Report::Building { image: image.clone(), tag: tag.clone() }));
+            out.push(Action::Build { image, tag });
+        }
+        Event::HashFailed { image, error } => {
+            let s = state.images.entry(image.clone()).or_default();
+            s.hashing = false;
+            s.started = None;
+            out.push(Action::Report(Report::Failed { image, tag: None, error }));
+        }
+        Event::Built { image, tag, digest, took, steps, cached } => {
+            let s = state.images.entry(image.clone()).or_default();
+            if s.building.as_ref() != Some(&tag) {
+                return out; // superseded: a newer build owns this image now
+            }
+            s.building = None;
+            if s.disk.as_ref() != Some(&tag) {
+                return out; // never deploy what is no longer on disk
+            }
+            s.summary.build += took;
+            s.summary.steps = steps;
+            s.summary.registry_hit = cached;
+            if s.deploying.is_some() {
+                s.queued = Some((tag, digest));
+            } else {
+                s.deploying = Some(tag.clone());
+                out.push(Action::Deploy { image, tag, digest });
+            }
+        }
+        Event::BuildFailed { image, tag, error, cancelled } => {
+            let s = state.images.entry(image.clone()).or_default();
+            if s.building.as_ref() != Some(&tag) {
+                return out;
+            }
+            s.building = None;
+            s.started = None;
+            s.summary = Summary::default();
+            if !cancelled {
+                out.push(Action::Report(Report::Failed { image, tag: Some(tag), error }));
+            }
+        }
+        Event::RolledOut { image, tag, ok, took, at } => {
+            let s = state.images.entry(image.clone()).or_default();
+            if s.deploying.as_ref() != Some(&tag) {
+                return out;
+            }
+            s.deploying = None;
+            if ok {
+                s.deployed = Some(tag.clone());
+                let mut summary = std::mem::take(&mut s.summary);
+                summary.image = image.clone();
+                summary.tag = tag.clone();
+                summary.rollout = took;
+                summary.total = s.started.map_or(took, |t0| at.saturating_duration_since(t0));
+                out.push(Action::Report(Report::Iteration(summary)));
+            } else {
+                s.summary = Summary::default();
+                out.push(Action::Report(Report::RolloutFailed { image: image.clone(), tag: tag.clone() }));
+            }
+            s.started = None;
+            if let Some((next, digest)) = s.queued.take() {
+                if s.disk.as_ref() == Some(&next) {
+                    s.deploying = Some(next.clone());
+                    s.started = Some(at);
+                    out.push(Action::Deploy { image, tag: next, digest });
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

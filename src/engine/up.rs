@@ -1,0 +1,251 @@
+//! `devloop up`: the loop. Stages are tokio tasks joined by bounded channels — the watcher and debouncer
+//! feed `Changed` events, workers for hashing, building and deploying feed their results back — and every
+//! event goes through the synchronous [`decide::step`], whose actions this module carries out. Ctrl-C
+//! cancels everything: a running BuildKit solve is cancelled, not abandoned.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::decide::{self, Action, Event, Report};
+use super::{hash_images, Error};
+use crate::buildkit::{self, progress::Progress, BuildSpec};
+use crate::config::{Config, DeployTarget};
+use crate::deploy::{self, KubeOptions, Target};
+use crate::filter::Filter;
+use crate::ui::Ui;
+use crate::{forward, registry, watch};
+
+/// Choices for `up`.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// Context, namespace and allow-list overrides.
+    pub kube: KubeOptions,
+    /// JSON lines instead of text.
+    pub json: bool,
+    /// Delete what devloop applied (manifest mode) on exit.
+    pub cleanup: bool,
+    /// Show build steps and log lines.
+    pub verbose: bool,
+}
+
+/// Everything the workers share.
+struct Ctx {
+    cfg: Config,
+    target: Target,
+    ui: Ui,
+    verbose: bool,
+    events: mpsc::Sender<Event>,
+    buildkit: Mutex<Option<bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient<tonic::transport::Channel>>>,
+}
+
+/// Runs the loop until Ctrl-C (or `stop` is cancelled).
+pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result<(), Error> {
+    let target = deploy::connect(&cfg.kube, &opts.kube).await?;
+    let ui = Ui::stdout(opts.json);
+    ui.line("devloop", "start", &format!("context {}, namespace {}; watching {} image(s)", target.context, target.namespace, cfg.images.len()));
+
+    let mut watched = Vec::new();
+    for img in &cfg.images {
+        watched.push(watch::Watched { image: img.name.clone(), root: img.context.clone(), filter: Filter::for_context(&img.context, &img.dockerfile, &img.ignore)? });
+    }
+    let (change_tx, mut change_rx) = mpsc::channel(1024);
+    let handle = watch::start(watched, change_tx).map_err(|e| Error::Usage(e.to_string()))?;
+    let (events_tx, mut events) = mpsc::channel::<Event>(256);
+    let all: Vec<String> = cfg.images.iter().map(|i| i.name.clone()).collect();
+    let debounce = watch::Debounce { quiet: cfg.watch.debounce, max: cfg.watch.max_wait.max(cfg.watch.debounce) };
+
+    let mut tasks = JoinSet::new();
+    {
+        let (tx, overflowed, all) = (events_tx.clone(), handle.overflowed.clone(), all.clone());
+        tasks.spawn(async move {
+            while let Some(images) = watch::next_batch(&mut change_rx, &overflowed, &all, debounce).await {
+                let ev = Event::Changed { images: images.into_iter().collect(), at: Instant::now() };
+                if tx.send(ev).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    for f in &cfg.forwards {
+        let listener = forward::bind(&f.deployment, f.local).await.map_err(|e| Error::Usage(e.to_string()))?;
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(f.local);
+        ui.line(&f.deployment, "forward", &format!("forwarding http://127.0.0.1:{port} -> deployment {}/{}:{}", target.namespace, f.deployment, f.remote));
+        tasks.spawn(forward::serve(listener, target.clone(), f.deployment.clone(), f.remote, ui.clone(), stop.child_token()));
+    }
+
+    let ctx = Arc::new(Ctx { cfg, target, ui: ui.clone(), verbose: opts.verbose, events: events_tx.clone(), buildkit: Mutex::new(None) });
+    let mut state = decide::State::default();
+    let mut builds: HashMap<String, CancellationToken> = HashMap::new();
+    let mut logs: HashMap<String, CancellationToken> = HashMap::new();
+    let mut applied_manifests = false;
+    let _ = events_tx.send(Event::Changed { images: all.clone(), at: Instant::now() }).await;
+    loop {
+        let ev = tokio::select! {
+            _ = stop.cancelled() => break,
+            ev = events.recv() => match ev { Some(ev) => ev, None => break },
+        };
+        if let Event::RolledOut { image, ok: true, .. } = &ev {
+            applied_manifests |= ctx.cfg.deploys.iter().any(|d| &d.image == image && matches!(d.target, DeployTarget::Manifests(_)));
+        }
+        for action in decide::step(&mut state, ev) {
+            match action {
+                Action::Hash(image) => {
+                    let ctx = ctx.clone();
+                    tasks.spawn(async move { hash(ctx, image).await });
+                }
+                Action::Build { image, tag } => {
+                    let token = stop.child_token();
+                    if let Some(old) = builds.insert(image.clone(), token.clone()) {
+                        old.cancel();
+                    }
+                    tasks.spawn(build(ctx.clone(), image, tag, token, 0));
+                }
+                Action::CancelBuild(image) => {
+                    if let Some(t) = builds.remove(&image) {
+                        t.cancel();
+                    }
+                }
+                Action::Deploy { image, tag, digest } => {
+                    let token = stop.child_token();
+                    if let Some(old) = logs.insert(image.clone(), token.clone()) {
+                        old.cancel(); // the previous pods' logs
+                    }
+                    tasks.spawn(deploy_image(ctx.clone(), image, tag, digest, token));
+                }
+                Action::Report(r) => ui.report(&r),
+            }
+        }
+    }
+    // Shutting down: cancelling `stop` reaches every build (the solve call is dropped, so BuildKit cancels
+    // the job), forward and log stream; the JoinSet aborts whatever is left.
+    stop.cancel();
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    if opts.cleanup && applied_manifests {
+        cleanup(&ctx).await;
+    }
+    ui.line("devloop", "stop", "stopped");
+    Ok(())
+}
+
+async fn hash(ctx: Arc<Ctx>, image: String) {
+    let started = Instant::now();
+    let cfg = ctx.cfg.clone();
+    let name = image.clone();
+    let result = tokio::task::spawn_blocking(move || hash_images(&cfg, &[name]).map(|mut v| v.remove(0).snapshot.tag)).await;
+    let ev = match result {
+        Ok(Ok(tag)) => Event::Hashed { image, tag, took: started.elapsed() },
+        Ok(Err(e)) => Event::HashFailed { image, error: e.to_string() },
+        Err(e) => Event::HashFailed { image, error: e.to_string() },
+    };
+    let _ = ctx.events.send(ev).await;
+}
+
+/// Builds `tag` unless the registry has it. BuildKit being down is retried with backoff.
+async fn build(ctx: Arc<Ctx>, image: String, tag: String, cancel: CancellationToken, attempt: u32) {
+    let started = Instant::now();
+    let work = build_inner(&ctx, &image, &tag);
+    let result = tokio::select! {
+        _ = cancel.cancelled() => {
+            let _ = ctx.events.send(Event::BuildFailed { image, tag, error: "cancelled".into(), cancelled: true }).await;
+            return;
+        }
+        r = work => r,
+    };
+    let ev = match result {
+        Ok((digest, steps, cached)) => Event::Built { image, tag, digest, took: started.elapsed(), steps, cached },
+        Err(Error::Buildkit(buildkit::Error::Unreachable { addr, reason })) | Err(Error::Registry(registry::Error::Unreachable { host: addr, reason })) => {
+            // A server is down: say so, keep the loop alive, try again later.
+            *ctx.buildkit.lock().await = None;
+            let wait = Duration::from_secs(1 << attempt.min(5));
+            ctx.ui.line(&image, "retry", &format!("{addr} is unreachable ({reason}); retrying in {}s", wait.as_secs()));
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+            return Box::pin(build(ctx, image, tag, cancel, attempt + 1)).await;
+        }
+        Err(e) => Event::BuildFailed { image, tag, error: e.to_string(), cancelled: false },
+    };
+    let _ = ctx.events.send(ev).await;
+}
+
+async fn build_inner(ctx: &Ctx, image: &str, tag: &str) -> Result<(String, (usize, usize), bool), Error> {
+    let cfg = &ctx.cfg;
+    if let Some(digest) = registry::manifest_digest(&cfg.registry, image, tag).await? {
+        return Ok((digest, (0, 0), true));
+    }
+    let img = cfg.image(image).expect("configured image");
+    let filter = Filter::for_context(&img.context, &img.dockerfile, &img.ignore)?;
+    let mut client = {
+        let mut guard = ctx.buildkit.lock().await;
+        match guard.as_ref() {
+            Some(c) => c.clone(),
+            None => guard.insert(buildkit::connect(&cfg.buildkit).await?).clone(),
+        }
+    };
+    let out: Box<dyn std::io::Write + Send> = if ctx.verbose { Box::new(std::io::stderr()) } else { Box::new(std::io::sink()) };
+    let mut progress = Progress::new(out, &format!("{image}: "), ctx.verbose);
+    let spec = BuildSpec { image: img, filter, reference: format!("{}/{image}:{tag}", cfg.registry.host), insecure: cfg.registry.insecure };
+    let built = buildkit::build(&mut client, &spec, &mut progress).await?;
+    Ok((built.digest, built.steps, false))
+}
+
+async fn deploy_image(ctx: Arc<Ctx>, image: String, tag: String, digest: String, logs: CancellationToken) {
+    let started = Instant::now();
+    let reference = super::deploy::reference(&ctx.cfg, &image, &tag, &digest);
+    let mut buf = Vec::new();
+    let mut rolled = Vec::new();
+    let result = super::deploy::deploy_image(&ctx.cfg, &ctx.target, &image, &reference, &mut buf, &mut rolled).await;
+    for line in String::from_utf8_lossy(&buf).lines() {
+        let text = line.strip_prefix(&format!("{image}: ")).unwrap_or(line);
+        ctx.ui.line(&image, "deploy", text);
+    }
+    let ok = match result {
+        Ok(ok) => ok,
+        Err(e) => {
+            ctx.ui.report(&Report::Failed { image: image.clone(), tag: Some(tag.clone()), error: e.to_string() });
+            false
+        }
+    };
+    if ok {
+        for deployment in rolled {
+            follow_logs(&ctx, &deployment, &image, &reference, &logs).await;
+        }
+    }
+    let _ = ctx.events.send(Event::RolledOut { image, tag, ok, took: started.elapsed(), at: Instant::now() }).await;
+}
+
+/// Streams the logs of the Deployment's pods that run `reference`.
+async fn follow_logs(ctx: &Ctx, deployment: &str, image: &str, reference: &str, cancel: &CancellationToken) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, ListParams};
+    let t = &ctx.target;
+    let Ok(dep) = Api::<Deployment>::namespaced(t.client.clone(), &t.namespace).get(deployment).await else { return };
+    let pods = Api::<Pod>::namespaced(t.client.clone(), &t.namespace);
+    let Ok(list) = pods.list(&ListParams::default().labels(&deploy::selector(&dep))).await else { return };
+    for p in list.items {
+        let runs = p.spec.as_ref().is_some_and(|s| s.containers.iter().any(|c| c.image.as_deref() == Some(reference)));
+        if runs && p.metadata.deletion_timestamp.is_none() {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            tokio::spawn(forward::stream_logs(t.clone(), name, image.to_string(), ctx.ui.clone(), cancel.clone()));
+        }
+    }
+}
+
+/// `--cleanup`: delete the objects of every manifest-mode deploy.
+async fn cleanup(ctx: &Ctx) {
+    for d in &ctx.cfg.deploys {
+        let DeployTarget::Manifests(patterns) = &d.target else { continue };
+        match super::deploy::delete_manifests(&ctx.cfg, &ctx.target, patterns).await {
+            Ok(n) => ctx.ui.line(&d.image, "cleanup", &format!("deleted {n} object(s) from namespace {}", ctx.target.namespace)),
+            Err(e) => ctx.ui.line(&d.image, "cleanup", &format!("cleanup failed: {e}")),
+        }
+    }
+}

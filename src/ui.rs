@@ -1,0 +1,150 @@
+//! What `devloop up` prints: one summary line per iteration and a line per state change, as text for people
+//! or, with `--json`, as one JSON object per line for editors and scripts.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::engine::decide::{Report, Summary};
+
+/// Where reports go. Cheap to clone; lines from concurrent tasks never interleave.
+#[derive(Clone)]
+pub struct Ui {
+    json: bool,
+    out: Arc<Mutex<Box<dyn Write + Send>>>,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// A duration the way the summary line shows it: `4ms`, `812ms`, `1.9s`.
+pub fn short(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// The summary line of one iteration.
+pub fn summary_line(s: &Summary) -> String {
+    let build = if s.registry_hit {
+        "build skipped (in registry)".to_string()
+    } else {
+        format!("build {} ({}/{} cached)", short(s.build), s.steps.1, s.steps.0)
+    };
+    format!(
+        "{}  {}  hash {} · {build} · rollout {} · total {}",
+        s.image,
+        &s.tag[..s.tag.len().min(6)],
+        short(s.hash),
+        short(s.rollout),
+        short(s.total)
+    )
+}
+
+impl Ui {
+    /// Text (or JSON lines) to `out`.
+    pub fn new(json: bool, out: Box<dyn Write + Send>) -> Self {
+        Ui { json, out: Arc::new(Mutex::new(out)) }
+    }
+
+    /// To stdout.
+    pub fn stdout(json: bool) -> Self {
+        Self::new(json, Box::new(std::io::stdout()))
+    }
+
+    fn emit(&self, text: &str, value: Value) {
+        let mut out = self.out.lock().expect("not poisoned");
+        let _ = if self.json { writeln!(out, "{value}") } else { writeln!(out, "{text}") };
+        let _ = out.flush();
+    }
+
+    /// A free-form line about an image (deploy steps, log lines, forwards).
+    pub fn line(&self, image: &str, kind: &str, text: &str) {
+        self.emit(&format!("{image}: {text}"), json!({"event": kind, "image": image, "message": text}));
+    }
+
+    /// A decision's report.
+    pub fn report(&self, r: &Report) {
+        match r {
+            Report::Unchanged { image, tag } => {
+                self.emit(&format!("{image}: unchanged ({tag}), nothing to do"), json!({"event": "unchanged", "image": image, "tag": tag}))
+            }
+            Report::Building { image, tag } => {
+                self.emit(&format!("{image}: building {tag}"), json!({"event": "building", "image": image, "tag": tag}))
+            }
+            Report::Superseded { image, old, new } => self.emit(
+                &format!("{image}: newer content ({new}) supersedes the build of {old}: cancelled"),
+                json!({"event": "superseded", "image": image, "old": old, "new": new}),
+            ),
+            Report::Failed { image, tag, error } => self.emit(
+                &format!("{image}: FAILED{}: {error}\n{image}: the running pods were left as they are", tag.as_ref().map(|t| format!(" ({t})")).unwrap_or_default()),
+                json!({"event": "failed", "image": image, "tag": tag, "error": error}),
+            ),
+            Report::RolloutFailed { image, tag } => {
+                self.emit(&format!("{image}: rollout of {tag} failed"), json!({"event": "rollout-failed", "image": image, "tag": tag}))
+            }
+            Report::Iteration(s) => self.emit(
+                &summary_line(s),
+                json!({"event": "iteration", "image": s.image, "tag": s.tag, "hash_ms": ms(s.hash), "build_ms": ms(s.build),
+                       "steps": s.steps.0, "cached_steps": s.steps.1, "registry_hit": s.registry_hit,
+                       "rollout_ms": ms(s.rollout), "total_ms": ms(s.total)}),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn summary() -> Summary {
+        Summary {
+            image: "hello".into(),
+            tag: "a1b2c3d4e5".into(),
+            hash: Duration::from_millis(4),
+            build: Duration::from_millis(812),
+            steps: (7, 5),
+            registry_hit: false,
+            rollout: Duration::from_millis(1900),
+            total: Duration::from_millis(2800),
+        }
+    }
+
+    #[test]
+    fn the_summary_line_reads_like_the_issue_says() {
+        assert_eq!(
+            summary_line(&summary()),
+            "hello  a1b2c3  hash 4ms · build 812ms (5/7 cached) · rollout 1.9s · total 2.8s"
+        );
+    }
+
+    #[test]
+    fn json_mode_writes_one_object_per_line() {
+        let buf = Buf::default();
+        let ui = Ui::new(true, Box::new(buf.clone()));
+        ui.report(&Report::Iteration(summary()));
+        ui.line("hello", "log", "GET / 200");
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines[0]["event"], "iteration");
+        assert_eq!(lines[0]["build_ms"], 812);
+        assert_eq!(lines[1]["message"], "GET / 200");
+    }
+}
