@@ -9,6 +9,7 @@ pub mod engine;
 pub mod filter;
 pub mod forward;
 pub mod hash;
+pub mod hook;
 pub mod registry;
 pub mod tree;
 pub mod ui;

@@ -46,6 +46,19 @@ enum Command {
         #[arg(long)]
         cleanup: bool,
     },
+    /// The pre-push check: build, deploy into a throwaway namespace, run [check] commands, clean up.
+    Check {
+        #[command(flatten)]
+        kube: KubeArgs,
+        /// Keep the namespace for debugging.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Git hooks.
+    Hook {
+        #[command(subcommand)]
+        action: HookAction,
+    },
     /// Roll the configured workloads to the images' content tags (building them if needed) and watch.
     Deploy {
         /// Deploy this tag instead of the current content tag (it must be in the registry).
@@ -53,6 +66,16 @@ enum Command {
         tag: Option<String>,
         #[command(flatten)]
         kube: KubeArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum HookAction {
+    /// Write .git/hooks/pre-push running `devloop check`.
+    Install {
+        /// Replace a pre-push hook devloop did not write.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -145,6 +168,18 @@ async fn run(cli: &Cli, cfg: &config::Config) -> Result<bool, engine::Error> {
         Command::Deploy { tag, kube } => {
             let opts = engine::deploy::DeployOptions { kube: kube.options(), tag: tag.clone(), verbose: cli.verbose > 0 };
             return engine::deploy::deploy_all(cfg, &opts, &mut stdout).await;
+        }
+        Command::Check { kube, keep } => {
+            let opts = engine::check::CheckOptions {
+                deploy: engine::deploy::DeployOptions { kube: kube.options(), tag: None, verbose: cli.verbose > 0 },
+                keep: *keep,
+            };
+            return engine::check::check(cfg, &opts, &mut stdout).await;
+        }
+        Command::Hook { action: HookAction::Install { force } } => {
+            let here = std::env::current_dir().map_err(|e| engine::Error::Usage(e.to_string()))?;
+            let path = devloop::hook::install(&here, *force).map_err(|e| engine::Error::Usage(e.to_string()))?;
+            println!("installed {}: `git push` now runs `devloop check` first", path.display());
         }
         Command::Up { kube, json, cleanup } => {
             let opts = engine::up::UpOptions { kube: kube.options(), json: *json, cleanup: *cleanup, verbose: cli.verbose > 0 };

@@ -31,13 +31,7 @@ pub async fn deploy_all(cfg: &Config, opts: &DeployOptions, out: &mut (dyn Write
     }
     // The allow-list is checked here, before any build, registry or API request.
     let target = deploy::connect(&cfg.kube, &opts.kube).await?;
-    let mut references: HashMap<String, String> = HashMap::new();
-    for d in &cfg.deploys {
-        if !references.contains_key(&d.image) {
-            let r = resolve(cfg, &d.image, opts, out).await?;
-            references.insert(d.image.clone(), r);
-        }
-    }
+    let references = resolve_all(cfg, opts, out).await?;
     let mut ok = true;
     let mut done = Vec::new();
     for d in &cfg.deploys {
@@ -85,6 +79,18 @@ async fn deploy_one(
 /// `<pull host>/<name>:<tag>@<digest>`.
 pub fn reference(cfg: &Config, image: &str, tag: &str, digest: &str) -> String {
     format!("{}/{image}:{tag}@{digest}", cfg.registry.pull_host())
+}
+
+/// References for every image that has a `[[deploy]]`, building what the registry lacks.
+pub async fn resolve_all(cfg: &Config, opts: &DeployOptions, out: &mut (dyn Write + Send)) -> Result<HashMap<String, String>, Error> {
+    let mut references: HashMap<String, String> = HashMap::new();
+    for d in &cfg.deploys {
+        if !references.contains_key(&d.image) {
+            let r = resolve(cfg, &d.image, opts, out).await?;
+            references.insert(d.image.clone(), r);
+        }
+    }
+    Ok(references)
 }
 
 /// `<pull host>/<name>:<tag>@<digest>` for an image, building and pushing it first if needed.

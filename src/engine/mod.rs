@@ -1,6 +1,7 @@
 //! The one-shot runs behind the CLI: `hash` (content tags), `build` (skip what the registry has, build and
 //! push the rest) and [`deploy`]. The watch loop of `devloop up` will drive the same pieces.
 
+pub mod check;
 pub mod decide;
 pub mod deploy;
 pub mod up;

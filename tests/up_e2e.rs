@@ -1,0 +1,222 @@
+//! `devloop up` and `devloop check` against the real stack: an editor's save becomes one build and one
+//! rollout, the port-forward follows it, a broken build leaves pods alone, Ctrl-C cancels a running solve.
+//! Run through scripts/test.
+
+mod common;
+use common::*;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+/// A running `devloop up --json`, its events read by a thread.
+struct Up {
+    child: Child,
+    events: Receiver<serde_json::Value>,
+    seen: Vec<serde_json::Value>,
+}
+
+impl Up {
+    fn start(p: &Project) -> Up {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_devloop"))
+            .args(["up", "--json"])
+            .current_dir(p.dir.path())
+            .env_remove("DEVLOOP_REGISTRY")
+            .env_remove("BUILDKIT_HOST")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let (tx, events) = channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    if tx.send(v).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Up { child, events, seen: vec![] }
+    }
+
+    /// Waits for the next event with `"event": kind`, failing on a `failed` event unless that is awaited.
+    fn wait(&mut self, kind: &str, secs: u64) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self.events.recv_timeout(left).unwrap_or_else(|_| panic!("no `{kind}` event in {secs}s; saw {:#?}", self.seen));
+            self.seen.push(v.clone());
+            if v["event"] == kind {
+                return v;
+            }
+            assert!(v["event"] != "failed" || kind == "failed", "unexpected failure: {v}");
+        }
+    }
+
+    /// Events that arrive within `d`.
+    fn quiet_for(&mut self, d: Duration) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + d;
+        let mut got = vec![];
+        while let Ok(v) = self.events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            got.push(v);
+        }
+        got
+    }
+
+    /// SIGINT, as Ctrl-C does; returns how long the exit took.
+    fn interrupt(&mut self) -> Duration {
+        let t = Instant::now();
+        Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "devloop up did not exit after SIGINT");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        t.elapsed()
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A project deployed by manifests into a fresh namespace, with a port-forward on a free local port.
+fn up_project(ns: &Namespace) -> Project {
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    for f in ["app/k8s/deployment.yaml", "app/k8s/service.yaml"] {
+        let text = std::fs::read_to_string(p.path(f)).unwrap().replace("image: hello", &format!("image: {}", p.name));
+        std::fs::write(p.path(f), text).unwrap();
+    }
+    p.write_config(&format!(
+        "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{}\"\n[[deploy]]\nimage = \"{}\"\nmanifests = [\"app/k8s/*.yaml\"]\n\
+         [[port-forward]]\ndeployment = \"hello\"\nremote = 8080\n[check]\ncommands = [\"curl -sf $DEVLOOP_URL_HELLO | grep -q CHECK-ME\"]\n",
+        ns.0, p.name
+    ));
+    p
+}
+
+fn get(url: &str) -> Result<String, String> {
+    let out = Command::new("curl").args(["-sf", "-m", "5", url]).output().map_err(|e| e.to_string())?;
+    if out.status.success() { Ok(String::from_utf8_lossy(&out.stdout).into_owned()) } else { Err(format!("curl {url}: {}", out.status)) }
+}
+
+/// What vim does on `:w` with default settings: probe file, backup by rename, write anew, swap updates.
+fn vim_save(p: &Project, rel: &str, body: &str) {
+    let path = p.path(rel);
+    let dir = path.parent().unwrap();
+    let name = path.file_name().unwrap().to_str().unwrap();
+    std::fs::write(dir.join("4913"), "").unwrap();
+    std::fs::remove_file(dir.join("4913")).unwrap();
+    std::fs::write(dir.join(format!(".{name}.swp")), "swap").unwrap();
+    std::fs::rename(&path, dir.join(format!("{name}~"))).unwrap();
+    std::fs::write(&path, body).unwrap();
+    std::fs::remove_file(dir.join(format!("{name}~"))).unwrap();
+    std::fs::write(dir.join(format!(".{name}.swp")), "swap2").unwrap();
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn an_editor_save_is_one_build_and_rollout_and_the_forward_follows() {
+    let ns = Namespace::new("up");
+    let p = up_project(&ns);
+    let mut up = Up::start(&p);
+    let fwd = up.wait("forward", 30);
+    let url = fwd["message"].as_str().unwrap().split_whitespace().nth(1).unwrap().to_string();
+    let first = up.wait("iteration", 90);
+    assert!(eventually("first page", 30, || get(&url)).contains("Hello from devloop"));
+
+    vim_save(&p, "app/www/index.html", "<p>saved from vim</p>\n");
+    let second = up.wait("iteration", 60);
+    assert_ne!(second["tag"], first["tag"]);
+    assert!(second["build_ms"].as_u64().unwrap() > 0 && second["registry_hit"] == false, "{second}");
+    assert_eq!(eventually("forward follows the rollout", 30, || get(&url).and_then(|b| if b.contains("vim") { Ok(b) } else { Err(b) })), "<p>saved from vim</p>\n");
+    let builds = up.seen.iter().filter(|e| e["event"] == "building").count();
+    assert_eq!(builds, 2, "one save must be one build: {:#?}", up.seen);
+
+    // Only editor temp files change: nothing happens at all.
+    std::fs::write(p.path("app/www/.index.html.swp"), "more swap").unwrap();
+    std::fs::write(p.path("app/www/index.html~"), "backup").unwrap();
+    let noise = up.quiet_for(Duration::from_millis(1500));
+    assert!(noise.iter().all(|e| e["event"] != "building" && e["event"] != "unchanged"), "{noise:#?}");
+
+    // A broken Dockerfile fails the build; the running pod keeps serving; fixing it rolls again.
+    let dockerfile = std::fs::read_to_string(p.path("app/Dockerfile")).unwrap();
+    std::fs::write(p.path("app/Dockerfile"), format!("{dockerfile}RUN exit 7\n")).unwrap();
+    let failed = up.wait("failed", 60);
+    assert!(failed["error"].as_str().unwrap().contains("exit code: 7"), "{failed}");
+    assert!(get(&url).unwrap().contains("vim"), "the running pod stopped serving after a failed build");
+    std::fs::write(p.path("app/Dockerfile"), &dockerfile).unwrap();
+    vim_save(&p, "app/www/index.html", "<p>fixed</p>\n");
+    up.wait("iteration", 60);
+    assert_eq!(eventually("fixed page", 30, || get(&url).and_then(|b| if b.contains("fixed") { Ok(b) } else { Err(b) })), "<p>fixed</p>\n");
+
+    let took = up.interrupt();
+    assert!(took < Duration::from_secs(2), "Ctrl-C took {took:?}");
+}
+
+/// Whether a process whose command line contains `marker` is running (a build step inside BuildKit).
+fn step_running(marker: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().filter_map(Result::ok).any(|e| {
+        std::fs::read(e.path().join("cmdline")).map(|c| String::from_utf8_lossy(&c).contains(marker)).unwrap_or(false)
+    })
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn superseded_and_interrupted_builds_are_cancelled_in_buildkit() {
+    let ns = Namespace::new("up-cancel");
+    let p = up_project(&ns);
+    let dockerfile = std::fs::read_to_string(p.path("app/Dockerfile")).unwrap();
+    let slow = |marker: &str| format!("{dockerfile}RUN sleep 60 && echo {marker}\n");
+    let first = format!("devloop-cancel-{}", nonce());
+    std::fs::write(p.path("app/Dockerfile"), slow(&first)).unwrap();
+    let mut up = Up::start(&p);
+    up.wait("building", 30);
+    eventually("the slow step starts", 30, || if step_running(&first) { Ok(()) } else { Err("not yet".into()) });
+
+    // New content while it builds: the running solve is cancelled while devloop keeps running.
+    let second = format!("devloop-cancel-{}", nonce());
+    std::fs::write(p.path("app/Dockerfile"), slow(&second)).unwrap();
+    up.wait("superseded", 30);
+    eventually("BuildKit stops the superseded step", 15, || if step_running(&first) { Err("still running".into()) } else { Ok(()) });
+    eventually("the newer build runs", 30, || if step_running(&second) { Ok(()) } else { Err("not yet".into()) });
+
+    // Ctrl-C: devloop exits within 2 s and the solve is cancelled, not left running.
+    let took = up.interrupt();
+    assert!(took < Duration::from_secs(2), "Ctrl-C took {took:?}");
+    eventually("BuildKit stops the interrupted step", 15, || if step_running(&second) { Err("still running".into()) } else { Ok(()) });
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn check_deploys_into_a_throwaway_namespace_runs_the_commands_and_cleans_up() {
+    let ns = Namespace::new("check-base");
+    let p = up_project(&ns);
+    // The check command looks for CHECK-ME: absent, the check fails (exit 1); present, it passes.
+    let out = p.devloop(&["check"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("check: FAILED"), "{stdout}");
+    p.write("app/www/index.html", "<p>CHECK-ME</p>\n");
+    let (stdout, _) = p.ok(&["check"]);
+    let check_ns = stdout.split("check: namespace ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    assert!(check_ns.starts_with("devloop-check-"), "{stdout}");
+    assert!(stdout.contains(&format!("deployment {check_ns}/hello applied")), "{stdout}");
+    assert!(stdout.contains("check: passed") && stdout.contains("check: PASSED"), "{stdout}");
+    eventually("the check namespace is deleted", 60, || match try_kubectl(&["get", "namespace", &check_ns]) {
+        Err(e) if e.contains("NotFound") => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    assert!(try_kubectl(&["-n", &ns.0, "get", "deployment", "hello"]).is_err(), "check deployed into the configured namespace");
+
+    let (stdout, _) = p.ok(&["check", "--keep"]);
+    let kept = stdout.split("check: namespace ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    assert!(kubectl(&["get", "namespace", &kept]).contains(&kept));
+    kubectl(&["delete", "namespace", &kept, "--wait=false"]);
+}
