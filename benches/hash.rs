@@ -35,6 +35,7 @@ fn main() {
         platform: String::new(),
         build_args: BTreeMap::new(),
         ignore: vec![],
+        gitignore: false,
         frontend: "dockerfile.v0".into(),
         frontend_source: String::new(),
         frontend_opts: BTreeMap::new(),

@@ -212,6 +212,8 @@ pub struct Image {
     pub build_args: BTreeMap<String, String>,
     /// Patterns (`.dockerignore` syntax) excluded on top of `.dockerignore`.
     pub ignore: Vec<String>,
+    /// Also exclude what the context's `.gitignore` ignores (off by default).
+    pub gitignore: bool,
     /// BuildKit frontend: `dockerfile.v0` or `gateway.v0`.
     pub frontend: String,
     /// Gateway frontend image (`frontend = "gateway.v0"`).
@@ -282,6 +284,8 @@ struct RawImage {
     build_args: BTreeMap<String, String>,
     #[serde(default)]
     ignore: Vec<String>,
+    #[serde(default)]
+    gitignore: bool,
     #[serde(default = "default_frontend")]
     frontend: toml::Spanned<String>,
     #[serde(default)]
@@ -396,6 +400,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
             platform: img.platform,
             build_args: img.build_args,
             ignore: img.ignore,
+            gitignore: img.gitignore,
             frontend: frontend.to_string(),
             frontend_source: img.frontend_source,
             frontend_opts: img.frontend_opts,

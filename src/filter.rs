@@ -123,6 +123,8 @@ pub struct Filter {
     builtin: Vec<Pattern>,
     patterns: Vec<Pattern>,
     has_negation: bool,
+    /// The context's `.gitignore`, when the image opts in (`gitignore = true`).
+    gitignore: Option<ignore::gitignore::Gitignore>,
 }
 
 impl Filter {
@@ -131,7 +133,26 @@ impl Filter {
         let builtin = BUILTIN_IGNORES.iter().map(|p| Pattern::parse(p)).collect::<Result<_, _>>()?;
         let patterns: Vec<Pattern> = patterns.iter().map(|p| Pattern::parse(p.as_ref())).collect::<Result<_, _>>()?;
         let has_negation = patterns.iter().any(|p| p.negate);
-        Ok(Filter { builtin, patterns, has_negation })
+        Ok(Filter { builtin, patterns, has_negation, gitignore: None })
+    }
+
+    /// The filter of a configured image: [`Filter::for_context`], plus the context's `.gitignore` when the
+    /// image sets `gitignore = true` (off by default: a gitignored file, say a pre-built `node_modules/`,
+    /// may well belong in the image).
+    pub fn for_image(image: &crate::config::Image) -> Result<Filter, Error> {
+        let mut f = Self::for_context(&image.context, &image.dockerfile, &image.ignore)?;
+        if image.gitignore {
+            let path = image.context.join(".gitignore");
+            let mut b = ignore::gitignore::GitignoreBuilder::new(&image.context);
+            if let Some(e) = b.add(&path) {
+                if path.exists() {
+                    return Err(Error::Read { path: path.display().to_string(), source: std::io::Error::other(e.to_string()) });
+                }
+            }
+            f.gitignore = Some(b.build().map_err(|e| Error::BadPattern { pattern: path.display().to_string(), reason: e.to_string() })?);
+            f.has_negation = true; // a `!` in .dockerignore may re-include what .gitignore excludes
+        }
+        Ok(f)
     }
 
     /// The filter for a build: the context's `.dockerignore` (or `<Dockerfile>.dockerignore` beside the
@@ -164,7 +185,8 @@ impl Filter {
         if self.builtin.iter().any(|p| p.matches_or_parent(path)) {
             return true;
         }
-        let mut excluded = false;
+        let mut excluded =
+            self.gitignore.as_ref().is_some_and(|g| g.matched_path_or_any_parents(path, false).is_ignore());
         for p in &self.patterns {
             if p.matches_or_parent(path) {
                 excluded = !p.negate;
@@ -247,6 +269,32 @@ mod tests {
         assert!(f.may_reinclude_below("docs"));
         assert!(!f.excluded("docs/keep.md"));
         assert!(f.excluded("docs/other.md"));
+    }
+
+    #[test]
+    fn gitignore_is_opt_in_and_dockerignore_can_reinclude() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(".gitignore"), "node_modules/\n*.o\n").unwrap();
+        std::fs::write(d.path().join(".dockerignore"), "!keep.o\n").unwrap();
+        let mut img = crate::config::Image {
+            name: "a".into(),
+            context: d.path().into(),
+            dockerfile: d.path().join("Dockerfile"),
+            target: String::new(),
+            platform: String::new(),
+            build_args: Default::default(),
+            ignore: vec![],
+            gitignore: false,
+            frontend: "dockerfile.v0".into(),
+            frontend_source: String::new(),
+            frontend_opts: Default::default(),
+        };
+        let off = Filter::for_image(&img).unwrap();
+        assert!(!off.excluded("node_modules/x/index.js") && !off.excluded("a.o"));
+        img.gitignore = true;
+        let on = Filter::for_image(&img).unwrap();
+        assert!(on.excluded("node_modules/x/index.js") && on.excluded("src/a.o"));
+        assert!(!on.excluded("keep.o") && !on.excluded("src/main.c"));
     }
 
     #[test]

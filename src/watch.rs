@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
@@ -64,6 +64,17 @@ pub struct Handle {
     _watcher: RecommendedWatcher,
     /// Set when the queue overflowed: the next batch must treat every image as changed.
     pub overflowed: Arc<AtomicBool>,
+    watched: Arc<RwLock<Vec<Watched>>>,
+}
+
+impl Handle {
+    /// Replaces an image's filter (its `.dockerignore` changed): the next events are judged by it.
+    pub fn set_filter(&self, image: &str, filter: Filter) {
+        let mut w = self.watched.write().expect("not poisoned");
+        if let Some(entry) = w.iter_mut().find(|w| w.image == image) {
+            entry.filter = filter;
+        }
+    }
 }
 
 /// Starts watching every context recursively, sending relevant changes to `tx`.
@@ -78,6 +89,8 @@ pub fn start(watched: Vec<Watched>, tx: mpsc::Sender<Change>) -> Result<Handle, 
             w
         })
         .collect();
+    let watched = Arc::new(RwLock::new(watched));
+    let shared = watched.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(event) = res else {
             flag.store(true, Ordering::Relaxed); // an error from notify: rescan to be safe
@@ -89,6 +102,8 @@ pub fn start(watched: Vec<Watched>, tx: mpsc::Sender<Change>) -> Result<Handle, 
         if event.need_rescan() {
             flag.store(true, Ordering::Relaxed);
         }
+        // A read lock held for the filter checks only; writers (a filter refresh) are rare and brief.
+        let watched = shared.read().expect("not poisoned");
         for p in &event.paths {
             for change in relevant(&watched, p) {
                 if tx.try_send(change).is_err() {
@@ -101,7 +116,7 @@ pub fn start(watched: Vec<Watched>, tx: mpsc::Sender<Change>) -> Result<Handle, 
     for root in roots {
         watcher.watch(&root, RecursiveMode::Recursive).map_err(|source| Error { path: root.clone(), source })?;
     }
-    Ok(Handle { _watcher: watcher, overflowed })
+    Ok(Handle { _watcher: watcher, overflowed, watched })
 }
 
 /// Debounce settings (`[watch]`).

@@ -130,6 +130,9 @@ fn an_editor_save_is_one_build_and_rollout_and_the_forward_follows() {
     let url = fwd["message"].as_str().unwrap().split_whitespace().nth(1).unwrap().to_string();
     let first = up.wait("iteration", 90);
     assert!(eventually("first page", 30, || get(&url)).contains("Hello from devloop"));
+    // The new pod's log lines are streamed, prefixed by the pod.
+    let log = up.wait("log", 30);
+    assert!(log["message"].as_str().unwrap().contains("] hello: serving /www on :8080 (hello)"), "{log}");
 
     vim_save(&p, "app/www/index.html", "<p>saved from vim</p>\n");
     let second = up.wait("iteration", 60);
@@ -142,6 +145,15 @@ fn an_editor_save_is_one_build_and_rollout_and_the_forward_follows() {
     // Only editor temp files change: nothing happens at all.
     std::fs::write(p.path("app/www/.index.html.swp"), "more swap").unwrap();
     std::fs::write(p.path("app/www/index.html~"), "backup").unwrap();
+    let noise = up.quiet_for(Duration::from_millis(1500));
+    assert!(noise.iter().all(|e| e["event"] != "building" && e["event"] != "unchanged"), "{noise:#?}");
+
+    // Editing .dockerignore changes what is watched too (one filter): drafts/ is then ignored.
+    let ignore = std::fs::read_to_string(p.path("app/.dockerignore")).unwrap();
+    std::fs::write(p.path("app/.dockerignore"), format!("{ignore}drafts/\n")).unwrap();
+    up.wait("iteration", 60);
+    std::fs::create_dir(p.path("app/drafts")).unwrap();
+    std::fs::write(p.path("app/drafts/idea.md"), "not for the image").unwrap();
     let noise = up.quiet_for(Duration::from_millis(1500));
     assert!(noise.iter().all(|e| e["event"] != "building" && e["event"] != "unchanged"), "{noise:#?}");
 

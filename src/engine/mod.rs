@@ -73,17 +73,22 @@ pub fn select<'a>(cfg: &'a Config, names: &[String]) -> Result<Vec<&'a Image>, E
 pub fn hash_images<'a>(cfg: &'a Config, names: &[String]) -> Result<Vec<Hashed<'a>>, Error> {
     let mut out = Vec::new();
     for image in select(cfg, names)? {
-        let filter = Filter::for_context(&image.context, &image.dockerfile, &image.ignore)?;
         let mut cache = match hash::cache_dir() {
             Some(dir) => DigestCache::persistent(&dir.join("digests"), &image.context),
             None => DigestCache::in_memory(),
         };
-        let snapshot = hash::snapshot(image, &filter, &mut cache)?;
+        out.push(hash_image(cfg, image, &mut cache)?);
         cache.save();
-        let reference = format!("{}/{}:{}", cfg.registry.host, image.name, snapshot.tag);
-        out.push(Hashed { image, filter, snapshot, reference });
     }
     Ok(out)
+}
+
+/// Hashes one image through `cache` (`up` keeps one per image in memory for its whole run).
+pub fn hash_image<'a>(cfg: &Config, image: &'a Image, cache: &mut DigestCache) -> Result<Hashed<'a>, Error> {
+    let filter = Filter::for_image(image)?;
+    let snapshot = hash::snapshot(image, &filter, cache)?;
+    let reference = format!("{}/{}:{}", cfg.registry.host, image.name, snapshot.tag);
+    Ok(Hashed { image, filter, snapshot, reference })
 }
 
 /// What `build` did for one image.

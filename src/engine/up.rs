@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::decide::{self, Action, Event, Report};
-use super::{hash_images, Error};
+use super::Error;
 use crate::buildkit::{self, progress::Progress, BuildSpec};
 use crate::config::{Config, DeployTarget};
 use crate::deploy::{self, KubeOptions, Target};
@@ -41,6 +41,9 @@ struct Ctx {
     verbose: bool,
     events: mpsc::Sender<Event>,
     buildkit: Mutex<Option<bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient<tonic::transport::Channel>>>,
+    watcher: Arc<watch::Handle>,
+    /// Per-image digest caches, kept in memory for the whole run.
+    caches: HashMap<String, Arc<std::sync::Mutex<crate::hash::DigestCache>>>,
 }
 
 /// Runs the loop until Ctrl-C (or `stop` is cancelled).
@@ -51,10 +54,10 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
 
     let mut watched = Vec::new();
     for img in &cfg.images {
-        watched.push(watch::Watched { image: img.name.clone(), root: img.context.clone(), filter: Filter::for_context(&img.context, &img.dockerfile, &img.ignore)? });
+        watched.push(watch::Watched { image: img.name.clone(), root: img.context.clone(), filter: Filter::for_image(img)? });
     }
     let (change_tx, mut change_rx) = mpsc::channel(1024);
-    let handle = watch::start(watched, change_tx).map_err(|e| Error::Usage(e.to_string()))?;
+    let handle = Arc::new(watch::start(watched, change_tx).map_err(|e| Error::Usage(e.to_string()))?);
     let (events_tx, mut events) = mpsc::channel::<Event>(256);
     let all: Vec<String> = cfg.images.iter().map(|i| i.name.clone()).collect();
     let debounce = watch::Debounce { quiet: cfg.watch.debounce, max: cfg.watch.max_wait.max(cfg.watch.debounce) };
@@ -78,7 +81,16 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
         tasks.spawn(forward::serve(listener, target.clone(), f.deployment.clone(), f.remote, ui.clone(), stop.child_token()));
     }
 
-    let ctx = Arc::new(Ctx { cfg, target, ui: ui.clone(), verbose: opts.verbose, events: events_tx.clone(), buildkit: Mutex::new(None) });
+    let ctx = Arc::new(Ctx {
+        cfg,
+        target,
+        ui: ui.clone(),
+        verbose: opts.verbose,
+        events: events_tx.clone(),
+        buildkit: Mutex::new(None),
+        watcher: handle.clone(),
+        caches: all.iter().map(|i| (i.clone(), Arc::new(std::sync::Mutex::new(crate::hash::DigestCache::in_memory())))).collect(),
+    });
     let mut state = decide::State::default();
     let mut builds: HashMap<String, CancellationToken> = HashMap::new();
     let mut logs: HashMap<String, CancellationToken> = HashMap::new();
@@ -135,11 +147,20 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
 
 async fn hash(ctx: Arc<Ctx>, image: String) {
     let started = Instant::now();
-    let cfg = ctx.cfg.clone();
+    let worker = ctx.clone();
     let name = image.clone();
-    let result = tokio::task::spawn_blocking(move || hash_images(&cfg, &[name]).map(|mut v| v.remove(0).snapshot.tag)).await;
+    let result = tokio::task::spawn_blocking(move || {
+        let img = worker.cfg.image(&name).expect("configured image");
+        let mut cache = worker.caches[&name].lock().expect("not poisoned");
+        super::hash_image(&worker.cfg, img, &mut cache).map(|h| (h.snapshot.tag, h.filter))
+    })
+    .await;
     let ev = match result {
-        Ok(Ok(tag)) => Event::Hashed { image, tag, took: started.elapsed() },
+        Ok(Ok((tag, filter))) => {
+            // The filter is rebuilt on every hash, so an edited .dockerignore also changes what is watched.
+            ctx.watcher.set_filter(&image, filter);
+            Event::Hashed { image, tag, took: started.elapsed() }
+        }
         Ok(Err(e)) => Event::HashFailed { image, error: e.to_string() },
         Err(e) => Event::HashFailed { image, error: e.to_string() },
     };
@@ -181,7 +202,7 @@ async fn build_inner(ctx: &Ctx, image: &str, tag: &str) -> Result<(String, (usiz
         return Ok((digest, (0, 0), true));
     }
     let img = cfg.image(image).expect("configured image");
-    let filter = Filter::for_context(&img.context, &img.dockerfile, &img.ignore)?;
+    let filter = Filter::for_image(img)?;
     let mut client = {
         let mut guard = ctx.buildkit.lock().await;
         match guard.as_ref() {
