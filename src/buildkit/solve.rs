@@ -130,13 +130,22 @@ pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, p
     };
     let result = loop {
         let Some(stream) = updates.as_mut() else { break (&mut solve.0).await };
-        match stream.next().await {
-            Some(Ok(resp)) => progress.update(&resp),
-            Some(Err(e)) => {
-                tracing::debug!("status stream ended: {}", e.message());
-                updates = None;
+        tokio::select! {
+            // The solve's answer is what counts; the status stream may trail behind it.
+            r = &mut solve.0 => {
+                // Take what status is already there (the failing step's logs), without waiting long.
+                let drain = async { while let Some(Ok(resp)) = stream.next().await { progress.update(&resp) } };
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(100), drain).await;
+                break r;
             }
-            None => updates = None,
+            msg = stream.next() => match msg {
+                Some(Ok(resp)) => progress.update(&resp),
+                Some(Err(e)) => {
+                    tracing::debug!("status stream ended: {}", e.message());
+                    updates = None;
+                }
+                None => updates = None,
+            },
         }
     };
     let duration = started.elapsed();

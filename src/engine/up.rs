@@ -191,7 +191,11 @@ async fn build(ctx: Arc<Ctx>, image: String, tag: String, cancel: CancellationTo
             }
             return Box::pin(build(ctx, image, tag, cancel, attempt + 1)).await;
         }
-        Err(e) => Event::BuildFailed { image, tag, error: e.to_string(), cancelled: false },
+        Err(e) => {
+            // The daemon may have gone away mid-build: connect afresh next time.
+            *ctx.buildkit.lock().await = None;
+            Event::BuildFailed { image, tag, error: e.to_string(), cancelled: false }
+        }
     };
     let _ = ctx.events.send(ev).await;
 }
@@ -220,13 +224,26 @@ async fn build_inner(ctx: &Ctx, image: &str, tag: &str) -> Result<(String, (usiz
 async fn deploy_image(ctx: Arc<Ctx>, image: String, tag: String, digest: String, logs: CancellationToken) {
     let started = Instant::now();
     let reference = super::deploy::reference(&ctx.cfg, &image, &tag, &digest);
-    let mut buf = Vec::new();
     let mut rolled = Vec::new();
-    let result = super::deploy::deploy_image(&ctx.cfg, &ctx.target, &image, &reference, &mut buf, &mut rolled).await;
-    for line in String::from_utf8_lossy(&buf).lines() {
-        let text = line.strip_prefix(&format!("{image}: ")).unwrap_or(line);
-        ctx.ui.line(&image, "deploy", text);
-    }
+    let mut attempt = 0;
+    let result = loop {
+        let mut lines = LineWriter { ui: ctx.ui.clone(), image: image.clone(), buf: Vec::new() };
+        let r = super::deploy::deploy_image(&ctx.cfg, &ctx.target, &image, &reference, &mut lines, &mut rolled).await;
+        match r {
+            Err(ref e) if api_unreachable(e) && !logs.is_cancelled() => {
+                // The API server is down (restarting, a laptop waking up): wait and try again.
+                let wait = Duration::from_secs(1 << attempt.min(4));
+                ctx.ui.line(&image, "retry", &format!("the API server is unreachable ({e}); retrying in {}s", wait.as_secs()));
+                tokio::select! {
+                    _ = logs.cancelled() => break r,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                attempt += 1;
+                rolled.clear();
+            }
+            r => break r,
+        }
+    };
     let ok = match result {
         Ok(ok) => ok,
         Err(e) => {
@@ -240,6 +257,40 @@ async fn deploy_image(ctx: Arc<Ctx>, image: String, tag: String, digest: String,
         }
     }
     let _ = ctx.events.send(Event::RolledOut { image, tag, ok, took: started.elapsed(), at: Instant::now() }).await;
+}
+
+/// Turns the deploy's text output into `deploy` events as each line completes.
+struct LineWriter {
+    ui: Ui,
+    image: String,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for LineWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        while let Some(i) = self.buf.iter().position(|&c| c == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=i).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end();
+            let text = line.strip_prefix(&format!("{}: ", self.image)).unwrap_or(line);
+            self.ui.line(&self.image, "deploy", text);
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether a deploy error means the API server could not be reached (as opposed to it refusing something).
+fn api_unreachable(e: &Error) -> bool {
+    let source = match e {
+        Error::Deploy(deploy::Error::Api { source, .. }) => source,
+        Error::Deploy(deploy::Error::Watch(_)) => return true,
+        _ => return false,
+    };
+    !matches!(source, kube::Error::Api(_))
 }
 
 /// Streams the logs of the Deployment's pods that run `reference`.

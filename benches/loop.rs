@@ -1,0 +1,218 @@
+//! Loop latency on examples/hello against the real stack: time from a file write to the new content being
+//! served, for `devloop up` (through its port-forward) and, interleaved in the same run, for the floor — the
+//! same steps with stock tools: `buildctl build … push=true`, `kubectl set image`, `kubectl rollout status`,
+//! then the same readiness poll. Needs the stack: `eval "$(scripts/stack env)"; cargo bench --bench loop`.
+//! DEVLOOP_BENCH_EDITS sets N (default 20).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn sh(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().map(Result::unwrap) {
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// GET over plain TCP, reading exactly Content-Length bytes (not waiting for the forward to close).
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).ok()?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().ok()))??;
+            if body.len() >= len {
+                return head.lines().next().is_some_and(|l| l.contains(" 200 ")).then(|| body.to_string());
+            }
+        }
+    }
+    None
+}
+
+/// Polls until `get()` returns a body containing `marker`.
+fn wait_for(marker: &str, mut get: impl FnMut() -> Option<String>) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if get().is_some_and(|b| b.contains(marker)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("{marker} never served");
+}
+
+fn pct(v: &[Duration], p: f64) -> Duration {
+    let mut s = v.to_vec();
+    s.sort();
+    s[((s.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn mean(v: &[Duration]) -> Duration {
+    v.iter().sum::<Duration>() / v.len().max(1) as u32
+}
+
+fn main() {
+    let (Ok(registry), Ok(buildkit)) = (std::env::var("DEVLOOP_REGISTRY"), std::env::var("BUILDKIT_HOST")) else {
+        println!("loop bench: skipped (needs the stack: eval \"$(scripts/stack env)\")");
+        return;
+    };
+    let edits: usize = std::env::var("DEVLOOP_BENCH_EDITS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let nonce = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() & 0xffffff);
+    let ns = format!("bench-loop-{nonce}");
+    sh("kubectl", &["create", "namespace", &ns]);
+    let tmp = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello");
+
+    // devloop's project: manifest mode, a port-forward on a free port.
+    let dl = tmp.path().join("devloop");
+    copy_dir(&example, &dl.join("app"));
+    for f in ["app/k8s/deployment.yaml", "app/k8s/service.yaml"] {
+        let t = std::fs::read_to_string(dl.join(f)).unwrap().replace("image: hello", &format!("image: loop-{nonce}"));
+        std::fs::write(dl.join(f), t).unwrap();
+    }
+    std::fs::write(
+        dl.join("devloop.toml"),
+        format!(
+            "[buildkit]\naddr = \"{buildkit}\"\n[registry]\nhost = \"{registry}\"\ninsecure = true\n[[image]]\nname = \"loop-{nonce}\"\n\
+             context = \"app\"\nbuild-args = {{ REGISTRY = \"{registry}\" }}\n[kube]\ncontext = \"devloop-local\"\nnamespace = \"{ns}\"\n\
+             [[deploy]]\nimage = \"loop-{nonce}\"\nmanifests = [\"app/k8s/*.yaml\"]\n[[port-forward]]\ndeployment = \"hello\"\nremote = 8080\n"
+        ),
+    )
+    .unwrap();
+    let mut up = Command::new(env!("CARGO_BIN_EXE_devloop"))
+        .args(["up", "--json"])
+        .current_dir(&dl)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, events) = mpsc::channel::<serde_json::Value>();
+    let stdout = up.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&l) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let mut forward = String::new();
+    loop {
+        let v = events.recv_timeout(Duration::from_secs(120)).expect("devloop up started");
+        if v["event"] == "forward" {
+            forward = v["message"].as_str().unwrap().split_whitespace().nth(1).unwrap().trim_start_matches("http://").to_string();
+        }
+        if v["event"] == "iteration" {
+            break;
+        }
+    }
+
+    // The floor's project: the same example, its own Deployment "floor", driven by buildctl and kubectl.
+    let fl: PathBuf = tmp.path().join("floor");
+    copy_dir(&example, &fl);
+    let floor_build = |tag: &str| {
+        let d = fl.to_str().unwrap();
+        sh("buildctl", &["--addr", &buildkit, "build", "--frontend=dockerfile.v0", &format!("--local=context={d}"), &format!("--local=dockerfile={d}"),
+            &format!("--opt=build-arg:REGISTRY={registry}"), &format!("--output=type=image,name={registry}/floor-{nonce}:{tag},push=true,registry.insecure=true")]);
+    };
+    floor_build("0");
+    let manifest = std::fs::read_to_string(fl.join("k8s/deployment.yaml"))
+        .unwrap()
+        .replace("name: hello", "name: floor")
+        .replace("app: hello", "app: floor")
+        .replace("image: hello", &format!("image: {registry}/floor-{nonce}:0"));
+    std::fs::write(fl.join("floor.yaml"), manifest).unwrap();
+    sh("kubectl", &["-n", &ns, "apply", "-f", fl.join("floor.yaml").to_str().unwrap()]);
+    sh("kubectl", &["-n", &ns, "rollout", "status", "deployment/floor", "--timeout=120s"]);
+    // The floor's readiness poll: the API server's proxy to the Deployment's newest pod (kubectl port-forward
+    // binds one pod and breaks on every rollout).
+    let floor_get = |marker: &str| {
+        let pods = sh("kubectl", &["-n", &ns, "get", "pods", "-l", "app=floor", "-o", "jsonpath={range .items[*]}{.metadata.name} {end}"]);
+        pods.split_whitespace().find_map(|p| {
+            let out = Command::new("kubectl").args(["get", "--raw", &format!("/api/v1/namespaces/{ns}/pods/{p}:8080/proxy/")]).output().ok()?;
+            let body = String::from_utf8_lossy(&out.stdout).into_owned();
+            body.contains(marker).then_some(body)
+        })
+    };
+
+    let (mut dl_total, mut fl_total) = (vec![], vec![]);
+    let (mut dl_hash, mut dl_build, mut dl_rollout, mut dl_iter) = (vec![], vec![], vec![], vec![]);
+    let (mut fl_build, mut fl_set, mut fl_rollout, mut fl_poll) = (vec![], vec![], vec![], vec![]);
+    for i in 1..=edits {
+        let marker = format!("edit-{nonce}-{i}");
+        // devloop: write, then poll its port-forward.
+        let t0 = Instant::now();
+        std::fs::write(dl.join("app/www/index.html"), format!("<p>{marker}</p>\n")).unwrap();
+        wait_for(&marker, || http_get(&forward, "/"));
+        dl_total.push(t0.elapsed());
+        let it = loop {
+            let v = events.recv_timeout(Duration::from_secs(60)).expect("an iteration event");
+            if v["event"] == "iteration" {
+                break v;
+            }
+        };
+        dl_hash.push(Duration::from_millis(it["hash_ms"].as_u64().unwrap()));
+        dl_build.push(Duration::from_millis(it["build_ms"].as_u64().unwrap()));
+        dl_rollout.push(Duration::from_millis(it["rollout_ms"].as_u64().unwrap()));
+        dl_iter.push(Duration::from_millis(it["total_ms"].as_u64().unwrap()));
+
+        // The floor: the same edit, the stock tools.
+        let t0 = Instant::now();
+        std::fs::write(fl.join("www/index.html"), format!("<p>{marker}</p>\n")).unwrap();
+        floor_build(&i.to_string());
+        let t1 = Instant::now();
+        sh("kubectl", &["-n", &ns, "set", "image", "deployment/floor", &format!("web={registry}/floor-{nonce}:{i}")]);
+        let t2 = Instant::now();
+        sh("kubectl", &["-n", &ns, "rollout", "status", "deployment/floor", "--timeout=120s"]);
+        let t3 = Instant::now();
+        wait_for(&marker, || floor_get(&marker));
+        let t4 = Instant::now();
+        fl_total.push(t4 - t0);
+        fl_build.push(t1 - t0);
+        fl_set.push(t2 - t1);
+        fl_rollout.push(t3 - t2);
+        fl_poll.push(t4 - t3);
+        eprintln!(
+            "edit {i:>2}: devloop {} (change seen → rolled out {}) · floor {}",
+            ms(dl_total[i - 1]),
+            ms(dl_iter[i - 1]),
+            ms(fl_total[i - 1])
+        );
+    }
+    let _ = Command::new("kill").args(["-INT", &up.id().to_string()]).status();
+    let _ = up.wait();
+    let _ = Command::new("kubectl").args(["delete", "namespace", &ns, "--wait=false"]).output();
+
+    println!("loop bench: {edits} edits of examples/hello, interleaved");
+    println!("  devloop up : p50 {} · p95 {}   (hash {} · build+push {} · rollout {} · change seen → rolled out {} mean)",
+        ms(pct(&dl_total, 0.5)), ms(pct(&dl_total, 0.95)), ms(mean(&dl_hash)), ms(mean(&dl_build)), ms(mean(&dl_rollout)), ms(mean(&dl_iter)));
+    println!("  floor      : p50 {} · p95 {}   (buildctl {} · set image {} · rollout status {} · poll {} mean)",
+        ms(pct(&fl_total, 0.5)), ms(pct(&fl_total, 0.95)), ms(mean(&fl_build)), ms(mean(&fl_set)), ms(mean(&fl_rollout)), ms(mean(&fl_poll)));
+    println!("  ratio devloop/floor: p50 {:.2} · p95 {:.2}",
+        pct(&dl_total, 0.5).as_secs_f64() / pct(&fl_total, 0.5).as_secs_f64(),
+        pct(&dl_total, 0.95).as_secs_f64() / pct(&fl_total, 0.95).as_secs_f64());
+}

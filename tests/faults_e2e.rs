@@ -1,0 +1,170 @@
+//! Faults survived, with real components: buildkitd killed mid-build, the registry stopped, the API server
+//! stopped. Each stops part of the shared stack, so the tests in this file run one at a time and restart
+//! what they stopped with `scripts/stack up`. Run through scripts/test.
+
+mod common;
+use common::*;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The stack is shared: one fault at a time.
+static STACK: Mutex<()> = Mutex::new(());
+
+fn stack(args: &[&str]) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/stack");
+    let out = Command::new(script).args(args).output().unwrap();
+    assert!(out.status.success(), "scripts/stack {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Restarts whatever is stopped when dropped, even if the test failed half-way.
+struct Restore;
+impl Drop for Restore {
+    fn drop(&mut self) {
+        stack(&["up"]);
+    }
+}
+
+struct Up {
+    child: Child,
+    events: Receiver<serde_json::Value>,
+}
+
+impl Up {
+    fn start(p: &Project) -> Up {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_devloop"))
+            .args(["up", "--json"])
+            .current_dir(p.dir.path())
+            .env_remove("DEVLOOP_REGISTRY")
+            .env_remove("BUILDKIT_HOST")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, events) = channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        Up { child, events }
+    }
+
+    /// The next event for which `pred` holds (others are skipped), within `secs`.
+    fn wait(&self, what: &str, secs: u64, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self.events.recv_timeout(left).unwrap_or_else(|_| panic!("no {what} within {secs}s"));
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn event(kind: &'static str) -> impl Fn(&serde_json::Value) -> bool {
+    move |v| v["event"] == kind
+}
+
+/// A manifest-mode project in a fresh namespace, running under `devloop up`, first iteration done.
+fn running(ns: &Namespace) -> (Project, Up) {
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    for f in ["app/k8s/deployment.yaml", "app/k8s/service.yaml"] {
+        let text = std::fs::read_to_string(p.path(f)).unwrap().replace("image: hello", &format!("image: {}", p.name));
+        std::fs::write(p.path(f), text).unwrap();
+    }
+    p.write_config(&format!(
+        "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{}\"\n[[deploy]]\nimage = \"{}\"\nmanifests = [\"app/k8s/*.yaml\"]\n",
+        ns.0, p.name
+    ));
+    let up = Up::start(&p);
+    up.wait("first iteration", 90, event("iteration"));
+    (p, up)
+}
+
+fn served(ns: &str, text: &str) {
+    eventually("new content served", 60, || {
+        let pods = live_pods(ns, "hello");
+        pods.iter().find_map(|p| page(ns, p).ok().filter(|b| b.contains(text))).ok_or_else(|| format!("pods {pods:?}"))
+    });
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn buildkitd_killed_mid_build_is_reported_and_the_loop_recovers() {
+    let _one = STACK.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = Namespace::new("fault-bk");
+    let (p, mut up) = running(&ns);
+    let _restore = Restore;
+    let dockerfile = std::fs::read_to_string(p.path("app/Dockerfile")).unwrap();
+    std::fs::write(p.path("app/Dockerfile"), format!("{dockerfile}RUN sleep 20\n")).unwrap();
+    up.wait("a build", 30, event("building"));
+    std::thread::sleep(Duration::from_millis(800));
+    let pid = std::fs::read_to_string("/var/lib/devloop-stack/run/buildkitd.pid").unwrap();
+    Command::new("kill").args(["-KILL", pid.trim()]).status().unwrap();
+    let failed = up.wait("a failure", 30, |v| v["event"] == "failed" || v["event"] == "retry");
+    let text = failed.to_string().to_lowercase();
+    assert!(text.contains("buildkit"), "the error does not name BuildKit: {failed}");
+    assert!(up.alive(), "devloop up exited when buildkitd died");
+
+    stack(&["up"]);
+    std::fs::write(p.path("app/Dockerfile"), &dockerfile).unwrap();
+    p.write("app/www/index.html", "<p>after buildkitd came back</p>\n");
+    up.wait("an iteration after the restart", 90, event("iteration"));
+    served(&ns.0, "after buildkitd came back");
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_stopped_registry_is_reported_nothing_is_deployed_and_it_recovers() {
+    let _one = STACK.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = Namespace::new("fault-reg");
+    let (p, mut up) = running(&ns);
+    let _restore = Restore;
+    let before = kubectl(&["-n", &ns.0, "get", "deployment", "hello", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]);
+    stack(&["stop", "registry"]);
+    p.write("app/www/index.html", "<p>pushed after the registry came back</p>\n");
+    let retry = up.wait("a registry error", 30, |v| v["event"] == "retry" || v["event"] == "failed");
+    assert!(retry["message"].as_str().or(retry["error"].as_str()).unwrap_or("").contains("10.201.0.2:5000"), "{retry}");
+    assert!(up.alive());
+    let now = kubectl(&["-n", &ns.0, "get", "deployment", "hello", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]);
+    assert_eq!(now, before, "something was deployed while the registry was down");
+
+    stack(&["up"]);
+    up.wait("an iteration after the restart", 90, event("iteration"));
+    served(&ns.0, "pushed after the registry came back");
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn an_api_server_outage_is_waited_out_and_the_save_deploys_once_it_is_back() {
+    let _one = STACK.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = Namespace::new("fault-api");
+    let (p, mut up) = running(&ns);
+    let _restore = Restore;
+    stack(&["stop", "kube-apiserver"]);
+    p.write("app/www/index.html", "<p>deployed after the API server came back</p>\n");
+    up.wait("a retry", 60, |v| v["event"] == "retry" && v["message"].as_str().unwrap_or("").contains("API server"));
+    std::thread::sleep(Duration::from_secs(20));
+    assert!(up.alive(), "devloop up exited during the outage");
+    stack(&["up"]);
+    up.wait("an iteration after the restart", 120, event("iteration"));
+    served(&ns.0, "deployed after the API server came back");
+}
