@@ -164,38 +164,51 @@ fn main() {
     let (mut fl_build, mut fl_set, mut fl_rollout, mut fl_poll) = (vec![], vec![], vec![], vec![]);
     for i in 1..=edits {
         let marker = format!("edit-{nonce}-{i}");
-        // devloop: write, then poll its port-forward.
-        let t0 = Instant::now();
-        std::fs::write(dl.join("app/www/index.html"), format!("<p>{marker}</p>\n")).unwrap();
-        wait_for(&marker, || http_get(&forward, "/"));
-        dl_total.push(t0.elapsed());
-        let it = loop {
-            let v = events.recv_timeout(Duration::from_secs(60)).expect("an iteration event");
-            if v["event"] == "iteration" {
-                break v;
-            }
-        };
-        dl_hash.push(Duration::from_millis(it["hash_ms"].as_u64().unwrap()));
-        dl_build.push(Duration::from_millis(it["build_ms"].as_u64().unwrap()));
-        dl_rollout.push(Duration::from_millis(it["rollout_ms"].as_u64().unwrap()));
-        dl_iter.push(Duration::from_millis(it["total_ms"].as_u64().unwrap()));
+        // Alternate which goes first: the kubelet works in 1 s cycles (PLEG relist, probe ticks), and a fixed
+        // order could lock one side to a lucky phase.
+        let mut run_devloop = || {
+            // devloop: write, then poll its port-forward.
+            let t0 = Instant::now();
+            std::fs::write(dl.join("app/www/index.html"), format!("<p>{marker}</p>\n")).unwrap();
+            wait_for(&marker, || http_get(&forward, "/"));
+            dl_total.push(t0.elapsed());
+            let it = loop {
+                let v = events.recv_timeout(Duration::from_secs(60)).expect("an iteration event");
+                if v["event"] == "iteration" {
+                    break v;
+                }
+            };
+            dl_hash.push(Duration::from_millis(it["hash_ms"].as_u64().unwrap()));
+            dl_build.push(Duration::from_millis(it["build_ms"].as_u64().unwrap()));
+            dl_rollout.push(Duration::from_millis(it["rollout_ms"].as_u64().unwrap()));
+            dl_iter.push(Duration::from_millis(it["total_ms"].as_u64().unwrap()));
 
-        // The floor: the same edit, the stock tools.
-        let t0 = Instant::now();
-        std::fs::write(fl.join("www/index.html"), format!("<p>{marker}</p>\n")).unwrap();
-        floor_build(&i.to_string());
-        let t1 = Instant::now();
-        sh("kubectl", &["-n", &ns, "set", "image", "deployment/floor", &format!("web={registry}/floor-{nonce}:{i}")]);
-        let t2 = Instant::now();
-        sh("kubectl", &["-n", &ns, "rollout", "status", "deployment/floor", "--timeout=120s"]);
-        let t3 = Instant::now();
-        wait_for(&marker, || floor_get(&marker));
-        let t4 = Instant::now();
-        fl_total.push(t4 - t0);
-        fl_build.push(t1 - t0);
-        fl_set.push(t2 - t1);
-        fl_rollout.push(t3 - t2);
-        fl_poll.push(t4 - t3);
+        };
+        let mut run_floor = || {
+            // The floor: the same edit, the stock tools.
+            let t0 = Instant::now();
+            std::fs::write(fl.join("www/index.html"), format!("<p>{marker}</p>\n")).unwrap();
+            floor_build(&i.to_string());
+            let t1 = Instant::now();
+            sh("kubectl", &["-n", &ns, "set", "image", "deployment/floor", &format!("web={registry}/floor-{nonce}:{i}")]);
+            let t2 = Instant::now();
+            sh("kubectl", &["-n", &ns, "rollout", "status", "deployment/floor", "--timeout=120s"]);
+            let t3 = Instant::now();
+            wait_for(&marker, || floor_get(&marker));
+            let t4 = Instant::now();
+            fl_total.push(t4 - t0);
+            fl_build.push(t1 - t0);
+            fl_set.push(t2 - t1);
+            fl_rollout.push(t3 - t2);
+            fl_poll.push(t4 - t3);
+        };
+        if i % 2 == 1 {
+            run_devloop();
+            run_floor();
+        } else {
+            run_floor();
+            run_devloop();
+        }
         eprintln!(
             "edit {i:>2}: devloop {} (change seen → rolled out {}) · floor {}",
             ms(dl_total[i - 1]),

@@ -95,6 +95,14 @@ fn record(h: &mut Sha256, name: &str, value: &[u8]) {
 
 /// The canonical encoding (see the README). `digests[i]` is the content digest of `entries[i]` (files only).
 pub fn encode(inputs: &BuildInputs<'_>, entries: &[Entry], digests: &[Option<[u8; 32]>]) -> String {
+    // Entries sorted by the bytes of their relative path (not walk order: "a-b" < "a/b" here).
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by(|&a, &b| entries[a].path.as_bytes().cmp(entries[b].path.as_bytes()));
+    encode_sorted(inputs, order.into_iter().map(|i| (&entries[i], digests[i].as_ref())))
+}
+
+/// [`encode`] for entries already in byte order of their paths (a `BTreeMap<String, _>` iterates so).
+pub fn encode_sorted<'e>(inputs: &BuildInputs<'_>, entries: impl Iterator<Item = (&'e Entry, Option<&'e [u8; 32]>)>) -> String {
     let mut h = Sha256::new();
     record(&mut h, "devloop-content-tag", b"1");
     record(&mut h, "frontend", inputs.frontend.as_bytes());
@@ -112,20 +120,20 @@ pub fn encode(inputs: &BuildInputs<'_>, entries: &[Entry], digests: &[Option<[u8
         record(&mut h, &format!("frontend-opt:{k}"), v.as_bytes());
     }
     record(&mut h, "dockerfile", inputs.dockerfile.as_ref().map_or(&[][..], |d| &d[..]));
-    // Entries sorted by the bytes of their relative path (not walk order: "a-b" < "a/b" here).
-    let mut order: Vec<usize> = (0..entries.len()).collect();
-    order.sort_by(|&a, &b| entries[a].path.as_bytes().cmp(entries[b].path.as_bytes()));
-    for i in order {
-        let e = &entries[i];
+    let mut mode = String::with_capacity(8);
+    for (e, digest) in entries {
         record(&mut h, "path", e.path.as_bytes());
         let kind = match e.kind {
             Kind::Dir => 'd',
             Kind::File => 'f',
             Kind::Symlink => 'l',
         };
-        record(&mut h, "mode", format!("{kind}{:04o}", e.perm).as_bytes());
+        mode.clear();
+        use std::fmt::Write as _;
+        let _ = write!(mode, "{kind}{:04o}", e.perm);
+        record(&mut h, "mode", mode.as_bytes());
         match e.kind {
-            Kind::File => record(&mut h, "content", &digests[i].expect("file entries have a digest")),
+            Kind::File => record(&mut h, "content", digest.expect("file entries have a digest")),
             Kind::Symlink => record(&mut h, "link", e.link.as_deref().unwrap_or("").as_bytes()),
             Kind::Dir => {}
         }
@@ -260,14 +268,7 @@ impl DigestCache {
 /// Hashes one image: walks its context through `filter`, digests files through `cache`, and encodes.
 pub fn snapshot(image: &Image, filter: &Filter, cache: &mut DigestCache) -> Result<Snapshot, Error> {
     let entries = tree::walk(&image.context, filter)?;
-    let dockerfile = if image.frontend == "dockerfile.v0" || image.dockerfile.is_file() {
-        if !image.dockerfile.is_file() {
-            return Err(Error::MissingDockerfile(image.dockerfile.clone()));
-        }
-        Some(file_digest(&image.dockerfile)?)
-    } else {
-        None
-    };
+    let dockerfile = dockerfile_digest(image)?;
     let (digests, files_read) = cache.digests(&image.context, &entries)?;
     let bytes = entries.iter().filter(|e| e.kind == Kind::File).map(|e| e.size).sum();
     let tag = encode(&BuildInputs::of(image, dockerfile), &entries, &digests);
@@ -282,6 +283,20 @@ pub fn cache_dir() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .map(|d| d.join("devloop"))
 }
+
+/// The Dockerfile's digest, as the tag needs it (None for a gateway frontend without one).
+pub fn dockerfile_digest(image: &Image) -> Result<Option<[u8; 32]>, Error> {
+    if image.frontend == "dockerfile.v0" || image.dockerfile.is_file() {
+        if !image.dockerfile.is_file() {
+            return Err(Error::MissingDockerfile(image.dockerfile.clone()));
+        }
+        Ok(Some(file_digest(&image.dockerfile)?))
+    } else {
+        Ok(None)
+    }
+}
+
+pub mod incremental;
 
 #[cfg(test)]
 mod tests;

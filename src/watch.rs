@@ -4,7 +4,7 @@
 //! The notify callback never blocks: it `try_send`s into a bounded queue and, when the queue is full, sets a
 //! flag instead, which makes the next batch include every image (a rescan) so no change is lost.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -128,33 +128,50 @@ pub struct Debounce {
     pub max: Duration,
 }
 
+/// What changed in one batch, per image: the changed paths, or None when every path must be looked at
+/// again (after an overflow).
+pub type Batch = BTreeMap<String, Option<BTreeSet<String>>>;
+
 /// Waits for the next batch: opened by the first change, closed after `quiet` with no further change or
-/// `max` after it opened. Returns the changed images (all of `all` after an overflow), or None when the
-/// sender is gone.
-pub async fn next_batch(
-    rx: &mut mpsc::Receiver<Change>,
-    overflowed: &AtomicBool,
-    all: &[String],
-    d: Debounce,
-) -> Option<BTreeSet<String>> {
+/// `max` after it opened. Returns the changes (a rescan of all of `all` after an overflow), or None when
+/// the sender is gone.
+pub async fn next_batch(rx: &mut mpsc::Receiver<Change>, overflowed: &AtomicBool, all: &[String], d: Debounce) -> Option<Batch> {
     let first = rx.recv().await?;
     let opened = Instant::now();
-    let mut images = BTreeSet::from([first.image]);
+    let mut batch = Batch::new();
+    let mut add = |c: Change| {
+        if let Some(paths) = batch.entry(c.image).or_insert_with(|| Some(BTreeSet::new())) {
+            paths.insert(c.path);
+        }
+    };
+    add(first);
     let mut deadline = opened + d.quiet;
     loop {
         let cap = opened + d.max;
         match tokio::time::timeout_at(deadline.min(cap), rx.recv()).await {
             Ok(Some(c)) => {
-                images.insert(c.image);
+                add(c);
                 deadline = Instant::now() + d.quiet;
             }
             Ok(None) | Err(_) => break,
         }
     }
     if overflowed.swap(false, Ordering::Relaxed) {
-        images.extend(all.iter().cloned());
+        for image in all {
+            batch.insert(image.clone(), None);
+        }
     }
-    Some(images)
+    Some(batch)
+}
+
+/// Folds a batch into what is pending for each image (a rescan absorbs paths).
+pub fn merge(pending: &mut Batch, batch: Batch) {
+    for (image, paths) in batch {
+        match (pending.entry(image).or_insert_with(|| Some(BTreeSet::new())), paths) {
+            (Some(have), Some(new)) => have.extend(new),
+            (slot, _) => *slot = None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -190,7 +207,8 @@ mod tests {
         }
         let t0 = Instant::now();
         let batch = next_batch(&mut rx, &flag, &[], d).await.unwrap();
-        assert_eq!(batch, BTreeSet::from(["a".to_string(), "b".to_string()]));
+        assert_eq!(batch.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(batch["a"], Some(BTreeSet::from(["x".to_string()])));
         assert_eq!(t0.elapsed(), Duration::from_millis(100));
 
         // A write every 50 ms forever: the batch still closes at the cap.
@@ -215,7 +233,13 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(4);
         tx.send(change("a")).await.unwrap();
         let all = vec!["a".to_string(), "b".to_string(), "c".to_string()];
-        assert_eq!(next_batch(&mut rx, &flag, &all, d).await.unwrap().len(), 3);
+        let batch = next_batch(&mut rx, &flag, &all, d).await.unwrap();
+        assert_eq!(batch.len(), 3);
+        assert!(batch.values().all(Option::is_none), "every image rescanned: {batch:?}");
         assert!(!flag.load(Ordering::Relaxed));
+        let mut pending = Batch::from([("a".to_string(), Some(BTreeSet::from(["p".to_string()])))]);
+        merge(&mut pending, Batch::from([("a".to_string(), None), ("b".to_string(), Some(BTreeSet::new()))]));
+        assert_eq!(pending["a"], None);
+        assert_eq!(pending["b"], Some(BTreeSet::new()));
     }
 }

@@ -42,8 +42,17 @@ struct Ctx {
     events: mpsc::Sender<Event>,
     buildkit: Mutex<Option<bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient<tonic::transport::Channel>>>,
     watcher: Arc<watch::Handle>,
-    /// Per-image digest caches, kept in memory for the whole run.
-    caches: HashMap<String, Arc<std::sync::Mutex<crate::hash::DigestCache>>>,
+    /// Per-image hashing state, kept in memory for the whole run.
+    caches: HashMap<String, Arc<std::sync::Mutex<Hashing>>>,
+}
+
+/// One image's hashing state in `up`: the digest cache for full walks, and the tree kept up to date from
+/// changed paths so that a save does not walk the context again.
+#[derive(Default)]
+struct Hashing {
+    cache: crate::hash::DigestCache,
+    tree: Option<crate::hash::incremental::Tree>,
+    filter: Option<Filter>,
 }
 
 /// Runs the loop until Ctrl-C (or `stop` is cancelled).
@@ -59,15 +68,19 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
     let (change_tx, mut change_rx) = mpsc::channel(1024);
     let handle = Arc::new(watch::start(watched, change_tx).map_err(|e| Error::Usage(e.to_string()))?);
     let (events_tx, mut events) = mpsc::channel::<Event>(256);
+    // Changed paths per image, waiting for that image's next hash.
+    let pending: Arc<std::sync::Mutex<watch::Batch>> = Arc::default();
     let all: Vec<String> = cfg.images.iter().map(|i| i.name.clone()).collect();
     let debounce = watch::Debounce { quiet: cfg.watch.debounce, max: cfg.watch.max_wait.max(cfg.watch.debounce) };
 
     let mut tasks = JoinSet::new();
     {
-        let (tx, overflowed, all) = (events_tx.clone(), handle.overflowed.clone(), all.clone());
+        let (tx, overflowed, all, pending) = (events_tx.clone(), handle.overflowed.clone(), all.clone(), pending.clone());
         tasks.spawn(async move {
-            while let Some(images) = watch::next_batch(&mut change_rx, &overflowed, &all, debounce).await {
-                let ev = Event::Changed { images: images.into_iter().collect(), at: Instant::now() };
+            while let Some(batch) = watch::next_batch(&mut change_rx, &overflowed, &all, debounce).await {
+                let images = batch.keys().cloned().collect();
+                watch::merge(&mut pending.lock().expect("not poisoned"), batch);
+                let ev = Event::Changed { images, at: Instant::now() };
                 if tx.send(ev).await.is_err() {
                     break;
                 }
@@ -89,7 +102,7 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
         events: events_tx.clone(),
         buildkit: Mutex::new(None),
         watcher: handle.clone(),
-        caches: all.iter().map(|i| (i.clone(), Arc::new(std::sync::Mutex::new(crate::hash::DigestCache::in_memory())))).collect(),
+        caches: all.iter().map(|i| (i.clone(), Arc::new(std::sync::Mutex::new(Hashing::default())))).collect(),
     });
     let mut state = decide::State::default();
     let mut builds: HashMap<String, CancellationToken> = HashMap::new();
@@ -108,7 +121,8 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
             match action {
                 Action::Hash(image) => {
                     let ctx = ctx.clone();
-                    tasks.spawn(async move { hash(ctx, image).await });
+                    let changed = pending.lock().expect("not poisoned").remove(&image).flatten();
+                    tasks.spawn(async move { hash(ctx, image, changed).await });
                 }
                 Action::Build { image, tag } => {
                     let token = stop.child_token();
@@ -145,14 +159,30 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
     Ok(())
 }
 
-async fn hash(ctx: Arc<Ctx>, image: String) {
+/// Hashes an image: from the changed paths when it can (no walk), else with a full walk.
+async fn hash(ctx: Arc<Ctx>, image: String, changed: Option<std::collections::BTreeSet<String>>) {
     let started = Instant::now();
     let worker = ctx.clone();
     let name = image.clone();
-    let result = tokio::task::spawn_blocking(move || {
+    let result = tokio::task::spawn_blocking(move || -> Result<(String, Filter), Error> {
         let img = worker.cfg.image(&name).expect("configured image");
-        let mut cache = worker.caches[&name].lock().expect("not poisoned");
-        super::hash_image(&worker.cfg, img, &mut cache).map(|h| (h.snapshot.tag, h.filter))
+        let mut st = worker.caches[&name].lock().expect("not poisoned");
+        let st = &mut *st;
+        // A changed ignore file changes the filter itself: then walk everything again.
+        let ignore_changed = changed.as_ref().is_some_and(|c| c.iter().any(|p| p.ends_with(".dockerignore") || p == ".gitignore"));
+        let (tree, filter) = match (st.tree.as_mut(), st.filter.as_ref(), changed) {
+            (Some(tree), Some(filter), Some(paths)) if !ignore_changed => {
+                tree.update(img, filter, &paths).inspect_err(|_| st.tree = None)?;
+                (st.tree.as_ref().expect("kept"), filter.clone())
+            }
+            _ => {
+                let filter = Filter::for_image(img)?;
+                st.tree = Some(crate::hash::incremental::Tree::full(img, &filter, &mut st.cache)?);
+                st.filter = Some(filter.clone());
+                (st.tree.as_ref().expect("just set"), filter)
+            }
+        };
+        Ok((tree.tag(img)?, filter))
     })
     .await;
     let ev = match result {
@@ -161,7 +191,10 @@ async fn hash(ctx: Arc<Ctx>, image: String) {
             ctx.watcher.set_filter(&image, filter);
             Event::Hashed { image, tag, took: started.elapsed() }
         }
-        Ok(Err(e)) => Event::HashFailed { image, error: e.to_string() },
+        Ok(Err(e)) => {
+            ctx.caches[&image].lock().expect("not poisoned").tree = None;
+            Event::HashFailed { image, error: e.to_string() }
+        }
         Err(e) => Event::HashFailed { image, error: e.to_string() },
     };
     let _ = ctx.events.send(ev).await;
