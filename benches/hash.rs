@@ -3,7 +3,6 @@
 //! `sha256sum` over the same files. `cargo bench --bench hash` prints the figures.
 //! DEVLOOP_BENCH_FILES sets the file count; DEVLOOP_BENCH_TREE=dir keeps the tree there (for the idle bench).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -57,19 +56,7 @@ fn main() {
         generate(&root, files)
     };
     eprintln!("tree ready in {:.1}s", t.elapsed().as_secs_f64());
-    let image = Image {
-        name: "bench".into(),
-        context: root.clone(),
-        dockerfile: root.join("Dockerfile"),
-        target: String::new(),
-        platform: String::new(),
-        build_args: BTreeMap::new(),
-        ignore: vec![],
-        gitignore: false,
-        frontend: "dockerfile.v0".into(),
-        frontend_source: String::new(),
-        frontend_opts: BTreeMap::new(),
-    };
+    let image = Image::new("bench", &root);
     let filter = Filter::new::<&str>(&[]).unwrap();
     // The cache trusts only entries hashed 2 s after a file's last change (racy-clean rule): let the tree age.
     std::thread::sleep(Duration::from_millis(2100));

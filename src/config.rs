@@ -222,6 +222,25 @@ pub struct Image {
     pub frontend_opts: BTreeMap<String, String>,
 }
 
+impl Image {
+    /// An image with every optional key at its default: `<context>/Dockerfile`, the Dockerfile frontend.
+    pub fn new(name: &str, context: &Path) -> Image {
+        Image {
+            name: name.to_string(),
+            context: context.to_path_buf(),
+            dockerfile: context.join("Dockerfile"),
+            target: String::new(),
+            platform: String::new(),
+            build_args: BTreeMap::new(),
+            ignore: vec![],
+            gitignore: false,
+            frontend: "dockerfile.v0".into(),
+            frontend_source: String::new(),
+            frontend_opts: BTreeMap::new(),
+        }
+    }
+}
+
 impl Config {
     /// The image named `name`, if configured.
     pub fn image(&self, name: &str) -> Option<&Image> {

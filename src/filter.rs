@@ -276,19 +276,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join(".gitignore"), "node_modules/\n*.o\n").unwrap();
         std::fs::write(d.path().join(".dockerignore"), "!keep.o\n").unwrap();
-        let mut img = crate::config::Image {
-            name: "a".into(),
-            context: d.path().into(),
-            dockerfile: d.path().join("Dockerfile"),
-            target: String::new(),
-            platform: String::new(),
-            build_args: Default::default(),
-            ignore: vec![],
-            gitignore: false,
-            frontend: "dockerfile.v0".into(),
-            frontend_source: String::new(),
-            frontend_opts: Default::default(),
-        };
+        let mut img = crate::config::Image::new("a", d.path());
         let off = Filter::for_image(&img).unwrap();
         assert!(!off.excluded("node_modules/x/index.js") && !off.excluded("a.o"));
         img.gitignore = true;

@@ -121,15 +121,7 @@ fn an_unpullable_reference_is_reported_as_a_pull_error_not_a_timeout() {
 #[ignore = "needs the local stack: run scripts/test"]
 fn manifest_mode_applies_into_a_fresh_namespace_and_rolls_on_change() {
     let ns = Namespace::new("deploy-manifests");
-    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
-    for f in ["app/k8s/deployment.yaml", "app/k8s/service.yaml"] {
-        let text = std::fs::read_to_string(p.path(f)).unwrap().replace("image: hello", &format!("image: {}", p.name));
-        std::fs::write(p.path(f), text).unwrap();
-    }
-    p.write_config(&format!(
-        "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{}\"\n[[deploy]]\nimage = \"{}\"\nmanifests = [\"app/k8s/*.yaml\"]\n",
-        ns.0, p.name
-    ));
+    let p = manifest_project(&ns.0, "");
     let (out, _) = p.ok(&["deploy"]);
     assert!(out.contains(&format!("deployment {}/hello applied", ns.0)), "{out}");
     assert!(out.contains(&format!("service {}/hello applied", ns.0)), "{out}");

@@ -5,11 +5,9 @@
 mod common;
 use common::*;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The stack is shared: one fault at a time.
 static STACK: Mutex<()> = Mutex::new(());
@@ -28,74 +26,15 @@ impl Drop for Restore {
     }
 }
 
-struct Up {
-    child: Child,
-    events: Receiver<serde_json::Value>,
-}
-
-impl Up {
-    fn start(p: &Project) -> Up {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_devloop"))
-            .args(["up", "--json"])
-            .current_dir(p.dir.path())
-            .env_remove("DEVLOOP_REGISTRY")
-            .env_remove("BUILDKIT_HOST")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, events) = channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str(&line) {
-                    let _ = tx.send(v);
-                }
-            }
-        });
-        Up { child, events }
-    }
-
-    /// The next event for which `pred` holds (others are skipped), within `secs`.
-    fn wait(&self, what: &str, secs: u64, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let v = self.events.recv_timeout(left).unwrap_or_else(|_| panic!("no {what} within {secs}s"));
-            if pred(&v) {
-                return v;
-            }
-        }
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn event(kind: &'static str) -> impl Fn(&serde_json::Value) -> bool {
     move |v| v["event"] == kind
 }
 
 /// A manifest-mode project in a fresh namespace, running under `devloop up`, first iteration done.
 fn running(ns: &Namespace) -> (Project, Up) {
-    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
-    for f in ["app/k8s/deployment.yaml", "app/k8s/service.yaml"] {
-        let text = std::fs::read_to_string(p.path(f)).unwrap().replace("image: hello", &format!("image: {}", p.name));
-        std::fs::write(p.path(f), text).unwrap();
-    }
-    p.write_config(&format!(
-        "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{}\"\n[[deploy]]\nimage = \"{}\"\nmanifests = [\"app/k8s/*.yaml\"]\n",
-        ns.0, p.name
-    ));
-    let up = Up::start(&p);
-    up.wait("first iteration", 90, event("iteration"));
+    let p = manifest_project(&ns.0, "");
+    let mut up = Up::start(&p);
+    up.wait_for("first iteration", 90, event("iteration"));
     (p, up)
 }
 
@@ -115,11 +54,11 @@ fn buildkitd_killed_mid_build_is_reported_and_the_loop_recovers() {
     let _restore = Restore;
     let dockerfile = std::fs::read_to_string(p.path("app/Dockerfile")).unwrap();
     std::fs::write(p.path("app/Dockerfile"), format!("{dockerfile}RUN sleep 20\n")).unwrap();
-    up.wait("a build", 30, event("building"));
+    up.wait_for("a build", 30, event("building"));
     std::thread::sleep(Duration::from_millis(800));
     let pid = std::fs::read_to_string("/var/lib/devloop-stack/run/buildkitd.pid").unwrap();
     Command::new("kill").args(["-KILL", pid.trim()]).status().unwrap();
-    let failed = up.wait("a failure", 30, |v| v["event"] == "failed" || v["event"] == "retry");
+    let failed = up.wait_for("a failure", 30, |v| v["event"] == "failed" || v["event"] == "retry");
     let text = failed.to_string().to_lowercase();
     assert!(text.contains("buildkit"), "the error does not name BuildKit: {failed}");
     assert!(up.alive(), "devloop up exited when buildkitd died");
@@ -127,7 +66,7 @@ fn buildkitd_killed_mid_build_is_reported_and_the_loop_recovers() {
     stack(&["up"]);
     std::fs::write(p.path("app/Dockerfile"), &dockerfile).unwrap();
     p.write("app/www/index.html", "<p>after buildkitd came back</p>\n");
-    up.wait("an iteration after the restart", 90, event("iteration"));
+    up.wait_for("an iteration after the restart", 90, event("iteration"));
     served(&ns.0, "after buildkitd came back");
 }
 
@@ -141,14 +80,14 @@ fn a_stopped_registry_is_reported_nothing_is_deployed_and_it_recovers() {
     let before = kubectl(&["-n", &ns.0, "get", "deployment", "hello", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]);
     stack(&["stop", "registry"]);
     p.write("app/www/index.html", "<p>pushed after the registry came back</p>\n");
-    let retry = up.wait("a registry error", 30, |v| v["event"] == "retry" || v["event"] == "failed");
+    let retry = up.wait_for("a registry error", 30, |v| v["event"] == "retry" || v["event"] == "failed");
     assert!(retry["message"].as_str().or(retry["error"].as_str()).unwrap_or("").contains("10.201.0.2:5000"), "{retry}");
     assert!(up.alive());
     let now = kubectl(&["-n", &ns.0, "get", "deployment", "hello", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]);
     assert_eq!(now, before, "something was deployed while the registry was down");
 
     stack(&["up"]);
-    up.wait("an iteration after the restart", 90, event("iteration"));
+    up.wait_for("an iteration after the restart", 90, event("iteration"));
     served(&ns.0, "pushed after the registry came back");
 }
 
@@ -161,10 +100,10 @@ fn an_api_server_outage_is_waited_out_and_the_save_deploys_once_it_is_back() {
     let _restore = Restore;
     stack(&["stop", "kube-apiserver"]);
     p.write("app/www/index.html", "<p>deployed after the API server came back</p>\n");
-    up.wait("a retry", 60, |v| v["event"] == "retry" && v["message"].as_str().unwrap_or("").contains("API server"));
+    up.wait_for("a retry", 60, |v| v["event"] == "retry" && v["message"].as_str().unwrap_or("").contains("API server"));
     std::thread::sleep(Duration::from_secs(20));
     assert!(up.alive(), "devloop up exited during the outage");
     stack(&["up"]);
-    up.wait("an iteration after the restart", 120, event("iteration"));
+    up.wait_for("an iteration after the restart", 120, event("iteration"));
     served(&ns.0, "deployed after the API server came back");
 }

@@ -5,100 +5,15 @@
 mod common;
 use common::*;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::time::{Duration, Instant};
-
-/// A running `devloop up --json`, its events read by a thread.
-struct Up {
-    child: Child,
-    events: Receiver<serde_json::Value>,
-    seen: Vec<serde_json::Value>,
-}
-
-impl Up {
-    fn start(p: &Project) -> Up {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_devloop"))
-            .args(["up", "--json"])
-            .current_dir(p.dir.path())
-            .env_remove("DEVLOOP_REGISTRY")
-            .env_remove("BUILDKIT_HOST")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let (tx, events) = channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str(&line) {
-                    if tx.send(v).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        Up { child, events, seen: vec![] }
-    }
-
-    /// Waits for the next event with `"event": kind`, failing on a `failed` event unless that is awaited.
-    fn wait(&mut self, kind: &str, secs: u64) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let v = self.events.recv_timeout(left).unwrap_or_else(|_| panic!("no `{kind}` event in {secs}s; saw {:#?}", self.seen));
-            self.seen.push(v.clone());
-            if v["event"] == kind {
-                return v;
-            }
-            assert!(v["event"] != "failed" || kind == "failed", "unexpected failure: {v}");
-        }
-    }
-
-    /// Events that arrive within `d`.
-    fn quiet_for(&mut self, d: Duration) -> Vec<serde_json::Value> {
-        let deadline = Instant::now() + d;
-        let mut got = vec![];
-        while let Ok(v) = self.events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            got.push(v);
-        }
-        got
-    }
-
-    /// SIGINT, as Ctrl-C does; returns how long the exit took.
-    fn interrupt(&mut self) -> Duration {
-        let t = Instant::now();
-        Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "devloop up did not exit after SIGINT");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        t.elapsed()
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::process::Command;
+use std::time::Duration;
 
 /// A project deployed by manifests into a fresh namespace, with a port-forward on a free local port.
 fn up_project(ns: &Namespace) -> Project {
-    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
-    for f in ["app/k8s/deployment.yaml", "app/k8s/service.yaml"] {
-        let text = std::fs::read_to_string(p.path(f)).unwrap().replace("image: hello", &format!("image: {}", p.name));
-        std::fs::write(p.path(f), text).unwrap();
-    }
-    p.write_config(&format!(
-        "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{}\"\n[[deploy]]\nimage = \"{}\"\nmanifests = [\"app/k8s/*.yaml\"]\n\
-         [[port-forward]]\ndeployment = \"hello\"\nremote = 8080\n[check]\ncommands = [\"curl -sf $DEVLOOP_URL_HELLO | grep -q CHECK-ME\"]\n",
-        ns.0, p.name
-    ));
-    p
+    manifest_project(
+        &ns.0,
+        "[[port-forward]]\ndeployment = \"hello\"\nremote = 8080\n[check]\ncommands = [\"curl -sf $DEVLOOP_URL_HELLO | grep -q CHECK-ME\"]\n",
+    )
 }
 
 fn get(url: &str) -> Result<String, String> {

@@ -106,19 +106,7 @@ mod tests {
         write(root, ".dockerignore", "secret\n");
         write(root, "src/a.rs", "a");
         write(root, "src/deep/b.rs", "b");
-        let image = Image {
-            name: "x".into(),
-            context: root.into(),
-            dockerfile: root.join("Dockerfile"),
-            target: String::new(),
-            platform: String::new(),
-            build_args: Default::default(),
-            ignore: vec![],
-            gitignore: false,
-            frontend: "dockerfile.v0".into(),
-            frontend_source: String::new(),
-            frontend_opts: Default::default(),
-        };
+        let image = Image::new("x", root);
         let filter = Filter::for_image(&image).unwrap();
         let mut t = Tree::full(&image, &filter, &mut DigestCache::in_memory()).unwrap();
         let full = |filter: &Filter| snapshot(&image, filter, &mut DigestCache::in_memory()).unwrap().tag;

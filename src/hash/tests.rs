@@ -1,21 +1,8 @@
 use super::*;
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 
 fn image(context: &Path) -> Image {
-    Image {
-        name: "app".into(),
-        context: context.to_path_buf(),
-        dockerfile: context.join("Dockerfile"),
-        target: String::new(),
-        platform: String::new(),
-        build_args: BTreeMap::new(),
-        ignore: vec![],
-        gitignore: false,
-        frontend: "dockerfile.v0".into(),
-        frontend_source: String::new(),
-        frontend_opts: BTreeMap::new(),
-    }
+    Image::new("app", context)
 }
 
 fn write(root: &Path, rel: &str, body: &str) {

@@ -199,3 +199,104 @@ pub fn all_pods(ns: &str, app: &str) -> Vec<String> {
 pub fn page(ns: &str, pod: &str) -> Result<String, String> {
     try_kubectl(&["get", "--raw", &format!("/api/v1/namespaces/{ns}/pods/{pod}:8080/proxy/")])
 }
+
+/// A project whose image is deployed in manifest mode into namespace `ns` (its Deployment is `hello`).
+pub fn manifest_project(ns: &str, extra: &str) -> Project {
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    for f in ["app/k8s/deployment.yaml", "app/k8s/service.yaml"] {
+        let text = std::fs::read_to_string(p.path(f)).unwrap().replace("image: hello", &format!("image: {}", p.name));
+        std::fs::write(p.path(f), text).unwrap();
+    }
+    p.write_config(&format!(
+        "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{ns}\"\n[[deploy]]\nimage = \"{}\"\nmanifests = [\"app/k8s/*.yaml\"]\n{extra}",
+        p.name
+    ));
+    p
+}
+
+/// A running `devloop up --json` in a project, its events read by a thread.
+pub struct Up {
+    pub child: std::process::Child,
+    pub events: std::sync::mpsc::Receiver<serde_json::Value>,
+    pub seen: Vec<serde_json::Value>,
+}
+
+impl Up {
+    pub fn start(p: &Project) -> Up {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_devloop"))
+            .args(["up", "--json"])
+            .current_dir(p.dir.path())
+            .env_remove("DEVLOOP_REGISTRY")
+            .env_remove("BUILDKIT_HOST")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, events) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    if tx.send(v).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Up { child, events, seen: vec![] }
+    }
+
+    /// The next event for which `pred` holds (others are recorded and skipped), within `secs`.
+    pub fn wait_for(&mut self, what: &str, secs: u64, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let v = self.events.recv_timeout(left).unwrap_or_else(|_| panic!("no {what} within {secs}s; saw {:#?}", self.seen));
+            self.seen.push(v.clone());
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+
+    /// Waits for the next event with `"event": kind`, failing on a `failed` event unless that is awaited.
+    pub fn wait(&mut self, kind: &str, secs: u64) -> serde_json::Value {
+        let v = self.wait_for(kind, secs, |v| v["event"] == kind || v["event"] == "failed");
+        assert!(v["event"] == kind, "unexpected failure: {v}");
+        v
+    }
+
+    /// Events that arrive within `d`.
+    pub fn quiet_for(&mut self, d: std::time::Duration) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + d;
+        let mut got = vec![];
+        while let Ok(v) = self.events.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+            got.push(v);
+        }
+        got
+    }
+
+    /// Whether the process still runs.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// SIGINT, as Ctrl-C does; returns how long the exit took.
+    pub fn interrupt(&mut self) -> std::time::Duration {
+        let t = std::time::Instant::now();
+        Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.alive() {
+            assert!(std::time::Instant::now() < deadline, "devloop up did not exit after SIGINT");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        t.elapsed()
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
