@@ -4,7 +4,6 @@
 mod common;
 use common::{env, registry_digest, Project};
 
-const STACK: &str = "needs the local stack: run scripts/test";
 
 /// `<ref>@<digest>` from the "pushed" line.
 fn pushed(stdout: &str) -> (String, String) {
@@ -29,7 +28,6 @@ fn context_sent(stderr: &str) -> Vec<String> {
 #[test]
 #[ignore = "needs the local stack: run scripts/test"]
 fn build_pushes_the_digest_the_registry_serves_and_a_rerun_skips() {
-    let _ = STACK;
     let p = Project::hello(&env("DEVLOOP_REGISTRY"));
     let tag = p.tag();
     let (out, _) = p.ok(&["build"]);

@@ -1,0 +1,107 @@
+use super::*;
+
+const GOOD: &str = r#"
+[buildkit]
+addr = "unix:///run/buildkit/buildkitd.sock"
+[registry]
+host = "127.0.0.1:5000"
+insecure = true
+[[image]]
+name = "hello"
+context = "examples/hello"
+build-args = { GREETING = "hi" }
+ignore = ["*.log"]
+[kube]
+context = "devloop-local"
+allow-contexts = ["lab-*"]
+[[deploy]]
+image = "hello"
+deployment = "hello"
+rollout-timeout = "90s"
+[[deploy]]
+image = "hello"
+manifests = ["k8s/*.yaml"]
+[watch]
+debounce = "50ms"
+[[port-forward]]
+deployment = "hello"
+local = 8080
+remote = 8080
+[check]
+commands = ["curl -sf $DEVLOOP_URL_HELLO"]
+"#;
+
+fn parse_err(text: &str) -> Located {
+    match parse(Path::new("/p/devloop.toml"), text) {
+        Err(Error::Invalid(l)) => *l,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[test]
+fn good_config_resolves_paths_and_defaults() {
+    let c = parse(Path::new("/p/devloop.toml"), GOOD).unwrap();
+    let img = c.image("hello").unwrap();
+    assert_eq!(img.context, Path::new("/p/examples/hello"));
+    assert_eq!(img.dockerfile, Path::new("/p/examples/hello/Dockerfile"));
+    assert_eq!(img.frontend, "dockerfile.v0");
+    assert_eq!(img.build_args["GREETING"], "hi");
+    assert!(c.registry.insecure);
+    assert_eq!(c.registry.pull_host(), "127.0.0.1:5000");
+    assert_eq!(c.kube.allow_contexts, ["lab-*"]);
+    assert_eq!(c.deploys[0].target, DeployTarget::Patch { deployment: "hello".into(), container: None });
+    assert_eq!(c.deploys[0].rollout_timeout, std::time::Duration::from_secs(90));
+    assert_eq!(c.deploys[1].target, DeployTarget::Manifests(vec!["k8s/*.yaml".into()]));
+    assert_eq!(c.deploys[1].rollout_timeout, std::time::Duration::from_secs(120));
+    assert_eq!(c.watch.debounce, std::time::Duration::from_millis(50));
+    assert_eq!(c.watch.max_wait, std::time::Duration::from_secs(1));
+    assert_eq!(c.forwards, [Forward { deployment: "hello".into(), local: 8080, remote: 8080 }]);
+    assert_eq!(c.check.commands.len(), 1);
+}
+
+/// (config text, expected line, expected key, a fragment of the message)
+#[test]
+fn bad_configs_name_line_key_and_cause() {
+    let cases: &[(&str, usize, &str, &str)] = &[
+        ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontxt = \"x\"\n", 5, "image[0].contxt", "did you mean `context`"),
+        ("[registry]\nhost = \"r\"\nport = 1\n", 3, "registry.port", "unknown field `port`"),
+        ("[registry]\nhost = \"r\"\ninsecure = \"yes\"\n", 3, "registry.insecure", "expected a boolean"),
+        ("[registry]\nhost = \"r\"\n[[image]]\nname = \"Hello\"\ncontext = \".\"\n", 4, "image[0].name", "not a valid image name"),
+        ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\nbuild-args = { X = 1 }\n", 6, "image[0].build-args.X", "expected a string"),
+        ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\nfrontend = \"gateway.v0\"\n", 6, "image[0].frontend-source", "needs frontend-source"),
+        ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\n[[image]]\nname = \"a\"\ncontext = \".\"\n", 7, "image[1].name", "defined twice"),
+        ("[registry\nhost = \"r\"\n", 1, "", "expected `]`"),
+        ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\n[[deploy]]\nimage = \"b\"\ndeployment = \"a\"\n", 7, "deploy[0].image", "no [[image]] named `b`"),
+        ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\n[[deploy]]\nimage = \"a\"\n", 6, "deploy[0].deployment", "set `deployment"),
+        ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\n[[deploy]]\nimage = \"a\"\ndeployment = \"a\"\nrollout-timeout = \"soon\"\n", 9, "deploy[0].rollout-timeout", "not a duration"),
+        ("[registry]\nhost = \"r\"\n[kube]\nallow-context = [\"x\"]\n", 4, "kube.allow-context", "did you mean `allow-contexts`"),
+        ("[registry]\nhost = \"r\"\n[watch]\ndebounce = \"fast\"\n", 4, "watch.debounce", "not a duration"),
+        ("[registry]\nhost = \"r\"\n[[port-forward]]\ndeployment = \"a\"\nremote = 70000\n", 5, "port-forward[0].remote", "invalid value"),
+    ];
+    for (text, line, key, fragment) in cases {
+        let e = parse_err(text);
+        assert_eq!(e.line_col.map(|l| l.0), Some(*line), "line for {text:?}: {e}");
+        assert_eq!(e.key, *key, "key for {text:?}: {e}");
+        assert!(e.message.contains(fragment), "message for {text:?}: {e}");
+        assert!(e.to_string().starts_with("/p/devloop.toml:"), "{e}");
+    }
+}
+
+#[test]
+fn missing_registry_and_bad_addr_are_named() {
+    let e = parse_err("[[image]]\nname = \"a\"\ncontext = \".\"\n");
+    assert_eq!(e.key, "registry");
+    let e = parse_err("[buildkit]\naddr = \"localhost:1234\"\n[registry]\nhost = \"r\"\n");
+    assert_eq!(e.key, "buildkit.addr");
+}
+
+#[test]
+fn discover_walks_up_to_the_nearest_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(FILE_NAME), GOOD).unwrap();
+    let deep = dir.path().join("a/b");
+    std::fs::create_dir_all(&deep).unwrap();
+    assert_eq!(discover(&deep).unwrap(), dir.path().join(FILE_NAME));
+    let other = tempfile::tempdir().unwrap();
+    assert!(matches!(discover(other.path()), Err(Error::NotFound(_))));
+}
