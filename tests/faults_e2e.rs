@@ -56,7 +56,9 @@ fn buildkitd_killed_mid_build_is_reported_and_the_loop_recovers() {
     std::fs::write(p.path("app/Dockerfile"), format!("{dockerfile}RUN sleep 20\n")).unwrap();
     up.wait_for("a build", 30, event("building"));
     std::thread::sleep(Duration::from_millis(800));
-    let pid = std::fs::read_to_string("/var/lib/devloop-stack/run/buildkitd.pid").unwrap();
+    // The stack's pid file for buildkitd ($STATE/run, beside $STATE/pki).
+    let state = std::path::PathBuf::from(env("DEVLOOP_STACK_PKI")).parent().unwrap().to_path_buf();
+    let pid = std::fs::read_to_string(state.join("run/buildkitd.pid")).unwrap();
     Command::new("kill").args(["-KILL", pid.trim()]).status().unwrap();
     let failed = up.wait_for("a failure", 30, |v| v["event"] == "failed" || v["event"] == "retry");
     let text = failed.to_string().to_lowercase();
