@@ -11,6 +11,8 @@ pub mod forward;
 pub mod hash;
 pub mod hook;
 pub mod registry;
+#[cfg(test)]
+mod test_util;
 pub mod tree;
 pub mod ui;
 pub mod watch;

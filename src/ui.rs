@@ -101,18 +101,7 @@ impl Ui {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::test_util::SharedBuf;
 
     fn summary() -> Summary {
         Summary {
@@ -137,11 +126,11 @@ mod tests {
 
     #[test]
     fn json_mode_writes_one_object_per_line() {
-        let buf = Buf::default();
+        let buf = SharedBuf::default();
         let ui = Ui::new(true, Box::new(buf.clone()));
         ui.report(&Report::Iteration(summary()));
         ui.line("hello", "log", "GET / 200");
-        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let text = buf.text();
         let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines[0]["event"], "iteration");
         assert_eq!(lines[0]["build_ms"], 812);

@@ -3,6 +3,7 @@
 
 mod common;
 use common::Project;
+use std::path::Path;
 
 #[test]
 fn a_bad_config_exits_2_naming_file_line_and_key() {
@@ -37,12 +38,9 @@ fn hash_is_the_same_from_a_subdirectory_and_another_copy() {
     let b = Project::hello("127.0.0.1:1");
     std::fs::write(b.path("app/www/nonce.txt"), std::fs::read(a.path("app/www/nonce.txt")).unwrap()).unwrap();
     std::fs::write(b.path("devloop.toml"), std::fs::read(a.path("devloop.toml")).unwrap()).unwrap();
-    let from_sub = std::process::Command::new(env!("CARGO_BIN_EXE_devloop"))
-        .arg("hash")
-        .current_dir(a.path("app/www"))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&from_sub.stdout).split(':').last(), Some(a.tag().as_str()).map(|t| format!("{t}\n")).as_deref());
+    let from_sub = a.devloop_at(&a.path("app/www"), &["hash"], &[]);
+    let sub_tag = String::from_utf8_lossy(&from_sub.stdout).split(':').next_back().unwrap().trim().to_string();
+    assert_eq!(sub_tag, a.tag());
     assert_eq!(a.tag(), b.tag());
 }
 
@@ -50,12 +48,7 @@ fn hash_is_the_same_from_a_subdirectory_and_another_copy() {
 fn an_unreachable_buildkit_is_named_with_its_address() {
     let p = Project::hello("127.0.0.1:9");
     // BUILDKIT_HOST overrides [buildkit] addr.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_devloop"))
-        .args(["build", "--force"])
-        .current_dir(p.dir.path())
-        .env("BUILDKIT_HOST", "unix:///nonexistent/buildkitd.sock")
-        .output()
-        .unwrap();
+    let out = p.devloop_at(p.dir.path(), &["build", "--force"], &[("BUILDKIT_HOST", Path::new("unix:///nonexistent/buildkitd.sock"))]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("BuildKit is unreachable at unix:///nonexistent/buildkitd.sock"), "{err}");
@@ -81,12 +74,7 @@ fn a_context_not_allow_listed_is_refused_before_any_connection() {
     .unwrap();
     let cfg = std::fs::read_to_string(p.path("devloop.toml")).unwrap();
     std::fs::write(p.path("devloop.toml"), format!("{cfg}[[deploy]]\nimage = \"{}\"\ndeployment = \"x\"\n", p.name)).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_devloop"))
-        .arg("deploy")
-        .current_dir(p.dir.path())
-        .env("KUBECONFIG", &kubeconfig)
-        .output()
-        .unwrap();
+    let out = p.devloop_at(p.dir.path(), &["deploy"], &[("KUBECONFIG", &kubeconfig)]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("refusing to deploy to kube context `prod-eu`"), "{err}");
@@ -96,13 +84,7 @@ fn a_context_not_allow_listed_is_refused_before_any_connection() {
         other => panic!("the refused context's server was contacted: {other:?}"),
     }
     // --allow-context lets it past the check (it then fails at the unreachable registry, exit 1).
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_devloop"))
-        .args(["deploy", "--allow-context", "prod-eu"])
-        .current_dir(p.dir.path())
-        .env("KUBECONFIG", &kubeconfig)
-        .env("DEVLOOP_REGISTRY", "127.0.0.1:9")
-        .output()
-        .unwrap();
+    let out = p.devloop_at(p.dir.path(), &["deploy", "--allow-context", "prod-eu"], &[("KUBECONFIG", &kubeconfig)]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("registry 127.0.0.1:9 is unreachable"), "{err}");

@@ -27,10 +27,6 @@ fn running_patch_project(ns: &Namespace, extra: &str) -> Project {
     p
 }
 
-fn template_image(ns: &str, name: &str) -> String {
-    kubectl(&["-n", ns, "get", "deployment", name, "-o", "jsonpath={.spec.template.spec.containers[0].image}"])
-}
-
 #[test]
 #[ignore = "needs the local stack: run scripts/test"]
 fn patch_mode_rolls_pods_to_the_new_digest_and_a_repeat_does_nothing() {

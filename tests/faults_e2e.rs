@@ -79,13 +79,13 @@ fn a_stopped_registry_is_reported_nothing_is_deployed_and_it_recovers() {
     let ns = Namespace::new("fault-reg");
     let (p, mut up) = running(&ns);
     let _restore = Restore;
-    let before = kubectl(&["-n", &ns.0, "get", "deployment", "hello", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]);
+    let before = template_image(&ns.0, "hello");
     stack(&["stop", "registry"]);
     p.write("app/www/index.html", "<p>pushed after the registry came back</p>\n");
     let retry = up.wait_for("a registry error", 30, |v| v["event"] == "retry" || v["event"] == "failed");
     assert!(retry["message"].as_str().or(retry["error"].as_str()).unwrap_or("").contains("10.201.0.2:5000"), "{retry}");
     assert!(up.alive());
-    let now = kubectl(&["-n", &ns.0, "get", "deployment", "hello", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]);
+    let now = template_image(&ns.0, "hello");
     assert_eq!(now, before, "something was deployed while the registry was down");
 
     stack(&["up"]);

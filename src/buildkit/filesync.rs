@@ -111,8 +111,7 @@ impl Opts {
     /// Reads the options; values are URL-query-escaped when `<key>-encoded` is true.
     pub fn from_metadata(md: &tonic::metadata::MetadataMap) -> Opts {
         let values = |key: &str| -> Vec<String> {
-            let encoded = md.get(format!("{key}-encoded")).and_then(|v| v.to_str().ok()) == Some("1")
-                || md.get(format!("{key}-encoded")).and_then(|v| v.to_str().ok()) == Some("true");
+            let encoded = matches!(md.get(format!("{key}-encoded")).and_then(|v| v.to_str().ok()), Some("1" | "true"));
             md.get_all(key)
                 .iter()
                 .filter_map(|v| v.to_str().ok())

@@ -152,20 +152,8 @@ pub fn dockerfile_line(dockerfile: &str, step_name: &str, error: &str) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::SharedBuf;
     use bollard_buildkit_proto::moby::buildkit::v1::{Vertex, VertexLog};
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     fn ts(s: i64) -> Option<Timestamp> {
         Some(Timestamp { seconds: s, nanos: 0 })
@@ -173,7 +161,7 @@ mod tests {
 
     #[test]
     fn steps_print_once_with_status_and_failures_keep_their_logs() {
-        let buf = Buf::default();
+        let buf = SharedBuf::default();
         let mut p = Progress::new(Box::new(buf.clone()), "app: ", false);
         let v = |d: &str, name: &str, cached, started, completed, error: &str| Vertex {
             digest: d.into(),
@@ -196,7 +184,7 @@ mod tests {
             vertexes: vec![v("b", "[2/2] RUN make", false, ts(1), ts(4), "exit code: 2")],
             ..Default::default()
         });
-        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let out = buf.text();
         assert_eq!(out, "app: #1 [1/2] FROM base CACHED\napp: #2 [2/2] RUN make\napp: #2 [2/2] RUN make ERROR: exit code: 2\n");
         assert_eq!(p.counts(), (2, 1));
         let f = p.failed().unwrap();

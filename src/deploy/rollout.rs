@@ -166,7 +166,7 @@ pub async fn watch(
     futures::pin_mut!(dep_stream, pod_stream);
     let mut dep: Option<Deployment> = None;
     let mut pods: HashMap<String, Pod> = HashMap::new();
-    let mut last = Verdict::Progressing("waiting for the first status".into());
+    let mut last = String::from("waiting for the first status");
     let judged = async {
         loop {
             tokio::select! {
@@ -192,15 +192,12 @@ pub async fn watch(
             }
             let Some(d) = &dep else { continue };
             let list: Vec<Pod> = pods.values().cloned().collect();
-            let v = assess(d, &list, refs);
-            match v {
-                Verdict::Progressing(_) => {
-                    if v != last {
-                        if let Verdict::Progressing(what) = &v {
-                            tracing::info!(deployment = name, "{what}");
-                        }
+            match assess(d, &list, refs) {
+                Verdict::Progressing(what) => {
+                    if what != last {
+                        tracing::info!(deployment = name, "{what}");
+                        last = what;
                     }
-                    last = v;
                 }
                 other => return Ok(other),
             }
@@ -212,10 +209,7 @@ pub async fn watch(
             pod: None,
             container: None,
             reason: "Timeout".into(),
-            message: format!("not done after {}: {}", humantime::format_duration(timeout), match &last {
-                Verdict::Progressing(w) => w.as_str(),
-                _ => "",
-            }),
+            message: format!("not done after {}: {last}", humantime::format_duration(timeout)),
             previous_logs: false,
             logs: vec![],
         }),

@@ -89,7 +89,7 @@ async fn run_in(
     images.sort();
     for image in images {
         let mut rolled = Vec::new();
-        if !deploy_image(cfg, target, image, &references[image], out, &mut rolled).await? {
+        if !deploy_image(cfg, target, image, references, out, &mut rolled).await? {
             return Ok(false);
         }
     }

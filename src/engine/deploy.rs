@@ -40,20 +40,21 @@ pub async fn deploy_all(cfg: &Config, opts: &DeployOptions, out: &mut (dyn Write
     Ok(ok)
 }
 
-/// Deploys every `[[deploy]]` of `image` with `reference`; Ok(false) when a rollout failed. The names of
-/// the Deployments that rolled are appended to `rolled`.
+/// Deploys every `[[deploy]]` of `image`; Ok(false) when a rollout failed. `references` maps image names to
+/// the references to put in — all that are known, not just `image`'s, since one manifest may name several
+/// images and applying it must not reset the others. The names of the Deployments that rolled are appended
+/// to `rolled`.
 pub async fn deploy_image(
     cfg: &Config,
     target: &Target,
     image: &str,
-    reference: &str,
+    references: &HashMap<String, String>,
     out: &mut (dyn Write + Send),
     rolled: &mut Vec<String>,
 ) -> Result<bool, Error> {
-    let references = HashMap::from([(image.to_string(), reference.to_string())]);
     let mut ok = true;
     for d in cfg.deploys.iter().filter(|d| d.image == image) {
-        ok &= deploy_one(cfg, target, d, &references, out, rolled).await?;
+        ok &= deploy_one(cfg, target, d, references, out, rolled).await?;
     }
     Ok(ok)
 }

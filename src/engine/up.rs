@@ -42,6 +42,8 @@ struct Ctx {
     events: mpsc::Sender<Event>,
     buildkit: Mutex<Option<bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient<tonic::transport::Channel>>>,
     watcher: Arc<watch::Handle>,
+    /// The reference each image was last deployed with (all of them are substituted into manifests).
+    deployed: std::sync::Mutex<HashMap<String, String>>,
     /// Per-image hashing state, kept in memory for the whole run.
     caches: HashMap<String, Arc<std::sync::Mutex<Hashing>>>,
 }
@@ -102,6 +104,7 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
         events: events_tx.clone(),
         buildkit: Mutex::new(None),
         watcher: handle.clone(),
+        deployed: Default::default(),
         caches: all.iter().map(|i| (i.clone(), Arc::new(std::sync::Mutex::new(Hashing::default())))).collect(),
     });
     let mut state = decide::State::default();
@@ -187,7 +190,7 @@ async fn hash(ctx: Arc<Ctx>, image: String, changed: Option<std::collections::BT
     .await;
     let ev = match result {
         Ok(Ok((tag, filter))) => {
-            // The filter is rebuilt on every hash, so an edited .dockerignore also changes what is watched.
+            // After an ignore file changed the filter is rebuilt: the watcher takes the same one.
             ctx.watcher.set_filter(&image, filter);
             Event::Hashed { image, tag, took: started.elapsed() }
         }
@@ -239,7 +242,11 @@ async fn build_inner(ctx: &Ctx, image: &str, tag: &str) -> Result<(String, (usiz
         return Ok((digest, (0, 0), true));
     }
     let img = cfg.image(image).expect("configured image");
-    let filter = Filter::for_image(img)?;
+    // The filter that hashed this tag decides what BuildKit may see (one filter).
+    let filter = match ctx.caches[image].lock().expect("not poisoned").filter.clone() {
+        Some(f) => f,
+        None => Filter::for_image(img)?,
+    };
     let mut client = {
         let mut guard = ctx.buildkit.lock().await;
         match guard.as_ref() {
@@ -257,11 +264,13 @@ async fn build_inner(ctx: &Ctx, image: &str, tag: &str) -> Result<(String, (usiz
 async fn deploy_image(ctx: Arc<Ctx>, image: String, tag: String, digest: String, logs: CancellationToken) {
     let started = Instant::now();
     let reference = super::deploy::reference(&ctx.cfg, &image, &tag, &digest);
+    let mut references = ctx.deployed.lock().expect("not poisoned").clone();
+    references.insert(image.clone(), reference.clone());
     let mut rolled = Vec::new();
     let mut attempt = 0;
     let result = loop {
         let mut lines = LineWriter { ui: ctx.ui.clone(), image: image.clone(), buf: Vec::new() };
-        let r = super::deploy::deploy_image(&ctx.cfg, &ctx.target, &image, &reference, &mut lines, &mut rolled).await;
+        let r = super::deploy::deploy_image(&ctx.cfg, &ctx.target, &image, &references, &mut lines, &mut rolled).await;
         match r {
             Err(ref e) if api_unreachable(e) && !logs.is_cancelled() => {
                 // The API server is down (restarting, a laptop waking up): wait and try again.
@@ -285,6 +294,7 @@ async fn deploy_image(ctx: Arc<Ctx>, image: String, tag: String, digest: String,
         }
     };
     if ok {
+        ctx.deployed.lock().expect("not poisoned").insert(image.clone(), reference.clone());
         for deployment in rolled {
             follow_logs(&ctx, &deployment, &image, &reference, &logs).await;
         }

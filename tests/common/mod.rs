@@ -87,13 +87,18 @@ impl Project {
 
     /// Runs `devloop ARGS` in the project directory.
     pub fn devloop(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_devloop"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("DEVLOOP_REGISTRY")
-            .env_remove("BUILDKIT_HOST") // the project's devloop.toml decides
-            .output()
-            .unwrap()
+        self.devloop_at(self.dir.path(), args, &[])
+    }
+
+    /// Runs `devloop ARGS` in `dir` with extra environment variables. The stack's DEVLOOP_REGISTRY and
+    /// BUILDKIT_HOST are removed first, so the project's devloop.toml decides unless `envs` says otherwise.
+    pub fn devloop_at(&self, dir: &Path, args: &[&str], envs: &[(&str, &Path)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_devloop"));
+        cmd.args(args).current_dir(dir).env_remove("DEVLOOP_REGISTRY").env_remove("BUILDKIT_HOST");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
     }
 
     /// Runs devloop and asserts success; returns (stdout, stderr).
@@ -130,6 +135,11 @@ pub fn registry_digest(registry: &str, name: &str, tag: &str) -> Option<String> 
     }
     text.lines()
         .find_map(|l| l.to_ascii_lowercase().starts_with("docker-content-digest:").then(|| l[22..].trim().to_string()))
+}
+
+/// The image of the first container of a Deployment's pod template.
+pub fn template_image(ns: &str, deployment: &str) -> String {
+    kubectl(&["-n", ns, "get", "deployment", deployment, "-o", "jsonpath={.spec.template.spec.containers[0].image}"])
 }
 
 /// Runs kubectl (the stack's, from PATH) and returns stdout; panics with stderr on failure.
