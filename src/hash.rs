@@ -1,22 +1,22 @@
 //! The content tag: SHA-256 over a canonical encoding of everything a build can see, so the same bytes give
 //! the same tag on any machine and any change a build could see gives a new one. The encoding is documented
-//! in the README ("The content tag"); [`encode`] is its single implementation.
+//! in the README ("The content tag"): [`tag`] writes the top-level records and [`merkle`] the directories'.
 //!
-//! File contents are digested in parallel, through a [`DigestCache`] keyed by each file's metadata so an
-//! unchanged file is not read again. The cache can only skip reading, never change a result.
+//! The context is walked and its files digested in parallel, through a [`DigestCache`] keyed by each file's
+//! metadata so an unchanged file is not read again. The cache can only skip reading, never change a result.
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::Image;
 use crate::filter::Filter;
-use crate::tree::{self, Entry, Kind};
+use crate::tree::{self, Entry};
+use merkle::Tree;
 
 /// Errors computing a tag.
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +43,8 @@ pub const TAG_LEN: usize = 32;
 pub struct Snapshot {
     /// The content tag.
     pub tag: String,
-    /// The entries the build can see, in DiffCopy order.
-    pub entries: Vec<Entry>,
+    /// Number of entries (files, directories, symlinks) the build can see.
+    pub entries: usize,
     /// Bytes of file content covered.
     pub bytes: u64,
     /// Files read this time (cache misses).
@@ -93,18 +93,10 @@ fn record(h: &mut Sha256, name: &str, value: &[u8]) {
     h.update(value);
 }
 
-/// The canonical encoding (see the README). `digests[i]` is the content digest of `entries[i]` (files only).
-pub fn encode(inputs: &BuildInputs<'_>, entries: &[Entry], digests: &[Option<[u8; 32]>]) -> String {
-    // Entries sorted by the bytes of their relative path (not walk order: "a-b" < "a/b" here).
-    let mut order: Vec<usize> = (0..entries.len()).collect();
-    order.sort_by(|&a, &b| entries[a].path.as_bytes().cmp(entries[b].path.as_bytes()));
-    encode_sorted(inputs, order.into_iter().map(|i| (&entries[i], digests[i].as_ref())))
-}
-
-/// [`encode`] for entries already in byte order of their paths (a `BTreeMap<String, _>` iterates so).
-pub fn encode_sorted<'e>(inputs: &BuildInputs<'_>, entries: impl Iterator<Item = (&'e Entry, Option<&'e [u8; 32]>)>) -> String {
+/// The tag for a context whose root directory has the digest `root` (see [`merkle`]), built with `inputs`.
+pub fn tag(inputs: &BuildInputs<'_>, root: &[u8; 32]) -> String {
     let mut h = Sha256::new();
-    record(&mut h, "devloop-content-tag", b"1");
+    record(&mut h, "devloop-content-tag", b"2");
     record(&mut h, "frontend", inputs.frontend.as_bytes());
     record(&mut h, "frontend-source", inputs.frontend_source.as_bytes());
     record(&mut h, "target", inputs.target.as_bytes());
@@ -120,25 +112,13 @@ pub fn encode_sorted<'e>(inputs: &BuildInputs<'_>, entries: impl Iterator<Item =
         record(&mut h, &format!("frontend-opt:{k}"), v.as_bytes());
     }
     record(&mut h, "dockerfile", inputs.dockerfile.as_ref().map_or(&[][..], |d| &d[..]));
-    let mut mode = String::with_capacity(8);
-    for (e, digest) in entries {
-        record(&mut h, "path", e.path.as_bytes());
-        let kind = match e.kind {
-            Kind::Dir => 'd',
-            Kind::File => 'f',
-            Kind::Symlink => 'l',
-        };
-        mode.clear();
-        use std::fmt::Write as _;
-        let _ = write!(mode, "{kind}{:04o}", e.perm);
-        record(&mut h, "mode", mode.as_bytes());
-        match e.kind {
-            Kind::File => record(&mut h, "content", digest.expect("file entries have a digest")),
-            Kind::Symlink => record(&mut h, "link", e.link.as_deref().unwrap_or("").as_bytes()),
-            Kind::Dir => {}
-        }
-    }
+    record(&mut h, "tree", root);
     hex::encode(h.finalize())[..TAG_LEN].to_string()
+}
+
+/// The tag of walked entries (`digests[i]` is the content digest of `entries[i]`, files only).
+pub fn encode(inputs: &BuildInputs<'_>, entries: &[Entry], digests: &[Option<[u8; 32]>]) -> String {
+    tag(inputs, &Tree::from_entries(entries, digests).root_digest())
 }
 
 /// SHA-256 of a file's bytes.
@@ -172,7 +152,8 @@ struct Cached {
     /// When the digest was taken: a file modified in the same instant could keep its metadata, so entries
     /// hashed less than [`RACY_NS`] after the file's last change are never trusted (git's "racy clean").
     hashed_at_ns: i64,
-    digest: String,
+    #[serde(with = "hex")]
+    digest: [u8; 32],
 }
 
 const RACY_NS: i64 = 2_000_000_000;
@@ -208,6 +189,14 @@ impl DigestCache {
         DigestCache { entries, file: Some(file), ..Self::default() }
     }
 
+    /// The persistent cache for `context` in [`cache_dir`] (in memory only when there is no home).
+    pub fn for_context(context: &Path) -> Self {
+        match cache_dir() {
+            Some(dir) => Self::persistent(&dir.join("digests"), context),
+            None => Self::in_memory(),
+        }
+    }
+
     /// Writes the cache back if it changed. Failures only cost speed next time, so they are logged.
     pub fn save(&mut self) {
         let Some(file) = &self.file else { return };
@@ -224,55 +213,38 @@ impl DigestCache {
         }
     }
 
+    /// The cached digest of a file entry, if its metadata still vouches for it.
     fn lookup(&self, e: &Entry) -> Option<[u8; 32]> {
         let c = self.entries.get(&e.path)?;
-        let meta = Meta { size: e.size, mtime_ns: e.mtime_ns, ctime_ns: e.ctime_ns, ino: e.ino };
-        if c.meta != meta || c.hashed_at_ns - e.mtime_ns.max(e.ctime_ns) < self.racy_ns {
+        if c.meta != Meta::of(e) || c.hashed_at_ns - e.mtime_ns.max(e.ctime_ns) < self.racy_ns {
             return None;
         }
-        hex::decode(&c.digest).ok()?.try_into().ok()
+        Some(c.digest)
     }
 
-    /// Digests of every file entry (None for dirs and symlinks), reading only what the cache cannot vouch
-    /// for, in parallel. Returns the digests and how many files were read.
-    pub fn digests(&mut self, root: &Path, entries: &[Entry]) -> Result<(Vec<Option<[u8; 32]>>, usize), Error> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
-        let looked: Vec<Option<[u8; 32]>> =
-            entries.iter().map(|e| if e.kind == Kind::File { self.lookup(e) } else { None }).collect();
-        let misses: Vec<usize> =
-            (0..entries.len()).filter(|&i| entries[i].kind == Kind::File && looked[i].is_none()).collect();
-        let computed: Vec<(usize, [u8; 32])> = misses
-            .par_iter()
-            .map(|&i| file_digest(&root.join(&entries[i].path)).map(|d| (i, d)))
-            .collect::<Result<_, _>>()?;
-        let mut out = looked;
-        for (i, d) in &computed {
-            let e = &entries[*i];
-            out[*i] = Some(*d);
-            self.entries.insert(
-                e.path.clone(),
-                Cached {
-                    meta: Meta { size: e.size, mtime_ns: e.mtime_ns, ctime_ns: e.ctime_ns, ino: e.ino },
-                    hashed_at_ns: now,
-                    digest: hex::encode(d),
-                },
-            );
-        }
-        if !computed.is_empty() {
-            self.dirty = true;
-        }
-        Ok((out, computed.len()))
+    /// Records a digest read at `hashed_at_ns`.
+    fn insert(&mut self, e: &Entry, digest: [u8; 32], hashed_at_ns: i64) {
+        self.entries.insert(e.path.clone(), Cached { meta: Meta::of(e), hashed_at_ns, digest });
+        self.dirty = true;
     }
+}
+
+impl Meta {
+    fn of(e: &Entry) -> Meta {
+        Meta { size: e.size, mtime_ns: e.mtime_ns, ctime_ns: e.ctime_ns, ino: e.ino }
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// Hashes one image: walks its context through `filter`, digests files through `cache`, and encodes.
 pub fn snapshot(image: &Image, filter: &Filter, cache: &mut DigestCache) -> Result<Snapshot, Error> {
-    let entries = tree::walk(&image.context, filter)?;
     let dockerfile = dockerfile_digest(image)?;
-    let (digests, files_read) = cache.digests(&image.context, &entries)?;
-    let bytes = entries.iter().filter(|e| e.kind == Kind::File).map(|e| e.size).sum();
-    let tag = encode(&BuildInputs::of(image, dockerfile), &entries, &digests);
-    Ok(Snapshot { tag, entries, bytes, files_read })
+    let (mut tree, stats) = Tree::scan(&image.context, filter, cache)?;
+    let tag = tag(&BuildInputs::of(image, dockerfile), &tree.root_digest());
+    Ok(Snapshot { tag, entries: stats.entries, bytes: stats.bytes, files_read: stats.files_read })
 }
 
 /// Where devloop keeps caches: `$XDG_CACHE_HOME/devloop` or `~/.cache/devloop`.
@@ -296,7 +268,7 @@ pub fn dockerfile_digest(image: &Image) -> Result<Option<[u8; 32]>, Error> {
     }
 }
 
-pub mod incremental;
+pub mod merkle;
 
 #[cfg(test)]
 mod tests;

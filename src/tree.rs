@@ -118,9 +118,19 @@ pub fn walk_order(a: &str, b: &str) -> std::cmp::Ordering {
     a.split('/').cmp(b.split('/'))
 }
 
-/// Appends the visible entries below `dir` (relative path `rel`). Inside an excluded directory that a `!`
-/// pattern may reach into, only re-included entries are kept, and their directories before them.
-fn walk_dir(root: &Path, rel: &str, filter: &Filter, out: &mut Vec<Entry>) -> Result<(), Error> {
+/// One child of a directory, as a walk sees it.
+#[derive(Debug)]
+pub struct Child {
+    /// The entry (its path relative to the context).
+    pub entry: Entry,
+    /// False for an excluded directory that a `!` pattern may reach into: it is part of the build only if
+    /// something below it is.
+    pub visible: bool,
+}
+
+/// The children of the directory `rel` below `root` that a walk must consider, in byte order of their names:
+/// everything the filter lets through, plus excluded directories a `!` pattern may reach into.
+pub fn list_dir(root: &Path, rel: &str, filter: &Filter) -> Result<Vec<Child>, Error> {
     let full_dir = if rel.is_empty() { root.to_path_buf() } else { root.join(rel) };
     let rd = std::fs::read_dir(&full_dir).map_err(|source| Error::Io { path: full_dir.clone(), source })?;
     let mut names = Vec::new();
@@ -131,9 +141,10 @@ fn walk_dir(root: &Path, rel: &str, filter: &Filter, out: &mut Vec<Entry>) -> Re
         names.push(name);
     }
     names.sort_unstable(); // String's Ord is byte order, as Go's WalkDir sorts
+    let mut out = Vec::with_capacity(names.len());
     for name in names {
-        let path = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
-        let full = root.join(&path);
+        let full = full_dir.join(&name);
+        let path = if rel.is_empty() { name } else { format!("{rel}/{name}") };
         let md = match std::fs::symlink_metadata(&full) {
             Ok(md) => md,
             // Deleted between readdir and stat: an editor's save in progress. It is simply not there.
@@ -141,19 +152,30 @@ fn walk_dir(root: &Path, rel: &str, filter: &Filter, out: &mut Vec<Entry>) -> Re
             Err(source) => return Err(Error::Io { path: full, source }),
         };
         let excluded = filter.excluded(&path);
-        let Some(entry) = Entry::from_metadata(path.clone(), &full, &md)? else { continue };
-        let is_dir = entry.kind == Kind::Dir;
-        if !excluded {
+        let is_dir = md.file_type().is_dir();
+        if excluded && !(is_dir && filter.may_reinclude_below(&path)) {
+            continue;
+        }
+        let Some(entry) = Entry::from_metadata(path, &full, &md)? else { continue };
+        out.push(Child { entry, visible: !excluded });
+    }
+    Ok(out)
+}
+
+/// Appends the visible entries below `dir` (relative path `rel`). Inside an excluded directory that a `!`
+/// pattern may reach into, only re-included entries are kept, and their directories before them.
+fn walk_dir(root: &Path, rel: &str, filter: &Filter, out: &mut Vec<Entry>) -> Result<(), Error> {
+    for Child { entry, visible } in list_dir(root, rel, filter)? {
+        if entry.kind != Kind::Dir {
             out.push(entry);
-            if is_dir {
-                walk_dir(root, &path, filter, out)?;
-            }
-        } else if is_dir && filter.may_reinclude_below(&path) {
-            let mark = out.len();
-            walk_dir(root, &path, filter, out)?;
-            if out.len() > mark {
-                out.insert(mark, entry);
-            }
+            continue;
+        }
+        let mark = out.len();
+        let path = entry.path.clone();
+        out.push(entry);
+        walk_dir(root, &path, filter, out)?;
+        if !visible && out.len() == mark + 1 {
+            out.pop(); // nothing re-included below it
         }
     }
     Ok(())

@@ -73,10 +73,7 @@ pub fn select<'a>(cfg: &'a Config, names: &[String]) -> Result<Vec<&'a Image>, E
 pub fn hash_images<'a>(cfg: &'a Config, names: &[String]) -> Result<Vec<Hashed<'a>>, Error> {
     let mut out = Vec::new();
     for image in select(cfg, names)? {
-        let mut cache = match hash::cache_dir() {
-            Some(dir) => DigestCache::persistent(&dir.join("digests"), &image.context),
-            None => DigestCache::in_memory(),
-        };
+        let mut cache = DigestCache::for_context(&image.context);
         out.push(hash_image(cfg, image, &mut cache)?);
         cache.save();
     }
@@ -124,7 +121,7 @@ pub async fn build_images(
             Some(c) => c,
             None => control.insert(buildkit::connect(&cfg.buildkit).await?),
         };
-        eprintln!("{name}: building {} ({} files, {} bytes of context)", h.reference, h.snapshot.entries.len(), h.snapshot.bytes);
+        eprintln!("{name}: building {} ({} files, {} bytes of context)", h.reference, h.snapshot.entries, h.snapshot.bytes);
         let mut progress = Progress::new(Box::new(std::io::stderr()), &format!("{name}: "), verbose);
         let spec = BuildSpec { image: h.image, filter: h.filter, reference: h.reference.clone(), insecure: cfg.registry.insecure };
         let built = buildkit::build(client, &spec, &mut progress).await?;

@@ -48,12 +48,12 @@ struct Ctx {
     caches: HashMap<String, Arc<std::sync::Mutex<Hashing>>>,
 }
 
-/// One image's hashing state in `up`: the digest cache for full walks, and the tree kept up to date from
-/// changed paths so that a save does not walk the context again.
+/// One image's hashing state in `up`: the tree kept up to date from changed paths so that a save does not
+/// walk the context again, and the filter it was scanned with. (The persistent digest cache is loaded only
+/// for a full scan: the tree holds every digest a later save needs.)
 #[derive(Default)]
 struct Hashing {
-    cache: crate::hash::DigestCache,
-    tree: Option<crate::hash::incremental::Tree>,
+    tree: Option<crate::hash::merkle::Tree>,
     filter: Option<Filter>,
 }
 
@@ -175,14 +175,17 @@ async fn hash(ctx: Arc<Ctx>, image: String, changed: Option<std::collections::BT
         let ignore_changed = changed.as_ref().is_some_and(|c| c.iter().any(|p| p.ends_with(".dockerignore") || p == ".gitignore"));
         let (tree, filter) = match (st.tree.as_mut(), st.filter.as_ref(), changed) {
             (Some(tree), Some(filter), Some(paths)) if !ignore_changed => {
-                tree.update(img, filter, &paths).inspect_err(|_| st.tree = None)?;
-                (st.tree.as_ref().expect("kept"), filter.clone())
+                tree.update(&img.context, filter, &paths).inspect_err(|_| st.tree = None)?;
+                (st.tree.as_mut().expect("kept"), filter.clone())
             }
             _ => {
                 let filter = Filter::for_image(img)?;
-                st.tree = Some(crate::hash::incremental::Tree::full(img, &filter, &mut st.cache)?);
+                st.tree = None; // drop the old tree before building the new one
+                let mut cache = crate::hash::DigestCache::for_context(&img.context);
+                let (tree, _) = crate::hash::merkle::Tree::scan(&img.context, &filter, &mut cache)?;
+                cache.save();
                 st.filter = Some(filter.clone());
-                (st.tree.as_ref().expect("just set"), filter)
+                (st.tree.insert(tree), filter)
             }
         };
         Ok((tree.tag(img)?, filter))

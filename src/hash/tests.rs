@@ -1,4 +1,6 @@
 use super::*;
+use crate::tree::Kind;
+use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 
 fn image(context: &Path) -> Image {
@@ -100,31 +102,35 @@ fn encoding_matches_the_documented_vector() {
         dockerfile: Some(Sha256::digest(b"FROM scratch\n").into()),
         ..Default::default()
     };
-    // Recompute by hand from the README's description, independently of `record`.
-    let mut manual: Vec<u8> = Vec::new();
-    let mut rec = |n: &str, v: &[u8]| {
-        manual.extend((n.len() as u64).to_be_bytes());
-        manual.extend(n.as_bytes());
-        manual.extend((v.len() as u64).to_be_bytes());
-        manual.extend(v);
-    };
-    rec("devloop-content-tag", b"1");
-    rec("frontend", b"dockerfile.v0");
-    rec("frontend-source", b"");
-    rec("target", b"");
-    rec("platform", b"");
-    rec("build-arg:A", b"1");
-    rec("build-arg:B", b"2");
-    rec("dockerfile", &Sha256::digest(b"FROM scratch\n"));
-    rec("path", b"a");
-    rec("mode", b"d0755");
-    rec("path", b"a-b"); // byte order: '-' (0x2d) sorts before '/' (0x2f)
-    rec("mode", b"l0777");
-    rec("link", b"a/x");
-    rec("path", b"a/x");
-    rec("mode", b"f0644");
-    rec("content", &Sha256::digest(b"hi"));
-    let want = &hex::encode(Sha256::digest(&manual))[..TAG_LEN];
+    // Recompute by hand from the README's description, independently of `record` and the tree code.
+    fn rec(out: &mut Vec<u8>, n: &str, v: &[u8]) {
+        out.extend((n.len() as u64).to_be_bytes());
+        out.extend(n.as_bytes());
+        out.extend((v.len() as u64).to_be_bytes());
+        out.extend(v);
+    }
+    let mut dir_a = Vec::new();
+    rec(&mut dir_a, "name", b"x");
+    rec(&mut dir_a, "mode", b"f0644");
+    rec(&mut dir_a, "content", &Sha256::digest(b"hi"));
+    let mut root = Vec::new();
+    rec(&mut root, "name", b"a"); // byte order of names: "a" < "a-b"
+    rec(&mut root, "mode", b"d0755");
+    rec(&mut root, "tree", &Sha256::digest(&dir_a));
+    rec(&mut root, "name", b"a-b");
+    rec(&mut root, "mode", b"l0777");
+    rec(&mut root, "link", b"a/x");
+    let mut top = Vec::new();
+    rec(&mut top, "devloop-content-tag", b"2");
+    rec(&mut top, "frontend", b"dockerfile.v0");
+    rec(&mut top, "frontend-source", b"");
+    rec(&mut top, "target", b"");
+    rec(&mut top, "platform", b"");
+    rec(&mut top, "build-arg:A", b"1");
+    rec(&mut top, "build-arg:B", b"2");
+    rec(&mut top, "dockerfile", &Sha256::digest(b"FROM scratch\n"));
+    rec(&mut top, "tree", &Sha256::digest(&root));
+    let want = &hex::encode(Sha256::digest(&top))[..TAG_LEN];
     assert_eq!(encode(&inputs, &entries, &digests), want);
 }
 
@@ -165,4 +171,64 @@ fn fresh_entries_are_not_trusted_and_the_cache_persists() {
     let mut reloaded = DigestCache::persistent(store.path(), d.path());
     reloaded.racy_ns = 0;
     assert_eq!(snapshot(&img, &filter, &mut reloaded).unwrap().files_read, 0);
+}
+
+/// `up` keeps the tree and applies changed paths; the tag must always equal a fresh scan's.
+#[test]
+fn updates_from_changed_paths_give_the_tag_a_scan_gives() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    write(root, "Dockerfile", "FROM scratch\n");
+    write(root, ".dockerignore", "secret\ndocs\n!docs/keep.md\n");
+    write(root, "src/a.rs", "a");
+    write(root, "src/deep/b.rs", "b");
+    write(root, "docs/drop.md", "d");
+    let img = image(root);
+    let filter = Filter::for_image(&img).unwrap();
+    let (mut t, stats) = merkle::Tree::scan(root, &filter, &mut DigestCache::in_memory()).unwrap();
+    assert_eq!(stats.entries, 6, "Dockerfile .dockerignore src src/a.rs src/deep src/deep/b.rs");
+    let full = || tag_of(&img);
+    assert_eq!(t.tag(&img).unwrap(), full());
+
+    // (mutation, the paths a watcher reports)
+    type M = fn(&Path);
+    let steps: Vec<(&str, M, &[&str])> = vec![
+        ("edit", |r| write(r, "src/a.rs", "a2"), &["src/a.rs"]),
+        ("new nested dir", |r| write(r, "new/dir/c.rs", "c"), &["new/dir/c.rs", "new"]),
+        ("rm -r", |r| std::fs::remove_dir_all(r.join("src/deep")).unwrap(), &["src/deep"]),
+        ("ignored file", |r| write(r, "secret", "s"), &["secret"]),
+        ("rename", |r| std::fs::rename(r.join("src/a.rs"), r.join("src/z.rs")).unwrap(), &["src/a.rs", "src/z.rs"]),
+        ("dockerfile", |r| write(r, "Dockerfile", "FROM scratch\nENV A=1\n"), &["Dockerfile"]),
+        ("re-included file brings its excluded dir", |r| write(r, "docs/keep.md", "k"), &["docs/keep.md"]),
+        ("excluded sibling", |r| write(r, "docs/drop2.md", "d"), &["docs/drop2.md"]),
+        ("re-included file gone takes the dir", |r| std::fs::remove_file(r.join("docs/keep.md")).unwrap(), &["docs/keep.md"]),
+        ("file becomes dir", |r| { std::fs::remove_file(r.join("src/z.rs")).unwrap(); write(r, "src/z.rs/inner", "i") }, &["src/z.rs", "src/z.rs/inner"]),
+        ("chmod dir", |r| std::fs::set_permissions(r.join("new"), std::fs::Permissions::from_mode(0o700)).unwrap(), &["new"]),
+        ("symlink", |r| std::os::unix::fs::symlink("src", r.join("l")).unwrap(), &["l"]),
+        ("reported but unchanged", |_| {}, &["src/z.rs/inner", "nothing/here"]),
+    ];
+    for (name, mutate, paths) in steps {
+        mutate(root);
+        let changed: BTreeSet<String> = paths.iter().map(|p| p.to_string()).collect();
+        t.update(root, &filter, &changed).unwrap();
+        assert_eq!(t.tag(&img).unwrap(), full(), "{name}: {paths:?}");
+    }
+}
+
+/// Tree built from walked entries (the DiffCopy walk) and the parallel scan agree.
+#[test]
+fn walked_entries_and_the_parallel_scan_agree() {
+    let d = project();
+    write(d.path(), "a-b/c", "1");
+    write(d.path(), "a/b", "2");
+    std::os::unix::fs::symlink("a/b", d.path().join("a.l")).unwrap();
+    let img = image(d.path());
+    let filter = Filter::for_image(&img).unwrap();
+    let entries = tree::walk(d.path(), &filter).unwrap();
+    let digests: Vec<_> =
+        entries.iter().map(|e| (e.kind == Kind::File).then(|| file_digest(&d.path().join(&e.path)).unwrap())).collect();
+    let inputs = BuildInputs::of(&img, dockerfile_digest(&img).unwrap());
+    assert_eq!(encode(&inputs, &entries, &digests), tag_of(&img));
+    let (t, stats) = merkle::Tree::scan(d.path(), &filter, &mut DigestCache::in_memory()).unwrap();
+    assert_eq!((stats.entries, t.len()), (entries.len(), entries.len()));
 }
