@@ -185,7 +185,10 @@ impl DigestCache {
         let abs = std::fs::canonicalize(context).unwrap_or_else(|_| context.to_path_buf());
         let key = hex::encode(Sha256::digest(abs.to_string_lossy().as_bytes()));
         let file = dir.join(format!("{}.json", &key[..16]));
-        let entries = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let entries = std::fs::File::open(&file)
+            .ok()
+            .and_then(|f| serde_json::from_reader(std::io::BufReader::new(f)).ok())
+            .unwrap_or_default();
         DigestCache { entries, file: Some(file), ..Self::default() }
     }
 
@@ -203,13 +206,22 @@ impl DigestCache {
         if !self.dirty {
             return;
         }
-        let res = file
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|_| std::fs::write(file, serde_json::to_vec(&self.entries).unwrap_or_default()));
+        // Streamed to a temporary file and renamed: no second copy of a 100k-entry cache in memory, and a
+        // reader never sees half a file.
+        let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+        let res = file.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|_| {
+            let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            serde_json::to_writer(&mut w, &self.entries)?;
+            std::io::Write::flush(&mut w)?;
+            drop(w);
+            std::fs::rename(&tmp, file)
+        });
         match res {
             Ok(()) => self.dirty = false,
-            Err(e) => tracing::warn!(file = %file.display(), "cannot save the digest cache: {e}"),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                tracing::warn!(file = %file.display(), "cannot save the digest cache: {e}")
+            }
         }
     }
 

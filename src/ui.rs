@@ -36,8 +36,13 @@ pub fn summary_line(s: &Summary) -> String {
     } else {
         format!("build {} ({}/{} cached)", short(s.build), s.steps.1, s.steps.0)
     };
+    // Where the rollout's time went: until the new pod runs (scheduling, image pull, start), then readiness.
+    let stages = match (s.pod.running, s.pod.ready) {
+        (Some(r), Some(ready)) => format!(" (running {}, ready {})", short(r), short(ready)),
+        _ => String::new(),
+    };
     format!(
-        "{}  {}  hash {} · {build} · rollout {} · total {}",
+        "{}  {}  hash {} · {build} · rollout {}{stages} · total {}",
         s.image,
         &s.tag[..s.tag.len().min(6)],
         short(s.hash),
@@ -92,7 +97,9 @@ impl Ui {
                 &summary_line(s),
                 json!({"event": "iteration", "image": s.image, "tag": s.tag, "hash_ms": ms(s.hash), "build_ms": ms(s.build),
                        "steps": s.steps.0, "cached_steps": s.steps.1, "registry_hit": s.registry_hit,
-                       "rollout_ms": ms(s.rollout), "total_ms": ms(s.total)}),
+                       "export_ms": s.export.map(ms), "rollout_ms": ms(s.rollout),
+                       "pod_created_ms": s.pod.created.map(ms), "pod_running_ms": s.pod.running.map(ms),
+                       "pod_ready_ms": s.pod.ready.map(ms), "total_ms": ms(s.total)}),
             ),
         }
     }
@@ -101,6 +108,7 @@ impl Ui {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::decide::PodStages;
     use crate::test_util::SharedBuf;
 
     fn summary() -> Summary {
@@ -111,7 +119,9 @@ mod tests {
             build: Duration::from_millis(812),
             steps: (7, 5),
             registry_hit: false,
+            export: Some(Duration::from_millis(120)),
             rollout: Duration::from_millis(1900),
+            pod: PodStages { created: Some(Duration::from_millis(30)), running: Some(Duration::from_millis(700)), ready: Some(Duration::from_millis(1850)) },
             total: Duration::from_millis(2800),
         }
     }
@@ -120,8 +130,10 @@ mod tests {
     fn the_summary_line_reads_like_the_issue_says() {
         assert_eq!(
             summary_line(&summary()),
-            "hello  a1b2c3  hash 4ms · build 812ms (5/7 cached) · rollout 1.9s · total 2.8s"
+            "hello  a1b2c3  hash 4ms · build 812ms (5/7 cached) · rollout 1.9s (running 700ms, ready 1.9s) · total 2.8s"
         );
+        let unknown = Summary { pod: PodStages::default(), ..summary() };
+        assert_eq!(summary_line(&unknown), "hello  a1b2c3  hash 4ms · build 812ms (5/7 cached) · rollout 1.9s · total 2.8s");
     }
 
     #[test]
@@ -134,6 +146,7 @@ mod tests {
         let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines[0]["event"], "iteration");
         assert_eq!(lines[0]["build_ms"], 812);
+        assert_eq!((lines[0]["export_ms"].as_u64(), lines[0]["pod_running_ms"].as_u64(), lines[0]["pod_ready_ms"].as_u64()), (Some(120), Some(700), Some(1850)));
         assert_eq!(lines[1]["message"], "GET / 200");
     }
 }

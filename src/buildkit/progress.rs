@@ -103,6 +103,13 @@ impl Progress {
         let _ = self.out.flush();
     }
 
+    /// How long BuildKit spent exporting the image and pushing it (its "exporting to image" step).
+    pub fn export_time(&self) -> Option<std::time::Duration> {
+        let s = self.steps.values().find(|s| s.name.starts_with("exporting to image"))?;
+        let secs = s.completed_at? - s.started_at?;
+        Some(std::time::Duration::from_secs_f64(secs.max(0.0)))
+    }
+
     /// Steps seen and how many of them were cached.
     pub fn counts(&self) -> (usize, usize) {
         (self.steps.len(), self.steps.values().filter(|s| s.cached).count())

@@ -39,6 +39,8 @@ pub struct Built {
     pub duration: Duration,
     /// Build steps, and how many were cached.
     pub steps: (usize, usize),
+    /// Of the duration, exporting the image and pushing it.
+    pub export: Option<Duration>,
     /// Files and bytes the daemon pulled from the context.
     pub sent_files: u64,
     /// Bytes of file content sent.
@@ -165,6 +167,7 @@ pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, p
         digest,
         duration,
         steps: progress.counts(),
+        export: progress.export_time(),
         sent_files: stats.files.load(Ordering::Relaxed),
         sent_bytes: stats.bytes.load(Ordering::Relaxed),
         sent_paths,

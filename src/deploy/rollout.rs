@@ -47,9 +47,46 @@ pub enum Verdict {
     /// Still going; what it waits for.
     Progressing(String),
     /// All new pods available, no old replicas left.
-    Done { ready: i32 },
+    Done {
+        /// Pods ready.
+        ready: i32,
+        /// When the watch saw the first new pod reach each stage.
+        timeline: Timeline,
+    },
     /// It will not succeed.
     Failed(Failure),
+}
+
+/// When the watch first saw a new pod (one running the rollout's image) reach each stage: where a rollout's
+/// time goes (scheduling and image pull before `running`; the readiness probe between `running` and `ready`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeline {
+    /// A new pod existed.
+    pub created: Option<std::time::Instant>,
+    /// All containers of a new pod were running.
+    pub running: Option<std::time::Instant>,
+    /// A new pod was Ready.
+    pub ready: Option<std::time::Instant>,
+}
+
+impl Timeline {
+    /// Notes what `pod` shows, if it is one of the rollout's new pods.
+    fn saw(&mut self, pod: &Pod, refs: &[String]) {
+        if !is_new(pod, refs) || pod.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        self.created.get_or_insert(now);
+        let Some(status) = &pod.status else { return };
+        let containers = status.container_statuses.as_deref().unwrap_or_default();
+        if !containers.is_empty() && containers.iter().all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some())) {
+            self.running.get_or_insert(now);
+        }
+        if status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True") {
+            self.running.get_or_insert(now);
+            self.ready.get_or_insert(now);
+        }
+    }
 }
 
 /// Whether `pod` runs one of the rollout's images (a container's spec image equals one of `refs`).
@@ -93,7 +130,7 @@ pub fn assess(dep: &Deployment, pods: &[Pod], refs: &[String]) -> Verdict {
         return Verdict::Progressing("the Deployment controller has not seen the change yet".into());
     }
     if updated == want && available >= want && total == want {
-        return Verdict::Done { ready: available };
+        return Verdict::Done { ready: available, timeline: Timeline::default() };
     }
     Verdict::Progressing(format!(
         "{updated}/{want} pods updated, {available} available, {} old",
@@ -167,6 +204,7 @@ pub async fn watch(
     let mut dep: Option<Deployment> = None;
     let mut pods: HashMap<String, Pod> = HashMap::new();
     let mut last = String::from("waiting for the first status");
+    let mut timeline = Timeline::default();
     let judged = async {
         loop {
             tokio::select! {
@@ -179,6 +217,7 @@ pub async fn watch(
                 },
                 ev = pod_stream.next() => match ev {
                     Some(Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => {
+                        timeline.saw(&p, refs);
                         pods.insert(p.metadata.name.clone().unwrap_or_default(), p);
                     }
                     Some(Ok(watcher::Event::Delete(p))) => {
@@ -199,6 +238,7 @@ pub async fn watch(
                         last = what;
                     }
                 }
+                Verdict::Done { ready, .. } => return Ok(Verdict::Done { ready, timeline }),
                 other => return Ok(other),
             }
         }

@@ -19,11 +19,11 @@ pub enum Event {
     /// Hashing failed (e.g. the Dockerfile is gone).
     HashFailed { image: String, error: String },
     /// `tag` is built and pushed (or was already in the registry).
-    Built { image: String, tag: String, digest: String, took: Duration, steps: (usize, usize), cached: bool },
+    Built { image: String, tag: String, digest: String, took: Duration, steps: (usize, usize), cached: bool, export: Option<Duration> },
     /// Building `tag` failed or was cancelled.
     BuildFailed { image: String, tag: String, error: String, cancelled: bool },
     /// The rollout of `tag` ended.
-    RolledOut { image: String, tag: String, ok: bool, took: Duration, at: Instant },
+    RolledOut { image: String, tag: String, ok: bool, took: Duration, at: Instant, pod: PodStages },
 }
 
 /// Something to do.
@@ -58,6 +58,17 @@ pub enum Report {
     RolloutFailed { image: String, tag: String },
 }
 
+/// When the rollout's first new pod reached each stage, from the start of the deploy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PodStages {
+    /// The pod existed.
+    pub created: Option<Duration>,
+    /// Its containers were running.
+    pub running: Option<Duration>,
+    /// It was Ready.
+    pub ready: Option<Duration>,
+}
+
 /// The figures of one iteration, for the summary line.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Summary {
@@ -73,8 +84,12 @@ pub struct Summary {
     pub steps: (usize, usize),
     /// The registry already had the tag.
     pub registry_hit: bool,
+    /// Of the build, exporting and pushing the image (as BuildKit reports it).
+    pub export: Option<Duration>,
     /// Time the rollout took.
     pub rollout: Duration,
+    /// Where the rollout's time went.
+    pub pod: PodStages,
     /// From the change being seen to the rollout being done.
     pub total: Duration,
 }
@@ -167,7 +182,7 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
             s.started = None;
             out.push(Action::Report(Report::Failed { image, tag: None, error }));
         }
-        Event::Built { image, tag, digest, took, steps, cached } => {
+        Event::Built { image, tag, digest, took, steps, cached, export } => {
             let s = state.images.entry(image.clone()).or_default();
             if s.building.as_ref() != Some(&tag) {
                 return out; // superseded: a newer build owns this image now
@@ -179,6 +194,7 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
             s.summary.build += took;
             s.summary.steps = steps;
             s.summary.registry_hit = cached;
+            s.summary.export = export;
             if s.deploying.is_some() {
                 s.queued = Some((tag, digest));
             } else {
@@ -198,7 +214,7 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
                 out.push(Action::Report(Report::Failed { image, tag: Some(tag), error }));
             }
         }
-        Event::RolledOut { image, tag, ok, took, at } => {
+        Event::RolledOut { image, tag, ok, took, at, pod } => {
             let s = state.images.entry(image.clone()).or_default();
             if s.deploying.as_ref() != Some(&tag) {
                 return out;
@@ -210,6 +226,7 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
                 summary.image = image.clone();
                 summary.tag = tag.clone();
                 summary.rollout = took;
+                summary.pod = pod;
                 summary.total = s.started.map_or(took, |t0| at.saturating_duration_since(t0));
                 out.push(Action::Report(Report::Iteration(summary)));
             } else {

@@ -10,7 +10,8 @@ use kube::api::Api;
 
 use super::{build_images, hash_images, Error, Outcome};
 use crate::config::{Config, Deploy, DeployTarget};
-use crate::deploy::{self, images, manifests, rollout::Verdict, KubeOptions, Patched, Target};
+use crate::deploy::rollout::{Timeline, Verdict};
+use crate::deploy::{self, images, manifests, KubeOptions, Patched, Target};
 use crate::registry;
 
 /// Choices for one deploy run.
@@ -42,15 +43,14 @@ pub async fn deploy_all(cfg: &Config, opts: &DeployOptions, out: &mut (dyn Write
 
 /// Deploys every `[[deploy]]` of `image`; Ok(false) when a rollout failed. `references` maps image names to
 /// the references to put in — all that are known, not just `image`'s, since one manifest may name several
-/// images and applying it must not reset the others. The names of the Deployments that rolled are appended
-/// to `rolled`.
+/// images and applying it must not reset the others. The Deployments that rolled are appended to `rolled`.
 pub async fn deploy_image(
     cfg: &Config,
     target: &Target,
     image: &str,
     references: &HashMap<String, String>,
     out: &mut (dyn Write + Send),
-    rolled: &mut Vec<String>,
+    rolled: &mut Vec<Rolled>,
 ) -> Result<bool, Error> {
     let mut ok = true;
     for d in cfg.deploys.iter().filter(|d| d.image == image) {
@@ -65,16 +65,25 @@ async fn deploy_one(
     d: &Deploy,
     references: &HashMap<String, String>,
     out: &mut (dyn Write + Send),
-    rolled: &mut Vec<String>,
+    rolled: &mut Vec<Rolled>,
 ) -> Result<bool, Error> {
     match &d.target {
         DeployTarget::Patch { deployment, container } => {
-            let ok = patch_one(cfg, target, d, deployment, container.as_deref(), &references[&d.image], out).await?;
-            rolled.push(deployment.clone());
+            let (ok, timeline) = patch_one(cfg, target, d, deployment, container.as_deref(), &references[&d.image], out).await?;
+            rolled.push(Rolled { deployment: deployment.clone(), timeline });
             Ok(ok)
         }
         DeployTarget::Manifests(patterns) => apply_manifests(cfg, target, d, patterns, references, out, rolled).await,
     }
+}
+
+/// A Deployment that rolled to the new image.
+#[derive(Debug, Clone)]
+pub struct Rolled {
+    /// Its name.
+    pub deployment: String,
+    /// When its first new pod reached each stage (empty if it did not roll or failed).
+    pub timeline: Timeline,
 }
 
 /// `<pull host>/<name>:<tag>@<digest>`.
@@ -116,8 +125,14 @@ async fn resolve(cfg: &Config, name: &str, opts: &DeployOptions, out: &mut (dyn 
 /// Prints a verdict; true when the rollout succeeded.
 fn report(out: &mut (dyn Write + Send), image: &str, what: &str, started: Instant, v: &Verdict) -> bool {
     match v {
-        Verdict::Done { ready } => {
-            let _ = writeln!(out, "{image}: rollout of {what} done in {:.1}s ({ready} ready)", started.elapsed().as_secs_f64());
+        Verdict::Done { ready, timeline } => {
+            let after = |i: Option<Instant>| i.map(|i| format!("{:.2}s", i.saturating_duration_since(started).as_secs_f64()));
+            let stages: Vec<String> = [("pod created", timeline.created), ("running", timeline.running), ("ready", timeline.ready)]
+                .into_iter()
+                .filter_map(|(what, at)| after(at).map(|t| format!("{what} {t}")))
+                .collect();
+            let stages = if stages.is_empty() { String::new() } else { format!("; {}", stages.join(", ")) };
+            let _ = writeln!(out, "{image}: rollout of {what} done in {:.1}s ({ready} ready{stages})", started.elapsed().as_secs_f64());
             true
         }
         Verdict::Failed(f) => {
@@ -150,7 +165,7 @@ async fn patch_one(
     container: Option<&str>,
     reference: &str,
     out: &mut (dyn Write + Send),
-) -> Result<bool, Error> {
+) -> Result<(bool, Timeline), Error> {
     let ns = &t.namespace;
     let what = format!("deployment {ns}/{name}");
     let api: Api<Deployment> = Api::namespaced(t.client.clone(), ns);
@@ -171,13 +186,13 @@ async fn patch_one(
     };
     let Patched::Changed { container, previous } = outcome else {
         let _ = writeln!(out, "{}: {what} already runs {reference}, nothing to do", d.image);
-        return Ok(true);
+        return Ok((true, Timeline::default()));
     };
     let _ = writeln!(out, "{}: {what} container {container}: {previous} -> {reference}", d.image);
     let started = Instant::now();
     let verdict = deploy::watch_rollout(t, name, &[reference.to_string()], d.rollout_timeout).await?;
     if report(out, &d.image, &what, started, &verdict) {
-        return Ok(true);
+        return Ok((true, timeline_of(&verdict)));
     }
     if d.rollback_on_failure && !previous.is_empty() {
         let _ = writeln!(out, "{}: rolling {what} back to {previous}", d.image);
@@ -188,7 +203,14 @@ async fn patch_one(
             let _ = writeln!(out, "{}: {what} is back on {previous}", d.image);
         }
     }
-    Ok(false)
+    Ok((false, Timeline::default()))
+}
+
+fn timeline_of(v: &Verdict) -> Timeline {
+    match v {
+        Verdict::Done { timeline, .. } => *timeline,
+        _ => Timeline::default(),
+    }
 }
 
 async fn apply_manifests(
@@ -198,7 +220,7 @@ async fn apply_manifests(
     patterns: &[String],
     references: &HashMap<String, String>,
     out: &mut (dyn Write + Send),
-    rolled: &mut Vec<String>,
+    rolled: &mut Vec<Rolled>,
 ) -> Result<bool, Error> {
     let reg = &cfg.registry;
     let subst = |image: &str| {
@@ -222,7 +244,7 @@ async fn apply_manifests(
             let started = Instant::now();
             let v = deploy::watch_rollout(t, a.object.name(), &a.object.refs, d.rollout_timeout).await?;
             ok &= report(out, &d.image, &what, started, &v);
-            rolled.push(a.object.name().to_string());
+            rolled.push(Rolled { deployment: a.object.name().to_string(), timeline: timeline_of(&v) });
         }
     }
     Ok(ok)

@@ -218,7 +218,7 @@ async fn build(ctx: Arc<Ctx>, image: String, tag: String, cancel: CancellationTo
         r = work => r,
     };
     let ev = match result {
-        Ok((digest, steps, cached)) => Event::Built { image, tag, digest, took: started.elapsed(), steps, cached },
+        Ok((digest, steps, cached, export)) => Event::Built { image, tag, digest, took: started.elapsed(), steps, cached, export },
         Err(Error::Buildkit(buildkit::Error::Unreachable { addr, reason })) | Err(Error::Registry(registry::Error::Unreachable { host: addr, reason })) => {
             // A server is down: say so, keep the loop alive, try again later.
             *ctx.buildkit.lock().await = None;
@@ -239,10 +239,13 @@ async fn build(ctx: Arc<Ctx>, image: String, tag: String, cancel: CancellationTo
     let _ = ctx.events.send(ev).await;
 }
 
-async fn build_inner(ctx: &Ctx, image: &str, tag: &str) -> Result<(String, (usize, usize), bool), Error> {
+/// (digest, steps, registry hit, export time)
+type BuildResult = (String, (usize, usize), bool, Option<Duration>);
+
+async fn build_inner(ctx: &Ctx, image: &str, tag: &str) -> Result<BuildResult, Error> {
     let cfg = &ctx.cfg;
     if let Some(digest) = registry::manifest_digest(&cfg.registry, image, tag).await? {
-        return Ok((digest, (0, 0), true));
+        return Ok((digest, (0, 0), true, None));
     }
     let img = cfg.image(image).expect("configured image");
     // The filter that hashed this tag decides what BuildKit may see (one filter).
@@ -261,7 +264,7 @@ async fn build_inner(ctx: &Ctx, image: &str, tag: &str) -> Result<(String, (usiz
     let mut progress = Progress::new(out, &format!("{image}: "), ctx.verbose);
     let spec = BuildSpec { image: img, filter, reference: format!("{}/{image}:{tag}", cfg.registry.host), insecure: cfg.registry.insecure };
     let built = buildkit::build(&mut client, &spec, &mut progress).await?;
-    Ok((built.digest, built.steps, false))
+    Ok((built.digest, built.steps, false, built.export))
 }
 
 async fn deploy_image(ctx: Arc<Ctx>, image: String, tag: String, digest: String, logs: CancellationToken) {
@@ -296,13 +299,23 @@ async fn deploy_image(ctx: Arc<Ctx>, image: String, tag: String, digest: String,
             false
         }
     };
+    let (took, at) = (started.elapsed(), Instant::now());
+    let since = |i: Option<Instant>| i.map(|i| i.saturating_duration_since(started));
+    let pod = rolled.first().map_or_else(Default::default, |r| decide::PodStages {
+        created: since(r.timeline.created),
+        running: since(r.timeline.running),
+        ready: since(r.timeline.ready),
+    });
     if ok {
         ctx.deployed.lock().expect("not poisoned").insert(image.clone(), reference.clone());
-        for deployment in rolled {
-            follow_logs(&ctx, &deployment, &image, &reference, &logs).await;
+    }
+    // The result first: following the new pods' logs costs two API calls the summary need not wait for.
+    let _ = ctx.events.send(Event::RolledOut { image: image.clone(), tag, ok, took, at, pod }).await;
+    if ok {
+        for r in rolled {
+            follow_logs(&ctx, &r.deployment, &image, &reference, &logs).await;
         }
     }
-    let _ = ctx.events.send(Event::RolledOut { image, tag, ok, took: started.elapsed(), at: Instant::now() }).await;
 }
 
 /// Turns the deploy's text output into `deploy` events as each line completes.

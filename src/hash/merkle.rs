@@ -116,12 +116,7 @@ impl Tree {
         }
         let scan = Scan::new(root, filter, cache);
         let dir = scan.dir("", 0)?;
-        let (stats, started_ns) = (scan.stats(), scan.started_ns);
-        let fresh = scan.fresh.into_inner().expect("not poisoned");
-        for (entry, digest) in fresh {
-            cache.insert(&entry, digest, started_ns);
-        }
-        Ok((Tree { root: dir }, stats))
+        Ok((Tree { root: dir }, scan.stats()))
     }
 
     /// A tree from walked entries and their digests (`digests[i]` for `entries[i]`, files only). A directory
@@ -165,8 +160,8 @@ impl Tree {
                 },
                 Kind::Symlink => Node::Link { perm: entry.perm, target: entry.link.unwrap_or_default().into() },
                 Kind::Dir => {
-                    let empty = DigestCache::in_memory();
-                    let scan = Scan::new(root, filter, &empty);
+                    let mut none = DigestCache::in_memory();
+                    let scan = Scan::new(root, filter, &mut none);
                     let dir = scan.dir(path, entry.perm)?;
                     read += scan.stats().files_read;
                     if !visible && dir.children.is_empty() {
@@ -270,26 +265,24 @@ impl Tree {
 struct Scan<'a> {
     root: &'a Path,
     filter: &'a Filter,
-    cache: &'a DigestCache,
+    /// Looked up and added to as files are read (a lock held for a hash-map access, not for a read).
+    cache: Mutex<&'a mut DigestCache>,
     started_ns: i64,
     entries: AtomicUsize,
     bytes: AtomicU64,
     read: AtomicUsize,
-    /// Digests read this time, for the cache.
-    fresh: Mutex<Vec<(Entry, [u8; 32])>>,
 }
 
 impl<'a> Scan<'a> {
-    fn new(root: &'a Path, filter: &'a Filter, cache: &'a DigestCache) -> Self {
+    fn new(root: &'a Path, filter: &'a Filter, cache: &'a mut DigestCache) -> Self {
         Scan {
             root,
             filter,
-            cache,
+            cache: Mutex::new(cache),
             started_ns: super::now_ns(),
             entries: AtomicUsize::new(0),
             bytes: AtomicU64::new(0),
             read: AtomicUsize::new(0),
-            fresh: Mutex::new(Vec::new()),
         }
     }
 
@@ -317,12 +310,13 @@ impl<'a> Scan<'a> {
         let node = match e.kind {
             Kind::File => {
                 let (perm, size) = (e.perm, e.size);
-                let digest = match self.cache.lookup(&e) {
+                let cached = self.cache.lock().expect("not poisoned").lookup(&e);
+                let digest = match cached {
                     Some(d) => d,
                     None => match file_digest(&self.root.join(&e.path)) {
                         Ok(d) => {
                             self.read.fetch_add(1, Ordering::Relaxed);
-                            self.fresh.lock().expect("not poisoned").push((e, d));
+                            self.cache.lock().expect("not poisoned").insert(&e, d, self.started_ns);
                             d
                         }
                         // Deleted since the listing: an editor's save in progress. It is simply not there.

@@ -7,10 +7,10 @@ fn hashed(image: &str, tag: &str) -> Event {
     Event::Hashed { image: image.into(), tag: tag.into(), took: Duration::from_millis(3) }
 }
 fn built(image: &str, tag: &str) -> Event {
-    Event::Built { image: image.into(), tag: tag.into(), digest: format!("sha256:{tag}"), took: Duration::from_millis(500), steps: (5, 3), cached: false }
+    Event::Built { image: image.into(), tag: tag.into(), digest: format!("sha256:{tag}"), took: Duration::from_millis(500), steps: (5, 3), cached: false, export: Some(Duration::from_millis(120)) }
 }
 fn rolled(image: &str, tag: &str, ok: bool) -> Event {
-    Event::RolledOut { image: image.into(), tag: tag.into(), ok, took: Duration::from_secs(1), at: Instant::now() }
+    Event::RolledOut { image: image.into(), tag: tag.into(), ok, took: Duration::from_secs(1), at: Instant::now(), pod: PodStages::default() }
 }
 
 /// The actions, without reports, as short strings.
@@ -114,9 +114,11 @@ fn only_changed_images_are_touched_and_summaries_carry_the_figures() {
     run(&mut s, vec![changed(&["a", "b"]), hashed("a", "a1"), hashed("b", "b1"), built("a", "a1"), built("b", "b1")]);
     run(&mut s, vec![rolled("a", "a1", true), rolled("b", "b1", true)]);
     assert_eq!(run(&mut s, vec![changed(&["b"]), hashed("b", "b2"), built("b", "b2")]), ["hash b", "build b b2", "deploy b b2"]);
-    let a = step(&mut s, rolled("b", "b2", true));
+    let stages = PodStages { created: Some(Duration::from_millis(20)), running: Some(Duration::from_millis(400)), ready: Some(Duration::from_millis(900)) };
+    let a = step(&mut s, Event::RolledOut { image: "b".into(), tag: "b2".into(), ok: true, took: Duration::from_secs(1), at: Instant::now(), pod: stages });
     let [Action::Report(Report::Iteration(sum))] = a.as_slice() else { panic!("{a:?}") };
     assert_eq!((sum.image.as_str(), sum.tag.as_str(), sum.steps), ("b", "b2", (5, 3)));
     assert_eq!((sum.hash, sum.build, sum.rollout), (Duration::from_millis(3), Duration::from_millis(500), Duration::from_secs(1)));
+    assert_eq!((sum.export, sum.pod), (Some(Duration::from_millis(120)), stages), "where the time went");
     assert_eq!(s.deployed("a"), Some("a1"));
 }
