@@ -5,12 +5,10 @@
 //! The context is walked and its files digested in parallel, through a [`DigestCache`] keyed by each file's
 //! metadata so an unchanged file is not read again. The cache can only skip reading, never change a result.
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::Image;
@@ -124,127 +122,19 @@ pub fn encode(inputs: &BuildInputs<'_>, entries: &[Entry], digests: &[Option<[u8
 /// SHA-256 of a file's bytes.
 pub fn file_digest(path: &Path) -> Result<[u8; 32], Error> {
     let io = |source| Error::Io { path: path.to_path_buf(), source };
+    thread_local! {
+        // One read buffer per thread: a fresh zeroed 64 KiB per file costs more than hashing a small file.
+        static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
+    }
     let mut f = std::fs::File::open(path).map_err(io)?;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf).map_err(io)?;
+    BUF.with_borrow_mut(|buf| loop {
+        let n = f.read(buf).map_err(io)?;
         if n == 0 {
-            break;
+            return Ok(h.finalize().into());
         }
         h.update(&buf[..n]);
-    }
-    Ok(h.finalize().into())
-}
-
-/// What a cached digest is keyed by: if any of these changed, the file is read again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct Meta {
-    size: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
-    ino: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Cached {
-    meta: Meta,
-    /// When the digest was taken: a file modified in the same instant could keep its metadata, so entries
-    /// hashed less than [`RACY_NS`] after the file's last change are never trusted (git's "racy clean").
-    hashed_at_ns: i64,
-    #[serde(with = "hex")]
-    digest: [u8; 32],
-}
-
-const RACY_NS: i64 = 2_000_000_000;
-
-/// Per-file content digests keyed by path and metadata, optionally persisted between runs.
-#[derive(Debug)]
-pub struct DigestCache {
-    entries: HashMap<String, Cached>,
-    file: Option<PathBuf>,
-    dirty: bool,
-    racy_ns: i64,
-}
-
-impl Default for DigestCache {
-    fn default() -> Self {
-        DigestCache { entries: HashMap::new(), file: None, dirty: false, racy_ns: RACY_NS }
-    }
-}
-
-impl DigestCache {
-    /// An in-memory cache.
-    pub fn in_memory() -> Self {
-        Self::default()
-    }
-
-    /// A cache persisted in `dir` for the context `context` (never inside the context: devloop writes
-    /// nothing into the tree it watches). A missing or unreadable file starts an empty cache.
-    pub fn persistent(dir: &Path, context: &Path) -> Self {
-        let abs = std::fs::canonicalize(context).unwrap_or_else(|_| context.to_path_buf());
-        let key = hex::encode(Sha256::digest(abs.to_string_lossy().as_bytes()));
-        let file = dir.join(format!("{}.json", &key[..16]));
-        let entries = std::fs::File::open(&file)
-            .ok()
-            .and_then(|f| serde_json::from_reader(std::io::BufReader::new(f)).ok())
-            .unwrap_or_default();
-        DigestCache { entries, file: Some(file), ..Self::default() }
-    }
-
-    /// The persistent cache for `context` in [`cache_dir`] (in memory only when there is no home).
-    pub fn for_context(context: &Path) -> Self {
-        match cache_dir() {
-            Some(dir) => Self::persistent(&dir.join("digests"), context),
-            None => Self::in_memory(),
-        }
-    }
-
-    /// Writes the cache back if it changed. Failures only cost speed next time, so they are logged.
-    pub fn save(&mut self) {
-        let Some(file) = &self.file else { return };
-        if !self.dirty {
-            return;
-        }
-        // Streamed to a temporary file and renamed: no second copy of a 100k-entry cache in memory, and a
-        // reader never sees half a file.
-        let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-        let res = file.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|_| {
-            let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-            serde_json::to_writer(&mut w, &self.entries)?;
-            std::io::Write::flush(&mut w)?;
-            drop(w);
-            std::fs::rename(&tmp, file)
-        });
-        match res {
-            Ok(()) => self.dirty = false,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                tracing::warn!(file = %file.display(), "cannot save the digest cache: {e}")
-            }
-        }
-    }
-
-    /// The cached digest of a file entry, if its metadata still vouches for it.
-    fn lookup(&self, e: &Entry) -> Option<[u8; 32]> {
-        let c = self.entries.get(&e.path)?;
-        if c.meta != Meta::of(e) || c.hashed_at_ns - e.mtime_ns.max(e.ctime_ns) < self.racy_ns {
-            return None;
-        }
-        Some(c.digest)
-    }
-
-    /// Records a digest read at `hashed_at_ns`.
-    fn insert(&mut self, e: &Entry, digest: [u8; 32], hashed_at_ns: i64) {
-        self.entries.insert(e.path.clone(), Cached { meta: Meta::of(e), hashed_at_ns, digest });
-        self.dirty = true;
-    }
-}
-
-impl Meta {
-    fn of(e: &Entry) -> Meta {
-        Meta { size: e.size, mtime_ns: e.mtime_ns, ctime_ns: e.ctime_ns, ino: e.ino }
-    }
+    })
 }
 
 fn now_ns() -> i64 {
@@ -280,7 +170,10 @@ pub fn dockerfile_digest(image: &Image) -> Result<Option<[u8; 32]>, Error> {
     }
 }
 
+mod cache;
 pub mod merkle;
+
+pub use cache::DigestCache;
 
 #[cfg(test)]
 mod tests;
