@@ -161,13 +161,25 @@ fn main() {
 
     let (mut dl_total, mut fl_total) = (vec![], vec![]);
     let (mut dl_hash, mut dl_build, mut dl_rollout, mut dl_iter) = (vec![], vec![], vec![], vec![]);
+    let (mut dl_export, mut dl_running, mut dl_ready) = (vec![], vec![], vec![]);
+    // A random pause (0–1 s) before each edit: the kubelet works in 1 s cycles (PLEG relist, probe ticks),
+    // and a fixed rhythm would lock each side to one phase of them, a lucky or an unlucky one.
+    let seed = std::cell::Cell::new(u64::from_str_radix(&nonce, 16).unwrap_or(1) | 1);
+    let pause = || {
+        let mut x = seed.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        seed.set(x);
+        std::thread::sleep(Duration::from_millis(x % 1000));
+    };
     let (mut fl_build, mut fl_set, mut fl_rollout, mut fl_poll) = (vec![], vec![], vec![], vec![]);
     for i in 1..=edits {
         let marker = format!("edit-{nonce}-{i}");
-        // Alternate which goes first: the kubelet works in 1 s cycles (PLEG relist, probe ticks), and a fixed
-        // order could lock one side to a lucky phase.
+        // Alternate which goes first, too.
         let mut run_devloop = || {
             // devloop: write, then poll its port-forward.
+            pause();
             let t0 = Instant::now();
             std::fs::write(dl.join("app/www/index.html"), format!("<p>{marker}</p>\n")).unwrap();
             wait_for(&marker, || http_get(&forward, "/"));
@@ -182,10 +194,14 @@ fn main() {
             dl_build.push(Duration::from_millis(it["build_ms"].as_u64().unwrap()));
             dl_rollout.push(Duration::from_millis(it["rollout_ms"].as_u64().unwrap()));
             dl_iter.push(Duration::from_millis(it["total_ms"].as_u64().unwrap()));
-
+            let opt = |k: &str| Duration::from_millis(it[k].as_u64().unwrap_or(0));
+            dl_export.push(opt("export_ms"));
+            dl_running.push(opt("pod_running_ms"));
+            dl_ready.push(opt("pod_ready_ms"));
         };
         let mut run_floor = || {
             // The floor: the same edit, the stock tools.
+            pause();
             let t0 = Instant::now();
             std::fs::write(fl.join("www/index.html"), format!("<p>{marker}</p>\n")).unwrap();
             floor_build(&i.to_string());
@@ -221,8 +237,9 @@ fn main() {
     let _ = Command::new("kubectl").args(["delete", "namespace", &ns, "--wait=false"]).output();
 
     println!("loop bench: {edits} edits of examples/hello, interleaved");
-    println!("  devloop up : p50 {} · p95 {}   (hash {} · build+push {} · rollout {} · change seen → rolled out {} mean)",
-        ms(pct(&dl_total, 0.5)), ms(pct(&dl_total, 0.95)), ms(mean(&dl_hash)), ms(mean(&dl_build)), ms(mean(&dl_rollout)), ms(mean(&dl_iter)));
+    println!("  devloop up : p50 {} · p95 {}   (hash {} · build+push {} of which export+push {} · rollout {}: pod running after {}, ready after {} · change seen → rolled out {} mean)",
+        ms(pct(&dl_total, 0.5)), ms(pct(&dl_total, 0.95)), ms(mean(&dl_hash)), ms(mean(&dl_build)), ms(mean(&dl_export)), ms(mean(&dl_rollout)),
+        ms(mean(&dl_running)), ms(mean(&dl_ready)), ms(mean(&dl_iter)));
     println!("  floor      : p50 {} · p95 {}   (buildctl {} · set image {} · rollout status {} · poll {} mean)",
         ms(pct(&fl_total, 0.5)), ms(pct(&fl_total, 0.95)), ms(mean(&fl_build)), ms(mean(&fl_set)), ms(mean(&fl_rollout)), ms(mean(&fl_poll)));
     println!("  ratio devloop/floor: p50 {:.2} · p95 {:.2}",

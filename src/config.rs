@@ -475,7 +475,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
         }),
     };
     let watch = WatchConfig {
-        debounce: duration(&raw.watch.debounce, "watch.debounce", 100)?,
+        debounce: duration(&raw.watch.debounce, "watch.debounce", 50)?,
         max_wait: duration(&raw.watch.max_wait, "watch.max-wait", 1000)?,
     };
     Ok(Config {

@@ -1,12 +1,14 @@
 //! Port-forwards that follow rollouts, in-process through the API server: a local listener on 127.0.0.1,
-//! and for every connection a stream to a Ready pod of the Deployment chosen at that moment, so after a
-//! rollout new connections reach the new pod, and a broken stream is simply re-opened by the next one.
+//! and for every connection a stream to the newest Ready pod of the Deployment at that moment (kept by a
+//! watch), so after a rollout new connections reach the new pod, and a broken stream is simply re-opened by
+//! the next one.
 //! Also: streaming the logs of a rollout's new pods.
 
-use futures::{AsyncBufReadExt, TryStreamExt};
+use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, LogParams};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -26,35 +28,79 @@ pub async fn bind(deployment: &str, port: u16) -> Result<TcpListener, Error> {
     TcpListener::bind(("127.0.0.1", port)).await.map_err(|source| Error::Bind { deployment: deployment.into(), port, source })
 }
 
-/// The newest Ready pod of a Deployment that is not being deleted.
-pub async fn ready_pod(t: &Target, deployment: &str) -> Result<String, String> {
-    let deps: Api<Deployment> = Api::namespaced(t.client.clone(), &t.namespace);
-    let dep = deps.get(deployment).await.map_err(|e| format!("deployment {}/{deployment}: {e}", t.namespace))?;
-    let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
-    let list = pods.list(&ListParams::default().labels(&selector(&dep))).await.map_err(|e| e.to_string())?;
-    let mut ready: Vec<Pod> = list
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
+/// The newest of `pods` that is Ready and not being deleted.
+fn newest_ready<'a>(pods: impl Iterator<Item = &'a Pod>) -> Option<String> {
+    pods.filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| {
             p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
         })
-        .collect();
-    ready.sort_by(|a, b| b.metadata.creation_timestamp.cmp(&a.metadata.creation_timestamp));
-    ready.first().and_then(|p| p.metadata.name.clone()).ok_or_else(|| format!("no Ready pod of deployment {}/{deployment}", t.namespace))
+        .max_by(|a, b| a.metadata.creation_timestamp.cmp(&b.metadata.creation_timestamp))
+        .and_then(|p| p.metadata.name.clone())
+}
+
+/// The newest Ready pod of a Deployment, asked of the API server, and the Deployment's pod selector.
+async fn ready_pod_and_selector(t: &Target, deployment: &str) -> Result<(String, String), String> {
+    let deps: Api<Deployment> = Api::namespaced(t.client.clone(), &t.namespace);
+    let dep = deps.get(deployment).await.map_err(|e| format!("deployment {}/{deployment}: {e}", t.namespace))?;
+    let sel = selector(&dep);
+    let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
+    let list = pods.list(&ListParams::default().labels(&sel)).await.map_err(|e| e.to_string())?;
+    let pod = newest_ready(list.items.iter()).ok_or_else(|| format!("no Ready pod of deployment {}/{deployment}", t.namespace))?;
+    Ok((pod, sel))
+}
+
+/// Chooses the pod for each new connection. A watch on the Deployment's pods keeps the choice in memory,
+/// so a connection costs no API round trip (a browser opens many); until the watch has a Ready pod, the
+/// API server is asked directly.
+struct Picker {
+    t: Target,
+    deployment: String,
+    watched: tokio::sync::Mutex<Option<Watched>>,
+}
+
+struct Watched {
+    selector: String,
+    store: reflector::Store<Pod>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Picker {
+    async fn pick(&self) -> Result<String, String> {
+        let mut w = self.watched.lock().await;
+        if let Some(pod) = w.as_ref().and_then(|w| newest_ready(w.store.state().iter().map(|p| &**p))) {
+            return Ok(pod);
+        }
+        let (pod, sel) = ready_pod_and_selector(&self.t, &self.deployment).await?;
+        if w.as_ref().is_none_or(|w| w.selector != sel) {
+            let (store, writer) = reflector::store();
+            let pods: Api<Pod> = Api::namespaced(self.t.client.clone(), &self.t.namespace);
+            let stream = reflector(writer, watcher(pods, watcher::Config::default().labels(&sel)).default_backoff());
+            let task = tokio::spawn(stream.for_each(|_| std::future::ready(())));
+            *w = Some(Watched { selector: sel, store, task });
+        }
+        Ok(pod)
+    }
 }
 
 /// Serves connections on `listener` until cancelled, each forwarded to a Ready pod's `remote` port.
 pub async fn serve(listener: TcpListener, t: Target, deployment: String, remote: u16, ui: Ui, cancel: CancellationToken) {
+    let picker = std::sync::Arc::new(Picker { t: t.clone(), deployment: deployment.clone(), watched: Default::default() });
     loop {
         let conn = tokio::select! {
             _ = cancel.cancelled() => return,
             c = listener.accept() => c,
         };
         let Ok((mut conn, _)) = conn else { continue };
-        let (t, deployment, ui, cancel) = (t.clone(), deployment.clone(), ui.clone(), cancel.clone());
+        let _ = conn.set_nodelay(true);
+        let (t, deployment, ui, cancel, picker) = (t.clone(), deployment.clone(), ui.clone(), cancel.clone(), picker.clone());
         tokio::spawn(async move {
-            let pod = match ready_pod(&t, &deployment).await {
+            let pod = match picker.pick().await {
                 Ok(p) => p,
                 Err(e) => {
                     ui.line(&deployment, "forward", &format!("port-forward: {e}"));

@@ -19,6 +19,8 @@ struct Step {
     completed: bool,
     started_at: Option<f64>,
     completed_at: Option<f64>,
+    /// First start and last completion among the step's sub-statuses (an export's layers, its push).
+    sub_span: Option<(f64, f64)>,
     error: String,
     logs: VecDeque<String>,
     partial: String,
@@ -85,6 +87,11 @@ impl Progress {
                 let _ = writeln!(self.out, "{}#{number} {name} {status}", self.prefix);
             }
         }
+        for st in &resp.statuses {
+            let (Some(step), Some(start)) = (self.steps.get_mut(&st.vertex), seconds(&st.started)) else { continue };
+            let end = seconds(&st.completed).unwrap_or(start);
+            step.sub_span = Some(step.sub_span.map_or((start, end), |(a, b)| (a.min(start), b.max(end))));
+        }
         for l in &resp.logs {
             let Some(step) = self.steps.get_mut(&l.vertex) else { continue };
             step.partial.push_str(&String::from_utf8_lossy(&l.msg));
@@ -106,7 +113,10 @@ impl Progress {
     /// How long BuildKit spent exporting the image and pushing it (its "exporting to image" step).
     pub fn export_time(&self) -> Option<std::time::Duration> {
         let s = self.steps.values().find(|s| s.name.starts_with("exporting to image"))?;
-        let secs = s.completed_at? - s.started_at?;
+        // BuildKit may report the step itself as instantaneous and the work in its sub-statuses.
+        let own = s.completed_at.zip(s.started_at).map(|(c, a)| c - a);
+        let subs = s.sub_span.map(|(a, b)| b - a);
+        let secs = own.into_iter().chain(subs).fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))?;
         Some(std::time::Duration::from_secs_f64(secs.max(0.0)))
     }
 
@@ -160,7 +170,7 @@ pub fn dockerfile_line(dockerfile: &str, step_name: &str, error: &str) -> Option
 mod tests {
     use super::*;
     use crate::test_util::SharedBuf;
-    use bollard_buildkit_proto::moby::buildkit::v1::{Vertex, VertexLog};
+    use bollard_buildkit_proto::moby::buildkit::v1::{Vertex, VertexLog, VertexStatus};
 
     fn ts(s: i64) -> Option<Timestamp> {
         Some(Timestamp { seconds: s, nanos: 0 })
@@ -196,6 +206,16 @@ mod tests {
         assert_eq!(p.counts(), (2, 1));
         let f = p.failed().unwrap();
         assert_eq!((f.name.as_str(), f.logs.clone()), ("[2/2] RUN make", vec!["compiling".to_string(), "failed: x".to_string()]));
+    }
+
+    #[test]
+    fn export_time_comes_from_the_exporter_step_or_its_sub_statuses() {
+        let mut p = Progress::new(Box::new(std::io::sink()), "", false);
+        assert_eq!(p.export_time(), None);
+        let vertex = Vertex { digest: "e".into(), name: "exporting to image".into(), started: ts(10), completed: ts(10), ..Default::default() };
+        let sub = |name: &str, a, b| VertexStatus { vertex: "e".into(), id: name.into(), name: name.into(), started: ts(a), completed: ts(b), ..Default::default() };
+        p.update(&StatusResponse { vertexes: vec![vertex], statuses: vec![sub("exporting layers", 10, 11), sub("pushing layers", 11, 13)], ..Default::default() });
+        assert_eq!(p.export_time(), Some(std::time::Duration::from_secs(3)));
     }
 
     #[test]

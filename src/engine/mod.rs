@@ -132,10 +132,11 @@ pub async fn build_images(
         }
         let _ = writeln!(
             out,
-            "{name}: pushed {}@{} in {:.1}s ({}/{} steps cached; sent {} files, {} bytes)",
+            "{name}: pushed {}@{} in {:.1}s{} ({}/{} steps cached; sent {} files, {} bytes)",
             h.reference,
             built.digest,
             built.duration.as_secs_f64(),
+            built.export.map(|e| format!(", export+push {:.2}s", e.as_secs_f64())).unwrap_or_default(),
             built.steps.1,
             built.steps.0,
             built.sent_files,
