@@ -150,10 +150,22 @@ fn main() {
     sh("kubectl", &["-n", &ns, "rollout", "status", "deployment/floor", "--timeout=120s"]);
     // The floor's readiness poll: the API server's proxy to the Deployment's newest pod (kubectl port-forward
     // binds one pod and breaks on every rollout).
+    // Pods being deleted are skipped and each request is bounded: a proxied request to a terminating pod can
+    // hang for the API server's 30 s timeout.
     let floor_get = |marker: &str| {
-        let pods = sh("kubectl", &["-n", &ns, "get", "pods", "-l", "app=floor", "-o", "jsonpath={range .items[*]}{.metadata.name} {end}"]);
-        pods.split_whitespace().find_map(|p| {
-            let out = Command::new("kubectl").args(["get", "--raw", &format!("/api/v1/namespaces/{ns}/pods/{p}:8080/proxy/")]).output().ok()?;
+        let list: serde_json::Value = serde_json::from_str(&sh("kubectl", &["-n", &ns, "get", "pods", "-l", "app=floor", "-o", "json"])).unwrap();
+        let pods: Vec<String> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        pods.iter().find_map(|p| {
+            let out = Command::new("kubectl")
+                .args(["get", "--request-timeout=2s", "--raw", &format!("/api/v1/namespaces/{ns}/pods/{p}:8080/proxy/")])
+                .output()
+                .ok()?;
             let body = String::from_utf8_lossy(&out.stdout).into_owned();
             body.contains(marker).then_some(body)
         })
@@ -161,7 +173,7 @@ fn main() {
 
     let (mut dl_total, mut fl_total) = (vec![], vec![]);
     let (mut dl_hash, mut dl_build, mut dl_rollout, mut dl_iter) = (vec![], vec![], vec![], vec![]);
-    let (mut dl_export, mut dl_running, mut dl_ready) = (vec![], vec![], vec![]);
+    let (mut dl_export, mut dl_created, mut dl_running, mut dl_ready) = (vec![], vec![], vec![], vec![]);
     // A random pause (0–1 s) before each edit: the kubelet works in 1 s cycles (PLEG relist, probe ticks),
     // and a fixed rhythm would lock each side to one phase of them, a lucky or an unlucky one.
     let seed = std::cell::Cell::new(u64::from_str_radix(&nonce, 16).unwrap_or(1) | 1);
@@ -196,6 +208,7 @@ fn main() {
             dl_iter.push(Duration::from_millis(it["total_ms"].as_u64().unwrap()));
             let opt = |k: &str| Duration::from_millis(it[k].as_u64().unwrap_or(0));
             dl_export.push(opt("export_ms"));
+            dl_created.push(opt("pod_created_ms"));
             dl_running.push(opt("pod_running_ms"));
             dl_ready.push(opt("pod_ready_ms"));
         };
@@ -237,9 +250,9 @@ fn main() {
     let _ = Command::new("kubectl").args(["delete", "namespace", &ns, "--wait=false"]).output();
 
     println!("loop bench: {edits} edits of examples/hello, interleaved");
-    println!("  devloop up : p50 {} · p95 {}   (hash {} · build+push {} of which export+push {} · rollout {}: pod running after {}, ready after {} · change seen → rolled out {} mean)",
+    println!("  devloop up : p50 {} · p95 {}   (hash {} · build+push {} of which export+push {} · rollout {}: new pod seen after {}, running after {}, ready after {} · change seen → rolled out {} mean)",
         ms(pct(&dl_total, 0.5)), ms(pct(&dl_total, 0.95)), ms(mean(&dl_hash)), ms(mean(&dl_build)), ms(mean(&dl_export)), ms(mean(&dl_rollout)),
-        ms(mean(&dl_running)), ms(mean(&dl_ready)), ms(mean(&dl_iter)));
+        ms(mean(&dl_created)), ms(mean(&dl_running)), ms(mean(&dl_ready)), ms(mean(&dl_iter)));
     println!("  floor      : p50 {} · p95 {}   (buildctl {} · set image {} · rollout status {} · poll {} mean)",
         ms(pct(&fl_total, 0.5)), ms(pct(&fl_total, 0.95)), ms(mean(&fl_build)), ms(mean(&fl_set)), ms(mean(&fl_rollout)), ms(mean(&fl_poll)));
     println!("  ratio devloop/floor: p50 {:.2} · p95 {:.2}",

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
-use kube::discovery::{self, Scope};
+use kube::discovery::{self, ApiCapabilities, ApiResource, Scope};
 use serde_json::Value;
 
 use super::{images, Error, Target, FIELD_MANAGER};
@@ -123,7 +123,7 @@ pub async fn apply(t: &Target, objects: Vec<Object>) -> Result<Vec<Applied>, Err
         let api_version = obj.value["apiVersion"].as_str().unwrap_or_default().to_string();
         let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
         let gvk = GroupVersionKind::gvk(group, version, obj.kind());
-        let (ar, caps) = discovery::pinned_kind(&t.client, &gvk)
+        let (ar, caps) = resolve_kind(t, &gvk)
             .await
             .map_err(super::Error::api(format!("{}: unknown kind {api_version}/{}", obj.file, obj.kind())))?;
         let api: Api<DynamicObject> = if caps.scope == Scope::Namespaced {
@@ -145,6 +145,16 @@ pub async fn apply(t: &Target, objects: Vec<Object>) -> Result<Vec<Applied>, Err
     Ok(out)
 }
 
+/// A kind's API resource, from the target's cache or discovery.
+async fn resolve_kind(t: &Target, gvk: &GroupVersionKind) -> Result<(ApiResource, ApiCapabilities), kube::Error> {
+    if let Some(hit) = t.kinds.lock().expect("not poisoned").get(gvk) {
+        return Ok(hit.clone());
+    }
+    let found = discovery::pinned_kind(&t.client, gvk).await?;
+    t.kinds.lock().expect("not poisoned").insert(gvk.clone(), found.clone());
+    Ok(found)
+}
+
 /// Deletes `objects` (those that exist) from the target; returns how many were deleted.
 pub async fn delete(t: &Target, objects: &[(String, Value)]) -> Result<usize, Error> {
     let mut n = 0;
@@ -153,7 +163,7 @@ pub async fn delete(t: &Target, objects: &[(String, Value)]) -> Result<usize, Er
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
         let kind = v["kind"].as_str().unwrap_or_default();
         let name = v["metadata"]["name"].as_str().unwrap_or_default();
-        let (ar, caps) = discovery::pinned_kind(&t.client, &GroupVersionKind::gvk(group, version, kind))
+        let (ar, caps) = resolve_kind(t, &GroupVersionKind::gvk(group, version, kind))
             .await
             .map_err(super::Error::api(format!("{file}: unknown kind {api_version}/{kind}")))?;
         let api: Api<DynamicObject> = if caps.scope == Scope::Namespaced {

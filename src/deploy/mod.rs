@@ -69,6 +69,8 @@ pub struct Target {
     pub namespace: String,
     /// A client for that context.
     pub client: Client,
+    /// Kinds already resolved by discovery: the loop applies the same manifests again and again.
+    pub kinds: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<kube::core::GroupVersionKind, (kube::discovery::ApiResource, kube::discovery::ApiCapabilities)>>>,
 }
 
 /// Resolves the context and namespace, checks the allow-list — before any request is sent — and builds a
@@ -98,7 +100,7 @@ pub async fn connect(cfg: &config::Kube, opts: &KubeOptions) -> Result<Target, E
         .await
         .map_err(|e| Error::Kubeconfig(format!("context {context}: {e}")))?;
     let client = Client::try_from(kc).map_err(Error::api(format!("client for context {context}")))?;
-    Ok(Target { context, namespace, client })
+    Ok(Target { context, namespace, client, kinds: Default::default() })
 }
 
 /// What patching a Deployment did.
