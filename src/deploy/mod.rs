@@ -99,8 +99,32 @@ pub async fn connect(cfg: &config::Kube, opts: &KubeOptions) -> Result<Target, E
     let kc = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .map_err(|e| Error::Kubeconfig(format!("context {context}: {e}")))?;
-    let client = Client::try_from(kc).map_err(Error::api(format!("client for context {context}")))?;
+    let client = client(kc).map_err(Error::api(format!("client for context {context}")))?;
     Ok(Target { context, namespace, client, kinds: Default::default() })
+}
+
+/// A client like `Client::try_from(config)` but with TCP_NODELAY on its connections. Without it, a fresh
+/// connection stalls ~40 ms (Nagle's algorithm waiting on a delayed ACK during the TLS handshake), and the
+/// loop opens fresh ones all the time: every port-forward connection and every rollout's watches.
+fn client(kc: kube::Config) -> Result<Client, kube::Error> {
+    use kube::client::ConfigExt;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = kc.rustls_https_connector_with_connector(http)?;
+    // The same bounds kube's own client sets (a watch asks for 290 s, under the 295 s read timeout).
+    let mut timeouts = hyper_timeout::TimeoutConnector::new(https);
+    timeouts.set_connect_timeout(kc.connect_timeout);
+    timeouts.set_read_timeout(kc.read_timeout);
+    timeouts.set_write_timeout(kc.write_timeout);
+    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(timeouts);
+    let service = tower::ServiceBuilder::new()
+        .layer(kc.base_uri_layer())
+        .option_layer(kc.auth_layer()?)
+        .layer(kc.extra_headers_layer()?)
+        .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+        .service(hyper);
+    Ok(Client::new(service, kc.default_namespace))
 }
 
 /// What patching a Deployment did.
