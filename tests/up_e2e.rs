@@ -53,6 +53,12 @@ fn an_editor_save_is_one_build_and_rollout_and_the_forward_follows() {
     let second = up.wait("iteration", 60);
     assert_ne!(second["tag"], first["tag"]);
     assert!(second["build_ms"].as_u64().unwrap() > 0 && second["registry_hit"] == false, "{second}");
+    // Where the time went: BuildKit's export+push within the build; the new pod seen, running, then Ready,
+    // all within the rollout.
+    let ms = |k: &str| second[k].as_u64().unwrap_or_else(|| panic!("no {k} in {second}"));
+    assert!(ms("export_ms") <= ms("build_ms"), "{second}");
+    assert!(ms("pod_created_ms") <= ms("pod_running_ms") && ms("pod_running_ms") <= ms("pod_ready_ms"), "{second}");
+    assert!(ms("pod_ready_ms") <= ms("rollout_ms") && ms("rollout_ms") <= ms("total_ms"), "{second}");
     assert_eq!(eventually("forward follows the rollout", 30, || get(&url).and_then(|b| if b.contains("vim") { Ok(b) } else { Err(b) })), "<p>saved from vim</p>\n");
     let builds = up.seen.iter().filter(|e| e["event"] == "building").count();
     assert_eq!(builds, 2, "one save must be one build: {:#?}", up.seen);
