@@ -152,3 +152,38 @@ pub async fn stream_logs(t: Target, pod: String, image: String, ui: Ui, cancel: 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, created: &str, ready: bool, deleting: bool) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": name,
+                "creationTimestamp": created,
+                "deletionTimestamp": if deleting { Some("2026-01-01T00:00:09Z") } else { None },
+            },
+            "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn connections_go_to_the_newest_ready_pod_that_is_not_going_away() {
+        let old = pod("old", "2026-01-01T00:00:01Z", true, false);
+        let starting = pod("starting", "2026-01-01T00:00:05Z", false, false);
+        let leaving = pod("leaving", "2026-01-01T00:00:07Z", true, true);
+        let new = pod("new", "2026-01-01T00:00:03Z", true, false);
+        // (pods, chosen)
+        let cases: &[(&[&Pod], Option<&str>)] = &[
+            (&[&old, &starting], Some("old")),
+            (&[&old, &new, &starting, &leaving], Some("new")),
+            (&[&starting, &leaving], None),
+            (&[], None),
+        ];
+        for (pods, want) in cases {
+            assert_eq!(newest_ready(pods.iter().copied()).as_deref(), *want, "{:?}", pods.iter().map(|p| &p.metadata.name).collect::<Vec<_>>());
+        }
+    }
+}
