@@ -108,6 +108,9 @@ pub async fn connect(cfg: &config::Kube, opts: &KubeOptions) -> Result<Target, E
 /// loop opens fresh ones all the time: every port-forward connection and every rollout's watches.
 fn client(kc: kube::Config) -> Result<Client, kube::Error> {
     use kube::client::ConfigExt;
+    if kc.proxy_url.is_some() {
+        return Client::try_from(kc); // kube's own stack knows the proxy kinds
+    }
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
