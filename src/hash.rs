@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Image;
 use crate::filter::Filter;
-use crate::tree::{self, Entry};
+use crate::tree;
 use merkle::Tree;
 
 /// Errors computing a tag.
@@ -112,11 +112,6 @@ pub fn tag(inputs: &BuildInputs<'_>, root: &[u8; 32]) -> String {
     record(&mut h, "dockerfile", inputs.dockerfile.as_ref().map_or(&[][..], |d| &d[..]));
     record(&mut h, "tree", root);
     hex::encode(h.finalize())[..TAG_LEN].to_string()
-}
-
-/// The tag of walked entries (`digests[i]` is the content digest of `entries[i]`, files only).
-pub fn encode(inputs: &BuildInputs<'_>, entries: &[Entry], digests: &[Option<[u8; 32]>]) -> String {
-    tag(inputs, &Tree::from_entries(entries, digests).root_digest())
 }
 
 /// SHA-256 of a file's bytes.

@@ -145,21 +145,28 @@ pub fn list_dir(root: &Path, rel: &str, filter: &Filter) -> Result<Vec<Child>, E
     for name in names {
         let full = full_dir.join(&name);
         let path = if rel.is_empty() { name } else { format!("{rel}/{name}") };
-        let md = match std::fs::symlink_metadata(&full) {
-            Ok(md) => md,
-            // Deleted between readdir and stat: an editor's save in progress. It is simply not there.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(Error::Io { path: full, source }),
-        };
-        let excluded = filter.excluded(&path);
-        let is_dir = md.file_type().is_dir();
-        if excluded && !(is_dir && filter.may_reinclude_below(&path)) {
-            continue;
-        }
-        let Some(entry) = Entry::from_metadata(path, &full, &md)? else { continue };
-        out.push(Child { entry, visible: !excluded });
+        out.extend(child(path, full, filter)?);
     }
     Ok(out)
+}
+
+/// The entry at `rel` below `root` as a walk would judge it (None: gone, or not for the build).
+pub fn child_at(root: &Path, rel: &str, filter: &Filter) -> Result<Option<Child>, Error> {
+    child(rel.to_string(), root.join(rel), filter)
+}
+
+fn child(path: String, full: PathBuf, filter: &Filter) -> Result<Option<Child>, Error> {
+    let md = match std::fs::symlink_metadata(&full) {
+        Ok(md) => md,
+        // Deleted between readdir and stat: an editor's save in progress. It is simply not there.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(Error::Io { path: full, source }),
+    };
+    let excluded = filter.excluded(&path);
+    if excluded && !(md.file_type().is_dir() && filter.may_reinclude_below(&path)) {
+        return Ok(None);
+    }
+    Ok(Entry::from_metadata(path, &full, &md)?.map(|entry| Child { entry, visible: !excluded }))
 }
 
 /// Appends the visible entries below `dir` (relative path `rel`). Inside an excluded directory that a `!`

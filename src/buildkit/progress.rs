@@ -116,7 +116,7 @@ impl Progress {
         // BuildKit may report the step itself as instantaneous and the work in its sub-statuses.
         let own = s.completed_at.zip(s.started_at).map(|(c, a)| c - a);
         let subs = s.sub_span.map(|(a, b)| b - a);
-        let secs = own.into_iter().chain(subs).fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))?;
+        let secs = [own, subs].into_iter().flatten().reduce(f64::max)?;
         Some(std::time::Duration::from_secs_f64(secs.max(0.0)))
     }
 

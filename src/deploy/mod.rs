@@ -70,8 +70,13 @@ pub struct Target {
     /// A client for that context.
     pub client: Client,
     /// Kinds already resolved by discovery: the loop applies the same manifests again and again.
-    pub kinds: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<kube::core::GroupVersionKind, (kube::discovery::ApiResource, kube::discovery::ApiCapabilities)>>>,
+    pub kinds: KindCache,
 }
+
+/// Discovery results per kind, shared by the clones of a [`Target`].
+pub type KindCache = std::sync::Arc<
+    std::sync::Mutex<std::collections::HashMap<kube::core::GroupVersionKind, (kube::discovery::ApiResource, kube::discovery::ApiCapabilities)>>,
+>;
 
 /// Resolves the context and namespace, checks the allow-list — before any request is sent — and builds a
 /// client.

@@ -71,8 +71,6 @@ impl DigestCache {
         let abs = std::fs::canonicalize(context).unwrap_or_else(|_| context.to_path_buf());
         let key = hex::encode(Sha256::digest(abs.to_string_lossy().as_bytes()));
         let file = dir.join(format!("{}.v2", &key[..16]));
-        // The JSON cache of earlier versions is simply dropped.
-        let _ = std::fs::remove_file(dir.join(format!("{}.json", &key[..16])));
         let entries = std::fs::File::open(&file).ok().and_then(|f| read(BufReader::new(f)).ok()).unwrap_or_default();
         DigestCache { entries, file: Some(file), ..Self::default() }
     }
@@ -83,16 +81,6 @@ impl DigestCache {
             Some(dir) => Self::persistent(&dir.join("digests"), context),
             None => Self::in_memory(),
         }
-    }
-
-    /// Number of cached digests.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     /// Writes the cache back if it changed. Failures only cost speed next time, so they are logged.
@@ -110,7 +98,11 @@ impl DigestCache {
             std::fs::rename(&tmp, file)
         });
         match res {
-            Ok(()) => self.dirty = false,
+            Ok(()) => {
+                self.dirty = false;
+                // The JSON cache of earlier versions is superseded by this file.
+                let _ = std::fs::remove_file(file.with_extension("json"));
+            }
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 tracing::warn!(file = %file.display(), "cannot save the digest cache: {e}")

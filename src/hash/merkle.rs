@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::{file_digest, record, DigestCache, Error};
 use crate::filter::Filter;
-use crate::tree::{self, Entry, Kind};
+use crate::tree::{self, Kind};
 
 /// What a name in a directory stands for.
 #[derive(Debug)]
@@ -85,6 +85,18 @@ impl Dir {
         h.finalize().into()
     }
 
+    /// Every path below, for tests comparing the tree with a walk.
+    #[cfg(test)]
+    fn paths(&self, prefix: &str, out: &mut Vec<String>) {
+        for (name, node) in &self.children {
+            let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
+            if let Node::Dir(d) = node {
+                d.paths(&path, out);
+            }
+            out.push(path);
+        }
+    }
+
     fn count(&self) -> usize {
         self.children.iter().map(|(_, n)| 1 + if let Node::Dir(d) = n { d.count() } else { 0 }).sum()
     }
@@ -119,63 +131,21 @@ impl Tree {
         Ok((Tree { root: dir }, scan.stats()))
     }
 
-    /// A tree from walked entries and their digests (`digests[i]` for `entries[i]`, files only). A directory
-    /// above an entry must itself be an entry, as a walk gives them.
-    pub fn from_entries(entries: &[Entry], digests: &[Option<[u8; 32]>]) -> Tree {
-        let mut order: Vec<usize> = (0..entries.len()).collect();
-        order.sort_by(|&a, &b| tree::walk_order(&entries[a].path, &entries[b].path));
-        let mut t = Tree::default();
-        for i in order {
-            let e = &entries[i];
-            let node = match e.kind {
-                Kind::File => Node::File { perm: e.perm, digest: digests[i].expect("file entries have a digest") },
-                Kind::Symlink => Node::Link { perm: e.perm, target: e.link.as_deref().unwrap_or("").into() },
-                Kind::Dir => Node::Dir(Box::new(Dir { perm: e.perm, ..Dir::default() })),
-            };
-            t.put(&e.path, node, &mut |_| Ok(Some(0o755))).expect("no stat here");
-        }
-        t
-    }
-
     /// Applies changed paths (relative to the context): each is dropped with everything below it, then read
-    /// again if it still exists and the filter lets it through. Returns how many files were read.
+    /// again — judged and digested as a scan would — if it still exists and the filter lets it through.
+    /// Returns how many files were read.
     pub fn update(&mut self, root: &Path, filter: &Filter, changed: &BTreeSet<String>) -> Result<usize, Error> {
         let mut read = 0;
         for path in changed {
             self.remove(path, filter);
-            let Some(entry) = tree::stat(root, path, false)? else { continue };
-            let is_dir = entry.kind == Kind::Dir;
-            let visible = !filter.excluded(path);
-            if !visible && !(is_dir && filter.may_reinclude_below(path)) {
-                continue;
+            let Some(child) = tree::child_at(root, path, filter)? else { continue };
+            let mut none = DigestCache::in_memory();
+            let scan = Scan::new(root, filter, &mut none);
+            let node = scan.child(child)?;
+            read += scan.stats().files_read;
+            if let Some((_, node)) = node {
+                self.put(root, path, node)?;
             }
-            let node = match entry.kind {
-                Kind::File => match file_digest(&root.join(path)) {
-                    Ok(digest) => {
-                        read += 1;
-                        Node::File { perm: entry.perm, digest }
-                    }
-                    Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
-                },
-                Kind::Symlink => Node::Link { perm: entry.perm, target: entry.link.unwrap_or_default().into() },
-                Kind::Dir => {
-                    let mut none = DigestCache::in_memory();
-                    let scan = Scan::new(root, filter, &mut none);
-                    let dir = scan.dir(path, entry.perm)?;
-                    read += scan.stats().files_read;
-                    if !visible && dir.children.is_empty() {
-                        continue;
-                    }
-                    Node::Dir(Box::new(dir))
-                }
-            };
-            // Directories above it that the tree lacks (created in the same batch, or excluded ones that a
-            // re-included entry brings along) are read from disk.
-            let mut stat_dir = |p: &str| -> Result<Option<u32>, Error> {
-                Ok(tree::stat(root, p, false)?.filter(|e| e.kind == Kind::Dir).map(|e| e.perm))
-            };
-            self.put(path, node, &mut stat_dir)?;
         }
         Ok(read)
     }
@@ -194,6 +164,15 @@ impl Tree {
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.root.count()
+    }
+
+    /// Every path in the tree, sorted.
+    #[cfg(test)]
+    pub(crate) fn paths(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.root.paths("", &mut out);
+        out.sort();
+        out
     }
 
     /// Whether the context has nothing the build can see.
@@ -230,9 +209,9 @@ impl Tree {
         go(&mut self.root, "", path, filter);
     }
 
-    /// Puts `node` at `path`, creating missing directories above it with the permissions `stat_dir` gives
-    /// (None: the directory is gone again, and so is the node).
-    fn put(&mut self, path: &str, node: Node, stat_dir: &mut dyn FnMut(&str) -> Result<Option<u32>, Error>) -> Result<(), Error> {
+    /// Puts `node` at `path`. Directories above it that the tree lacks (created in the same batch, or excluded
+    /// ones that a re-included entry brings along) are read from disk; if one is gone again, so is the node.
+    fn put(&mut self, root: &Path, path: &str, node: Node) -> Result<(), Error> {
         let mut dir = &mut self.root;
         dir.digest = None;
         let mut parts = path.split('/').peekable();
@@ -247,7 +226,9 @@ impl Tree {
                 return Ok(());
             }
             if dir.child_dir(name).is_none() {
-                let Some(perm) = stat_dir(&path[..end])? else { return Ok(()) };
+                let Some(perm) = tree::stat(root, &path[..end], false)?.filter(|e| e.kind == Kind::Dir).map(|e| e.perm) else {
+                    return Ok(());
+                };
                 let fresh = Node::Dir(Box::new(Dir { perm, ..Dir::default() }));
                 match dir.find(name) {
                     Ok(i) => dir.children[i].1 = fresh, // a file replaced by a directory

@@ -1,5 +1,4 @@
 use super::*;
-use crate::tree::Kind;
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 
@@ -90,12 +89,12 @@ fn dockerfile_outside_the_context_is_hashed_by_content() {
 /// The encoding, pinned: another tool following the README must get this tag for this input.
 #[test]
 fn encoding_matches_the_documented_vector() {
-    let entries = vec![
-        Entry { path: "a".into(), kind: Kind::Dir, perm: 0o755, size: 0, mtime_ns: 1, ctime_ns: 1, ino: 1, link: None },
-        Entry { path: "a/x".into(), kind: Kind::File, perm: 0o644, size: 2, mtime_ns: 1, ctime_ns: 1, ino: 2, link: None },
-        Entry { path: "a-b".into(), kind: Kind::Symlink, perm: 0o777, size: 0, mtime_ns: 1, ctime_ns: 1, ino: 3, link: Some("a/x".into()) },
-    ];
-    let digests = vec![None, Some(Sha256::digest(b"hi").into()), None];
+    // A context holding a directory `a` (0755) with a file `x` (0644, "hi"), and a symlink `a-b` -> `a/x`.
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "a/x", "hi");
+    std::fs::set_permissions(d.path().join("a"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(d.path().join("a/x"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::symlink("a/x", d.path().join("a-b")).unwrap();
     let inputs = BuildInputs {
         frontend: "dockerfile.v0",
         build_args: vec![("B", "2"), ("A", "1")],
@@ -131,7 +130,8 @@ fn encoding_matches_the_documented_vector() {
     rec(&mut top, "dockerfile", &Sha256::digest(b"FROM scratch\n"));
     rec(&mut top, "tree", &Sha256::digest(&root));
     let want = &hex::encode(Sha256::digest(&top))[..TAG_LEN];
-    assert_eq!(encode(&inputs, &entries, &digests), want);
+    let (mut t, _) = merkle::Tree::scan(d.path(), &Filter::new::<&str>(&[]).unwrap(), &mut DigestCache::in_memory()).unwrap();
+    assert_eq!(tag(&inputs, &t.root_digest()), want);
 }
 
 #[test]
@@ -215,20 +215,24 @@ fn updates_from_changed_paths_give_the_tag_a_scan_gives() {
     }
 }
 
-/// Tree built from walked entries (the DiffCopy walk) and the parallel scan agree.
+/// The DiffCopy walk (what BuildKit is sent) and the parallel scan (what is hashed) see the same entries,
+/// re-included ones under an excluded directory included.
 #[test]
-fn walked_entries_and_the_parallel_scan_agree() {
+fn the_diffcopy_walk_and_the_parallel_scan_see_the_same_entries() {
     let d = project();
     write(d.path(), "a-b/c", "1");
     write(d.path(), "a/b", "2");
+    write(d.path(), "docs/keep.md", "k");
+    write(d.path(), "docs/drop.md", "d");
+    write(d.path(), ".dockerignore", ".env\ndocs\n!docs/keep.md\n");
     std::os::unix::fs::symlink("a/b", d.path().join("a.l")).unwrap();
     let img = image(d.path());
     let filter = Filter::for_image(&img).unwrap();
-    let entries = tree::walk(d.path(), &filter).unwrap();
-    let digests: Vec<_> =
-        entries.iter().map(|e| (e.kind == Kind::File).then(|| file_digest(&d.path().join(&e.path)).unwrap())).collect();
-    let inputs = BuildInputs::of(&img, dockerfile_digest(&img).unwrap());
-    assert_eq!(encode(&inputs, &entries, &digests), tag_of(&img));
+    let walked = tree::walk(d.path(), &filter).unwrap();
     let (t, stats) = merkle::Tree::scan(d.path(), &filter, &mut DigestCache::in_memory()).unwrap();
-    assert_eq!((stats.entries, t.len()), (entries.len(), entries.len()));
+    let mut paths: Vec<String> = walked.iter().map(|e| e.path.clone()).collect();
+    paths.sort();
+    assert!(paths.contains(&"docs/keep.md".to_string()) && !paths.contains(&"docs/drop.md".to_string()), "{paths:?}");
+    assert_eq!(t.paths(), paths);
+    assert_eq!((stats.entries, t.len()), (walked.len(), walked.len()));
 }
