@@ -52,7 +52,7 @@ impl fmt::Display for Located {
 
 /// The loaded configuration, with paths resolved against the config file's directory and environment
 /// overrides (`BUILDKIT_HOST`, `DEVLOOP_REGISTRY`) applied.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The devloop.toml this came from.
     pub path: PathBuf,

@@ -121,6 +121,12 @@ fn clean(p: &str) -> String {
     }
 }
 
+/// `<Dockerfile>.dockerignore` beside the Dockerfile, which BuildKit prefers to the context's `.dockerignore`.
+pub fn beside_dockerignore(dockerfile: &Path) -> std::path::PathBuf {
+    let name = dockerfile.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    dockerfile.with_file_name(format!("{name}.dockerignore"))
+}
+
 /// Parses `.dockerignore` text: one pattern a line, `#` comments and blank lines skipped.
 pub fn parse_dockerignore(text: &str) -> Vec<(usize, String)> {
     text.lines()
@@ -177,11 +183,7 @@ impl Filter {
     /// Dockerfile, which BuildKit prefers), then the config's `ignore`, plus the built-ins.
     pub fn for_context(context: &Path, dockerfile: &Path, extra: &[String]) -> Result<Filter, Error> {
         let mut patterns = Vec::new();
-        let beside = dockerfile.with_file_name(format!(
-            "{}.dockerignore",
-            dockerfile.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
-        ));
-        let file = [beside, context.join(".dockerignore")].into_iter().find(|p| p.is_file());
+        let file = [beside_dockerignore(dockerfile), context.join(".dockerignore")].into_iter().find(|p| p.is_file());
         if let Some(file) = file {
             let text = std::fs::read_to_string(&file)
                 .map_err(|source| Error::Read { path: file.display().to_string(), source })?;

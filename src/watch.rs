@@ -1,8 +1,11 @@
-//! Watching the images' contexts: notify events go through each image's [`Filter`] (the same one that hashes
-//! and sends) and are debounced into batches of changed images.
+//! Watching every input of the images' content tags: each context (its paths judged by the image's one
+//! [`Filter`], the same that hashes and sends), and the inputs that are not in the context tree — the
+//! Dockerfile wherever it lives, the ignore files (which change the filter itself, so they count even when
+//! they exclude themselves), and `devloop.toml`. Notify events become [`Change`]s, debounced into batches.
 //!
 //! The notify callback never blocks: it `try_send`s into a bounded queue and, when the queue is full, sets a
-//! flag instead, which makes the next batch include every image (a rescan) so no change is lost.
+//! flag instead, which makes the next batch a rescan of every image (and a re-read of the config), so no
+//! change is lost.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -14,6 +17,7 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::config::Image;
 use crate::filter::Filter;
 
 /// Errors starting the watcher.
@@ -24,51 +28,155 @@ pub struct Error {
     source: notify::Error,
 }
 
-/// One image's watched directory.
+/// One image's inputs, as the watcher judges paths.
 #[derive(Debug, Clone)]
 pub struct Watched {
     /// The image.
     pub image: String,
     /// Its context directory.
     pub root: PathBuf,
-    /// Its one filter.
+    /// Its one filter (replaced when an ignore file changes).
     pub filter: Filter,
+    /// The Dockerfile: an input of the tag wherever it lives and whatever the filter says of it.
+    pub dockerfile: PathBuf,
+    /// Files that decide the filter: `<Dockerfile>.dockerignore`, the context's `.dockerignore` (and
+    /// `.gitignore` when the image opts in).
+    pub ignore_files: Vec<PathBuf>,
 }
 
-/// A relevant change: which image, which path (relative to its context).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Change {
-    /// The image whose context changed.
-    pub image: String,
-    /// The path, relative to the context.
-    pub path: String,
+impl Watched {
+    /// The inputs of a configured image, judged by `filter`.
+    pub fn of(image: &Image, filter: Filter) -> Watched {
+        let mut ignore_files = vec![crate::filter::beside_dockerignore(&image.dockerfile), image.context.join(".dockerignore")];
+        if image.gitignore {
+            ignore_files.push(image.context.join(".gitignore"));
+        }
+        Watched { image: image.name.clone(), root: image.context.clone(), filter, dockerfile: image.dockerfile.clone(), ignore_files }
+    }
+
+    /// The same paths, as notify reports them (directories resolved, so symlinked checkouts match).
+    fn canonical(mut self) -> Watched {
+        self.root = std::fs::canonicalize(&self.root).unwrap_or(self.root);
+        self.dockerfile = canonical_file(&self.dockerfile);
+        self.ignore_files = self.ignore_files.iter().map(|p| canonical_file(p)).collect();
+        self
+    }
 }
 
-/// The images a path concerns: those whose context contains it and whose filter lets it through.
-pub fn relevant(watched: &[Watched], path: &Path) -> Vec<Change> {
-    watched
-        .iter()
-        .filter_map(|w| {
-            let rel = path.strip_prefix(&w.root).ok()?;
-            let rel = rel.to_str()?;
+/// A file's path with its directory resolved (the file itself may come and go as editors save).
+fn canonical_file(p: &Path) -> PathBuf {
+    match (p.parent().and_then(|d| std::fs::canonicalize(d).ok()), p.file_name()) {
+        (Some(dir), Some(name)) => dir.join(name),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// What a path means for an image's next hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touch {
+    /// A path in the context tree (relative to the context) that the filter lets through.
+    Path(String),
+    /// An input outside the tree (the Dockerfile): the tree stands, the tag must be computed again.
+    Inputs,
+    /// A file that decides the filter: everything must be judged again.
+    Filter,
+}
+
+/// A relevant change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// One of an image's inputs.
+    Image {
+        /// The image.
+        image: String,
+        /// What changed for it.
+        touch: Touch,
+    },
+    /// `devloop.toml`.
+    Config,
+}
+
+/// What an image's next hash must look at again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// These paths of the tree (possibly none: only inputs outside the tree changed).
+    Paths(BTreeSet<String>),
+    /// Everything: scan the context afresh with a freshly read filter.
+    Rescan,
+}
+
+impl Scope {
+    /// Folds `other` in: paths add up, and a rescan absorbs everything.
+    pub fn merge(&mut self, other: Scope) {
+        match (&mut *self, other) {
+            (Scope::Rescan, _) => {}
+            (_, Scope::Rescan) => *self = Scope::Rescan,
+            (Scope::Paths(have), Scope::Paths(new)) => have.extend(new),
+        }
+    }
+
+    fn of(touch: Touch) -> Scope {
+        match touch {
+            Touch::Path(p) => Scope::Paths(BTreeSet::from([p])),
+            Touch::Inputs => Scope::Paths(BTreeSet::new()),
+            Touch::Filter => Scope::Rescan,
+        }
+    }
+}
+
+/// The changes a path means: for every image whose inputs include it, and for the config.
+pub fn relevant(watched: &[Watched], config: &Path, path: &Path) -> Vec<Change> {
+    let mut out = Vec::new();
+    if path == config {
+        out.push(Change::Config);
+    }
+    for w in watched {
+        let touch = if w.ignore_files.iter().any(|f| f == path) {
+            Touch::Filter
+        } else if path == w.dockerfile {
+            Touch::Inputs
+        } else {
+            let Some(rel) = path.strip_prefix(&w.root).ok().and_then(Path::to_str) else { continue };
             if rel.is_empty() || w.filter.excluded(rel) {
-                return None;
+                continue;
             }
-            Some(Change { image: w.image.clone(), path: rel.to_string() })
-        })
-        .collect()
+            Touch::Path(rel.to_string())
+        };
+        out.push(Change::Image { image: w.image.clone(), touch });
+    }
+    out
+}
+
+/// The directories to watch: every context recursively; the directory of each input outside all contexts
+/// (and of the config) alone, so an editor's rename-and-replace save of that file is seen.
+fn watch_list(watched: &[Watched], config: &Path) -> Vec<(PathBuf, RecursiveMode)> {
+    let mut out: Vec<(PathBuf, RecursiveMode)> = Vec::new();
+    for w in watched {
+        if !out.iter().any(|(d, _)| *d == w.root) {
+            out.push((w.root.clone(), RecursiveMode::Recursive)); // images may share a context
+        }
+    }
+    let singles = watched.iter().flat_map(|w| std::iter::once(&w.dockerfile).chain(&w.ignore_files)).chain([&config.to_path_buf()]).cloned().collect::<Vec<_>>();
+    for file in singles {
+        let Some(dir) = file.parent() else { continue };
+        if watched.iter().any(|w| dir.starts_with(&w.root)) || out.iter().any(|(d, _)| d == dir) || !dir.is_dir() {
+            continue;
+        }
+        out.push((dir.to_path_buf(), RecursiveMode::NonRecursive));
+    }
+    out
 }
 
 /// A running watcher; dropping it stops watching.
 pub struct Handle {
     _watcher: RecommendedWatcher,
-    /// Set when the queue overflowed: the next batch must treat every image as changed.
+    /// Set when the queue overflowed: the next batch must treat everything as changed.
     pub overflowed: Arc<AtomicBool>,
     watched: Arc<RwLock<Vec<Watched>>>,
 }
 
 impl Handle {
-    /// Replaces an image's filter (its `.dockerignore` changed): the next events are judged by it.
+    /// Replaces an image's filter (an ignore file changed): the next events are judged by it.
     pub fn set_filter(&self, image: &str, filter: Filter) {
         let mut w = self.watched.write().expect("not poisoned");
         if let Some(entry) = w.iter_mut().find(|w| w.image == image) {
@@ -77,18 +185,13 @@ impl Handle {
     }
 }
 
-/// Starts watching every context recursively, sending relevant changes to `tx`.
-pub fn start(watched: Vec<Watched>, tx: mpsc::Sender<Change>) -> Result<Handle, Error> {
-    let overflowed = Arc::new(AtomicBool::new(false));
+/// Starts watching every input of `watched` and the `config` file, sending relevant changes to `tx`.
+/// `overflowed` is raised when a change could not be queued.
+pub fn start(watched: Vec<Watched>, config: &Path, tx: mpsc::Sender<Change>, overflowed: Arc<AtomicBool>) -> Result<Handle, Error> {
     let flag = overflowed.clone();
-    let roots: Vec<PathBuf> = watched.iter().map(|w| w.root.clone()).collect();
-    let watched: Vec<Watched> = watched
-        .into_iter()
-        .map(|mut w| {
-            w.root = std::fs::canonicalize(&w.root).unwrap_or(w.root);
-            w
-        })
-        .collect();
+    let watched: Vec<Watched> = watched.into_iter().map(Watched::canonical).collect();
+    let config = canonical_file(config);
+    let dirs = watch_list(&watched, &config);
     let watched = Arc::new(RwLock::new(watched));
     let shared = watched.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
@@ -105,7 +208,7 @@ pub fn start(watched: Vec<Watched>, tx: mpsc::Sender<Change>) -> Result<Handle, 
         // A read lock held for the filter checks only; writers (a filter refresh) are rare and brief.
         let watched = shared.read().expect("not poisoned");
         for p in &event.paths {
-            for change in relevant(&watched, p) {
+            for change in relevant(&watched, &config, p) {
                 if tx.try_send(change).is_err() {
                     flag.store(true, Ordering::Relaxed);
                 }
@@ -113,8 +216,8 @@ pub fn start(watched: Vec<Watched>, tx: mpsc::Sender<Change>) -> Result<Handle, 
         }
     })
     .map_err(|source| Error { path: PathBuf::new(), source })?;
-    for root in roots {
-        watcher.watch(&root, RecursiveMode::Recursive).map_err(|source| Error { path: root.clone(), source })?;
+    for (dir, mode) in dirs {
+        watcher.watch(&dir, mode).map_err(|source| Error { path: dir.clone(), source })?;
     }
     Ok(Handle { _watcher: watcher, overflowed, watched })
 }
@@ -128,118 +231,53 @@ pub struct Debounce {
     pub max: Duration,
 }
 
-/// What changed in one batch, per image: the changed paths, or None when every path must be looked at
-/// again (after an overflow).
-pub type Batch = BTreeMap<String, Option<BTreeSet<String>>>;
+/// What changed in one batch.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Batch {
+    /// Per image, what its next hash must look at.
+    pub images: BTreeMap<String, Scope>,
+    /// `devloop.toml` changed.
+    pub config: bool,
+    /// Changes were dropped (queue overflow, a notify error): every image must be rescanned and the config
+    /// read again.
+    pub everything: bool,
+}
+
+impl Batch {
+    fn add(&mut self, c: Change) {
+        match c {
+            Change::Config => self.config = true,
+            Change::Image { image, touch } => match self.images.entry(image) {
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(Scope::of(touch));
+                }
+                std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(Scope::of(touch)),
+            },
+        }
+    }
+}
 
 /// Waits for the next batch: opened by the first change, closed after `quiet` with no further change or
-/// `max` after it opened. Returns the changes (a rescan of all of `all` after an overflow), or None when
-/// the sender is gone.
-pub async fn next_batch(rx: &mut mpsc::Receiver<Change>, overflowed: &AtomicBool, all: &[String], d: Debounce) -> Option<Batch> {
+/// `max` after it opened. Returns None when the sender is gone.
+pub async fn next_batch(rx: &mut mpsc::Receiver<Change>, overflowed: &AtomicBool, d: Debounce) -> Option<Batch> {
     let first = rx.recv().await?;
     let opened = Instant::now();
-    let mut batch = Batch::new();
-    let mut add = |c: Change| {
-        if let Some(paths) = batch.entry(c.image).or_insert_with(|| Some(BTreeSet::new())) {
-            paths.insert(c.path);
-        }
-    };
-    add(first);
+    let mut batch = Batch::default();
+    batch.add(first);
     let mut deadline = opened + d.quiet;
     loop {
         let cap = opened + d.max;
         match tokio::time::timeout_at(deadline.min(cap), rx.recv()).await {
             Ok(Some(c)) => {
-                add(c);
+                batch.add(c);
                 deadline = Instant::now() + d.quiet;
             }
             Ok(None) | Err(_) => break,
         }
     }
-    if overflowed.swap(false, Ordering::Relaxed) {
-        for image in all {
-            batch.insert(image.clone(), None);
-        }
-    }
+    batch.everything = overflowed.swap(false, Ordering::Relaxed);
     Some(batch)
 }
 
-/// Folds a batch into what is pending for each image (a rescan absorbs paths).
-pub fn merge(pending: &mut Batch, batch: Batch) {
-    for (image, paths) in batch {
-        match (pending.entry(image).or_insert_with(|| Some(BTreeSet::new())), paths) {
-            (Some(have), Some(new)) => have.extend(new),
-            (slot, _) => *slot = None,
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn change(image: &str) -> Change {
-        Change { image: image.into(), path: "x".into() }
-    }
-
-    #[test]
-    fn one_filter_decides_what_is_relevant() {
-        let w = vec![
-            Watched { image: "a".into(), root: "/p/a".into(), filter: Filter::new(&[".env", "tmp"]).unwrap() },
-            Watched { image: "b".into(), root: "/p/b".into(), filter: Filter::new::<&str>(&[]).unwrap() },
-        ];
-        let rel = |p: &str| relevant(&w, Path::new(p)).into_iter().map(|c| (c.image, c.path)).collect::<Vec<_>>();
-        assert_eq!(rel("/p/a/src/main.rs"), [("a".to_string(), "src/main.rs".to_string())]);
-        for ignored in ["/p/a/.env", "/p/a/tmp/x", "/p/a/src/.main.rs.swp", "/p/a/4913", "/p/a/.git/index", "/p/a/x~", "/p/c/y", "/p/a"] {
-            assert!(rel(ignored).is_empty(), "{ignored}");
-        }
-        assert_eq!(rel("/p/b/.env").len(), 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_burst_is_one_batch_and_a_steady_stream_is_capped() {
-        let d = Debounce { quiet: Duration::from_millis(100), max: Duration::from_secs(1) };
-        let flag = AtomicBool::new(false);
-        let (tx, mut rx) = mpsc::channel(64);
-        // An editor's save: a few events within a few ms.
-        for i in ["a", "a", "b"] {
-            tx.send(change(i)).await.unwrap();
-        }
-        let t0 = Instant::now();
-        let batch = next_batch(&mut rx, &flag, &[], d).await.unwrap();
-        assert_eq!(batch.keys().collect::<Vec<_>>(), ["a", "b"]);
-        assert_eq!(batch["a"], Some(BTreeSet::from(["x".to_string()])));
-        assert_eq!(t0.elapsed(), Duration::from_millis(100));
-
-        // A write every 50 ms forever: the batch still closes at the cap.
-        let writer = tokio::spawn(async move {
-            loop {
-                if tx.send(change("a")).await.is_err() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        });
-        let t0 = Instant::now();
-        next_batch(&mut rx, &flag, &[], d).await.unwrap();
-        assert!(t0.elapsed() <= Duration::from_millis(1050), "{:?}", t0.elapsed());
-        writer.abort();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_overflow_turns_the_batch_into_a_rescan_of_every_image() {
-        let d = Debounce { quiet: Duration::from_millis(100), max: Duration::from_secs(1) };
-        let flag = AtomicBool::new(true);
-        let (tx, mut rx) = mpsc::channel(4);
-        tx.send(change("a")).await.unwrap();
-        let all = vec!["a".to_string(), "b".to_string(), "c".to_string()];
-        let batch = next_batch(&mut rx, &flag, &all, d).await.unwrap();
-        assert_eq!(batch.len(), 3);
-        assert!(batch.values().all(Option::is_none), "every image rescanned: {batch:?}");
-        assert!(!flag.load(Ordering::Relaxed));
-        let mut pending = Batch::from([("a".to_string(), Some(BTreeSet::from(["p".to_string()])))]);
-        merge(&mut pending, Batch::from([("a".to_string(), None), ("b".to_string(), Some(BTreeSet::new()))]));
-        assert_eq!(pending["a"], None);
-        assert_eq!(pending["b"], Some(BTreeSet::new()));
-    }
-}
+mod tests;

@@ -21,6 +21,9 @@ pub enum Error {
          BUILDKIT_HOST / [buildkit] addr at a running one"
     )]
     Unreachable { addr: String, reason: String },
+    /// The connection to buildkitd broke while a build ran (the daemon stopped or restarted).
+    #[error("BuildKit went away during the build: {reason}")]
+    Lost { reason: String },
     /// TLS settings that cannot be used.
     #[error("BuildKit TLS: {0}")]
     Tls(String),

@@ -155,6 +155,11 @@ pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, p
     session.close().await;
     let response = match result {
         Ok(Ok(r)) => r.into_inner(),
+        // A status with a transport error behind it is the connection failing, not the build: the daemon is
+        // gone, and the build should be tried again once it is back.
+        Ok(Err(status)) if std::error::Error::source(&status).is_some() || status.code() == tonic::Code::Unavailable => {
+            return Err(Error::Lost { reason: super::error_chain(&status) })
+        }
         Ok(Err(status)) => return Err(Error::Failed { report: failure_report(spec, progress, status.message()) }),
         Err(join) => return Err(Error::Failed { report: format!("the build task failed: {join}") }),
     };

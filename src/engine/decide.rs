@@ -1,21 +1,48 @@
 //! The heart of `devloop up`: what to do on each event, as a synchronous function of (state, event) →
 //! actions, so unit tests drive it without servers or clocks.
 //!
-//! The rules: a change re-hashes (at most one hash per image at a time; changes meanwhile hash again
-//! after); an unchanged tag does nothing at all; a new tag builds; a newer tag while a build runs cancels it
-//! and builds the newer one; a build result that is no longer what is on disk is never deployed; one
-//! rollout per image at a time, the newest built tag deployed next.
+//! The rules: a change re-hashes (at most one hash per image at a time; what changes meanwhile is kept and
+//! hashed right after); a failed hash loses nothing (the next hash is a full rescan, at once if changes came
+//! in while it ran); an unchanged tag does nothing at all; a new tag builds, with the filter that hashed it;
+//! a newer tag while a build runs cancels it and builds the newer one; a build result that is no longer what
+//! is on disk is never deployed; one rollout per image at a time, the newest built tag deployed next.
+//!
+//! The changed paths travel only through here: [`Event::Changed`] brings them, [`Action::Hash`] hands them
+//! to the hasher.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::filter::Filter;
+pub use crate::watch::Scope;
+
+/// The filter a tag was hashed with, which decides what its build may send. Compared by identity.
+#[derive(Clone)]
+pub struct Hashed(pub Arc<Filter>);
+
+impl PartialEq for Hashed {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::fmt::Debug for Hashed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hashed(filter)")
+    }
+}
 
 /// Something that happened.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// Inputs of these images may have changed (a debounced batch, or the start).
-    Changed { images: Vec<String>, at: Instant },
-    /// An image's inputs hash to `tag`.
-    Hashed { image: String, tag: String, took: Duration },
+    /// Inputs of these images changed (a debounced batch, or the start): what each hash must look at.
+    Changed { changes: BTreeMap<String, Scope>, at: Instant },
+    /// The config was read again: `rescan` images changed (hash them afresh), `redeploy` images' deploys
+    /// changed (deploy their tag even if it is the one running), `removed` images are gone.
+    Reconfigured { rescan: Vec<String>, redeploy: Vec<String>, removed: Vec<String>, at: Instant },
+    /// An image's inputs hash to `tag`, judged by `filter`.
+    Hashed { image: String, tag: String, filter: Hashed, took: Duration },
     /// Hashing failed (e.g. the Dockerfile is gone).
     HashFailed { image: String, error: String },
     /// `tag` is built and pushed (or was already in the registry).
@@ -29,10 +56,10 @@ pub enum Event {
 /// Something to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Hash the image's inputs.
-    Hash(String),
-    /// Build and push this tag (skipping the build when the registry has it).
-    Build { image: String, tag: String },
+    /// Hash the image's inputs, looking again at `scope`.
+    Hash { image: String, scope: Scope },
+    /// Build and push this tag (skipping the build when the registry has it), sending what `filter` allows.
+    Build { image: String, tag: String, filter: Hashed },
     /// Cancel the image's running build.
     CancelBuild(String),
     /// Roll the image's workloads to this tag.
@@ -97,7 +124,8 @@ pub struct Summary {
 #[derive(Debug, Default)]
 struct ImageState {
     hashing: bool,
-    rehash: bool,
+    /// What changed and is not hashed yet (while a hash runs, or after one failed).
+    pending: Option<Scope>,
     /// The newest tag hashed from disk.
     disk: Option<String>,
     building: Option<String>,
@@ -131,27 +159,34 @@ impl State {
 pub fn step(state: &mut State, event: Event) -> Vec<Action> {
     let mut out = Vec::new();
     match event {
-        Event::Changed { images, at } => {
-            for image in images {
-                let s = state.images.entry(image.clone()).or_default();
-                s.started.get_or_insert(at);
-                if s.hashing {
-                    s.rehash = true;
-                } else {
-                    s.hashing = true;
-                    out.push(Action::Hash(image));
-                }
+        Event::Changed { changes, at } => {
+            for (image, scope) in changes {
+                changed(state, image, scope, at, &mut out);
             }
         }
-        Event::Hashed { image, tag, took } => {
-            let s = state.images.entry(image.clone()).or_default();
+        Event::Reconfigured { rescan, redeploy, removed, at } => {
+            for image in removed {
+                if state.images.remove(&image).is_some_and(|s| s.building.is_some()) {
+                    out.push(Action::CancelBuild(image));
+                }
+            }
+            for image in redeploy {
+                if let Some(s) = state.images.get_mut(&image) {
+                    s.deployed = None;
+                }
+            }
+            for image in rescan {
+                changed(state, image, Scope::Rescan, at, &mut out);
+            }
+        }
+        Event::Hashed { image, tag, filter, took } => {
+            let Some(s) = state.images.get_mut(&image) else { return out };
             s.hashing = false;
             s.summary.hash += took;
-            if s.rehash {
+            if let Some(scope) = s.pending.take() {
                 // More changes came while hashing: only the newest content counts.
-                s.rehash = false;
                 s.hashing = true;
-                out.push(Action::Hash(image));
+                out.push(Action::Hash { image, scope });
                 return out;
             }
             s.disk = Some(tag.clone());
@@ -174,16 +209,26 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
             }
             s.building = Some(tag.clone());
             out.push(Action::Report(Report::Building { image: image.clone(), tag: tag.clone() }));
-            out.push(Action::Build { image, tag });
+            out.push(Action::Build { image, tag, filter });
         }
         Event::HashFailed { image, error } => {
-            let s = state.images.entry(image.clone()).or_default();
+            let Some(s) = state.images.get_mut(&image) else { return out };
             s.hashing = false;
-            s.started = None;
+            // The hasher's tree is no longer known to match the disk: whatever comes next is a full rescan.
+            let came_meanwhile = s.pending.replace(Scope::Rescan).is_some();
+            if came_meanwhile {
+                // The failure may be a moment of a larger change (a directory gone mid-checkout) that has
+                // since gone on: look again now rather than wait for a change that may never come.
+                s.hashing = true;
+                out.push(Action::Hash { image: image.clone(), scope: s.pending.take().expect("just set") });
+            } else {
+                s.started = None;
+                s.summary = Summary::default();
+            }
             out.push(Action::Report(Report::Failed { image, tag: None, error }));
         }
         Event::Built { image, tag, digest, took, steps, cached, export } => {
-            let s = state.images.entry(image.clone()).or_default();
+            let Some(s) = state.images.get_mut(&image) else { return out };
             if s.building.as_ref() != Some(&tag) {
                 return out; // superseded: a newer build owns this image now
             }
@@ -203,7 +248,7 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
             }
         }
         Event::BuildFailed { image, tag, error, cancelled } => {
-            let s = state.images.entry(image.clone()).or_default();
+            let Some(s) = state.images.get_mut(&image) else { return out };
             if s.building.as_ref() != Some(&tag) {
                 return out;
             }
@@ -215,7 +260,7 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
             }
         }
         Event::RolledOut { image, tag, ok, took, at, pod } => {
-            let s = state.images.entry(image.clone()).or_default();
+            let Some(s) = state.images.get_mut(&image) else { return out };
             if s.deploying.as_ref() != Some(&tag) {
                 return out;
             }
@@ -244,6 +289,20 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
         }
     }
     out
+}
+
+/// An image's inputs changed: hash now, or after the running hash (the changes wait in `pending`).
+fn changed(state: &mut State, image: String, scope: Scope, at: Instant, out: &mut Vec<Action>) {
+    let s = state.images.entry(image.clone()).or_default();
+    s.started.get_or_insert(at);
+    match &mut s.pending {
+        Some(p) => p.merge(scope),
+        None => s.pending = Some(scope),
+    }
+    if !s.hashing {
+        s.hashing = true;
+        out.push(Action::Hash { image, scope: s.pending.take().expect("just set") });
+    }
 }
 
 #[cfg(test)]

@@ -107,7 +107,7 @@ pub async fn resolve_all(cfg: &Config, opts: &DeployOptions, out: &mut (dyn Writ
 async fn resolve(cfg: &Config, name: &str, opts: &DeployOptions, out: &mut (dyn Write + Send)) -> Result<String, Error> {
     let tag = match &opts.tag {
         Some(t) => t.clone(),
-        None => hash_images(cfg, &[name.to_string()])?.remove(0).snapshot.tag,
+        None => super::off_runtime(|| hash_images(cfg, &[name.to_string()]))?.remove(0).snapshot.tag,
     };
     let digest = match registry::manifest_digest(&cfg.registry, name, &tag).await? {
         Some(d) => d,
@@ -227,7 +227,7 @@ async fn apply_manifests(
         references.iter().find(|(name, _)| images::is_ours(image, name, &reg.host, reg.pull_host())).map(|(_, r)| r.clone())
     };
     let mut objects = Vec::new();
-    for (file, mut value) in manifests::load(&cfg.root, patterns)? {
+    for (file, mut value) in super::off_runtime(|| manifests::load(&cfg.root, patterns))? {
         let (refs, hints) = manifests::substitute(&mut value, &subst);
         for h in hints {
             let _ = writeln!(out, "{}: hint: {h}", d.image);
@@ -252,6 +252,6 @@ async fn apply_manifests(
 
 /// Deletes the objects of these manifests from the target namespace (`up --cleanup`, `check`).
 pub async fn delete_manifests(cfg: &Config, t: &Target, patterns: &[String]) -> Result<usize, Error> {
-    let objects = manifests::load(&cfg.root, patterns)?;
+    let objects = super::off_runtime(|| manifests::load(&cfg.root, patterns))?;
     Ok(manifests::delete(t, &objects).await?)
 }

@@ -40,6 +40,16 @@ pub enum Error {
     Usage(String),
 }
 
+/// Runs blocking file work (walking a context, reading manifests) without stalling the async workers that
+/// keep streams, watches and timers going: moved off them in a multi-threaded runtime, run in place
+/// otherwise (a single-threaded runtime has no other worker to stall).
+pub fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// An image with its filter and current content snapshot.
 pub struct Hashed<'a> {
     /// The configured image.
@@ -105,7 +115,7 @@ pub async fn build_images(
     verbose: bool,
     out: &mut (dyn Write + Send),
 ) -> Result<Vec<Outcome>, Error> {
-    let hashed = hash_images(cfg, names)?;
+    let hashed = off_runtime(|| hash_images(cfg, names))?;
     let mut control = None;
     let mut outcomes = Vec::new();
     for h in hashed {

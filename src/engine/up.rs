@@ -1,22 +1,25 @@
 //! `devloop up`: the loop. Stages are tokio tasks joined by bounded channels — the watcher and debouncer
-//! feed `Changed` events, workers for hashing, building and deploying feed their results back — and every
-//! event goes through the synchronous [`decide::step`], whose actions this module carries out. Ctrl-C
-//! cancels everything: a running BuildKit solve is cancelled, not abandoned.
+//! feed batches of changes, workers for hashing, building and deploying feed their results back — and every
+//! event goes through the synchronous [`decide::step`], whose actions this module carries out. An edit to
+//! `devloop.toml` is read again and applied without a restart (a broken one is reported and the last good
+//! config kept). Ctrl-C cancels everything: a running BuildKit solve is cancelled, not abandoned.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::decide::{self, Action, Event, Report};
+use super::decide::{self, Action, Event, Hashed, Report, Scope};
 use super::Error;
 use crate::buildkit::{self, progress::Progress, BuildSpec};
 use crate::config::{Config, DeployTarget};
 use crate::deploy::{self, KubeOptions, Target};
 use crate::filter::Filter;
+use crate::hash::merkle::Tree;
 use crate::ui::Ui;
 use crate::{forward, registry, watch};
 
@@ -35,26 +38,59 @@ pub struct UpOptions {
 
 /// Everything the workers share.
 struct Ctx {
-    cfg: Config,
+    /// The config in force; replaced when devloop.toml is edited. Workers take a snapshot when they start.
+    cfg: RwLock<Arc<Config>>,
     target: Target,
     ui: Ui,
     verbose: bool,
     events: mpsc::Sender<Event>,
     buildkit: Mutex<Option<bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient<tonic::transport::Channel>>>,
-    watcher: Arc<watch::Handle>,
+    /// The running watcher; replaced (new one first) when the config's images change.
+    watcher: std::sync::Mutex<Arc<watch::Handle>>,
+    changes: mpsc::Sender<watch::Change>,
+    overflowed: Arc<AtomicBool>,
     /// The reference each image was last deployed with (all of them are substituted into manifests).
     deployed: std::sync::Mutex<HashMap<String, String>>,
-    /// Per-image hashing state, kept in memory for the whole run.
-    caches: HashMap<String, Arc<std::sync::Mutex<Hashing>>>,
+    /// Per image, the tree the hasher keeps. Only the hash worker locks it: nothing on the build or deploy
+    /// path waits for a scan.
+    trees: std::sync::Mutex<HashMap<String, Arc<std::sync::Mutex<KeptTree>>>>,
 }
 
-/// One image's hashing state in `up`: the tree kept up to date from changed paths so that a save does not
-/// walk the context again, and the filter it was scanned with. (The persistent digest cache is loaded only
-/// for a full scan: the tree holds every digest a later save needs.)
+/// One image's hashed state in `up`: the tree kept up to date from changed paths so that a save does not walk
+/// the context again, and the filter that judged it — the image's one filter, which the watcher is told of
+/// and every build of a tag hashed with it receives. (The persistent digest cache is loaded only for a full
+/// scan: the tree holds every digest a later save needs.)
 #[derive(Default)]
-struct Hashing {
-    tree: Option<crate::hash::merkle::Tree>,
-    filter: Option<Filter>,
+struct KeptTree {
+    tree: Option<Tree>,
+    filter: Option<Arc<Filter>>,
+}
+
+impl Ctx {
+    fn config(&self) -> Arc<Config> {
+        self.cfg.read().expect("not poisoned").clone()
+    }
+    fn kept(&self, image: &str) -> Arc<std::sync::Mutex<KeptTree>> {
+        self.trees.lock().expect("not poisoned").entry(image.to_string()).or_default().clone()
+    }
+    fn set_filter(&self, image: &str, filter: &Filter) {
+        self.watcher.lock().expect("not poisoned").set_filter(image, filter.clone());
+    }
+}
+
+/// What every configured image's inputs are, for the watcher; `lenient` puts the built-in filter in place
+/// of one that cannot be built (a config reload: the hash then reports the broken ignore file).
+fn watched(cfg: &Config, lenient: bool) -> Result<Vec<watch::Watched>, Error> {
+    cfg.images
+        .iter()
+        .map(|img| {
+            let filter = match Filter::for_image(img) {
+                Err(_) if lenient => Filter::new::<&str>(&[])?,
+                f => f?,
+            };
+            Ok(watch::Watched::of(img, filter))
+        })
+        .collect()
 }
 
 /// Runs the loop until Ctrl-C (or `stop` is cancelled).
@@ -63,27 +99,19 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
     let ui = Ui::stdout(opts.json);
     ui.line("devloop", "start", &format!("context {}, namespace {}; watching {} image(s)", target.context, target.namespace, cfg.images.len()));
 
-    let mut watched = Vec::new();
-    for img in &cfg.images {
-        watched.push(watch::Watched { image: img.name.clone(), root: img.context.clone(), filter: Filter::for_image(img)? });
-    }
     let (change_tx, mut change_rx) = mpsc::channel(1024);
-    let handle = Arc::new(watch::start(watched, change_tx).map_err(|e| Error::Usage(e.to_string()))?);
+    let overflowed = Arc::new(AtomicBool::new(false));
+    let handle = watch::start(watched(&cfg, false)?, &cfg.path, change_tx.clone(), overflowed.clone()).map_err(|e| Error::Usage(e.to_string()))?;
     let (events_tx, mut events) = mpsc::channel::<Event>(256);
-    // Changed paths per image, waiting for that image's next hash.
-    let pending: Arc<std::sync::Mutex<watch::Batch>> = Arc::default();
-    let all: Vec<String> = cfg.images.iter().map(|i| i.name.clone()).collect();
+    let (batch_tx, mut batches) = mpsc::channel::<watch::Batch>(16);
     let debounce = watch::Debounce { quiet: cfg.watch.debounce, max: cfg.watch.max_wait.max(cfg.watch.debounce) };
 
     let mut tasks = JoinSet::new();
     {
-        let (tx, overflowed, all, pending) = (events_tx.clone(), handle.overflowed.clone(), all.clone(), pending.clone());
+        let overflowed = overflowed.clone();
         tasks.spawn(async move {
-            while let Some(batch) = watch::next_batch(&mut change_rx, &overflowed, &all, debounce).await {
-                let images = batch.keys().cloned().collect();
-                watch::merge(&mut pending.lock().expect("not poisoned"), batch);
-                let ev = Event::Changed { images, at: Instant::now() };
-                if tx.send(ev).await.is_err() {
+            while let Some(batch) = watch::next_batch(&mut change_rx, &overflowed, debounce).await {
+                if batch_tx.send(batch).await.is_err() {
                     break;
                 }
             }
@@ -96,57 +124,64 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
         tasks.spawn(forward::serve(listener, target.clone(), f.deployment.clone(), f.remote, ui.clone(), stop.child_token()));
     }
 
+    let all: BTreeMap<String, Scope> = cfg.images.iter().map(|i| (i.name.clone(), Scope::Rescan)).collect();
     let ctx = Arc::new(Ctx {
-        cfg,
+        cfg: RwLock::new(Arc::new(cfg)),
         target,
         ui: ui.clone(),
         verbose: opts.verbose,
         events: events_tx.clone(),
         buildkit: Mutex::new(None),
-        watcher: handle.clone(),
+        watcher: std::sync::Mutex::new(Arc::new(handle)),
+        changes: change_tx,
+        overflowed,
         deployed: Default::default(),
-        caches: all.iter().map(|i| (i.clone(), Arc::new(std::sync::Mutex::new(Hashing::default())))).collect(),
+        trees: Default::default(),
     });
     let mut state = decide::State::default();
     let mut builds: HashMap<String, CancellationToken> = HashMap::new();
     let mut logs: HashMap<String, CancellationToken> = HashMap::new();
-    let mut applied_manifests = false;
-    let _ = events_tx.send(Event::Changed { images: all.clone(), at: Instant::now() }).await;
+    // The manifest sets a deploy was started with: `--cleanup` deletes them even if no rollout succeeded.
+    let mut applied: BTreeSet<Vec<String>> = BTreeSet::new();
+    let _ = events_tx.send(Event::Changed { changes: all, at: Instant::now() }).await;
     loop {
-        let ev = tokio::select! {
+        let evs = tokio::select! {
             _ = stop.cancelled() => break,
-            ev = events.recv() => match ev { Some(ev) => ev, None => break },
+            b = batches.recv() => match b { Some(b) => on_batch(&ctx, b).await, None => break },
+            ev = events.recv() => match ev { Some(ev) => vec![ev], None => break },
         };
-        if let Event::RolledOut { image, ok: true, .. } = &ev {
-            applied_manifests |= ctx.cfg.deploys.iter().any(|d| &d.image == image && matches!(d.target, DeployTarget::Manifests(_)));
-        }
-        for action in decide::step(&mut state, ev) {
-            match action {
-                Action::Hash(image) => {
-                    let ctx = ctx.clone();
-                    let changed = pending.lock().expect("not poisoned").remove(&image).flatten();
-                    tasks.spawn(async move { hash(ctx, image, changed).await });
-                }
-                Action::Build { image, tag } => {
-                    let token = stop.child_token();
-                    if let Some(old) = builds.insert(image.clone(), token.clone()) {
-                        old.cancel();
+        for ev in evs {
+            for action in decide::step(&mut state, ev) {
+                match action {
+                    Action::Hash { image, scope } => {
+                        tasks.spawn(hash_worker(ctx.clone(), image, scope));
                     }
-                    tasks.spawn(build(ctx.clone(), image, tag, token, 0));
-                }
-                Action::CancelBuild(image) => {
-                    if let Some(t) = builds.remove(&image) {
-                        t.cancel();
+                    Action::Build { image, tag, filter } => {
+                        let token = stop.child_token();
+                        if let Some(old) = builds.insert(image.clone(), token.clone()) {
+                            old.cancel();
+                        }
+                        tasks.spawn(build_worker(ctx.clone(), image, tag, filter, token, 0));
                     }
-                }
-                Action::Deploy { image, tag, digest } => {
-                    let token = stop.child_token();
-                    if let Some(old) = logs.insert(image.clone(), token.clone()) {
-                        old.cancel(); // the previous pods' logs
+                    Action::CancelBuild(image) => {
+                        if let Some(t) = builds.remove(&image) {
+                            t.cancel();
+                        }
                     }
-                    tasks.spawn(deploy_image(ctx.clone(), image, tag, digest, token));
+                    Action::Deploy { image, tag, digest } => {
+                        let token = stop.child_token();
+                        if let Some(old) = logs.insert(image.clone(), token.clone()) {
+                            old.cancel(); // the previous pods' logs
+                        }
+                        for d in ctx.config().deploys.iter().filter(|d| d.image == image) {
+                            if let DeployTarget::Manifests(patterns) = &d.target {
+                                applied.insert(patterns.clone());
+                            }
+                        }
+                        tasks.spawn(deploy_worker(ctx.clone(), image, tag, digest, token));
+                    }
+                    Action::Report(r) => ui.report(&r),
                 }
-                Action::Report(r) => ui.report(&r),
             }
         }
     }
@@ -155,61 +190,147 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
     stop.cancel();
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
-    if opts.cleanup && applied_manifests {
-        cleanup(&ctx).await;
+    if opts.cleanup {
+        cleanup(&ctx, &applied).await;
     }
     ui.line("devloop", "stop", "stopped");
     Ok(())
 }
 
-/// Hashes an image: from the changed paths when it can (no walk), else with a full walk.
-async fn hash(ctx: Arc<Ctx>, image: String, changed: Option<std::collections::BTreeSet<String>>) {
+/// A debounced batch as events for the core: the config read again first when it changed (or when changes
+/// were dropped), then the images' changes.
+async fn on_batch(ctx: &Ctx, batch: watch::Batch) -> Vec<Event> {
+    let at = Instant::now();
+    let mut out = Vec::new();
+    if batch.config || batch.everything {
+        out.extend(reload(ctx).await);
+    }
+    let mut changes = batch.images;
+    if batch.everything {
+        changes = ctx.config().images.iter().map(|i| (i.name.clone(), Scope::Rescan)).collect();
+    }
+    if !changes.is_empty() {
+        out.push(Event::Changed { changes, at });
+    }
+    out
+}
+
+/// Reads devloop.toml again. A broken file is reported (file, line, key) and the config in force kept. A
+/// good one takes effect for everything started from now on; `[kube]`, `[watch]` and port-forwards need a
+/// restart (said so), since running streams and the cluster safety check were set up with them.
+async fn reload(ctx: &Ctx) -> Option<Event> {
+    let old = ctx.config();
+    let path = old.path.clone();
+    let loaded = tokio::task::spawn_blocking(move || -> Result<(Config, Vec<watch::Watched>), String> {
+        let cfg = crate::config::load(&path).map_err(|e| e.to_string())?;
+        let w = watched(&cfg, true).map_err(|e| e.to_string())?;
+        Ok((cfg, w))
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let (mut new, watched) = match loaded {
+        Ok(v) => v,
+        Err(e) => {
+            ctx.ui.line("devloop", "config", &format!("{e}\ndevloop: keeping the last good config"));
+            return None;
+        }
+    };
+    let mut restart = Vec::new();
+    if new.kube != old.kube {
+        restart.push("[kube]");
+        new.kube = old.kube.clone();
+    }
+    if new.forwards != old.forwards {
+        restart.push("[[port-forward]]");
+        new.forwards = old.forwards.clone();
+    }
+    if new.watch != old.watch {
+        restart.push("[watch]");
+        new.watch = old.watch.clone();
+    }
+    if !restart.is_empty() {
+        ctx.ui.line("devloop", "config", &format!("{} changed: restart devloop up to apply", restart.join(", ")));
+    }
+    if new == *old {
+        return None;
+    }
+    let everything = new.registry != old.registry || new.buildkit != old.buildkit;
+    if new.buildkit != old.buildkit {
+        *ctx.buildkit.lock().await = None;
+    }
+    let deploys = |cfg: &Config, image: &str| cfg.deploys.iter().filter(|d| d.image == image).cloned().collect::<Vec<_>>();
+    let mut ev = (Vec::new(), Vec::new(), Vec::new());
+    for img in &new.images {
+        if everything || old.image(&img.name) != Some(img) {
+            ev.0.push(img.name.clone());
+        }
+        if everything || deploys(&old, &img.name) != deploys(&new, &img.name) {
+            ev.0.push(img.name.clone());
+            ev.1.push(img.name.clone());
+        }
+    }
+    ev.0.dedup();
+    for img in old.images.iter().filter(|i| new.image(&i.name).is_none()) {
+        ev.2.push(img.name.clone());
+        ctx.trees.lock().expect("not poisoned").remove(&img.name);
+        ctx.deployed.lock().expect("not poisoned").remove(&img.name);
+    }
+    // Watch the new set of inputs before the old watcher stops, so no event falls between the two.
+    match watch::start(watched, &new.path, ctx.changes.clone(), ctx.overflowed.clone()) {
+        Ok(h) => *ctx.watcher.lock().expect("not poisoned") = Arc::new(h),
+        Err(e) => ctx.ui.line("devloop", "config", &format!("{e}; still watching what the last config named")),
+    }
+    ctx.ui.line("devloop", "config", &format!("{} reloaded; {} image(s)", new.path.display(), new.images.len()));
+    *ctx.cfg.write().expect("not poisoned") = Arc::new(new);
+    let (rescan, redeploy, removed) = ev;
+    Some(Event::Reconfigured { rescan, redeploy, removed, at: Instant::now() })
+}
+
+/// Hashes an image: only `scope`'s paths in the kept tree when it can (no walk), else a full scan with a
+/// freshly read filter.
+async fn hash_worker(ctx: Arc<Ctx>, image: String, scope: Scope) {
     let started = Instant::now();
+    let cfg = ctx.config();
+    let kept = ctx.kept(&image);
     let worker = ctx.clone();
     let name = image.clone();
-    let result = tokio::task::spawn_blocking(move || -> Result<(String, Filter), Error> {
-        let img = worker.cfg.image(&name).expect("configured image");
-        let mut st = worker.caches[&name].lock().expect("not poisoned");
-        let st = &mut *st;
-        // A changed ignore file changes the filter itself: then walk everything again.
-        let ignore_changed = changed.as_ref().is_some_and(|c| c.iter().any(|p| p.ends_with(".dockerignore") || p == ".gitignore"));
-        let (tree, filter) = match (st.tree.as_mut(), st.filter.as_ref(), changed) {
-            (Some(tree), Some(filter), Some(paths)) if !ignore_changed => {
-                tree.update(&img.context, filter, &paths).inspect_err(|_| st.tree = None)?;
-                (st.tree.as_mut().expect("kept"), filter.clone())
+    let result = tokio::task::spawn_blocking(move || -> Result<(String, Arc<Filter>), Error> {
+        let img = cfg.image(&name).ok_or_else(|| Error::Usage(format!("image {name} is no longer configured")))?;
+        let mut kept = kept.lock().expect("not poisoned");
+        let kept = &mut *kept;
+        match (kept.tree.as_mut(), kept.filter.as_ref(), &scope) {
+            (Some(tree), Some(filter), Scope::Paths(paths)) => {
+                // A failure leaves the tree half-updated: drop it (the core asks for a rescan next).
+                tree.update(&img.context, filter, paths).inspect_err(|_| kept.tree = None)?;
             }
             _ => {
-                let filter = Filter::for_image(img)?;
-                st.tree = None; // drop the old tree before building the new one
+                kept.tree = None; // free the old tree before building the new one
+                let filter = Arc::new(Filter::for_image(img)?);
+                // The watcher judges by the new filter before the disk is read, so no change falls between.
+                worker.set_filter(&name, &filter);
+                kept.filter = Some(filter.clone());
                 let mut cache = crate::hash::DigestCache::for_context(&img.context);
-                let (tree, _) = crate::hash::merkle::Tree::scan(&img.context, &filter, &mut cache)?;
+                let (tree, _) = Tree::scan(&img.context, &filter, &mut cache)?;
                 cache.save();
-                st.filter = Some(filter.clone());
-                (st.tree.insert(tree), filter)
+                kept.tree = Some(tree);
             }
-        };
-        Ok((tree.tag(img)?, filter))
+        }
+        let tag = kept.tree.as_mut().expect("kept").tag(img)?;
+        Ok((tag, kept.filter.clone().expect("set with the tree")))
     })
     .await;
     let ev = match result {
-        Ok(Ok((tag, filter))) => {
-            // After an ignore file changed the filter is rebuilt: the watcher takes the same one.
-            ctx.watcher.set_filter(&image, filter);
-            Event::Hashed { image, tag, took: started.elapsed() }
-        }
-        Ok(Err(e)) => {
-            ctx.caches[&image].lock().expect("not poisoned").tree = None;
-            Event::HashFailed { image, error: e.to_string() }
-        }
+        Ok(Ok((tag, filter))) => Event::Hashed { image, tag, filter: Hashed(filter), took: started.elapsed() },
+        Ok(Err(e)) => Event::HashFailed { image, error: e.to_string() },
         Err(e) => Event::HashFailed { image, error: e.to_string() },
     };
     let _ = ctx.events.send(ev).await;
 }
 
-/// Builds `tag` unless the registry has it. BuildKit being down is retried with backoff.
-async fn build(ctx: Arc<Ctx>, image: String, tag: String, cancel: CancellationToken, attempt: u32) {
+/// Builds `tag` unless the registry has it. BuildKit or the registry being down is retried with backoff.
+async fn build_worker(ctx: Arc<Ctx>, image: String, tag: String, filter: Hashed, cancel: CancellationToken, attempt: u32) {
     let started = Instant::now();
-    let work = build_inner(&ctx, &image, &tag);
+    let work = build_inner(&ctx, &image, &tag, &filter);
     let result = tokio::select! {
         _ = cancel.cancelled() => {
             let _ = ctx.events.send(Event::BuildFailed { image, tag, error: "cancelled".into(), cancelled: true }).await;
@@ -219,16 +340,21 @@ async fn build(ctx: Arc<Ctx>, image: String, tag: String, cancel: CancellationTo
     };
     let ev = match result {
         Ok((digest, steps, cached, export)) => Event::Built { image, tag, digest, took: started.elapsed(), steps, cached, export },
-        Err(Error::Buildkit(buildkit::Error::Unreachable { addr, reason })) | Err(Error::Registry(registry::Error::Unreachable { host: addr, reason })) => {
+        Err(e @ Error::Buildkit(buildkit::Error::Unreachable { .. } | buildkit::Error::Lost { .. }))
+        | Err(e @ Error::Registry(registry::Error::Unreachable { .. })) => {
             // A server is down: say so, keep the loop alive, try again later.
             *ctx.buildkit.lock().await = None;
             let wait = Duration::from_secs(1 << attempt.min(5));
-            ctx.ui.line(&image, "retry", &format!("{addr} is unreachable ({reason}); retrying in {}s", wait.as_secs()));
+            let what = match &e {
+                Error::Buildkit(buildkit::Error::Lost { .. }) => format!("{e} (at {})", ctx.config().buildkit.addr),
+                _ => e.to_string(),
+            };
+            ctx.ui.line(&image, "retry", &format!("{what}; retrying in {}s", wait.as_secs()));
             tokio::select! {
                 _ = cancel.cancelled() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
-            return Box::pin(build(ctx, image, tag, cancel, attempt + 1)).await;
+            return Box::pin(build_worker(ctx, image, tag, filter, cancel, attempt + 1)).await;
         }
         Err(e) => {
             // The daemon may have gone away mid-build: connect afresh next time.
@@ -242,17 +368,14 @@ async fn build(ctx: Arc<Ctx>, image: String, tag: String, cancel: CancellationTo
 /// (digest, steps, registry hit, export time)
 type BuildResult = (String, (usize, usize), bool, Option<Duration>);
 
-async fn build_inner(ctx: &Ctx, image: &str, tag: &str) -> Result<BuildResult, Error> {
-    let cfg = &ctx.cfg;
+async fn build_inner(ctx: &Ctx, image: &str, tag: &str, filter: &Hashed) -> Result<BuildResult, Error> {
+    let cfg = ctx.config();
     if let Some(digest) = registry::manifest_digest(&cfg.registry, image, tag).await? {
         return Ok((digest, (0, 0), true, None));
     }
-    let img = cfg.image(image).expect("configured image");
+    let img = cfg.image(image).ok_or_else(|| Error::Usage(format!("image {image} is no longer configured")))?;
     // The filter that hashed this tag decides what BuildKit may see (one filter).
-    let filter = match ctx.caches[image].lock().expect("not poisoned").filter.clone() {
-        Some(f) => f,
-        None => Filter::for_image(img)?,
-    };
+    let filter = Filter::clone(&filter.0);
     let mut client = {
         let mut guard = ctx.buildkit.lock().await;
         match guard.as_ref() {
@@ -267,16 +390,17 @@ async fn build_inner(ctx: &Ctx, image: &str, tag: &str) -> Result<BuildResult, E
     Ok((built.digest, built.steps, false, built.export))
 }
 
-async fn deploy_image(ctx: Arc<Ctx>, image: String, tag: String, digest: String, logs: CancellationToken) {
+async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String, logs: CancellationToken) {
     let started = Instant::now();
-    let reference = super::deploy::reference(&ctx.cfg, &image, &tag, &digest);
+    let cfg = ctx.config();
+    let reference = super::deploy::reference(&cfg, &image, &tag, &digest);
     let mut references = ctx.deployed.lock().expect("not poisoned").clone();
     references.insert(image.clone(), reference.clone());
     let mut rolled = Vec::new();
     let mut attempt = 0;
     let result = loop {
         let mut lines = LineWriter { ui: ctx.ui.clone(), image: image.clone(), buf: Vec::new() };
-        let r = super::deploy::deploy_image(&ctx.cfg, &ctx.target, &image, &references, &mut lines, &mut rolled).await;
+        let r = super::deploy::deploy_image(&cfg, &ctx.target, &image, &references, &mut lines, &mut rolled).await;
         match r {
             Err(ref e) if api_unreachable(e) && !logs.is_cancelled() => {
                 // The API server is down (restarting, a laptop waking up): wait and try again.
@@ -370,13 +494,15 @@ async fn follow_logs(ctx: &Ctx, deployment: &str, image: &str, reference: &str, 
     }
 }
 
-/// `--cleanup`: delete the objects of every manifest-mode deploy.
-async fn cleanup(ctx: &Ctx) {
-    for d in &ctx.cfg.deploys {
-        let DeployTarget::Manifests(patterns) = &d.target else { continue };
-        match super::deploy::delete_manifests(&ctx.cfg, &ctx.target, patterns).await {
-            Ok(n) => ctx.ui.line(&d.image, "cleanup", &format!("deleted {n} object(s) from namespace {}", ctx.target.namespace)),
-            Err(e) => ctx.ui.line(&d.image, "cleanup", &format!("cleanup failed: {e}")),
+/// `--cleanup`: delete the objects of every manifest set a deploy was started with, whether or not its
+/// rollout succeeded (a crashing first rollout still created them).
+async fn cleanup(ctx: &Ctx, applied: &BTreeSet<Vec<String>>) {
+    let cfg = ctx.config();
+    for patterns in applied {
+        let what = patterns.join(", ");
+        match super::deploy::delete_manifests(&cfg, &ctx.target, patterns).await {
+            Ok(n) => ctx.ui.line("devloop", "cleanup", &format!("deleted {n} object(s) of {what} from namespace {}", ctx.target.namespace)),
+            Err(e) => ctx.ui.line("devloop", "cleanup", &format!("cleanup of {what} failed: {e}")),
         }
     }
 }

@@ -233,9 +233,15 @@ pub struct Up {
 
 impl Up {
     pub fn start(p: &Project) -> Up {
+        Self::start_with(p, &[])
+    }
+
+    /// `devloop up --json ARGS`.
+    pub fn start_with(p: &Project, args: &[&str]) -> Up {
         use std::io::BufRead;
         let mut child = Command::new(env!("CARGO_BIN_EXE_devloop"))
             .args(["up", "--json"])
+            .args(args)
             .current_dir(p.dir.path())
             .env_remove("DEVLOOP_REGISTRY")
             .env_remove("BUILDKIT_HOST")
@@ -276,14 +282,29 @@ impl Up {
         v
     }
 
-    /// Events that arrive within `d`.
+    /// Events that arrive within `d` (also recorded in `seen`).
     pub fn quiet_for(&mut self, d: std::time::Duration) -> Vec<serde_json::Value> {
         let deadline = std::time::Instant::now() + d;
         let mut got = vec![];
         while let Ok(v) = self.events.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+            self.seen.push(v.clone());
             got.push(v);
         }
         got
+    }
+
+    /// Waits until no event has come for `quiet`; returns every event seen until then (at most `secs`).
+    pub fn settle(&mut self, quiet: std::time::Duration, secs: u64) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        let mut got = vec![];
+        loop {
+            let more = self.quiet_for(quiet);
+            if more.is_empty() {
+                return got;
+            }
+            got.extend(more);
+            assert!(std::time::Instant::now() < deadline, "devloop up never settled within {secs}s: {got:#?}");
+        }
     }
 
     /// Whether the process still runs.

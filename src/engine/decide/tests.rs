@@ -1,10 +1,23 @@
 use super::*;
+use std::collections::BTreeSet;
 
+fn paths(p: &[&str]) -> Scope {
+    Scope::Paths(p.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>())
+}
 fn changed(images: &[&str]) -> Event {
-    Event::Changed { images: images.iter().map(|s| s.to_string()).collect(), at: Instant::now() }
+    Event::Changed { changes: images.iter().map(|s| (s.to_string(), paths(&["x"]))).collect(), at: Instant::now() }
+}
+fn changed_paths(image: &str, p: &[&str]) -> Event {
+    Event::Changed { changes: BTreeMap::from([(image.to_string(), paths(p))]), at: Instant::now() }
+}
+fn filter() -> Hashed {
+    Hashed(Arc::new(Filter::new::<&str>(&[]).unwrap()))
 }
 fn hashed(image: &str, tag: &str) -> Event {
-    Event::Hashed { image: image.into(), tag: tag.into(), took: Duration::from_millis(3) }
+    Event::Hashed { image: image.into(), tag: tag.into(), filter: filter(), took: Duration::from_millis(3) }
+}
+fn hash_failed(image: &str) -> Event {
+    Event::HashFailed { image: image.into(), error: "cannot read src: No such file or directory".into() }
 }
 fn built(image: &str, tag: &str) -> Event {
     Event::Built { image: image.into(), tag: tag.into(), digest: format!("sha256:{tag}"), took: Duration::from_millis(500), steps: (5, 3), cached: false, export: Some(Duration::from_millis(120)) }
@@ -18,8 +31,10 @@ fn acts(actions: &[Action]) -> Vec<String> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Hash(i) => Some(format!("hash {i}")),
-            Action::Build { image, tag } => Some(format!("build {image} {tag}")),
+            Action::Hash { image, scope: Scope::Rescan } => Some(format!("rescan {image}")),
+            Action::Hash { image, scope: Scope::Paths(p) } if p.len() == 1 && p.contains("x") => Some(format!("hash {image}")),
+            Action::Hash { image, scope: Scope::Paths(p) } => Some(format!("hash {image} {}", p.iter().cloned().collect::<Vec<_>>().join(","))),
+            Action::Build { image, tag, .. } => Some(format!("build {image} {tag}")),
             Action::CancelBuild(i) => Some(format!("cancel {i}")),
             Action::Deploy { image, tag, .. } => Some(format!("deploy {image} {tag}")),
             Action::Report(_) => None,
@@ -121,4 +136,68 @@ fn only_changed_images_are_touched_and_summaries_carry_the_figures() {
     assert_eq!((sum.hash, sum.build, sum.rollout), (Duration::from_millis(3), Duration::from_millis(500), Duration::from_secs(1)));
     assert_eq!((sum.export, sum.pod), (Some(Duration::from_millis(120)), stages), "where the time went");
     assert_eq!(s.deployed("a"), Some("a1"));
+}
+
+#[test]
+fn changes_that_arrive_while_hashing_are_hashed_next_not_dropped() {
+    let mut s = deployed_at_t1();
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["a"])]), ["hash app a"]);
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["b"]), changed_paths("app", &["c/d"])]), Vec::<String>::new());
+    // The paths that came in meanwhile, all of them, go to the next hash.
+    assert_eq!(run(&mut s, vec![hashed("app", "t2")]), ["hash app b,c/d"]);
+}
+
+/// `git checkout` of another branch: a directory vanishes under a running hash, which fails, while the
+/// checkout's later writes arrive. Nothing is lost: the next hash is a full rescan, and it starts at once.
+#[test]
+fn a_failed_hash_loses_nothing_the_next_hash_is_a_full_rescan() {
+    let mut s = deployed_at_t1();
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["src/a"])]), ["hash app src/a"]);
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["src/b"])]), Vec::<String>::new());
+    let a = step(&mut s, hash_failed("app"));
+    assert_eq!(acts(&a), ["rescan app"], "changes came in while it ran: look again now, everything");
+    assert!(a.iter().any(|a| matches!(a, Action::Report(Report::Failed { .. }))), "the failure is still told");
+    assert_eq!(run(&mut s, vec![hashed("app", "t2"), built("app", "t2")]), ["build app t2", "deploy app t2"]);
+
+    // A failure with nothing after it (a permission error): wait for the next change, which rescans.
+    let mut s = deployed_at_t1();
+    run(&mut s, vec![changed_paths("app", &["secret"])]);
+    assert_eq!(run(&mut s, vec![hash_failed("app")]), Vec::<String>::new());
+    assert!(!s.busy());
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["secret"])]), ["rescan app"]);
+}
+
+#[test]
+fn a_failed_hash_during_a_build_still_rescans_next() {
+    let mut s = deployed_at_t1();
+    run(&mut s, vec![changed(&["app"]), hashed("app", "t2")]);
+    run(&mut s, vec![changed_paths("app", &["gone"]), hash_failed("app")]);
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["back"])]), ["rescan app"]);
+    // The rescan's tag supersedes the running build.
+    assert_eq!(run(&mut s, vec![hashed("app", "t3")]), ["cancel app", "build app t3"]);
+}
+
+#[test]
+fn the_build_sends_what_the_filter_that_hashed_its_tag_allows() {
+    let mut s = deployed_at_t1();
+    run(&mut s, vec![changed(&["app"])]);
+    let f = filter();
+    let a = step(&mut s, Event::Hashed { image: "app".into(), tag: "t2".into(), filter: f.clone(), took: Duration::ZERO });
+    let build = a.iter().find_map(|a| if let Action::Build { filter, .. } = a { Some(filter) } else { None }).unwrap();
+    assert_eq!(*build, f, "the same filter, not one rebuilt from the config");
+}
+
+#[test]
+fn a_new_config_rescans_changed_images_redeploys_changed_deploys_and_drops_removed_ones() {
+    let mut s = State::default();
+    run(&mut s, vec![changed(&["a", "b", "c"]), hashed("a", "a1"), hashed("b", "b1"), hashed("c", "c1")]);
+    run(&mut s, vec![built("a", "a1"), built("b", "b1"), rolled("a", "a1", true), rolled("b", "b1", true)]);
+    // c is still building when the config drops it; a's build args changed; b's deploy target changed.
+    let a = step(&mut s, Event::Reconfigured { rescan: vec!["a".into(), "b".into()], redeploy: vec!["b".into()], removed: vec!["c".into()], at: Instant::now() });
+    assert_eq!(acts(&a), ["cancel c", "rescan a", "rescan b"]);
+    // a: same tag as before, nothing to do; b: same tag but its deploy changed, so it is deployed again.
+    assert_eq!(run(&mut s, vec![hashed("a", "a1"), hashed("b", "b1"), built("b", "b1")]), ["build b b1", "deploy b b1"]);
+    // A late result for the removed image is ignored.
+    assert_eq!(run(&mut s, vec![built("c", "c1")]), Vec::<String>::new());
+    assert_eq!(s.deployed("c"), None);
 }

@@ -1,0 +1,183 @@
+use super::*;
+
+fn img(name: &str, root: &str) -> Watched {
+    Watched {
+        image: name.into(),
+        root: root.into(),
+        filter: Filter::new::<&str>(&[]).unwrap(),
+        dockerfile: format!("{root}/Dockerfile").into(),
+        ignore_files: vec![format!("{root}/Dockerfile.dockerignore").into(), format!("{root}/.dockerignore").into()],
+    }
+}
+
+fn change(image: &str, path: &str) -> Change {
+    Change::Image { image: image.into(), touch: Touch::Path(path.into()) }
+}
+
+#[test]
+fn one_filter_decides_what_is_relevant() {
+    let mut a = img("a", "/p/a");
+    a.filter = Filter::new(&[".env", "tmp"]).unwrap();
+    let w = vec![a, img("b", "/p/b")];
+    let rel = |p: &str| relevant(&w, Path::new("/p/devloop.toml"), Path::new(p));
+    assert_eq!(rel("/p/a/src/main.rs"), [change("a", "src/main.rs")]);
+    for ignored in ["/p/a/.env", "/p/a/tmp/x", "/p/a/src/.main.rs.swp", "/p/a/4913", "/p/a/.git/index", "/p/a/x~", "/p/c/y", "/p/a"] {
+        assert!(rel(ignored).is_empty(), "{ignored}");
+    }
+    assert_eq!(rel("/p/b/.env").len(), 1);
+}
+
+#[test]
+fn every_input_of_the_tag_is_relevant_whatever_the_filter_says() {
+    // The common pattern: .dockerignore excludes the Dockerfile and itself (not needed in the image).
+    let mut a = img("a", "/p/a");
+    a.filter = Filter::new(&["Dockerfile", ".dockerignore", "Dockerfile.dockerignore"]).unwrap();
+    // A Dockerfile outside the context, with its own ignore file beside it.
+    let mut b = img("b", "/p/b");
+    b.dockerfile = "/p/docker/b.Dockerfile".into();
+    b.ignore_files = vec!["/p/docker/b.Dockerfile.dockerignore".into(), "/p/b/.dockerignore".into()];
+    let w = vec![a, b];
+    let config = Path::new("/p/devloop.toml");
+    let rel = |p: &str| relevant(&w, config, Path::new(p));
+    let touch = |image: &str, touch: Touch| Change::Image { image: image.into(), touch };
+    // (path, changes)
+    let cases: Vec<(&str, Vec<Change>)> = vec![
+        ("/p/a/Dockerfile", vec![touch("a", Touch::Inputs)]),
+        ("/p/a/.dockerignore", vec![touch("a", Touch::Filter)]),
+        ("/p/a/Dockerfile.dockerignore", vec![touch("a", Touch::Filter)]),
+        ("/p/docker/b.Dockerfile", vec![touch("b", Touch::Inputs)]),
+        ("/p/docker/b.Dockerfile.dockerignore", vec![touch("b", Touch::Filter)]),
+        ("/p/b/.dockerignore", vec![touch("b", Touch::Filter)]),
+        ("/p/devloop.toml", vec![Change::Config]),
+        ("/p/docker/other.txt", vec![]),
+        ("/p/docker/.b.Dockerfile.swp", vec![]),
+    ];
+    for (path, want) in cases {
+        assert_eq!(rel(path), want, "{path}");
+    }
+    // Outside every context, the Dockerfile's and the config's directories are watched on their own.
+    let dirs = watch_list(&w, config);
+    assert_eq!(
+        dirs.iter().map(|(d, m)| (d.to_str().unwrap(), *m == RecursiveMode::Recursive)).collect::<Vec<_>>(),
+        // /p/docker does not exist here, so it is skipped; /p neither (not a directory on this machine).
+        [("/p/a", true), ("/p/b", true)]
+    );
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("ctx")).unwrap();
+    std::fs::create_dir_all(d.path().join("docker")).unwrap();
+    let mut c = img("c", d.path().join("ctx").to_str().unwrap());
+    c.dockerfile = d.path().join("docker/Dockerfile");
+    let dirs = watch_list(&[c], &d.path().join("devloop.toml"));
+    assert_eq!(
+        dirs,
+        [
+            (d.path().join("ctx"), RecursiveMode::Recursive),
+            (d.path().join("docker"), RecursiveMode::NonRecursive),
+            (d.path().to_path_buf(), RecursiveMode::NonRecursive)
+        ]
+    );
+}
+
+#[test]
+fn scopes_merge_paths_and_a_rescan_absorbs_them() {
+    let mut s = Scope::of(Touch::Path("a".into()));
+    s.merge(Scope::of(Touch::Inputs));
+    s.merge(Scope::of(Touch::Path("b".into())));
+    assert_eq!(s, Scope::Paths(BTreeSet::from(["a".to_string(), "b".to_string()])));
+    s.merge(Scope::of(Touch::Filter));
+    assert_eq!(s, Scope::Rescan);
+    s.merge(Scope::of(Touch::Path("c".into())));
+    assert_eq!(s, Scope::Rescan);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_is_one_batch_and_a_steady_stream_is_capped() {
+    let d = Debounce { quiet: Duration::from_millis(100), max: Duration::from_secs(1) };
+    let flag = AtomicBool::new(false);
+    let (tx, mut rx) = mpsc::channel(64);
+    // An editor's save: a few events within a few ms.
+    for i in ["a", "a", "b"] {
+        tx.send(change(i, "x")).await.unwrap();
+    }
+    tx.send(Change::Config).await.unwrap();
+    let t0 = Instant::now();
+    let batch = next_batch(&mut rx, &flag, d).await.unwrap();
+    assert_eq!(batch.images.keys().collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(batch.images["a"], Scope::Paths(BTreeSet::from(["x".to_string()])));
+    assert!(batch.config && !batch.everything);
+    assert_eq!(t0.elapsed(), Duration::from_millis(100));
+
+    // A write every 50 ms forever: the batch still closes at the cap.
+    let writer = tokio::spawn(async move {
+        loop {
+            if tx.send(change("a", "x")).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let t0 = Instant::now();
+    next_batch(&mut rx, &flag, d).await.unwrap();
+    assert!(t0.elapsed() <= Duration::from_millis(1050), "{:?}", t0.elapsed());
+    writer.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_overflow_turns_the_batch_into_a_rescan_of_everything() {
+    let d = Debounce { quiet: Duration::from_millis(100), max: Duration::from_secs(1) };
+    let flag = AtomicBool::new(true);
+    let (tx, mut rx) = mpsc::channel(4);
+    tx.send(change("a", "x")).await.unwrap();
+    let batch = next_batch(&mut rx, &flag, d).await.unwrap();
+    assert!(batch.everything, "{batch:?}");
+    assert!(!flag.load(Ordering::Relaxed));
+}
+
+/// The real watcher on a real directory: a Dockerfile excluded by .dockerignore, a .dockerignore that
+/// ignores itself, a Dockerfile outside the context and the config all produce changes.
+#[tokio::test]
+async fn the_real_watcher_sees_inputs_the_filter_excludes() {
+    let d = tempfile::tempdir().unwrap();
+    let ctx = d.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("src")).unwrap();
+    std::fs::create_dir_all(d.path().join("docker")).unwrap();
+    std::fs::write(ctx.join(".dockerignore"), "Dockerfile\n.dockerignore\n").unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\n").unwrap();
+    std::fs::write(d.path().join("docker/Dockerfile"), "FROM scratch\n").unwrap();
+    std::fs::write(d.path().join("devloop.toml"), "").unwrap();
+    let mut a = crate::config::Image::new("a", &ctx);
+    let b = {
+        let mut b = crate::config::Image::new("b", &ctx);
+        b.dockerfile = d.path().join("docker/Dockerfile");
+        b
+    };
+    a.gitignore = true;
+    let watched = [&a, &b].iter().map(|i| Watched::of(i, Filter::for_image(i).unwrap())).collect();
+    let (tx, mut rx) = mpsc::channel(64);
+    let _h = start(watched, &d.path().join("devloop.toml"), tx, Default::default()).unwrap();
+    let d2 = d.path().to_path_buf();
+    async fn expect(rx: &mut mpsc::Receiver<Change>, want: Change) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(c)) if c == want => return,
+                Ok(Some(_)) => {}
+                _ => panic!("no {want:?} within 5s"),
+            }
+        }
+    }
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nENV A=1\n").unwrap();
+    expect(&mut rx, Change::Image { image: "a".into(), touch: Touch::Inputs }).await;
+    std::fs::write(ctx.join(".dockerignore"), "Dockerfile\n.dockerignore\n*.md\n").unwrap();
+    expect(&mut rx, Change::Image { image: "a".into(), touch: Touch::Filter }).await;
+    std::fs::write(ctx.join(".gitignore"), "*.o\n").unwrap();
+    expect(&mut rx, Change::Image { image: "a".into(), touch: Touch::Filter }).await;
+    // An editor's save outside the context: write a temp file, rename it over the Dockerfile.
+    std::fs::write(d2.join("docker/.Dockerfile.tmp"), "FROM scratch\nENV B=1\n").unwrap();
+    std::fs::rename(d2.join("docker/.Dockerfile.tmp"), d2.join("docker/Dockerfile")).unwrap();
+    expect(&mut rx, Change::Image { image: "b".into(), touch: Touch::Inputs }).await;
+    std::fs::write(d2.join("devloop.toml"), "# edited\n").unwrap();
+    expect(&mut rx, Change::Config).await;
+    std::fs::write(ctx.join("src/main.c"), "int main;\n").unwrap();
+    expect(&mut rx, Change::Image { image: "a".into(), touch: Touch::Path("src/main.c".into()) }).await;
+}
