@@ -156,3 +156,34 @@ pub async fn build_images(
     }
     Ok(outcomes)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// One async worker: a task doing blocking file work through `off_runtime` must not stop the others
+    /// (the watcher's batches, port-forwards, rollout watches) from running meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn blocking_work_leaves_the_async_workers_free() {
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let counter = ticks.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let during = ticks.clone();
+        let blocked = tokio::spawn(async move {
+            let before = during.load(Ordering::Relaxed);
+            super::off_runtime(|| std::thread::sleep(Duration::from_millis(400)));
+            during.load(Ordering::Relaxed) - before
+        });
+        let ticked = blocked.await.unwrap();
+        ticker.abort();
+        assert!(ticked >= 5, "the other task ticked {ticked} times in 400 ms of blocking work");
+    }
+}

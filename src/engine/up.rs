@@ -149,6 +149,8 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
             _ = stop.cancelled() => break,
             b = batches.recv() => match b { Some(b) => on_batch(&ctx, b).await, None => break },
             ev = events.recv() => match ev { Some(ev) => vec![ev], None => break },
+            // Reap finished workers, so a long session does not pile up their results.
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
         };
         for ev in evs {
             for action in decide::step(&mut state, ev) {
@@ -205,10 +207,13 @@ async fn on_batch(ctx: &Ctx, batch: watch::Batch) -> Vec<Event> {
     if batch.config || batch.everything {
         out.extend(reload(ctx).await);
     }
+    let cfg = ctx.config();
     let mut changes = batch.images;
     if batch.everything {
-        changes = ctx.config().images.iter().map(|i| (i.name.clone(), Scope::Rescan)).collect();
+        changes = cfg.images.iter().map(|i| (i.name.clone(), Scope::Rescan)).collect();
     }
+    // The watcher of an older config may still have reported an image that is gone.
+    changes.retain(|image, _| cfg.image(image).is_some());
     if !changes.is_empty() {
         out.push(Event::Changed { changes, at });
     }
