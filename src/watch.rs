@@ -65,7 +65,8 @@ impl Watched {
 
 /// A file's path with its directory resolved (the file itself may come and go as editors save).
 fn canonical_file(p: &Path) -> PathBuf {
-    match (p.parent().and_then(|d| std::fs::canonicalize(d).ok()), p.file_name()) {
+    let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match (std::fs::canonicalize(dir).ok(), p.file_name()) {
         (Some(dir), Some(name)) => dir.join(name),
         _ => p.to_path_buf(),
     }

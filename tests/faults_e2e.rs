@@ -68,7 +68,7 @@ impl Sampler {
 }
 
 fn nothing_deployed(samples: Vec<String>, before: &str) {
-    assert!(samples.len() >= 4, "too few samples: {samples:?}");
+    assert!(samples.len() >= 3, "too few samples: {samples:?}");
     let other: Vec<&String> = samples.iter().filter(|s| *s != before).collect();
     assert!(other.is_empty(), "deployed during the outage: {other:?} (before: {before})");
 }
@@ -107,8 +107,10 @@ fn buildkitd_killed_mid_build_is_reported_and_the_loop_recovers() {
         "{retry}"
     );
     // Down for a while: the retries keep saying so, and devloop keeps running.
-    let again = up.wait_for("another retry", 30, event("retry"));
-    assert!(again["message"].as_str().unwrap_or("").starts_with("BuildKit is unreachable at unix://"), "{again}");
+    for _ in 0..2 {
+        let again = up.wait_for("another retry", 30, event("retry"));
+        assert!(again["message"].as_str().unwrap_or("").starts_with("BuildKit is unreachable at unix://"), "{again}");
+    }
     assert!(up.alive(), "devloop up exited when buildkitd died");
     nothing_deployed(sampler.finish(), &before);
 
@@ -134,7 +136,9 @@ fn a_stopped_registry_is_reported_nothing_is_deployed_and_it_recovers() {
     assert_eq!(retry["event"], "retry", "{retry}");
     let host = env("DEVLOOP_REGISTRY");
     assert!(retry["message"].as_str().unwrap_or("").starts_with(&format!("registry {host} is unreachable")), "{retry}");
-    up.wait_for("another retry", 30, event("retry"));
+    for _ in 0..2 {
+        up.wait_for("another retry", 30, event("retry"));
+    }
     assert!(up.alive());
     nothing_deployed(sampler.finish(), &before);
 
