@@ -193,6 +193,7 @@ fn report(out: &mut (dyn Write + Send), image: &str, what: &str, started: Instan
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn patch_one(
     cfg: &Config,
     t: &Target,
@@ -238,7 +239,13 @@ async fn patch_one(
         let _ = writeln!(out, "{}: rolling {what} back to {previous}", d.image);
         deploy::patch_image(&api, name, &container, &previous).await?;
         let started = Instant::now();
-        let back = deploy::watch_rollout(t, name, &[previous.clone()], d.rollout_timeout).await?;
+        // A signal while this rollback is watched stops the waiting (the rollback itself is already asked for).
+        let Some(back) = watch_unless_stopped(t, name, std::slice::from_ref(&previous), d.rollout_timeout, intr).await? else {
+            let intr = intr.expect("only a watch with an Interrupt stops early");
+            let _ = writeln!(out, "{}: interrupted ({}): stopped waiting for the rollback of {what}", d.image, intr.name());
+            let _ = writeln!(out, "{}: {}; rollback NOT finished", d.image, state_of(t, name).await);
+            return Err(Error::Interrupted(intr.name()));
+        };
         if report(out, &d.image, &format!("{what} (rollback)"), started, &back) {
             let _ = writeln!(out, "{}: {what} is back on {previous}", d.image);
         }
@@ -299,6 +306,7 @@ fn timeline_of(v: &Verdict) -> Timeline {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn apply_manifests(
     cfg: &Config,
     t: &Target,
