@@ -132,8 +132,15 @@ fn main() -> ExitCode {
     // A check or deploy that a signal stopped (after cleaning up and saying so) exits 128 + the signal.
     let interrupted = matches!(cli.command, Command::Check { .. } | Command::Deploy { .. }).then(|| intr.exit_code()).flatten();
     match result {
-        _ if interrupted.is_some() => {
+        Err(e) if interrupted.is_some() => {
+            if !matches!(e, engine::Error::Interrupted(_)) {
+                eprintln!("error: {e}");
+            }
             eprintln!("devloop: interrupted by {}", intr.name());
+            ExitCode::from(interrupted.unwrap_or(130))
+        }
+        Ok(_) if interrupted.is_some() => {
+            eprintln!("devloop: interrupted by {} (after the run had finished)", intr.name());
             ExitCode::from(interrupted.unwrap_or(130))
         }
         Ok(true) => ExitCode::SUCCESS,
