@@ -156,6 +156,7 @@ fn interrupted_check_cleans_up(sig: &str, code: i32, name: &str) {
     assert!(!running(&cmd_pid) && !running(&child_pid), "the check command's processes survived:\n{out}");
     gone(&["get", "clusterrole", &role]).unwrap_or_else(|e| panic!("the ClusterRole is still there: {e}\n{out}"));
     eventually("the check namespace is deleted", 90, || gone(&["get", "namespace", &check_ns]));
+    eprintln!("{out}");
 }
 
 #[test]
@@ -191,6 +192,7 @@ fn a_check_command_past_the_timeout_fails_and_leaves_no_process_behind() {
     // A check that ends by itself deletes its cluster-scoped objects too, not only its namespace.
     assert!(stdout.contains(&format!("check: deleted clusterrole/{role}")), "{stdout}");
     gone(&["get", "clusterrole", &role]).unwrap_or_else(|e| panic!("the ClusterRole is still there: {e}\n{stdout}"));
+    eprintln!("{stdout}");
 }
 
 /// A project whose image is deployed by patching Deployment `name` in `ns`, which runs its first build.
@@ -245,6 +247,7 @@ fn deploy_interrupted_with_rollback_on_failure_rolls_back() {
     assert!(out.contains(&format!("rolled back: it is back on {before}")), "{out}");
     assert!(out.contains("rollback finished"), "{out}");
     assert_eq!(template_image(&ns.0, &p.name), before, "the Deployment's template is not the previous image again");
+    eprintln!("{out}");
 }
 
 #[test]
@@ -268,4 +271,5 @@ fn deploy_interrupted_without_rollback_says_where_the_deployment_stands() {
     assert!(state.contains("1 desired, 1 updated, 1 ready, 1 available"), "{state}");
     assert!(!out.contains("rolling") && !out.contains("rolled back"), "{out}");
     assert_eq!(template_image(&ns.0, &p.name), new, "nothing rolls back without rollback-on-failure");
+    eprintln!("{out}");
 }
