@@ -270,9 +270,44 @@ async fn copy_deployment(base: &Target, target: &Target, name: &str) -> Result<(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn url_variables_are_shell_safe() {
-        assert_eq!(super::url_var("hello"), "DEVLOOP_URL_HELLO");
-        assert_eq!(super::url_var("my-app.v2"), "DEVLOOP_URL_MY_APP_V2");
+        assert_eq!(url_var("hello"), "DEVLOOP_URL_HELLO");
+        assert_eq!(url_var("my-app.v2"), "DEVLOOP_URL_MY_APP_V2");
+    }
+
+    #[tokio::test]
+    async fn a_second_signal_stops_the_cleanup_and_names_what_is_left() {
+        // An API server that never answers: the first delete hangs until the second signal.
+        let never = tower::service_fn(|_: http::Request<kube::client::Body>| {
+            std::future::pending::<Result<http::Response<kube::client::Body>, std::convert::Infallible>>()
+        });
+        let ns = "devloop-check-00000000";
+        let t = Target { context: "test".into(), namespace: ns.into(), client: kube::Client::new(never, ns), kinds: Default::default(), created: None };
+        let role = deploy::manifests::ClusterObject {
+            resource: kube::discovery::ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRole>(&()),
+            name: "devloop-e2e-role".into(),
+        };
+        let intr = Interrupt::new();
+        intr.raise(crate::interrupt::SIGINT);
+        let second = intr.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            second.raise(crate::interrupt::SIGINT);
+        });
+        let mut out = Vec::new();
+        cleanup(&t, vec![Leftover::Cluster(role), Leftover::Namespace(ns.into())], &intr, &mut out).await;
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("check: second signal (SIGINT): cleanup stopped\n"), "{out}");
+        assert!(
+            out.contains(&format!(
+                "check: LEFT BEHIND: clusterrole/devloop-e2e-role, namespace {ns}; \
+                 delete with: kubectl delete clusterrole/devloop-e2e-role; kubectl delete namespace {ns}\n"
+            )),
+            "{out}"
+        );
+        assert!(!out.contains("deleted"), "{out}");
     }
 }
