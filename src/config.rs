@@ -99,13 +99,30 @@ pub struct Forward {
 }
 
 /// `[check]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Check {
     /// Shell commands run in order once everything is rolled out; `DEVLOOP_URL_<DEPLOYMENT>` is set for
     /// each port-forward.
-    #[serde(default)]
     pub commands: Vec<String>,
+    /// How long one command may run before it and every process it started are killed (and it fails).
+    pub timeout: std::time::Duration,
+}
+
+/// `[check] timeout` when unset.
+pub const DEFAULT_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl Default for Check {
+    fn default() -> Self {
+        Check { commands: vec![], timeout: DEFAULT_CHECK_TIMEOUT }
+    }
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawCheck {
+    #[serde(default)]
+    commands: Vec<String>,
+    timeout: Option<toml::Spanned<String>>,
 }
 
 /// `[kube]`.
@@ -265,7 +282,7 @@ struct RawConfig {
     #[serde(default, rename = "port-forward")]
     forwards: Vec<Forward>,
     #[serde(default)]
-    check: Check,
+    check: RawCheck,
 }
 
 #[derive(Default, Deserialize)]
@@ -468,16 +485,22 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
             rollback_on_failure: d.rollback_on_failure,
         });
     }
-    let duration = |v: &Option<toml::Spanned<String>>, key: &str, default_ms: u64| match v {
+    let duration = |v: &Option<toml::Spanned<String>>, key: &str, default_ms: u64, like: &str| match v {
         None => Ok(std::time::Duration::from_millis(default_ms)),
         Some(t) => humantime::parse_duration(t.get_ref()).map_err(|e| {
-            err(Some(t.span()), key.to_string(), format!("`{}` is not a duration like \"100ms\": {e}", t.get_ref()))
+            err(Some(t.span()), key.to_string(), format!("`{}` is not a duration like \"{like}\": {e}", t.get_ref()))
         }),
     };
     let watch = WatchConfig {
-        debounce: duration(&raw.watch.debounce, "watch.debounce", 50)?,
-        max_wait: duration(&raw.watch.max_wait, "watch.max-wait", 1000)?,
+        debounce: duration(&raw.watch.debounce, "watch.debounce", 50, "100ms")?,
+        max_wait: duration(&raw.watch.max_wait, "watch.max-wait", 1000, "100ms")?,
     };
+    let check_timeout = duration(&raw.check.timeout, "check.timeout", DEFAULT_CHECK_TIMEOUT.as_millis() as u64, "5m")?;
+    if check_timeout.is_zero() {
+        let span = raw.check.timeout.as_ref().map(|t| t.span());
+        return Err(err(span, "check.timeout".into(), "must be more than 0s".into()));
+    }
+    let check = Check { commands: raw.check.commands, timeout: check_timeout };
     Ok(Config {
         path: path.to_path_buf(),
         root,
@@ -488,7 +511,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
         deploys,
         watch,
         forwards: raw.forwards,
-        check: raw.check,
+        check,
     })
 }
 

@@ -4,6 +4,8 @@
 //! the next one.
 //! Also: streaming the logs of a rollout's new pods.
 
+use std::time::Duration;
+
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -88,15 +90,60 @@ impl Picker {
     }
 }
 
+/// The pause after a failed `accept`: a persistent error (EMFILE when out of file descriptors) fails again
+/// at once, so retrying immediately would spin a core. 10 ms, doubling up to 1 s, back to 10 ms after a
+/// success.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    /// Failures in the current streak.
+    failures: u32,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const MAX: Duration = Duration::from_secs(1);
+
+    /// Notes a failure; returns how long to wait and whether it starts a streak (the one to log).
+    fn failed(&mut self) -> (Duration, bool) {
+        self.failures += 1;
+        let wait = Self::FIRST.saturating_mul(1 << (self.failures - 1).min(16)).min(Self::MAX);
+        (wait, self.failures == 1)
+    }
+
+    /// Notes a success; returns the length of the streak it ends (0 if none).
+    fn succeeded(&mut self) -> u32 {
+        std::mem::take(&mut self.failures)
+    }
+}
+
 /// Serves connections on `listener` until cancelled, each forwarded to a Ready pod's `remote` port.
 pub async fn serve(listener: TcpListener, t: Target, deployment: String, remote: u16, ui: Ui, cancel: CancellationToken) {
     let picker = std::sync::Arc::new(Picker { t: t.clone(), deployment: deployment.clone(), watched: Default::default() });
+    let mut backoff = AcceptBackoff::default();
     loop {
         let conn = tokio::select! {
             _ = cancel.cancelled() => return,
             c = listener.accept() => c,
         };
-        let Ok((mut conn, _)) = conn else { continue };
+        let mut conn = match conn {
+            Ok((conn, _)) => {
+                let streak = backoff.succeeded();
+                if streak > 0 {
+                    tracing::info!("port-forward to {deployment}: accepting again after {streak} failed attempt(s)");
+                }
+                conn
+            }
+            Err(e) => {
+                let (wait, first) = backoff.failed();
+                if first {
+                    ui.line(&deployment, "forward", &format!("port-forward: cannot accept a connection ({e}); retrying with backoff"));
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => continue,
+                }
+            }
+        };
         let _ = conn.set_nodelay(true);
         let (t, deployment, ui, cancel, picker) = (t.clone(), deployment.clone(), ui.clone(), cancel.clone(), picker.clone());
         tokio::spawn(async move {
@@ -156,6 +203,23 @@ pub async fn stream_logs(t: Target, pod: String, image: String, ui: Ui, cancel: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_errors_back_off_from_10ms_doubling_to_1s_and_a_success_resets() {
+        let mut b = AcceptBackoff::default();
+        let waits: Vec<(u64, bool)> = (0..10).map(|_| b.failed()).map(|(d, first)| (d.as_millis() as u64, first)).collect();
+        assert_eq!(
+            waits,
+            [(10, true), (20, false), (40, false), (80, false), (160, false), (320, false), (640, false), (1000, false), (1000, false), (1000, false)]
+        );
+        for _ in 0..100 {
+            b.failed();
+        }
+        assert_eq!(b.failed().0, Duration::from_secs(1), "no overflow in a long streak");
+        assert_eq!(b.succeeded(), 111);
+        assert_eq!(b.succeeded(), 0);
+        assert_eq!(b.failed(), (Duration::from_millis(10), true), "a new streak starts over and is logged again");
+    }
 
     fn pod(name: &str, created: &str, ready: bool, deleting: bool) -> Pod {
         serde_json::from_value(serde_json::json!({

@@ -10,6 +10,7 @@ pub mod filter;
 pub mod forward;
 pub mod hash;
 pub mod hook;
+pub mod interrupt;
 pub mod registry;
 #[cfg(test)]
 mod test_util;

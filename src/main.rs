@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use devloop::interrupt::Interrupt;
 use devloop::{config, engine};
 
 /// The inner dev loop for Kubernetes: content-tagged images built by BuildKit, rolled out without deleting pods.
@@ -126,8 +127,22 @@ fn main() -> ExitCode {
         }
     };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    let result = runtime.block_on(run(&cli, &cfg));
+    let intr = Interrupt::new();
+    let result = runtime.block_on(run(&cli, &cfg, &intr));
+    // A check or deploy that a signal stopped (after cleaning up and saying so) exits 128 + the signal.
+    let interrupted = matches!(cli.command, Command::Check { .. } | Command::Deploy { .. }).then(|| intr.exit_code()).flatten();
     match result {
+        Err(e) if interrupted.is_some() => {
+            if !matches!(e, engine::Error::Interrupted(_)) {
+                eprintln!("error: {e}");
+            }
+            eprintln!("devloop: interrupted by {}", intr.name());
+            ExitCode::from(interrupted.unwrap_or(130))
+        }
+        Ok(_) if interrupted.is_some() => {
+            eprintln!("devloop: interrupted by {} (after the run had finished)", intr.name());
+            ExitCode::from(interrupted.unwrap_or(130))
+        }
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -154,8 +169,12 @@ fn load_config(explicit: Option<&std::path::Path>) -> Result<config::Config, con
 }
 
 /// Ok(false): the run finished but something it watched failed (a rollout), already reported.
-async fn run(cli: &Cli, cfg: &config::Config) -> Result<bool, engine::Error> {
+async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt) -> Result<bool, engine::Error> {
     let mut stdout = std::io::stdout();
+    // The long-running commands handle SIGINT and SIGTERM themselves (to clean up); the others die by them.
+    if matches!(cli.command, Command::Check { .. } | Command::Deploy { .. } | Command::Up { .. }) {
+        intr.listen().map_err(|e| engine::Error::Usage(format!("cannot handle signals: {e}")))?;
+    }
     match &cli.command {
         Command::Hash { images } => {
             for h in engine::hash_images(cfg, images)? {
@@ -167,14 +186,14 @@ async fn run(cli: &Cli, cfg: &config::Config) -> Result<bool, engine::Error> {
         }
         Command::Deploy { tag, kube } => {
             let opts = engine::deploy::DeployOptions { kube: kube.options(), tag: tag.clone(), verbose: cli.verbose > 0 };
-            return engine::deploy::deploy_all(cfg, &opts, &mut stdout).await;
+            return engine::deploy::deploy_all(cfg, &opts, &mut stdout, intr).await;
         }
         Command::Check { kube, keep } => {
             let opts = engine::check::CheckOptions {
                 deploy: engine::deploy::DeployOptions { kube: kube.options(), tag: None, verbose: cli.verbose > 0 },
                 keep: *keep,
             };
-            return engine::check::check(cfg, &opts, &mut stdout).await;
+            return engine::check::check(cfg, &opts, &mut stdout, intr).await;
         }
         Command::Hook { action: HookAction::Install { force } } => {
             let here = std::env::current_dir().map_err(|e| engine::Error::Usage(e.to_string()))?;
@@ -183,13 +202,8 @@ async fn run(cli: &Cli, cfg: &config::Config) -> Result<bool, engine::Error> {
         }
         Command::Up { kube, json, cleanup } => {
             let opts = engine::up::UpOptions { kube: kube.options(), json: *json, cleanup: *cleanup, verbose: cli.verbose > 0 };
-            let stop = tokio_util::sync::CancellationToken::new();
-            let on_signal = stop.clone();
-            tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
-                on_signal.cancel();
-            });
-            engine::up::up(cfg.clone(), opts, stop).await?;
+            // SIGINT (Ctrl-C) or SIGTERM stops the loop.
+            engine::up::up(cfg.clone(), opts, intr.stop().clone()).await?;
         }
     }
     Ok(true)

@@ -57,6 +57,9 @@ fn good_config_resolves_paths_and_defaults() {
     assert_eq!(c.watch.max_wait, std::time::Duration::from_secs(1));
     assert_eq!(c.forwards, [Forward { deployment: "hello".into(), local: 8080, remote: 8080 }]);
     assert_eq!(c.check.commands.len(), 1);
+    assert_eq!(c.check.timeout, std::time::Duration::from_secs(300), "the default [check] timeout");
+    let c = parse(Path::new("/p/devloop.toml"), &format!("{GOOD}timeout = \"90s\"\n")).unwrap();
+    assert_eq!(c.check.timeout, std::time::Duration::from_secs(90));
 }
 
 /// (config text, expected line, expected key, a fragment of the message)
@@ -76,6 +79,9 @@ fn bad_configs_name_line_key_and_cause() {
         ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\n[[deploy]]\nimage = \"a\"\ndeployment = \"a\"\nrollout-timeout = \"soon\"\n", 9, "deploy[0].rollout-timeout", "not a duration"),
         ("[registry]\nhost = \"r\"\n[kube]\nallow-context = [\"x\"]\n", 4, "kube.allow-context", "did you mean `allow-contexts`"),
         ("[registry]\nhost = \"r\"\n[watch]\ndebounce = \"fast\"\n", 4, "watch.debounce", "not a duration"),
+        ("[registry]\nhost = \"r\"\n[check]\ncommands = []\ntimeout = \"forever\"\n", 5, "check.timeout", "not a duration like \"5m\""),
+        ("[registry]\nhost = \"r\"\n[check]\ntimeout = \"0s\"\n", 4, "check.timeout", "more than 0s"),
+        ("[registry]\nhost = \"r\"\n[check]\ntimeout = 30\n", 4, "check.timeout", "expected a string"),
         ("[registry]\nhost = \"r\"\n[[port-forward]]\ndeployment = \"a\"\nremote = 70000\n", 5, "port-forward[0].remote", "invalid value"),
     ];
     for (text, line, key, fragment) in cases {

@@ -114,6 +114,8 @@ pub struct Applied {
     pub object: Object,
     /// False when server-side apply left it as it was.
     pub changed: bool,
+    /// It lives outside any namespace.
+    pub cluster_scoped: bool,
 }
 
 /// Server-side applies `objects` into the target namespace (namespaced kinds), in order.
@@ -134,13 +136,16 @@ pub async fn apply(t: &Target, objects: Vec<Object>) -> Result<Vec<Applied>, Err
         };
         let name = obj.name().to_string();
         let before = api.get_opt(&name).await.map_err(super::Error::api(format!("reading {}", obj.id())))?;
+        if let (Scope::Cluster, None, Some(created)) = (&caps.scope, &before, &t.created) {
+            created.lock().expect("not poisoned").push(ClusterObject { resource: ar.clone(), name: name.clone() });
+        }
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let after = api
             .patch(&name, &params, &Patch::Apply(&obj.value))
             .await
             .map_err(super::Error::api(format!("applying {} from {}", obj.id(), obj.file)))?;
         let changed = before.and_then(|b| b.metadata.resource_version) != after.metadata.resource_version;
-        out.push(Applied { object: obj, changed });
+        out.push(Applied { object: obj, changed, cluster_scoped: caps.scope == Scope::Cluster });
     }
     Ok(out)
 }
@@ -153,6 +158,32 @@ async fn resolve_kind(t: &Target, gvk: &GroupVersionKind) -> Result<(ApiResource
     let found = discovery::pinned_kind(&t.client, gvk).await?;
     t.kinds.lock().expect("not poisoned").insert(gvk.clone(), found.clone());
     Ok(found)
+}
+
+/// A cluster-scoped object (a ClusterRole, a Namespace, …) that an apply created.
+#[derive(Debug, Clone)]
+pub struct ClusterObject {
+    /// Its kind's API resource.
+    pub resource: ApiResource,
+    /// Its name.
+    pub name: String,
+}
+
+impl ClusterObject {
+    /// `kind/name` in lower case, as kubectl takes it.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.resource.kind.to_lowercase(), self.name)
+    }
+
+    /// Deletes it; false when it was already gone.
+    pub async fn delete(&self, client: &kube::Client) -> Result<bool, Error> {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &self.resource);
+        match api.delete(&self.name, &Default::default()).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+            Err(e) => Err(super::Error::Api { what: format!("deleting {}", self.id()), source: e }),
+        }
+    }
 }
 
 /// Deletes `objects` (those that exist) from the target; returns how many were deleted.

@@ -71,7 +71,14 @@ pub struct Target {
     pub client: Client,
     /// Kinds already resolved by discovery: the loop applies the same manifests again and again.
     pub kinds: KindCache,
+    /// When set, the cluster-scoped objects that applies through this target create are recorded here:
+    /// deleting the namespace does not delete them, so `check` deletes them itself.
+    pub created: Option<Created>,
 }
+
+/// Cluster-scoped objects created through a [`Target`], each recorded before its request is sent, so one
+/// whose request was interrupted is still known.
+pub type Created = std::sync::Arc<std::sync::Mutex<Vec<manifests::ClusterObject>>>;
 
 /// Discovery results per kind, shared by the clones of a [`Target`].
 pub type KindCache = std::sync::Arc<
@@ -105,7 +112,7 @@ pub async fn connect(cfg: &config::Kube, opts: &KubeOptions) -> Result<Target, E
         .await
         .map_err(|e| Error::Kubeconfig(format!("context {context}: {e}")))?;
     let client = client(kc).map_err(Error::api(format!("client for context {context}")))?;
-    Ok(Target { context, namespace, client, kinds: Default::default() })
+    Ok(Target { context, namespace, client, kinds: Default::default(), created: None })
 }
 
 /// A client like `Client::try_from(config)` but with TCP_NODELAY on its connections. Without it, a fresh

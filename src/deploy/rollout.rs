@@ -138,6 +138,32 @@ pub fn assess(dep: &Deployment, pods: &[Pod], refs: &[String]) -> Verdict {
     ))
 }
 
+/// Where a Deployment stands, in one line: its pod template's image(s) and its replica counts, e.g.
+/// `template image reg/app:1@sha256:…; 1 desired, 0 updated, 1 ready, 1 available, 2 total`. Told when a
+/// rollout was interrupted, so the user knows what is running without asking kubectl.
+pub fn describe(dep: &Deployment) -> String {
+    let containers = dep.spec.as_ref().and_then(|s| s.template.spec.as_ref()).map(|s| s.containers.as_slice()).unwrap_or_default();
+    let image = |c: &k8s_openapi::api::core::v1::Container| c.image.clone().unwrap_or_else(|| "(none)".into());
+    let images = match containers {
+        [one] => format!("template image {}", image(one)),
+        many => format!("template images {}", many.iter().map(|c| format!("{}={}", c.name, image(c))).collect::<Vec<_>>().join(", ")),
+    };
+    let status = dep.status.clone().unwrap_or_default();
+    let n = |v: Option<i32>| v.unwrap_or(0);
+    let mut line = format!(
+        "{images}; {} desired, {} updated, {} ready, {} available, {} total",
+        dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+        n(status.updated_replicas),
+        n(status.ready_replicas),
+        n(status.available_replicas),
+        n(status.replicas),
+    );
+    if status.observed_generation.unwrap_or(0) < dep.metadata.generation.unwrap_or(0) {
+        line.push_str(" (the controller has not seen the latest template yet)");
+    }
+    line
+}
+
 /// The first failing container of a pod, if any.
 fn pod_failure(pod: &Pod) -> Option<Failure> {
     let name = pod.metadata.name.clone();

@@ -1,6 +1,7 @@
 //! `devloop check`: the pre-push local CI run. Build every image, deploy into a throwaway namespace
 //! (manifest mode applies the manifests there; patch mode copies the configured Deployments there), wait for
-//! every rollout, port-forward, run `[check] commands` with `DEVLOOP_URL_<NAME>` set, delete the namespace.
+//! every rollout, port-forward, run `[check] commands` with `DEVLOOP_URL_<NAME>` set, delete the namespace
+//! and the cluster-scoped objects the manifests created — also when a signal interrupts any of it.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -11,11 +12,13 @@ use kube::api::{Api, DeleteParams, PostParams};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use super::command::{self, Ended};
 use super::deploy::{deploy_image, resolve_all, DeployOptions};
 use super::Error;
 use crate::config::{Config, DeployTarget};
 use crate::deploy::{self, Target};
 use crate::forward;
+use crate::interrupt::{until, Interrupt};
 use crate::ui::Ui;
 
 /// Choices for `check`.
@@ -34,10 +37,16 @@ pub fn url_var(deployment: &str) -> String {
     format!("DEVLOOP_URL_{name}")
 }
 
-/// Runs the check; Ok(true) only when every rollout and every command passed.
-pub async fn check(cfg: &Config, opts: &CheckOptions, out: &mut (dyn Write + Send)) -> Result<bool, Error> {
+/// Runs the check; Ok(true) only when every rollout and every command passed. A signal at any point stops
+/// it: whatever it created (the namespace, cluster-scoped objects from the manifests) is deleted — unless a
+/// second signal stops that, and then what is left is named — and the result is [`Error::Interrupted`].
+pub async fn check(cfg: &Config, opts: &CheckOptions, out: &mut (dyn Write + Send), intr: &Interrupt) -> Result<bool, Error> {
     let base = deploy::connect(&cfg.kube, &opts.deploy.kube).await?;
-    let references = resolve_all(cfg, &opts.deploy, out).await?;
+    let Some(references) = until(intr.stop(), resolve_all(cfg, &opts.deploy, out)).await else {
+        let _ = writeln!(out, "check: interrupted ({}) while building: nothing was created in the cluster", intr.name());
+        return Err(Error::Interrupted(intr.name()));
+    };
+    let references = references?;
     let mut h = Sha256::new();
     let mut refs: Vec<&String> = references.values().collect();
     refs.sort();
@@ -47,7 +56,184 @@ pub async fn check(cfg: &Config, opts: &CheckOptions, out: &mut (dyn Write + Sen
     h.update(std::process::id().to_be_bytes());
     h.update(format!("{:?}", std::time::SystemTime::now()).as_bytes());
     let ns = format!("devloop-check-{}", &hex::encode(h.finalize())[..8]);
-    let namespaces: Api<Namespace> = Api::all(base.client.clone());
+    let created = deploy::Created::default();
+    let target = Target { namespace: ns.clone(), created: Some(created.clone()), ..base.clone() };
+    let forwards = CancellationToken::new();
+    let result = run_in(cfg, &base, &target, &references, out, &forwards, intr).await;
+    forwards.cancel();
+    if matches!(result, Err(Error::Interrupted(_))) {
+        let _ = writeln!(out, "check: interrupted ({}): cleaning up", intr.name());
+    }
+    // Everything that may exist now: the cluster-scoped objects (newest first), then the namespace.
+    let mut left: Vec<Leftover> = created.lock().expect("not poisoned").iter().rev().cloned().map(Leftover::Cluster).collect();
+    left.push(Leftover::Namespace(ns.clone()));
+    if opts.keep {
+        let ids: Vec<String> = left.iter().map(Leftover::id).collect();
+        let _ = writeln!(out, "check: kept {} (--keep); delete with: {}", ids.join(", "), delete_commands(&left));
+    } else {
+        cleanup(&target, left, intr, out).await;
+    }
+    let ok = result?;
+    let _ = writeln!(out, "check: {}", if ok { "PASSED" } else { "FAILED" });
+    Ok(ok)
+}
+
+/// Something a check created.
+#[derive(Debug, Clone)]
+enum Leftover {
+    Namespace(String),
+    Cluster(deploy::manifests::ClusterObject),
+}
+
+impl Leftover {
+    fn id(&self) -> String {
+        match self {
+            Leftover::Namespace(ns) => format!("namespace {ns}"),
+            Leftover::Cluster(o) => o.id(),
+        }
+    }
+
+    /// Deletes it: Ok(false) when it did not exist.
+    async fn delete(&self, t: &Target) -> Result<bool, deploy::Error> {
+        match self {
+            Leftover::Cluster(o) => o.delete(&t.client).await,
+            Leftover::Namespace(ns) => {
+                let api: Api<Namespace> = Api::all(t.client.clone());
+                match api.delete(ns, &DeleteParams::default()).await {
+                    Ok(_) => Ok(true),
+                    Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+                    Err(e) => Err(deploy::Error::Api { what: format!("deleting namespace {ns}"), source: e }),
+                }
+            }
+        }
+    }
+}
+
+/// The kubectl commands that delete `left`.
+fn delete_commands(left: &[Leftover]) -> String {
+    left.iter()
+        .map(|l| match l {
+            Leftover::Namespace(ns) => format!("kubectl delete namespace {ns}"),
+            Leftover::Cluster(o) => format!("kubectl delete {}", o.id()),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Deletes what the check created, saying what was deleted; a second signal (or a failing request) leaves
+/// the rest, which is then named with the commands that delete it.
+async fn cleanup(t: &Target, left: Vec<Leftover>, intr: &Interrupt, out: &mut (dyn Write + Send)) {
+    let mut remaining = Vec::new();
+    let mut items = left.into_iter();
+    for item in items.by_ref() {
+        // Bounded, so an unreachable API server cannot hold the check forever.
+        let delete = tokio::time::timeout(std::time::Duration::from_secs(20), item.delete(t));
+        match until(intr.abort(), delete).await {
+            None => {
+                let _ = writeln!(out, "check: second signal ({}): cleanup stopped", intr.name());
+                remaining.push(item);
+                break;
+            }
+            Some(Ok(Ok(true))) => {
+                let _ = writeln!(out, "check: deleted {}", item.id());
+            }
+            Some(Ok(Ok(false))) => {}
+            Some(Ok(Err(e))) => {
+                let _ = writeln!(out, "check: could not delete {}: {e}", item.id());
+                remaining.push(item);
+            }
+            Some(Err(_)) => {
+                let _ = writeln!(out, "check: could not delete {}: no answer within 20s", item.id());
+                remaining.push(item);
+            }
+        }
+    }
+    remaining.extend(items);
+    if !remaining.is_empty() {
+        let ids: Vec<String> = remaining.iter().map(Leftover::id).collect();
+        let _ = writeln!(out, "check: LEFT BEHIND: {}; delete with: {}", ids.join(", "), delete_commands(&remaining));
+    }
+}
+
+/// Creates the namespace, deploys, opens the forwards and runs the commands. Everything before the commands
+/// is simply dropped on a signal; a running command is ended with its whole process group.
+async fn run_in(
+    cfg: &Config,
+    base: &Target,
+    target: &Target,
+    references: &HashMap<String, String>,
+    out: &mut (dyn Write + Send),
+    forwards: &CancellationToken,
+    intr: &Interrupt,
+) -> Result<bool, Error> {
+    let setup = until(intr.stop(), async {
+        create_namespace(target, out).await?;
+        for d in &cfg.deploys {
+            if let DeployTarget::Patch { deployment, .. } = &d.target {
+                copy_deployment(base, target, deployment).await?;
+            }
+        }
+        let mut images: Vec<&String> = references.keys().collect();
+        images.sort();
+        for image in images {
+            let mut rolled = Vec::new();
+            if !deploy_image(cfg, target, image, references, out, &mut rolled).await? {
+                return Ok(None);
+            }
+        }
+        let mut env = Vec::new();
+        let ui = Ui::new(false, Box::new(std::io::stderr()));
+        for f in &cfg.forwards {
+            let listener = forward::bind(&f.deployment, 0).await.map_err(|e| Error::Usage(e.to_string()))?;
+            let port = listener.local_addr().map_err(|e| Error::Usage(e.to_string()))?.port();
+            let url = format!("http://127.0.0.1:{port}");
+            let _ = writeln!(out, "check: {}={url} -> deployment {}/{}:{}", url_var(&f.deployment), target.namespace, f.deployment, f.remote);
+            env.push((url_var(&f.deployment), url));
+            tokio::spawn(forward::serve(listener, target.clone(), f.deployment.clone(), f.remote, ui.clone(), forwards.child_token()));
+        }
+        env.push(("DEVLOOP_NAMESPACE".to_string(), target.namespace.clone()));
+        Ok::<_, Error>(Some(env))
+    })
+    .await;
+    let env = match setup {
+        None => return Err(Error::Interrupted(intr.name())),
+        Some(r) => match r? {
+            None => return Ok(false),
+            Some(env) => env,
+        },
+    };
+    let mut ok = true;
+    let timeout = cfg.check.timeout;
+    for cmd in &cfg.check.commands {
+        let _ = writeln!(out, "check: $ {cmd}");
+        let ended = command::run(cmd, &cfg.root, &env, timeout, intr.stop(), out)
+            .await
+            .map_err(|e| Error::Usage(format!("cannot run `{cmd}`: {e}")))?;
+        match ended {
+            Ended::Exited(status) => {
+                let passed = status.success();
+                let _ = writeln!(out, "check: {} `{cmd}` ({status})", if passed { "passed" } else { "FAILED" });
+                ok &= passed;
+            }
+            Ended::TimedOut => {
+                let t = humantime::format_duration(timeout);
+                let _ = writeln!(out, "check: FAILED `{cmd}` (timed out after {t}, [check] timeout = \"{t}\"; it and its processes were killed)");
+                ok = false;
+            }
+            Ended::Interrupted => {
+                let _ = writeln!(out, "check: interrupted `{cmd}` ({}): it and its processes were killed", intr.name());
+                return Err(Error::Interrupted(intr.name()));
+            }
+        }
+    }
+    Ok(ok)
+}
+
+/// Creates the check's namespace. Its name is known before the request, so an interrupt during it still
+/// leads to its deletion.
+async fn create_namespace(target: &Target, out: &mut (dyn Write + Send)) -> Result<(), Error> {
+    let ns = &target.namespace;
+    let namespaces: Api<Namespace> = Api::all(target.client.clone());
     let obj: Namespace = serde_json::from_value(serde_json::json!({
         "metadata": {"name": ns, "labels": {"app.kubernetes.io/managed-by": "devloop"}}
     }))
@@ -56,72 +242,8 @@ pub async fn check(cfg: &Config, opts: &CheckOptions, out: &mut (dyn Write + Sen
         .create(&PostParams::default(), &obj)
         .await
         .map_err(|e| deploy::Error::Api { what: format!("creating namespace {ns}"), source: e })?;
-    let _ = writeln!(out, "check: namespace {ns} (context {})", base.context);
-    let target = Target { namespace: ns.clone(), ..base.clone() };
-    let stop = CancellationToken::new();
-    let result = run_in(cfg, &base, &target, &references, out, &stop).await;
-    stop.cancel();
-    if opts.keep {
-        let _ = writeln!(out, "check: kept namespace {ns} (--keep); delete it with: kubectl delete namespace {ns}");
-    } else {
-        let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
-        let _ = writeln!(out, "check: deleted namespace {ns}");
-    }
-    let ok = result?;
-    let _ = writeln!(out, "check: {}", if ok { "PASSED" } else { "FAILED" });
-    Ok(ok)
-}
-
-async fn run_in(
-    cfg: &Config,
-    base: &Target,
-    target: &Target,
-    references: &HashMap<String, String>,
-    out: &mut (dyn Write + Send),
-    stop: &CancellationToken,
-) -> Result<bool, Error> {
-    for d in &cfg.deploys {
-        if let DeployTarget::Patch { deployment, .. } = &d.target {
-            copy_deployment(base, target, deployment).await?;
-        }
-    }
-    let mut images: Vec<&String> = references.keys().collect();
-    images.sort();
-    for image in images {
-        let mut rolled = Vec::new();
-        if !deploy_image(cfg, target, image, references, out, &mut rolled).await? {
-            return Ok(false);
-        }
-    }
-    let mut env = Vec::new();
-    let ui = Ui::new(false, Box::new(std::io::stderr()));
-    for f in &cfg.forwards {
-        let listener = forward::bind(&f.deployment, 0).await.map_err(|e| Error::Usage(e.to_string()))?;
-        let port = listener.local_addr().map_err(|e| Error::Usage(e.to_string()))?.port();
-        let url = format!("http://127.0.0.1:{port}");
-        let _ = writeln!(out, "check: {}={url} -> deployment {}/{}:{}", url_var(&f.deployment), target.namespace, f.deployment, f.remote);
-        env.push((url_var(&f.deployment), url));
-        tokio::spawn(forward::serve(listener, target.clone(), f.deployment.clone(), f.remote, ui.clone(), stop.child_token()));
-    }
-    let mut ok = true;
-    for cmd in &cfg.check.commands {
-        let _ = writeln!(out, "check: $ {cmd}");
-        let output = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(cmd)
-            .current_dir(&cfg.root)
-            .envs(env.iter().cloned())
-            .env("DEVLOOP_NAMESPACE", &target.namespace)
-            .output()
-            .await
-            .map_err(|e| Error::Usage(format!("cannot run `{cmd}`: {e}")))?;
-        let _ = out.write_all(&output.stdout);
-        let _ = out.write_all(&output.stderr);
-        let passed = output.status.success();
-        let _ = writeln!(out, "check: {} `{cmd}` ({})", if passed { "passed" } else { "FAILED" }, output.status);
-        ok &= passed;
-    }
-    Ok(ok)
+    let _ = writeln!(out, "check: namespace {ns} (context {})", target.context);
+    Ok(())
 }
 
 /// Copies a Deployment from the base namespace into the check's, keeping only its spec, labels and
@@ -148,9 +270,44 @@ async fn copy_deployment(base: &Target, target: &Target, name: &str) -> Result<(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn url_variables_are_shell_safe() {
-        assert_eq!(super::url_var("hello"), "DEVLOOP_URL_HELLO");
-        assert_eq!(super::url_var("my-app.v2"), "DEVLOOP_URL_MY_APP_V2");
+        assert_eq!(url_var("hello"), "DEVLOOP_URL_HELLO");
+        assert_eq!(url_var("my-app.v2"), "DEVLOOP_URL_MY_APP_V2");
+    }
+
+    #[tokio::test]
+    async fn a_second_signal_stops_the_cleanup_and_names_what_is_left() {
+        // An API server that never answers: the first delete hangs until the second signal.
+        let never = tower::service_fn(|_: http::Request<kube::client::Body>| {
+            std::future::pending::<Result<http::Response<kube::client::Body>, std::convert::Infallible>>()
+        });
+        let ns = "devloop-check-00000000";
+        let t = Target { context: "test".into(), namespace: ns.into(), client: kube::Client::new(never, ns), kinds: Default::default(), created: None };
+        let role = deploy::manifests::ClusterObject {
+            resource: kube::discovery::ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRole>(&()),
+            name: "devloop-e2e-role".into(),
+        };
+        let intr = Interrupt::new();
+        intr.raise(crate::interrupt::SIGINT);
+        let second = intr.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            second.raise(crate::interrupt::SIGINT);
+        });
+        let mut out = Vec::new();
+        cleanup(&t, vec![Leftover::Cluster(role), Leftover::Namespace(ns.into())], &intr, &mut out).await;
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("check: second signal (SIGINT): cleanup stopped\n"), "{out}");
+        assert!(
+            out.contains(&format!(
+                "check: LEFT BEHIND: clusterrole/devloop-e2e-role, namespace {ns}; \
+                 delete with: kubectl delete clusterrole/devloop-e2e-role; kubectl delete namespace {ns}\n"
+            )),
+            "{out}"
+        );
+        assert!(!out.contains("deleted"), "{out}");
     }
 }

@@ -12,6 +12,7 @@ use super::{build_images, hash_images, Error, Outcome};
 use crate::config::{Config, Deploy, DeployTarget};
 use crate::deploy::rollout::{Timeline, Verdict};
 use crate::deploy::{self, images, manifests, KubeOptions, Patched, Target};
+use crate::interrupt::{until, Interrupt};
 use crate::registry;
 
 /// Choices for one deploy run.
@@ -25,18 +26,25 @@ pub struct DeployOptions {
     pub verbose: bool,
 }
 
-/// Deploys every `[[deploy]]`. Ok(false) when a rollout failed (reported on `out`).
-pub async fn deploy_all(cfg: &Config, opts: &DeployOptions, out: &mut (dyn Write + Send)) -> Result<bool, Error> {
+/// Deploys every `[[deploy]]`. Ok(false) when a rollout failed (reported on `out`). A signal while a
+/// rollout is watched leaves it unverified: with `rollback-on-failure` the previous image is put back (a
+/// second signal stops waiting for that); either way the Deployment's state is reported and the result is
+/// [`Error::Interrupted`].
+pub async fn deploy_all(cfg: &Config, opts: &DeployOptions, out: &mut (dyn Write + Send), intr: &Interrupt) -> Result<bool, Error> {
     if cfg.deploys.is_empty() {
         return Err(Error::Usage(format!("{} has no [[deploy]] table: nothing to deploy", cfg.path.display())));
     }
     // The allow-list is checked here, before any build, registry or API request.
     let target = deploy::connect(&cfg.kube, &opts.kube).await?;
-    let references = resolve_all(cfg, opts, out).await?;
+    let Some(references) = until(intr.stop(), resolve_all(cfg, opts, out)).await else {
+        let _ = writeln!(out, "deploy: interrupted ({}) before any workload was changed", intr.name());
+        return Err(Error::Interrupted(intr.name()));
+    };
+    let references = references?;
     let mut ok = true;
     let mut done = Vec::new();
     for d in &cfg.deploys {
-        ok &= deploy_one(cfg, &target, d, &references, out, &mut done).await?;
+        ok &= deploy_one(cfg, &target, d, &references, out, &mut done, Some(intr)).await?;
     }
     Ok(ok)
 }
@@ -54,7 +62,7 @@ pub async fn deploy_image(
 ) -> Result<bool, Error> {
     let mut ok = true;
     for d in cfg.deploys.iter().filter(|d| d.image == image) {
-        ok &= deploy_one(cfg, target, d, references, out, rolled).await?;
+        ok &= deploy_one(cfg, target, d, references, out, rolled, None).await?;
     }
     Ok(ok)
 }
@@ -66,14 +74,42 @@ async fn deploy_one(
     references: &HashMap<String, String>,
     out: &mut (dyn Write + Send),
     rolled: &mut Vec<Rolled>,
+    intr: Option<&Interrupt>,
 ) -> Result<bool, Error> {
     match &d.target {
         DeployTarget::Patch { deployment, container } => {
-            let (ok, timeline) = patch_one(cfg, target, d, deployment, container.as_deref(), &references[&d.image], out).await?;
+            let (ok, timeline) = patch_one(cfg, target, d, deployment, container.as_deref(), &references[&d.image], out, intr).await?;
             rolled.push(Rolled { deployment: deployment.clone(), timeline });
             Ok(ok)
         }
-        DeployTarget::Manifests(patterns) => apply_manifests(cfg, target, d, patterns, references, out, rolled).await,
+        DeployTarget::Manifests(patterns) => apply_manifests(cfg, target, d, patterns, references, out, rolled, intr).await,
+    }
+}
+
+/// Watches a rollout; with `intr`, None when its first signal comes first (the watch is dropped).
+async fn watch_unless_stopped(
+    t: &Target,
+    name: &str,
+    refs: &[String],
+    timeout: std::time::Duration,
+    intr: Option<&Interrupt>,
+) -> Result<Option<Verdict>, Error> {
+    let watch = deploy::watch_rollout(t, name, refs, timeout);
+    match intr {
+        Some(i) => until(i.stop(), watch).await.transpose().map_err(Error::from),
+        None => Ok(Some(watch.await?)),
+    }
+}
+
+/// `deployment ns/name: <its state>` (see [`crate::deploy::rollout::describe`]), or why it is unknown.
+async fn state_of(t: &Target, name: &str) -> String {
+    let api: Api<Deployment> = Api::namespaced(t.client.clone(), &t.namespace);
+    let what = format!("deployment {}/{name}", t.namespace);
+    // Bounded: this is said on the way out, and the API server may be what is failing.
+    match tokio::time::timeout(std::time::Duration::from_secs(10), api.get(name)).await {
+        Ok(Ok(dep)) => format!("{what}: {}", crate::deploy::rollout::describe(&dep)),
+        Ok(Err(e)) => format!("{what}: state unknown ({e})"),
+        Err(_) => format!("{what}: state unknown (the API server did not answer within 10s)"),
     }
 }
 
@@ -157,6 +193,7 @@ fn report(out: &mut (dyn Write + Send), image: &str, what: &str, started: Instan
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn patch_one(
     cfg: &Config,
     t: &Target,
@@ -165,6 +202,7 @@ async fn patch_one(
     container: Option<&str>,
     reference: &str,
     out: &mut (dyn Write + Send),
+    intr: Option<&Interrupt>,
 ) -> Result<(bool, Timeline), Error> {
     let ns = &t.namespace;
     let what = format!("deployment {ns}/{name}");
@@ -190,7 +228,10 @@ async fn patch_one(
     };
     let _ = writeln!(out, "{}: {what} container {container}: {previous} -> {reference}", d.image);
     let started = Instant::now();
-    let verdict = deploy::watch_rollout(t, name, &[reference.to_string()], d.rollout_timeout).await?;
+    let Some(verdict) = watch_unless_stopped(t, name, &[reference.to_string()], d.rollout_timeout, intr).await? else {
+        let intr = intr.expect("only a watch with an Interrupt stops early");
+        return Err(interrupted_patch(t, d, &api, name, &container, &previous, out, intr).await);
+    };
     if report(out, &d.image, &what, started, &verdict) {
         return Ok((true, timeline_of(&verdict)));
     }
@@ -198,12 +239,64 @@ async fn patch_one(
         let _ = writeln!(out, "{}: rolling {what} back to {previous}", d.image);
         deploy::patch_image(&api, name, &container, &previous).await?;
         let started = Instant::now();
-        let back = deploy::watch_rollout(t, name, &[previous.clone()], d.rollout_timeout).await?;
+        // A signal while this rollback is watched stops the waiting (the rollback itself is already asked for).
+        let Some(back) = watch_unless_stopped(t, name, std::slice::from_ref(&previous), d.rollout_timeout, intr).await? else {
+            let intr = intr.expect("only a watch with an Interrupt stops early");
+            let _ = writeln!(out, "{}: interrupted ({}): stopped waiting for the rollback of {what}", d.image, intr.name());
+            let _ = writeln!(out, "{}: {}; rollback NOT finished", d.image, state_of(t, name).await);
+            return Err(Error::Interrupted(intr.name()));
+        };
         if report(out, &d.image, &format!("{what} (rollback)"), started, &back) {
             let _ = writeln!(out, "{}: {what} is back on {previous}", d.image);
         }
     }
     Ok((false, Timeline::default()))
+}
+
+/// A signal came while a patched Deployment's rollout was watched: the new image is unverified. With
+/// `rollback-on-failure`, put the previous image back and wait for it (until a second signal); then say what
+/// state the Deployment is in.
+#[allow(clippy::too_many_arguments)]
+async fn interrupted_patch(
+    t: &Target,
+    d: &Deploy,
+    api: &Api<Deployment>,
+    name: &str,
+    container: &str,
+    previous: &str,
+    out: &mut (dyn Write + Send),
+    intr: &Interrupt,
+) -> Error {
+    let what = format!("deployment {}/{name}", t.namespace);
+    let image = &d.image;
+    let _ = writeln!(out, "{image}: interrupted ({}) while watching the rollout of {what}: the new image is not verified", intr.name());
+    let mut rollback = "";
+    if d.rollback_on_failure && !previous.is_empty() {
+        let _ = writeln!(out, "{image}: rolling {what} back to {previous} (a second signal stops waiting)");
+        let started = Instant::now();
+        let back = until(intr.abort(), async {
+            deploy::patch_image(api, name, container, previous).await?;
+            Ok::<_, Error>(deploy::watch_rollout(t, name, &[previous.to_string()], d.rollout_timeout).await?)
+        })
+        .await;
+        rollback = match back {
+            Some(Ok(v)) if report(out, image, &format!("{what} (rollback)"), started, &v) => {
+                let _ = writeln!(out, "{image}: {what} rolled back: it is back on {previous}");
+                "; rollback finished"
+            }
+            Some(Ok(_)) => "; rollback NOT finished",
+            Some(Err(e)) => {
+                let _ = writeln!(out, "{image}: rolling {what} back failed: {e}");
+                "; rollback NOT finished"
+            }
+            None => {
+                let _ = writeln!(out, "{image}: second signal: stopped waiting for the rollback of {what}");
+                "; rollback NOT finished"
+            }
+        };
+    }
+    let _ = writeln!(out, "{image}: {}{rollback}", state_of(t, name).await);
+    Error::Interrupted(intr.name())
 }
 
 fn timeline_of(v: &Verdict) -> Timeline {
@@ -213,6 +306,7 @@ fn timeline_of(v: &Verdict) -> Timeline {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn apply_manifests(
     cfg: &Config,
     t: &Target,
@@ -221,6 +315,7 @@ async fn apply_manifests(
     references: &HashMap<String, String>,
     out: &mut (dyn Write + Send),
     rolled: &mut Vec<Rolled>,
+    intr: Option<&Interrupt>,
 ) -> Result<bool, Error> {
     let reg = &cfg.registry;
     let subst = |image: &str| {
@@ -236,13 +331,23 @@ async fn apply_manifests(
     }
     let applied = manifests::apply(t, objects).await?;
     let mut ok = true;
-    for a in &applied {
-        let what = format!("{} {}/{}", a.object.kind().to_lowercase(), t.namespace, a.object.name());
+    let rolls = |a: &manifests::Applied| a.changed && a.object.kind() == "Deployment" && !a.object.refs.is_empty();
+    for (i, a) in applied.iter().enumerate() {
+        let scope = if a.cluster_scoped { String::new() } else { format!("{}/", t.namespace) };
+        let what = format!("{} {scope}{}", a.object.kind().to_lowercase(), a.object.name());
         let state = if a.changed { "applied" } else { "unchanged" };
         let _ = writeln!(out, "{}: {what} {state} (server-side apply, field manager devloop)", d.image);
-        if a.changed && a.object.kind() == "Deployment" && !a.object.refs.is_empty() {
+        if rolls(a) {
             let started = Instant::now();
-            let v = deploy::watch_rollout(t, a.object.name(), &a.object.refs, d.rollout_timeout).await?;
+            let Some(v) = watch_unless_stopped(t, a.object.name(), &a.object.refs, d.rollout_timeout, intr).await? else {
+                let intr = intr.expect("only a watch with an Interrupt stops early");
+                let _ = writeln!(out, "{}: interrupted ({}) while watching the rollout of {what}: not verified", d.image, intr.name());
+                // This Deployment and the ones applied after it that were still to be watched.
+                for later in applied[i..].iter().filter(|a| rolls(a)) {
+                    let _ = writeln!(out, "{}: {}", d.image, state_of(t, later.object.name()).await);
+                }
+                return Err(Error::Interrupted(intr.name()));
+            };
             ok &= report(out, &d.image, &what, started, &v);
             rolled.push(Rolled { deployment: a.object.name().to_string(), timeline: timeline_of(&v) });
         }

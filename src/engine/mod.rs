@@ -2,6 +2,7 @@
 //! push the rest) and [`deploy`]. The watch loop of `devloop up` will drive the same pieces.
 
 pub mod check;
+pub mod command;
 pub mod decide;
 pub mod deploy;
 pub mod up;
@@ -38,6 +39,9 @@ pub enum Error {
     /// `deploy` needs something the config or registry does not have.
     #[error("{0}")]
     Usage(String),
+    /// A signal stopped the run (what it left is already reported); exits 128 + the signal's number.
+    #[error("interrupted by {0}")]
+    Interrupted(&'static str),
 }
 
 /// Runs blocking file work (walking a context, reading manifests) without stalling the async workers that

@@ -73,3 +73,17 @@ fn progress_deadline_and_crash_details() {
     assert_eq!((f.pod.as_deref(), f.container.as_deref(), f.previous_logs), (Some("n"), Some("web"), true));
     assert!(f.message.starts_with("exited with code 1"), "{}", f.message);
 }
+
+#[test]
+fn a_deployment_is_described_by_its_template_images_and_replica_counts() {
+    let mut d = deployment(3, 3, 2, 1, 1, 3);
+    d.spec.as_mut().unwrap().template.spec = Some(serde_json::from_value(json!({"containers": [{"name": "web", "image": NEW}]})).unwrap());
+    d.status.as_mut().unwrap().ready_replicas = Some(2);
+    assert_eq!(describe(&d), format!("template image {NEW}; 2 desired, 1 updated, 2 ready, 1 available, 3 total"));
+    d.spec.as_mut().unwrap().template.spec =
+        Some(serde_json::from_value(json!({"containers": [{"name": "web", "image": NEW}, {"name": "log", "image": OLD}]})).unwrap());
+    d.metadata.generation = Some(4);
+    let line = describe(&d);
+    assert!(line.starts_with(&format!("template images web={NEW}, log={OLD}; ")), "{line}");
+    assert!(line.ends_with("(the controller has not seen the latest template yet)"), "{line}");
+}
