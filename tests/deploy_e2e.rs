@@ -4,34 +4,11 @@
 mod common;
 use common::*;
 
-/// A project whose image is deployed by patching Deployment `name` in `ns`, which runs its first build.
-fn running_patch_project(ns: &Namespace, extra: &str) -> Project {
-    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
-    p.write_config("");
-    let (out, _) = p.ok(&["build"]);
-    let first = out.split(": pushed ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
-    let manifest = std::fs::read_to_string(p.path("app/k8s/deployment.yaml"))
-        .unwrap()
-        .replace("name: hello", &format!("name: {}", p.name))
-        .replace("app: hello", &format!("app: {}", p.name))
-        .replace("image: hello", &format!("image: {first}"));
-    let file = p.path("first.yaml");
-    std::fs::write(&file, manifest).unwrap();
-    kubectl(&["-n", &ns.0, "apply", "-f", file.to_str().unwrap()]);
-    kubectl(&["-n", &ns.0, "rollout", "status", &format!("deployment/{}", p.name), "--timeout=120s"]);
-    p.write_config(&format!(
-        "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{}\"\n[[deploy]]\nimage = \"{}\"\ndeployment = \"{}\"\n\
-         rollout-timeout = \"60s\"\n{extra}",
-        ns.0, p.name, p.name
-    ));
-    p
-}
-
 #[test]
 #[ignore = "needs the local stack: run scripts/test"]
 fn patch_mode_rolls_pods_to_the_new_digest_and_a_repeat_does_nothing() {
     let ns = Namespace::new("deploy-patch");
-    let p = running_patch_project(&ns, "");
+    let p = running_patch_project(&ns, "60s", "");
     let old = live_pods(&ns.0, &p.name);
     assert_eq!(old.len(), 1);
 
@@ -59,7 +36,7 @@ fn patch_mode_rolls_pods_to_the_new_digest_and_a_repeat_does_nothing() {
 #[ignore = "needs the local stack: run scripts/test"]
 fn a_crash_is_reported_with_its_logs_old_pods_keep_serving_and_rollback_restores() {
     let ns = Namespace::new("deploy-crash");
-    let p = running_patch_project(&ns, "rollback-on-failure = true\n");
+    let p = running_patch_project(&ns, "60s", "rollback-on-failure = true\n");
     let before = template_image(&ns.0, &p.name);
     let old = live_pods(&ns.0, &p.name);
     let old_page = eventually("old page", 30, || page(&ns.0, &old[0]));
@@ -101,7 +78,7 @@ fn a_crash_is_reported_with_its_logs_old_pods_keep_serving_and_rollback_restores
 #[ignore = "needs the local stack: run scripts/test"]
 fn an_unpullable_reference_is_reported_as_a_pull_error_not_a_timeout() {
     let ns = Namespace::new("deploy-pull");
-    let p = running_patch_project(&ns, "");
+    let p = running_patch_project(&ns, "60s", "");
     // The cluster is told to pull from a registry address where nothing listens.
     let cfg = std::fs::read_to_string(p.path("devloop.toml")).unwrap();
     std::fs::write(p.path("devloop.toml"), cfg.replace("insecure = true", "insecure = true\npull-host = \"10.201.0.2:5999\"")).unwrap();

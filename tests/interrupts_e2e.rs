@@ -195,26 +195,10 @@ fn a_check_command_past_the_timeout_fails_and_leaves_no_process_behind() {
     eprintln!("{stdout}");
 }
 
-/// A project whose image is deployed by patching Deployment `name` in `ns`, which runs its first build.
-fn running_patch_project(ns: &Namespace, extra: &str) -> Project {
-    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
-    let (out, _) = p.ok(&["build"]);
-    let first = out.split(": pushed ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
-    let manifest = std::fs::read_to_string(p.path("app/k8s/deployment.yaml"))
-        .unwrap()
-        .replace("name: hello", &format!("name: {}", p.name))
-        .replace("app: hello", &format!("app: {}", p.name))
-        .replace("image: hello", &format!("image: {first}"));
-    let file = p.path("first.yaml");
-    std::fs::write(&file, manifest).unwrap();
-    kubectl(&["-n", &ns.0, "apply", "-f", file.to_str().unwrap()]);
-    kubectl(&["-n", &ns.0, "rollout", "status", &format!("deployment/{}", p.name), "--timeout=120s"]);
-    p.write_config(&format!(
-        "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{}\"\n[[deploy]]\nimage = \"{}\"\ndeployment = \"{}\"\n\
-         rollout-timeout = \"90s\"\n{extra}",
-        ns.0, p.name, p.name
-    ));
-    // The next version serves on another port: it runs but never becomes Ready, so its rollout hangs.
+/// A patch-mode project whose next version runs but never becomes Ready (it serves on another port), so its
+/// rollout hangs.
+fn never_ready_patch_project(ns: &Namespace, extra: &str) -> Project {
+    let p = running_patch_project(ns, "90s", extra);
     p.write("app/serve.sh", "#!/bin/sh\necho never-ready\nexec httpd -f -p 8081 -h /www\n");
     p
 }
@@ -235,7 +219,7 @@ fn deploy_until_watching(p: &Project, ns: &Namespace) -> Running {
 #[ignore = "needs the local stack: run scripts/test"]
 fn deploy_interrupted_with_rollback_on_failure_rolls_back() {
     let ns = Namespace::new("intr-rollback");
-    let p = running_patch_project(&ns, "rollback-on-failure = true\n");
+    let p = never_ready_patch_project(&ns, "rollback-on-failure = true\n");
     let before = template_image(&ns.0, &p.name);
     let mut run = deploy_until_watching(&p, &ns);
     assert_ne!(template_image(&ns.0, &p.name), before, "devloop did not patch the Deployment");
@@ -254,7 +238,7 @@ fn deploy_interrupted_with_rollback_on_failure_rolls_back() {
 #[ignore = "needs the local stack: run scripts/test"]
 fn deploy_interrupted_without_rollback_says_where_the_deployment_stands() {
     let ns = Namespace::new("intr-state");
-    let p = running_patch_project(&ns, "");
+    let p = never_ready_patch_project(&ns, "");
     let mut run = deploy_until_watching(&p, &ns);
     let new = template_image(&ns.0, &p.name);
 

@@ -331,3 +331,26 @@ impl Drop for Up {
         let _ = self.child.wait();
     }
 }
+
+/// A project whose image is deployed by patching Deployment `<name>` in `ns` (with `rollout-timeout`), which
+/// runs its first build and has rolled out.
+pub fn running_patch_project(ns: &Namespace, rollout_timeout: &str, extra: &str) -> Project {
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    let (out, _) = p.ok(&["build"]);
+    let first = out.split(": pushed ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let manifest = std::fs::read_to_string(p.path("app/k8s/deployment.yaml"))
+        .unwrap()
+        .replace("name: hello", &format!("name: {}", p.name))
+        .replace("app: hello", &format!("app: {}", p.name))
+        .replace("image: hello", &format!("image: {first}"));
+    let file = p.path("first.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    kubectl(&["-n", &ns.0, "apply", "-f", file.to_str().unwrap()]);
+    kubectl(&["-n", &ns.0, "rollout", "status", &format!("deployment/{}", p.name), "--timeout=120s"]);
+    p.write_config(&format!(
+        "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{}\"\n[[deploy]]\nimage = \"{}\"\ndeployment = \"{}\"\n\
+         rollout-timeout = \"{rollout_timeout}\"\n{extra}",
+        ns.0, p.name, p.name
+    ));
+    p
+}
