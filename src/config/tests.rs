@@ -115,7 +115,8 @@ fn load_env(buildkit: &str, env: &[(&str, &str)]) -> Result<Config, Error> {
 #[test]
 fn plain_tcp_to_buildkit_needs_an_explicit_opt_in() {
     // (the [buildkit] table, the environment, accepted?)
-    let cases: &[(&str, &[(&str, &str)], bool)] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
+    let cases: &[Case] = &[
         ("addr = \"tcp://10.0.0.5:1234\"", &[], false),
         ("addr = \"tcp://127.0.0.1:1234\"", &[], false),
         ("addr = \"tcp://10.0.0.5:1234\"\ninsecure = true", &[], true),
