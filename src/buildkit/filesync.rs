@@ -296,9 +296,12 @@ pub enum Refusal {
     /// A directory or symlink has no contents to send, and opening one could follow it.
     #[error("it was listed as a {0}, not a regular file")]
     NotAFile(&'static str),
-    /// Its path no longer leads to it through real directories (a symlink was swapped in), or it is gone.
+    /// Its path no longer leads to it through real directories (a symlink was swapped in).
     #[error("its path no longer leads to it without following a symlink: {0}")]
     Path(std::io::Error),
+    /// It was deleted (or a directory above it renamed) since the listing.
+    #[error("it is gone since it was listed")]
+    Gone,
     /// What is there now is not the file that was listed.
     #[error("it was replaced after it was listed (now {0})")]
     Replaced(&'static str),
@@ -325,11 +328,12 @@ pub fn open_listed(root: &Path, e: &Entry) -> Result<std::fs::File, Refusal> {
         .custom_flags(libc::O_DIRECTORY)
         .open(root)
         .map_err(Refusal::Path)?;
+    let refusal = |e: std::io::Error| if e.kind() == std::io::ErrorKind::NotFound { Refusal::Gone } else { Refusal::Path(e) };
     for d in dirs {
-        dir = open_at(&dir, d, libc::O_DIRECTORY).map_err(Refusal::Path)?;
+        dir = open_at(&dir, d, libc::O_DIRECTORY).map_err(refusal)?;
     }
     // O_NONBLOCK: a fifo swapped in must not hang the open; it is refused just below.
-    let f = open_at(&dir, name, libc::O_NONBLOCK).map_err(Refusal::Path)?;
+    let f = open_at(&dir, name, libc::O_NONBLOCK).map_err(refusal)?;
     let md = f.metadata().map_err(Refusal::Path)?; // fstat of what was opened, not a second lookup
     if !md.is_file() {
         return Err(Refusal::Replaced(if md.is_dir() { "a directory" } else { "a special file" }));

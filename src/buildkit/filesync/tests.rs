@@ -129,7 +129,7 @@ async fn a_listed_file_is_sent_and_counted() {
 #[tokio::test]
 async fn a_file_or_directory_swapped_for_a_symlink_after_listing_is_refused_not_followed() {
     let outside = outside_dir();
-    let d = dir_with(&["a.txt", "sub/b.txt", "c.txt"]);
+    let d = dir_with(&["a.txt", "sub/b.txt", "c.txt", "d.txt", "e.txt"]);
     let dir = SyncedDir::context(d.path(), Filter::new::<&str>(&[]).unwrap());
     let entries = select(&dir, &Opts::default()).unwrap();
     // Listed as regular files; swapped before the daemon asks for them.
@@ -140,11 +140,22 @@ async fn a_file_or_directory_swapped_for_a_symlink_after_listing_is_refused_not_
     // Replaced by another regular file (not a link): not the file listed either.
     std::fs::write(d.path().join("c.new"), "other").unwrap();
     std::fs::rename(d.path().join("c.new"), d.path().join("c.txt")).unwrap();
-    for path in ["a.txt", "sub/b.txt", "c.txt"] {
+    // A fifo: refused without hanging on the open.
+    std::fs::remove_file(d.path().join("d.txt")).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(d.path().join("d.txt")).status().unwrap().success());
+    std::fs::remove_file(d.path().join("e.txt")).unwrap();
+    let cases = [
+        ("a.txt", "without following a symlink"),
+        ("sub/b.txt", "without following a symlink"),
+        ("c.txt", "replaced after it was listed (now another file)"),
+        ("d.txt", "replaced after it was listed (now a special file)"),
+        ("e.txt", "gone since it was listed"),
+    ];
+    for (path, why) in cases {
         let (out, stats) = request(d.path(), &entries, &[position(&entries, path)]).await;
         let (data, errs) = data_and_errors(&out);
         assert!(data.is_empty(), "{path}: sent {:?}", String::from_utf8_lossy(&data));
-        assert!(errs.contains(&format!("refusing to send context/{path}")), "{path}: {errs}");
+        assert!(errs.contains(&format!("refusing to send context/{path}: ")) && errs.contains(why), "{path}: {errs}");
         assert!(stats.paths.lock().unwrap().is_empty());
     }
 }
