@@ -485,7 +485,21 @@ impl file_sync_server::FileSync for FileSync {
                 }
                 let _ = stat_tx.send(Ok(packet(PacketType::PacketStat, 0))).await; // end of STATs
             });
-            if serve_requests(&opts.dir_name, &dir.root, &entries, inbound, &tx, &stats).await {
+            // Take the daemon's packets off the connection as they arrive: BuildKit sends one small REQ frame
+            // per file, and h2 closes the connection (GOAWAY ENHANCE_YOUR_CALM, "too many small DATA frames")
+            // when thousands of them sit unread while one file is sent. It REQs each listed file at most once.
+            let (in_tx, in_rx) = mpsc::channel(entries.len() + 16);
+            let drain = tokio::spawn(async move {
+                let mut inbound = inbound;
+                while let Some(m) = inbound.next().await {
+                    if in_tx.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let fin = serve_requests(&opts.dir_name, &dir.root, &entries, ReceiverStream::new(in_rx), &tx, &stats).await;
+            drain.abort();
+            if fin {
                 // Our FIN goes after the last STAT.
                 let _ = stat_sender.await;
                 let _ = tx.send(Ok(packet(PacketType::PacketFin, 0))).await;
