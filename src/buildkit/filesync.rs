@@ -296,15 +296,18 @@ pub enum Refusal {
     /// A directory or symlink has no contents to send, and opening one could follow it.
     #[error("it was listed as a {0}, not a regular file")]
     NotAFile(&'static str),
-    /// Its path no longer leads to it through real directories (a symlink was swapped in).
-    #[error("its path no longer leads to it without following a symlink: {0}")]
-    Path(std::io::Error),
-    /// It was deleted (or a directory above it renamed) since the listing.
-    #[error("it is gone since it was listed")]
-    Gone,
+    /// A directory on its path is no longer a real directory (a symlink was swapped in).
+    #[error("{0} is no longer a directory (a symlink now?)")]
+    DirReplaced(String),
     /// What is there now is not the file that was listed.
     #[error("it was replaced after it was listed (now {0})")]
     Replaced(&'static str),
+    /// It was deleted (or a directory above it renamed) since the listing.
+    #[error("it is gone since it was listed")]
+    Gone,
+    /// Opening it failed otherwise.
+    #[error("cannot open it: {0}")]
+    Io(std::io::Error),
 }
 
 /// Opens the listed regular file `e` below `root` for sending. Every directory on its path and the file
@@ -320,21 +323,25 @@ pub fn open_listed(root: &Path, e: &Entry) -> Result<std::fs::File, Refusal> {
     let parts: Vec<&str> = e.path.split('/').collect();
     let Some((name, dirs)) = parts.split_last() else { return Err(Refusal::NotAFile("nameless entry")) };
     if parts.iter().any(|p| matches!(*p, "" | "." | "..")) {
-        return Err(Refusal::Path(std::io::Error::from(std::io::ErrorKind::InvalidInput)));
+        return Err(Refusal::Io(std::io::Error::from(std::io::ErrorKind::InvalidInput)));
     }
+    let gone_or = |e: std::io::Error, other: Refusal| match e.raw_os_error() {
+        _ if e.kind() == std::io::ErrorKind::NotFound => Refusal::Gone,
+        Some(libc::ELOOP | libc::ENOTDIR) => other,
+        _ => Refusal::Io(e),
+    };
     // The root itself is the configured directory: it may be reached through a symlink.
     let mut dir: std::fs::File = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY)
         .open(root)
-        .map_err(Refusal::Path)?;
-    let refusal = |e: std::io::Error| if e.kind() == std::io::ErrorKind::NotFound { Refusal::Gone } else { Refusal::Path(e) };
-    for d in dirs {
-        dir = open_at(&dir, d, libc::O_DIRECTORY).map_err(refusal)?;
+        .map_err(|e| gone_or(e, Refusal::DirReplaced(root.display().to_string())))?;
+    for (i, d) in dirs.iter().enumerate() {
+        dir = open_at(&dir, d, libc::O_DIRECTORY).map_err(|e| gone_or(e, Refusal::DirReplaced(dirs[..=i].join("/"))))?;
     }
     // O_NONBLOCK: a fifo swapped in must not hang the open; it is refused just below.
-    let f = open_at(&dir, name, libc::O_NONBLOCK).map_err(refusal)?;
-    let md = f.metadata().map_err(Refusal::Path)?; // fstat of what was opened, not a second lookup
+    let f = open_at(&dir, name, libc::O_NONBLOCK).map_err(|e| gone_or(e, Refusal::Replaced("a symlink")))?;
+    let md = f.metadata().map_err(Refusal::Io)?; // fstat of what was opened, not a second lookup
     if !md.is_file() {
         return Err(Refusal::Replaced(if md.is_dir() { "a directory" } else { "a special file" }));
     }

@@ -145,8 +145,8 @@ async fn a_file_or_directory_swapped_for_a_symlink_after_listing_is_refused_not_
     assert!(std::process::Command::new("mkfifo").arg(d.path().join("d.txt")).status().unwrap().success());
     std::fs::remove_file(d.path().join("e.txt")).unwrap();
     let cases = [
-        ("a.txt", "without following a symlink"),
-        ("sub/b.txt", "without following a symlink"),
+        ("a.txt", "replaced after it was listed (now a symlink)"),
+        ("sub/b.txt", "sub is no longer a directory"),
         ("c.txt", "replaced after it was listed (now another file)"),
         ("d.txt", "replaced after it was listed (now a special file)"),
         ("e.txt", "gone since it was listed"),
