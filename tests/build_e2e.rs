@@ -257,3 +257,19 @@ fn a_dockerignore_listing_the_dockerfile_and_itself_still_builds() {
     assert!(err.contains("sent dockerfile/Dockerfile"), "{err}");
     assert!(!err.contains("sent context/Dockerfile"), "{err}");
 }
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_first_build_of_thousands_of_files_transfers_them_all() {
+    // BuildKit sends one small REQ per file; left unread while files are sent, they once made h2 close the
+    // session's connection (GOAWAY ENHANCE_YOUR_CALM) and the build failed with "context canceled".
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    for i in 0..6_000 {
+        p.write(&format!("app/bulk/{:02}/{i}", i % 50), "x");
+    }
+    p.write("app/Dockerfile", "ARG REGISTRY\nFROM ${REGISTRY}/busybox:latest\nCOPY . /all\nRUN test -e /all/bulk/49/5999\n");
+    let (out, _) = p.ok(&["build"]);
+    pushed(&out);
+    let files: u64 = out.split("sent ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!(files >= 6_000, "{out}");
+}
