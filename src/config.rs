@@ -180,6 +180,16 @@ pub struct Buildkit {
     pub tls_key: Option<PathBuf>,
     /// Server name to verify, when it differs from the address's host.
     pub tls_server_name: Option<String>,
+    /// Accept a plain `tcp://` address without TLS (credentials and the context then travel in the clear).
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+impl Buildkit {
+    /// A `tcp://` address without TLS (neither `tls-ca` nor `tls-cert`).
+    pub fn plain_tcp(&self) -> bool {
+        self.addr.starts_with("tcp://") && self.tls_ca.is_none() && self.tls_cert.is_none()
+    }
 }
 
 fn default_buildkit_addr() -> String {
@@ -188,7 +198,14 @@ fn default_buildkit_addr() -> String {
 
 impl Default for Buildkit {
     fn default() -> Self {
-        Buildkit { addr: default_buildkit_addr(), tls_ca: None, tls_cert: None, tls_key: None, tls_server_name: None }
+        Buildkit {
+            addr: default_buildkit_addr(),
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_server_name: None,
+            insecure: false,
+        }
     }
 }
 
@@ -203,6 +220,10 @@ pub struct Registry {
     pub insecure: bool,
     /// The registry's name as the cluster sees it, if it differs from `host`.
     pub pull_host: Option<String>,
+    /// Token servers (host names) besides the registry's own host that may receive its credentials when the
+    /// registry's Bearer challenge names them as the realm.
+    #[serde(default)]
+    pub auth_hosts: Vec<String>,
 }
 
 impl Registry {
@@ -349,18 +370,38 @@ pub fn discover(start: &Path) -> Result<PathBuf, Error> {
 /// Reads and validates a config file, then applies the environment overrides.
 pub fn load(path: &Path) -> Result<Config, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.into(), source })?;
-    let mut cfg = parse(path, &text)?;
-    if let Ok(addr) = std::env::var("BUILDKIT_HOST") {
-        if !addr.is_empty() {
-            cfg.buildkit.addr = addr;
-        }
+    load_text(path, &text, |k| std::env::var(k).ok())
+}
+
+/// [`load`] on config text, with `env` standing in for the process environment.
+pub fn load_text(path: &Path, text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
+    let mut cfg = parse(path, text)?;
+    let mut addr_from = "";
+    if let Some(addr) = env("BUILDKIT_HOST").filter(|a| !a.is_empty()) {
+        cfg.buildkit.addr = addr;
+        addr_from = " (from BUILDKIT_HOST)";
     }
-    if let Ok(host) = std::env::var("DEVLOOP_REGISTRY") {
-        if !host.is_empty() {
-            cfg.registry.host = host;
-        }
+    if let Some(host) = env("DEVLOOP_REGISTRY").filter(|h| !h.is_empty()) {
+        cfg.registry.host = host;
+    }
+    // After the override: an address from the environment is held to the same rule.
+    if cfg.buildkit.plain_tcp() && !cfg.buildkit.insecure {
+        return Err(located(
+            path,
+            "buildkit.addr",
+            format!(
+                "`{}`{addr_from} is plain TCP: registry credentials and the build context would cross the network in \
+                 the clear. Configure TLS (tls-ca, tls-cert, tls-key under [buildkit]), or accept that with \
+                 `insecure = true` under [buildkit]",
+                cfg.buildkit.addr
+            ),
+        ));
     }
     Ok(cfg)
+}
+
+fn located(path: &Path, key: &str, message: String) -> Error {
+    Error::Invalid(Box::new(Located { path: path.to_path_buf(), line_col: None, key: key.into(), message }))
 }
 
 /// Parses and validates config text; `path` names the file in errors and anchors relative paths.

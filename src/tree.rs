@@ -47,8 +47,10 @@ pub struct Entry {
     pub mtime_ns: i64,
     /// Change time, ns since the epoch (for the digest cache only).
     pub ctime_ns: i64,
-    /// Inode number (for the digest cache only).
+    /// Inode number (for the digest cache, and to check that a file sent is the file listed).
     pub ino: u64,
+    /// Device number (with `ino`, identifies the file listed).
+    pub dev: u64,
     /// Symlink target, as written.
     pub link: Option<String>,
 }
@@ -81,6 +83,7 @@ impl Entry {
             mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
             ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
             ino: md.ino(),
+            dev: md.dev(),
             link,
         }))
     }
@@ -105,6 +108,28 @@ pub fn stat(root: &Path, rel: &str, follow: bool) -> Result<Option<Entry>, Error
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(Error::Io { path: full, source }),
     }
+}
+
+/// The entry at `rel` below `root`, reached without leaving `root`: None when `rel` has a `..` component,
+/// when a directory on the way is not a real directory (a symlink, perhaps to outside `root`), or when
+/// nothing is there. Its path is `rel` cleaned (no `./`, no empty components). For names the daemon sends.
+pub fn stat_inside(root: &Path, rel: &str) -> Result<Option<Entry>, Error> {
+    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let Some((_, dirs)) = parts.split_last() else { return Ok(None) };
+    if parts.contains(&"..") {
+        return Ok(None);
+    }
+    let mut dir = root.to_path_buf();
+    for d in dirs {
+        dir.push(d);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(Error::Io { path: dir, source }),
+        }
+    }
+    stat(root, &parts.join("/"), false)
 }
 
 /// Appends the visible entries below the directory `rel` of `root`, in DiffCopy order.
@@ -234,6 +259,23 @@ mod tests {
         assert_eq!(entries[0].link.as_deref(), Some("/etc/passwd"));
         assert_eq!(entries[0].kind, Kind::Symlink);
         assert_eq!(entries[1].perm, 0o4755);
+    }
+
+    #[test]
+    fn stat_inside_never_leaves_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "s").unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::write(d.path().join("sub/ok"), "ok").unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.path().join("out")).unwrap();
+        let root = d.path().join("sub");
+        assert_eq!(stat_inside(d.path(), "./sub//ok").unwrap().map(|e| e.path), Some("sub/ok".into()));
+        assert_eq!(stat_inside(d.path(), "out").unwrap().map(|e| e.kind), Some(Kind::Symlink), "the link itself");
+        assert_eq!(stat_inside(d.path(), "out/secret").unwrap(), None, "through a symlinked directory");
+        assert_eq!(stat_inside(&root, "../out/secret").unwrap(), None, "up and out");
+        assert_eq!(stat_inside(&root, "ok/../ok").unwrap(), None);
+        assert_eq!(stat_inside(d.path(), "").unwrap(), None);
     }
 
     #[test]

@@ -138,3 +138,138 @@ fn builds_over_tcp_with_mutual_tls_and_refuses_without_a_client_cert() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains(&addr), "{err}");
 }
+
+/// A unique marker written only outside the context; the Dockerfile greps for it split in two, so the
+/// Dockerfile itself (copied with the context) never matches.
+fn outside_secret() -> (tempfile::TempDir, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let rest = common::nonce();
+    std::fs::write(dir.path().join("outside.txt"), format!("OUTSIDE-SECRET-{rest}\n")).unwrap();
+    let probe = format!("if grep -rqF \"OUTSIDE-\"\"SECRET-{rest}\" /all; then echo LEAK\"\"ED; exit 7; fi");
+    (dir, rest, probe)
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn symlinks_to_outside_the_context_are_sent_as_links_never_followed() {
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    let (outside, _, probe) = outside_secret();
+    std::os::unix::fs::symlink(outside.path().join("outside.txt"), p.path("app/secret")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), p.path("app/outdir")).unwrap();
+    p.write(
+        "app/Dockerfile",
+        &format!("ARG REGISTRY\nFROM ${{REGISTRY}}/busybox:latest\nCOPY . /all\nRUN test -L /all/secret && test -L /all/outdir && {probe}\n"),
+    );
+    let (out, err) = p.ok(&["build", "-v"]);
+    pushed(&out);
+    assert!(!err.contains("LEAKED"), "{err}");
+    assert!(err.contains("sent context/www/index.html"), "{err}");
+    assert!(!err.contains("sent context/secret") && !err.contains("sent context/outdir"), "{err}");
+}
+
+/// A log line without its terminal colour codes.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            chars.by_ref().find(|c| c.is_ascii_alphabetic());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_file_swapped_for_a_symlink_after_listing_is_refused_not_followed() {
+    use std::io::BufRead;
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    let (outside, _, probe) = outside_secret();
+    // Many files before the target in DiffCopy order: BuildKit asks for `zzz.txt` only after its STAT, and
+    // devloop answers REQs in order, so the request comes seconds after devloop logs the finished listing.
+    for i in 0..1_500 {
+        p.write(&format!("app/bulk/{:02}/{i}", i % 50), "x");
+    }
+    p.write("app/zzz.txt", "inside\n");
+    p.write("app/Dockerfile", &format!("ARG REGISTRY\nFROM ${{REGISTRY}}/busybox:latest\nCOPY . /all\nRUN {probe}\n"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_devloop"))
+        .args(["build", "-v"])
+        .current_dir(p.dir.path())
+        .env_remove("DEVLOOP_REGISTRY")
+        .env_remove("BUILDKIT_HOST")
+        .env("RUST_LOG", "devloop=debug")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = String::new();
+    let mut swapped = false;
+    for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = strip_ansi(&line.unwrap());
+        let entries = line.split("entries=").nth(1).and_then(|n| n.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u32>().ok());
+        if !swapped && line.contains("dir_name: \"context\"") && entries >= Some(1_500) {
+            let tmp = p.path("app/.swap");
+            std::os::unix::fs::symlink(outside.path().join("outside.txt"), &tmp).unwrap();
+            std::fs::rename(&tmp, p.path("app/zzz.txt")).unwrap();
+            swapped = true;
+        }
+        err.push_str(&line);
+        err.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert!(swapped, "never saw the context listing:\n{err}");
+    assert!(!err.contains("LEAKED"), "the outside file reached the build:\n{err}");
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("refusing to send context/zzz.txt"), "{err}");
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn only_the_dockerfile_and_its_ignore_files_leave_the_dockerfiles_directory() {
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    p.write("docker/Dockerfile", "ARG REGISTRY\nFROM ${REGISTRY}/busybox:latest\nCOPY --from=dfdir . /dfdir\nCOPY . /all\n\
+        RUN ls -la /dfdir && test -e /dfdir/Dockerfile && test ! -e /dfdir/secret.env && test ! -e /dfdir/sub\n");
+    p.write("docker/Dockerfile.dockerignore", "k8s\n");
+    p.write("docker/secret.env", "TOKEN=do-not-ship\n");
+    p.write("docker/sub/notes.txt", "private\n");
+    // A named context on the Dockerfile's directory: BuildKit asks for all of it, not just the Dockerfile.
+    p.write_config("dockerfile = \"../docker/Dockerfile\"\nfrontend-opts = { \"context:dfdir\" = \"local:dockerfile\" }");
+    let (out, err) = p.ok(&["build", "-v"]);
+    pushed(&out);
+    let sent: Vec<&str> = err.lines().filter_map(|l| l.split(": sent dockerfile/").nth(1)).collect();
+    assert!(sent.contains(&"Dockerfile"), "{err}");
+    for s in &sent {
+        assert!(["Dockerfile", "Dockerfile.dockerignore", ".dockerignore"].contains(s), "sent dockerfile/{s}:\n{err}");
+    }
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_dockerignore_listing_the_dockerfile_and_itself_still_builds() {
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    p.write("app/.dockerignore", "Dockerfile\n.dockerignore\nk8s\n");
+    p.write("app/Dockerfile", "ARG REGISTRY\nFROM ${REGISTRY}/busybox:latest\nCOPY . /all\n\
+        RUN test ! -e /all/Dockerfile && test ! -e /all/.dockerignore && test -e /all/www/index.html\n");
+    let (out, err) = p.ok(&["build", "-v"]);
+    pushed(&out);
+    assert!(err.contains("sent dockerfile/Dockerfile"), "{err}");
+    assert!(!err.contains("sent context/Dockerfile"), "{err}");
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_first_build_of_thousands_of_files_transfers_them_all() {
+    // BuildKit sends one small REQ per file; left unread while files are sent, they once made h2 close the
+    // session's connection (GOAWAY ENHANCE_YOUR_CALM) and the build failed with "context canceled".
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    for i in 0..6_000 {
+        p.write(&format!("app/bulk/{:02}/{i}", i % 50), "x");
+    }
+    p.write("app/Dockerfile", "ARG REGISTRY\nFROM ${REGISTRY}/busybox:latest\nCOPY . /all\nRUN test -e /all/bulk/49/5999\n");
+    let (out, _) = p.ok(&["build"]);
+    pushed(&out);
+    let files: u64 = out.split("sent ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!(files >= 6_000, "{out}");
+}

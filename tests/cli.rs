@@ -89,3 +89,36 @@ fn a_context_not_allow_listed_is_refused_before_any_connection() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("registry 127.0.0.1:9 is unreachable"), "{err}");
 }
+
+/// A port on 127.0.0.1 with nothing listening.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn plain_tcp_to_buildkit_exits_2_unless_opted_in_and_then_warns_once() {
+    let addr = format!("tcp://127.0.0.1:{}", closed_port());
+    let p = Project::hello("127.0.0.1:9");
+    p.write_config_full(&format!("addr = \"{addr}\""), "", "");
+    let out = p.devloop(&["build", "--force"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("key `buildkit.addr`") && err.contains(&addr), "{err}");
+    assert!(err.contains("in the clear") && err.contains("insecure = true"), "{err}");
+
+    // The same address from BUILDKIT_HOST, over a file that names a socket.
+    p.write_config_full("addr = \"unix:///nonexistent/buildkitd.sock\"", "", "");
+    let out = p.devloop_at(p.dir.path(), &["build", "--force"], &[("BUILDKIT_HOST", Path::new(&addr))]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("key `buildkit.addr`") && err.contains("from BUILDKIT_HOST"), "{err}");
+
+    // Opted in: it connects (and fails: nothing listens), after one warning line.
+    p.write_config_full(&format!("addr = \"{addr}\"\ninsecure = true"), "", "");
+    let out = p.devloop(&["build", "--force"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("warning: BuildKit at").count(), 1, "{err}");
+    assert!(err.contains(&format!("warning: BuildKit at {addr} is plain TCP without TLS")), "{err}");
+    assert!(err.contains(&format!("BuildKit is unreachable at {addr}")), "{err}");
+}

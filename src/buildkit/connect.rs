@@ -29,7 +29,18 @@ pub async fn connect(cfg: &config::Buildkit) -> Result<ControlClient<Channel>, E
             .await
             .map_err(|e| unreachable(&source_chain(&e)))?
     } else if let Some(host_port) = cfg.addr.strip_prefix("tcp://") {
-        let tls = cfg.tls_ca.is_some() || cfg.tls_cert.is_some();
+        let tls = !cfg.plain_tcp();
+        if !tls {
+            // config::load refuses this unless the user opted in; say it once per run, not per (re)connection.
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                eprintln!(
+                    "warning: BuildKit at {} is plain TCP without TLS ([buildkit] insecure = true): registry \
+                     credentials and the build context cross the network unencrypted",
+                    cfg.addr
+                )
+            });
+        }
         let scheme = if tls { "https" } else { "http" };
         let mut ep = Endpoint::from_shared(format!("{scheme}://{host_port}"))
             .map_err(|e| unreachable(&e))?

@@ -105,13 +105,9 @@ pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, p
     if img.frontend == "dockerfile.v0" && !img.dockerfile.is_file() {
         return Err(Error::Inputs(crate::hash::Error::MissingDockerfile(img.dockerfile.clone())));
     }
-    let dockerfile_dir = img.dockerfile.parent().map(|p| p.to_path_buf()).unwrap_or_else(|| img.context.clone());
     let mut dirs = HashMap::new();
-    dirs.insert("context".to_string(), SyncedDir { root: img.context.clone(), filter: spec.filter.clone() });
-    dirs.insert(
-        "dockerfile".to_string(),
-        SyncedDir { root: dockerfile_dir, filter: Filter::new::<&str>(&[]).map_err(|e| Error::Session(e.to_string()))? },
-    );
+    dirs.insert("context".to_string(), SyncedDir::context(&img.context, spec.filter.clone()));
+    dirs.insert("dockerfile".to_string(), SyncedDir::dockerfile(&img.dockerfile).map_err(|e| Error::Session(e.to_string()))?);
     let session = Session::start(control, &shared_key(&img.context), dirs).await?;
     let job = random_id();
     let started = Instant::now();

@@ -111,3 +111,49 @@ fn discover_walks_up_to_the_nearest_parent() {
     let other = tempfile::tempdir().unwrap();
     assert!(matches!(discover(other.path()), Err(Error::NotFound(_))));
 }
+
+fn load_env(buildkit: &str, env: &[(&str, &str)]) -> Result<Config, Error> {
+    let text = format!("[buildkit]\n{buildkit}\n[registry]\nhost = \"r:5000\"\n");
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    load_text(Path::new("/p/devloop.toml"), &text, |k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+}
+
+#[test]
+fn plain_tcp_to_buildkit_needs_an_explicit_opt_in() {
+    // (the [buildkit] table, the environment, accepted?)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
+    let cases: &[Case] = &[
+        ("addr = \"tcp://10.0.0.5:1234\"", &[], false),
+        ("addr = \"tcp://127.0.0.1:1234\"", &[], false),
+        ("addr = \"tcp://10.0.0.5:1234\"\ninsecure = true", &[], true),
+        ("addr = \"tcp://10.0.0.5:1234\"\ntls-ca = \"ca.pem\"", &[], true),
+        ("addr = \"tcp://10.0.0.5:1234\"\ntls-cert = \"c.pem\"\ntls-key = \"k.pem\"", &[], true),
+        ("addr = \"unix:///run/buildkit/buildkitd.sock\"", &[], true),
+        // BUILDKIT_HOST is held to the same rule, after it overrides the file…
+        ("addr = \"unix:///run/b.sock\"", &[("BUILDKIT_HOST", "tcp://10.0.0.5:1234")], false),
+        ("addr = \"unix:///run/b.sock\"\ninsecure = true", &[("BUILDKIT_HOST", "tcp://10.0.0.5:1234")], true),
+        // …and may also replace a refused address with an acceptable one.
+        ("addr = \"tcp://10.0.0.5:1234\"", &[("BUILDKIT_HOST", "unix:///run/b.sock")], true),
+    ];
+    for (buildkit, env, ok) in cases {
+        match load_env(buildkit, env) {
+            Ok(c) => assert!(ok, "{buildkit} {env:?} was accepted (addr {})", c.buildkit.addr),
+            Err(Error::Invalid(l)) => {
+                assert!(!ok, "{buildkit} {env:?}: {l}");
+                assert_eq!(l.key, "buildkit.addr");
+                let m = l.to_string();
+                assert!(m.starts_with("/p/devloop.toml: key `buildkit.addr`: `tcp://"), "{m}");
+                assert!(m.contains("in the clear") && m.contains("insecure = true") && m.contains("tls-ca"), "{m}");
+                assert_eq!(m.contains("from BUILDKIT_HOST"), !env.is_empty(), "{m}");
+            }
+            Err(e) => panic!("{buildkit}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn registry_auth_hosts_are_read() {
+    let c = parse(Path::new("/p/devloop.toml"), "[registry]\nhost = \"r:5000\"\nauth-hosts = [\"auth.example.com\"]\n").unwrap();
+    assert_eq!(c.registry.auth_hosts, ["auth.example.com"]);
+    assert!(parse(Path::new("/p/devloop.toml"), GOOD).unwrap().registry.auth_hosts.is_empty());
+}
