@@ -82,6 +82,10 @@ impl Ui {
             Report::Building { image, tag } => {
                 self.emit(&format!("{image}: building {tag}"), json!({"event": "building", "image": image, "tag": tag}))
             }
+            Report::Stale { image, tag, reason } => self.emit(
+                &format!("{image}: the context changed while BuildKit read it, so {tag} was not pushed ({reason}); hashing again"),
+                json!({"event": "stale", "image": image, "tag": tag, "reason": reason}),
+            ),
             Report::Superseded { image, old, new } => self.emit(
                 &format!("{image}: newer content ({new}) supersedes the build of {old}: cancelled"),
                 json!({"event": "superseded", "image": image, "old": old, "new": new}),

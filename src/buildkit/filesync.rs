@@ -73,6 +73,9 @@ pub struct TransferStats {
     pub files: AtomicU64,
     /// Paths sent, as `<dir-name>/<path>` (for `-v` and tests).
     pub paths: Mutex<Vec<String>>,
+    /// Why files were refused (changed since they were listed): the build then failed because its context
+    /// changed under it, not because of the build.
+    pub refused: Mutex<Vec<String>>,
 }
 
 /// The FileSync service over a set of named directories.
@@ -443,6 +446,7 @@ where
                     Err(SendError::Refused(why)) => {
                         let msg = format!("refusing to send {dir_name}/{}: {why}", e.path);
                         tracing::warn!("{msg}");
+                        stats.refused.lock().expect("not poisoned").push(msg.clone());
                         let _ = tx.send(Ok(Packet { data: msg.clone().into_bytes(), ..packet(PacketType::PacketErr, p.id) })).await;
                         let _ = tx.send(Err(Status::failed_precondition(msg))).await;
                         break;

@@ -24,6 +24,10 @@ pub enum Error {
     /// The connection to buildkitd broke while a build ran (the daemon stopped or restarted).
     #[error("BuildKit went away during the build: {reason}")]
     Lost { reason: String },
+    /// Files changed between being listed and being read (an editor saved mid-build): the build would not
+    /// have been of the content that was hashed. Nothing was pushed.
+    #[error("the context changed while BuildKit read it ({})", .refused.join("; "))]
+    ContextChanged { refused: Vec<String> },
     /// TLS settings that cannot be used.
     #[error("BuildKit TLS: {0}")]
     Tls(String),

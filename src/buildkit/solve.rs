@@ -156,6 +156,9 @@ pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, p
         Ok(Err(status)) if std::error::Error::source(&status).is_some() || status.code() == tonic::Code::Unavailable => {
             return Err(Error::Lost { reason: super::error_chain(&status) })
         }
+        Ok(Err(_)) if !stats.refused.lock().expect("not poisoned").is_empty() => {
+            return Err(Error::ContextChanged { refused: std::mem::take(&mut *stats.refused.lock().expect("not poisoned")) })
+        }
         Ok(Err(status)) => return Err(Error::Failed { report: failure_report(spec, progress, status.message()) }),
         Err(join) => return Err(Error::Failed { report: format!("the build task failed: {join}") }),
     };

@@ -49,6 +49,8 @@ pub enum Event {
     Built { image: String, tag: String, digest: String, took: Duration, steps: (usize, usize), cached: bool, export: Option<Duration> },
     /// Building `tag` failed or was cancelled.
     BuildFailed { image: String, tag: String, error: String, cancelled: bool },
+    /// Files changed while BuildKit read them (a save mid-build): the build is void, nothing was pushed.
+    BuildStale { image: String, tag: String, reason: String, at: Instant },
     /// The rollout of `tag` ended.
     RolledOut { image: String, tag: String, ok: bool, took: Duration, at: Instant, pod: PodStages },
 }
@@ -75,6 +77,8 @@ pub enum Report {
     Unchanged { image: String, tag: String },
     /// A build started.
     Building { image: String, tag: String },
+    /// A build was void: its context changed while BuildKit read it.
+    Stale { image: String, tag: String, reason: String },
     /// A build was superseded by newer content.
     Superseded { image: String, old: String, new: String },
     /// Hashing or building failed; running pods were left alone.
@@ -258,6 +262,17 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
             if !cancelled {
                 out.push(Action::Report(Report::Failed { image, tag: Some(tag), error }));
             }
+        }
+        Event::BuildStale { image, tag, reason, at } => {
+            let Some(s) = state.images.get_mut(&image) else { return out };
+            if s.building.as_ref() != Some(&tag) {
+                return out;
+            }
+            s.building = None;
+            out.push(Action::Report(Report::Stale { image: image.clone(), tag, reason }));
+            // The change's own event may have been hashed already (to the same tag, while it was building):
+            // hash again rather than wait for a change that has come and gone.
+            changed(state, image, Scope::Paths(Default::default()), at, &mut out);
         }
         Event::RolledOut { image, tag, ok, took, at, pod } => {
             let Some(s) = state.images.get_mut(&image) else { return out };

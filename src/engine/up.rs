@@ -361,6 +361,9 @@ async fn build_worker(ctx: Arc<Ctx>, image: String, tag: String, filter: Hashed,
             }
             return Box::pin(build_worker(ctx, image, tag, filter, cancel, attempt + 1)).await;
         }
+        Err(Error::Buildkit(buildkit::Error::ContextChanged { refused })) => {
+            Event::BuildStale { image, tag, reason: refused.join("; "), at: Instant::now() }
+        }
         Err(e) => {
             // The daemon may have gone away mid-build: connect afresh next time.
             *ctx.buildkit.lock().await = None;

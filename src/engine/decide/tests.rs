@@ -201,3 +201,18 @@ fn a_new_config_rescans_changed_images_redeploys_changed_deploys_and_drops_remov
     assert_eq!(run(&mut s, vec![built("c", "c1")]), Vec::<String>::new());
     assert_eq!(s.deployed("c"), None);
 }
+
+/// An editor saves while BuildKit reads the context: the file is refused (it is not what was hashed), the
+/// build is void, and the image is hashed again even if the save's own event was hashed during the build.
+#[test]
+fn a_build_whose_context_changed_under_it_is_hashed_and_built_again() {
+    let mut s = deployed_at_t1();
+    run(&mut s, vec![changed(&["app"]), hashed("app", "t2")]);
+    // The save's event is hashed while the build runs: the same bytes again, so nothing new starts.
+    assert_eq!(run(&mut s, vec![changed(&["app"]), hashed("app", "t2")]), ["hash app"]);
+    let stale = Event::BuildStale { image: "app".into(), tag: "t2".into(), reason: "refusing to send context/x".into(), at: Instant::now() };
+    let a = step(&mut s, stale);
+    assert!(matches!(a.first(), Some(Action::Report(Report::Stale { .. }))), "{a:?}");
+    assert_eq!(acts(&a), ["hash app "]);
+    assert_eq!(run(&mut s, vec![hashed("app", "t2"), built("app", "t2")]), ["build app t2", "deploy app t2"]);
+}
