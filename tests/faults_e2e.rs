@@ -101,6 +101,7 @@ fn buildkitd_killed_mid_build_is_reported_and_the_loop_recovers() {
     // and will try again.
     let retry = up.wait_for("a retry", 30, |v| v["event"] == "retry" || v["event"] == "failed");
     let msg = retry["message"].as_str().unwrap_or("");
+    eprintln!("after the kill: {retry}");
     assert_eq!(retry["event"], "retry", "a dead buildkitd must be retried, not reported as a failed build: {retry}");
     assert!(
         msg.starts_with("BuildKit went away during the build") || msg.starts_with("BuildKit is unreachable at unix://"),

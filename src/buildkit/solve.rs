@@ -154,7 +154,8 @@ pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, p
         // A status with a transport error behind it is the connection failing, not the build: the daemon is
         // gone, and the build should be tried again once it is back.
         Ok(Err(status)) if std::error::Error::source(&status).is_some() || status.code() == tonic::Code::Unavailable => {
-            return Err(Error::Lost { reason: super::error_chain(&status) })
+            let reason = std::error::Error::source(&status).map_or_else(|| status.message().to_string(), super::error_chain);
+            return Err(Error::Lost { reason });
         }
         Ok(Err(_)) if !stats.refused.lock().expect("not poisoned").is_empty() => {
             return Err(Error::ContextChanged { refused: std::mem::take(&mut *stats.refused.lock().expect("not poisoned")) })
