@@ -264,19 +264,18 @@ async fn reload(ctx: &Ctx) -> Option<Event> {
         *ctx.buildkit.lock().await = None;
     }
     let deploys = |cfg: &Config, image: &str| cfg.deploys.iter().filter(|d| d.image == image).cloned().collect::<Vec<_>>();
-    let mut ev = (Vec::new(), Vec::new(), Vec::new());
+    let (mut rescan, mut redeploy, mut removed) = (Vec::new(), Vec::new(), Vec::new());
     for img in &new.images {
-        if everything || old.image(&img.name) != Some(img) {
-            ev.0.push(img.name.clone());
+        let deploys_changed = deploys(&old, &img.name) != deploys(&new, &img.name);
+        if everything || deploys_changed || old.image(&img.name) != Some(img) {
+            rescan.push(img.name.clone());
         }
-        if everything || deploys(&old, &img.name) != deploys(&new, &img.name) {
-            ev.0.push(img.name.clone());
-            ev.1.push(img.name.clone());
+        if everything || deploys_changed {
+            redeploy.push(img.name.clone());
         }
     }
-    ev.0.dedup();
     for img in old.images.iter().filter(|i| new.image(&i.name).is_none()) {
-        ev.2.push(img.name.clone());
+        removed.push(img.name.clone());
         ctx.trees.lock().expect("not poisoned").remove(&img.name);
         ctx.deployed.lock().expect("not poisoned").remove(&img.name);
     }
@@ -287,7 +286,6 @@ async fn reload(ctx: &Ctx) -> Option<Event> {
     }
     ctx.ui.line("devloop", "config", &format!("{} reloaded; {} image(s)", new.path.display(), new.images.len()));
     *ctx.cfg.write().expect("not poisoned") = Arc::new(new);
-    let (rescan, redeploy, removed) = ev;
     Some(Event::Reconfigured { rescan, redeploy, removed, at: Instant::now() })
 }
 
