@@ -149,6 +149,7 @@ pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, p
     let duration = started.elapsed();
     let stats = session.stats.clone();
     session.close().await;
+    let refused = std::mem::take(&mut *stats.refused.lock().expect("not poisoned"));
     let response = match result {
         Ok(Ok(r)) => r.into_inner(),
         // A status with a transport error behind it is the connection failing, not the build: the daemon is
@@ -157,9 +158,8 @@ pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, p
             let reason = std::error::Error::source(&status).map_or_else(|| status.message().to_string(), super::error_chain);
             return Err(Error::Lost { reason });
         }
-        Ok(Err(_)) if !stats.refused.lock().expect("not poisoned").is_empty() => {
-            return Err(Error::ContextChanged { refused: std::mem::take(&mut *stats.refused.lock().expect("not poisoned")) })
-        }
+        // FileSync refused a file that changed after it was listed: the context moved under the build.
+        Ok(Err(_)) if !refused.is_empty() => return Err(Error::ContextChanged { refused }),
         Ok(Err(status)) => return Err(Error::Failed { report: failure_report(spec, progress, status.message()) }),
         Err(join) => return Err(Error::Failed { report: format!("the build task failed: {join}") }),
     };

@@ -237,20 +237,44 @@ async fn patch_one(
     }
     if d.rollback_on_failure && !previous.is_empty() {
         let _ = writeln!(out, "{}: rolling {what} back to {previous}", d.image);
-        deploy::patch_image(&api, name, &container, &previous).await?;
-        let started = Instant::now();
         // A signal while this rollback is watched stops the waiting (the rollback itself is already asked for).
-        let Some(back) = watch_unless_stopped(t, name, std::slice::from_ref(&previous), d.rollout_timeout, intr).await? else {
+        let never = tokio_util::sync::CancellationToken::new();
+        if roll_back(t, d, &api, name, &container, &previous, out, intr.map_or(&never, Interrupt::stop)).await?.is_none() {
             let intr = intr.expect("only a watch with an Interrupt stops early");
             let _ = writeln!(out, "{}: interrupted ({}): stopped waiting for the rollback of {what}", d.image, intr.name());
             let _ = writeln!(out, "{}: {}; rollback NOT finished", d.image, state_of(t, name).await);
             return Err(Error::Interrupted(intr.name()));
-        };
-        if report(out, &d.image, &format!("{what} (rollback)"), started, &back) {
-            let _ = writeln!(out, "{}: {what} is back on {previous}", d.image);
         }
     }
     Ok((false, Timeline::default()))
+}
+
+/// Puts `previous` back into the Deployment's container and watches that rollout until `stop`: Some(true)
+/// when it is back (said so), Some(false) when that rollout failed too (reported), None when `stop` came
+/// first (the rollback is asked for, not verified).
+#[allow(clippy::too_many_arguments)]
+async fn roll_back(
+    t: &Target,
+    d: &Deploy,
+    api: &Api<Deployment>,
+    name: &str,
+    container: &str,
+    previous: &str,
+    out: &mut (dyn Write + Send),
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<Option<bool>, Error> {
+    let what = format!("deployment {}/{name}", t.namespace);
+    deploy::patch_image(api, name, container, previous).await?;
+    let started = Instant::now();
+    let refs = [previous.to_string()];
+    let Some(verdict) = until(stop, deploy::watch_rollout(t, name, &refs, d.rollout_timeout)).await.transpose()? else {
+        return Ok(None);
+    };
+    let back = report(out, &d.image, &format!("{what} (rollback)"), started, &verdict);
+    if back {
+        let _ = writeln!(out, "{}: {what} rolled back: it is back on {previous}", d.image);
+    }
+    Ok(Some(back))
 }
 
 /// A signal came while a patched Deployment's rollout was watched: the new image is unverified. With
@@ -273,23 +297,14 @@ async fn interrupted_patch(
     let mut rollback = "";
     if d.rollback_on_failure && !previous.is_empty() {
         let _ = writeln!(out, "{image}: rolling {what} back to {previous} (a second signal stops waiting)");
-        let started = Instant::now();
-        let back = until(intr.abort(), async {
-            deploy::patch_image(api, name, container, previous).await?;
-            Ok::<_, Error>(deploy::watch_rollout(t, name, &[previous.to_string()], d.rollout_timeout).await?)
-        })
-        .await;
-        rollback = match back {
-            Some(Ok(v)) if report(out, image, &format!("{what} (rollback)"), started, &v) => {
-                let _ = writeln!(out, "{image}: {what} rolled back: it is back on {previous}");
-                "; rollback finished"
-            }
-            Some(Ok(_)) => "; rollback NOT finished",
-            Some(Err(e)) => {
+        rollback = match roll_back(t, d, api, name, container, previous, out, intr.abort()).await {
+            Ok(Some(true)) => "; rollback finished",
+            Ok(Some(false)) => "; rollback NOT finished",
+            Err(e) => {
                 let _ = writeln!(out, "{image}: rolling {what} back failed: {e}");
                 "; rollback NOT finished"
             }
-            None => {
+            Ok(None) => {
                 let _ = writeln!(out, "{image}: second signal: stopped waiting for the rollback of {what}");
                 "; rollback NOT finished"
             }
