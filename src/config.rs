@@ -209,11 +209,13 @@ impl Default for Buildkit {
     }
 }
 
-/// `[registry]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// `[registry]`: where built images go. Every key is optional: without `host`, devloop reads the cluster's
+/// `local-registry-hosting` ConfigMap (see [`crate::registry::discover`]).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Registry {
-    /// `host[:port]` images are pushed to.
+    /// `host[:port]` images are pushed to; empty until set here, by `DEVLOOP_REGISTRY` or by discovery.
+    #[serde(default)]
     pub host: String,
     /// Plain HTTP (a local registry).
     #[serde(default)]
@@ -224,12 +226,62 @@ pub struct Registry {
     /// registry's Bearer challenge names them as the realm.
     #[serde(default)]
     pub auth_hosts: Vec<String>,
+    /// Push (the default), or load into an image store the cluster's nodes read directly.
+    #[serde(default)]
+    pub load: Load,
+    /// containerd's socket for `load = "containerd"`.
+    #[serde(default = "default_containerd_socket")]
+    pub containerd_socket: PathBuf,
+    /// The containerd namespace the kubelet's runtime uses (CRI: `k8s.io`).
+    #[serde(default = "default_containerd_namespace")]
+    pub containerd_namespace: String,
+}
+
+fn default_containerd_socket() -> PathBuf {
+    PathBuf::from("/run/containerd/containerd.sock")
+}
+fn default_containerd_namespace() -> String {
+    "k8s.io".into()
 }
 
 impl Registry {
     /// The host the cluster pulls from.
     pub fn pull_host(&self) -> &str {
         self.pull_host.as_deref().unwrap_or(&self.host)
+    }
+}
+
+/// `[registry] load`: how a built image reaches the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Load {
+    /// Push to the registry (`load = false`, or unset).
+    #[default]
+    Push,
+    /// Load into Docker Engine's image store (`load = true` or `"docker"`), for clusters that share it.
+    Docker,
+    /// Import into the node's containerd (`load = "containerd"`), for single-node containerd clusters.
+    Containerd,
+}
+
+impl<'de> Deserialize<'de> for Load {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Name(String),
+        }
+        let bad = || serde::de::Error::custom("expected true, false, \"docker\" or \"containerd\"");
+        match Raw::deserialize(d).map_err(|_| bad())? {
+            Raw::Bool(false) => Ok(Load::Push),
+            Raw::Bool(true) => Ok(Load::Docker),
+            Raw::Name(n) => match n.as_str() {
+                "docker" => Ok(Load::Docker),
+                "containerd" => Ok(Load::Containerd),
+                "push" => Ok(Load::Push),
+                _ => Err(bad()),
+            },
+        }
     }
 }
 
@@ -291,7 +343,8 @@ impl Config {
 struct RawConfig {
     #[serde(default)]
     buildkit: Buildkit,
-    registry: Option<Registry>,
+    #[serde(default)]
+    registry: Registry,
     #[serde(default, rename = "image")]
     images: Vec<toml::Spanned<RawImage>>,
     #[serde(default)]
@@ -424,10 +477,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
         err(inner.span(), key, did_you_mean(inner.message()))
     })?;
 
-    let registry = raw.registry.ok_or_else(|| {
-        err(None, "registry".into(), "missing [registry] table (e.g. host = \"127.0.0.1:5000\")".into())
-    })?;
-    if registry.host.trim().is_empty() || registry.host.contains('/') || registry.host.contains("://") {
+    let registry = raw.registry;
+    if !registry.host.is_empty() && (registry.host.trim().is_empty() || registry.host.contains('/') || registry.host.contains("://")) {
         return Err(err(None, "registry.host".into(), format!("`{}` is not a registry host[:port]", registry.host)));
     }
     validate_addr(&raw.buildkit.addr).map_err(|m| err(None, "buildkit.addr".into(), m))?;

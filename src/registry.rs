@@ -232,6 +232,7 @@ mod tests {
             insecure,
             pull_host: None,
             auth_hosts: auth_hosts.iter().map(|h| h.to_string()).collect(),
+            ..Default::default()
         }
     }
 

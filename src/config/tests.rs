@@ -48,6 +48,8 @@ fn good_config_resolves_paths_and_defaults() {
     assert_eq!(img.build_args["GREETING"], "hi");
     assert!(c.registry.insecure);
     assert_eq!(c.registry.pull_host(), "127.0.0.1:5000");
+    assert_eq!(c.registry.load, Load::Push, "pushing is the default");
+    assert_eq!(c.registry.containerd_namespace, "k8s.io");
     assert_eq!(c.kube.allow_contexts, ["lab-*"]);
     assert_eq!(c.deploys[0].target, DeployTarget::Patch { deployment: "hello".into(), container: None });
     assert_eq!(c.deploys[0].rollout_timeout, std::time::Duration::from_secs(90));
@@ -68,6 +70,7 @@ fn bad_configs_name_line_key_and_cause() {
     let cases: &[(&str, usize, &str, &str)] = &[
         ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontxt = \"x\"\n", 5, "image[0].contxt", "did you mean `context`"),
         ("[registry]\nhost = \"r\"\nport = 1\n", 3, "registry.port", "unknown field `port`"),
+        ("[registry]\nload = \"kind\"\n", 2, "registry.load", "expected true, false, \"docker\" or \"containerd\""),
         ("[registry]\nhost = \"r\"\ninsecure = \"yes\"\n", 3, "registry.insecure", "expected a boolean"),
         ("[registry]\nhost = \"r\"\n[[image]]\nname = \"Hello\"\ncontext = \".\"\n", 4, "image[0].name", "not a valid image name"),
         ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\nbuild-args = { X = 1 }\n", 6, "image[0].build-args.X", "expected a string"),
@@ -94,9 +97,9 @@ fn bad_configs_name_line_key_and_cause() {
 }
 
 #[test]
-fn missing_registry_and_bad_addr_are_named() {
-    let e = parse_err("[[image]]\nname = \"a\"\ncontext = \".\"\n");
-    assert_eq!(e.key, "registry");
+fn bad_registry_host_and_bad_addr_are_named() {
+    let e = parse_err("[registry]\nhost = \"http://r\"\n");
+    assert_eq!(e.key, "registry.host");
     let e = parse_err("[buildkit]\naddr = \"localhost:1234\"\n[registry]\nhost = \"r\"\n");
     assert_eq!(e.key, "buildkit.addr");
 }
@@ -156,4 +159,15 @@ fn registry_auth_hosts_are_read() {
     let c = parse(Path::new("/p/devloop.toml"), "[registry]\nhost = \"r:5000\"\nauth-hosts = [\"auth.example.com\"]\n").unwrap();
     assert_eq!(c.registry.auth_hosts, ["auth.example.com"]);
     assert!(parse(Path::new("/p/devloop.toml"), GOOD).unwrap().registry.auth_hosts.is_empty());
+}
+
+#[test]
+fn registry_is_optional_and_load_takes_a_bool_or_a_store_name() {
+    let base = "[[image]]\nname = \"a\"\ncontext = \".\"\n";
+    let c = parse(Path::new("/p/devloop.toml"), base).unwrap();
+    assert_eq!(c.registry.host, "", "no [registry]: the host is discovered at run time");
+    for (value, want) in [("false", Load::Push), ("true", Load::Docker), ("\"docker\"", Load::Docker), ("\"containerd\"", Load::Containerd)] {
+        let text = format!("{base}[registry]\nload = {value}\n");
+        assert_eq!(parse(Path::new("/p/devloop.toml"), &text).unwrap().registry.load, want, "load = {value}");
+    }
 }
