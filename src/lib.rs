@@ -4,6 +4,7 @@
 
 pub mod buildkit;
 pub mod config;
+pub mod deliver;
 pub mod deploy;
 pub mod engine;
 pub mod filter;

@@ -16,6 +16,7 @@ use super::progress::{dockerfile_line, Progress};
 use super::session::{random_id, Session};
 use super::Error;
 use crate::config::Image;
+use crate::deliver::Destination;
 use crate::filter::Filter;
 
 /// What to build and where to push it.
@@ -24,10 +25,10 @@ pub struct BuildSpec<'a> {
     pub image: &'a Image,
     /// Its filter (the one that hashed it).
     pub filter: Filter,
-    /// `<host>/<name>:<tag>` to push.
+    /// The name the image gets (see [`Destination::build_reference`]).
     pub reference: String,
-    /// The registry speaks plain HTTP.
-    pub insecure: bool,
+    /// Where it goes.
+    pub destination: &'a Destination,
 }
 
 /// A finished, pushed build.
@@ -78,9 +79,11 @@ fn solve_request(spec: &BuildSpec<'_>, session: &str, job: &str) -> SolveRequest
     }
     let mut export: HashMap<String, String> = HashMap::new();
     export.insert("name".into(), spec.reference.clone());
-    export.insert("push".into(), "true".into());
-    if spec.insecure {
-        export.insert("registry.insecure".into(), "true".into());
+    if let Destination::Registry(r) = spec.destination {
+        export.insert("push".into(), "true".into());
+        if r.insecure {
+            export.insert("registry.insecure".into(), "true".into());
+        }
     }
     SolveRequest {
         r#ref: job.to_string(),
@@ -99,6 +102,9 @@ fn solve_request(spec: &BuildSpec<'_>, session: &str, job: &str) -> SolveRequest
 /// failing step, its Dockerfile line and its last log lines; nothing is pushed then.
 pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, progress: &mut Progress) -> Result<Built, Error> {
     let img = spec.image;
+    if !matches!(spec.destination, Destination::Registry(_)) {
+        return Err(Error::Failed { report: format!("loading images into {} is not supported yet", spec.destination.describe()) });
+    }
     if !img.context.is_dir() {
         return Err(crate::tree::Error::MissingContext(img.context.clone())).map_err(|e| Error::Inputs(e.into()));
     }

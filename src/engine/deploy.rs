@@ -13,7 +13,7 @@ use crate::config::{Config, Deploy, DeployTarget};
 use crate::deploy::rollout::{Timeline, Verdict};
 use crate::deploy::{self, images, manifests, KubeOptions, Patched, Target};
 use crate::interrupt::{until, Interrupt};
-use crate::registry;
+use crate::deliver::Destination;
 
 /// Choices for one deploy run.
 #[derive(Debug, Clone, Default)]
@@ -122,9 +122,9 @@ pub struct Rolled {
     pub timeline: Timeline,
 }
 
-/// `<pull host>/<name>:<tag>@<digest>`.
+/// What deployed containers run (`<pull host>/<name>:<tag>@<digest>` for a registry).
 pub fn reference(cfg: &Config, image: &str, tag: &str, digest: &str) -> String {
-    format!("{}/{image}:{tag}@{digest}", cfg.registry.pull_host())
+    Destination::of(cfg).deploy_reference(image, tag, digest)
 }
 
 /// References for every image that has a `[[deploy]]`, building what the registry lacks.
@@ -145,10 +145,11 @@ async fn resolve(cfg: &Config, name: &str, opts: &DeployOptions, out: &mut (dyn 
         Some(t) => t.clone(),
         None => super::off_runtime(|| hash_images(cfg, &[name.to_string()]))?.remove(0).snapshot.tag,
     };
-    let digest = match registry::manifest_digest(&cfg.registry, name, &tag).await? {
+    let destination = Destination::of(cfg);
+    let digest = match destination.present(name, &tag).await? {
         Some(d) => d,
         None if opts.tag.is_some() => {
-            return Err(Error::Usage(format!("the registry has no {}/{name}:{tag}", cfg.registry.host)));
+            return Err(Error::Usage(format!("the {} has no {name}:{tag}", destination.describe())));
         }
         None => match build_images(cfg, &[name.to_string()], false, opts.verbose, out).await?.remove(0) {
             Outcome::Built { built, .. } => built.digest,

@@ -11,6 +11,7 @@ use std::io::Write;
 
 use crate::buildkit::{self, progress::Progress, BuildSpec, Built};
 use crate::config::{Config, Image};
+use crate::deliver::{self, Destination};
 use crate::filter::Filter;
 use crate::hash::{self, DigestCache, Snapshot};
 use crate::registry;
@@ -44,6 +45,15 @@ pub enum Error {
     Interrupted(&'static str),
 }
 
+impl From<deliver::Error> for Error {
+    fn from(e: deliver::Error) -> Self {
+        match e {
+            // Kept as a registry error: `up` retries an unreachable registry.
+            deliver::Error::Registry(r) => Error::Registry(r),
+        }
+    }
+}
+
 /// Runs blocking file work (walking a context, reading manifests) without stalling the async workers that
 /// keep streams, watches and timers going: moved off them in a multi-threaded runtime, run in place
 /// otherwise (a single-threaded runtime has no other worker to stall).
@@ -62,7 +72,7 @@ pub struct Hashed<'a> {
     pub filter: Filter,
     /// Its inputs now.
     pub snapshot: Snapshot,
-    /// `<registry host>/<name>:<tag>`.
+    /// The name the image is built as (`<registry host>/<name>:<tag>` for a registry).
     pub reference: String,
 }
 
@@ -98,7 +108,7 @@ pub fn hash_images<'a>(cfg: &'a Config, names: &[String]) -> Result<Vec<Hashed<'
 pub fn hash_image<'a>(cfg: &Config, image: &'a Image, cache: &mut DigestCache) -> Result<Hashed<'a>, Error> {
     let filter = Filter::for_image(image)?;
     let snapshot = hash::snapshot(image, &filter, cache)?;
-    let reference = format!("{}/{}:{}", cfg.registry.host, image.name, snapshot.tag);
+    let reference = Destination::of(cfg).build_reference(&image.name, &snapshot.tag);
     Ok(Hashed { image, filter, snapshot, reference })
 }
 
@@ -120,13 +130,14 @@ pub async fn build_images(
     out: &mut (dyn Write + Send),
 ) -> Result<Vec<Outcome>, Error> {
     let hashed = off_runtime(|| hash_images(cfg, names))?;
+    let destination = Destination::of(cfg);
     let mut control = None;
     let mut outcomes = Vec::new();
     for h in hashed {
         let name = &h.image.name;
         if !force {
-            if let Some(digest) = registry::manifest_digest(&cfg.registry, name, &h.snapshot.tag).await? {
-                let _ = writeln!(out, "{name}: {} is already in the registry ({digest}), nothing to build", h.reference);
+            if let Some(digest) = destination.present(name, &h.snapshot.tag).await? {
+                let _ = writeln!(out, "{name}: {} is already in the {} ({digest}), nothing to build", h.reference, destination.describe());
                 outcomes.push(Outcome::Present { reference: h.reference, digest });
                 continue;
             }
@@ -137,7 +148,7 @@ pub async fn build_images(
         };
         eprintln!("{name}: building {} ({} files, {} bytes of context)", h.reference, h.snapshot.entries, h.snapshot.bytes);
         let mut progress = Progress::new(Box::new(std::io::stderr()), &format!("{name}: "), verbose);
-        let spec = BuildSpec { image: h.image, filter: h.filter, reference: h.reference.clone(), insecure: cfg.registry.insecure };
+        let spec = BuildSpec { image: h.image, filter: h.filter, reference: h.reference.clone(), destination: &destination };
         let built = buildkit::build(client, &spec, &mut progress).await?;
         if verbose {
             for p in &built.sent_paths {

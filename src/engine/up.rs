@@ -18,6 +18,7 @@ use super::Error;
 use crate::buildkit::{self, progress::Progress, BuildSpec};
 use crate::config::{Config, DeployTarget};
 use crate::deploy::{self, KubeOptions, Target};
+use crate::deliver::Destination;
 use crate::filter::Filter;
 use crate::hash::merkle::Tree;
 use crate::ui::Ui;
@@ -376,7 +377,8 @@ type BuildResult = (String, (usize, usize), bool, Option<Duration>);
 
 async fn build_inner(ctx: &Ctx, image: &str, tag: &str, filter: &Hashed) -> Result<BuildResult, Error> {
     let cfg = ctx.config();
-    if let Some(digest) = registry::manifest_digest(&cfg.registry, image, tag).await? {
+    let destination = Destination::of(&cfg);
+    if let Some(digest) = destination.present(image, tag).await? {
         return Ok((digest, (0, 0), true, None));
     }
     let img = cfg.image(image).ok_or_else(|| Error::Usage(format!("image {image} is no longer configured")))?;
@@ -391,7 +393,7 @@ async fn build_inner(ctx: &Ctx, image: &str, tag: &str, filter: &Hashed) -> Resu
     };
     let out: Box<dyn std::io::Write + Send> = if ctx.verbose { Box::new(std::io::stderr()) } else { Box::new(std::io::sink()) };
     let mut progress = Progress::new(out, &format!("{image}: "), ctx.verbose);
-    let spec = BuildSpec { image: img, filter, reference: format!("{}/{image}:{tag}", cfg.registry.host), insecure: cfg.registry.insecure };
+    let spec = BuildSpec { image: img, filter, reference: destination.build_reference(image, tag), destination: &destination };
     let built = buildkit::build(&mut client, &spec, &mut progress).await?;
     Ok((built.digest, built.steps, false, built.export))
 }
