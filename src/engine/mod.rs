@@ -37,6 +37,12 @@ pub enum Error {
     /// Deploying failed before a rollout could be judged.
     #[error(transparent)]
     Deploy(#[from] crate::deploy::Error),
+    /// The cluster's `local-registry-hosting` ConfigMap could not be read or used.
+    #[error(transparent)]
+    Discovery(#[from] registry::discover::Error),
+    /// Images have nowhere to go: no `[registry] host`, no `load`, no registry advertised by the cluster.
+    #[error("{0}")]
+    NoRegistry(String),
     /// `deploy` needs something the config or registry does not have.
     #[error("{0}")]
     Usage(String),
@@ -51,6 +57,34 @@ impl From<deliver::Error> for Error {
             // Kept as a registry error: `up` retries an unreachable registry.
             deliver::Error::Registry(r) => Error::Registry(r),
         }
+    }
+}
+
+/// Fills a missing `[registry] host` from the cluster's `local-registry-hosting` ConfigMap (read through the
+/// same allow-listed context devloop deploys to), and says so; an error naming the ways out when there is none.
+/// Nothing to do when the host is set (devloop.toml, `DEVLOOP_REGISTRY`) or images are loaded, not pushed.
+pub async fn find_registry(cfg: &mut Config, kube: &crate::deploy::KubeOptions) -> Result<(), Error> {
+    if cfg.registry.load != crate::config::Load::Push || !cfg.registry.host.is_empty() {
+        return Ok(());
+    }
+    let target = crate::deploy::connect(&cfg.kube, kube).await?;
+    match registry::discover::read(target.client.clone()).await? {
+        Some(found) => {
+            registry::discover::apply(&mut cfg.registry, &found).await;
+            let http = if cfg.registry.insecure { ", plain HTTP" } else { "" };
+            eprintln!("devloop: {}{http}", found.describe(&target.context));
+            Ok(())
+        }
+        None => Err(Error::NoRegistry(registry::discover::nowhere(&target.context))),
+    }
+}
+
+/// Keeps a discovered registry across a reload of devloop.toml that still sets no host (and still pushes).
+pub fn keep_discovered(new: &mut Config, old: &Config) {
+    if new.registry.host.is_empty() && new.registry.load == crate::config::Load::Push {
+        new.registry.host = old.registry.host.clone();
+        new.registry.pull_host = old.registry.pull_host.clone();
+        new.registry.insecure = old.registry.insecure;
     }
 }
 
