@@ -67,7 +67,10 @@ pub async fn find_registry(cfg: &mut Config, kube: &crate::deploy::KubeOptions) 
     if cfg.registry.load != crate::config::Load::Push || !cfg.registry.host.is_empty() {
         return Ok(());
     }
-    let target = crate::deploy::connect(&cfg.kube, kube).await?;
+    // Without a cluster to ask, say both what is missing and why the cluster could not be asked.
+    let target = crate::deploy::connect(&cfg.kube, kube)
+        .await
+        .map_err(|e| Error::NoRegistry(registry::discover::nowhere(&format!("the cluster could not be asked for a ConfigMap {}/{} ({e})", registry::discover::NAMESPACE, registry::discover::NAME))))?;
     match registry::discover::read(target.client.clone()).await? {
         Some(found) => {
             registry::discover::apply(&mut cfg.registry, &found).await;
@@ -75,7 +78,12 @@ pub async fn find_registry(cfg: &mut Config, kube: &crate::deploy::KubeOptions) 
             eprintln!("devloop: {}{http}", found.describe(&target.context));
             Ok(())
         }
-        None => Err(Error::NoRegistry(registry::discover::nowhere(&target.context))),
+        None => Err(Error::NoRegistry(registry::discover::nowhere(&format!(
+            "context {} has no ConfigMap {}/{}",
+            target.context,
+            registry::discover::NAMESPACE,
+            registry::discover::NAME
+        )))),
     }
 }
 
@@ -208,6 +216,7 @@ pub async fn build_images(
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::time::Duration;
@@ -234,5 +243,31 @@ mod tests {
         let ticked = blocked.await.unwrap();
         ticker.abort();
         assert!(ticked >= 5, "the other task ticked {ticked} times in 400 ms of blocking work");
+    }
+
+    /// `up` reloads devloop.toml: a registry found in the cluster stays found unless the new file says otherwise.
+    #[test]
+    fn a_discovered_registry_survives_a_reload_that_does_not_replace_it() {
+        let parse = |registry: &str| {
+            crate::config::parse(Path::new("/p/devloop.toml"), &format!("{registry}[[image]]\nname = \"a\"\ncontext = \".\"\n")).unwrap()
+        };
+        let mut old = parse("");
+        old.registry.host = "10.0.0.1:5000".into();
+        old.registry.pull_host = Some("reg:5000".into());
+        old.registry.insecure = true;
+        // (new [registry], host after the reload)
+        for (registry, host) in [
+            ("", "10.0.0.1:5000"),
+            ("[registry]\nauth-hosts = []\n", "10.0.0.1:5000"),
+            ("[registry]\nhost = \"mine:5000\"\n", "mine:5000"),
+            ("[registry]\nload = \"containerd\"\n", ""),
+        ] {
+            let mut new = parse(registry);
+            super::keep_discovered(&mut new, &old);
+            assert_eq!(new.registry.host, host, "{registry:?}");
+            if host == "10.0.0.1:5000" {
+                assert_eq!((new.registry.pull_host.as_deref(), new.registry.insecure), (Some("reg:5000"), true));
+            }
+        }
     }
 }

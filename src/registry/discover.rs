@@ -102,10 +102,10 @@ async fn speaks_https(host: &str) -> bool {
     client.get(format!("https://{host}/v2/")).send().await.is_ok()
 }
 
-/// The error when there is nowhere to put images: the three ways out.
-pub fn nowhere(context: &str) -> String {
+/// The error when there is nowhere to put images (`why`: what the cluster said), with the three ways out.
+pub fn nowhere(why: &str) -> String {
     format!(
-        "no registry: [registry] host is not set and context {context} has no ConfigMap {NAMESPACE}/{NAME}. \
+        "no registry: [registry] host is not set and {why}. \
          Either\n  1. set `host = \"<registry host:port>\"` under [registry] in devloop.toml (or DEVLOOP_REGISTRY), \
          or\n  2. load images straight into the cluster's image store: `load = true` under [registry] for Docker \
          Desktop, OrbStack, Rancher Desktop (moby) or minikube's docker-env; `load = \"containerd\"` for k3s or a \
