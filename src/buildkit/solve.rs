@@ -5,15 +5,14 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient;
 use bollard_buildkit_proto::moby::buildkit::v1::{Exporter, SolveRequest, StatusRequest};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-use tonic::transport::Channel;
 
 use super::filesync::SyncedDir;
 use super::progress::{dockerfile_line, Progress};
 use super::session::{random_id, Session};
+use super::connect::Client;
 use super::Error;
 use crate::config::Image;
 use crate::deliver::Destination;
@@ -57,7 +56,31 @@ pub fn shared_key(context: &std::path::Path) -> String {
     hex::encode(&Sha256::digest(abs.to_string_lossy().as_bytes())[..16])
 }
 
-fn solve_request(spec: &BuildSpec<'_>, session: &str, job: &str) -> SolveRequest {
+/// How a build's image leaves BuildKit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Export {
+    /// buildkitd's `image` exporter pushes to the registry itself.
+    ImagePush,
+    /// Docker Engine's `moby` exporter stores the image in the engine; `push` then asks the engine to push it.
+    Moby { push: bool },
+}
+
+/// The export for a destination: buildkitd pushes; the engine's BuildKit (every version: the 20.10 engine
+/// knows only its `moby` exporter, and newer ones with the classic store cannot push from it) stores the
+/// image in the engine, which then pushes it when a registry is the destination.
+pub fn export_for(engine: bool, destination: &Destination) -> Result<Export, String> {
+    match (engine, destination) {
+        (false, Destination::Registry(_)) => Ok(Export::ImagePush),
+        (true, Destination::Registry(_)) => Ok(Export::Moby { push: true }),
+        (true, Destination::Docker) => Ok(Export::Moby { push: false }),
+        (false, Destination::Docker) => Err("loading images into Docker Engine (`[registry] load = true`) needs Docker \
+             Engine's BuildKit: set [buildkit] addr = \"docker://\" (or docker-unix:///path/to/docker.sock)"
+            .into()),
+        (_, other) => Err(format!("loading images into {} is not supported yet", other.describe())),
+    }
+}
+
+fn solve_request(spec: &BuildSpec<'_>, export_kind: Export, session: &str, job: &str) -> SolveRequest {
     let img = spec.image;
     let mut attrs: HashMap<String, String> = HashMap::new();
     let filename = img.dockerfile.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -79,20 +102,26 @@ fn solve_request(spec: &BuildSpec<'_>, session: &str, job: &str) -> SolveRequest
     }
     let mut export: HashMap<String, String> = HashMap::new();
     export.insert("name".into(), spec.reference.clone());
-    if let Destination::Registry(r) = spec.destination {
-        export.insert("push".into(), "true".into());
-        if r.insecure {
-            export.insert("registry.insecure".into(), "true".into());
+    let exporter = match export_kind {
+        Export::ImagePush => {
+            export.insert("push".into(), "true".into());
+            if let Destination::Registry(r) = spec.destination {
+                if r.insecure {
+                    export.insert("registry.insecure".into(), "true".into());
+                }
+            }
+            "image"
         }
-    }
+        Export::Moby { .. } => "moby",
+    };
     SolveRequest {
         r#ref: job.to_string(),
         session: session.to_string(),
         frontend: img.frontend.clone(),
         frontend_attrs: attrs,
         // New daemons read `exporters`; old ones only the deprecated pair.
-        exporters: vec![Exporter { r#type: "image".into(), attrs: export.clone() }],
-        exporter_deprecated: "image".into(),
+        exporters: vec![Exporter { r#type: exporter.into(), attrs: export.clone() }],
+        exporter_deprecated: exporter.into(),
         exporter_attrs_deprecated: export,
         ..Default::default()
     }
@@ -100,11 +129,10 @@ fn solve_request(spec: &BuildSpec<'_>, session: &str, job: &str) -> SolveRequest
 
 /// Builds and pushes one image, printing progress. On failure the error carries a report naming the
 /// failing step, its Dockerfile line and its last log lines; nothing is pushed then.
-pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, progress: &mut Progress) -> Result<Built, Error> {
+pub async fn build(client: &mut Client, spec: &BuildSpec<'_>, progress: &mut Progress) -> Result<Built, Error> {
     let img = spec.image;
-    if !matches!(spec.destination, Destination::Registry(_)) {
-        return Err(Error::Failed { report: format!("loading images into {} is not supported yet", spec.destination.describe()) });
-    }
+    let export = export_for(client.engine.is_some(), spec.destination).map_err(|report| Error::Failed { report })?;
+    let control = &mut client.control;
     if !img.context.is_dir() {
         return Err(crate::tree::Error::MissingContext(img.context.clone())).map_err(|e| Error::Inputs(e.into()));
     }
@@ -119,7 +147,7 @@ pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, p
     let started = Instant::now();
 
     let mut solver = control.clone();
-    let req = solve_request(spec, &session.id, &job);
+    let req = solve_request(spec, export, &session.id, &job);
     // Aborted if this future is dropped (a superseded build, Ctrl-C): dropping the call cancels the job in
     // BuildKit rather than leaving it running.
     let mut solve = AbortOnDrop(tokio::spawn(async move { solver.solve(req).await }));
@@ -169,9 +197,14 @@ pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, p
         Ok(Err(status)) => return Err(Error::Failed { report: failure_report(spec, progress, status.message()) }),
         Err(join) => return Err(Error::Failed { report: format!("the build task failed: {join}") }),
     };
-    let digest = response.exporter_response.get("containerimage.digest").cloned().unwrap_or_default();
+    let mut digest = response.exporter_response.get("containerimage.digest").cloned().unwrap_or_default();
     if digest.is_empty() {
         return Err(Error::Failed { report: "BuildKit finished without reporting the pushed image's digest".into() });
+    }
+    if let (Export::Moby { push: true }, Some(engine), Destination::Registry(r)) = (export, &client.engine, spec.destination) {
+        // The moby exporter's digest is the engine's image id; what is deployed is the registry's manifest.
+        let creds = crate::registry::DockerConfig::load().credentials(&r.host);
+        digest = engine.push(&spec.reference, creds).await.map_err(|e| Error::Failed { report: e.to_string() })?;
     }
     let sent_paths = std::mem::take(&mut *stats.paths.lock().expect("not poisoned"));
     Ok(Built {
