@@ -72,8 +72,8 @@ pub fn export_for(engine: bool, destination: &Destination) -> Result<Export, Str
     match (engine, destination) {
         (false, Destination::Registry(_)) => Ok(Export::ImagePush),
         (true, Destination::Registry(_)) => Ok(Export::Moby { push: true }),
-        (true, Destination::Docker) => Ok(Export::Moby { push: false }),
-        (false, Destination::Docker) => Err("loading images into Docker Engine (`[registry] load = true`) needs Docker \
+        (true, Destination::Docker { .. }) => Ok(Export::Moby { push: false }),
+        (false, Destination::Docker { .. }) => Err("loading images into Docker Engine (`[registry] load = true`) needs Docker \
              Engine's BuildKit: set [buildkit] addr = \"docker://\" (or docker-unix:///path/to/docker.sock)"
             .into()),
         (_, other) => Err(format!("loading images into {} is not supported yet", other.describe())),
