@@ -80,6 +80,37 @@ pub fn export_for(engine: bool, destination: &Destination) -> Result<Export, Str
     }
 }
 
+/// An engine API version as (major, minor); unknown parts count as 0.
+fn api_version(v: &str) -> (u32, u32) {
+    let mut it = v.split('.').map(|p| p.parse().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+/// What the engine's embedded BuildKit cannot do for this image, by engine API version: 1.41 is Docker 20.10
+/// (BuildKit 0.8, classic image store, whose `moby` exporter stores one platform per tag).
+pub fn engine_limits(engine_api: &str, platform: &str) -> Result<(), String> {
+    if platform.contains(',') && api_version(engine_api) < (1, 44) {
+        return Err(format!(
+            "platform = \"{platform}\" asks for a multi-platform image, which Docker Engine (API {engine_api}) cannot \
+             store: use buildkitd for it, or Docker Engine 25+ with the containerd image store"
+        ));
+    }
+    Ok(())
+}
+
+/// A hint for a Dockerfile the engine's built-in frontend cannot parse: Docker 20.10's (API 1.41) predates
+/// heredocs, `COPY --link`, `RUN --mount` options added since, and so on.
+pub fn old_frontend_hint(engine_api: &str, message: &str) -> Option<String> {
+    let unparsed = ["unknown flag", "unknown instruction", "dockerfile parse error", "unexpected"].iter().any(|m| message.contains(m));
+    (unparsed && api_version(engine_api) <= (1, 41)).then(|| {
+        format!(
+            "Docker Engine API {engine_api} (Docker 20.10) has an old built-in Dockerfile frontend: a newer Dockerfile \
+             feature needs `# syntax=docker/dockerfile:1` on the first line (the engine then pulls that frontend), \
+             a newer engine, or buildkitd"
+        )
+    })
+}
+
 fn solve_request(spec: &BuildSpec<'_>, export_kind: Export, session: &str, job: &str) -> SolveRequest {
     let img = spec.image;
     let mut attrs: HashMap<String, String> = HashMap::new();
@@ -132,6 +163,9 @@ fn solve_request(spec: &BuildSpec<'_>, export_kind: Export, session: &str, job: 
 pub async fn build(client: &mut Client, spec: &BuildSpec<'_>, progress: &mut Progress) -> Result<Built, Error> {
     let img = spec.image;
     let export = export_for(client.engine.is_some(), spec.destination).map_err(|report| Error::Failed { report })?;
+    if let Some(engine) = &client.engine {
+        engine_limits(&engine.api_version, &img.platform).map_err(|report| Error::Failed { report })?;
+    }
     let control = &mut client.control;
     if !img.context.is_dir() {
         return Err(crate::tree::Error::MissingContext(img.context.clone())).map_err(|e| Error::Inputs(e.into()));
@@ -194,7 +228,13 @@ pub async fn build(client: &mut Client, spec: &BuildSpec<'_>, progress: &mut Pro
         }
         // FileSync refused a file that changed after it was listed: the context moved under the build.
         Ok(Err(_)) if !refused.is_empty() => return Err(Error::ContextChanged { refused }),
-        Ok(Err(status)) => return Err(Error::Failed { report: failure_report(spec, progress, status.message()) }),
+        Ok(Err(status)) => {
+            let mut report = failure_report(spec, progress, status.message());
+            if let Some(h) = client.engine.as_ref().and_then(|e| old_frontend_hint(&e.api_version, status.message())) {
+                report.push_str(&format!("\n  {h}"));
+            }
+            return Err(Error::Failed { report });
+        }
         Err(join) => return Err(Error::Failed { report: format!("the build task failed: {join}") }),
     };
     let mut digest = response.exporter_response.get("containerimage.digest").cloned().unwrap_or_default();
@@ -256,4 +296,32 @@ fn failure_report(spec: &BuildSpec<'_>, progress: &Progress, message: &str) -> S
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_export_follows_the_builder_and_the_destination() {
+        let reg = Destination::Registry(crate::config::Registry { host: "r:5000".into(), ..Default::default() });
+        let docker = Destination::Docker { socket: "/d.sock".into() };
+        assert_eq!(export_for(false, &reg), Ok(Export::ImagePush));
+        assert_eq!(export_for(true, &reg), Ok(Export::Moby { push: true }));
+        assert_eq!(export_for(true, &docker), Ok(Export::Moby { push: false }));
+        assert!(export_for(false, &docker).unwrap_err().contains("addr = \"docker://\""));
+    }
+
+    #[test]
+    fn old_engines_name_what_they_cannot_do() {
+        assert!(engine_limits("1.41", "linux/amd64,linux/arm64").unwrap_err().contains("multi-platform"));
+        assert_eq!(engine_limits("1.41", "linux/amd64"), Ok(()));
+        assert_eq!(engine_limits("1.45", "linux/amd64,linux/arm64"), Ok(()));
+        let parse_error = "failed to create LLB definition: dockerfile parse error line 3: unknown flag: link";
+        assert!(old_frontend_hint("1.41", parse_error).unwrap().contains("# syntax=docker/dockerfile:1"));
+        assert_eq!(old_frontend_hint("1.47", parse_error), None);
+        assert_eq!(old_frontend_hint("1.41", "process \"/bin/sh -c false\" did not complete successfully"), None);
+        assert_eq!(api_version("1.41"), (1, 41));
+        assert!(api_version("1.9") < api_version("1.41"));
+    }
 }

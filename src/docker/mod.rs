@@ -155,6 +155,12 @@ impl Engine {
             .map_err(|e| unreachable(crate::buildkit::error_chain(&e)))?;
         let v = api.version().await.map_err(|e| unreachable(crate::buildkit::error_chain(&e)))?;
         let api_version = api.client_version().to_string();
+        // /grpc and BuildKit came with Docker 18.09 (API 1.39); older engines answer 404 there.
+        let (major, minor) = api_version.split_once('.').map_or((0, 0), |(a, b)| (a.parse().unwrap_or(0), b.parse().unwrap_or(0)));
+        if (major, minor) < (1, 39) {
+            let found = v.version.clone().unwrap_or_default();
+            return Err(unreachable(format!("Docker Engine {found} (API {api_version}) has no BuildKit: 18.09 or newer is needed")));
+        }
         Ok(Engine { socket: socket.to_path_buf(), api, version: v.version.unwrap_or_default(), api_version })
     }
 
