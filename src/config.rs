@@ -197,6 +197,11 @@ impl Buildkit {
     }
 }
 
+/// No [buildkit] table: the address is not set (see `Buildkit::addr_set`).
+fn unset_buildkit() -> Buildkit {
+    Buildkit { addr: String::new(), ..Buildkit::default() }
+}
+
 fn default_buildkit_addr() -> String {
     "unix:///run/buildkit/buildkitd.sock".into()
 }
@@ -347,7 +352,7 @@ impl Config {
 #[derive(Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct RawConfig {
-    #[serde(default)]
+    #[serde(default = "unset_buildkit")]
     buildkit: Buildkit,
     #[serde(default)]
     registry: Registry,

@@ -234,3 +234,58 @@ async fn load_true_puts_the_image_in_the_engine_and_it_runs_there() {
     assert!(running, "the server exited: {logs}");
     assert_eq!(nonce.trim(), p.name, "the image holds this project's content");
 }
+
+/// devloop.toml with no [buildkit] addr and, when `registry` is empty, no [registry] either.
+fn unaddressed(p: &Project, registry: &str) {
+    let cfg = format!(
+        "{registry}\n[[image]]\nname = \"{}\"\ncontext = \"app\"\nbuild-args = {{ REGISTRY = \"{}\" }}\n",
+        p.name, p.registry
+    );
+    std::fs::write(p.path("devloop.toml"), cfg).unwrap();
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn with_no_address_set_a_running_engine_builds_and_the_first_line_says_so() {
+    let _one = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    unaddressed(&p, &format!("[registry]\nhost = \"{}\"\ninsecure = true", p.registry));
+    let docker_host = std::path::PathBuf::from(env("DEVLOOP_STACK_DOCKER_HOST"));
+    let out = p.devloop_at(p.dir.path(), &["build"], &[("DOCKER_HOST", &docker_host)]);
+    let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{o}\n{e}");
+    assert_eq!(
+        e.lines().next().unwrap_or(""),
+        format!("devloop: using Docker Engine's BuildKit at unix://{} (no [buildkit] addr set)", socket())
+    );
+    let (_, digest) = result_line(&o, "pushed");
+    assert_eq!(registry_digest(&p.registry, &p.name, &p.tag()), Some(digest));
+
+    // No engine answering there: the default buildkitd socket, as before (nothing listens there on the stack).
+    let none = std::path::PathBuf::from("unix:///nonexistent/docker.sock");
+    let out = p.devloop_at(p.dir.path(), &["build", "--force"], &[("DOCKER_HOST", &none)]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!e.contains("Docker Engine's BuildKit"), "{e}");
+    assert!(e.contains("BuildKit is unreachable at unix:///run/buildkit/buildkitd.sock"), "{e}");
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_cluster_sharing_the_engine_store_gets_images_loaded_not_pushed() {
+    let _one = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    unaddressed(&p, "");
+    // A kubeconfig whose current context is called docker-desktop (what Docker Desktop's cluster is named).
+    let kubeconfig = std::fs::read_to_string(env("KUBECONFIG")).unwrap().replace("devloop-local", "docker-desktop");
+    let kc = p.path("kubeconfig");
+    std::fs::write(&kc, kubeconfig).unwrap();
+    let docker_host = std::path::PathBuf::from(env("DEVLOOP_STACK_DOCKER_HOST"));
+    let out = p.devloop_at(p.dir.path(), &["build"], &[("DOCKER_HOST", &docker_host), ("KUBECONFIG", &kc)]);
+    let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{o}\n{e}");
+    assert!(e.contains("kube context docker-desktop shares Docker Engine's image store"), "{e}");
+    let (reference, _) = result_line(&o, "loaded");
+    assert_eq!(reference, format!("{}:{}", p.name, p.tag()));
+    assert_eq!(registry_digest(&p.registry, &p.name, &p.tag()), None, "auto-load must not push");
+}

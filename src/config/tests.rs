@@ -176,6 +176,8 @@ fn registry_is_optional_and_load_takes_a_bool_or_a_store_name() {
 fn buildkit_addr_set_or_not_and_docker_engine_addresses() {
     // (the [buildkit] table, the environment, the address used, set by the user?)
     type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, bool);
+    let none = parse(Path::new("/p/devloop.toml"), "[registry]\nhost = \"r:5000\"\n").unwrap();
+    assert_eq!((none.buildkit.addr.as_str(), none.buildkit.addr_set), ("unix:///run/buildkit/buildkitd.sock", false));
     let cases: &[Case] = &[
         ("", &[], "unix:///run/buildkit/buildkitd.sock", false),
         ("addr = \"unix:///run/b.sock\"", &[], "unix:///run/b.sock", true),
