@@ -167,10 +167,14 @@ fn a_killed_engine_is_reported_like_a_killed_buildkitd_and_the_loop_recovers() {
     served(&ns.0, "after the engine came back");
 }
 
-#[tokio::test]
+#[test]
 #[ignore = "needs the local stack: run scripts/test"]
-async fn load_true_puts_the_image_in_the_engine_and_it_runs_there() {
+fn load_true_puts_the_image_in_the_engine_and_it_runs_there() {
     let _one = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    tokio::runtime::Runtime::new().unwrap().block_on(load_and_run());
+}
+
+async fn load_and_run() {
     let p = Project::hello(&env("DEVLOOP_REGISTRY"));
     through_engine(&p, "load = true");
     let tag = p.tag();
@@ -288,4 +292,57 @@ fn a_cluster_sharing_the_engine_store_gets_images_loaded_not_pushed() {
     let (reference, _) = result_line(&o, "loaded");
     assert_eq!(reference, format!("{}:{}", p.name, p.tag()));
     assert_eq!(registry_digest(&p.registry, &p.name, &p.tag()), None, "auto-load must not push");
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn loaded_images_deploy_with_a_policy_that_cannot_pull_on_managed_containers_only() {
+    let _one = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = Namespace::new("docker-policy");
+    let p = manifest_project(&ns.0, "rollout-timeout = \"20s\"");
+    // A second container that devloop does not manage, with a policy of its own.
+    let dep = std::fs::read_to_string(p.path("app/k8s/deployment.yaml")).unwrap();
+    let sidecar = format!(
+        "        - name: sidecar\n          image: {}/busybox:latest\n          imagePullPolicy: Always\n          \
+         command: [sleep, \"3600\"]\n",
+        p.registry
+    );
+    std::fs::write(p.path("app/k8s/deployment.yaml"), format!("{dep}{sidecar}")).unwrap();
+    through_engine(&p, "load = true");
+    let out = p.devloop(&["deploy"]);
+    let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let tag = p.tag();
+    // The hint says what was changed and why, once, for devloop's container.
+    let hints: Vec<&str> = o.lines().filter(|l| l.contains("imagePullPolicy") && l.contains(" -> ")).collect();
+    assert_eq!(hints.len(), 1, "{o}\n{e}");
+    assert!(hints[0].contains(&format!("{}:{tag}: imagePullPolicy unset -> Never", p.name)), "{o}");
+    let policies = kubectl(&[
+        "-n", &ns.0, "get", "deployment", "hello", "-o",
+        "jsonpath={range .spec.template.spec.containers[*]}{.name}={.image}={.imagePullPolicy} {end}",
+    ]);
+    assert!(policies.contains(&format!("web={}:{tag}=Never", p.name)), "{policies}");
+    assert!(policies.contains(&format!("sidecar={}/busybox:latest=Always", p.registry)), "{policies}");
+    // The stack's kubelet runs on its own containerd, not this engine's store: the pod cannot start, and
+    // the rollout says why instead of pulling from somewhere.
+    assert!(!out.status.success(), "{o}\n{e}");
+    assert!(o.contains("ErrImageNeverPull") || e.contains("ErrImageNeverPull"), "{o}\n{e}");
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_patched_deployment_gets_the_policy_that_cannot_pull_with_the_hint() {
+    let _one = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = Namespace::new("docker-patch");
+    let p = running_patch_project(&ns, "20s", "");
+    through_engine(&p, "load = true");
+    let out = p.devloop(&["deploy"]);
+    let o = String::from_utf8_lossy(&out.stdout);
+    let tag = p.tag();
+    assert!(o.contains(&format!("hint: {}:{tag}: imagePullPolicy IfNotPresent -> Never", p.name)), "{o}");
+    let policy = kubectl(&[
+        "-n", &ns.0, "get", "deployment", &p.name, "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}={.spec.template.spec.containers[0].imagePullPolicy}",
+    ]);
+    assert_eq!(policy, format!("{}:{tag}=Never", p.name));
+    assert!(!out.status.success() && o.contains("ErrImageNeverPull"), "{o}");
 }
