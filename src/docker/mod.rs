@@ -52,7 +52,9 @@ pub fn socket_of(addr: &str, docker_host: Option<&str>) -> Option<Result<PathBuf
 
 /// When neither BUILDKIT_HOST nor `[buildkit] addr` is set: the engine's socket if one answers there.
 pub fn auto_engine(addr_set: bool, docker_host: Option<&str>, answers: impl Fn(&Path) -> bool) -> Option<PathBuf> {
-    if addr_set {
+    // A DOCKER_HOST that is not a unix socket (minikube docker-env's tcp+TLS, ssh://) names an engine devloop
+    // cannot speak to: finding another one at the default socket would build for the wrong engine.
+    if addr_set || docker_host.is_some_and(|h| !h.is_empty() && !h.starts_with("unix://")) {
         return None;
     }
     let socket = socket_of("docker://", docker_host)?.ok()?;
@@ -243,6 +245,7 @@ mod tests {
         assert_eq!(auto_engine(false, Some("unix:///d.sock"), only(DEFAULT_SOCKET)), None);
         assert_eq!(auto_engine(true, None, only(DEFAULT_SOCKET)), None);
         assert_eq!(auto_engine(false, None, |_| false), None);
+        assert_eq!(auto_engine(false, Some("tcp://127.0.0.1:2376"), only(DEFAULT_SOCKET)), None);
     }
 
     #[test]
