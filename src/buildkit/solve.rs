@@ -241,17 +241,21 @@ pub async fn build(client: &mut Client, spec: &BuildSpec<'_>, progress: &mut Pro
     if digest.is_empty() {
         return Err(Error::Failed { report: "BuildKit finished without reporting the pushed image's digest".into() });
     }
+    let mut pushed_in = None;
     if let (Export::Moby { push: true }, Some(engine), Destination::Registry(r)) = (export, &client.engine, spec.destination) {
         // The moby exporter's digest is the engine's image id; what is deployed is the registry's manifest.
         let creds = crate::registry::DockerConfig::load().credentials(&r.host);
+        let pushing = Instant::now();
         digest = engine.push(&spec.reference, creds).await.map_err(|e| Error::Failed { report: e.to_string() })?;
+        pushed_in = Some(pushing.elapsed());
     }
     let sent_paths = std::mem::take(&mut *stats.paths.lock().expect("not poisoned"));
     Ok(Built {
         digest,
-        duration,
+        // The engine's push is part of the build's time and of its export+push time.
+        duration: duration + pushed_in.unwrap_or_default(),
         steps: progress.counts(),
-        export: progress.export_time(),
+        export: progress.export_time().map(|e| e + pushed_in.unwrap_or_default()),
         sent_files: stats.files.load(Ordering::Relaxed),
         sent_bytes: stats.bytes.load(Ordering::Relaxed),
         sent_paths,

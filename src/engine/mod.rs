@@ -167,7 +167,7 @@ pub async fn build_images(
             h.reference,
             built.digest,
             built.duration.as_secs_f64(),
-            built.export.map(|e| format!(", export+push {:.2}s", e.as_secs_f64())).unwrap_or_default(),
+            built.export.map(|e| format!(", export{} {:.2}s", if verb == "pushed" { "+push" } else { "" }, e.as_secs_f64())).unwrap_or_default(),
             built.steps.1,
             built.steps.0,
             built.sent_files,
