@@ -6,6 +6,7 @@ pub mod buildkit;
 pub mod config;
 pub mod deliver;
 pub mod deploy;
+pub mod docker;
 pub mod engine;
 pub mod filter;
 pub mod forward;

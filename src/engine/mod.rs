@@ -56,6 +56,11 @@ impl From<deliver::Error> for Error {
         match e {
             // Kept as a registry error: `up` retries an unreachable registry.
             deliver::Error::Registry(r) => Error::Registry(r),
+            // An engine that does not answer is reported (and retried by `up`) like an unreachable BuildKit.
+            deliver::Error::Docker(crate::docker::Error::Unreachable { socket, reason }) => {
+                Error::Buildkit(buildkit::Error::Unreachable { addr: format!("docker-unix://{}", socket.display()), reason })
+            }
+            deliver::Error::Docker(d) => Error::Buildkit(buildkit::Error::Failed { report: d.to_string() }),
         }
     }
 }
@@ -197,13 +202,14 @@ pub async fn build_images(
                 eprintln!("{name}: sent {p}");
             }
         }
+        let verb = if matches!(destination, Destination::Registry(_)) { "pushed" } else { "loaded" };
         let _ = writeln!(
             out,
-            "{name}: pushed {}@{} in {:.1}s{} ({}/{} steps cached; sent {} files, {} bytes)",
+            "{name}: {verb} {}@{} in {:.1}s{} ({}/{} steps cached; sent {} files, {} bytes)",
             h.reference,
             built.digest,
             built.duration.as_secs_f64(),
-            built.export.map(|e| format!(", export+push {:.2}s", e.as_secs_f64())).unwrap_or_default(),
+            built.export.map(|e| format!(", export{} {:.2}s", if verb == "pushed" { "+push" } else { "" }, e.as_secs_f64())).unwrap_or_default(),
             built.steps.1,
             built.steps.0,
             built.sent_files,
