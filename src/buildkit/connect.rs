@@ -32,7 +32,7 @@ pub async fn connect(cfg: &config::Buildkit) -> Result<Client, Error> {
     let channel = if let Some(addr) = docker::engine_of(cfg, &docker::Env::current()) {
         let addr = addr.map_err(|m| unreachable(&m))?;
         let e = Engine::connect(&addr).await.map_err(|e| match e {
-            docker::Error::Unreachable { reason, .. } => unreachable(&format!("{reason} (Docker Engine at {addr})")),
+            docker::Error::Unreachable { reason, .. } => unreachable(&format!("Docker Engine at {addr}: {reason}")),
             other => unreachable(&other),
         })?;
         tracing::debug!("BuildKit through {e:?}");
