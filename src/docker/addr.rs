@@ -239,7 +239,8 @@ mod tests {
     fn addresses_resolve_from_docker_s_environment() {
         // (addr, insecure, DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, expected engine or error fragment)
         type Want = Option<Result<Addr, &'static str>>;
-        let table: Vec<(&str, bool, Option<&str>, Option<&str>, Option<&str>, Want)> = vec![
+        type Row<'a> = (&'a str, bool, Option<&'a str>, Option<&'a str>, Option<&'a str>, Want);
+        let table: Vec<Row> = vec![
             ("docker://", false, None, None, None, Some(Ok(unix(DEFAULT_SOCKET)))),
             ("docker://", false, Some(""), None, None, Some(Ok(unix(DEFAULT_SOCKET)))),
             ("docker://", false, Some("unix:///run/user/1000/docker.sock"), None, None, Some(Ok(unix("/run/user/1000/docker.sock")))),
