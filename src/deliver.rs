@@ -12,6 +12,9 @@ pub enum Error {
     /// The registry could not be asked.
     #[error(transparent)]
     Registry(#[from] registry::Error),
+    /// containerd could not be asked.
+    #[error(transparent)]
+    Containerd(#[from] crate::containerd::Error),
 }
 
 /// The destination of built images, from `[registry]` (once discovery has filled in a missing host).
@@ -86,8 +89,11 @@ impl Destination {
     pub async fn present(&self, name: &str, tag: &str) -> Result<Option<String>, Error> {
         match self {
             Destination::Registry(r) => Ok(registry::manifest_digest(r, name, tag).await?),
+            Destination::Containerd { socket, namespace } => {
+                Ok(crate::containerd::Containerd::connect(socket, namespace).await?.present(name, tag).await?)
+            }
             // Not looked up yet: build (BuildKit's cache makes a rebuild of known content cheap).
-            Destination::Docker | Destination::Containerd { .. } => Ok(None),
+            Destination::Docker => Ok(None),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient;
@@ -16,6 +17,9 @@ use super::progress::{dockerfile_line, Progress};
 use super::session::{random_id, Session};
 use super::Error;
 use crate::config::Image;
+use crate::containerd::image::{Desc, Imported, SNAPSHOTTER};
+use crate::containerd::proxy::{ImportStats, ImportStore};
+use crate::containerd::Containerd;
 use crate::deliver::Destination;
 use crate::filter::Filter;
 
@@ -48,6 +52,8 @@ pub struct Built {
     pub sent_bytes: u64,
     /// The paths sent (`context/…`, `dockerfile/…`).
     pub sent_paths: Vec<String>,
+    /// For an import into containerd: what it moved.
+    pub imported: Option<Imported>,
 }
 
 /// The session shared key for a context: stable per directory, so BuildKit's copy of the last context is
@@ -79,11 +85,20 @@ fn solve_request(spec: &BuildSpec<'_>, session: &str, job: &str) -> SolveRequest
     }
     let mut export: HashMap<String, String> = HashMap::new();
     export.insert("name".into(), spec.reference.clone());
-    if let Destination::Registry(r) = spec.destination {
-        export.insert("push".into(), "true".into());
-        if r.insecure {
-            export.insert("registry.insecure".into(), "true".into());
+    let mut exporter = "image";
+    match spec.destination {
+        Destination::Registry(r) => {
+            export.insert("push".into(), "true".into());
+            if r.insecure {
+                export.insert("registry.insecure".into(), "true".into());
+            }
         }
+        // An OCI image written blob by blob into the content store we serve on the session.
+        Destination::Containerd { .. } => {
+            exporter = "oci";
+            export.insert("tar".into(), "false".into());
+        }
+        Destination::Docker => {}
     }
     SolveRequest {
         r#ref: job.to_string(),
@@ -91,8 +106,8 @@ fn solve_request(spec: &BuildSpec<'_>, session: &str, job: &str) -> SolveRequest
         frontend: img.frontend.clone(),
         frontend_attrs: attrs,
         // New daemons read `exporters`; old ones only the deprecated pair.
-        exporters: vec![Exporter { r#type: "image".into(), attrs: export.clone() }],
-        exporter_deprecated: "image".into(),
+        exporters: vec![Exporter { r#type: exporter.into(), attrs: export.clone() }],
+        exporter_deprecated: exporter.into(),
         exporter_attrs_deprecated: export,
         ..Default::default()
     }
@@ -102,7 +117,7 @@ fn solve_request(spec: &BuildSpec<'_>, session: &str, job: &str) -> SolveRequest
 /// failing step, its Dockerfile line and its last log lines; nothing is pushed then.
 pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, progress: &mut Progress) -> Result<Built, Error> {
     let img = spec.image;
-    if !matches!(spec.destination, Destination::Registry(_)) {
+    if matches!(spec.destination, Destination::Docker) {
         return Err(Error::Failed { report: format!("loading images into {} is not supported yet", spec.destination.describe()) });
     }
     if !img.context.is_dir() {
@@ -114,7 +129,12 @@ pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, p
     let mut dirs = HashMap::new();
     dirs.insert("context".to_string(), SyncedDir::context(&img.context, spec.filter.clone()));
     dirs.insert("dockerfile".to_string(), SyncedDir::dockerfile(&img.dockerfile).map_err(|e| Error::Session(e.to_string()))?);
-    let session = Session::start(control, &shared_key(&img.context), dirs).await?;
+    let import = match spec.destination {
+        Destination::Containerd { socket, namespace } => Some(Import::start(socket, namespace).await?),
+        _ => None,
+    };
+    let content = import.as_ref().map(|i| ImportStore::server(i.ctrd.clone(), i.lease.clone(), i.stats.clone()));
+    let session = Session::start(control, &shared_key(&img.context), dirs, content).await?;
     let job = random_id();
     let started = Instant::now();
 
@@ -173,6 +193,14 @@ pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, p
     if digest.is_empty() {
         return Err(Error::Failed { report: "BuildKit finished without reporting the pushed image's digest".into() });
     }
+    let imported = match &import {
+        Some(i) => {
+            let done = i.finish(spec, &digest, response.exporter_response.get("containerimage.descriptor")).await;
+            i.ctrd.release(&i.lease).await;
+            Some(done?)
+        }
+        None => None,
+    };
     let sent_paths = std::mem::take(&mut *stats.paths.lock().expect("not poisoned"));
     Ok(Built {
         digest,
@@ -182,7 +210,48 @@ pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, p
         sent_files: stats.files.load(Ordering::Relaxed),
         sent_bytes: stats.bytes.load(Ordering::Relaxed),
         sent_paths,
+        imported,
     })
+}
+
+/// An import into containerd in progress: the connection, the lease that holds what is written until the
+/// image names it, and what BuildKit wrote.
+struct Import {
+    ctrd: Containerd,
+    lease: String,
+    stats: Arc<ImportStats>,
+}
+
+impl Import {
+    async fn start(socket: &std::path::Path, namespace: &str) -> Result<Import, Error> {
+        let ctrd = Containerd::connect(socket, namespace).await?;
+        // Long enough for any build; a devloop killed mid-import leaves nothing behind for longer.
+        let lease = ctrd.lease(Duration::from_secs(3600)).await?;
+        Ok(Import { ctrd, lease, stats: Arc::default() })
+    }
+
+    /// Labels, unpacks and names the exported image; `descriptor` is the exporter's (base64 JSON).
+    async fn finish(&self, spec: &BuildSpec<'_>, digest: &str, descriptor: Option<&String>) -> Result<Imported, Error> {
+        use base64::Engine;
+        let parsed = descriptor
+            .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+            .and_then(|json| serde_json::from_slice::<Desc>(&json).ok())
+            .filter(|d| d.digest == digest);
+        let target = match parsed {
+            Some(d) => d,
+            // An exporter that does not describe its result: the blob says what it is.
+            None => {
+                let blob = self.ctrd.read_blob(digest).await?;
+                let m: crate::containerd::image::Manifest = serde_json::from_slice(&blob).unwrap_or_default();
+                Desc { media_type: m.media_type, digest: digest.into(), size: blob.len() as i64, platform: None, annotations: Default::default() }
+            }
+        };
+        let (name, tag) = spec.reference.rsplit_once(':').unwrap_or((&spec.reference, "latest"));
+        let mut imported = self.ctrd.finish_import(&self.lease, name, tag, &target, SNAPSHOTTER).await?;
+        imported.written = self.stats.written.load(Ordering::Relaxed);
+        imported.new_blobs = self.stats.new.lock().expect("not poisoned").len();
+        Ok(imported)
+    }
 }
 
 /// A task handle that aborts its task when dropped.

@@ -50,6 +50,7 @@ impl From<deliver::Error> for Error {
         match e {
             // Kept as a registry error: `up` retries an unreachable registry.
             deliver::Error::Registry(r) => Error::Registry(r),
+            deliver::Error::Containerd(c) => Error::Buildkit(buildkit::Error::Import(c)),
         }
     }
 }
@@ -155,21 +156,34 @@ pub async fn build_images(
                 eprintln!("{name}: sent {p}");
             }
         }
-        let _ = writeln!(
-            out,
-            "{name}: pushed {}@{} in {:.1}s{} ({}/{} steps cached; sent {} files, {} bytes)",
-            h.reference,
-            built.digest,
-            built.duration.as_secs_f64(),
-            built.export.map(|e| format!(", export+push {:.2}s", e.as_secs_f64())).unwrap_or_default(),
-            built.steps.1,
-            built.steps.0,
-            built.sent_files,
-            built.sent_bytes
-        );
+        let _ = writeln!(out, "{name}: {}", result_line(&h.reference, &built));
         outcomes.push(Outcome::Built { reference: h.reference, built });
     }
     Ok(outcomes)
+}
+
+/// The line `build` prints for a built image: where it went, how long it took, what it moved.
+pub fn result_line(reference: &str, built: &Built) -> String {
+    let sent = format!("{}/{} steps cached; sent {} files, {} bytes", built.steps.1, built.steps.0, built.sent_files, built.sent_bytes);
+    match &built.imported {
+        Some(i) => format!(
+            "imported {reference}@{} into containerd in {:.1}s{} ({} bytes of {} new: {} of {} blobs, {} layers unpacked; {sent})",
+            built.digest,
+            built.duration.as_secs_f64(),
+            built.export.map(|e| format!(", export+import {:.2}s", e.as_secs_f64())).unwrap_or_default(),
+            i.written,
+            i.image_bytes,
+            i.new_blobs,
+            i.blobs,
+            i.unpacked,
+        ),
+        None => format!(
+            "pushed {reference}@{} in {:.1}s{} ({sent})",
+            built.digest,
+            built.duration.as_secs_f64(),
+            built.export.map(|e| format!(", export+push {:.2}s", e.as_secs_f64())).unwrap_or_default(),
+        ),
+    }
 }
 
 #[cfg(test)]
