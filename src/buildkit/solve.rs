@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient;
@@ -17,9 +16,8 @@ use super::progress::{dockerfile_line, Progress};
 use super::session::{random_id, Session};
 use super::Error;
 use crate::config::Image;
-use crate::containerd::image::{Desc, Imported, SNAPSHOTTER};
-use crate::containerd::proxy::{ImportStats, ImportStore};
-use crate::containerd::Containerd;
+use crate::containerd::image::Imported;
+use crate::containerd::Import;
 use crate::deliver::Destination;
 use crate::filter::Filter;
 
@@ -133,8 +131,7 @@ pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, p
         Destination::Containerd { socket, namespace } => Some(Import::start(socket, namespace).await?),
         _ => None,
     };
-    let content = import.as_ref().map(|i| ImportStore::server(i.ctrd.clone(), i.lease.clone(), i.stats.clone()));
-    let session = Session::start(control, &shared_key(&img.context), dirs, content).await?;
+    let session = Session::start(control, &shared_key(&img.context), dirs, import.as_ref().map(Import::store)).await?;
     let job = random_id();
     let started = Instant::now();
 
@@ -193,12 +190,8 @@ pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, p
     if digest.is_empty() {
         return Err(Error::Failed { report: "BuildKit finished without reporting the pushed image's digest".into() });
     }
-    let imported = match &import {
-        Some(i) => {
-            let done = i.finish(spec, &digest, response.exporter_response.get("containerimage.descriptor")).await;
-            i.ctrd.release(&i.lease).await;
-            Some(done?)
-        }
+    let imported = match import {
+        Some(i) => Some(i.finish(&spec.reference, &digest, response.exporter_response.get("containerimage.descriptor")).await?),
         None => None,
     };
     let sent_paths = std::mem::take(&mut *stats.paths.lock().expect("not poisoned"));
@@ -212,46 +205,6 @@ pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, p
         sent_paths,
         imported,
     })
-}
-
-/// An import into containerd in progress: the connection, the lease that holds what is written until the
-/// image names it, and what BuildKit wrote.
-struct Import {
-    ctrd: Containerd,
-    lease: String,
-    stats: Arc<ImportStats>,
-}
-
-impl Import {
-    async fn start(socket: &std::path::Path, namespace: &str) -> Result<Import, Error> {
-        let ctrd = Containerd::connect(socket, namespace).await?;
-        // Long enough for any build; a devloop killed mid-import leaves nothing behind for longer.
-        let lease = ctrd.lease(Duration::from_secs(3600)).await?;
-        Ok(Import { ctrd, lease, stats: Arc::default() })
-    }
-
-    /// Labels, unpacks and names the exported image; `descriptor` is the exporter's (base64 JSON).
-    async fn finish(&self, spec: &BuildSpec<'_>, digest: &str, descriptor: Option<&String>) -> Result<Imported, Error> {
-        use base64::Engine;
-        let parsed = descriptor
-            .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
-            .and_then(|json| serde_json::from_slice::<Desc>(&json).ok())
-            .filter(|d| d.digest == digest);
-        let target = match parsed {
-            Some(d) => d,
-            // An exporter that does not describe its result: the blob says what it is.
-            None => {
-                let blob = self.ctrd.read_blob(digest).await?;
-                let m: crate::containerd::image::Manifest = serde_json::from_slice(&blob).unwrap_or_default();
-                Desc { media_type: m.media_type, digest: digest.into(), size: blob.len() as i64, platform: None, annotations: Default::default() }
-            }
-        };
-        let (name, tag) = spec.reference.rsplit_once(':').unwrap_or((&spec.reference, "latest"));
-        let mut imported = self.ctrd.finish_import(&self.lease, name, tag, &target, SNAPSHOTTER).await?;
-        imported.written = self.stats.written.load(Ordering::Relaxed);
-        imported.new_blobs = self.stats.new.lock().expect("not poisoned").len();
-        Ok(imported)
-    }
 }
 
 /// A task handle that aborts its task when dropped.

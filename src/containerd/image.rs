@@ -158,6 +158,8 @@ pub struct Imported {
     pub image_bytes: u64,
     /// Layers unpacked now (the others were unpacked already).
     pub unpacked: usize,
+    /// Time spent after BuildKit's export: labelling, unpacking, naming.
+    pub finish: std::time::Duration,
 }
 
 impl Containerd {

@@ -7,11 +7,14 @@
 //! The gRPC code in [`api`] is generated from containerd's .proto files by `scripts/gen-containerd-api`.
 
 pub mod image;
+pub mod import;
 pub mod proxy;
 
 #[allow(clippy::all, missing_docs, rustdoc::all, unreachable_pub, dead_code)]
 #[rustfmt::skip]
 pub mod api;
+
+pub use import::Import;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};

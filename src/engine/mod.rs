@@ -167,10 +167,10 @@ pub fn result_line(reference: &str, built: &Built) -> String {
     let sent = format!("{}/{} steps cached; sent {} files, {} bytes", built.steps.1, built.steps.0, built.sent_files, built.sent_bytes);
     match &built.imported {
         Some(i) => format!(
-            "imported {reference}@{} into containerd in {:.1}s{} ({} bytes of {} new: {} of {} blobs, {} layers unpacked; {sent})",
+            "imported {reference}@{} into containerd in {:.1}s, export+import {:.2}s ({} bytes of {} new: {} of {} blobs, {} layers unpacked; {sent})",
             built.digest,
-            built.duration.as_secs_f64(),
-            built.export.map(|e| format!(", export+import {:.2}s", e.as_secs_f64())).unwrap_or_default(),
+            (built.duration + i.finish).as_secs_f64(),
+            (built.export.unwrap_or_default() + i.finish).as_secs_f64(),
             i.written,
             i.image_bytes,
             i.new_blobs,
