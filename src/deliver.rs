@@ -49,6 +49,8 @@ impl Destination {
     /// The name BuildKit gives the image: `<host>/<name>:<tag>` for a registry, `<name>:<tag>` otherwise.
     pub fn build_reference(&self, name: &str, tag: &str) -> String {
         match self {
+            // No host yet (`devloop hash` does not look for one): the bare name.
+            Destination::Registry(r) if r.host.is_empty() => format!("{name}:{tag}"),
             Destination::Registry(r) => format!("{}/{name}:{tag}", r.host),
             Destination::Docker | Destination::Containerd { .. } => format!("{name}:{tag}"),
         }

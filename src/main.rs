@@ -150,6 +150,7 @@ fn main() -> ExitCode {
             match e {
                 engine::Error::UnknownImage { .. }
                 | engine::Error::Filter(_)
+                | engine::Error::NoRegistry(_)
                 | engine::Error::Deploy(devloop::deploy::Error::NotAllowed(_)) => ExitCode::from(2),
                 _ => ExitCode::from(1),
             }
@@ -171,6 +172,17 @@ fn load_config(explicit: Option<&std::path::Path>) -> Result<config::Config, con
 /// Ok(false): the run finished but something it watched failed (a rollout), already reported.
 async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt) -> Result<bool, engine::Error> {
     let mut stdout = std::io::stdout();
+    // Where images go, when devloop.toml does not say: the cluster's advertised registry.
+    let kube = match &cli.command {
+        Command::Build { .. } => Some(devloop::deploy::KubeOptions::default()),
+        Command::Deploy { kube, .. } | Command::Check { kube, .. } | Command::Up { kube, .. } => Some(kube.options()),
+        Command::Hash { .. } | Command::Hook { .. } => None,
+    };
+    let mut cfg = cfg.clone();
+    if let Some(kube) = kube {
+        engine::find_registry(&mut cfg, &kube).await?;
+    }
+    let cfg = &cfg;
     // The long-running commands handle SIGINT and SIGTERM themselves (to clean up); the others die by them.
     if matches!(cli.command, Command::Check { .. } | Command::Deploy { .. } | Command::Up { .. }) {
         intr.listen().map_err(|e| engine::Error::Usage(format!("cannot handle signals: {e}")))?;

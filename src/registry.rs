@@ -9,6 +9,8 @@ use serde::Deserialize;
 
 use crate::config;
 
+pub mod discover;
+
 /// Errors talking to the registry.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

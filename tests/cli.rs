@@ -122,3 +122,17 @@ fn plain_tcp_to_buildkit_exits_2_unless_opted_in_and_then_warns_once() {
     assert!(err.contains(&format!("warning: BuildKit at {addr} is plain TCP without TLS")), "{err}");
     assert!(err.contains(&format!("BuildKit is unreachable at {addr}")), "{err}");
 }
+
+#[test]
+fn no_registry_and_no_cluster_to_ask_exits_2_with_the_ways_out() {
+    let p = Project::hello("127.0.0.1:1");
+    std::fs::write(p.path("devloop.toml"), "[[image]]\nname = \"a\"\ncontext = \"app\"\n").unwrap();
+    let out = p.devloop_at(&p.path(""), &["build"], &[("KUBECONFIG", Path::new("/nonexistent/kubeconfig"))]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no registry: [registry] host is not set and the cluster could not be asked"), "{err}");
+    assert!(err.contains("1. set `host") && err.contains("2. load images") && err.contains("3. give the cluster"), "{err}");
+    // `hash` needs no registry: it names the image without one.
+    let out = p.devloop(&["hash"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("a a:"), "{out:?}");
+}

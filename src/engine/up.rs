@@ -241,6 +241,7 @@ async fn reload(ctx: &Ctx) -> Option<Event> {
             return None;
         }
     };
+    super::keep_discovered(&mut new, &old);
     let mut restart = Vec::new();
     if new.kube != old.kube {
         restart.push("[kube]");
