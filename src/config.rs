@@ -169,9 +169,14 @@ pub enum DeployTarget {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Buildkit {
-    /// `unix:///path` or `tcp://host:port`.
-    #[serde(default = "default_buildkit_addr")]
+    /// `unix:///path`, `tcp://host:port`, or Docker Engine's BuildKit: `docker://` (DOCKER_HOST, else
+    /// /var/run/docker.sock) or `docker-unix:///path`. Left unset, a Docker Engine answering at DOCKER_HOST or
+    /// /var/run/docker.sock is used, else the default buildkitd socket.
+    #[serde(default)]
     pub addr: String,
+    /// Whether `addr` came from the file or BUILDKIT_HOST (false: the default, or the engine found running).
+    #[serde(skip)]
+    pub addr_set: bool,
     /// CA bundle for a TLS tcp address (as buildctl's --tlscacert).
     pub tls_ca: Option<PathBuf>,
     /// Client certificate (as --tlscert).
@@ -192,6 +197,11 @@ impl Buildkit {
     }
 }
 
+/// No [buildkit] table: the address is not set (see `Buildkit::addr_set`).
+fn unset_buildkit() -> Buildkit {
+    Buildkit { addr: String::new(), ..Buildkit::default() }
+}
+
 fn default_buildkit_addr() -> String {
     "unix:///run/buildkit/buildkitd.sock".into()
 }
@@ -200,6 +210,7 @@ impl Default for Buildkit {
     fn default() -> Self {
         Buildkit {
             addr: default_buildkit_addr(),
+            addr_set: false,
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
@@ -341,7 +352,7 @@ impl Config {
 #[derive(Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct RawConfig {
-    #[serde(default)]
+    #[serde(default = "unset_buildkit")]
     buildkit: Buildkit,
     #[serde(default)]
     registry: Registry,
@@ -423,7 +434,9 @@ pub fn discover(start: &Path) -> Result<PathBuf, Error> {
 /// Reads and validates a config file, then applies the environment overrides.
 pub fn load(path: &Path) -> Result<Config, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.into(), source })?;
-    load_text(path, &text, |k| std::env::var(k).ok())
+    let mut cfg = load_text(path, &text, |k| std::env::var(k).ok())?;
+    crate::docker::settle(&mut cfg, &text);
+    Ok(cfg)
 }
 
 /// [`load`] on config text, with `env` standing in for the process environment.
@@ -431,7 +444,9 @@ pub fn load_text(path: &Path, text: &str, env: impl Fn(&str) -> Option<String>) 
     let mut cfg = parse(path, text)?;
     let mut addr_from = "";
     if let Some(addr) = env("BUILDKIT_HOST").filter(|a| !a.is_empty()) {
+        validate_addr(&addr).map_err(|m| located(path, "buildkit.addr", format!("{m} (from BUILDKIT_HOST)")))?;
         cfg.buildkit.addr = addr;
+        cfg.buildkit.addr_set = true;
         addr_from = " (from BUILDKIT_HOST)";
     }
     if let Some(host) = env("DEVLOOP_REGISTRY").filter(|h| !h.is_empty()) {
@@ -481,7 +496,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
     if !registry.host.is_empty() && (registry.host.trim().is_empty() || registry.host.contains('/') || registry.host.contains("://")) {
         return Err(err(None, "registry.host".into(), format!("`{}` is not a registry host[:port]", registry.host)));
     }
-    validate_addr(&raw.buildkit.addr).map_err(|m| err(None, "buildkit.addr".into(), m))?;
+    let mut buildkit = raw.buildkit;
+    if buildkit.addr.is_empty() {
+        buildkit.addr = default_buildkit_addr();
+    } else {
+        validate_addr(&buildkit.addr).map_err(|m| err(None, "buildkit.addr".into(), m))?;
+        buildkit.addr_set = true;
+    }
 
     let mut images: Vec<Image> = Vec::new();
     for (i, img) in raw.images.into_iter().enumerate() {
@@ -596,7 +617,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
     Ok(Config {
         path: path.to_path_buf(),
         root,
-        buildkit: raw.buildkit,
+        buildkit,
         registry,
         images,
         kube: raw.kube,
@@ -608,10 +629,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
 }
 
 fn validate_addr(addr: &str) -> Result<(), String> {
+    if let Some(engine) = crate::docker::socket_of(addr, None) {
+        return engine.map(|_| ());
+    }
     match addr.split_once("://") {
         Some(("unix", p)) if !p.is_empty() => Ok(()),
         Some(("tcp", hp)) if hp.contains(':') => Ok(()),
-        _ => Err(format!("`{addr}` is not a BuildKit address: use unix:///path/to/buildkitd.sock or tcp://host:port")),
+        _ => Err(format!(
+            "`{addr}` is not a BuildKit address: use unix:///path/to/buildkitd.sock, tcp://host:port, or Docker \
+             Engine's BuildKit: docker:// or docker-unix:///path/to/docker.sock"
+        )),
     }
 }
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::config::{self, Load};
-use crate::registry;
+use crate::{docker, registry};
 
 /// Errors finding out whether a destination already has an image.
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +12,9 @@ pub enum Error {
     /// The registry could not be asked.
     #[error(transparent)]
     Registry(#[from] registry::Error),
+    /// Docker Engine could not be asked.
+    #[error(transparent)]
+    Docker(#[from] docker::Error),
     /// containerd could not be asked.
     #[error(transparent)]
     Containerd(#[from] crate::containerd::Error),
@@ -23,7 +26,10 @@ pub enum Destination {
     /// Pushed to a registry the cluster pulls from.
     Registry(config::Registry),
     /// Loaded into Docker Engine's image store, which the cluster's node runtime shares.
-    Docker,
+    Docker {
+        /// The engine's socket: the one BuildKit is reached through, else DOCKER_HOST's, else the default.
+        socket: PathBuf,
+    },
     /// Imported into the node's containerd.
     Containerd {
         /// containerd's socket.
@@ -39,7 +45,14 @@ impl Destination {
         let r = &cfg.registry;
         match r.load {
             Load::Push => Destination::Registry(r.clone()),
-            Load::Docker => Destination::Docker,
+            Load::Docker => {
+                let host = std::env::var("DOCKER_HOST").ok();
+                let socket = match docker::socket_of(&cfg.buildkit.addr, host.as_deref()) {
+                    Some(Ok(s)) => s,
+                    _ => docker::socket_of("docker://", host.as_deref()).and_then(Result::ok).unwrap_or_default(),
+                };
+                Destination::Docker { socket }
+            }
             Load::Containerd => {
                 Destination::Containerd { socket: r.containerd_socket.clone(), namespace: r.containerd_namespace.clone() }
             }
@@ -52,7 +65,7 @@ impl Destination {
             // No host yet (`devloop hash` does not look for one): the bare name.
             Destination::Registry(r) if r.host.is_empty() => format!("{name}:{tag}"),
             Destination::Registry(r) => format!("{}/{name}:{tag}", r.host),
-            Destination::Docker | Destination::Containerd { .. } => format!("{name}:{tag}"),
+            Destination::Docker { .. } | Destination::Containerd { .. } => format!("{name}:{tag}"),
         }
     }
 
@@ -61,7 +74,7 @@ impl Destination {
     pub fn deploy_reference(&self, name: &str, tag: &str, digest: &str) -> String {
         match self {
             Destination::Registry(r) => format!("{}/{name}:{tag}@{digest}", r.pull_host()),
-            Destination::Docker => format!("{name}:{tag}"),
+            Destination::Docker { .. } => format!("{name}:{tag}"),
             Destination::Containerd { .. } => format!("{name}:{tag}@{digest}"),
         }
     }
@@ -71,7 +84,7 @@ impl Destination {
     pub fn pull_policy(&self) -> Option<&'static str> {
         match self {
             Destination::Registry(_) => None,
-            Destination::Docker => Some("Never"),
+            Destination::Docker { .. } => Some("Never"),
             Destination::Containerd { .. } => Some("IfNotPresent"),
         }
     }
@@ -80,7 +93,7 @@ impl Destination {
     pub fn describe(&self) -> String {
         match self {
             Destination::Registry(r) => format!("registry {}", r.host),
-            Destination::Docker => "Docker Engine's image store".into(),
+            Destination::Docker { socket } => format!("Docker Engine's image store (unix://{})", socket.display()),
             Destination::Containerd { socket, namespace } => {
                 format!("containerd at {} (namespace {namespace})", socket.display())
             }
@@ -91,11 +104,13 @@ impl Destination {
     pub async fn present(&self, name: &str, tag: &str) -> Result<Option<String>, Error> {
         match self {
             Destination::Registry(r) => Ok(registry::manifest_digest(r, name, tag).await?),
+            Destination::Docker { socket } => {
+                let engine = docker::Engine::connect(socket).await?;
+                Ok(engine.image_id(&format!("{name}:{tag}")).await?)
+            }
             Destination::Containerd { socket, namespace } => {
                 Ok(crate::containerd::Containerd::connect(socket, namespace).await?.present(name, tag).await?)
             }
-            // Not looked up yet: build (BuildKit's cache makes a rebuild of known content cheap).
-            Destination::Docker => Ok(None),
         }
     }
 }
@@ -111,7 +126,7 @@ mod tests {
         // (destination, built as, deployed as, pull policy)
         let table = [
             (Destination::Registry(reg), "r:5000/hello:t1", "p:5000/hello:t1@sha256:d", None),
-            (Destination::Docker, "hello:t1", "hello:t1", Some("Never")),
+            (Destination::Docker { socket: "/d.sock".into() }, "hello:t1", "hello:t1", Some("Never")),
             (ctrd, "hello:t1", "hello:t1@sha256:d", Some("IfNotPresent")),
         ];
         for (dest, built, deployed, policy) in table {

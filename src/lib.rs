@@ -7,6 +7,7 @@ pub mod config;
 pub mod containerd;
 pub mod deliver;
 pub mod deploy;
+pub mod docker;
 pub mod engine;
 pub mod filter;
 pub mod forward;

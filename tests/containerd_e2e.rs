@@ -25,10 +25,11 @@ fn project(ns: Option<&str>) -> Project {
         p.registry
     );
     if let Some(ns) = ns {
-        for f in ["app/k8s/deployment.yaml", "app/k8s/service.yaml"] {
-            let text = std::fs::read_to_string(p.path(f)).unwrap().replace("image: hello", &format!("image: {}", p.name));
-            std::fs::write(p.path(f), text).unwrap();
-        }
+        // `Always` would have the kubelet pull from Docker Hub: devloop must lower it on its container.
+        let image = format!("\n          image: {}\n          imagePullPolicy: Always", p.name);
+        let f = "app/k8s/deployment.yaml";
+        let text = std::fs::read_to_string(p.path(f)).unwrap().replace("\n          image: hello", &image);
+        std::fs::write(p.path(f), text).unwrap();
         cfg.push_str(&format!(
             "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{ns}\"\n[[deploy]]\nimage = \"{}\"\nmanifests = [\"app/k8s/*.yaml\"]\n",
             p.name
@@ -68,10 +69,12 @@ fn deploy_runs_the_pod_from_containerd_without_the_registry() {
     let ns = Namespace::new("ctrd-deploy");
     let p = project(Some(&ns.0));
     let (out, err) = p.ok(&["deploy"]);
+    let tag = p.tag();
     let (digest, written, _) = imported(&out, &p.name);
     assert!(written > 0, "{out}");
-    let tag = p.tag();
     assert!(out.contains(&format!("rollout of deployment {}/hello done", ns.0)), "{out}\n{err}");
+    let both = format!("{out}{err}");
+    assert!(both.contains(&format!("{}:{tag}@{digest}: imagePullPolicy Always -> IfNotPresent", p.name)), "{both}");
 
     // containerd has it under the names CRI resolves; the registry never heard of it.
     let images = ctr(&["images", "ls", "-q"]);

@@ -1,5 +1,6 @@
 //! Connecting to buildkitd: `unix://` sockets and `tcp://` with optional TLS, as buildctl's `--addr`,
-//! `--tlscacert`, `--tlscert` and `--tlskey` do.
+//! `--tlscacert`, `--tlscert` and `--tlskey` do; or to Docker Engine's embedded BuildKit (`docker://`,
+//! `docker-unix:///path`) through the engine's API.
 
 use std::time::Duration;
 
@@ -10,14 +11,35 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use super::Error;
 use crate::config;
+use crate::docker::{self, Engine};
 
 /// BuildKit's own gRPC message limit; tonic's 4 MiB default is too small for large LLB definitions.
 pub const MAX_MESSAGE: usize = 16 << 20;
 
+/// A connected BuildKit: its Control client, and the engine when it is Docker Engine's embedded one.
+#[derive(Clone, Debug)]
+pub struct Client {
+    /// BuildKit's Control service.
+    pub control: ControlClient<Channel>,
+    /// The Docker Engine this BuildKit runs in, if any (then images are exported with its `moby` exporter).
+    pub engine: Option<Engine>,
+}
+
 /// A Control client connected to `cfg.addr`. Fails fast, naming the address, when nothing answers.
-pub async fn connect(cfg: &config::Buildkit) -> Result<ControlClient<Channel>, Error> {
+pub async fn connect(cfg: &config::Buildkit) -> Result<Client, Error> {
     let unreachable = |e: &dyn std::fmt::Display| Error::Unreachable { addr: cfg.addr.clone(), reason: e.to_string() };
-    let channel = if let Some(path) = cfg.addr.strip_prefix("unix://") {
+    let mut engine = None;
+    let docker_host = std::env::var("DOCKER_HOST").ok();
+    let channel = if let Some(socket) = docker::socket_of(&cfg.addr, docker_host.as_deref()) {
+        let socket = socket.map_err(|m| unreachable(&m))?;
+        let e = Engine::connect(&socket).await.map_err(|e| match e {
+            docker::Error::Unreachable { reason, .. } => unreachable(&format!("{reason} (socket {})", socket.display())),
+            other => unreachable(&other),
+        })?;
+        tracing::debug!("BuildKit through {e:?}");
+        engine = Some(e);
+        docker::grpc::channel(&socket).await.map_err(|e| unreachable(&source_chain(&e)))?
+    } else if let Some(path) = cfg.addr.strip_prefix("unix://") {
         let path = path.to_string();
         // The URI is required by the API but unused: every connection goes to the socket.
         Endpoint::from_static("http://buildkitd")
@@ -50,7 +72,7 @@ pub async fn connect(cfg: &config::Buildkit) -> Result<ControlClient<Channel>, E
         }
         ep.connect().await.map_err(|e| unreachable(&source_chain(&e)))?
     } else {
-        return Err(unreachable(&"unsupported address scheme (use unix:// or tcp://)"));
+        return Err(unreachable(&"unsupported address scheme (use unix://, tcp://, docker:// or docker-unix://)"));
     };
     let mut client =
         ControlClient::new(channel).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE);
@@ -58,7 +80,7 @@ pub async fn connect(cfg: &config::Buildkit) -> Result<ControlClient<Channel>, E
     // BuildKit) is reported here with its address, not later as a failed session.
     let probe = tokio::time::timeout(Duration::from_secs(10), client.list_workers(ListWorkersRequest::default()));
     match probe.await {
-        Ok(Ok(_)) => Ok(client),
+        Ok(Ok(_)) => Ok(Client { control: client, engine }),
         Ok(Err(status)) => {
             let mut reason = format!("it rejected the first call: {}", status.message());
             if cfg.addr.starts_with("tcp://") {

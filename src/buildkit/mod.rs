@@ -9,17 +9,14 @@ pub mod progress;
 pub mod session;
 pub mod solve;
 
-pub use connect::connect;
+pub use connect::{connect, Client};
 pub use solve::{build, BuildSpec, Built};
 
 /// Errors building an image.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// buildkitd did not answer at its address.
-    #[error(
-        "BuildKit is unreachable at {addr}: {reason}\n  start buildkitd (for the local stack: scripts/stack up) or point \
-         BUILDKIT_HOST / [buildkit] addr at a running one"
-    )]
+    #[error("BuildKit is unreachable at {addr}: {reason}\n  {}", unreachable_hint(addr))]
     Unreachable { addr: String, reason: String },
     /// The connection to buildkitd broke while a build ran (the daemon stopped or restarted).
     #[error("BuildKit went away during the build: {reason}")]
@@ -43,6 +40,15 @@ pub enum Error {
     /// The context or Dockerfile is not usable.
     #[error(transparent)]
     Inputs(#[from] crate::hash::Error),
+}
+
+fn unreachable_hint(addr: &str) -> &'static str {
+    if addr.starts_with("docker") {
+        "start Docker Engine (for the local stack: scripts/stack start dockerd) or point BUILDKIT_HOST / [buildkit] \
+         addr at a running BuildKit"
+    } else {
+        "start buildkitd (for the local stack: scripts/stack up) or point BUILDKIT_HOST / [buildkit] addr at a running one"
+    }
 }
 
 /// An error and its causes on one line (transport errors hide the useful part in their sources).

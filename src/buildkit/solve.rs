@@ -5,15 +5,14 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient;
 use bollard_buildkit_proto::moby::buildkit::v1::{Exporter, SolveRequest, StatusRequest};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-use tonic::transport::Channel;
 
 use super::filesync::SyncedDir;
 use super::progress::{dockerfile_line, Progress};
 use super::session::{random_id, Session};
+use super::connect::Client;
 use super::Error;
 use crate::config::Image;
 use crate::containerd::image::Imported;
@@ -61,7 +60,69 @@ pub fn shared_key(context: &std::path::Path) -> String {
     hex::encode(&Sha256::digest(abs.to_string_lossy().as_bytes())[..16])
 }
 
-fn solve_request(spec: &BuildSpec<'_>, session: &str, job: &str) -> SolveRequest {
+/// How a build's image leaves BuildKit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Export {
+    /// buildkitd's `image` exporter pushes to the registry itself.
+    ImagePush,
+    /// Docker Engine's `moby` exporter stores the image in the engine; `push` then asks the engine to push it.
+    Moby { push: bool },
+    /// buildkitd's `oci` exporter with `tar=false` writes into the content store devloop serves on the
+    /// session, which passes what containerd lacks on to it.
+    OciImport,
+}
+
+/// The export for a destination: buildkitd pushes; the engine's BuildKit (every version: the 20.10 engine
+/// knows only its `moby` exporter, and newer ones with the classic store cannot push from it) stores the
+/// image in the engine, which then pushes it when a registry is the destination.
+pub fn export_for(engine: bool, destination: &Destination) -> Result<Export, String> {
+    match (engine, destination) {
+        (false, Destination::Registry(_)) => Ok(Export::ImagePush),
+        (true, Destination::Registry(_)) => Ok(Export::Moby { push: true }),
+        (true, Destination::Docker { .. }) => Ok(Export::Moby { push: false }),
+        (false, Destination::Docker { .. }) => Err("loading images into Docker Engine (`[registry] load = true`) needs Docker \
+             Engine's BuildKit: set [buildkit] addr = \"docker://\" (or docker-unix:///path/to/docker.sock)"
+            .into()),
+        (false, Destination::Containerd { .. }) => Ok(Export::OciImport),
+        // The engine's BuildKit exports only into the engine (the 20.10 engine knows only `moby`).
+        (true, Destination::Containerd { .. }) => Err("importing images into containerd (`[registry] load = \"containerd\"`) \
+             needs buildkitd, not Docker Engine's BuildKit: set [buildkit] addr to buildkitd's address"
+            .into()),
+    }
+}
+
+/// An engine API version as (major, minor); unknown parts count as 0.
+fn api_version(v: &str) -> (u32, u32) {
+    let mut it = v.split('.').map(|p| p.parse().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+/// What the engine's embedded BuildKit cannot do for this image, by engine API version: 1.41 is Docker 20.10
+/// (BuildKit 0.8, classic image store, whose `moby` exporter stores one platform per tag).
+pub fn engine_limits(engine_api: &str, platform: &str) -> Result<(), String> {
+    if platform.contains(',') && api_version(engine_api) < (1, 44) {
+        return Err(format!(
+            "platform = \"{platform}\" asks for a multi-platform image, which Docker Engine (API {engine_api}) cannot \
+             store: use buildkitd for it, or Docker Engine 25+ with the containerd image store"
+        ));
+    }
+    Ok(())
+}
+
+/// A hint for a Dockerfile the engine's built-in frontend cannot parse: Docker 20.10's (API 1.41) predates
+/// heredocs, `COPY --link`, `RUN --mount` options added since, and so on.
+pub fn old_frontend_hint(engine_api: &str, message: &str) -> Option<String> {
+    let unparsed = ["unknown flag", "unknown instruction", "dockerfile parse error", "unexpected"].iter().any(|m| message.contains(m));
+    (unparsed && api_version(engine_api) <= (1, 41)).then(|| {
+        format!(
+            "Docker Engine API {engine_api} (Docker 20.10) has an old built-in Dockerfile frontend: a newer Dockerfile \
+             feature needs `# syntax=docker/dockerfile:1` on the first line (the engine then pulls that frontend), \
+             a newer engine, or buildkitd"
+        )
+    })
+}
+
+fn solve_request(spec: &BuildSpec<'_>, export_kind: Export, session: &str, job: &str) -> SolveRequest {
     let img = spec.image;
     let mut attrs: HashMap<String, String> = HashMap::new();
     let filename = img.dockerfile.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -83,21 +144,23 @@ fn solve_request(spec: &BuildSpec<'_>, session: &str, job: &str) -> SolveRequest
     }
     let mut export: HashMap<String, String> = HashMap::new();
     export.insert("name".into(), spec.reference.clone());
-    let mut exporter = "image";
-    match spec.destination {
-        Destination::Registry(r) => {
+    let exporter = match export_kind {
+        Export::ImagePush => {
             export.insert("push".into(), "true".into());
-            if r.insecure {
-                export.insert("registry.insecure".into(), "true".into());
+            if let Destination::Registry(r) = spec.destination {
+                if r.insecure {
+                    export.insert("registry.insecure".into(), "true".into());
+                }
             }
+            "image"
         }
+        Export::Moby { .. } => "moby",
         // An OCI image written blob by blob into the content store we serve on the session.
-        Destination::Containerd { .. } => {
-            exporter = "oci";
+        Export::OciImport => {
             export.insert("tar".into(), "false".into());
+            "oci"
         }
-        Destination::Docker => {}
-    }
+    };
     SolveRequest {
         r#ref: job.to_string(),
         session: session.to_string(),
@@ -113,11 +176,13 @@ fn solve_request(spec: &BuildSpec<'_>, session: &str, job: &str) -> SolveRequest
 
 /// Builds and pushes one image, printing progress. On failure the error carries a report naming the
 /// failing step, its Dockerfile line and its last log lines; nothing is pushed then.
-pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, progress: &mut Progress) -> Result<Built, Error> {
+pub async fn build(client: &mut Client, spec: &BuildSpec<'_>, progress: &mut Progress) -> Result<Built, Error> {
     let img = spec.image;
-    if matches!(spec.destination, Destination::Docker) {
-        return Err(Error::Failed { report: format!("loading images into {} is not supported yet", spec.destination.describe()) });
+    let export = export_for(client.engine.is_some(), spec.destination).map_err(|report| Error::Failed { report })?;
+    if let Some(engine) = &client.engine {
+        engine_limits(&engine.api_version, &img.platform).map_err(|report| Error::Failed { report })?;
     }
+    let control = &mut client.control;
     if !img.context.is_dir() {
         return Err(crate::tree::Error::MissingContext(img.context.clone())).map_err(|e| Error::Inputs(e.into()));
     }
@@ -136,7 +201,7 @@ pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, p
     let started = Instant::now();
 
     let mut solver = control.clone();
-    let req = solve_request(spec, &session.id, &job);
+    let req = solve_request(spec, export, &session.id, &job);
     // Aborted if this future is dropped (a superseded build, Ctrl-C): dropping the call cancels the job in
     // BuildKit rather than leaving it running.
     let mut solve = AbortOnDrop(tokio::spawn(async move { solver.solve(req).await }));
@@ -183,23 +248,42 @@ pub async fn build(control: &mut ControlClient<Channel>, spec: &BuildSpec<'_>, p
         }
         // FileSync refused a file that changed after it was listed: the context moved under the build.
         Ok(Err(_)) if !refused.is_empty() => return Err(Error::ContextChanged { refused }),
-        Ok(Err(status)) => return Err(Error::Failed { report: failure_report(spec, progress, status.message()) }),
+        Ok(Err(status)) => {
+            let mut report = failure_report(spec, progress, status.message());
+            if let Some(h) = client.engine.as_ref().and_then(|e| old_frontend_hint(&e.api_version, status.message())) {
+                report.push_str(&format!("\n  {h}"));
+            }
+            return Err(Error::Failed { report });
+        }
         Err(join) => return Err(Error::Failed { report: format!("the build task failed: {join}") }),
     };
-    let digest = response.exporter_response.get("containerimage.digest").cloned().unwrap_or_default();
+    let mut digest = response.exporter_response.get("containerimage.digest").cloned().unwrap_or_default();
     if digest.is_empty() {
         return Err(Error::Failed { report: "BuildKit finished without reporting the pushed image's digest".into() });
+    }
+    let mut pushed_in = None;
+    if let (Export::Moby { push: true }, Some(engine), Destination::Registry(r)) = (export, &client.engine, spec.destination) {
+        // The moby exporter's digest is the engine's image id; what is deployed is the registry's manifest.
+        let creds = crate::registry::DockerConfig::load().credentials(&r.host);
+        let pushing = Instant::now();
+        digest = engine.push(&spec.reference, creds).await.map_err(|e| Error::Failed { report: e.to_string() })?;
+        pushed_in = Some(pushing.elapsed());
     }
     let imported = match import {
         Some(i) => Some(i.finish(&spec.reference, &digest, response.exporter_response.get("containerimage.descriptor")).await?),
         None => None,
     };
+    // Labelling, unpacking and naming the imported image count in the build's time and its export+import.
+    if let Some(i) = &imported {
+        pushed_in = Some(i.finish);
+    }
     let sent_paths = std::mem::take(&mut *stats.paths.lock().expect("not poisoned"));
     Ok(Built {
         digest,
-        duration,
+        // The engine's push is part of the build's time and of its export+push time.
+        duration: duration + pushed_in.unwrap_or_default(),
         steps: progress.counts(),
-        export: progress.export_time(),
+        export: progress.export_time().map(|e| e + pushed_in.unwrap_or_default()),
         sent_files: stats.files.load(Ordering::Relaxed),
         sent_bytes: stats.bytes.load(Ordering::Relaxed),
         sent_paths,
@@ -245,4 +329,35 @@ fn failure_report(spec: &BuildSpec<'_>, progress: &Progress, message: &str) -> S
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_export_follows_the_builder_and_the_destination() {
+        let reg = Destination::Registry(crate::config::Registry { host: "r:5000".into(), ..Default::default() });
+        let docker = Destination::Docker { socket: "/d.sock".into() };
+        assert_eq!(export_for(false, &reg), Ok(Export::ImagePush));
+        assert_eq!(export_for(true, &reg), Ok(Export::Moby { push: true }));
+        assert_eq!(export_for(true, &docker), Ok(Export::Moby { push: false }));
+        assert!(export_for(false, &docker).unwrap_err().contains("addr = \"docker://\""));
+        let ctrd = Destination::Containerd { socket: "/c.sock".into(), namespace: "k8s.io".into() };
+        assert_eq!(export_for(false, &ctrd), Ok(Export::OciImport));
+        assert!(export_for(true, &ctrd).unwrap_err().contains("needs buildkitd"));
+    }
+
+    #[test]
+    fn old_engines_name_what_they_cannot_do() {
+        assert!(engine_limits("1.41", "linux/amd64,linux/arm64").unwrap_err().contains("multi-platform"));
+        assert_eq!(engine_limits("1.41", "linux/amd64"), Ok(()));
+        assert_eq!(engine_limits("1.45", "linux/amd64,linux/arm64"), Ok(()));
+        let parse_error = "failed to create LLB definition: dockerfile parse error line 3: unknown flag: link";
+        assert!(old_frontend_hint("1.41", parse_error).unwrap().contains("# syntax=docker/dockerfile:1"));
+        assert_eq!(old_frontend_hint("1.47", parse_error), None);
+        assert_eq!(old_frontend_hint("1.41", "process \"/bin/sh -c false\" did not complete successfully"), None);
+        assert_eq!(api_version("1.41"), (1, 41));
+        assert!(api_version("1.9") < api_version("1.41"));
+    }
 }

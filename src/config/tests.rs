@@ -171,3 +171,32 @@ fn registry_is_optional_and_load_takes_a_bool_or_a_store_name() {
         assert_eq!(parse(Path::new("/p/devloop.toml"), &text).unwrap().registry.load, want, "load = {value}");
     }
 }
+
+#[test]
+fn buildkit_addr_set_or_not_and_docker_engine_addresses() {
+    // (the [buildkit] table, the environment, the address used, set by the user?)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, bool);
+    let none = parse(Path::new("/p/devloop.toml"), "[registry]\nhost = \"r:5000\"\n").unwrap();
+    assert_eq!((none.buildkit.addr.as_str(), none.buildkit.addr_set), ("unix:///run/buildkit/buildkitd.sock", false));
+    let cases: &[Case] = &[
+        ("", &[], "unix:///run/buildkit/buildkitd.sock", false),
+        ("addr = \"unix:///run/b.sock\"", &[], "unix:///run/b.sock", true),
+        ("", &[("BUILDKIT_HOST", "unix:///run/b.sock")], "unix:///run/b.sock", true),
+        ("addr = \"docker://\"", &[], "docker://", true),
+        ("addr = \"docker-unix:///srv/docker.sock\"", &[], "docker-unix:///srv/docker.sock", true),
+        ("", &[("BUILDKIT_HOST", "docker-unix:///srv/docker.sock")], "docker-unix:///srv/docker.sock", true),
+    ];
+    for (buildkit, env, addr, set) in cases {
+        let c = load_env(buildkit, env).unwrap_or_else(|e| panic!("{buildkit} {env:?}: {e}"));
+        assert_eq!((c.buildkit.addr.as_str(), c.buildkit.addr_set), (*addr, *set), "{buildkit} {env:?}");
+    }
+    for (buildkit, env, says) in [
+        ("addr = \"docker-unix://docker.sock\"", &[][..], "absolute"),
+        ("addr = \"docker:///var/run/docker.sock\"", &[][..], "docker-unix:///"),
+        ("", &[("BUILDKIT_HOST", "docker-unix://rel")][..], "from BUILDKIT_HOST"),
+    ] {
+        let Err(Error::Invalid(l)) = load_env(buildkit, env) else { panic!("{buildkit} {env:?} was accepted") };
+        assert_eq!(l.key, "buildkit.addr");
+        assert!(l.to_string().contains(says), "{l}");
+    }
+}

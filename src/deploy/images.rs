@@ -44,9 +44,61 @@ pub fn hint(reference: &str, pull_policy: Option<&str>, managed: bool) -> Option
     None
 }
 
+/// What devloop's destination needs of a managed container's `imagePullPolicy`: `wanted` (from
+/// [`Destination::pull_policy`](crate::deliver::Destination::pull_policy)) replaces a policy that would pull
+/// more eagerly (unset counts as eager: its default depends on the tag), and the hint says why; `None` leaves
+/// the container's own policy. Only ever applied to containers whose image devloop manages.
+pub fn managed_pull_policy(reference: &str, current: Option<&str>, wanted: Option<&str>, store: &str) -> Option<String> {
+    let wanted = wanted?;
+    let eagerness = |p: &str| match p {
+        "Never" => 0,
+        "IfNotPresent" => 1,
+        _ => 2,
+    };
+    if current.is_some_and(|c| eagerness(c) <= eagerness(wanted)) {
+        return None;
+    }
+    let was = current.map_or_else(|| "unset".to_string(), |c| c.to_string());
+    let why = if wanted == "Never" {
+        "there is no registry to pull it from, and a pull attempt would fail the pod"
+    } else {
+        "the node's copy must be used rather than a pull from a registry that does not have it"
+    };
+    Some(format!(
+        "{reference}: imagePullPolicy {was} -> {wanted}: the image is in {store}, not in a registry; {why} \
+         (devloop sets this only on containers running its images)"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pull_policy_changes_only_where_it_would_pull() {
+        let store = "Docker Engine's image store";
+        // (current, wanted, changed)
+        let table = [
+            (None, Some("Never"), true),
+            (Some("Always"), Some("Never"), true),
+            (Some("IfNotPresent"), Some("Never"), true),
+            (Some("Never"), Some("Never"), false),
+            (None, Some("IfNotPresent"), true),
+            (Some("Always"), Some("IfNotPresent"), true),
+            (Some("IfNotPresent"), Some("IfNotPresent"), false),
+            (Some("Never"), Some("IfNotPresent"), false),
+            (Some("Always"), None, false),
+            (None, None, false),
+        ];
+        for (current, wanted, changed) in table {
+            let h = managed_pull_policy("hello:t1", current, wanted, store);
+            assert_eq!(h.is_some(), changed, "{current:?} -> {wanted:?}");
+            if let Some(h) = h {
+                assert!(h.starts_with(&format!("hello:t1: imagePullPolicy {} -> {}", current.unwrap_or("unset"), wanted.unwrap())), "{h}");
+                assert!(h.contains(store), "{h}");
+            }
+        }
+    }
 
     #[test]
     fn repositories_and_ownership() {

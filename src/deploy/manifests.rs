@@ -74,13 +74,23 @@ pub fn load(root: &Path, patterns: &[String]) -> Result<Vec<(String, Value)>, Er
 /// Replaces image references in every `containers`/`initContainers` list of `v`. `subst` maps a reference
 /// to devloop's, for devloop's images. Returns the references put in, and the hints for the others.
 pub fn substitute(v: &mut Value, subst: &dyn Fn(&str) -> Option<String>) -> (Vec<String>, Vec<String>) {
+    substitute_with_policy(v, subst, None)
+}
+
+/// The pull policy managed containers need, and where their images are (for the hint): see
+/// [`images::managed_pull_policy`].
+pub type Pull<'a> = Option<(&'static str, &'a str)>;
+
+/// [`substitute`], also setting `imagePullPolicy` on the containers whose image is substituted when the
+/// destination needs one.
+pub fn substitute_with_policy(v: &mut Value, subst: &dyn Fn(&str) -> Option<String>, pull: Pull<'_>) -> (Vec<String>, Vec<String>) {
     let mut refs = Vec::new();
     let mut hints = Vec::new();
-    walk(v, subst, &mut refs, &mut hints);
+    walk(v, subst, pull, &mut refs, &mut hints);
     (refs, hints)
 }
 
-fn walk(v: &mut Value, subst: &dyn Fn(&str) -> Option<String>, refs: &mut Vec<String>, hints: &mut Vec<String>) {
+fn walk(v: &mut Value, subst: &dyn Fn(&str) -> Option<String>, pull: Pull<'_>, refs: &mut Vec<String>, hints: &mut Vec<String>) {
     match v {
         Value::Object(map) => {
             for (k, child) in map.iter_mut() {
@@ -89,7 +99,14 @@ fn walk(v: &mut Value, subst: &dyn Fn(&str) -> Option<String>, refs: &mut Vec<St
                         let policy = c["imagePullPolicy"].as_str().map(str::to_string);
                         let Some(image) = c["image"].as_str().map(str::to_string) else { continue };
                         let new = subst(&image);
-                        if let Some(h) = images::hint(new.as_deref().unwrap_or(&image), policy.as_deref(), new.is_some()) {
+                        let set = new.as_deref().and_then(|n| {
+                            let (wanted, store) = pull?;
+                            images::managed_pull_policy(n, policy.as_deref(), Some(wanted), store).map(|h| (wanted, h))
+                        });
+                        if let Some((wanted, h)) = set {
+                            c["imagePullPolicy"] = Value::String(wanted.into());
+                            hints.push(h);
+                        } else if let Some(h) = images::hint(new.as_deref().unwrap_or(&image), policy.as_deref(), new.is_some()) {
                             hints.push(h);
                         }
                         if let Some(new) = new {
@@ -98,11 +115,11 @@ fn walk(v: &mut Value, subst: &dyn Fn(&str) -> Option<String>, refs: &mut Vec<St
                         }
                     }
                 } else {
-                    walk(child, subst, refs, hints);
+                    walk(child, subst, pull, refs, hints);
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|i| walk(i, subst, refs, hints)),
+        Value::Array(items) => items.iter_mut().for_each(|i| walk(i, subst, pull, refs, hints)),
         _ => {}
     }
 }
@@ -231,6 +248,22 @@ mod tests {
         assert_eq!(v["spec"]["template"]["spec"]["containers"][2]["image"], "postgres:16");
         assert_eq!(hints.len(), 2, "{hints:?}"); // Always on ours; redis without a tag
         assert!(hints.iter().any(|h| h.starts_with("redis: `:latest`")));
+    }
+
+    #[test]
+    fn a_destination_without_a_registry_sets_the_pull_policy_of_managed_containers_only() {
+        let mut v: Value = serde_yaml_ng::from_str(
+            "kind: Deployment\nspec:\n  template:\n    spec:\n      containers:\n      \
+             - {name: web, image: 'hello:old', imagePullPolicy: Always}\n      - {name: db, image: 'postgres:16', imagePullPolicy: Always}\n",
+        )
+        .unwrap();
+        let subst = |i: &str| images::is_ours(i, "hello", "", "").then(|| "hello:t".to_string());
+        let (_, hints) = substitute_with_policy(&mut v, &subst, Some(("Never", "Docker Engine's image store")));
+        let containers = &v["spec"]["template"]["spec"]["containers"];
+        assert_eq!(containers[0]["imagePullPolicy"], "Never");
+        assert_eq!(containers[1]["imagePullPolicy"], "Always", "not devloop's image: left alone");
+        assert_eq!(hints.len(), 1, "{hints:?}");
+        assert!(hints[0].starts_with("hello:t: imagePullPolicy Always -> Never"), "{hints:?}");
     }
 
     #[test]

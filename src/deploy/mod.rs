@@ -175,12 +175,31 @@ pub fn pick_container(
 /// Sets one container's image with a strategic merge patch under the `devloop` field manager. Only the Pod
 /// template changes; the Deployment controller rolls the pods.
 pub async fn patch_image(api: &Api<Deployment>, name: &str, container: &str, reference: &str) -> Result<(), Error> {
-    let patch = serde_json::json!({
-        "spec": {"template": {"spec": {"containers": [{"name": container, "image": reference}]}}}
-    });
+    patch_image_and_policy(api, name, container, reference, None).await
+}
+
+/// [`patch_image`], also setting the container's `imagePullPolicy` when `pull_policy` is given.
+pub async fn patch_image_and_policy(
+    api: &Api<Deployment>,
+    name: &str,
+    container: &str,
+    reference: &str,
+    pull_policy: Option<&str>,
+) -> Result<(), Error> {
+    let mut c = serde_json::json!({"name": container, "image": reference});
+    if let Some(p) = pull_policy {
+        c["imagePullPolicy"] = p.into();
+    }
+    let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [c]}}}});
     let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
     api.patch(name, &params, &Patch::Strategic(&patch)).await.map_err(Error::api(format!("patching deployment {name}")))?;
     Ok(())
+}
+
+/// The `imagePullPolicy` of a Deployment's container, if set.
+pub fn pull_policy_of(dep: &Deployment, container: &str) -> Option<String> {
+    let spec = dep.spec.as_ref()?.template.spec.as_ref()?;
+    spec.containers.iter().find(|c| c.name == container)?.image_pull_policy.clone()
 }
 
 /// The label selector of a Deployment's pods, as a `k=v,…` string.

@@ -217,10 +217,18 @@ async fn patch_one(
     let ours = |i: &str| images::is_ours(i, &d.image, &reg.host, reg.pull_host());
     let (container, current) = deploy::pick_container(&dep, container, &ours)
         .map_err(|message| deploy::Error::Container { namespace: ns.clone(), deployment: name.into(), message })?;
-    let outcome = if current == reference {
+    let destination = Destination::of(cfg);
+    let policy = deploy::pull_policy_of(&dep, &container);
+    let set_policy =
+        images::managed_pull_policy(reference, policy.as_deref(), destination.pull_policy(), &destination.describe());
+    let outcome = if current == reference && set_policy.is_none() {
         Patched::Unchanged { container }
     } else {
-        deploy::patch_image(&api, name, &container, reference).await?;
+        if let Some(h) = &set_policy {
+            let _ = writeln!(out, "{}: hint: {h}", d.image);
+        }
+        let wanted = set_policy.is_some().then(|| destination.pull_policy()).flatten();
+        deploy::patch_image_and_policy(&api, name, &container, reference, wanted).await?;
         Patched::Changed { container, previous: current }
     };
     let Patched::Changed { container, previous } = outcome else {
@@ -337,9 +345,12 @@ async fn apply_manifests(
     let subst = |image: &str| {
         references.iter().find(|(name, _)| images::is_ours(image, name, &reg.host, reg.pull_host())).map(|(_, r)| r.clone())
     };
+    let destination = Destination::of(cfg);
+    let store = destination.describe();
+    let pull = destination.pull_policy().map(|p| (p, store.as_str()));
     let mut objects = Vec::new();
     for (file, mut value) in super::off_runtime(|| manifests::load(&cfg.root, patterns))? {
-        let (refs, hints) = manifests::substitute(&mut value, &subst);
+        let (refs, hints) = manifests::substitute_with_policy(&mut value, &subst, pull);
         for h in hints {
             let _ = writeln!(out, "{}: hint: {h}", d.image);
         }

@@ -56,6 +56,11 @@ impl From<deliver::Error> for Error {
         match e {
             // Kept as a registry error: `up` retries an unreachable registry.
             deliver::Error::Registry(r) => Error::Registry(r),
+            // An engine that does not answer is reported (and retried by `up`) like an unreachable BuildKit.
+            deliver::Error::Docker(crate::docker::Error::Unreachable { socket, reason }) => {
+                Error::Buildkit(buildkit::Error::Unreachable { addr: format!("docker-unix://{}", socket.display()), reason })
+            }
+            deliver::Error::Docker(d) => Error::Buildkit(buildkit::Error::Failed { report: d.to_string() }),
             deliver::Error::Containerd(c) => Error::Buildkit(buildkit::Error::Import(c)),
         }
     }
@@ -198,34 +203,36 @@ pub async fn build_images(
                 eprintln!("{name}: sent {p}");
             }
         }
-        let _ = writeln!(out, "{name}: {}", result_line(&h.reference, &built));
+        let _ = writeln!(out, "{name}: {}", result_line(&h.reference, &built, &destination));
         outcomes.push(Outcome::Built { reference: h.reference, built });
     }
     Ok(outcomes)
 }
 
 /// The line `build` prints for a built image: where it went, how long it took, what it moved.
-pub fn result_line(reference: &str, built: &Built) -> String {
+pub fn result_line(reference: &str, built: &Built, destination: &Destination) -> String {
     let sent = format!("{}/{} steps cached; sent {} files, {} bytes", built.steps.1, built.steps.0, built.sent_files, built.sent_bytes);
-    match &built.imported {
-        Some(i) => format!(
+    if let Some(i) = &built.imported {
+        return format!(
             "imported {reference}@{} into containerd in {:.1}s, export+import {:.2}s ({} bytes of {} new: {} of {} blobs, {} layers unpacked; {sent})",
             built.digest,
-            (built.duration + i.finish).as_secs_f64(),
-            (built.export.unwrap_or_default() + i.finish).as_secs_f64(),
+            built.duration.as_secs_f64(),
+            built.export.unwrap_or_default().as_secs_f64(),
             i.written,
             i.image_bytes,
             i.new_blobs,
             i.blobs,
             i.unpacked,
-        ),
-        None => format!(
-            "pushed {reference}@{} in {:.1}s{} ({sent})",
-            built.digest,
-            built.duration.as_secs_f64(),
-            built.export.map(|e| format!(", export+push {:.2}s", e.as_secs_f64())).unwrap_or_default(),
-        ),
+        );
     }
+    let pushed = matches!(destination, Destination::Registry(_));
+    format!(
+        "{} {reference}@{} in {:.1}s{} ({sent})",
+        if pushed { "pushed" } else { "loaded" },
+        built.digest,
+        built.duration.as_secs_f64(),
+        built.export.map(|e| format!(", export{} {:.2}s", if pushed { "+push" } else { "" }, e.as_secs_f64())).unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ struct Ctx {
     ui: Ui,
     verbose: bool,
     events: mpsc::Sender<Event>,
-    buildkit: Mutex<Option<bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient<tonic::transport::Channel>>>,
+    buildkit: Mutex<Option<buildkit::Client>>,
     /// The running watcher; replaced (new one first) when the config's images change.
     watcher: std::sync::Mutex<Arc<watch::Handle>>,
     changes: mpsc::Sender<watch::Change>,

@@ -1,0 +1,279 @@
+//! Docker Engine: its address forms (`docker://`, `docker-unix:///path`), finding a running engine when no
+//! BuildKit address is set, choosing to load images into it for clusters that share its image store, and
+//! the plain Engine API calls devloop needs (ping, image inspect, push) through `bollard`.
+//! BuildKit's own gRPC goes through the engine too: see [`grpc`].
+
+pub mod grpc;
+
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+
+use crate::config::{Config, Load};
+use crate::registry::Credentials;
+
+/// The engine's socket when `DOCKER_HOST` names none.
+pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+
+/// Errors talking to Docker Engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Nothing answers at the socket.
+    #[error("Docker Engine is unreachable at unix://{}: {reason}", .socket.display())]
+    Unreachable { socket: PathBuf, reason: String },
+    /// An API call failed.
+    #[error("Docker Engine at unix://{}: {what}: {reason}", .socket.display())]
+    Api { socket: PathBuf, what: String, reason: String },
+    /// The engine could not push the image.
+    #[error("Docker Engine could not push {reference}: {reason}\n  check [registry] host, that the engine trusts it (`insecure-registries` in its daemon.json for a plain-HTTP registry), and credentials in ~/.docker/config.json")]
+    Push { reference: String, reason: String },
+}
+
+/// The engine socket an address names: `Some` for `docker://` (DOCKER_HOST when it is a `unix://`
+/// address, else [`DEFAULT_SOCKET`]) and `docker-unix:///path`; `None` for any other scheme.
+pub fn socket_of(addr: &str, docker_host: Option<&str>) -> Option<Result<PathBuf, String>> {
+    if let Some(rest) = addr.strip_prefix("docker-unix://") {
+        return Some(if rest.starts_with('/') {
+            Ok(PathBuf::from(rest))
+        } else {
+            Err(format!("`{addr}` needs an absolute socket path: docker-unix:///var/run/docker.sock"))
+        });
+    }
+    let rest = addr.strip_prefix("docker://")?;
+    if !rest.is_empty() {
+        return Some(Err(format!(
+            "`{addr}`: docker:// takes no path (it means DOCKER_HOST, else {DEFAULT_SOCKET}); for another socket use \
+             docker-unix:///path/to/docker.sock"
+        )));
+    }
+    let from_env = docker_host.and_then(|h| h.strip_prefix("unix://")).filter(|p| p.starts_with('/'));
+    Some(Ok(PathBuf::from(from_env.unwrap_or(DEFAULT_SOCKET))))
+}
+
+/// When neither BUILDKIT_HOST nor `[buildkit] addr` is set: the engine's socket if one answers there.
+pub fn auto_engine(addr_set: bool, docker_host: Option<&str>, answers: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+    // A DOCKER_HOST that is not a unix socket (minikube docker-env's tcp+TLS, ssh://) names an engine devloop
+    // cannot speak to: finding another one at the default socket would build for the wrong engine.
+    if addr_set || docker_host.is_some_and(|h| !h.is_empty() && !h.starts_with("unix://")) {
+        return None;
+    }
+    let socket = socket_of("docker://", docker_host)?.ok()?;
+    answers(&socket).then_some(socket)
+}
+
+/// Kube contexts whose node runtime reads the local Docker Engine's image store.
+const SHARED_STORE_CONTEXTS: &[&str] = &["docker-desktop", "orbstack", "rancher-desktop"];
+
+/// Whether built images should be loaded into the engine rather than pushed: only when the engine builds,
+/// `[registry]` sets neither `host` nor `load`, and the cluster shares the engine's store (Docker Desktop,
+/// OrbStack, Rancher Desktop in moby mode, or minikube's profile when `minikube docker-env` is in effect,
+/// which sets MINIKUBE_ACTIVE_DOCKERD to that profile).
+pub fn auto_load(engine_builds: bool, registry_explicit: bool, context: &str, minikube_active: Option<&str>) -> bool {
+    engine_builds
+        && !registry_explicit
+        && (SHARED_STORE_CONTEXTS.contains(&context) || minikube_active.is_some_and(|p| !p.is_empty() && p == context))
+}
+
+/// Applies the engine to a loaded config: with no BuildKit address set, a running engine builds (said on
+/// the first output line); and when the engine builds for a cluster sharing its store, images are loaded
+/// into it unless `[registry]` sets `host` or `load` (said once). `text` is the config file's text.
+pub fn settle(cfg: &mut Config, text: &str) {
+    let docker_host = std::env::var("DOCKER_HOST").ok();
+    if let Some(socket) = auto_engine(cfg.buildkit.addr_set, docker_host.as_deref(), answers) {
+        cfg.buildkit.addr = format!("docker-unix://{}", socket.display());
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            eprintln!("devloop: using Docker Engine's BuildKit at unix://{} (no [buildkit] addr set)", socket.display())
+        });
+    }
+    let engine_builds = matches!(socket_of(&cfg.buildkit.addr, docker_host.as_deref()), Some(Ok(_)));
+    if !engine_builds || cfg.registry.load != Load::Push {
+        return;
+    }
+    let table: toml::Table = text.parse().unwrap_or_default();
+    let load_set = table.get("registry").and_then(|r| r.get("load")).is_some();
+    let explicit = load_set || !cfg.registry.host.is_empty();
+    let context = cfg.kube.context.clone().or_else(|| {
+        kube::config::Kubeconfig::read().ok().and_then(|k| k.current_context)
+    });
+    let Some(context) = context else { return };
+    if auto_load(true, explicit, &context, std::env::var("MINIKUBE_ACTIVE_DOCKERD").ok().as_deref()) {
+        cfg.registry.load = Load::Docker;
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            eprintln!(
+                "devloop: kube context {context} shares Docker Engine's image store: loading images there instead of \
+                 pushing them (set [registry] host or load to choose)"
+            )
+        });
+    }
+}
+
+/// A synchronous `GET /_ping` with a short timeout: is an engine answering at `socket`?
+pub fn answers(socket: &Path) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else { return false };
+    let t = Some(std::time::Duration::from_secs(2));
+    let _ = s.set_read_timeout(t);
+    let _ = s.set_write_timeout(t);
+    if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap_or(0);
+    let head = String::from_utf8_lossy(&buf[..n]);
+    head.starts_with("HTTP/1.") && head.split_whitespace().nth(1) == Some("200")
+}
+
+/// A connected engine: its socket, an API client at the negotiated version, and what it runs.
+#[derive(Clone)]
+pub struct Engine {
+    /// The unix socket.
+    pub socket: PathBuf,
+    /// Engine API client (version negotiated with the engine).
+    pub api: bollard::Docker,
+    /// The engine's version (`20.10.24+dfsg1`).
+    pub version: String,
+    /// The API version both sides speak (`1.41`).
+    pub api_version: String,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Engine({}, {} API {})", self.socket.display(), self.version, self.api_version)
+    }
+}
+
+impl Engine {
+    /// Connects to the engine at `socket`, negotiating the API version (`GET /_ping`, `/version`).
+    pub async fn connect(socket: &Path) -> Result<Engine, Error> {
+        let unreachable = |reason: String| Error::Unreachable { socket: socket.to_path_buf(), reason };
+        let path = socket.to_string_lossy();
+        let api = bollard::Docker::connect_with_unix(&path, 120, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| unreachable(crate::buildkit::error_chain(&e)))?;
+        let api = tokio::time::timeout(std::time::Duration::from_secs(10), api.negotiate_version())
+            .await
+            .map_err(|_| unreachable("no answer to /_ping within 10s".into()))?
+            .map_err(|e| unreachable(crate::buildkit::error_chain(&e)))?;
+        let v = api.version().await.map_err(|e| unreachable(crate::buildkit::error_chain(&e)))?;
+        let api_version = api.client_version().to_string();
+        // /grpc and BuildKit came with Docker 18.09 (API 1.39); older engines answer 404 there.
+        let (major, minor) = api_version.split_once('.').map_or((0, 0), |(a, b)| (a.parse().unwrap_or(0), b.parse().unwrap_or(0)));
+        if (major, minor) < (1, 39) {
+            let found = v.version.clone().unwrap_or_default();
+            return Err(unreachable(format!("Docker Engine {found} (API {api_version}) has no BuildKit: 18.09 or newer is needed")));
+        }
+        Ok(Engine { socket: socket.to_path_buf(), api, version: v.version.unwrap_or_default(), api_version })
+    }
+
+    /// The image id of `reference` in the engine's store, if it has it.
+    pub async fn image_id(&self, reference: &str) -> Result<Option<String>, Error> {
+        match self.api.inspect_image(reference).await {
+            Ok(img) => Ok(img.id),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(e) => Err(self.api_error(&format!("inspecting image {reference}"), &e)),
+        }
+    }
+
+    /// Pushes `reference` (`host/name:tag`, already in the engine's store) and returns the registry
+    /// manifest digest the engine reports. `credentials` go in X-Registry-Auth and are never printed.
+    pub async fn push(&self, reference: &str, credentials: Option<Credentials>) -> Result<String, Error> {
+        let push_error = |reason: String| Error::Push { reference: reference.to_string(), reason };
+        let (name, tag) = split_tag(reference);
+        let creds = credentials.map(|c| bollard::auth::DockerCredentials {
+            username: Some(c.username),
+            password: Some(c.secret),
+            serveraddress: Some(name.split('/').next().unwrap_or_default().to_string()),
+            ..Default::default()
+        });
+        let opts = bollard::query_parameters::PushImageOptionsBuilder::new().tag(tag).build();
+        let mut stream = self.api.push_image(name, Some(opts), creds);
+        let mut digest = None;
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| push_error(crate::buildkit::error_chain(&e)))?;
+            if let Some(d) = info.status.as_deref().and_then(pushed_digest) {
+                digest = Some(d);
+            }
+        }
+        digest.ok_or_else(|| push_error("the engine finished without reporting the pushed manifest's digest".into()))
+    }
+
+    fn api_error(&self, what: &str, e: &bollard::errors::Error) -> Error {
+        Error::Api { socket: self.socket.clone(), what: what.into(), reason: crate::buildkit::error_chain(e) }
+    }
+}
+
+/// `host/name:tag` → (`host/name`, `tag`); a port's colon is not a tag's.
+fn split_tag(reference: &str) -> (&str, &str) {
+    match reference.rsplit_once(':') {
+        Some((n, t)) if !t.contains('/') => (n, t),
+        _ => (reference, "latest"),
+    }
+}
+
+/// The engine's final push status line, `<tag>: digest: sha256:… size: N`, gives the manifest digest.
+fn pushed_digest(status: &str) -> Option<String> {
+    let rest = status.split_once("digest: ")?.1;
+    let d = rest.split_whitespace().next()?;
+    (d.starts_with("sha256:") && d.len() == 71).then(|| d.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_name_the_engine_socket() {
+        let ok = |p: &str| Some(Ok(PathBuf::from(p)));
+        assert_eq!(socket_of("docker://", None), ok(DEFAULT_SOCKET));
+        assert_eq!(socket_of("docker://", Some("unix:///run/user/1000/docker.sock")), ok("/run/user/1000/docker.sock"));
+        // A DOCKER_HOST that is not a unix socket (tcp://, ssh://) is not ours to speak: the default socket.
+        assert_eq!(socket_of("docker://", Some("tcp://10.0.0.1:2376")), ok(DEFAULT_SOCKET));
+        assert_eq!(socket_of("docker-unix:///srv/d.sock", Some("unix:///other.sock")), ok("/srv/d.sock"));
+        assert!(matches!(socket_of("docker-unix://rel.sock", None), Some(Err(m)) if m.contains("absolute")));
+        assert!(matches!(socket_of("docker:///x.sock", None), Some(Err(m)) if m.contains("docker-unix:///")));
+        assert_eq!(socket_of("unix:///run/buildkit/buildkitd.sock", None), None);
+        assert_eq!(socket_of("tcp://h:1234", None), None);
+    }
+
+    #[test]
+    fn the_engine_is_used_only_when_no_address_is_set_and_it_answers() {
+        let only = |want: &'static str| move |p: &Path| p == Path::new(want);
+        assert_eq!(auto_engine(false, None, only(DEFAULT_SOCKET)), Some(PathBuf::from(DEFAULT_SOCKET)));
+        assert_eq!(auto_engine(false, Some("unix:///d.sock"), only("/d.sock")), Some(PathBuf::from("/d.sock")));
+        // DOCKER_HOST names a socket that does not answer: not silently the default one.
+        assert_eq!(auto_engine(false, Some("unix:///d.sock"), only(DEFAULT_SOCKET)), None);
+        assert_eq!(auto_engine(true, None, only(DEFAULT_SOCKET)), None);
+        assert_eq!(auto_engine(false, None, |_| false), None);
+        assert_eq!(auto_engine(false, Some("tcp://127.0.0.1:2376"), only(DEFAULT_SOCKET)), None);
+    }
+
+    #[test]
+    fn images_are_loaded_only_for_clusters_that_share_the_engine_store() {
+        // (engine builds, registry explicit, context, MINIKUBE_ACTIVE_DOCKERD, load)
+        let table = [
+            (true, false, "docker-desktop", None, true),
+            (true, false, "orbstack", None, true),
+            (true, false, "rancher-desktop", None, true),
+            (true, false, "minikube", Some("minikube"), true),
+            (true, false, "minikube", None, false),
+            (true, false, "minikube", Some("other-profile"), false),
+            (true, false, "kind-kind", None, false),
+            (true, true, "docker-desktop", None, false),
+            (false, false, "docker-desktop", None, false),
+        ];
+        for (engine, explicit, ctx, mk, want) in table {
+            assert_eq!(auto_load(engine, explicit, ctx, mk), want, "{engine} {explicit} {ctx} {mk:?}");
+        }
+    }
+
+    #[test]
+    fn push_status_lines_give_the_manifest_digest() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(pushed_digest(&format!("t1: digest: {d} size: 527")), Some(d));
+        assert_eq!(pushed_digest("Pushed"), None);
+        assert_eq!(pushed_digest("digest: sha256:short size: 1"), None);
+        assert_eq!(split_tag("10.0.0.1:5000/hello:t1"), ("10.0.0.1:5000/hello", "t1"));
+        assert_eq!(split_tag("10.0.0.1:5000/hello"), ("10.0.0.1:5000/hello", "latest"));
+    }
+}
