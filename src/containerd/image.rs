@@ -253,7 +253,10 @@ impl Containerd {
         for c in chains {
             let stat = self.snapshots().stat(self.req(StatSnapshotRequest { snapshotter: snapshotter.into(), key: c.clone() }, None)).await;
             match stat {
-                Ok(_) => present.push(c.clone()),
+                Ok(_) => {
+                    self.hold(lease, &format!("snapshots/{snapshotter}"), c).await?;
+                    present.push(c.clone())
+                }
                 Err(s) if s.code() == tonic::Code::NotFound => break,
                 Err(s) => return Err(self.fail(format!("stat snapshot {c}"), s)),
             }

@@ -26,7 +26,7 @@ use api::containerd::services::content::v1::content_client::ContentClient;
 use api::containerd::services::diff::v1::diff_client::DiffClient;
 use api::containerd::services::images::v1::images_client::ImagesClient;
 use api::containerd::services::leases::v1::leases_client::LeasesClient;
-use api::containerd::services::leases::v1::{CreateRequest, DeleteRequest, ListRequest};
+use api::containerd::services::leases::v1::{AddResourceRequest, CreateRequest, DeleteRequest, ListRequest, Resource};
 use api::containerd::services::snapshots::v1::snapshots_client::SnapshotsClient;
 
 /// containerd's default gRPC message limit (a content write carries at most half of it).
@@ -134,6 +134,15 @@ impl Containerd {
         let labels = [("containerd.io/gc.expire".to_string(), expire)].into();
         self.leases().create(self.req(CreateRequest { id: id.clone(), labels }, None)).await.map_err(|s| self.fail("create a lease", s))?;
         Ok(id)
+    }
+
+    /// Puts something that already exists (`content` by digest, `snapshots/<snapshotter>` by key) under `lease`,
+    /// so the collector cannot take it before the image references it.
+    pub async fn hold(&self, lease: &str, kind: &str, id: &str) -> Result<(), Error> {
+        let resource = Resource { id: id.into(), r#type: kind.into() };
+        let req = AddResourceRequest { id: lease.into(), resource: Some(resource) };
+        self.leases().add_resource(self.req(req, None)).await.map_err(|s| self.fail(format!("hold {id}"), s))?;
+        Ok(())
     }
 
     /// Ends a lease: what it held is kept only if something else (an image) references it.

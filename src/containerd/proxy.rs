@@ -109,6 +109,8 @@ impl Content for ImportStore {
         if let Opening::Check(digest) = opening(&first) {
             match self.ctrd.content().info(self.req(InfoRequest { digest: digest.clone() })).await {
                 Ok(_) => {
+                    // The blob may be unreferenced (left by a deleted image): hold it until the image names it.
+                    self.ctrd.hold(&self.lease, "content", &digest).await.map_err(|e| Status::internal(e.to_string()))?;
                     self.stats.present.lock().expect("not poisoned").push((digest.clone(), first.total));
                     return Err(Status::already_exists(format!("content {digest}: already exists")));
                 }
