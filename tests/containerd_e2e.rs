@@ -121,6 +121,8 @@ fn a_one_file_change_writes_only_the_changed_layer() {
     let config = manifest["config"]["size"].as_u64().unwrap();
     let manifest_size = ctr(&["content", "get", &second]).len() as u64;
     assert_eq!(blobs, 3, "{out}");
+    // Only the new top layer is unpacked: the snapshots below it are the first image's.
+    assert!(out.contains(&format!("unpacked 1 of {} layers", layers.len())), "{out}");
     assert_eq!(written, top + config + manifest_size, "{out}");
     // Every other layer is the first image's, which containerd already had.
     let before: serde_json::Value = serde_json::from_str(&ctr(&["content", "get", &first])).unwrap();

@@ -158,6 +158,8 @@ pub struct Imported {
     pub image_bytes: u64,
     /// Layers unpacked now (the others were unpacked already).
     pub unpacked: usize,
+    /// The image's layers.
+    pub layers: usize,
     /// Time spent after BuildKit's export: labelling, unpacking, naming.
     pub finish: std::time::Duration,
 }
@@ -231,6 +233,7 @@ impl Containerd {
             return Err(Error::Image { digest: manifest_desc.digest.clone(), reason: "layers and diff IDs differ in number".into() });
         }
         let chains = chain_ids(&diff_ids);
+        imported.layers = chains.len();
         imported.unpacked = self.unpack(lease, &manifest.layers, &diff_ids, &chains, snapshotter).await?;
         // The config keeps the unpacked snapshot (and through its parents, all of them) from the collector.
         let mut cfg_labels = Vec::new();

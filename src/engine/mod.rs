@@ -214,7 +214,7 @@ pub fn result_line(reference: &str, built: &Built, destination: &Destination) ->
     let sent = format!("{}/{} steps cached; sent {} files, {} bytes", built.steps.1, built.steps.0, built.sent_files, built.sent_bytes);
     if let Some(i) = &built.imported {
         return format!(
-            "imported {reference}@{} into containerd in {:.1}s, export+import {:.2}s ({} bytes of {} new: {} of {} blobs, {} layers unpacked; {sent})",
+            "imported {reference}@{} into containerd in {:.1}s, export+import {:.2}s ({} bytes of {} new: {} of {} blobs; unpacked {} of {} layers; {sent})",
             built.digest,
             built.duration.as_secs_f64(),
             built.export.unwrap_or_default().as_secs_f64(),
@@ -223,6 +223,7 @@ pub fn result_line(reference: &str, built: &Built, destination: &Destination) ->
             i.new_blobs,
             i.blobs,
             i.unpacked,
+            i.layers,
         );
     }
     let pushed = matches!(destination, Destination::Registry(_));
