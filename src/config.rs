@@ -169,8 +169,9 @@ pub enum DeployTarget {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Buildkit {
-    /// `unix:///path`, `tcp://host:port`, or Docker Engine's BuildKit: `docker://` (DOCKER_HOST, else
-    /// /var/run/docker.sock) or `docker-unix:///path`. Left unset, a Docker Engine answering at DOCKER_HOST or
+    /// `unix:///path`, `tcp://host:port`, or Docker Engine's BuildKit: `docker://` (DOCKER_HOST with
+    /// DOCKER_TLS_VERIFY/DOCKER_CERT_PATH, else /var/run/docker.sock), `docker-unix:///path` or
+    /// `docker-tcp://host:port` (TLS). Left unset, a Docker Engine answering at DOCKER_HOST or
     /// /var/run/docker.sock is used, else the default buildkitd socket.
     #[serde(default)]
     pub addr: String,
@@ -629,7 +630,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
 }
 
 fn validate_addr(addr: &str) -> Result<(), String> {
-    if let Some(engine) = crate::docker::socket_of(addr, None) {
+    // Syntax only: docker:// depends on the environment at connect time, and TLS is checked there.
+    let syntax = Buildkit { addr: addr.to_string(), insecure: true, ..Buildkit::default() };
+    if let Some(engine) = crate::docker::engine_of(&syntax, &crate::docker::Env::default()) {
         return engine.map(|_| ());
     }
     match addr.split_once("://") {
@@ -637,7 +640,7 @@ fn validate_addr(addr: &str) -> Result<(), String> {
         Some(("tcp", hp)) if hp.contains(':') => Ok(()),
         _ => Err(format!(
             "`{addr}` is not a BuildKit address: use unix:///path/to/buildkitd.sock, tcp://host:port, or Docker \
-             Engine's BuildKit: docker:// or docker-unix:///path/to/docker.sock"
+             Engine's BuildKit: docker://, docker-unix:///path/to/docker.sock or docker-tcp://host:port"
         )),
     }
 }

@@ -27,8 +27,8 @@ pub enum Destination {
     Registry(config::Registry),
     /// Loaded into Docker Engine's image store, which the cluster's node runtime shares.
     Docker {
-        /// The engine's socket: the one BuildKit is reached through, else DOCKER_HOST's, else the default.
-        socket: PathBuf,
+        /// The engine BuildKit is reached through (its embedded BuildKit builds, then the image is there).
+        engine: docker::Addr,
     },
     /// Imported into the node's containerd.
     Containerd {
@@ -46,12 +46,13 @@ impl Destination {
         match r.load {
             Load::Push => Destination::Registry(r.clone()),
             Load::Docker => {
-                let host = std::env::var("DOCKER_HOST").ok();
-                let socket = match docker::socket_of(&cfg.buildkit.addr, host.as_deref()) {
-                    Some(Ok(s)) => s,
-                    _ => docker::socket_of("docker://", host.as_deref()).and_then(Result::ok).unwrap_or_default(),
+                // Loading needs the engine to build (solve checks that), so the address resolves here; the
+                // fallback only keeps this infallible.
+                let engine = match docker::engine_of(&cfg.buildkit, &docker::Env::current()) {
+                    Some(Ok(a)) => a,
+                    _ => docker::Addr::Unix(docker::DEFAULT_SOCKET.into()),
                 };
-                Destination::Docker { socket }
+                Destination::Docker { engine }
             }
             Load::Containerd => {
                 Destination::Containerd { socket: r.containerd_socket.clone(), namespace: r.containerd_namespace.clone() }
@@ -93,7 +94,7 @@ impl Destination {
     pub fn describe(&self) -> String {
         match self {
             Destination::Registry(r) => format!("registry {}", r.host),
-            Destination::Docker { socket } => format!("Docker Engine's image store (unix://{})", socket.display()),
+            Destination::Docker { engine } => format!("Docker Engine's image store ({engine})"),
             Destination::Containerd { socket, namespace } => {
                 format!("containerd at {} (namespace {namespace})", socket.display())
             }
@@ -104,8 +105,8 @@ impl Destination {
     pub async fn present(&self, name: &str, tag: &str) -> Result<Option<String>, Error> {
         match self {
             Destination::Registry(r) => Ok(registry::manifest_digest(r, name, tag).await?),
-            Destination::Docker { socket } => {
-                let engine = docker::Engine::connect(socket).await?;
+            Destination::Docker { engine } => {
+                let engine = docker::Engine::connect(engine).await?;
                 Ok(engine.image_id(&format!("{name}:{tag}")).await?)
             }
             Destination::Containerd { socket, namespace } => {
@@ -126,7 +127,7 @@ mod tests {
         // (destination, built as, deployed as, pull policy)
         let table = [
             (Destination::Registry(reg), "r:5000/hello:t1", "p:5000/hello:t1@sha256:d", None),
-            (Destination::Docker { socket: "/d.sock".into() }, "hello:t1", "hello:t1", Some("Never")),
+            (Destination::Docker { engine: crate::docker::Addr::Unix("/d.sock".into()) }, "hello:t1", "hello:t1", Some("Never")),
             (ctrd, "hello:t1", "hello:t1@sha256:d", Some("IfNotPresent")),
         ];
         for (dest, built, deployed, policy) in table {

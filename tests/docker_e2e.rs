@@ -346,3 +346,121 @@ fn a_patched_deployment_gets_the_policy_that_cannot_pull_with_the_hint() {
     assert_eq!(policy, format!("{}:{tag}=Never", p.name));
     assert!(!out.status.success() && o.contains("ErrImageNeverPull"), "{o}");
 }
+
+/// The stack engine's tcp+TLS listener and the environment `minikube docker-env` would give for it, with the
+/// certificates from `certs`.
+fn docker_env(certs: &std::path::Path) -> Vec<(&'static str, std::path::PathBuf)> {
+    vec![
+        ("DOCKER_HOST", env("DEVLOOP_STACK_DOCKER_TCP").into()),
+        ("DOCKER_TLS_VERIFY", "1".into()),
+        ("DOCKER_CERT_PATH", certs.to_path_buf()),
+    ]
+}
+
+fn run(p: &Project, args: &[&str], envs: &[(&'static str, std::path::PathBuf)]) -> (bool, String, String) {
+    let envs: Vec<(&str, &std::path::Path)> = envs.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let out = p.devloop_at(p.dir.path(), args, &envs);
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn minikube_docker_env_over_tcp_tls_builds_and_pushes_with_no_address_set() {
+    let _one = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    unaddressed(&p, &format!("[registry]\nhost = \"{}\"\ninsecure = true", p.registry));
+    let certs = std::path::PathBuf::from(env("DEVLOOP_STACK_DOCKER_CERTS"));
+    let (ok, o, e) = run(&p, &["build"], &docker_env(&certs));
+    assert!(ok, "{o}\n{e}");
+    assert_eq!(
+        e.lines().next().unwrap_or(""),
+        format!(
+            "devloop: using Docker Engine's BuildKit at {} (TLS, certificates in {}) (no [buildkit] addr set)",
+            env("DEVLOOP_STACK_DOCKER_TCP"),
+            certs.display()
+        )
+    );
+    let (_, digest) = result_line(&o, "pushed");
+    assert_eq!(registry_digest(&p.registry, &p.name, &p.tag()), Some(digest));
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn minikube_docker_env_loads_images_into_the_tcp_engine_for_its_profile() {
+    let _one = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    unaddressed(&p, "");
+    // A kubeconfig whose current context is minikube's profile, as after `minikube start`.
+    let kubeconfig = std::fs::read_to_string(env("KUBECONFIG")).unwrap().replace("devloop-local", "minikube");
+    let kc = p.path("kubeconfig");
+    std::fs::write(&kc, kubeconfig).unwrap();
+    let mut envs = docker_env(std::path::Path::new(&env("DEVLOOP_STACK_DOCKER_CERTS")));
+    envs.push(("MINIKUBE_ACTIVE_DOCKERD", "minikube".into()));
+    envs.push(("KUBECONFIG", kc));
+    let (ok, o, e) = run(&p, &["build"], &envs);
+    assert!(ok, "{o}\n{e}");
+    assert!(e.contains("kube context minikube shares Docker Engine's image store"), "{e}");
+    let (reference, _) = result_line(&o, "loaded");
+    assert_eq!(reference, format!("{}:{}", p.name, p.tag()));
+    assert_eq!(registry_digest(&p.registry, &p.name, &p.tag()), None, "auto-load must not push");
+    // In the engine's store, seen through its unix socket.
+    let found = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let docker = bollard::Docker::connect_with_unix(&socket(), 30, bollard::API_DEFAULT_VERSION).unwrap();
+        docker.inspect_image(&reference).await.is_ok()
+    });
+    assert!(found, "{reference} is not in the engine's store");
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn tls_problems_and_plain_tcp_are_clear_errors_naming_the_address_and_certificates() {
+    let _one = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    let registry = format!("[registry]\nhost = \"{}\"\ninsecure = true", p.registry);
+    let tcp = env("DEVLOOP_STACK_DOCKER_TCP");
+    let good = std::path::PathBuf::from(env("DEVLOOP_STACK_DOCKER_CERTS"));
+    let copy = |dir: &str, files: &[&str]| {
+        let d = p.path(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        for f in files {
+            std::fs::copy(good.join(f), d.join(f)).unwrap();
+        }
+        d
+    };
+
+    // A CA that did not sign the engine's certificate (the system's public roots).
+    unaddressed(&p, &format!("[buildkit]\naddr = \"docker://\"\n\n{registry}"));
+    let wrong_ca = copy("wrong-ca", &["cert.pem", "key.pem"]);
+    std::fs::copy("/etc/ssl/certs/ca-certificates.crt", wrong_ca.join("ca.pem")).unwrap();
+    let (ok, o, e) = run(&p, &["build"], &docker_env(&wrong_ca));
+    assert!(!ok, "{o}\n{e}");
+    assert!(e.contains(&format!("BuildKit is unreachable at docker://: Docker Engine at {tcp}: ")), "{e}");
+    assert!(e.contains("invalid peer certificate"), "{e}");
+    assert!(e.contains(&format!("certificates in {}", wrong_ca.display())), "{e}");
+    assert!(e.contains("check the engine's certificates"), "{e}");
+
+    // No client certificate in DOCKER_CERT_PATH.
+    let no_cert = copy("no-cert", &["ca.pem", "key.pem"]);
+    let (ok, o, e) = run(&p, &["build"], &docker_env(&no_cert));
+    assert!(!ok, "{o}\n{e}");
+    assert!(e.contains(&format!("BuildKit is unreachable at docker://: Docker Engine at {tcp}: ")), "{e}");
+    assert!(e.contains(&format!("cannot read {}", no_cert.join("cert.pem").display())), "{e}");
+
+    // Plain tcp (no DOCKER_TLS_VERIFY): refused, saying how to opt in.
+    let plain = [("DOCKER_HOST", std::path::PathBuf::from(&tcp))];
+    let (ok, o, e) = run(&p, &["build"], &plain);
+    assert!(!ok, "{o}\n{e}");
+    assert!(e.contains(&format!("DOCKER_HOST={tcp} without DOCKER_TLS_VERIFY is plain TCP")), "{e}");
+    assert!(e.contains("`insecure = true` under [buildkit]"), "{e}");
+    // …and with no address set, the engine is not used and the first line says why.
+    unaddressed(&p, &registry);
+    let (ok, _, e) = run(&p, &["build"], &plain);
+    assert!(!ok);
+    assert!(e.lines().next().unwrap_or("").starts_with(&format!("devloop: not building with Docker Engine: DOCKER_HOST={tcp} without")), "{e}");
+
+    // An engine devloop cannot speak to is an error, never the default socket.
+    unaddressed(&p, &format!("[buildkit]\naddr = \"docker://\"\n\n{registry}"));
+    let (ok, _, e) = run(&p, &["build"], &[("DOCKER_HOST", "ssh://me@10.201.0.2".into())]);
+    assert!(!ok);
+    assert!(e.contains("DOCKER_HOST=ssh://me@10.201.0.2: devloop speaks to Docker Engine over unix://"), "{e}");
+}

@@ -1,6 +1,6 @@
 //! Connecting to buildkitd: `unix://` sockets and `tcp://` with optional TLS, as buildctl's `--addr`,
 //! `--tlscacert`, `--tlscert` and `--tlskey` do; or to Docker Engine's embedded BuildKit (`docker://`,
-//! `docker-unix:///path`) through the engine's API.
+//! `docker-unix:///path`, `docker-tcp://host:port`) through the engine's API.
 
 use std::time::Duration;
 
@@ -29,16 +29,16 @@ pub struct Client {
 pub async fn connect(cfg: &config::Buildkit) -> Result<Client, Error> {
     let unreachable = |e: &dyn std::fmt::Display| Error::Unreachable { addr: cfg.addr.clone(), reason: e.to_string() };
     let mut engine = None;
-    let docker_host = std::env::var("DOCKER_HOST").ok();
-    let channel = if let Some(socket) = docker::socket_of(&cfg.addr, docker_host.as_deref()) {
-        let socket = socket.map_err(|m| unreachable(&m))?;
-        let e = Engine::connect(&socket).await.map_err(|e| match e {
-            docker::Error::Unreachable { reason, .. } => unreachable(&format!("{reason} (socket {})", socket.display())),
+    let channel = if let Some(addr) = docker::engine_of(cfg, &docker::Env::current()) {
+        let addr = addr.map_err(|m| unreachable(&m))?;
+        let e = Engine::connect(&addr).await.map_err(|e| match e {
+            docker::Error::Unreachable { reason, .. } => unreachable(&format!("Docker Engine at {addr}: {reason}")),
             other => unreachable(&other),
         })?;
         tracing::debug!("BuildKit through {e:?}");
+        let channel = docker::grpc::channel(&e.dialer).await.map_err(|e| unreachable(&source_chain(&e)))?;
         engine = Some(e);
-        docker::grpc::channel(&socket).await.map_err(|e| unreachable(&source_chain(&e)))?
+        channel
     } else if let Some(path) = cfg.addr.strip_prefix("unix://") {
         let path = path.to_string();
         // The URI is required by the API but unused: every connection goes to the socket.
@@ -72,7 +72,7 @@ pub async fn connect(cfg: &config::Buildkit) -> Result<Client, Error> {
         }
         ep.connect().await.map_err(|e| unreachable(&source_chain(&e)))?
     } else {
-        return Err(unreachable(&"unsupported address scheme (use unix://, tcp://, docker:// or docker-unix://)"));
+        return Err(unreachable(&"unsupported address scheme (use unix://, tcp://, docker://, docker-unix:// or docker-tcp://)"));
     };
     let mut client =
         ControlClient::new(channel).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE);

@@ -16,7 +16,7 @@ pub use solve::{build, BuildSpec, Built};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// buildkitd did not answer at its address.
-    #[error("BuildKit is unreachable at {addr}: {reason}\n  {}", unreachable_hint(addr))]
+    #[error("BuildKit is unreachable at {addr}: {reason}\n  {}", unreachable_hint(addr, reason))]
     Unreachable { addr: String, reason: String },
     /// The connection to buildkitd broke while a build ran (the daemon stopped or restarted).
     #[error("BuildKit went away during the build: {reason}")]
@@ -42,8 +42,12 @@ pub enum Error {
     Inputs(#[from] crate::hash::Error),
 }
 
-fn unreachable_hint(addr: &str) -> &'static str {
-    if addr.starts_with("docker") {
+fn unreachable_hint(addr: &str, reason: &str) -> &'static str {
+    // Over TLS, the engine answered: starting it is not the fix, the certificates are.
+    if addr.starts_with("docker") && reason.contains("(TLS with ") && !reason.contains("Connection refused") {
+        "check the engine's certificates (DOCKER_CERT_PATH: ca.pem, cert.pem, key.pem; `minikube docker-env` \
+         sets it) or point BUILDKIT_HOST / [buildkit] addr at a running BuildKit"
+    } else if addr.starts_with("docker") {
         "start Docker Engine (for the local stack: scripts/stack start dockerd) or point BUILDKIT_HOST / [buildkit] \
          addr at a running BuildKit"
     } else {

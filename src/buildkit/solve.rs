@@ -338,7 +338,7 @@ mod tests {
     #[test]
     fn the_export_follows_the_builder_and_the_destination() {
         let reg = Destination::Registry(crate::config::Registry { host: "r:5000".into(), ..Default::default() });
-        let docker = Destination::Docker { socket: "/d.sock".into() };
+        let docker = Destination::Docker { engine: crate::docker::Addr::Unix("/d.sock".into()) };
         assert_eq!(export_for(false, &reg), Ok(Export::ImagePush));
         assert_eq!(export_for(true, &reg), Ok(Export::Moby { push: true }));
         assert_eq!(export_for(true, &docker), Ok(Export::Moby { push: false }));

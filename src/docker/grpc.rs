@@ -1,7 +1,7 @@
-//! BuildKit's gRPC through Docker Engine's API: `POST /grpc` upgraded to h2c on the engine's unix socket,
-//! then HTTP/2 gRPC on the upgraded connection, one upgrade per connection tonic opens.
+//! BuildKit's gRPC through Docker Engine's API: `POST /grpc` upgraded to h2c on a connection to the engine
+//! (unix socket, or TCP with TLS), then HTTP/2 gRPC on the upgraded connection, one upgrade per connection
+//! tonic opens.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hyper::body::Bytes;
@@ -10,10 +10,12 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use super::transport::Dialer;
+
 /// Sends `POST <path>` with `Upgrade: h2c` and `headers`, and returns the upgraded connection.
-pub async fn upgrade(socket: &Path, path: &str, headers: &[(&str, String)]) -> std::io::Result<Upgraded> {
+pub async fn upgrade(dialer: &Dialer, path: &str, headers: &[(&str, String)]) -> std::io::Result<Upgraded> {
     let io = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
-    let stream = tokio::net::UnixStream::connect(socket).await?;
+    let stream = dialer.dial().await?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| io(&e))?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
@@ -35,15 +37,15 @@ pub async fn upgrade(socket: &Path, path: &str, headers: &[(&str, String)]) -> s
     hyper::upgrade::on(resp).await.map_err(|e| io(&e))
 }
 
-/// A gRPC channel to the engine's embedded BuildKit at `socket`.
-pub async fn channel(socket: &Path) -> Result<Channel, tonic::transport::Error> {
-    let socket: PathBuf = socket.to_path_buf();
-    // The URI is required by the API but unused: every connection is an upgrade on the socket.
+/// A gRPC channel to the embedded BuildKit of the engine `dialer` reaches.
+pub async fn channel(dialer: &Dialer) -> Result<Channel, tonic::transport::Error> {
+    let dialer = dialer.clone();
+    // The URI is required by the API but unused: every connection is an upgrade on a dialed connection.
     Endpoint::from_static("http://docker")
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(10))
         .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let socket = socket.clone();
-            async move { upgrade(&socket, "/grpc", &[]).await }
+            let dialer = dialer.clone();
+            async move { upgrade(&dialer, "/grpc", &[]).await }
         }))
         .await
 }

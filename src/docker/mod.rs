@@ -1,64 +1,33 @@
-//! Docker Engine: its address forms (`docker://`, `docker-unix:///path`), finding a running engine when no
+//! Docker Engine: its address forms (`docker://`, `docker-unix:///path`, `docker-tcp://host:port`; see
+//! [`addr`]), finding a running engine when no
 //! BuildKit address is set, choosing to load images into it for clusters that share its image store, and
 //! the plain Engine API calls devloop needs (ping, image inspect, push) through `bollard`.
 //! BuildKit's own gRPC goes through the engine too: see [`grpc`].
 
+pub mod addr;
 pub mod grpc;
+pub mod transport;
 
-use std::path::{Path, PathBuf};
+pub use addr::{auto_engine, engine_of, Addr, Env, TlsFiles, DEFAULT_SOCKET};
+pub use transport::answers;
 
 use futures::StreamExt;
 
 use crate::config::{Config, Load};
 use crate::registry::Credentials;
 
-/// The engine's socket when `DOCKER_HOST` names none.
-pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
-
 /// Errors talking to Docker Engine.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Nothing answers at the socket.
-    #[error("Docker Engine is unreachable at unix://{}: {reason}", .socket.display())]
-    Unreachable { socket: PathBuf, reason: String },
+    /// Nothing answers at the address, or the TLS files or handshake fail.
+    #[error("Docker Engine is unreachable at {addr}: {reason}")]
+    Unreachable { addr: Addr, reason: String },
     /// An API call failed.
-    #[error("Docker Engine at unix://{}: {what}: {reason}", .socket.display())]
-    Api { socket: PathBuf, what: String, reason: String },
+    #[error("Docker Engine at {addr}: {what}: {reason}")]
+    Api { addr: Addr, what: String, reason: String },
     /// The engine could not push the image.
     #[error("Docker Engine could not push {reference}: {reason}\n  check [registry] host, that the engine trusts it (`insecure-registries` in its daemon.json for a plain-HTTP registry), and credentials in ~/.docker/config.json")]
     Push { reference: String, reason: String },
-}
-
-/// The engine socket an address names: `Some` for `docker://` (DOCKER_HOST when it is a `unix://`
-/// address, else [`DEFAULT_SOCKET`]) and `docker-unix:///path`; `None` for any other scheme.
-pub fn socket_of(addr: &str, docker_host: Option<&str>) -> Option<Result<PathBuf, String>> {
-    if let Some(rest) = addr.strip_prefix("docker-unix://") {
-        return Some(if rest.starts_with('/') {
-            Ok(PathBuf::from(rest))
-        } else {
-            Err(format!("`{addr}` needs an absolute socket path: docker-unix:///var/run/docker.sock"))
-        });
-    }
-    let rest = addr.strip_prefix("docker://")?;
-    if !rest.is_empty() {
-        return Some(Err(format!(
-            "`{addr}`: docker:// takes no path (it means DOCKER_HOST, else {DEFAULT_SOCKET}); for another socket use \
-             docker-unix:///path/to/docker.sock"
-        )));
-    }
-    let from_env = docker_host.and_then(|h| h.strip_prefix("unix://")).filter(|p| p.starts_with('/'));
-    Some(Ok(PathBuf::from(from_env.unwrap_or(DEFAULT_SOCKET))))
-}
-
-/// When neither BUILDKIT_HOST nor `[buildkit] addr` is set: the engine's socket if one answers there.
-pub fn auto_engine(addr_set: bool, docker_host: Option<&str>, answers: impl Fn(&Path) -> bool) -> Option<PathBuf> {
-    // A DOCKER_HOST that is not a unix socket (minikube docker-env's tcp+TLS, ssh://) names an engine devloop
-    // cannot speak to: finding another one at the default socket would build for the wrong engine.
-    if addr_set || docker_host.is_some_and(|h| !h.is_empty() && !h.starts_with("unix://")) {
-        return None;
-    }
-    let socket = socket_of("docker://", docker_host)?.ok()?;
-    answers(&socket).then_some(socket)
 }
 
 /// Kube contexts whose node runtime reads the local Docker Engine's image store.
@@ -78,15 +47,26 @@ pub fn auto_load(engine_builds: bool, registry_explicit: bool, context: &str, mi
 /// the first output line); and when the engine builds for a cluster sharing its store, images are loaded
 /// into it unless `[registry]` sets `host` or `load` (said once). `text` is the config file's text.
 pub fn settle(cfg: &mut Config, text: &str) {
-    let docker_host = std::env::var("DOCKER_HOST").ok();
-    if let Some(socket) = auto_engine(cfg.buildkit.addr_set, docker_host.as_deref(), answers) {
-        cfg.buildkit.addr = format!("docker-unix://{}", socket.display());
-        static SAID: std::sync::Once = std::sync::Once::new();
-        SAID.call_once(|| {
-            eprintln!("devloop: using Docker Engine's BuildKit at unix://{} (no [buildkit] addr set)", socket.display())
-        });
+    let env = Env::current();
+    match auto_engine(&cfg.buildkit, &env, answers) {
+        Ok(Some(engine)) => {
+            cfg.buildkit.addr = match &engine {
+                Addr::Unix(socket) => format!("docker-unix://{}", socket.display()),
+                // DOCKER_HOST with its TLS files: docker:// resolves it again, from the same environment.
+                Addr::Tcp { .. } => "docker://".into(),
+            };
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                eprintln!("devloop: using Docker Engine's BuildKit at {} (no [buildkit] addr set)", engine.describe())
+            });
+        }
+        Ok(None) => {}
+        Err(why) => {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| eprintln!("devloop: not building with Docker Engine: {why}"));
+        }
     }
-    let engine_builds = matches!(socket_of(&cfg.buildkit.addr, docker_host.as_deref()), Some(Ok(_)));
+    let engine_builds = matches!(engine_of(&cfg.buildkit, &env), Some(Ok(_)));
     if !engine_builds || cfg.registry.load != Load::Push {
         return;
     }
@@ -109,27 +89,13 @@ pub fn settle(cfg: &mut Config, text: &str) {
     }
 }
 
-/// A synchronous `GET /_ping` with a short timeout: is an engine answering at `socket`?
-pub fn answers(socket: &Path) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else { return false };
-    let t = Some(std::time::Duration::from_secs(2));
-    let _ = s.set_read_timeout(t);
-    let _ = s.set_write_timeout(t);
-    if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 64];
-    let n = s.read(&mut buf).unwrap_or(0);
-    let head = String::from_utf8_lossy(&buf[..n]);
-    head.starts_with("HTTP/1.") && head.split_whitespace().nth(1) == Some("200")
-}
-
-/// A connected engine: its socket, an API client at the negotiated version, and what it runs.
+/// A connected engine: its address, an API client at the negotiated version, and what it runs.
 #[derive(Clone)]
 pub struct Engine {
-    /// The unix socket.
-    pub socket: PathBuf,
+    /// Where it listens.
+    pub addr: Addr,
+    /// Opens further connections (BuildKit's /grpc) with the same TLS configuration.
+    pub dialer: transport::Dialer,
     /// Engine API client (version negotiated with the engine).
     pub api: bollard::Docker,
     /// The engine's version (`20.10.24+dfsg1`).
@@ -140,17 +106,31 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Engine({}, {} API {})", self.socket.display(), self.version, self.api_version)
+        write!(f, "Engine({}, {} API {})", self.addr, self.version, self.api_version)
     }
 }
 
 impl Engine {
-    /// Connects to the engine at `socket`, negotiating the API version (`GET /_ping`, `/version`).
-    pub async fn connect(socket: &Path) -> Result<Engine, Error> {
-        let unreachable = |reason: String| Error::Unreachable { socket: socket.to_path_buf(), reason };
-        let path = socket.to_string_lossy();
-        let api = bollard::Docker::connect_with_unix(&path, 120, bollard::API_DEFAULT_VERSION)
-            .map_err(|e| unreachable(crate::buildkit::error_chain(&e)))?;
+    /// Connects to the engine at `addr`, negotiating the API version (`GET /_ping`, `/version`). Over TLS,
+    /// failures name the certificate files.
+    pub async fn connect(addr: &Addr) -> Result<Engine, Error> {
+        let tls_note = match addr {
+            Addr::Tcp { tls: Some(files), .. } => format!(" (TLS with {})", files.describe()),
+            _ => String::new(),
+        };
+        let unreachable = |reason: String| Error::Unreachable { addr: addr.clone(), reason: format!("{reason}{tls_note}") };
+        if let Addr::Tcp { tls: None, .. } = addr {
+            // engine_of allows this only with `insecure = true`; say it once per run, not per connection.
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                eprintln!(
+                    "warning: Docker Engine at {addr} is plain TCP without TLS ([buildkit] insecure = true): registry \
+                     credentials and the build context cross the network unencrypted"
+                )
+            });
+        }
+        let dialer = transport::Dialer::new(addr).map_err(&unreachable)?;
+        let api = dialer.api().map_err(|e| unreachable(crate::buildkit::error_chain(&e)))?;
         let api = tokio::time::timeout(std::time::Duration::from_secs(10), api.negotiate_version())
             .await
             .map_err(|_| unreachable("no answer to /_ping within 10s".into()))?
@@ -163,7 +143,7 @@ impl Engine {
             let found = v.version.clone().unwrap_or_default();
             return Err(unreachable(format!("Docker Engine {found} (API {api_version}) has no BuildKit: 18.09 or newer is needed")));
         }
-        Ok(Engine { socket: socket.to_path_buf(), api, version: v.version.unwrap_or_default(), api_version })
+        Ok(Engine { addr: addr.clone(), dialer, api, version: v.version.unwrap_or_default(), api_version })
     }
 
     /// The image id of `reference` in the engine's store, if it has it.
@@ -199,7 +179,7 @@ impl Engine {
     }
 
     fn api_error(&self, what: &str, e: &bollard::errors::Error) -> Error {
-        Error::Api { socket: self.socket.clone(), what: what.into(), reason: crate::buildkit::error_chain(e) }
+        Error::Api { addr: self.addr.clone(), what: what.into(), reason: crate::buildkit::error_chain(e) }
     }
 }
 
@@ -221,32 +201,6 @@ fn pushed_digest(status: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_name_the_engine_socket() {
-        let ok = |p: &str| Some(Ok(PathBuf::from(p)));
-        assert_eq!(socket_of("docker://", None), ok(DEFAULT_SOCKET));
-        assert_eq!(socket_of("docker://", Some("unix:///run/user/1000/docker.sock")), ok("/run/user/1000/docker.sock"));
-        // A DOCKER_HOST that is not a unix socket (tcp://, ssh://) is not ours to speak: the default socket.
-        assert_eq!(socket_of("docker://", Some("tcp://10.0.0.1:2376")), ok(DEFAULT_SOCKET));
-        assert_eq!(socket_of("docker-unix:///srv/d.sock", Some("unix:///other.sock")), ok("/srv/d.sock"));
-        assert!(matches!(socket_of("docker-unix://rel.sock", None), Some(Err(m)) if m.contains("absolute")));
-        assert!(matches!(socket_of("docker:///x.sock", None), Some(Err(m)) if m.contains("docker-unix:///")));
-        assert_eq!(socket_of("unix:///run/buildkit/buildkitd.sock", None), None);
-        assert_eq!(socket_of("tcp://h:1234", None), None);
-    }
-
-    #[test]
-    fn the_engine_is_used_only_when_no_address_is_set_and_it_answers() {
-        let only = |want: &'static str| move |p: &Path| p == Path::new(want);
-        assert_eq!(auto_engine(false, None, only(DEFAULT_SOCKET)), Some(PathBuf::from(DEFAULT_SOCKET)));
-        assert_eq!(auto_engine(false, Some("unix:///d.sock"), only("/d.sock")), Some(PathBuf::from("/d.sock")));
-        // DOCKER_HOST names a socket that does not answer: not silently the default one.
-        assert_eq!(auto_engine(false, Some("unix:///d.sock"), only(DEFAULT_SOCKET)), None);
-        assert_eq!(auto_engine(true, None, only(DEFAULT_SOCKET)), None);
-        assert_eq!(auto_engine(false, None, |_| false), None);
-        assert_eq!(auto_engine(false, Some("tcp://127.0.0.1:2376"), only(DEFAULT_SOCKET)), None);
-    }
 
     #[test]
     fn images_are_loaded_only_for_clusters_that_share_the_engine_store() {

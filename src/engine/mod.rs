@@ -57,8 +57,8 @@ impl From<deliver::Error> for Error {
             // Kept as a registry error: `up` retries an unreachable registry.
             deliver::Error::Registry(r) => Error::Registry(r),
             // An engine that does not answer is reported (and retried by `up`) like an unreachable BuildKit.
-            deliver::Error::Docker(crate::docker::Error::Unreachable { socket, reason }) => {
-                Error::Buildkit(buildkit::Error::Unreachable { addr: format!("docker-unix://{}", socket.display()), reason })
+            deliver::Error::Docker(crate::docker::Error::Unreachable { addr, reason }) => {
+                Error::Buildkit(buildkit::Error::Unreachable { addr: addr.buildkit_form(), reason })
             }
             deliver::Error::Docker(d) => Error::Buildkit(buildkit::Error::Failed { report: d.to_string() }),
             deliver::Error::Containerd(c) => Error::Buildkit(buildkit::Error::Import(c)),
