@@ -15,6 +15,9 @@ pub enum Error {
     /// Docker Engine could not be asked.
     #[error(transparent)]
     Docker(#[from] docker::Error),
+    /// containerd could not be asked.
+    #[error(transparent)]
+    Containerd(#[from] crate::containerd::Error),
 }
 
 /// The destination of built images, from `[registry]` (once discovery has filled in a missing host).
@@ -106,8 +109,9 @@ impl Destination {
                 let engine = docker::Engine::connect(engine).await?;
                 Ok(engine.image_id(&format!("{name}:{tag}")).await?)
             }
-            // Not looked up yet: build (BuildKit's cache makes a rebuild of known content cheap).
-            Destination::Containerd { .. } => Ok(None),
+            Destination::Containerd { socket, namespace } => {
+                Ok(crate::containerd::Containerd::connect(socket, namespace).await?.present(name, tag).await?)
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod buildkit;
 pub mod config;
+pub mod containerd;
 pub mod deliver;
 pub mod deploy;
 pub mod docker;

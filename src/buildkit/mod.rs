@@ -34,6 +34,9 @@ pub enum Error {
     /// The build failed; `report` says where and why.
     #[error("{report}")]
     Failed { report: String },
+    /// Importing the image into containerd failed.
+    #[error(transparent)]
+    Import(#[from] crate::containerd::Error),
     /// The context or Dockerfile is not usable.
     #[error(transparent)]
     Inputs(#[from] crate::hash::Error),

@@ -112,7 +112,7 @@ impl Progress {
 
     /// How long BuildKit spent exporting the image and pushing it (its "exporting to image" step).
     pub fn export_time(&self) -> Option<std::time::Duration> {
-        let s = self.steps.values().find(|s| s.name.starts_with("exporting to image"))?;
+        let s = self.steps.values().find(|s| s.name.starts_with("exporting to "))?;
         // BuildKit may report the step itself as instantaneous and the work in its sub-statuses.
         let own = s.completed_at.zip(s.started_at).map(|(c, a)| c - a);
         let subs = s.sub_span.map(|(a, b)| b - a);

@@ -2,7 +2,8 @@
 //!
 //! `Control.Session` is a bidirectional stream of byte frames that carries an HTTP/2 connection in which
 //! *we* are the gRPC server and the daemon the client. We bridge the frames to an in-memory pipe and serve
-//! FileSync (DiffCopy), Auth and Health over it with tonic.
+//! FileSync (DiffCopy), Auth and Health over it with tonic — and, when importing into containerd, a content
+//! store (see [`crate::containerd::proxy`]).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -24,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{server::Connected, Channel};
 
 use super::auth::DockerAuth;
+use crate::containerd::api::containerd::services::content::v1::content_server::ContentServer;
+use crate::containerd::proxy::ImportStore;
 use super::connect::MAX_MESSAGE;
 use super::filesync::{FileSync, SyncedDir, TransferStats};
 use super::Error;
@@ -33,6 +36,15 @@ const METHODS: &[&str] = &[
     "/moby.filesync.v1.FileSync/DiffCopy",
     "/moby.filesync.v1.Auth/Credentials",
     "/grpc.health.v1.Health/Check",
+];
+
+/// The content store methods, announced when we serve one (the `oci` exporter writing into containerd).
+const CONTENT_METHODS: &[&str] = &[
+    "/containerd.services.content.v1.Content/Info",
+    "/containerd.services.content.v1.Content/Status",
+    "/containerd.services.content.v1.Content/Read",
+    "/containerd.services.content.v1.Content/Write",
+    "/containerd.services.content.v1.Content/Abort",
 ];
 
 /// A running session; dropping it (or cancelling) closes it.
@@ -48,12 +60,14 @@ pub struct Session {
 }
 
 impl Session {
-    /// Opens a session exposing `dirs` (by DiffCopy `dir-name`) and registry credentials.
+    /// Opens a session exposing `dirs` (by DiffCopy `dir-name`), registry credentials and, when given, the
+    /// content store an `oci` exporter with `tar=false` writes into.
     /// `shared_key` keys BuildKit's incremental copy of the context: keep it stable per context.
     pub async fn start(
         control: &mut ControlClient<Channel>,
         shared_key: &str,
         dirs: HashMap<String, SyncedDir>,
+        content: Option<ContentServer<ImportStore>>,
     ) -> Result<Session, Error> {
         let id = random_id();
         let stats = Arc::new(TransferStats::default());
@@ -73,7 +87,8 @@ impl Session {
             "x-docker-expose-session-sharedkey",
             shared_key.parse().map_err(|_| Error::Session("bad shared key".into()))?,
         );
-        for m in METHODS {
+        let content_methods = if content.is_some() { CONTENT_METHODS } else { &[] };
+        for m in METHODS.iter().chain(content_methods) {
             md.append("x-docker-expose-session-grpc-method", m.parse().expect("ascii"));
         }
         let mut inbound = control.session(req).await.map_err(|s| Error::Session(s.message().to_string()))?.into_inner();
@@ -85,7 +100,8 @@ impl Session {
                     .max_encoding_message_size(MAX_MESSAGE),
             )
             .add_service(AuthServer::new(DockerAuth::from_env()))
-            .add_service(HealthServer::new(AlwaysServing));
+            .add_service(HealthServer::new(AlwaysServing))
+            .add_optional_service(content);
         // One connection, then wait: an ended incoming stream would stop the server early.
         let incoming = futures::stream::once(async move { Ok::<_, std::io::Error>(Pipe(ours)) })
             .chain(futures::stream::pending());

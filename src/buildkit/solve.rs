@@ -15,6 +15,8 @@ use super::session::{random_id, Session};
 use super::connect::Client;
 use super::Error;
 use crate::config::Image;
+use crate::containerd::image::Imported;
+use crate::containerd::Import;
 use crate::deliver::Destination;
 use crate::filter::Filter;
 
@@ -47,6 +49,8 @@ pub struct Built {
     pub sent_bytes: u64,
     /// The paths sent (`context/…`, `dockerfile/…`).
     pub sent_paths: Vec<String>,
+    /// For an import into containerd: what it moved.
+    pub imported: Option<Imported>,
 }
 
 /// The session shared key for a context: stable per directory, so BuildKit's copy of the last context is
@@ -63,6 +67,9 @@ pub enum Export {
     ImagePush,
     /// Docker Engine's `moby` exporter stores the image in the engine; `push` then asks the engine to push it.
     Moby { push: bool },
+    /// buildkitd's `oci` exporter with `tar=false` writes into the content store devloop serves on the
+    /// session, which passes what containerd lacks on to it.
+    OciImport,
 }
 
 /// The export for a destination: buildkitd pushes; the engine's BuildKit (every version: the 20.10 engine
@@ -76,7 +83,11 @@ pub fn export_for(engine: bool, destination: &Destination) -> Result<Export, Str
         (false, Destination::Docker { .. }) => Err("loading images into Docker Engine (`[registry] load = true`) needs Docker \
              Engine's BuildKit: set [buildkit] addr = \"docker://\" (or docker-unix:///path/to/docker.sock)"
             .into()),
-        (_, other) => Err(format!("loading images into {} is not supported yet", other.describe())),
+        (false, Destination::Containerd { .. }) => Ok(Export::OciImport),
+        // The engine's BuildKit exports only into the engine (the 20.10 engine knows only `moby`).
+        (true, Destination::Containerd { .. }) => Err("importing images into containerd (`[registry] load = \"containerd\"`) \
+             needs buildkitd, not Docker Engine's BuildKit: set [buildkit] addr to buildkitd's address"
+            .into()),
     }
 }
 
@@ -144,6 +155,11 @@ fn solve_request(spec: &BuildSpec<'_>, export_kind: Export, session: &str, job: 
             "image"
         }
         Export::Moby { .. } => "moby",
+        // An OCI image written blob by blob into the content store we serve on the session.
+        Export::OciImport => {
+            export.insert("tar".into(), "false".into());
+            "oci"
+        }
     };
     SolveRequest {
         r#ref: job.to_string(),
@@ -176,7 +192,11 @@ pub async fn build(client: &mut Client, spec: &BuildSpec<'_>, progress: &mut Pro
     let mut dirs = HashMap::new();
     dirs.insert("context".to_string(), SyncedDir::context(&img.context, spec.filter.clone()));
     dirs.insert("dockerfile".to_string(), SyncedDir::dockerfile(&img.dockerfile).map_err(|e| Error::Session(e.to_string()))?);
-    let session = Session::start(control, &shared_key(&img.context), dirs).await?;
+    let import = match spec.destination {
+        Destination::Containerd { socket, namespace } => Some(Import::start(socket, namespace).await?),
+        _ => None,
+    };
+    let session = Session::start(control, &shared_key(&img.context), dirs, import.as_ref().map(Import::store)).await?;
     let job = random_id();
     let started = Instant::now();
 
@@ -249,6 +269,14 @@ pub async fn build(client: &mut Client, spec: &BuildSpec<'_>, progress: &mut Pro
         digest = engine.push(&spec.reference, creds).await.map_err(|e| Error::Failed { report: e.to_string() })?;
         pushed_in = Some(pushing.elapsed());
     }
+    let imported = match import {
+        Some(i) => Some(i.finish(&spec.reference, &digest, response.exporter_response.get("containerimage.descriptor")).await?),
+        None => None,
+    };
+    // Labelling, unpacking and naming the imported image count in the build's time and its export+import.
+    if let Some(i) = &imported {
+        pushed_in = Some(i.finish);
+    }
     let sent_paths = std::mem::take(&mut *stats.paths.lock().expect("not poisoned"));
     Ok(Built {
         digest,
@@ -259,6 +287,7 @@ pub async fn build(client: &mut Client, spec: &BuildSpec<'_>, progress: &mut Pro
         sent_files: stats.files.load(Ordering::Relaxed),
         sent_bytes: stats.bytes.load(Ordering::Relaxed),
         sent_paths,
+        imported,
     })
 }
 
@@ -314,6 +343,9 @@ mod tests {
         assert_eq!(export_for(true, &reg), Ok(Export::Moby { push: true }));
         assert_eq!(export_for(true, &docker), Ok(Export::Moby { push: false }));
         assert!(export_for(false, &docker).unwrap_err().contains("addr = \"docker://\""));
+        let ctrd = Destination::Containerd { socket: "/c.sock".into(), namespace: "k8s.io".into() };
+        assert_eq!(export_for(false, &ctrd), Ok(Export::OciImport));
+        assert!(export_for(true, &ctrd).unwrap_err().contains("needs buildkitd"));
     }
 
     #[test]

@@ -61,6 +61,7 @@ impl From<deliver::Error> for Error {
                 Error::Buildkit(buildkit::Error::Unreachable { addr: addr.buildkit_form(), reason })
             }
             deliver::Error::Docker(d) => Error::Buildkit(buildkit::Error::Failed { report: d.to_string() }),
+            deliver::Error::Containerd(c) => Error::Buildkit(buildkit::Error::Import(c)),
         }
     }
 }
@@ -202,22 +203,37 @@ pub async fn build_images(
                 eprintln!("{name}: sent {p}");
             }
         }
-        let verb = if matches!(destination, Destination::Registry(_)) { "pushed" } else { "loaded" };
-        let _ = writeln!(
-            out,
-            "{name}: {verb} {}@{} in {:.1}s{} ({}/{} steps cached; sent {} files, {} bytes)",
-            h.reference,
-            built.digest,
-            built.duration.as_secs_f64(),
-            built.export.map(|e| format!(", export{} {:.2}s", if verb == "pushed" { "+push" } else { "" }, e.as_secs_f64())).unwrap_or_default(),
-            built.steps.1,
-            built.steps.0,
-            built.sent_files,
-            built.sent_bytes
-        );
+        let _ = writeln!(out, "{name}: {}", result_line(&h.reference, &built, &destination));
         outcomes.push(Outcome::Built { reference: h.reference, built });
     }
     Ok(outcomes)
+}
+
+/// The line `build` prints for a built image: where it went, how long it took, what it moved.
+pub fn result_line(reference: &str, built: &Built, destination: &Destination) -> String {
+    let sent = format!("{}/{} steps cached; sent {} files, {} bytes", built.steps.1, built.steps.0, built.sent_files, built.sent_bytes);
+    if let Some(i) = &built.imported {
+        return format!(
+            "imported {reference}@{} into containerd in {:.1}s, export+import {:.2}s ({} bytes of {} new: {} of {} blobs; unpacked {} of {} layers; {sent})",
+            built.digest,
+            built.duration.as_secs_f64(),
+            built.export.unwrap_or_default().as_secs_f64(),
+            i.written,
+            i.image_bytes,
+            i.new_blobs,
+            i.blobs,
+            i.unpacked,
+            i.layers,
+        );
+    }
+    let pushed = matches!(destination, Destination::Registry(_));
+    format!(
+        "{} {reference}@{} in {:.1}s{} ({sent})",
+        if pushed { "pushed" } else { "loaded" },
+        built.digest,
+        built.duration.as_secs_f64(),
+        built.export.map(|e| format!(", export{} {:.2}s", if pushed { "+push" } else { "" }, e.as_secs_f64())).unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,152 @@
+//! `load = "containerd"` against the real stack: images go from BuildKit into the node's containerd without
+//! the registry, only the blobs containerd lacks are written, and pods run them without a pull. Checked with
+//! containerd's own CLI (`ctr`), kubectl and the registry's API and log. Run through scripts/test.
+
+mod common;
+use common::*;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The stack's containerd socket (the kubelet's runtime).
+fn socket() -> String {
+    std::env::var("DEVLOOP_STACK_CONTAINERD").unwrap_or_else(|_| "/var/lib/devloop-stack/run/containerd.sock".into())
+}
+
+/// A hello project whose image goes to the stack's containerd; with `ns`, deployed there by its manifests.
+fn project(ns: Option<&str>) -> Project {
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    let mut cfg = format!(
+        "[buildkit]\naddr = \"{}\"\n[registry]\nload = \"containerd\"\ncontainerd-socket = \"{}\"\n\
+         [[image]]\nname = \"{}\"\ncontext = \"app\"\nbuild-args = {{ REGISTRY = \"{}\" }}\n",
+        env("BUILDKIT_HOST"),
+        socket(),
+        p.name,
+        p.registry
+    );
+    if let Some(ns) = ns {
+        // `Always` would have the kubelet pull from Docker Hub: devloop must lower it on its container.
+        let image = format!("\n          image: {}\n          imagePullPolicy: Always", p.name);
+        let f = "app/k8s/deployment.yaml";
+        let text = std::fs::read_to_string(p.path(f)).unwrap().replace("\n          image: hello", &image);
+        std::fs::write(p.path(f), text).unwrap();
+        cfg.push_str(&format!(
+            "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{ns}\"\n[[deploy]]\nimage = \"{}\"\nmanifests = [\"app/k8s/*.yaml\"]\n",
+            p.name
+        ));
+    }
+    std::fs::write(p.path("devloop.toml"), cfg).unwrap();
+    p
+}
+
+/// `ctr` against the stack's containerd in the kubelet's namespace.
+fn ctr(args: &[&str]) -> String {
+    let out = Command::new("ctr").args(["-a", &socket(), "-n", "k8s.io"]).args(args).output().expect("ctr");
+    assert!(out.status.success(), "ctr {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// From an `imported …` line: (digest, bytes written, blobs written).
+fn imported(out: &str, name: &str) -> (String, u64, u64) {
+    let line = out.lines().find(|l| l.starts_with(&format!("{name}: imported "))).unwrap_or_else(|| panic!("no import in:\n{out}"));
+    let digest = line.split('@').nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let counts = line.split_once(" (").unwrap().1;
+    let mut words = counts.split([' ', ':']).filter(|w| !w.is_empty());
+    let written = words.next().unwrap().parse().unwrap();
+    let blobs = words.nth(4).unwrap().parse().unwrap_or_else(|_| panic!("{line}"));
+    (digest, written, blobs)
+}
+
+/// The stack's registry log, when this machine has it.
+fn registry_log() -> Option<String> {
+    let pki = PathBuf::from(std::env::var("DEVLOOP_STACK_PKI").ok()?);
+    std::fs::read_to_string(pki.parent()?.join("logs/registry.log")).ok()
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn deploy_runs_the_pod_from_containerd_without_the_registry() {
+    let ns = Namespace::new("ctrd-deploy");
+    let p = project(Some(&ns.0));
+    let (out, err) = p.ok(&["deploy"]);
+    let tag = p.tag();
+    let (digest, written, _) = imported(&out, &p.name);
+    assert!(written > 0, "{out}");
+    assert!(out.contains(&format!("rollout of deployment {}/hello done", ns.0)), "{out}\n{err}");
+    let both = format!("{out}{err}");
+    assert!(both.contains(&format!("{}:{tag}@{digest}: imagePullPolicy Always -> IfNotPresent", p.name)), "{both}");
+
+    // containerd has it under the names CRI resolves; the registry never heard of it.
+    let images = ctr(&["images", "ls", "-q"]);
+    for name in [format!("docker.io/library/{}:{tag}", p.name), format!("docker.io/library/{}@{digest}", p.name)] {
+        assert!(images.lines().any(|l| l == name), "{name} not in containerd:\n{images}");
+    }
+    // (The log first: asking the registry below is itself a request for the name.)
+    if let Some(log) = registry_log() {
+        assert!(!log.contains(&p.name), "the registry was asked for {}", p.name);
+    }
+    assert_eq!(registry_digest(&p.registry, &p.name, &tag), None);
+
+    // The Deployment runs exactly that image, and the kubelet found it on the node instead of pulling.
+    let image = kubectl(&["-n", &ns.0, "get", "deployment", "hello", "-o", "jsonpath={.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].imagePullPolicy}"]);
+    assert_eq!(image, format!("{}:{tag}@{digest} IfNotPresent", p.name));
+    let pod = live_pods(&ns.0, "hello").pop().expect("a pod");
+    assert_eq!(eventually("page", 30, || page(&ns.0, &pod)), std::fs::read_to_string(p.path("app/www/index.html")).unwrap());
+    let events = kubectl(&["-n", &ns.0, "get", "events", "--field-selector", &format!("involvedObject.name={pod}"), "-o", "jsonpath={.items[*].message}"]);
+    assert!(events.contains("already present on machine"), "{events}");
+    assert!(!events.contains("Pulling image"), "{events}");
+
+    // Unchanged content: containerd has the tag complete, so there is nothing to build or import.
+    let (out, _) = p.ok(&["deploy"]);
+    assert!(!out.contains("imported") && out.contains("deployment") && out.contains("unchanged"), "{out}");
+    let (out, _) = p.ok(&["build"]);
+    assert!(out.contains(&format!("is already in the containerd at {}", socket())) && out.contains(&digest), "{out}");
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_one_file_change_writes_only_the_changed_layer() {
+    let p = project(None);
+    let (out, _) = p.ok(&["build"]);
+    let (first, _, _) = imported(&out, &p.name);
+
+    p.write("app/www/index.html", "<p>one file changed</p>\n");
+    let (out, _) = p.ok(&["build"]);
+    let (second, written, blobs) = imported(&out, &p.name);
+    assert_ne!(first, second);
+    // What changed: the top layer (COPY www/), the config and the manifest; sizes from containerd's copy.
+    let manifest: serde_json::Value = serde_json::from_str(&ctr(&["content", "get", &second])).unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    let top = layers.last().unwrap()["size"].as_u64().unwrap();
+    let config = manifest["config"]["size"].as_u64().unwrap();
+    let manifest_size = ctr(&["content", "get", &second]).len() as u64;
+    assert_eq!(blobs, 3, "{out}");
+    // Only the new top layer is unpacked: the snapshots below it are the first image's.
+    assert!(out.contains(&format!("unpacked 1 of {} layers", layers.len())), "{out}");
+    assert_eq!(written, top + config + manifest_size, "{out}");
+    // Every other layer is the first image's, which containerd already had.
+    let before: serde_json::Value = serde_json::from_str(&ctr(&["content", "get", &first])).unwrap();
+    assert_eq!(before["layers"].as_array().unwrap()[..layers.len() - 1], layers[..layers.len() - 1]);
+}
+
+#[test]
+fn an_unreachable_socket_is_named_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no/containerd.sock");
+    std::fs::create_dir_all(dir.path().join("app")).unwrap();
+    std::fs::write(dir.path().join("app/Dockerfile"), "FROM scratch\n").unwrap();
+    std::fs::write(
+        dir.path().join("devloop.toml"),
+        format!(
+            "[buildkit]\naddr = \"unix:///nonexistent.sock\"\n[registry]\nload = \"containerd\"\ncontainerd-socket = \"{}\"\n\
+             [[image]]\nname = \"x\"\ncontext = \"app\"\n",
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_devloop")).arg("build").current_dir(dir.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("containerd is unreachable at {}", missing.display())), "{err}");
+    assert!(err.contains("registry.containerd-socket"), "{err}");
+}
