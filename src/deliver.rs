@@ -93,10 +93,10 @@ impl Destination {
     /// Where images go, for messages: `registry 10.0.0.1:5000`, `Docker Engine's image store`, …
     pub fn describe(&self) -> String {
         match self {
-            Destination::Registry(r) => format!("registry {}", r.host),
-            Destination::Docker { engine } => format!("Docker Engine's image store ({engine})"),
+            Destination::Registry(r) => format!("the registry {}", r.host),
+            Destination::Docker { engine } => format!("the image store of Docker Engine at {engine}"),
             Destination::Containerd { socket, namespace } => {
-                format!("containerd at {} (namespace {namespace})", socket.display())
+                format!("the containerd at {} (namespace {namespace})", socket.display())
             }
         }
     }

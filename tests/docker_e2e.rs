@@ -194,7 +194,7 @@ async fn load_and_run() {
 
     // A rerun finds it there and builds nothing.
     let (again, _) = p.ok(&["build"]);
-    assert!(again.contains("already in the Docker Engine's image store") && !again.contains("loaded"), "{again}");
+    assert!(again.contains("already in the image store of Docker Engine at") && !again.contains("loaded"), "{again}");
 
     // It runs, without a network, doing what examples/hello does: its start line, then the page it serves
     // holds this project's content (read inside the container: no network to fetch it over).

@@ -149,7 +149,7 @@ async fn resolve(cfg: &Config, name: &str, opts: &DeployOptions, out: &mut (dyn 
     let digest = match destination.present(name, &tag).await? {
         Some(d) => d,
         None if opts.tag.is_some() => {
-            return Err(Error::Usage(format!("the {} has no {name}:{tag}", destination.describe())));
+            return Err(Error::Usage(format!("{} has no {name}:{tag}", destination.describe())));
         }
         None => match build_images(cfg, &[name.to_string()], false, opts.verbose, out).await?.remove(0) {
             Outcome::Built { built, .. } => built.digest,

@@ -185,7 +185,7 @@ pub async fn build_images(
         let name = &h.image.name;
         if !force {
             if let Some(digest) = destination.present(name, &h.snapshot.tag).await? {
-                let _ = writeln!(out, "{name}: {} is already in the {} ({digest}), nothing to build", h.reference, destination.describe());
+                let _ = writeln!(out, "{name}: {} is already in {} ({digest}), nothing to build", h.reference, destination.describe());
                 outcomes.push(Outcome::Present { reference: h.reference, digest });
                 continue;
             }
