@@ -434,9 +434,15 @@ pub fn discover(start: &Path) -> Result<PathBuf, Error> {
 
 /// Reads and validates a config file, then applies the environment overrides.
 pub fn load(path: &Path) -> Result<Config, Error> {
+    load_for(path, None)
+}
+
+/// [`load`] for a run on `kube_context` (`--kube-context`) when it is not `[kube] context`: whether images are
+/// loaded into a Docker Engine's store depends on which cluster they are for.
+pub fn load_for(path: &Path, kube_context: Option<&str>) -> Result<Config, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.into(), source })?;
     let mut cfg = load_text(path, &text, |k| std::env::var(k).ok())?;
-    crate::docker::settle(&mut cfg, &text);
+    crate::docker::settle(&mut cfg, &text, kube_context);
     Ok(cfg)
 }
 

@@ -119,7 +119,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let cfg = match load_config(cli.config.as_deref()) {
+    let kube_context = match &cli.command {
+        Command::Deploy { kube, .. } | Command::Check { kube, .. } | Command::Up { kube, .. } => kube.kube_context.as_deref(),
+        _ => None,
+    };
+    let cfg = match load_config(cli.config.as_deref(), kube_context) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -158,7 +162,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_config(explicit: Option<&std::path::Path>) -> Result<config::Config, config::Error> {
+fn load_config(explicit: Option<&std::path::Path>, kube_context: Option<&str>) -> Result<config::Config, config::Error> {
     let path = match explicit {
         Some(p) => p.to_path_buf(),
         None => {
@@ -166,7 +170,7 @@ fn load_config(explicit: Option<&std::path::Path>) -> Result<config::Config, con
             config::discover(&cwd)?
         }
     };
-    config::load(&path)
+    config::load_for(&path, kube_context)
 }
 
 /// Ok(false): the run finished but something it watched failed (a rollout), already reported.

@@ -281,9 +281,7 @@ fn a_cluster_sharing_the_engine_store_gets_images_loaded_not_pushed() {
     let p = Project::hello(&env("DEVLOOP_REGISTRY"));
     unaddressed(&p, "");
     // A kubeconfig whose current context is called docker-desktop (what Docker Desktop's cluster is named).
-    let kubeconfig = std::fs::read_to_string(env("KUBECONFIG")).unwrap().replace("devloop-local", "docker-desktop");
-    let kc = p.path("kubeconfig");
-    std::fs::write(&kc, kubeconfig).unwrap();
+    let kc = kubeconfig_named(&p, "docker-desktop");
     let docker_host = std::path::PathBuf::from(env("DEVLOOP_STACK_DOCKER_HOST"));
     let out = p.devloop_at(p.dir.path(), &["build"], &[("DOCKER_HOST", &docker_host), ("KUBECONFIG", &kc)]);
     let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -391,9 +389,7 @@ fn minikube_docker_env_loads_images_into_the_tcp_engine_for_its_profile() {
     let p = Project::hello(&env("DEVLOOP_REGISTRY"));
     unaddressed(&p, "");
     // A kubeconfig whose current context is minikube's profile, as after `minikube start`.
-    let kubeconfig = std::fs::read_to_string(env("KUBECONFIG")).unwrap().replace("devloop-local", "minikube");
-    let kc = p.path("kubeconfig");
-    std::fs::write(&kc, kubeconfig).unwrap();
+    let kc = kubeconfig_named(&p, "minikube");
     let mut envs = docker_env(std::path::Path::new(&env("DEVLOOP_STACK_DOCKER_CERTS")));
     envs.push(("MINIKUBE_ACTIVE_DOCKERD", "minikube".into()));
     envs.push(("KUBECONFIG", kc));
@@ -463,4 +459,44 @@ fn tls_problems_and_plain_tcp_are_clear_errors_naming_the_address_and_certificat
     let (ok, _, e) = run(&p, &["build"], &[("DOCKER_HOST", "ssh://me@10.201.0.2".into())]);
     assert!(!ok);
     assert!(e.contains("DOCKER_HOST=ssh://me@10.201.0.2: devloop speaks to Docker Engine over unix://"), "{e}");
+}
+
+/// The stack's kubeconfig with its context renamed `context` (the stack's cluster under a laptop cluster's name).
+fn kubeconfig_named(p: &Project, context: &str) -> std::path::PathBuf {
+    let kubeconfig = std::fs::read_to_string(env("KUBECONFIG")).unwrap().replace("devloop-local", context);
+    let kc = p.path("kubeconfig");
+    std::fs::write(&kc, kubeconfig).unwrap();
+    kc
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_kube_context_flag_naming_a_shared_store_cluster_gets_images_loaded() {
+    let _one = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = Namespace::new("docker-flag");
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    for f in ["app/k8s/deployment.yaml", "app/k8s/service.yaml"] {
+        let text = std::fs::read_to_string(p.path(f)).unwrap().replace("image: hello", &format!("image: {}", p.name));
+        std::fs::write(p.path(f), text).unwrap();
+    }
+    unaddressed(&p, "");
+    let cfg = std::fs::read_to_string(p.path("devloop.toml")).unwrap();
+    let deploy = format!("[[deploy]]\nimage = \"{}\"\nmanifests = [\"app/k8s/*.yaml\"]\nrollout-timeout = \"20s\"\n", p.name);
+    std::fs::write(p.path("devloop.toml"), format!("{cfg}{deploy}")).unwrap();
+    // The stack's kubeconfig (current context devloop-local) plus a docker-desktop context for the same
+    // cluster: only the flag names it.
+    let kc = p.path("kubeconfig");
+    std::fs::copy(env("KUBECONFIG"), &kc).unwrap();
+    let kc_arg = format!("--kubeconfig={}", kc.display());
+    let of = |field: &str| kubectl(&[&kc_arg, "config", "view", "-o", &format!("jsonpath={{.contexts[0].context.{field}}}")]);
+    let (cluster, user) = (of("cluster"), of("user"));
+    kubectl(&[&kc_arg, "config", "set-context", "docker-desktop", &format!("--cluster={cluster}"), &format!("--user={user}")]);
+    let docker_host = std::path::PathBuf::from(env("DEVLOOP_STACK_DOCKER_HOST"));
+    let args = ["deploy", "--kube-context", "docker-desktop", "--allow-context", "docker-desktop", "-n", &ns.0];
+    let out = p.devloop_at(p.dir.path(), &args, &[("DOCKER_HOST", &docker_host), ("KUBECONFIG", &kc)]);
+    let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(e.contains("kube context docker-desktop shares Docker Engine's image store"), "{o}\n{e}");
+    let tag = p.tag();
+    assert_eq!(template_image(&ns.0, "hello"), format!("{}:{tag}", p.name), "{o}\n{e}");
+    assert_eq!(registry_digest(&p.registry, &p.name, &tag), None, "loaded, not pushed");
 }

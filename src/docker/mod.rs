@@ -45,8 +45,9 @@ pub fn auto_load(engine_builds: bool, registry_explicit: bool, context: &str, mi
 
 /// Applies the engine to a loaded config: with no BuildKit address set, a running engine builds (said on
 /// the first output line); and when the engine builds for a cluster sharing its store, images are loaded
-/// into it unless `[registry]` sets `host` or `load` (said once). `text` is the config file's text.
-pub fn settle(cfg: &mut Config, text: &str) {
+/// into it unless `[registry]` sets `host` or `load` (said once). `text` is the config file's text;
+/// `kube_context` the run's context when a flag chose it (else `[kube] context`, else the kubeconfig's).
+pub fn settle(cfg: &mut Config, text: &str, kube_context: Option<&str>) {
     let env = Env::current();
     match auto_engine(&cfg.buildkit, &env, answers) {
         Ok(Some(engine)) => {
@@ -73,7 +74,7 @@ pub fn settle(cfg: &mut Config, text: &str) {
     let table: toml::Table = text.parse().unwrap_or_default();
     let load_set = table.get("registry").and_then(|r| r.get("load")).is_some();
     let explicit = load_set || !cfg.registry.host.is_empty();
-    let context = cfg.kube.context.clone().or_else(|| {
+    let context = kube_context.map(str::to_string).or_else(|| cfg.kube.context.clone()).or_else(|| {
         kube::config::Kubeconfig::read().ok().and_then(|k| k.current_context)
     });
     let Some(context) = context else { return };

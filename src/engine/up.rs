@@ -227,8 +227,9 @@ async fn on_batch(ctx: &Ctx, batch: watch::Batch) -> Vec<Event> {
 async fn reload(ctx: &Ctx) -> Option<Event> {
     let old = ctx.config();
     let path = old.path.clone();
+    let context = ctx.target.context.clone();
     let loaded = tokio::task::spawn_blocking(move || -> Result<(Config, Vec<watch::Watched>), String> {
-        let cfg = crate::config::load(&path).map_err(|e| e.to_string())?;
+        let cfg = crate::config::load_for(&path, Some(&context)).map_err(|e| e.to_string())?;
         let w = watched(&cfg, true).map_err(|e| e.to_string())?;
         Ok((cfg, w))
     })
