@@ -161,8 +161,26 @@ pub enum DeployTarget {
         /// Container name (default: the one using this image, or the only one).
         container: Option<String>,
     },
-    /// Server-side apply these files (globs, relative to devloop.toml), image references substituted.
-    Manifests(Vec<String>),
+    /// Server-side apply these objects, image references substituted.
+    Manifests(ManifestSource),
+}
+
+/// Where a `[[deploy]]`'s objects come from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ManifestSource {
+    /// `manifests = [...]`: YAML files (globs, relative to devloop.toml).
+    Files(Vec<String>),
+    /// `kustomize = "dir"`: a kustomization directory (relative to devloop.toml), rendered by kustomize.
+    Kustomize(String),
+}
+
+impl fmt::Display for ManifestSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestSource::Files(patterns) => write!(f, "{}", patterns.join(", ")),
+            ManifestSource::Kustomize(dir) => write!(f, "kustomization {dir}"),
+        }
+    }
 }
 
 /// `[buildkit]`.
@@ -386,6 +404,7 @@ struct RawDeploy {
     container: Option<String>,
     #[serde(default)]
     manifests: Vec<String>,
+    kustomize: Option<String>,
     rollout_timeout: Option<toml::Spanned<String>>,
     #[serde(default)]
     rollback_on_failure: bool,
@@ -575,20 +594,33 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
                 format!("no [[image]] named `{}` (configured: {known})", d.image.get_ref()),
             ));
         }
-        let target = match (d.deployment, d.manifests.is_empty()) {
-            (Some(deployment), true) => DeployTarget::Patch { deployment, container: d.container },
-            (None, false) if d.container.is_none() => DeployTarget::Manifests(d.manifests),
-            (None, false) => {
+        let source = match (d.manifests.is_empty(), d.kustomize) {
+            (true, None) => None,
+            (false, None) => Some(ManifestSource::Files(d.manifests)),
+            (true, Some(dir)) if dir.trim().is_empty() => {
+                return Err(err(Some(span), key("kustomize"), "an empty path: name the kustomization's directory".into()))
+            }
+            (true, Some(dir)) => Some(ManifestSource::Kustomize(dir)),
+            (false, Some(_)) => {
+                return Err(err(Some(span), key("kustomize"), "set either `manifests` or `kustomize`, not both".into()))
+            }
+        };
+        let target = match (d.deployment, source) {
+            (Some(deployment), None) => DeployTarget::Patch { deployment, container: d.container },
+            (None, Some(source)) if d.container.is_none() => DeployTarget::Manifests(source),
+            (None, Some(_)) => {
                 return Err(err(Some(span), key("container"), "`container` goes with `deployment`, not `manifests`".into()))
             }
-            (Some(_), false) => {
-                return Err(err(Some(span), key("manifests"), "set either `deployment` or `manifests`, not both".into()))
+            (Some(_), Some(_)) => {
+                return Err(err(Some(span), key("manifests"), "set either `deployment` or `manifests`/`kustomize`, not both".into()))
             }
-            (None, true) => {
+            (None, None) => {
                 return Err(err(
                     Some(span),
                     key("deployment"),
-                    "set `deployment = \"<name>\"` (patch it) or `manifests = [\"k8s/*.yaml\"]` (apply them)".into(),
+                    "set `deployment = \"<name>\"` (patch it), `manifests = [\"k8s/*.yaml\"]` or `kustomize = \"k8s/overlays/dev\"` \
+                     (apply them)"
+                        .into(),
                 ))
             }
         };

@@ -53,7 +53,7 @@ fn good_config_resolves_paths_and_defaults() {
     assert_eq!(c.kube.allow_contexts, ["lab-*"]);
     assert_eq!(c.deploys[0].target, DeployTarget::Patch { deployment: "hello".into(), container: None });
     assert_eq!(c.deploys[0].rollout_timeout, std::time::Duration::from_secs(90));
-    assert_eq!(c.deploys[1].target, DeployTarget::Manifests(vec!["k8s/*.yaml".into()]));
+    assert_eq!(c.deploys[1].target, DeployTarget::Manifests(ManifestSource::Files(vec!["k8s/*.yaml".into()])));
     assert_eq!(c.deploys[1].rollout_timeout, std::time::Duration::from_secs(120));
     assert_eq!(c.watch.debounce, std::time::Duration::from_millis(50));
     assert_eq!(c.watch.max_wait, std::time::Duration::from_secs(1));
@@ -79,6 +79,7 @@ fn bad_configs_name_line_key_and_cause() {
         ("[registry\nhost = \"r\"\n", 1, "", "expected `]`"),
         ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\n[[deploy]]\nimage = \"b\"\ndeployment = \"a\"\n", 7, "deploy[0].image", "no [[image]] named `b`"),
         ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\n[[deploy]]\nimage = \"a\"\n", 6, "deploy[0].deployment", "set `deployment"),
+        ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\n[[deploy]]\nimage = \"a\"\nmanifests = [\"k/*\"]\nkustomize = \"k\"\n", 6, "deploy[0].kustomize", "not both"),
         ("[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\n[[deploy]]\nimage = \"a\"\ndeployment = \"a\"\nrollout-timeout = \"soon\"\n", 9, "deploy[0].rollout-timeout", "not a duration"),
         ("[registry]\nhost = \"r\"\n[kube]\nallow-context = [\"x\"]\n", 4, "kube.allow-context", "did you mean `allow-contexts`"),
         ("[registry]\nhost = \"r\"\n[watch]\ndebounce = \"fast\"\n", 4, "watch.debounce", "not a duration"),
@@ -199,4 +200,12 @@ fn buildkit_addr_set_or_not_and_docker_engine_addresses() {
         assert_eq!(l.key, "buildkit.addr");
         assert!(l.to_string().contains(says), "{l}");
     }
+}
+
+#[test]
+fn a_kustomization_is_a_manifest_source() {
+    let text = "[[image]]\nname = \"a\"\ncontext = \".\"\n[[deploy]]\nimage = \"a\"\nkustomize = \"k8s/overlays/dev\"\n";
+    let c = parse(Path::new("/p/devloop.toml"), text).unwrap();
+    assert_eq!(c.deploys[0].target, DeployTarget::Manifests(ManifestSource::Kustomize("k8s/overlays/dev".into())));
+    assert_eq!(ManifestSource::Kustomize("k8s/overlays/dev".into()).to_string(), "kustomization k8s/overlays/dev");
 }

@@ -10,6 +10,7 @@ use kube::discovery::{self, ApiCapabilities, ApiResource, Scope};
 use serde_json::Value;
 
 use super::{images, Error, Target, FIELD_MANAGER};
+use crate::config::ManifestSource;
 
 /// One object from the manifests, ready to apply.
 #[derive(Debug, Clone)]
@@ -37,8 +38,21 @@ impl Object {
     }
 }
 
-/// Reads the files matching `patterns` (relative to `root`), in sorted order, one object per document.
-pub fn load(root: &Path, patterns: &[String]) -> Result<Vec<(String, Value)>, Error> {
+/// The objects of a `[[deploy]]`, each with where it came from (file, or the kustomization), in order.
+pub fn load(root: &Path, source: &ManifestSource) -> Result<Vec<(String, Value)>, Error> {
+    match source {
+        ManifestSource::Files(patterns) => load_files(root, patterns),
+        ManifestSource::Kustomize(dir) => {
+            let label = format!("kustomization {dir}");
+            let mut out = Vec::new();
+            parse_objects(&label, &render_kustomization(&root.join(dir))?, &mut out)?;
+            Ok(out)
+        }
+    }
+}
+
+/// Every object of the files `patterns` match (relative to `root`), files in sorted order.
+fn load_files(root: &Path, patterns: &[String]) -> Result<Vec<(String, Value)>, Error> {
     let mut files = Vec::new();
     for p in patterns {
         let full = root.join(p);
@@ -56,19 +70,53 @@ pub fn load(root: &Path, patterns: &[String]) -> Result<Vec<(String, Value)>, Er
     let mut out = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(&f).map_err(|e| Error::Manifest(format!("cannot read {}: {e}", f.display())))?;
-        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-            let v: Value = serde::Deserialize::deserialize(doc)
-                .map_err(|e| Error::Manifest(format!("{}: {e}", f.display())))?;
-            if v.is_null() {
-                continue;
-            }
-            if v["kind"].as_str().is_none() || v["apiVersion"].as_str().is_none() || v["metadata"]["name"].as_str().is_none() {
-                return Err(Error::Manifest(format!("{}: an object without apiVersion, kind or metadata.name", f.display())));
-            }
-            out.push((f.display().to_string(), v));
-        }
+        parse_objects(&f.display().to_string(), &text, &mut out)?;
     }
     Ok(out)
+}
+
+/// The objects of a multi-document YAML text; `label` names it in errors and in the result.
+fn parse_objects(label: &str, text: &str, out: &mut Vec<(String, Value)>) -> Result<(), Error> {
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        let v: Value = serde::Deserialize::deserialize(doc).map_err(|e| Error::Manifest(format!("{label}: {e}")))?;
+        if v.is_null() {
+            continue;
+        }
+        if v["kind"].as_str().is_none() || v["apiVersion"].as_str().is_none() || v["metadata"]["name"].as_str().is_none() {
+            return Err(Error::Manifest(format!("{label}: an object without apiVersion, kind or metadata.name")));
+        }
+        out.push((label.to_string(), v));
+    }
+    Ok(())
+}
+
+/// Renders a kustomization with `kustomize build`, or kubectl's built-in copy (`kubectl kustomize`) when no
+/// standalone kustomize is on PATH: either is what the user already runs, and kustomize has no Rust port.
+fn render_kustomization(dir: &Path) -> Result<String, Error> {
+    if !dir.is_dir() {
+        return Err(Error::Manifest(format!("kustomize: {} is not a directory", dir.display())));
+    }
+    let tries: [(&str, &[&str]); 2] = [("kustomize", &["build"]), ("kubectl", &["kustomize"])];
+    for (program, args) in tries {
+        let out = match std::process::Command::new(program).args(args).arg(dir).output() {
+            Ok(o) => o,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::Manifest(format!("kustomize: cannot run {program}: {e}"))),
+        };
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(Error::Manifest(format!(
+                "`{program} {} {}` failed: {}",
+                args.join(" "),
+                dir.display(),
+                stderr.trim()
+            )));
+        }
+        return String::from_utf8(out.stdout).map_err(|_| Error::Manifest(format!("{program} printed text that is not UTF-8")));
+    }
+    Err(Error::Manifest(
+        "kustomize = … needs `kustomize` or `kubectl` (1.14+) on PATH to render the kustomization; install either".into(),
+    ))
 }
 
 /// Replaces image references in every `containers`/`initContainers` list of `v`. `subst` maps a reference
@@ -272,11 +320,11 @@ mod tests {
         std::fs::create_dir(d.path().join("k8s")).unwrap();
         std::fs::write(d.path().join("k8s/b.yaml"), "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n").unwrap();
         std::fs::write(d.path().join("k8s/a.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n").unwrap();
-        let objs = load(d.path(), &["k8s/*.yaml".into()]).unwrap();
+        let objs = load(d.path(), &ManifestSource::Files(vec!["k8s/*.yaml".into()])).unwrap();
         let kinds: Vec<&str> = objs.iter().map(|(_, v)| v["kind"].as_str().unwrap()).collect();
         assert_eq!(kinds, ["ConfigMap", "Service", "Deployment"]);
-        assert!(load(d.path(), &["none/*.yaml".into()]).unwrap_err().to_string().contains("matches no file"));
+        assert!(load(d.path(), &ManifestSource::Files(vec!["none/*.yaml".into()])).unwrap_err().to_string().contains("matches no file"));
         std::fs::write(d.path().join("k8s/c.yaml"), "kind: [oops\n").unwrap();
-        assert!(load(d.path(), &["k8s/*.yaml".into()]).unwrap_err().to_string().contains("c.yaml"));
+        assert!(load(d.path(), &ManifestSource::Files(vec!["k8s/*.yaml".into()])).unwrap_err().to_string().contains("c.yaml"));
     }
 }

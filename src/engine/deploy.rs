@@ -9,7 +9,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 
 use super::{build_images, hash_images, Error, Outcome};
-use crate::config::{Config, Deploy, DeployTarget};
+use crate::config::{Config, Deploy, DeployTarget, ManifestSource};
 use crate::deploy::rollout::{Timeline, Verdict};
 use crate::deploy::{self, images, manifests, KubeOptions, Patched, Target};
 use crate::interrupt::{until, Interrupt};
@@ -82,7 +82,7 @@ async fn deploy_one(
             rolled.push(Rolled { deployment: deployment.clone(), timeline });
             Ok(ok)
         }
-        DeployTarget::Manifests(patterns) => apply_manifests(cfg, target, d, patterns, references, out, rolled, intr).await,
+        DeployTarget::Manifests(source) => apply_manifests(cfg, target, d, source, references, out, rolled, intr).await,
     }
 }
 
@@ -335,7 +335,7 @@ async fn apply_manifests(
     cfg: &Config,
     t: &Target,
     d: &Deploy,
-    patterns: &[String],
+    source: &ManifestSource,
     references: &HashMap<String, String>,
     out: &mut (dyn Write + Send),
     rolled: &mut Vec<Rolled>,
@@ -349,7 +349,7 @@ async fn apply_manifests(
     let store = destination.describe();
     let pull = destination.pull_policy().map(|p| (p, store.as_str()));
     let mut objects = Vec::new();
-    for (file, mut value) in super::off_runtime(|| manifests::load(&cfg.root, patterns))? {
+    for (file, mut value) in super::off_runtime(|| manifests::load(&cfg.root, source))? {
         let (refs, hints) = manifests::substitute_with_policy(&mut value, &subst, pull);
         for h in hints {
             let _ = writeln!(out, "{}: hint: {h}", d.image);
@@ -383,7 +383,7 @@ async fn apply_manifests(
 }
 
 /// Deletes the objects of these manifests from the target namespace (`up --cleanup`, `check`).
-pub async fn delete_manifests(cfg: &Config, t: &Target, patterns: &[String]) -> Result<usize, Error> {
-    let objects = super::off_runtime(|| manifests::load(&cfg.root, patterns))?;
+pub async fn delete_manifests(cfg: &Config, t: &Target, source: &ManifestSource) -> Result<usize, Error> {
+    let objects = super::off_runtime(|| manifests::load(&cfg.root, source))?;
     Ok(manifests::delete(t, &objects).await?)
 }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::decide::{self, Action, Event, Hashed, Report, Scope};
 use super::Error;
 use crate::buildkit::{self, progress::Progress, BuildSpec};
-use crate::config::{Config, DeployTarget};
+use crate::config::{Config, DeployTarget, ManifestSource};
 use crate::deploy::{self, KubeOptions, Target};
 use crate::deliver::Destination;
 use crate::filter::Filter;
@@ -143,7 +143,7 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
     let mut builds: HashMap<String, CancellationToken> = HashMap::new();
     let mut logs: HashMap<String, CancellationToken> = HashMap::new();
     // The manifest sets a deploy was started with: `--cleanup` deletes them even if no rollout succeeded.
-    let mut applied: BTreeSet<Vec<String>> = BTreeSet::new();
+    let mut applied: BTreeSet<ManifestSource> = BTreeSet::new();
     let _ = events_tx.send(Event::Changed { changes: all, at: Instant::now() }).await;
     loop {
         let evs = tokio::select! {
@@ -177,8 +177,8 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
                             old.cancel(); // the previous pods' logs
                         }
                         for d in ctx.config().deploys.iter().filter(|d| d.image == image) {
-                            if let DeployTarget::Manifests(patterns) = &d.target {
-                                applied.insert(patterns.clone());
+                            if let DeployTarget::Manifests(source) = &d.target {
+                                applied.insert(source.clone());
                             }
                         }
                         tasks.spawn(deploy_worker(ctx.clone(), image, tag, digest, token));
@@ -506,11 +506,11 @@ async fn follow_logs(ctx: &Ctx, deployment: &str, image: &str, reference: &str, 
 
 /// `--cleanup`: delete the objects of every manifest set a deploy was started with, whether or not its
 /// rollout succeeded (a crashing first rollout still created them).
-async fn cleanup(ctx: &Ctx, applied: &BTreeSet<Vec<String>>) {
+async fn cleanup(ctx: &Ctx, applied: &BTreeSet<ManifestSource>) {
     let cfg = ctx.config();
-    for patterns in applied {
-        let what = patterns.join(", ");
-        match super::deploy::delete_manifests(&cfg, &ctx.target, patterns).await {
+    for source in applied {
+        let what = source.to_string();
+        match super::deploy::delete_manifests(&cfg, &ctx.target, source).await {
             Ok(n) => ctx.ui.line("devloop", "cleanup", &format!("deleted {n} object(s) of {what} from namespace {}", ctx.target.namespace)),
             Err(e) => ctx.ui.line("devloop", "cleanup", &format!("cleanup of {what} failed: {e}")),
         }
