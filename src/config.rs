@@ -462,6 +462,11 @@ pub fn load_for(path: &Path, kube_context: Option<&str>) -> Result<Config, Error
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.into(), source })?;
     let mut cfg = load_text(path, &text, |k| std::env::var(k).ok())?;
     crate::docker::settle(&mut cfg, &text, kube_context);
+    // `{user}` / `{git-user}` (and sanitizing): here, not in `parse`, as they read the process's world.
+    if let Some(ns) = &cfg.kube.namespace {
+        let ns = crate::deploy::namespace::resolve(ns, &cfg.root).map_err(|m| located(path, "kube.namespace", m))?;
+        cfg.kube.namespace = Some(ns);
+    }
     Ok(cfg)
 }
 

@@ -68,6 +68,12 @@ enum Command {
         #[command(flatten)]
         kube: KubeArgs,
     },
+    /// Delete what devloop applied in the namespace (the [[deploy]] manifests' objects), and the namespace
+    /// if devloop created it. Patched Deployments are left.
+    Down {
+        #[command(flatten)]
+        kube: KubeArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -95,12 +101,15 @@ struct KubeArgs {
 }
 
 impl KubeArgs {
-    fn options(&self) -> devloop::deploy::KubeOptions {
-        devloop::deploy::KubeOptions {
-            context: self.kube_context.clone(),
-            namespace: self.namespace.clone(),
-            allow: self.allow_context.clone(),
-        }
+    /// The options, `--namespace`'s `{user}` / `{git-user}` expanded (as in `[kube] namespace`).
+    fn options(&self, cfg: &config::Config) -> Result<devloop::deploy::KubeOptions, engine::Error> {
+        let namespace = match &self.namespace {
+            Some(ns) => Some(
+                devloop::deploy::namespace::resolve(ns, &cfg.root).map_err(|m| engine::Error::BadFlag(format!("--namespace: {m}")))?,
+            ),
+            None => None,
+        };
+        Ok(devloop::deploy::KubeOptions { context: self.kube_context.clone(), namespace, allow: self.allow_context.clone() })
     }
 }
 
@@ -120,7 +129,9 @@ fn main() -> ExitCode {
         .init();
 
     let kube_context = match &cli.command {
-        Command::Deploy { kube, .. } | Command::Check { kube, .. } | Command::Up { kube, .. } => kube.kube_context.as_deref(),
+        Command::Deploy { kube, .. } | Command::Check { kube, .. } | Command::Up { kube, .. } | Command::Down { kube } => {
+            kube.kube_context.as_deref()
+        }
         _ => None,
     };
     let cfg = match load_config(cli.config.as_deref(), kube_context) {
@@ -154,6 +165,7 @@ fn main() -> ExitCode {
             match e {
                 engine::Error::UnknownImage { .. }
                 | engine::Error::Filter(_)
+                | engine::Error::BadFlag(_)
                 | engine::Error::NoRegistry(_)
                 | engine::Error::Deploy(devloop::deploy::Error::NotAllowed(_)) => ExitCode::from(2),
                 _ => ExitCode::from(1),
@@ -179,8 +191,8 @@ async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt) -> Result<bool, 
     // Where images go, when devloop.toml does not say: the cluster's advertised registry.
     let kube = match &cli.command {
         Command::Build { .. } => Some(devloop::deploy::KubeOptions::default()),
-        Command::Deploy { kube, .. } | Command::Check { kube, .. } | Command::Up { kube, .. } => Some(kube.options()),
-        Command::Hash { .. } | Command::Hook { .. } => None,
+        Command::Deploy { kube, .. } | Command::Check { kube, .. } | Command::Up { kube, .. } => Some(kube.options(cfg)?),
+        Command::Hash { .. } | Command::Hook { .. } | Command::Down { .. } => None,
     };
     let mut cfg = cfg.clone();
     if let Some(kube) = kube {
@@ -201,12 +213,12 @@ async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt) -> Result<bool, 
             engine::build_images(cfg, images, *force, cli.verbose > 0, &mut stdout).await?;
         }
         Command::Deploy { tag, kube } => {
-            let opts = engine::deploy::DeployOptions { kube: kube.options(), tag: tag.clone(), verbose: cli.verbose > 0 };
+            let opts = engine::deploy::DeployOptions { kube: kube.options(cfg)?, tag: tag.clone(), verbose: cli.verbose > 0 };
             return engine::deploy::deploy_all(cfg, &opts, &mut stdout, intr).await;
         }
         Command::Check { kube, keep } => {
             let opts = engine::check::CheckOptions {
-                deploy: engine::deploy::DeployOptions { kube: kube.options(), tag: None, verbose: cli.verbose > 0 },
+                deploy: engine::deploy::DeployOptions { kube: kube.options(cfg)?, tag: None, verbose: cli.verbose > 0 },
                 keep: *keep,
             };
             return engine::check::check(cfg, &opts, &mut stdout, intr).await;
@@ -216,8 +228,11 @@ async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt) -> Result<bool, 
             let path = devloop::hook::install(&here, *force).map_err(|e| engine::Error::Usage(e.to_string()))?;
             println!("installed {}: `git push` now runs `devloop check` first", path.display());
         }
+        Command::Down { kube } => {
+            engine::down::down(cfg, &kube.options(cfg)?, &mut stdout).await?;
+        }
         Command::Up { kube, json, cleanup } => {
-            let opts = engine::up::UpOptions { kube: kube.options(), json: *json, cleanup: *cleanup, verbose: cli.verbose > 0 };
+            let opts = engine::up::UpOptions { kube: kube.options(cfg)?, json: *json, cleanup: *cleanup, verbose: cli.verbose > 0 };
             // SIGINT (Ctrl-C) or SIGTERM stops the loop.
             engine::up::up(cfg.clone(), opts, intr.stop().clone()).await?;
         }

@@ -251,9 +251,10 @@ impl ClusterObject {
     }
 }
 
-/// Deletes `objects` (those that exist) from the target; returns how many were deleted.
-pub async fn delete(t: &Target, objects: &[(String, Value)]) -> Result<usize, Error> {
-    let mut n = 0;
+/// Deletes `objects` (those that exist) from the target, last first; returns the deleted ones as
+/// `kind namespace/name` (`kind name` when cluster-scoped).
+pub async fn delete(t: &Target, objects: &[(String, Value)]) -> Result<Vec<String>, Error> {
+    let mut deleted = Vec::new();
     for (file, v) in objects.iter().rev() {
         let api_version = v["apiVersion"].as_str().unwrap_or_default();
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
@@ -262,18 +263,17 @@ pub async fn delete(t: &Target, objects: &[(String, Value)]) -> Result<usize, Er
         let (ar, caps) = resolve_kind(t, &GroupVersionKind::gvk(group, version, kind))
             .await
             .map_err(super::Error::api(format!("{file}: unknown kind {api_version}/{kind}")))?;
-        let api: Api<DynamicObject> = if caps.scope == Scope::Namespaced {
-            Api::namespaced_with(t.client.clone(), &t.namespace, &ar)
-        } else {
-            Api::all_with(t.client.clone(), &ar)
-        };
+        let namespaced = caps.scope == Scope::Namespaced;
+        let api: Api<DynamicObject> =
+            if namespaced { Api::namespaced_with(t.client.clone(), &t.namespace, &ar) } else { Api::all_with(t.client.clone(), &ar) };
         match api.delete(name, &Default::default()).await {
-            Ok(_) => n += 1,
+            Ok(_) if namespaced => deleted.push(format!("{} {}/{name}", kind.to_lowercase(), t.namespace)),
+            Ok(_) => deleted.push(format!("{} {name}", kind.to_lowercase())),
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(super::Error::Api { what: format!("deleting {kind}/{name}"), source: e }),
         }
     }
-    Ok(n)
+    Ok(deleted)
 }
 
 #[cfg(test)]

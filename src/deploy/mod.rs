@@ -5,6 +5,7 @@
 
 pub mod images;
 pub mod manifests;
+pub mod namespace;
 pub mod rollout;
 pub mod safety;
 

@@ -41,6 +41,10 @@ pub async fn deploy_all(cfg: &Config, opts: &DeployOptions, out: &mut (dyn Write
         return Err(Error::Interrupted(intr.name()));
     };
     let references = references?;
+    // After the builds: a failed build leaves no namespace behind.
+    if let Some(created) = deploy::namespace::ensure(&target, "deploy").await? {
+        let _ = writeln!(out, "deploy: {created}");
+    }
     let mut ok = true;
     let mut done = Vec::new();
     for d in &cfg.deploys {
@@ -382,8 +386,9 @@ async fn apply_manifests(
     Ok(ok)
 }
 
-/// Deletes the objects of these manifests from the target namespace (`up --cleanup`, `check`).
-pub async fn delete_manifests(cfg: &Config, t: &Target, source: &ManifestSource) -> Result<usize, Error> {
+/// Deletes the objects of these manifests from the target namespace (`up --cleanup`, `down`); returns the
+/// deleted ones (see [`manifests::delete`]).
+pub async fn delete_manifests(cfg: &Config, t: &Target, source: &ManifestSource) -> Result<Vec<String>, Error> {
     let objects = super::off_runtime(|| manifests::load(&cfg.root, source))?;
     Ok(manifests::delete(t, &objects).await?)
 }

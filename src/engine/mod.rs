@@ -5,6 +5,7 @@ pub mod check;
 pub mod command;
 pub mod decide;
 pub mod deploy;
+pub mod down;
 pub mod up;
 
 use std::io::Write;
@@ -43,6 +44,9 @@ pub enum Error {
     /// Images have nowhere to go: no `[registry] host`, no `load`, no registry advertised by the cluster.
     #[error("{0}")]
     NoRegistry(String),
+    /// A command-line value that cannot be used (exit code 2).
+    #[error("{0}")]
+    BadFlag(String),
     /// `deploy` needs something the config or registry does not have.
     #[error("{0}")]
     Usage(String),

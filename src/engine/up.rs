@@ -99,6 +99,14 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
     let target = deploy::connect(&cfg.kube, &opts.kube).await?;
     let ui = Ui::stdout(opts.json);
     ui.line("devloop", "start", &format!("context {}, namespace {}; watching {} image(s)", target.context, target.namespace, cfg.images.len()));
+    if !cfg.deploys.is_empty() {
+        // Not fatal: the loop outlives an API server that is down now; the apply then reports the error.
+        match deploy::namespace::ensure(&target, "up").await {
+            Ok(Some(created)) => ui.line("devloop", "namespace", &created),
+            Ok(None) => {}
+            Err(e) => ui.line("devloop", "namespace", &format!("could not make sure namespace {} exists: {e}", target.namespace)),
+        }
+    }
 
     let (change_tx, mut change_rx) = mpsc::channel(1024);
     let overflowed = Arc::new(AtomicBool::new(false));
@@ -511,7 +519,7 @@ async fn cleanup(ctx: &Ctx, applied: &BTreeSet<ManifestSource>) {
     for source in applied {
         let what = source.to_string();
         match super::deploy::delete_manifests(&cfg, &ctx.target, source).await {
-            Ok(n) => ctx.ui.line("devloop", "cleanup", &format!("deleted {n} object(s) of {what} from namespace {}", ctx.target.namespace)),
+            Ok(deleted) => ctx.ui.line("devloop", "cleanup", &format!("deleted {} object(s) of {what} from namespace {}", deleted.len(), ctx.target.namespace)),
             Err(e) => ctx.ui.line("devloop", "cleanup", &format!("cleanup of {what} failed: {e}")),
         }
     }

@@ -1,0 +1,42 @@
+//! `devloop down`: delete what devloop put in the namespace — the objects of the `[[deploy]] manifests` (or
+//! `kustomize`) —
+//! and the namespace itself when devloop created it (it carries devloop's label). Patched Deployments
+//! existed before devloop touched them: they are left, and `down` says so.
+
+use std::io::Write;
+
+use super::Error;
+use crate::config::{Config, DeployTarget, ManifestSource};
+use crate::deploy::namespace::{self, Down};
+use crate::deploy::{self, KubeOptions};
+
+/// Runs `down` against the configured (or overridden) context and namespace, one line per deleted or kept
+/// thing on `out`. The allow-list is checked before any request, as for `deploy`.
+pub async fn down(cfg: &Config, kube: &KubeOptions, out: &mut (dyn Write + Send)) -> Result<(), Error> {
+    let target = deploy::connect(&cfg.kube, kube).await?;
+    let ns = &target.namespace;
+    let mut seen: Vec<&ManifestSource> = Vec::new();
+    for d in &cfg.deploys {
+        match &d.target {
+            DeployTarget::Manifests(source) => {
+                // Two [[deploy]] tables may share one manifest set: delete it once.
+                if seen.contains(&source) {
+                    continue;
+                }
+                seen.push(source);
+                for what in super::deploy::delete_manifests(cfg, &target, source).await? {
+                    let _ = writeln!(out, "down: {what} deleted");
+                }
+            }
+            DeployTarget::Patch { deployment, .. } => {
+                let _ = writeln!(out, "down: deployment {ns}/{deployment} kept: devloop patched it but did not create it");
+            }
+        }
+    }
+    let _ = match namespace::delete_if_ours(&target).await? {
+        Down::Deleted => writeln!(out, "down: namespace {ns} deleted (devloop created it)"),
+        Down::Kept => writeln!(out, "down: namespace {ns} kept: devloop did not create it"),
+        Down::Absent => writeln!(out, "down: namespace {ns} does not exist"),
+    };
+    Ok(())
+}
