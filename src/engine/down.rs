@@ -1,6 +1,6 @@
 //! `devloop down`: delete what devloop put in the namespace — the objects of the `[[deploy]] manifests` (or
-//! `kustomize`) — and the namespace itself when devloop created it (it carries devloop's label). Patched Deployments
-//! existed before devloop touched them: they are left, and `down` says so.
+//! `kustomize`) — and the namespace itself when devloop created it (it carries devloop's label). Patched
+//! Deployments existed before devloop touched them: they are left, and `down` says so.
 
 use std::io::Write;
 
