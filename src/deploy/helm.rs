@@ -95,7 +95,11 @@ pub fn upgrade_args(h: &Helm, root: &Path, namespace: &str, context: &str, refer
 
 /// Runs helm with `args`; its stdout on success.
 async fn run(release: &str, args: &[String]) -> Result<String, Error> {
-    let output = tokio::process::Command::new("helm")
+    run_program("helm", release, args).await
+}
+
+async fn run_program(program: &str, release: &str, args: &[String]) -> Result<String, Error> {
+    let output = tokio::process::Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .kill_on_drop(true)
@@ -188,6 +192,13 @@ mod tests {
         );
         let full = Helm { image_values: ImageValues::Full("image.ref".into()), ..h };
         assert!(upgrade_args(&full, Path::new("/p"), "ns", "ctx", "r/h:t@d").join(" ").contains("--set-string image.ref=r/h:t@d"));
+    }
+
+    #[tokio::test]
+    async fn a_missing_binary_says_what_to_install() {
+        let e = run_program("devloop-test-no-such-helm", "r", &[]).await.unwrap_err();
+        assert!(matches!(e, Error::NotFound), "{e:?}");
+        assert_eq!(e.to_string(), "helm not found on PATH: install Helm v3 (https://helm.sh/docs/intro/install/)");
     }
 
     #[test]
