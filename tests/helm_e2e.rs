@@ -24,18 +24,42 @@ fn one_pod(ns: &str, app: &str) -> String {
     })
 }
 
-#[test]
-#[ignore = "needs the local stack: run scripts/test"]
-fn a_chart_is_installed_upgraded_and_a_crashing_upgrade_rolled_back() {
-    let ns = Namespace::new("helm");
+/// A project deploying examples/hello/chart as release `p.name`; `extra` goes after the [[deploy]] table.
+fn helm_project(ns: &str, extra: &str) -> Project {
     let p = Project::hello(&env("DEVLOOP_REGISTRY"));
     p.write_config(&format!(
         "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{ns}\"\n[[deploy]]\nimage = \"{name}\"\nrollout-timeout = \"60s\"\n\
          helm = {{ chart = \"app/chart\", release = \"{name}\", set = {{ replicas = 1 }}, \
-         image-values = {{ repository = \"image.repository\", tag = \"image.tag\" }} }}\n",
-        ns = ns.0,
+         image-values = {{ repository = \"image.repository\", tag = \"image.tag\" }} }}\n{extra}",
         name = p.name
     ));
+    p
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn check_installs_the_chart_in_its_throwaway_namespace() {
+    let ns = Namespace::new("helm-check");
+    let p = helm_project(&ns.0, "");
+    let cfg = std::fs::read_to_string(p.path("devloop.toml")).unwrap();
+    // The command sees the release deployed (revision 1) in the check's namespace, and its pod serving.
+    let probe = format!(
+        "[check]\ncommands = [\"helm list -n $DEVLOOP_NAMESPACE --kube-context devloop-local -q | grep -qx {name} && \
+         kubectl -n $DEVLOOP_NAMESPACE get --raw /api/v1/namespaces/$DEVLOOP_NAMESPACE/services/{name}:80/proxy/ | grep -q Hello\"]\n",
+        name = p.name
+    );
+    std::fs::write(p.path("devloop.toml"), format!("{cfg}{probe}")).unwrap();
+    let (out, err) = p.ok(&["check"]);
+    assert!(out.contains("upgraded to revision 1") && out.contains("devloop-check-"), "{out}\n{err}");
+    let listed = std::process::Command::new("helm").args(["list", "-n", &ns.0, "-q"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).trim().is_empty(), "check installed into the configured namespace");
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_chart_is_installed_upgraded_and_a_crashing_upgrade_rolled_back() {
+    let ns = Namespace::new("helm");
+    let p = helm_project(&ns.0, "");
 
     // Install: revision 1, pods on the built image.
     let (out, err) = p.ok(&["deploy"]);
@@ -65,7 +89,7 @@ fn a_chart_is_installed_upgraded_and_a_crashing_upgrade_rolled_back() {
     p.write("app/serve.sh", "#!/bin/sh\necho crash-marker: helm chart broke >&2\nexit 1\n");
     let run = p.devloop(&["deploy"]);
     let out = String::from_utf8_lossy(&run.stdout);
-    assert_eq!(run.status.code(), Some(1), "{out}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(run.status.code(), Some(1), "{}: {out}\n{}", run.status, String::from_utf8_lossy(&run.stderr));
     assert!(out.contains("upgraded to revision 3"), "{out}");
     assert!(out.contains("FAILED") && out.contains("CrashLoopBackOff"), "{out}");
     assert!(out.contains("crash-marker: helm chart broke"), "no log line in:\n{out}");
