@@ -163,6 +163,8 @@ pub enum DeployTarget {
     },
     /// Server-side apply these objects, image references substituted.
     Manifests(ManifestSource),
+    /// `helm upgrade --install` a chart with the image in its values.
+    Helm(Helm),
 }
 
 /// Where a `[[deploy]]`'s objects come from.
@@ -405,6 +407,7 @@ struct RawDeploy {
     #[serde(default)]
     manifests: Vec<String>,
     kustomize: Option<String>,
+    helm: Option<helm::RawHelm>,
     rollout_timeout: Option<toml::Spanned<String>>,
     #[serde(default)]
     rollback_on_failure: bool,
@@ -610,7 +613,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
                 return Err(err(Some(span), key("kustomize"), "set either `manifests` or `kustomize`, not both".into()))
             }
         };
+        let helm = match d.helm {
+            None => None,
+            Some(h) => {
+                let k = |sub: &str| key(&format!("helm.{sub}"));
+                if d.deployment.is_some() || source.is_some() || d.container.is_some() {
+                    return Err(err(Some(span), key("helm"), "set `helm` alone: not with `deployment`, `container`, `manifests` or `kustomize`".into()));
+                }
+                Some(helm::validate(h).map_err(|(sub, m)| err(Some(span.clone()), k(&sub), m))?)
+            }
+        };
         let target = match (d.deployment, source) {
+            _ if helm.is_some() => DeployTarget::Helm(helm.expect("checked")),
             (Some(deployment), None) => DeployTarget::Patch { deployment, container: d.container },
             (None, Some(source)) if d.container.is_none() => DeployTarget::Manifests(source),
             (None, Some(_)) => {
@@ -623,8 +637,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
                 return Err(err(
                     Some(span),
                     key("deployment"),
-                    "set `deployment = \"<name>\"` (patch it), `manifests = [\"k8s/*.yaml\"]` or `kustomize = \"k8s/overlays/dev\"` \
-                     (apply them)"
+                    "set `deployment = \"<name>\"` (patch it), `manifests = [\"k8s/*.yaml\"]`, `kustomize = \"k8s/overlays/dev\"` \
+                     (apply them) or `helm = { chart = \"chart\", release = \"<name>\" }`"
                         .into(),
                 ))
             }
@@ -746,3 +760,6 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 #[cfg(test)]
 mod tests;
+
+mod helm;
+pub use helm::{Helm, ImageValues, SetValue};

@@ -209,3 +209,34 @@ fn a_kustomization_is_a_manifest_source() {
     assert_eq!(c.deploys[0].target, DeployTarget::Manifests(ManifestSource::Kustomize("k8s/overlays/dev".into())));
     assert_eq!(ManifestSource::Kustomize("k8s/overlays/dev".into()).to_string(), "kustomization k8s/overlays/dev");
 }
+
+#[test]
+fn a_helm_release_with_defaults_and_with_its_errors_named() {
+    let head = "[[image]]\nname = \"a\"\ncontext = \".\"\n[[deploy]]\nimage = \"a\"\n";
+    let c = parse(
+        Path::new("/p/devloop.toml"),
+        &format!("{head}helm = {{ chart = \"chart\", release = \"web\", values = [\"dev.yaml\"], set = {{ n = 2, s = \"x\" }} }}\n"),
+    )
+    .unwrap();
+    let DeployTarget::Helm(h) = &c.deploys[0].target else { panic!("{:?}", c.deploys[0].target) };
+    assert_eq!((h.chart.as_str(), h.release.as_str(), h.values.clone()), ("chart", "web", vec!["dev.yaml".to_string()]));
+    assert_eq!(h.image_values, crate::config::ImageValues::default());
+    assert_eq!(h.set["n"], crate::config::SetValue::Literal("2".into()));
+    assert_eq!(h.set["s"], crate::config::SetValue::String("x".into()));
+    let full = parse(Path::new("/p/devloop.toml"), &format!("{head}helm = {{ chart = \"c\", release = \"r\", image-values = {{ image = \"img.ref\" }} }}\n")).unwrap();
+    let DeployTarget::Helm(h) = &full.deploys[0].target else { panic!() };
+    assert_eq!(h.image_values, crate::config::ImageValues::Full("img.ref".into()));
+    for (helm, key, says) in [
+        ("helm = { release = \"r\" }", "deploy[0].helm.chart", "missing"),
+        ("helm = { chart = \"c\" }", "deploy[0].helm.release", "missing"),
+        ("helm = { chart = \"c\", release = \"Web_1\" }", "deploy[0].helm.release", "not a release name"),
+        ("helm = { chart = \"c\", release = \"r\", set = { a = [1] } }", "deploy[0].helm.set.a", "strings, numbers and booleans"),
+        ("helm = { chart = \"c\", release = \"r\", image-values = { image = \"x\", tag = \"y\" } }", "deploy[0].helm.image-values", "not both"),
+        ("helm = { chart = \"c\", release = \"r\", chrat = \"x\" }", "deploy[0].helm.chrat", "unknown field"),
+        ("deployment = \"d\"\nhelm = { chart = \"c\", release = \"r\" }", "deploy[0].helm", "alone"),
+    ] {
+        let l = parse_err(&format!("{head}{helm}\n"));
+        assert_eq!(l.key, key, "{helm}: {l}");
+        assert!(l.to_string().contains(says), "{helm}: {l}");
+    }
+}

@@ -3,6 +3,7 @@
 //! server-side apply manifests with image references substituted — [`manifests`]), and watch the rollout
 //! ([`rollout`]). devloop never deletes a pod: changing the template makes the Deployment controller roll.
 
+pub mod helm;
 pub mod images;
 pub mod manifests;
 pub mod namespace;
@@ -38,6 +39,9 @@ pub enum Error {
     /// A manifest file could not be used.
     #[error("{0}")]
     Manifest(String),
+    /// helm is missing or failed.
+    #[error(transparent)]
+    Helm(#[from] helm::Error),
     /// Watching a rollout failed.
     #[error(transparent)]
     Watch(#[from] rollout::Error),

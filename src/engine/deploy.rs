@@ -9,9 +9,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 
 use super::{build_images, hash_images, Error, Outcome};
-use crate::config::{Config, Deploy, DeployTarget, ManifestSource};
+use crate::config::{Config, Deploy, DeployTarget, Helm, ManifestSource};
 use crate::deploy::rollout::{Timeline, Verdict};
-use crate::deploy::{self, images, manifests, KubeOptions, Patched, Target};
+use crate::deploy::{self, helm, images, manifests, KubeOptions, Patched, Target};
 use crate::interrupt::{until, Interrupt};
 use crate::deliver::Destination;
 
@@ -87,6 +87,7 @@ async fn deploy_one(
             Ok(ok)
         }
         DeployTarget::Manifests(source) => apply_manifests(cfg, target, d, source, references, out, rolled, intr).await,
+        DeployTarget::Helm(h) => helm_release(cfg, target, d, h, &references[&d.image], out, rolled, intr).await,
     }
 }
 
@@ -391,4 +392,73 @@ async fn apply_manifests(
 pub async fn delete_manifests(cfg: &Config, t: &Target, source: &ManifestSource) -> Result<Vec<String>, Error> {
     let objects = super::off_runtime(|| manifests::load(&cfg.root, source))?;
     Ok(manifests::delete(t, &objects).await?)
+}
+
+/// `helm upgrade --install` the release with `reference`, then watch its Deployments that run our image.
+/// A failed rollout rolls the release back to its previous revision (like `helm --atomic`, but judged by
+/// devloop's own rollout watch so the failure has its reason).
+#[allow(clippy::too_many_arguments)]
+async fn helm_release(
+    cfg: &Config,
+    t: &Target,
+    d: &Deploy,
+    h: &Helm,
+    reference: &str,
+    out: &mut (dyn Write + Send),
+    rolled: &mut Vec<Rolled>,
+    intr: Option<&Interrupt>,
+) -> Result<bool, Error> {
+    let release = helm::upgrade(h, &cfg.root, &t.namespace, &t.context, reference).await.map_err(deploy::Error::from)?;
+    let what = format!("helm release {}/{}", t.namespace, h.release);
+    let _ = writeln!(out, "{}: {what} upgraded to revision {} ({reference})", d.image, release.revision);
+    let reg = &cfg.registry;
+    let ours = |i: &String| images::is_ours(i, &d.image, &reg.host, reg.pull_host());
+    let mut ok = true;
+    for (name, imgs) in &release.deployments {
+        let refs: Vec<String> = imgs.iter().filter(|i| ours(i)).cloned().collect();
+        if refs.is_empty() {
+            continue;
+        }
+        let dep = format!("deployment {}/{name}", t.namespace);
+        let started = Instant::now();
+        let Some(v) = watch_unless_stopped(t, name, &refs, d.rollout_timeout, intr).await? else {
+            let intr = intr.expect("only a watch with an Interrupt stops early");
+            let _ = writeln!(out, "{}: interrupted ({}) while watching the rollout of {dep}: not verified", d.image, intr.name());
+            let _ = writeln!(out, "{}: {}", d.image, state_of(t, name).await);
+            return Err(Error::Interrupted(intr.name()));
+        };
+        let good = report(out, &d.image, &dep, started, &v);
+        rolled.push(Rolled { deployment: name.clone(), timeline: timeline_of(&v) });
+        ok &= good;
+        if !good {
+            break;
+        }
+    }
+    if ok {
+        return Ok(true);
+    }
+    if release.revision <= 1 {
+        let _ = writeln!(out, "{}: {what} has no previous revision to roll back to", d.image);
+        return Ok(false);
+    }
+    let _ = writeln!(out, "{}: rolling {what} back to its previous revision (helm rollback)", d.image);
+    let back = helm::rollback(h, &t.namespace, &t.context).await.map_err(deploy::Error::from)?;
+    for (name, imgs) in &back {
+        let refs: Vec<String> = imgs.iter().filter(|i| ours(i)).cloned().collect();
+        if refs.is_empty() {
+            continue;
+        }
+        let dep = format!("deployment {}/{name} (rollback)", t.namespace);
+        let started = Instant::now();
+        // Bounded by the rollout timeout; a signal stops only the waiting (the rollback is already done).
+        let Some(v) = watch_unless_stopped(t, name, &refs, d.rollout_timeout, intr).await? else {
+            let intr = intr.expect("only a watch with an Interrupt stops early");
+            let _ = writeln!(out, "{}: interrupted ({}): stopped waiting for the rollback of {what}", d.image, intr.name());
+            return Err(Error::Interrupted(intr.name()));
+        };
+        if report(out, &d.image, &dep, started, &v) {
+            let _ = writeln!(out, "{}: {what} rolled back: deployment {name} is back on {}", d.image, refs.join(", "));
+        }
+    }
+    Ok(false)
 }

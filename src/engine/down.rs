@@ -1,6 +1,6 @@
 //! `devloop down`: delete what devloop put in the namespace — the objects of the `[[deploy]] manifests` (or
-//! `kustomize`) — and the namespace itself when devloop created it (it carries devloop's label). Patched
-//! Deployments existed before devloop touched them: they are left, and `down` says so.
+//! `kustomize`), its Helm releases — and the namespace itself when devloop created it (it carries devloop's
+//! label). Patched Deployments existed before devloop touched them: they are left, and `down` says so.
 
 use std::io::Write;
 
@@ -26,6 +26,14 @@ pub async fn down(cfg: &Config, kube: &KubeOptions, out: &mut (dyn Write + Send)
                 for what in super::deploy::delete_manifests(cfg, &target, source).await? {
                     let _ = writeln!(out, "down: {what} deleted");
                 }
+            }
+            DeployTarget::Helm(h) => {
+                let what = format!("helm release {ns}/{}", h.release);
+                match deploy::helm::uninstall(h, ns, &target.context).await.map_err(deploy::Error::from)? {
+                    true => writeln!(out, "down: {what} uninstalled"),
+                    false => writeln!(out, "down: {what} is not installed"),
+                }
+                .ok();
             }
             DeployTarget::Patch { deployment, .. } => {
                 let _ = writeln!(out, "down: deployment {ns}/{deployment} kept: devloop patched it but did not create it");

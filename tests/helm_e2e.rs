@@ -1,0 +1,120 @@
+//! `[[deploy]] helm = { … }`: examples/hello/chart installed and upgraded as a Helm release with the built
+//! image; a crash-looping upgrade is reported and the release rolled back with `helm rollback`. Needs helm
+//! on PATH (`scripts/stack env` puts the stack's pinned one there). Run through scripts/test.
+
+mod common;
+use common::*;
+
+/// (revision, status) of the release as `helm list` shows it.
+fn listed(ns: &str, release: &str) -> (u64, String) {
+    let out = std::process::Command::new("helm")
+        .args(["list", "-n", ns, "--kube-context", "devloop-local", "-o", "json"])
+        .output()
+        .expect("helm on PATH");
+    assert!(out.status.success(), "helm list: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = v.as_array().unwrap().iter().find(|r| r["name"] == release).unwrap_or_else(|| panic!("{release} not in helm list: {v}"));
+    (r["revision"].as_str().unwrap().parse().unwrap(), r["status"].as_str().unwrap().to_string())
+}
+
+fn one_pod(ns: &str, app: &str) -> String {
+    eventually("one live pod", 60, || match live_pods(ns, app).as_slice() {
+        [one] => Ok(one.clone()),
+        other => Err(format!("{other:?}")),
+    })
+}
+
+/// A project deploying examples/hello/chart as release `p.name`; `extra` goes after the [[deploy]] table.
+fn helm_project(ns: &str, extra: &str) -> Project {
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    p.write_config(&format!(
+        "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{ns}\"\n[[deploy]]\nimage = \"{name}\"\nrollout-timeout = \"60s\"\n\
+         helm = {{ chart = \"app/chart\", release = \"{name}\", set = {{ replicas = 1 }}, \
+         image-values = {{ repository = \"image.repository\", tag = \"image.tag\" }} }}\n{extra}",
+        name = p.name
+    ));
+    p
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn check_installs_the_chart_in_its_throwaway_namespace() {
+    let ns = Namespace::new("helm-check");
+    let p = helm_project(&ns.0, "");
+    let cfg = std::fs::read_to_string(p.path("devloop.toml")).unwrap();
+    // The command sees the release deployed (revision 1) in the check's namespace, and its pod serving.
+    let probe = format!(
+        "[check]\ncommands = [\"helm list -n $DEVLOOP_NAMESPACE --kube-context devloop-local -q | grep -qx {name} && \
+         kubectl -n $DEVLOOP_NAMESPACE get --raw /api/v1/namespaces/$DEVLOOP_NAMESPACE/services/{name}:80/proxy/ | grep -q Hello\"]\n",
+        name = p.name
+    );
+    std::fs::write(p.path("devloop.toml"), format!("{cfg}{probe}")).unwrap();
+    let (out, err) = p.ok(&["check"]);
+    assert!(out.contains("upgraded to revision 1") && out.contains("devloop-check-"), "{out}\n{err}");
+    let listed = std::process::Command::new("helm").args(["list", "-n", &ns.0, "-q"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).trim().is_empty(), "check installed into the configured namespace");
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_chart_is_installed_upgraded_and_a_crashing_upgrade_rolled_back() {
+    let ns = Namespace::new("helm");
+    let p = helm_project(&ns.0, "");
+
+    // Install: revision 1, pods on the built image.
+    let (out, err) = p.ok(&["deploy"]);
+    assert!(out.contains(&format!("helm release {}/{} upgraded to revision 1", ns.0, p.name)), "{out}\n{err}");
+    assert!(out.contains(&format!("rollout of deployment {}/{} done", ns.0, p.name)), "{out}\n{err}");
+    assert_eq!(listed(&ns.0, &p.name), (1, "deployed".to_string()));
+    let image = template_image(&ns.0, &p.name);
+    assert!(image.starts_with(&format!("{}/{}:{}@sha256:", p.registry, p.name, p.tag())), "{image}");
+    let pod = one_pod(&ns.0, &p.name);
+    assert!(eventually("the first page", 30, || page(&ns.0, &pod)).contains("Hello"), "the example's page");
+
+    // Edit: revision 2 rolls a new pod with the new page.
+    p.write("app/www/index.html", "<p>through helm</p>\n");
+    let (out, _) = p.ok(&["deploy"]);
+    assert!(out.contains("upgraded to revision 2"), "{out}");
+    assert!(out.contains(&format!("rollout of deployment {}/{} done", ns.0, p.name)), "{out}");
+    assert_eq!(listed(&ns.0, &p.name), (2, "deployed".to_string()));
+    let good = template_image(&ns.0, &p.name);
+    assert_ne!(good, image);
+    let pod = eventually("the new pod", 60, || match live_pods(&ns.0, &p.name).as_slice() {
+        [one] if *one != pod => Ok(one.clone()),
+        other => Err(format!("{other:?}")),
+    });
+    assert_eq!(eventually("the new page", 30, || page(&ns.0, &pod)), "<p>through helm</p>\n");
+
+    // Crash: revision 3 fails with its reason, helm rolls back (revision 4 = revision 2), the old pod serves.
+    p.write("app/serve.sh", "#!/bin/sh\necho crash-marker: helm chart broke >&2\nexit 1\n");
+    let run = p.devloop(&["deploy"]);
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(1), "{}: {out}\n{}", run.status, String::from_utf8_lossy(&run.stderr));
+    assert!(out.contains("upgraded to revision 3"), "{out}");
+    assert!(out.contains("FAILED") && out.contains("CrashLoopBackOff"), "{out}");
+    assert!(out.contains("crash-marker: helm chart broke"), "no log line in:\n{out}");
+    assert!(out.contains("(helm rollback)") && out.contains("rolled back"), "{out}");
+    assert_eq!(listed(&ns.0, &p.name), (4, "deployed".to_string()));
+    let history = std::process::Command::new("helm")
+        .args(["history", &p.name, "-n", &ns.0, "--kube-context", "devloop-local", "-o", "json"])
+        .output()
+        .unwrap();
+    let h: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    let last = h.as_array().unwrap().last().unwrap();
+    assert!(last["description"].as_str().unwrap().contains("Rollback to 2"), "{h}");
+    assert_eq!(template_image(&ns.0, &p.name), good, "the rollback restored revision 2's image");
+    assert_eq!(one_pod(&ns.0, &p.name), pod, "the old pod kept running");
+    assert_eq!(page(&ns.0, &pod).unwrap(), "<p>through helm</p>\n");
+
+    // `down` uninstalls the release (the namespace is the test's own: kept); a second `down` finds none.
+    let (out, _) = p.ok(&["down"]);
+    assert!(out.contains(&format!("down: helm release {}/{} uninstalled", ns.0, p.name)), "{out}");
+    eventually("the release's Deployment is gone", 60, || {
+        match try_kubectl(&["-n", &ns.0, "get", "deployment", &p.name]) {
+            Err(e) if e.contains("NotFound") || e.contains("not found") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let (out, _) = p.ok(&["down"]);
+    assert!(out.contains(&format!("down: helm release {}/{} is not installed", ns.0, p.name)), "{out}");
+}
