@@ -412,16 +412,22 @@ async fn helm_release(
     let what = format!("helm release {}/{}", t.namespace, h.release);
     let _ = writeln!(out, "{}: {what} upgraded to revision {} ({reference})", d.image, release.revision);
     let reg = &cfg.registry;
-    let ours = |i: &String| images::is_ours(i, &d.image, &reg.host, reg.pull_host());
+    // The release's Deployments that run this image, each with its references to it.
+    let ours = |deployments: &[(String, Vec<String>)]| -> Vec<(String, Vec<String>)> {
+        deployments
+            .iter()
+            .filter_map(|(name, imgs)| {
+                let refs: Vec<String> =
+                    imgs.iter().filter(|i| images::is_ours(i, &d.image, &reg.host, reg.pull_host())).cloned().collect();
+                (!refs.is_empty()).then(|| (name.clone(), refs))
+            })
+            .collect()
+    };
     let mut ok = true;
-    for (name, imgs) in &release.deployments {
-        let refs: Vec<String> = imgs.iter().filter(|i| ours(i)).cloned().collect();
-        if refs.is_empty() {
-            continue;
-        }
+    for (name, refs) in &ours(&release.deployments) {
         let dep = format!("deployment {}/{name}", t.namespace);
         let started = Instant::now();
-        let Some(v) = watch_unless_stopped(t, name, &refs, d.rollout_timeout, intr).await? else {
+        let Some(v) = watch_unless_stopped(t, name, refs, d.rollout_timeout, intr).await? else {
             let intr = intr.expect("only a watch with an Interrupt stops early");
             let _ = writeln!(out, "{}: interrupted ({}) while watching the rollout of {dep}: not verified", d.image, intr.name());
             let _ = writeln!(out, "{}: {}", d.image, state_of(t, name).await);
@@ -443,15 +449,11 @@ async fn helm_release(
     }
     let _ = writeln!(out, "{}: rolling {what} back to its previous revision (helm rollback)", d.image);
     let back = helm::rollback(h, &t.namespace, &t.context).await.map_err(deploy::Error::from)?;
-    for (name, imgs) in &back {
-        let refs: Vec<String> = imgs.iter().filter(|i| ours(i)).cloned().collect();
-        if refs.is_empty() {
-            continue;
-        }
+    for (name, refs) in &ours(&back) {
         let dep = format!("deployment {}/{name} (rollback)", t.namespace);
         let started = Instant::now();
         // Bounded by the rollout timeout; a signal stops only the waiting (the rollback is already done).
-        let Some(v) = watch_unless_stopped(t, name, &refs, d.rollout_timeout, intr).await? else {
+        let Some(v) = watch_unless_stopped(t, name, refs, d.rollout_timeout, intr).await? else {
             let intr = intr.expect("only a watch with an Interrupt stops early");
             let _ = writeln!(out, "{}: interrupted ({}): stopped waiting for the rollback of {what}", d.image, intr.name());
             return Err(Error::Interrupted(intr.name()));
