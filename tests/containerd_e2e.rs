@@ -10,7 +10,7 @@ use std::process::Command;
 
 /// The stack's containerd socket (the kubelet's runtime).
 fn socket() -> String {
-    std::env::var("DEVLOOP_STACK_CONTAINERD").unwrap_or_else(|_| "/var/lib/devloop-stack/run/containerd.sock".into())
+    env("DEVLOOP_STACK_CONTAINERD")
 }
 
 /// A hello project whose image goes to the stack's containerd; with `ns`, deployed there by its manifests.
