@@ -191,7 +191,8 @@ impl fmt::Display for ManifestSource {
 pub struct Buildkit {
     /// `unix:///path`, `tcp://host:port`, or Docker Engine's BuildKit: `docker://` (DOCKER_HOST with
     /// DOCKER_TLS_VERIFY/DOCKER_CERT_PATH, else /var/run/docker.sock), `docker-unix:///path` or
-    /// `docker-tcp://host:port` (TLS). Left unset, a Docker Engine answering at DOCKER_HOST or
+    /// `docker-tcp://host:port` (TLS), or in the cluster through the API server: `kube-pod://<pod>?namespace=<ns>`,
+    /// `kube-deployment://<name>?namespace=<ns>` (`&port=`, default 1234). Left unset, a Docker Engine answering at DOCKER_HOST or
     /// /var/run/docker.sock is used, else the default buildkitd socket.
     #[serde(default)]
     pub addr: String,
@@ -692,12 +693,16 @@ fn validate_addr(addr: &str) -> Result<(), String> {
     if let Some(engine) = crate::docker::engine_of(&syntax, &crate::docker::Env::default()) {
         return engine.map(|_| ());
     }
+    if let Some(kube) = crate::buildkit::kube::KubeAddr::parse(addr) {
+        return kube.map(|_| ());
+    }
     match addr.split_once("://") {
         Some(("unix", p)) if !p.is_empty() => Ok(()),
         Some(("tcp", hp)) if hp.contains(':') => Ok(()),
         _ => Err(format!(
-            "`{addr}` is not a BuildKit address: use unix:///path/to/buildkitd.sock, tcp://host:port, or Docker \
-             Engine's BuildKit: docker://, docker-unix:///path/to/docker.sock or docker-tcp://host:port"
+            "`{addr}` is not a BuildKit address: use unix:///path/to/buildkitd.sock, tcp://host:port, Docker \
+             Engine's BuildKit: docker://, docker-unix:///path/to/docker.sock or docker-tcp://host:port, or a \
+             BuildKit in the cluster: kube-deployment://<name>?namespace=<ns> or kube-pod://<pod>?namespace=<ns>"
         )),
     }
 }

@@ -106,6 +106,23 @@ fn bad_registry_host_and_bad_addr_are_named() {
 }
 
 #[test]
+fn kube_addresses_are_accepted_and_bad_ones_name_the_key() {
+    for good in ["kube-deployment://buildkitd?namespace=build", "kube-pod://bk-0?namespace=ci&port=2345", "kube-deployment://bk"] {
+        let c = load_env(&format!("addr = \"{good}\""), &[]).unwrap_or_else(|e| panic!("{good}: {e}"));
+        assert_eq!(c.buildkit.addr, good);
+    }
+    // (address, fragment of the message), from the file and from BUILDKIT_HOST.
+    let bad = [("kube-deployment://bk?port=0", "not a TCP port"), ("kube-pod://?namespace=x", "no pod name"), ("kube-pod://bk?ns=x", "unknown parameter `ns`")];
+    for (addr, frag) in bad {
+        let e = parse_err(&format!("[buildkit]\naddr = \"{addr}\"\n[registry]\nhost = \"r\"\n"));
+        assert_eq!(e.key, "buildkit.addr", "{addr}");
+        assert!(e.message.contains(frag), "{addr}: {}", e.message);
+        let Err(Error::Invalid(l)) = load_env("", &[("BUILDKIT_HOST", addr)]) else { panic!("{addr} from BUILDKIT_HOST was accepted") };
+        assert!(l.key == "buildkit.addr" && l.message.contains(frag) && l.message.contains("BUILDKIT_HOST"), "{}", l.message);
+    }
+}
+
+#[test]
 fn discover_walks_up_to_the_nearest_parent() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(FILE_NAME), GOOD).unwrap();
