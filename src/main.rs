@@ -273,7 +273,11 @@ async fn buildkit_command(cfg: &config::Config, action: &BuildkitAction, out: &m
                 bk.addr = a.clone();
             } else if name.is_some() || kube.namespace.is_some() {
                 // The namespace comes from --namespace, as for every kube address without one.
-                bk.addr = format!("kube-deployment://{}", name.as_deref().unwrap_or(devloop::buildkit::install::DEFAULT_NAME));
+                let name = name.as_deref().unwrap_or(devloop::buildkit::install::DEFAULT_NAME);
+                bk.addr = match &opts.namespace {
+                    Some(ns) => devloop::buildkit::install::addr(name, ns),
+                    None => format!("kube-deployment://{name}"),
+                };
             }
             match status::status(&bk, Cluster { kube: &cfg.kube, opts: &opts }, out).await {
                 Ok(_) => Ok(true),

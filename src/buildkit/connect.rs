@@ -95,7 +95,16 @@ pub async fn connect(cfg: &config::Buildkit, cluster: super::kube::Cluster<'_>) 
     match probe.await {
         Ok(Ok(_)) => Ok(Client { control: client, engine, via }),
         Ok(Err(status)) => {
-            let mut reason = format!("it rejected the first call: {}", status.message());
+            // A transport failure says only "transport error"; the cause (e.g. a refused port-forward) is below.
+            let mut cause = std::error::Error::source(&status).map(|e| format!(": {}", source_chain(e))).unwrap_or_default();
+            // Through a port-forward, the refusal arrives on its own channel, maybe after the stream broke.
+            if let Some(link) = &via {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Some(refused) = link.refused() {
+                    cause = format!(": {refused}");
+                }
+            }
+            let mut reason = format!("it rejected the first call: {}{cause}", status.message());
             if cfg.addr.starts_with("tcp://") {
                 reason.push_str(" (if it requires TLS client authentication, set tls-ca, tls-cert and tls-key)");
             }

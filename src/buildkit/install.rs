@@ -139,6 +139,8 @@ pub fn deployment(spec: &Install, namespace: &str, config_hash: &str) -> serde_j
             "template": {
                 "metadata": {"labels": labels(name), "annotations": {"devloop.dev/config-hash": config_hash}},
                 "spec": {
+                    // SIGTERM does not end running builds sooner; a restart need not wait the default 30 s.
+                    "terminationGracePeriodSeconds": 10,
                     "containers": [{
                         "name": "buildkitd",
                         "image": spec.image,

@@ -5,7 +5,6 @@
 //! the only ones used. For a Deployment a Ready pod is picked on every (re)connect, so a restarted pod is
 //! found again; a dropped stream is simply dialled again by tonic through the same connector.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -124,8 +123,28 @@ pub struct Cluster<'a> {
     pub opts: &'a KubeOptions,
 }
 
-/// Which pod the connections go to now, shared with the [`super::Client`] (for `buildkit status`).
-pub type Via = Arc<Mutex<Option<String>>>;
+/// What the connector knows about its port-forwards, shared with the [`super::Client`].
+#[derive(Debug, Default)]
+pub struct Link {
+    /// The pod the last connection went to (`pod ns/name`).
+    pod: Mutex<Option<String>>,
+    /// The last refusal the API server sent on a port-forward's error channel (nothing listening, …).
+    refused: Mutex<Option<String>>,
+}
+
+impl Link {
+    /// The pod the last connection went to.
+    pub fn pod(&self) -> Option<String> {
+        self.pod.lock().expect("not poisoned").clone()
+    }
+    /// The last port-forward refusal, if any.
+    pub fn refused(&self) -> Option<String> {
+        self.refused.lock().expect("not poisoned").clone()
+    }
+}
+
+/// Shared [`Link`].
+pub type Via = Arc<Link>;
 
 /// Opens a port-forward per connection.
 #[derive(Clone)]
@@ -182,13 +201,23 @@ impl Dialer {
             return Err(format!("port-forward to pod {ns}/{pod}: no stream for port {port}"));
         };
         tracing::debug!("BuildKit connection through a port-forward to pod {ns}/{pod} port {port}");
-        *self.via.lock().expect("not poisoned") = Some(format!("pod {ns}/{pod}"));
+        *self.via.pod.lock().expect("not poisoned") = Some(format!("pod {ns}/{pod}"));
+        *self.via.refused.lock().expect("not poisoned") = None;
+        let what = format!("port-forward to pod {ns}/{pod} port {port}");
+        let link = self.via.clone();
+        let said = what.clone();
+        tokio::spawn(async move {
+            if let Some(msg) = error.await {
+                tracing::debug!("{said}: {msg}");
+                *link.refused.lock().expect("not poisoned") = Some(format!("{said}: {msg}"));
+            }
+        });
         tokio::spawn(async move {
             if let Err(e) = pf.join().await {
                 tracing::debug!("port-forward ended: {e}");
             }
         });
-        Ok(Forwarded { inner: stream, error: Some(Box::pin(error)), what: format!("port-forward to pod {ns}/{pod} port {port}") })
+        Ok(Forwarded { inner: stream, link: self.via.clone() })
     }
 }
 
@@ -209,31 +238,26 @@ fn pod_state(p: &Pod) -> String {
     }
 }
 
-type ErrorFuture = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
-
 /// The stream of one port-forward. The API server reports a refused connection inside the pod (nothing
-/// listening on the port) on the port's error channel and then ends the data stream; that end is turned
-/// into an error carrying the message, so the cause is not lost as a bare "connection closed".
+/// listening on the port) on the port's error channel and then ends the data stream; the end (or a write
+/// into the closed stream) is turned into an error carrying that message when it has arrived, so the cause
+/// is not lost as a bare "broken pipe".
 struct Forwarded {
     inner: DuplexStream,
-    error: Option<ErrorFuture>,
-    what: String,
+    link: Via,
+}
+
+impl Forwarded {
+    fn refused(&self) -> Option<io::Error> {
+        self.link.refused().map(|m| io::Error::new(io::ErrorKind::ConnectionRefused, m))
+    }
 }
 
 impl AsyncRead for Forwarded {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) if buf.filled().len() == before => {
-                // End of stream: an error sent before it has been delivered already (one ordered WebSocket).
-                if let Some(mut err) = self.error.take() {
-                    if let Poll::Ready(Some(msg)) = err.as_mut().poll(cx) {
-                        let what = self.what.clone();
-                        return Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionRefused, format!("{what}: {msg}"))));
-                    }
-                }
-                Poll::Ready(Ok(()))
-            }
+            Poll::Ready(Ok(())) if buf.filled().len() == before => Poll::Ready(self.refused().map_or(Ok(()), Err)),
             other => other,
         }
     }
@@ -241,7 +265,10 @@ impl AsyncRead for Forwarded {
 
 impl AsyncWrite for Forwarded {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.refused().unwrap_or(e))),
+            other => other,
+        }
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
@@ -337,16 +364,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_refusal_on_the_error_channel_turns_the_end_of_stream_into_an_error() {
-        use tokio::io::AsyncReadExt;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let link = Via::default();
+        *link.refused.lock().unwrap() = Some("port-forward to pod ns/p port 1234: connection refused".into());
         let (a, b) = tokio::io::duplex(64);
         drop(b);
-        let mut f = Forwarded { inner: a, error: Some(Box::pin(async { Some("connection refused".to_string()) })), what: "port-forward to pod ns/p port 1234".into() };
+        let mut f = Forwarded { inner: a, link: link.clone() };
         let e = f.read(&mut [0u8; 8]).await.unwrap_err();
         assert_eq!(e.to_string(), "port-forward to pod ns/p port 1234: connection refused");
-        // Without an error, an end is an end.
+        let e = f.write_all(b"PRI * HTTP/2.0").await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        // Without a refusal, an end is an end.
         let (a, b) = tokio::io::duplex(64);
         drop(b);
-        let mut f = Forwarded { inner: a, error: Some(Box::pin(async { None })), what: String::new() };
+        let mut f = Forwarded { inner: a, link: Via::default() };
         assert_eq!(f.read(&mut [0u8; 8]).await.unwrap(), 0);
+        assert_eq!(f.write_all(b"x").await.unwrap_err().kind(), io::ErrorKind::BrokenPipe);
     }
 }

@@ -50,12 +50,12 @@ pub fn human(bytes: i64) -> String {
 /// Connects to `cfg.addr` and reports on `out`. Err when it does not answer.
 pub async fn status(cfg: &config::Buildkit, cluster: Cluster<'_>, out: &mut (dyn Write + Send)) -> Result<Usage, Error> {
     let mut client = connect(cfg, cluster).await?;
-    let via = client.via.as_ref().and_then(|v| v.lock().expect("not poisoned").clone()).map(|v| format!(" ({v})")).unwrap_or_default();
+    let via = client.via.as_ref().and_then(|v| v.pod()).map(|v| format!(" ({v})")).unwrap_or_default();
     let lost = |s: tonic::Status| Error::Unreachable { addr: cfg.addr.clone(), reason: s.message().to_string() };
     let workers = client.control.list_workers(ListWorkersRequest::default()).await.map_err(lost)?.into_inner().record;
     // Info is newer than ListWorkers (BuildKit 0.11): an older daemon's version is left unsaid.
     let version = match client.control.info(InfoRequest {}).await {
-        Ok(r) => r.into_inner().buildkit_version.map(|v| format!("BuildKit {} ({})", v.version, v.revision)),
+        Ok(r) => r.into_inner().buildkit_version.map(|v| if v.revision.is_empty() { format!("BuildKit {}", v.version) } else { format!("BuildKit {} ({})", v.version, v.revision) }),
         Err(e) => {
             tracing::debug!("Control.Info: {}", e.message());
             None

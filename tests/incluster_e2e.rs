@@ -1,0 +1,233 @@
+//! BuildKit inside the cluster, reached through the API server (`kube-deployment://`, `kube-pod://`), on the
+//! real stack: `devloop buildkit install` from the stack's buildkitd image, builds and deploys through
+//! port-forwards, `buildkit status`, the context allow-list, and the BuildKit pod killed mid-build.
+
+mod common;
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// `devloop buildkit install` of the stack's image into `ns`, trusting both stack registries.
+fn install(p: &Project, ns: &str) -> String {
+    let (out, _) = p.ok(&[
+        "buildkit", "install", "--namespace", ns, "--image", &env("DEVLOOP_STACK_BUILDKIT_IMAGE"),
+        "--insecure-registry", &env("DEVLOOP_REGISTRY"),
+        "--registry-ca", &format!("{}={}", env("DEVLOOP_STACK_AUTH_REGISTRY"), env("DEVLOOP_STACK_CA")),
+    ]);
+    out
+}
+
+/// The hello project building with the BuildKit installed in `bk`, deploying its manifests into `app`.
+fn project(bk: &str, app: &str) -> Project {
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    for f in ["app/k8s/deployment.yaml", "app/k8s/service.yaml"] {
+        let text = std::fs::read_to_string(p.path(f)).unwrap().replace("image: hello", &format!("image: {}", p.name));
+        std::fs::write(p.path(f), text).unwrap();
+    }
+    p.write_config_full(
+        &format!("addr = \"kube-deployment://buildkitd?namespace={bk}\""),
+        "",
+        &format!(
+            "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{app}\"\n[[deploy]]\nimage = \"{}\"\nmanifests = [\"app/k8s/*.yaml\"]\n",
+            p.name
+        ),
+    );
+    p
+}
+
+/// The Ready, not deleting, pods of the installed BuildKit.
+fn buildkit_pods(ns: &str) -> Vec<String> {
+    let out = kubectl(&[
+        "-n", ns, "get", "pods", "-l", "app.kubernetes.io/name=buildkitd",
+        "-o", "jsonpath={range .items[*]}{.metadata.name} {.metadata.deletionTimestamp} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+    ]);
+    out.lines()
+        .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [name, "True"] => Some(name.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// (bytes, records) from `buildkit status`'s cache line: `buildkit: cache: 3.0 MiB in 7 record(s), …`.
+fn cache_line(out: &str) -> (String, usize) {
+    let line = out.lines().find(|l| l.starts_with("buildkit: cache: ")).unwrap_or_else(|| panic!("no cache line: {out}"));
+    let rest = &line["buildkit: cache: ".len()..];
+    let (size, more) = rest.split_once(" in ").unwrap();
+    (size.to_string(), more.split_whitespace().next().unwrap().parse().unwrap())
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn install_build_deploy_and_status_through_the_api_server() {
+    let bk = Namespace::new("incluster-bk");
+    let app = Namespace::new("incluster-app");
+    let p = project(&bk.0, &app.0);
+    let out = install(&p, &bk.0);
+    assert!(out.contains(&format!("addr = \"kube-deployment://buildkitd?namespace={}\"", bk.0)), "{out}");
+    // Idempotent: the same install again changes nothing and is ready at once.
+    let again = install(&p, &bk.0);
+    assert!(again.contains("ready in"), "{again}");
+    let pods = buildkit_pods(&bk.0);
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    // Only the pod's loopback: on the pod network (the API server's pod proxy dials the pod IP), nothing
+    // listens on 1234.
+    let direct = try_kubectl(&["get", "--raw", &format!("/api/v1/namespaces/{}/pods/{}:1234/proxy/", bk.0, pods[0])]);
+    assert!(direct.as_ref().is_err_and(|e| e.contains("connection refused")), "buildkitd on the pod network: {direct:?}");
+
+    let (status, _) = p.ok(&["buildkit", "status"]);
+    assert!(status.contains(&format!("answers (pod {}/{})", bk.0, pods[0])) && status.contains("BuildKit v0.34.2"), "{status}");
+    assert!(status.contains("buildkit: worker ") && status.contains("linux/amd64"), "{status}");
+
+    // Build: the context goes through the session (FileSync) over the port-forward, the image is pushed.
+    let (out, err) = p.ok(&["build"]);
+    assert!(out.contains(&format!("{}: pushed ", p.name)), "{out}\n{err}");
+    assert!(err.contains("[4/4] COPY www/ /www/"), "{err}");
+    let tag = p.tag();
+    assert!(registry_digest(&env("DEVLOOP_REGISTRY"), &p.name, &tag).is_some(), "{}:{tag} not in the registry", p.name);
+
+    // What it cached shows in status (also through a kube-pod:// address to the same pod).
+    let (status, _) = p.ok(&["buildkit", "status", "--addr", &format!("kube-pod://{}?namespace={}", pods[0], bk.0)]);
+    let (size, records) = cache_line(&status);
+    assert!(records > 0 && size != "0 B", "{status}");
+
+    // Deploy an edit: built in the cluster, rolled out, serving.
+    p.write("app/www/index.html", "<p>Hello from in-cluster BuildKit.</p>\n");
+    let (out, err) = p.ok(&["deploy"]);
+    assert!(out.contains("pushed"), "{out}\n{err}");
+    let live = eventually("the new pod", 60, || match live_pods(&app.0, "hello").as_slice() {
+        [one] => Ok(one.clone()),
+        other => Err(format!("{other:?}")),
+    });
+    assert!(page(&app.0, &live).unwrap().contains("in-cluster BuildKit"));
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_context_not_allow_listed_is_refused_before_anything_is_sent() {
+    // A "cluster" that only records whether anyone connected (and hangs up at once).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            for c in listener.incoming() {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(c);
+            }
+        });
+    }
+    let home = tempfile::tempdir().unwrap();
+    let kubeconfig = home.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: prod\n  cluster:\n    server: https://127.0.0.1:{port}\n    \
+             insecure-skip-tls-verify: true\nusers:\n- name: ci\n  user:\n    token: not-a-real-token\ncontexts:\n\
+             - name: prod-eu\n  context:\n    cluster: prod\n    user: ci\ncurrent-context: prod-eu\n"
+        ),
+    )
+    .unwrap();
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    p.write_config_full("addr = \"kube-deployment://buildkitd?namespace=build\"", "", "");
+    let connected = || seen.load(std::sync::atomic::Ordering::SeqCst) > 0;
+    let run = |args: &[&str]| {
+        let out = p.devloop_at(p.dir.path(), args, &[("KUBECONFIG", &kubeconfig)]);
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+
+    for args in [&["build"][..], &["buildkit", "status"], &["buildkit", "install", "--namespace", "build"]] {
+        let (code, err) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains("kube context `prod-eu`") && err.contains("allow-contexts"), "{args:?}: {err}");
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!connected(), "{args:?} connected to the cluster of a refused context");
+    }
+    // Allowed, the same command does talk to that cluster (so the listener would have seen the others).
+    let (code, err) = run(&["build", "--allow-context", "prod-eu"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("BuildKit is unreachable at kube-deployment://buildkitd?namespace=build"), "{err}");
+    assert!(connected(), "the allowed context was never contacted: {err}");
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn killing_the_buildkit_pod_mid_build_fails_the_build_and_the_next_one_uses_the_new_pod() {
+    let bk = Namespace::new("incluster-kill");
+    let app = Namespace::new("incluster-kill-app");
+    let p = project(&bk.0, &app.0);
+    install(&p, &bk.0);
+    let first = buildkit_pods(&bk.0);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let dockerfile = std::fs::read_to_string(p.path("app/Dockerfile")).unwrap();
+    p.write("app/Dockerfile", &dockerfile.replace("COPY serve.sh", &format!("RUN sleep 20 && echo {} > /slow\nCOPY serve.sh", p.name)));
+
+    // `devloop build`, its pod deleted while the slow step runs: a failed build, saying what happened.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_devloop"))
+        .arg("build")
+        .current_dir(p.dir.path())
+        .env_remove("DEVLOOP_REGISTRY")
+        .env_remove("BUILDKIT_HOST")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for l in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l.clone());
+            all.push_str(&l);
+            all.push('\n');
+        }
+        all
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let l = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("the slow step never started");
+        if l.contains("RUN sleep 20") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    kubectl(&["-n", &bk.0, "delete", "pod", &first[0], "--wait=false"]);
+    let started = Instant::now();
+    let status = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(40), "the failure took {:?}", started.elapsed());
+    assert!(
+        err.contains("BuildKit went away during the build")
+            && err.contains(&format!("the port-forward to pod {}/{} ended", bk.0, first[0])),
+        "{err}"
+    );
+    assert!(registry_digest(&env("DEVLOOP_REGISTRY"), &p.name, &p.tag()).is_none(), "a killed build pushed");
+
+    // The Deployment brings a new pod.
+    let second = eventually("a new Ready BuildKit pod", 120, || match buildkit_pods(&bk.0).as_slice() {
+        [one] if *one != first[0] => Ok(one.clone()),
+        other => Err(format!("{other:?}")),
+    });
+
+    // `devloop up`: its build is cut off the same way, reported, retried, and finished by the next pod.
+    let mut up = Up::start(&p);
+    up.wait("building", 60);
+    std::thread::sleep(Duration::from_secs(4));
+    kubectl(&["-n", &bk.0, "delete", "pod", &second, "--wait=false"]);
+    let retry = up.wait_for("a retry", 60, |v| v["event"] == "retry" || v["event"] == "iteration");
+    let msg = retry["message"].as_str().unwrap_or_default();
+    assert!(retry["event"] == "retry" && msg.contains("went away") && msg.contains(&second), "{retry}");
+    let it = up.wait("iteration", 240);
+    assert_eq!(it["registry_hit"], false, "{it}");
+    let third = buildkit_pods(&bk.0);
+    assert!(third.len() == 1 && third[0] != second && third[0] != first[0], "{third:?}");
+    let live = live_pods(&app.0, "hello");
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert!(page(&app.0, &live[0]).unwrap().contains("Hello from devloop"));
+    up.interrupt();
+}
