@@ -103,6 +103,45 @@ fn install_build_deploy_and_status_through_the_api_server() {
         other => Err(format!("{other:?}")),
     });
     assert!(page(&app.0, &live).unwrap().contains("in-cluster BuildKit"));
+
+    // The session's Auth service works over the port-forward too: a push to the authenticated registry
+    // (TLS from the CA in the ConfigMap) gets the credentials from DOCKER_CONFIG, and fails without them.
+    let reg = env("DEVLOOP_STACK_AUTH_REGISTRY");
+    std::fs::write(
+        p.path("devloop.toml"),
+        format!(
+            "[buildkit]\naddr = \"kube-deployment://buildkitd?namespace={bk}\"\n[registry]\nhost = \"{reg}\"\n\
+             [[image]]\nname = \"{name}\"\ncontext = \"app\"\nbuild-args = {{ REGISTRY = \"{plain}\" }}\n",
+            bk = bk.0,
+            name = p.name,
+            plain = env("DEVLOOP_REGISTRY"),
+        ),
+    )
+    .unwrap();
+    let user = env("DEVLOOP_STACK_AUTH_USER");
+    let password = std::fs::read_to_string(env("DEVLOOP_STACK_AUTH_PASSWORD_FILE")).unwrap().trim().to_string();
+    let (none, with) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let auth = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    };
+    std::fs::write(with.path().join("config.json"), format!("{{\"auths\": {{\"{reg}\": {{\"auth\": \"{auth}\"}}}}}}")).unwrap();
+    // --force: devloop's own registry client is not told of the stack CA here; BuildKit pushes.
+    let denied = p.devloop_at(p.dir.path(), &["build", "--force"], &[("DOCKER_CONFIG", none.path())]);
+    let err = String::from_utf8_lossy(&denied.stderr);
+    assert_eq!(denied.status.code(), Some(1), "{err}");
+    assert!(err.contains("401 Unauthorized"), "{err}");
+    let pushed = p.devloop_at(p.dir.path(), &["build", "--force"], &[("DOCKER_CONFIG", with.path())]);
+    let (out, err) = (String::from_utf8_lossy(&pushed.stdout), String::from_utf8_lossy(&pushed.stderr));
+    assert!(pushed.status.success(), "{out}\n{err}");
+    assert!(out.contains(&format!("pushed {reg}/{}:", p.name)) && !out.contains(&password) && !err.contains(&password), "{out}");
+    let manifest = Command::new("curl")
+        .args(["-sf", "-o", "/dev/null", "--cacert", &env("DEVLOOP_STACK_CA"), "-u", &format!("{user}:{password}")])
+        .args(["-H", "Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json"])
+        .arg(format!("https://{reg}/v2/{}/manifests/{}", p.name, p.tag()))
+        .status()
+        .unwrap();
+    assert!(manifest.success(), "the authenticated registry has no {}:{}", p.name, p.tag());
 }
 
 #[test]
