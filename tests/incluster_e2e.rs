@@ -270,3 +270,30 @@ fn killing_the_buildkit_pod_mid_build_fails_the_build_and_the_next_one_uses_the_
     assert!(page(&app.0, &live[0]).unwrap().contains("Hello from devloop"));
     up.interrupt();
 }
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_buildkit_that_cannot_start_is_reported_by_install_status_and_build() {
+    let bk = Namespace::new("incluster-bad");
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    p.write_config_full(&format!("addr = \"kube-deployment://buildkitd?namespace={}\"", bk.0), "", "");
+    // An image nobody pushed (so no node has it either).
+    let image = format!("{}/no-such-buildkit:{}", env("DEVLOOP_REGISTRY"), nonce());
+    let out = p.devloop(&["buildkit", "install", "--namespace", &bk.0, "--image", &image, "--timeout", "90s"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("deployment {}/buildkitd did not become ready: pod buildkitd-", bk.0)) && err.contains("ErrImagePull"), "{err}");
+    for args in [&["buildkit", "status"][..], &["build"]] {
+        let out = p.devloop(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("BuildKit is unreachable at kube-deployment://buildkitd?namespace={}: no Ready pod of deployment {}/buildkitd (buildkitd-", bk.0, bk.0))
+                && (err.contains("ErrImagePull") || err.contains("ImagePullBackOff")),
+            "{args:?}: {err}"
+        );
+    }
+    let out = p.devloop(&["buildkit", "status", "--addr", &format!("kube-deployment://nothing?namespace={}", bk.0)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("no such deployment {}/nothing", bk.0)), "{err}");
+}
