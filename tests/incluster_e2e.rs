@@ -297,3 +297,45 @@ fn a_buildkit_that_cannot_start_is_reported_by_install_status_and_build() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("no such deployment {}/nothing", bk.0)), "{err}");
 }
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_user_with_the_documented_rbac_builds_and_without_portforward_is_told_what_is_missing() {
+    let bk = Namespace::new("incluster-rbac");
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    p.write_config_full(&format!("addr = \"kube-deployment://buildkitd?namespace={}\"", bk.0), "", "");
+    install(&p, &bk.0);
+    // A ServiceAccount with what the README says a developer needs in BuildKit's namespace, and no more.
+    kubectl(&["-n", &bk.0, "create", "serviceaccount", "dev"]);
+    kubectl(&["-n", &bk.0, "create", "role", "find", "--verb=get,list", "--resource=deployments.apps,pods"]);
+    kubectl(&["-n", &bk.0, "create", "rolebinding", "find", "--role=find", &format!("--serviceaccount={}:dev", bk.0)]);
+    let token = kubectl(&["-n", &bk.0, "create", "token", "dev"]);
+    let server = kubectl(&["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"]);
+    let ca = kubectl(&["config", "view", "--raw", "--minify", "-o", "jsonpath={.clusters[0].cluster.certificate-authority-data}"]);
+    let home = tempfile::tempdir().unwrap();
+    let kubeconfig = home.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
+             users:\n- name: dev\n  user:\n    token: {}\ncontexts:\n- name: devloop-local\n  context: {{cluster: c, user: dev}}\n\
+             current-context: devloop-local\n",
+            token.trim()
+        ),
+    )
+    .unwrap();
+    let build = || p.devloop_at(p.dir.path(), &["build"], &[("KUBECONFIG", &kubeconfig)]);
+
+    let out = build();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("forbidden") && err.contains(&format!("`get` and `create` on pods/portforward in {}", bk.0)), "{err}");
+
+    kubectl(&["-n", &bk.0, "create", "role", "forward", "--verb=get,create", "--resource=pods/portforward"]);
+    kubectl(&["-n", &bk.0, "create", "rolebinding", "forward", "--role=forward", &format!("--serviceaccount={}:dev", bk.0)]);
+    let out = eventually("a build with the port-forward role", 30, || {
+        let out = build();
+        if out.status.success() { Ok(out) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
+    });
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{}: pushed ", p.name)));
+}

@@ -196,7 +196,15 @@ impl Dialer {
         let port = self.addr.port;
         let ns = &self.namespace;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        let mut pf = pods.portforward(&pod, &[port]).await.map_err(|e| format!("port-forward to pod {ns}/{pod} port {port} refused: {e}"))?;
+        let mut pf = pods.portforward(&pod, &[port]).await.map_err(|e| match e {
+            // WebSocket port-forwards are authorized as `get` (Kubernetes ≤ 1.34) or `create` (newer).
+            kube::Error::Api(s) if s.code == 403 => format!(
+                "port-forward to pod {ns}/{pod} forbidden: {} (a user needs `get` and `create` on pods/portforward in {ns})",
+                s.message
+            ),
+            kube::Error::Api(s) => format!("port-forward to pod {ns}/{pod} port {port} refused by the API server: {}", s.message),
+            other => format!("port-forward to pod {ns}/{pod} port {port} failed: {other}"),
+        })?;
         let (Some(stream), Some(error)) = (pf.take_stream(port), pf.take_error(port)) else {
             return Err(format!("port-forward to pod {ns}/{pod}: no stream for port {port}"));
         };
