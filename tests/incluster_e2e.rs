@@ -339,3 +339,70 @@ fn a_user_with_the_documented_rbac_builds_and_without_portforward_is_told_what_i
     });
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{}: pushed ", p.name)));
 }
+
+/// A PersistentVolume (hostPath on this machine: the stack has one node and no provisioner) bound in
+/// advance to claim `ns/claim`; deleted, with its directory, when dropped.
+struct HostVolume {
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+impl HostVolume {
+    fn for_claim(ns: &str, claim: &str) -> HostVolume {
+        let name = format!("incluster-{}", nonce());
+        let dir = tempfile::Builder::new().prefix("devloop-incluster-pv").tempdir_in("/var/tmp").unwrap();
+        let pv = format!(
+            "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {name}}}\nspec:\n  capacity: {{storage: 1Gi}}\n  \
+             accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Retain\n  storageClassName: \"\"\n  \
+             hostPath: {{path: {}, type: Directory}}\n  claimRef: {{namespace: {ns}, name: {claim}}}\n",
+            dir.path().display()
+        );
+        let file = dir.path().join("pv.yaml");
+        std::fs::write(&file, pv).unwrap();
+        kubectl(&["apply", "-f", file.to_str().unwrap()]);
+        std::fs::remove_file(file).unwrap();
+        HostVolume { name, dir }
+    }
+}
+
+impl Drop for HostVolume {
+    fn drop(&mut self) {
+        let _ = try_kubectl(&["delete", "pv", &self.name, "--wait=false"]);
+        let _ = &self.dir; // removed by TempDir
+    }
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn with_pvc_the_cache_outlives_the_pod() {
+    let bk = Namespace::new("incluster-pvc");
+    let volume = HostVolume::for_claim(&bk.0, "buildkitd-state");
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    p.write_config_full(&format!("addr = \"kube-deployment://buildkitd?namespace={}\"", bk.0), "", "");
+    let (out, _) = p.ok(&[
+        "buildkit", "install", "--namespace", &bk.0, "--image", &env("DEVLOOP_STACK_BUILDKIT_IMAGE"),
+        "--insecure-registry", &env("DEVLOOP_REGISTRY"), "--pvc", "1Gi",
+    ]);
+    assert!(out.contains(&format!("persistentvolumeclaim {}/buildkitd-state applied (1Gi)", bk.0)), "{out}");
+    assert_eq!(kubectl(&["-n", &bk.0, "get", "pvc", "buildkitd-state", "-o", "jsonpath={.spec.volumeName}"]), volume.name);
+    p.ok(&["build"]);
+    let first = buildkit_pods(&bk.0);
+    let (_, before) = cache_line(&p.ok(&["buildkit", "status"]).0);
+    assert!(before > 0);
+
+    kubectl(&["-n", &bk.0, "delete", "pod", &first[0]]);
+    eventually("a new Ready BuildKit pod", 120, || match buildkit_pods(&bk.0).as_slice() {
+        [one] if *one != first[0] => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    let (_, after) = cache_line(&p.ok(&["buildkit", "status"]).0);
+    assert!(after >= before, "the cache went from {before} to {after} records");
+    // The same build again on the new pod: every step from the kept cache.
+    let (out, err) = p.ok(&["build", "--force"]);
+    assert!(out.contains("3/9 steps cached"), "{out}\n{err}");
+    for step in ["[2/4] RUN mkdir -p /www", "[3/4] COPY serve.sh /serve.sh", "[4/4] COPY www/ /www/"] {
+        assert!(err.lines().any(|l| l.contains(step) && l.ends_with(" CACHED")), "{step} not from the cache:\n{err}");
+    }
+    // The pod goes before its volume's directory does.
+    kubectl(&["delete", "namespace", &bk.0, "--timeout=120s"]);
+}
