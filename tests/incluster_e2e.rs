@@ -406,3 +406,32 @@ fn with_pvc_the_cache_outlives_the_pod() {
     // The pod goes before its volume's directory does.
     kubectl(&["delete", "namespace", &bk.0, "--timeout=120s"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local stack: run scripts/test"]
+async fn one_client_reconnects_to_the_new_pod_after_a_restart() {
+    use devloop::buildkit::{self, kube::Cluster};
+    let bk = Namespace::new("incluster-reconnect");
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    tokio::task::block_in_place(|| install(&p, &bk.0));
+    let cfg = devloop::config::Buildkit { addr: format!("kube-deployment://buildkitd?namespace={}", bk.0), ..Default::default() };
+    let kube = devloop::config::Kube { context: Some("devloop-local".into()), ..Default::default() };
+    let opts = devloop::deploy::KubeOptions::default();
+    let mut client = buildkit::connect(&cfg, Cluster { kube: &kube, opts: &opts }).await.unwrap();
+    let via = client.via.clone().unwrap();
+    let first = via.pod().unwrap();
+    kubectl(&["-n", &bk.0, "delete", "pod", first.rsplit('/').next().unwrap()]);
+    // The same client (one tonic channel): its connection broke with the pod; the next calls dial again
+    // through the connector, which finds the Deployment's new pod once it is Ready.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match client.control.list_workers(bollard_buildkit_proto::moby::buildkit::v1::ListWorkersRequest::default()).await {
+            Ok(r) if !r.get_ref().record.is_empty() => break,
+            other => assert!(Instant::now() < deadline, "no answer from a new pod: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let second = via.pod().unwrap();
+    assert_ne!(first, second);
+    assert!(buildkit_pods(&bk.0).iter().any(|p| second.ends_with(p.as_str())), "{second}");
+}
