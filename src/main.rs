@@ -246,7 +246,6 @@ async fn buildkit_command(cfg: &config::Config, action: &BuildkitAction, out: &m
     use devloop::buildkit::{install, kube::Cluster, status};
     match action {
         BuildkitAction::Install { kube, name, image, registry_ca, insecure_registry, pvc, snapshotter, timeout } => {
-            let target = devloop::deploy::connect(&cfg.kube, &kube.options(cfg)?).await?;
             let spec = install::Install {
                 name: name.clone(),
                 image: image.clone(),
@@ -256,6 +255,9 @@ async fn buildkit_command(cfg: &config::Config, action: &BuildkitAction, out: &m
                 snapshotter: snapshotter.clone(),
                 timeout: (*timeout).into(),
             };
+            // Bad flags are said before the cluster is asked anything.
+            install::config_files(&spec).map_err(|e| engine::Error::BadFlag(e.to_string()))?;
+            let target = devloop::deploy::connect(&cfg.kube, &kube.options(cfg)?).await?;
             match install::install(&target, &spec, out).await {
                 Ok(()) => Ok(true),
                 Err(install::Error::Deploy(e)) => Err(e.into()),

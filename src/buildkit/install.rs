@@ -72,6 +72,15 @@ fn check_host(flag: &'static str, host: &str) -> Result<(), Error> {
 
 /// The ConfigMap's files: `buildkitd.toml` and one CA file per `--registry-ca`. Reads the CA files.
 pub fn config_files(spec: &Install) -> Result<BTreeMap<String, String>, Error> {
+    let n = &spec.name;
+    let label = !n.is_empty()
+        && n.len() <= 63
+        && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !n.starts_with('-')
+        && !n.ends_with('-');
+    if !label {
+        return Err(Error::Flag { flag: "--name", message: format!("`{n}` is not a valid name (lowercase letters, digits, `-`)") });
+    }
     let mut files = BTreeMap::new();
     let mut toml = String::from("# Written by `devloop buildkit install`; changes are overwritten by the next install.\n");
     toml.push_str("[worker.oci]\n  enabled = true\n");
@@ -270,6 +279,7 @@ mod tests {
             (Install { registry_ca: vec!["reg=/nonexistent/ca.pem".into()], ..spec() }, "--registry-ca: cannot read /nonexistent/ca.pem"),
             (Install { insecure_registry: vec!["reg\"]\nx".into()], ..spec() }, "--insecure-registry: "),
             (Install { snapshotter: Some("a b".into()), ..spec() }, "--snapshotter: "),
+            (Install { name: "BuildKit".into(), ..spec() }, "--name: `BuildKit` is not a valid name"),
         ];
         for (s, want) in cases {
             let e = config_files(s).unwrap_err().to_string();
