@@ -32,7 +32,7 @@ pub fn short(d: Duration) -> String {
 /// The summary line of one iteration.
 pub fn summary_line(s: &Summary) -> String {
     let build = if s.registry_hit {
-        "build skipped (in registry)".to_string()
+        "build skipped (already in the registry)".to_string()
     } else {
         format!("build {} ({}/{} cached)", short(s.build), s.steps.1, s.steps.0)
     };

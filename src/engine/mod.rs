@@ -189,7 +189,14 @@ pub async fn build_images(
         let name = &h.image.name;
         if !force {
             if let Some(digest) = destination.present(name, &h.snapshot.tag).await? {
-                let _ = writeln!(out, "{name}: {} is already in {} ({digest}), nothing to build", h.reference, destination.describe());
+                // A registry shared by a team is its build cache: say so, since a teammate may have pushed it.
+                let whose = if matches!(destination, Destination::Registry(_)) { " (pushed earlier by you or a teammate)" } else { "" };
+                let _ = writeln!(
+                    out,
+                    "{name}: {} is already in {}{whose} ({digest}), nothing to build",
+                    h.reference,
+                    destination.describe()
+                );
                 outcomes.push(Outcome::Present { reference: h.reference, digest });
                 continue;
             }

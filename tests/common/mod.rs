@@ -238,16 +238,23 @@ impl Up {
 
     /// `devloop up --json ARGS`.
     pub fn start_with(p: &Project, args: &[&str]) -> Up {
+        Self::start_env(p, args, &[])
+    }
+
+    /// `devloop up --json ARGS` with extra environment variables (as `Project::devloop_at`).
+    pub fn start_env(p: &Project, args: &[&str], envs: &[(&str, &Path)]) -> Up {
         use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_devloop"))
-            .args(["up", "--json"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_devloop"));
+        cmd.args(["up", "--json"])
             .args(args)
             .current_dir(p.dir.path())
             .env_remove("DEVLOOP_REGISTRY")
             .env_remove("BUILDKIT_HOST")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stdout(std::process::Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
         let (tx, events) = std::sync::mpsc::channel();
         let stdout = child.stdout.take().unwrap();
         std::thread::spawn(move || {

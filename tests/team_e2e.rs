@@ -1,0 +1,227 @@
+//! The team setup of the README, end to end on the real stack: an admin installs BuildKit into the cluster
+//! (`devloop buildkit install`) and applies `examples/team/rbac.yaml`; two developers, each a real
+//! Kubernetes user (a client certificate from the stack's CA) holding only those roles, run `devloop up`
+//! with the same image name and the same sources, against the same in-cluster BuildKit (reached through the
+//! API server), pushing to the authenticated registry and pulling through the pull Secret devloop creates.
+//! The second developer builds nothing (the registry is the team's cache), neither touches the other's pods,
+//! and `down` removes only one's own objects.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A developer: an OS user name, a kubeconfig authenticating as that user, and a Docker config holding the
+/// authenticated registry's credentials.
+struct Dev {
+    user: String,
+    home: tempfile::TempDir,
+}
+
+impl Dev {
+    fn new(user: &str, registry: &str) -> Dev {
+        let home = tempfile::tempdir().unwrap();
+        let pki = PathBuf::from(env("DEVLOOP_STACK_PKI"));
+        let d = home.path();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).current_dir(d).output().unwrap();
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "user.key", "-out", "user.csr", "-subj", &format!("/CN={user}")]);
+        std::fs::write(d.join("user.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+        let (ca, ca_key) = (pki.join("ca.crt"), pki.join("ca.key"));
+        run(&[
+            "x509", "-req", "-in", "user.csr", "-CA", ca.to_str().unwrap(), "-CAkey", ca_key.to_str().unwrap(),
+            "-CAcreateserial", "-CAserial", "ca.srl", "-out", "user.crt", "-days", "1", "-extfile", "user.ext",
+        ]);
+        let b64 = |p: &Path| {
+            use std::io::Write;
+            let mut c = Command::new("base64").arg("-w0").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+            c.stdin.take().unwrap().write_all(&std::fs::read(p).unwrap()).unwrap();
+            String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
+        };
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: devloop-local\n  cluster: {{server: \"https://10.201.0.2:6443\", certificate-authority-data: \"{}\"}}\n\
+             users:\n- name: {user}\n  user: {{client-certificate-data: \"{}\", client-key-data: \"{}\"}}\n\
+             contexts:\n- name: devloop-local\n  context: {{cluster: devloop-local, user: {user}}}\ncurrent-context: devloop-local\n",
+            b64(&ca),
+            b64(&d.join("user.crt")),
+            b64(&d.join("user.key")),
+        );
+        std::fs::write(d.join("kubeconfig"), kubeconfig).unwrap();
+        let password = std::fs::read_to_string(env("DEVLOOP_STACK_AUTH_PASSWORD_FILE")).unwrap();
+        let auth = base64_of(&format!("{}:{}", env("DEVLOOP_STACK_AUTH_USER"), password.trim()));
+        std::fs::create_dir_all(d.join("docker")).unwrap();
+        std::fs::write(d.join("docker/config.json"), format!("{{\"auths\": {{\"{registry}\": {{\"auth\": \"{auth}\"}}}}}}")).unwrap();
+        Dev { user: user.to_string(), home }
+    }
+
+    fn envs(&self) -> Vec<(&'static str, PathBuf)> {
+        vec![
+            ("USER", PathBuf::from(&self.user)),
+            ("KUBECONFIG", self.home.path().join("kubeconfig")),
+            ("DOCKER_CONFIG", self.home.path().join("docker")),
+        ]
+    }
+
+    fn namespace(&self) -> String {
+        format!("dev-{}", self.user)
+    }
+
+    /// `devloop ARGS` as this developer in project `p`; returns (success, stdout, stderr).
+    fn devloop(&self, p: &Project, args: &[&str]) -> (bool, String, String) {
+        let envs = self.envs();
+        let envs: Vec<(&str, &Path)> = envs.iter().map(|(k, v)| (*k, v.as_path())).collect();
+        let out = p.devloop_at(p.dir.path(), args, &envs);
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    fn ok(&self, p: &Project, args: &[&str]) -> String {
+        let (ok, o, e) = self.devloop(p, args);
+        assert!(ok, "devloop {args:?} as {} failed:\n{o}\n{e}", self.user);
+        assert_no_password(&o);
+        assert_no_password(&e);
+        o
+    }
+
+    fn up(&self, p: &Project) -> Up {
+        let envs = self.envs();
+        let envs: Vec<(&str, &Path)> = envs.iter().map(|(k, v)| (*k, v.as_path())).collect();
+        Up::start_env(p, &[], &envs)
+    }
+}
+
+fn base64_of(s: &str) -> String {
+    use std::io::Write;
+    let mut c = Command::new("base64").arg("-w0").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    c.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
+}
+
+fn assert_no_password(text: &str) {
+    let password = std::fs::read_to_string(env("DEVLOOP_STACK_AUTH_PASSWORD_FILE")).unwrap();
+    assert!(!text.contains(password.trim()), "the registry password was printed:\n{text}");
+}
+
+/// `examples/team/rbac.yaml` as the README tells an admin to apply it, for developers `users` and BuildKit's
+/// namespace `bk`: the file's own ClusterRoles, and its per-developer objects with the names replaced.
+fn apply_rbac(users: &[&str], bk: &str) {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/team/rbac.yaml")).unwrap();
+    let docs: Vec<&str> = text.split("\n---\n").collect();
+    let (roles, per_dev): (Vec<&str>, Vec<&str>) = docs.iter().partition(|d| d.contains("kind: ClusterRole\n"));
+    let mut all = roles.join("\n---\n");
+    for u in users {
+        let mine = per_dev
+            .join("\n---\n")
+            .replace("name: alice", &format!("name: {u}"))
+            .replace("-alice", &format!("-{u}"))
+            .replace("namespace: buildkit", &format!("namespace: {bk}"));
+        all.push_str("\n---\n");
+        all.push_str(&mine);
+    }
+    let path = std::env::temp_dir().join(format!("devloop-rbac-{}.yaml", nonce()));
+    std::fs::write(&path, &all).unwrap();
+    kubectl(&["apply", "-f", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(path);
+}
+
+/// The hello example under image `name` (same sources for both developers), deployed from its manifests
+/// into `dev-{user}` through the in-cluster BuildKit in `bk`, pushed to the authenticated registry.
+fn team_project(name: &str, bk: &str) -> Project {
+    let mut p = Project::hello(&env("DEVLOOP_STACK_AUTH_REGISTRY"));
+    p.name = name.to_string();
+    std::fs::write(p.path("app/www/nonce.txt"), name).unwrap();
+    for f in ["app/k8s/deployment.yaml", "app/k8s/service.yaml"] {
+        let text = std::fs::read_to_string(p.path(f)).unwrap().replace("image: hello", &format!("image: {name}"));
+        std::fs::write(p.path(f), text).unwrap();
+    }
+    let cfg = format!(
+        "[buildkit]\naddr = \"kube-deployment://buildkitd?namespace={bk}\"\n\
+         [kube]\ncontext = \"devloop-local\"\nnamespace = \"dev-{{user}}\"\n\
+         [registry]\nhost = \"{reg}\"\nca = \"{ca}\"\npull-secret = true\n\
+         [[image]]\nname = \"{name}\"\ncontext = \"app\"\nbuild-args = {{ REGISTRY = \"{plain}\" }}\n\
+         [[deploy]]\nimage = \"{name}\"\nmanifests = [\"app/k8s/*.yaml\"]\n",
+        reg = env("DEVLOOP_STACK_AUTH_REGISTRY"),
+        ca = env("DEVLOOP_STACK_CA"),
+        plain = env("DEVLOOP_REGISTRY"),
+    );
+    std::fs::write(p.path("devloop.toml"), cfg).unwrap();
+    p
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn two_developers_share_in_cluster_buildkit_and_an_authenticated_registry() {
+    let n = nonce();
+    let reg = env("DEVLOOP_STACK_AUTH_REGISTRY");
+    let bk = Namespace::new("team-bk");
+    let (alice, bob) = (Dev::new(&format!("alice-{n}"), &reg), Dev::new(&format!("bob-{n}"), &reg));
+    // The admin's part: BuildKit in the cluster, trusting the registries it pulls from and pushes to.
+    let admin = Project::hello(&env("DEVLOOP_REGISTRY"));
+    let (o, _) = admin.ok(&[
+        "buildkit", "install", "--namespace", &bk.0, "--image", &env("DEVLOOP_STACK_BUILDKIT_IMAGE"),
+        "--insecure-registry", &env("DEVLOOP_REGISTRY"), "--registry-ca", &format!("{reg}={}", env("DEVLOOP_STACK_CA")),
+    ]);
+    assert!(o.contains(&format!("kube-deployment://buildkitd?namespace={}", bk.0)), "{o}");
+    apply_rbac(&[&alice.user, &bob.user], &bk.0);
+    let (_alice_ns, _bob_ns) = (Namespace(alice.namespace()), Namespace(bob.namespace()));
+
+    // The roles are all they have: nothing outside their namespaces.
+    let forbidden = Command::new("kubectl")
+        .args(["--kubeconfig", alice.home.path().join("kubeconfig").to_str().unwrap(), "-n", "default", "get", "pods"])
+        .output()
+        .unwrap();
+    assert!(!forbidden.status.success() && String::from_utf8_lossy(&forbidden.stderr).contains("forbidden"));
+
+    let name = format!("team-{n}");
+    let (pa, pb) = (team_project(&name, &bk.0), team_project(&name, &bk.0));
+    assert_eq!(pa.tag(), pb.tag(), "same sources, same tag");
+
+    // Alice is first: her `up` builds in the cluster and pushes.
+    let mut up_a = alice.up(&pa);
+    let it = up_a.wait("iteration", 300);
+    assert_eq!(it["registry_hit"], false, "{it}");
+    let alice_pods = live_pods(&alice.namespace(), "hello");
+    assert_eq!(alice_pods.len(), 1, "{alice_pods:?}");
+    assert!(page(&alice.namespace(), &alice_pods[0]).unwrap().contains("Hello from devloop"));
+
+    // Bob's build finds the tag alice pushed: the registry is the team's cache.
+    let out = bob.ok(&pb, &["build"]);
+    assert!(out.contains("is already in") && out.contains("teammate") && out.contains("nothing to build"), "{out}");
+    let mut up_b = bob.up(&pb);
+    let it = up_b.wait("iteration", 300);
+    assert_eq!(it["registry_hit"], true, "{it}");
+    let bob_pods = live_pods(&bob.namespace(), "hello");
+    assert_eq!(bob_pods.len(), 1, "{bob_pods:?}");
+
+    // Both pods run the image from the authenticated registry, pulled with the Secret devloop made.
+    for (dev, pods) in [(&alice, &alice_pods), (&bob, &bob_pods)] {
+        let ns = dev.namespace();
+        let image = kubectl(&["-n", &ns, "get", "pod", &pods[0], "-o", "jsonpath={.spec.containers[0].image}"]);
+        assert!(image.starts_with(&format!("{reg}/{name}:")) && image.contains("@sha256:"), "{image}");
+        let secrets = kubectl(&["-n", &ns, "get", "pod", &pods[0], "-o", "jsonpath={.spec.imagePullSecrets[*].name}"]);
+        assert!(!secrets.trim().is_empty(), "no imagePullSecrets on {ns}/{}", pods[0]);
+        for s in secrets.split_whitespace() {
+            let ty = kubectl(&["-n", &ns, "get", "secret", s, "-o", "jsonpath={.type}"]);
+            assert_eq!(ty, "kubernetes.io/dockerconfigjson");
+        }
+    }
+    // Neither run touched the other's namespace.
+    assert_eq!(live_pods(&alice.namespace(), "hello"), alice_pods);
+    up_a.interrupt();
+    up_b.interrupt();
+    for e in up_a.seen.iter().chain(up_b.seen.iter()) {
+        assert_no_password(&e.to_string());
+    }
+
+    // Alice's `down` deletes her objects (her namespace was the admin's: kept); Bob's pod keeps serving.
+    let out = alice.ok(&pa, &["down"]);
+    assert!(out.contains(&format!("deployment {}/hello deleted", alice.namespace())), "{out}");
+    assert!(out.contains(&format!("namespace {} kept", alice.namespace())), "{out}");
+    eventually("alice's pods are gone", 120, || {
+        let left = live_pods(&alice.namespace(), "hello");
+        if left.is_empty() { Ok(()) } else { Err(format!("{left:?}")) }
+    });
+    assert_eq!(live_pods(&bob.namespace(), "hello"), bob_pods);
+    assert!(page(&bob.namespace(), &bob_pods[0]).unwrap().contains("Hello from devloop"));
+}
