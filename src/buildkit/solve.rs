@@ -327,7 +327,7 @@ fn failure_report(spec: &BuildSpec<'_>, progress: &Progress, message: &str) -> S
     out.push_str(&format!("\n  buildkit: {message}"));
     if message.contains("push") || message.contains("401") || message.contains("denied") {
         out.push_str(&format!(
-            "\n  the registry refused the push of {}: check [registry] host, `insecure`, and credentials in ~/.docker/config.json",
+            "\n  the registry refused the push of {}: check [registry] host, `insecure`, and the credentials in Docker's config ($DOCKER_CONFIG or ~/.docker: auths, credsStore, credHelpers)",
             spec.reference
         ));
     }
