@@ -80,8 +80,13 @@ impl Creds {
 /// devloop.toml for the authenticated registry: the stack's buildkitd (which trusts the CA), the base image
 /// from the plain registry, `pull-secret = true`, and `rest` (kube and deploy tables).
 fn auth_config(p: &Project, rest: &str) {
+    auth_config_with(p, "true", rest)
+}
+
+/// [`auth_config`] with `pull-secret = <pull_secret>`.
+fn auth_config_with(p: &Project, pull_secret: &str, rest: &str) {
     let cfg = format!(
-        "[buildkit]\naddr = \"{bk}\"\n[registry]\nhost = \"{reg}\"\nca = \"{ca}\"\npull-secret = true\n\
+        "[buildkit]\naddr = \"{bk}\"\n[registry]\nhost = \"{reg}\"\nca = \"{ca}\"\npull-secret = {pull_secret}\n\
          [[image]]\nname = \"{name}\"\ncontext = \"app\"\nbuild-args = {{ REGISTRY = \"{plain}\" }}\n{rest}",
         bk = env("BUILDKIT_HOST"),
         reg = env("DEVLOOP_STACK_AUTH_REGISTRY"),
@@ -186,19 +191,25 @@ fn manifest_mode_references_the_secret_from_the_applied_pod_template_and_check_m
         std::fs::write(p.path(f), text).unwrap();
     }
     let secret = secret_name();
-    auth_config(
-        &p,
-        &format!(
-            "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{}\"\n[[deploy]]\nimage = \"{}\"\nmanifests = [\"app/k8s/*.yaml\"]\n\
-             [check]\ncommands = [\"kubectl -n $DEVLOOP_NAMESPACE get secret {secret} -o jsonpath='{{.type}}' | grep -qx kubernetes.io/dockerconfigjson\"]\n",
-            ns.0, p.name
-        ),
+    let rest = format!(
+        "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{}\"\n[[deploy]]\nimage = \"{}\"\nmanifests = [\"app/k8s/*.yaml\"]\n\
+         rollout-timeout = \"60s\"\n\
+         [check]\ncommands = [\"kubectl -n $DEVLOOP_NAMESPACE get secret {secret} -o jsonpath='{{.type}}' | grep -qx kubernetes.io/dockerconfigjson\"]\n",
+        ns.0, p.name
     );
+    // Without a pull secret the kubelet is refused (its pull is anonymous): a hint says why, and the rollout
+    // fails with the pull error.
+    auth_config_with(&p, "false", &rest);
     let creds = Creds::helper();
     let reg = env("DEVLOOP_STACK_AUTH_REGISTRY");
+    let (ok, out, err) = creds.devloop(&p, &["deploy"]);
+    assert!(!ok && out.contains(&format!("namespace {} created", ns.0)), "{out}\n{err}");
+    assert!(out.contains(&format!("hint: registry {reg} asks for credentials")) && out.contains("pull-secret = true"), "{out}");
+    assert!(out.contains("FAILED") && (out.contains("ErrImagePull") || out.contains("ImagePullBackOff")), "{out}");
+    assert!(pull_secrets(&ns.0, "deployment/hello").is_empty());
 
+    auth_config(&p, &rest);
     let out = creds.ok(&p, &["deploy"]);
-    assert!(out.contains(&format!("namespace {} created", ns.0)), "{out}");
     assert!(out.contains(&format!("pull secret {}/{secret} applied", ns.0)), "{out}");
     assert!(out.contains(&format!("rollout of deployment {}/hello done", ns.0)), "{out}");
     assert_secret(&ns.0);
@@ -242,4 +253,28 @@ fn without_credentials_the_registry_is_named_and_a_missing_helper_too() {
     let (ok, o, e) = missing.devloop(&p, &["build"]);
     assert!(!ok, "{o}\n{e}");
     assert!(e.contains("docker-credential-devloop-missing") && e.contains(&reg) && e.contains("not on PATH"), "{o}\n{e}");
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_helm_release_gets_the_secret_through_its_pull_secrets_value() {
+    let ns = Namespace::new("authreg-helm");
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    auth_config(
+        &p,
+        &format!(
+            "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{ns}\"\n[[deploy]]\nimage = \"{name}\"\nrollout-timeout = \"60s\"\n\
+             helm = {{ chart = \"app/chart\", release = \"{name}\", image-values = {{ pull-secrets = \"imagePullSecrets\" }} }}\n",
+            ns = ns.0,
+            name = p.name
+        ),
+    );
+    let creds = Creds::helper();
+    let out = creds.ok(&p, &["deploy"]);
+    let secret = secret_name();
+    assert!(out.contains(&format!("pull secret {}/{secret} applied", ns.0)) && out.contains("upgraded to revision 1"), "{out}");
+    assert_eq!(pull_secrets(&ns.0, &format!("deployment/{}", p.name)), [secret.clone()]);
+    let pod = ready_pod(&ns.0, &p.name, &format!("{}/{}:", env("DEVLOOP_STACK_AUTH_REGISTRY"), p.name));
+    assert_pulled(&ns.0, &pod);
+    assert_secret(&ns.0);
 }

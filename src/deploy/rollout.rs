@@ -71,8 +71,8 @@ pub struct Timeline {
 
 impl Timeline {
     /// Notes what `pod` shows, if it is one of the rollout's new pods.
-    fn saw(&mut self, pod: &Pod, refs: &[String]) {
-        if !is_new(pod, refs) || pod.metadata.deletion_timestamp.is_some() {
+    fn saw(&mut self, pod: &Pod, refs: &[String], dep: Option<&Deployment>) {
+        if !is_new(pod, refs, dep) || pod.metadata.deletion_timestamp.is_some() {
             return;
         }
         let now = std::time::Instant::now();
@@ -89,10 +89,15 @@ impl Timeline {
     }
 }
 
-/// Whether `pod` runs one of the rollout's images (a container's spec image equals one of `refs`).
-fn is_new(pod: &Pod, refs: &[String]) -> bool {
+/// Whether `pod` runs one of the rollout's images (a container's spec image equals one of `refs`) with the
+/// pull secrets of the Deployment's template (when known): adding devloop's pull secret rolls pods without
+/// changing the image, and the old pods that could not pull are then not the rollout's.
+fn is_new(pod: &Pod, refs: &[String], dep: Option<&Deployment>) -> bool {
     let Some(spec) = &pod.spec else { return false };
-    spec.containers.iter().chain(spec.init_containers.iter().flatten()).any(|c| c.image.as_ref().is_some_and(|i| refs.contains(i)))
+    let runs = spec.containers.iter().chain(spec.init_containers.iter().flatten()).any(|c| c.image.as_ref().is_some_and(|i| refs.contains(i)));
+    let wanted = dep.and_then(|d| d.spec.as_ref()).and_then(|s| s.template.spec.as_ref()).and_then(|s| s.image_pull_secrets.as_ref());
+    let has = spec.image_pull_secrets.as_deref().unwrap_or_default();
+    runs && wanted.into_iter().flatten().all(|w| has.iter().any(|h| h.name == w.name))
 }
 
 /// Judges a rollout from the Deployment and its pods. Pure, so tests drive it without a cluster.
@@ -115,7 +120,7 @@ pub fn assess(dep: &Deployment, pods: &[Pod], refs: &[String]) -> Verdict {
         }
     }
     let mut new_pods: Vec<&Pod> =
-        pods.iter().filter(|p| is_new(p, refs) && p.metadata.deletion_timestamp.is_none()).collect();
+        pods.iter().filter(|p| is_new(p, refs, Some(dep)) && p.metadata.deletion_timestamp.is_none()).collect();
     new_pods.sort_by_key(|p| p.metadata.name.clone());
     for pod in &new_pods {
         if let Some(f) = pod_failure(pod) {
@@ -243,7 +248,7 @@ pub async fn watch(
                 },
                 ev = pod_stream.next() => match ev {
                     Some(Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => {
-                        timeline.saw(&p, refs);
+                        timeline.saw(&p, refs, dep.as_ref());
                         pods.insert(p.metadata.name.clone().unwrap_or_default(), p);
                     }
                     Some(Ok(watcher::Event::Delete(p))) => {

@@ -449,7 +449,8 @@ async fn helm_release(
     rolled: &mut Vec<Rolled>,
     intr: Option<&Interrupt>,
 ) -> Result<bool, Error> {
-    let release = helm::upgrade(h, &cfg.root, &t.namespace, &t.context, reference).await.map_err(deploy::Error::from)?;
+    let secret = pull_secret_name(cfg);
+    let release = helm::upgrade(h, &cfg.root, &t.namespace, &t.context, reference, secret.as_deref()).await.map_err(deploy::Error::from)?;
     let what = format!("helm release {}/{}", t.namespace, h.release);
     let _ = writeln!(out, "{}: {what} upgraded to revision {} ({reference})", d.image, release.revision);
     let reg = &cfg.registry;

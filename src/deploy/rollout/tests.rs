@@ -87,3 +87,18 @@ fn a_deployment_is_described_by_its_template_images_and_replica_counts() {
     assert!(line.starts_with(&format!("template images web={NEW}, log={OLD}; ")), "{line}");
     assert!(line.ends_with("(the controller has not seen the latest template yet)"), "{line}");
 }
+
+#[test]
+fn adding_a_pull_secret_rolls_without_a_new_image_and_the_old_pods_that_could_not_pull_are_not_blamed() {
+    let refs = vec![NEW.to_string()];
+    let mut dep = deployment(3, 3, 1, 1, 0, 2);
+    dep.spec.as_mut().unwrap().template.spec =
+        Some(serde_json::from_value(json!({"containers": [{"name": "web", "image": NEW}], "imagePullSecrets": [{"name": "s"}]})).unwrap());
+    let old = pod("o", NEW, waiting("ImagePullBackOff"));
+    let mut new = pod("n", NEW, json!({}));
+    new.spec.as_mut().unwrap().image_pull_secrets = Some(vec![k8s_openapi::api::core::v1::LocalObjectReference { name: "s".into() }]);
+    assert_eq!(reason(&assess(&dep, &[old.clone(), new.clone()], &refs)), "progressing");
+    let mut failing = new.clone();
+    failing.status = serde_json::from_value(waiting("ErrImagePull")).unwrap();
+    assert_eq!(reason(&assess(&dep, &[old, failing], &refs)), "ErrImagePull", "a new pod that cannot pull is");
+}
