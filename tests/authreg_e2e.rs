@@ -161,9 +161,9 @@ fn patch_mode_pushes_with_a_credential_helper_and_the_kubelet_pulls_with_the_sec
     assert!(out.contains(&format!("imagePullSecrets += {secret}")), "{out}");
     assert!(out.contains(&format!("rollout of deployment {}/{} done", ns.0, p.name)), "{out}");
     assert_secret(&ns.0);
-    assert_eq!(pull_secrets(&ns.0, &format!("deployment/{}", p.name)), [secret.clone()]);
+    assert_eq!(pull_secrets(&ns.0, &format!("deployment/{}", p.name)), [secret.as_str()]);
     let pod = ready_pod(&ns.0, &p.name, &format!("{reg}/{}:", p.name));
-    assert_eq!(pull_secrets(&ns.0, &format!("pod/{pod}")), [secret.clone()]);
+    assert_eq!(pull_secrets(&ns.0, &format!("pod/{pod}")), [secret.as_str()]);
     assert_pulled(&ns.0, &pod);
     assert!(page(&ns.0, &pod).unwrap().contains("Hello from devloop"));
 
@@ -172,7 +172,7 @@ fn patch_mode_pushes_with_a_credential_helper_and_the_kubelet_pulls_with_the_sec
     assert!(out.contains("is already in") && out.contains("nothing to build"), "{out}");
     let out = creds.ok(&p, &["deploy"]);
     assert!(out.contains("nothing to do") && !out.contains("applied"), "{out}");
-    assert_eq!(pull_secrets(&ns.0, &format!("deployment/{}", p.name)), [secret.clone()], "no duplicate reference");
+    assert_eq!(pull_secrets(&ns.0, &format!("deployment/{}", p.name)), [secret.as_str()], "no duplicate reference");
 
     // `down` deletes the Secret devloop made; the patched Deployment and the namespace were not devloop's.
     let out = creds.ok(&p, &["down"]);
@@ -213,14 +213,14 @@ fn manifest_mode_references_the_secret_from_the_applied_pod_template_and_check_m
     assert!(out.contains(&format!("pull secret {}/{secret} applied", ns.0)), "{out}");
     assert!(out.contains(&format!("rollout of deployment {}/hello done", ns.0)), "{out}");
     assert_secret(&ns.0);
-    assert_eq!(pull_secrets(&ns.0, "deployment/hello"), [secret.clone()]);
+    assert_eq!(pull_secrets(&ns.0, "deployment/hello"), [secret.as_str()]);
     let pod = ready_pod(&ns.0, "hello", &format!("{reg}/{}:", p.name));
-    assert_eq!(pull_secrets(&ns.0, &format!("pod/{pod}")), [secret.clone()]);
+    assert_eq!(pull_secrets(&ns.0, &format!("pod/{pod}")), [secret.as_str()]);
     assert_pulled(&ns.0, &pod);
 
     let out = creds.ok(&p, &["deploy"]);
     assert!(out.contains("unchanged") && !out.contains("applied ("), "{out}");
-    assert_eq!(pull_secrets(&ns.0, "deployment/hello"), [secret.clone()], "no duplicate reference");
+    assert_eq!(pull_secrets(&ns.0, "deployment/hello"), [secret.as_str()], "no duplicate reference");
 
     // The throwaway namespace of `check` gets its own Secret (the command checks it is there).
     let out = creds.ok(&p, &["check"]);
@@ -273,8 +273,46 @@ fn a_helm_release_gets_the_secret_through_its_pull_secrets_value() {
     let out = creds.ok(&p, &["deploy"]);
     let secret = secret_name();
     assert!(out.contains(&format!("pull secret {}/{secret} applied", ns.0)) && out.contains("upgraded to revision 1"), "{out}");
-    assert_eq!(pull_secrets(&ns.0, &format!("deployment/{}", p.name)), [secret.clone()]);
+    assert_eq!(pull_secrets(&ns.0, &format!("deployment/{}", p.name)), [secret.as_str()]);
     let pod = ready_pod(&ns.0, &p.name, &format!("{}/{}:", env("DEVLOOP_STACK_AUTH_REGISTRY"), p.name));
     assert_pulled(&ns.0, &pod);
     assert_secret(&ns.0);
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn up_keeps_the_secret_and_every_new_version_is_pulled_with_it() {
+    let ns = Namespace::new("authreg-up");
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    for f in ["app/k8s/deployment.yaml", "app/k8s/service.yaml"] {
+        let text = std::fs::read_to_string(p.path(f)).unwrap().replace("image: hello", &format!("image: {}", p.name));
+        std::fs::write(p.path(f), text).unwrap();
+    }
+    auth_config(
+        &p,
+        &format!("[kube]\ncontext = \"devloop-local\"\nnamespace = \"{}\"\n[[deploy]]\nimage = \"{}\"\nmanifests = [\"app/k8s/*.yaml\"]\n", ns.0, p.name),
+    );
+    let creds = Creds::helper();
+    let docker = creds.dir.path().join("docker");
+    let mut up = Up::start_env(&p, &[], &[("DOCKER_CONFIG", &docker), ("PATH", &creds.path)]);
+    let reg = env("DEVLOOP_STACK_AUTH_REGISTRY");
+    up.wait("iteration", 300);
+    let first = ready_pod(&ns.0, "hello", &format!("{reg}/{}:", p.name));
+    assert_pulled(&ns.0, &first);
+
+    p.write("app/www/index.html", "<p>second version</p>\n");
+    up.wait("iteration", 300);
+    let second = eventually("the second version's pod", 120, || {
+        let pod = ready_pod(&ns.0, "hello", &format!("{reg}/{}:", p.name));
+        if pod != first { Ok(pod) } else { Err("still the first pod".to_string()) }
+    });
+    assert_pulled(&ns.0, &second);
+    assert_eq!(pull_secrets(&ns.0, &format!("pod/{second}")), [secret_name()]);
+    up.interrupt();
+    let all: Vec<String> = up.seen.iter().map(|e| e.to_string()).collect();
+    for e in &all {
+        assert_no_password(e);
+    }
+    // Applied once; the second deploy found it unchanged and said nothing.
+    assert_eq!(all.iter().filter(|e| e.contains("pull secret") && e.contains("applied")).count(), 1, "{all:#?}");
 }

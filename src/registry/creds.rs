@@ -117,10 +117,10 @@ impl DockerConfig {
         if !self.creds_store.is_empty() {
             return self.run_helper(&self.creds_store, host, server, "credsStore").await;
         }
-        Ok(self.from_auths(host, hub))
+        Ok(self.in_auths(host, hub))
     }
 
-    fn from_auths(&self, host: &str, hub: bool) -> Option<Credentials> {
+    fn in_auths(&self, host: &str, hub: bool) -> Option<Credentials> {
         let keys: Vec<String> = if hub {
             vec!["https://index.docker.io/v1/".into(), "docker.io".into(), host.into()]
         } else {
