@@ -24,6 +24,13 @@ pub const FAILING_REASONS: &[&str] = &[
     "ErrImageNeverPull",
 ];
 
+/// How long a pod that carries pull secrets may show a refused pull (401/403) before it counts as failed. The
+/// kubelet reads a pod's pull secrets through a cache it starts for that pod and waits at most 1 s for it;
+/// then it pulls anonymously ("Unable to retrieve pull secret" in its log). On a busy node the first pod
+/// referencing a Secret that devloop just created can be refused that way, and the kubelet's retry (after
+/// its 10 s back-off) has the Secret.
+pub const REFUSED_PULL_GRACE: Duration = Duration::from_secs(30);
+
 /// Why a rollout failed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
@@ -102,6 +109,21 @@ fn is_new(pod: &Pod, refs: &[String], dep: Option<&Deployment>) -> bool {
 
 /// Judges a rollout from the Deployment and its pods. Pure, so tests drive it without a cluster.
 pub fn assess(dep: &Deployment, pods: &[Pod], refs: &[String]) -> Verdict {
+    assess_with(dep, pods, refs, &|_| false)
+}
+
+/// Whether `f` is a registry refusing the pull (401/403) of a pod that has pull secrets (see
+/// [`REFUSED_PULL_GRACE`]).
+fn refused_pull_with_secrets(pod: &Pod, f: &Failure) -> bool {
+    let has_secrets = pod.spec.as_ref().and_then(|s| s.image_pull_secrets.as_ref()).is_some_and(|l| !l.is_empty());
+    let m = f.message.to_ascii_lowercase();
+    matches!(f.reason.as_str(), "ErrImagePull" | "ImagePullBackOff")
+        && has_secrets
+        && (m.contains("401 unauthorized") || m.contains("403 forbidden") || m.contains("unauthorized:"))
+}
+
+/// [`assess`], where `tolerated(pod name)` says that pod's refused pull is not a failure yet.
+pub fn assess_with(dep: &Deployment, pods: &[Pod], refs: &[String], tolerated: &dyn Fn(&str) -> bool) -> Verdict {
     let status = dep.status.clone().unwrap_or_default();
     let generation = dep.metadata.generation.unwrap_or(0);
     let observed = status.observed_generation.unwrap_or(0);
@@ -124,6 +146,9 @@ pub fn assess(dep: &Deployment, pods: &[Pod], refs: &[String]) -> Verdict {
     new_pods.sort_by_key(|p| p.metadata.name.clone());
     for pod in &new_pods {
         if let Some(f) = pod_failure(pod) {
+            if refused_pull_with_secrets(pod, &f) && tolerated(pod.metadata.name.as_deref().unwrap_or_default()) {
+                continue;
+            }
             return Verdict::Failed(f);
         }
     }
@@ -236,6 +261,8 @@ pub async fn watch(
     let mut pods: HashMap<String, Pod> = HashMap::new();
     let mut last = String::from("waiting for the first status");
     let mut timeline = Timeline::default();
+    // When each pod's pull was first seen refused although it has pull secrets.
+    let mut refused: HashMap<String, std::time::Instant> = HashMap::new();
     let judged = async {
         loop {
             tokio::select! {
@@ -262,7 +289,17 @@ pub async fn watch(
             }
             let Some(d) = &dep else { continue };
             let list: Vec<Pod> = pods.values().cloned().collect();
-            match assess(d, &list, refs) {
+            for p in &list {
+                if pod_failure(p).is_some_and(|f| refused_pull_with_secrets(p, &f)) {
+                    let name = p.metadata.name.clone().unwrap_or_default();
+                    refused.entry(name.clone()).or_insert_with(|| {
+                        tracing::info!(pod = name, "the registry refused the pull although the pod has pull secrets; waiting for the kubelet's retry");
+                        std::time::Instant::now()
+                    });
+                }
+            }
+            let tolerated = |pod: &str| refused.get(pod).is_some_and(|t| t.elapsed() < REFUSED_PULL_GRACE);
+            match assess_with(d, &list, refs, &tolerated) {
                 Verdict::Progressing(what) => {
                     if what != last {
                         tracing::info!(deployment = name, "{what}");
