@@ -253,6 +253,11 @@ fn without_credentials_the_registry_is_named_and_a_missing_helper_too() {
     let (ok, o, e) = missing.devloop(&p, &["build"]);
     assert!(!ok, "{o}\n{e}");
     assert!(e.contains("docker-credential-devloop-missing") && e.contains(&reg) && e.contains("not on PATH"), "{o}\n{e}");
+    // Past the check, BuildKit asks devloop's session for the credentials: the push fails with the same
+    // reason (a failed build, not a BuildKit connection lost and retried).
+    let (ok, o, e) = missing.devloop(&p, &["build", "--force"]);
+    assert!(!ok, "{o}\n{e}");
+    assert!(e.contains("failed at step") && e.contains("docker-credential-devloop-missing") && !e.contains("went away"), "{o}\n{e}");
 }
 
 #[test]

@@ -28,8 +28,9 @@ impl Auth for DockerAuth {
     async fn credentials(&self, req: Request<CredentialsRequest>) -> Result<Response<CredentialsResponse>, Status> {
         let host = req.into_inner().host;
         let creds = self.config.credentials(&host).await.map_err(|e| {
-            tracing::warn!("{e}");
-            Status::unavailable(e.to_string())
+            tracing::debug!("{e}");
+            // Not UNAVAILABLE: that code would read as BuildKit's connection failing, and be retried.
+            Status::failed_precondition(e.to_string())
         })?;
         tracing::debug!(host, found = creds.is_some(), "registry credentials requested");
         let (username, secret) = creds.map(|c| (c.username, c.secret)).unwrap_or_default();
