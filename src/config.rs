@@ -268,6 +268,12 @@ pub struct Registry {
     /// The containerd namespace the kubelet's runtime uses (CRI: `k8s.io`).
     #[serde(default = "default_containerd_namespace")]
     pub containerd_namespace: String,
+    /// A PEM file of CA certificates devloop's own HTTPS calls to the registry trust (a private CA);
+    /// relative to devloop.toml.
+    pub ca: Option<PathBuf>,
+    /// Whether deployed pods pull with an imagePullSecret devloop keeps in the namespace.
+    #[serde(default)]
+    pub pull_secret: PullSecret,
 }
 
 fn default_containerd_socket() -> PathBuf {
@@ -465,6 +471,13 @@ pub fn load(path: &Path) -> Result<Config, Error> {
 pub fn load_for(path: &Path, kube_context: Option<&str>) -> Result<Config, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.into(), source })?;
     let mut cfg = load_text(path, &text, |k| std::env::var(k).ok())?;
+    // Read now, so an unreadable CA is a config error (exit 2), not a failure in the middle of a build.
+    if let Some(ca) = &cfg.registry.ca {
+        crate::registry::ca_certificates(ca).map_err(|e| {
+            let message = e.to_string();
+            located(path, "registry.ca", message.trim_start_matches("key `registry.ca`: ").to_string())
+        })?;
+    }
     crate::docker::settle(&mut cfg, &text, kube_context);
     // `{user}` / `{git-user}` (and sanitizing): here, not in `parse`, as they read the process's world.
     if let Some(ns) = &cfg.kube.namespace {
@@ -527,7 +540,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
         err(inner.span(), key, did_you_mean(inner.message()))
     })?;
 
-    let registry = raw.registry;
+    let mut registry = raw.registry;
+    registry.ca = registry.ca.map(|ca| root.join(ca));
+    if let PullSecret::Named(name) = &registry.pull_secret {
+        registry::validate_secret_name(name).map_err(|m| err(None, "registry.pull-secret".into(), m))?;
+    }
     if !registry.host.is_empty() && (registry.host.trim().is_empty() || registry.host.contains('/') || registry.host.contains("://")) {
         return Err(err(None, "registry.host".into(), format!("`{}` is not a registry host[:port]", registry.host)));
     }
@@ -768,3 +785,5 @@ mod tests;
 
 mod helm;
 pub use helm::{Helm, ImageValues, SetValue};
+mod registry;
+pub use registry::PullSecret;

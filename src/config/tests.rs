@@ -257,3 +257,27 @@ fn a_helm_release_with_defaults_and_with_its_errors_named() {
         assert!(l.to_string().contains(says), "{helm}: {l}");
     }
 }
+
+#[test]
+fn registry_ca_is_relative_to_the_file_and_pull_secret_takes_a_bool_or_a_name() {
+    let base = "[registry]\nhost = \"r:5443\"\n";
+    let c = parse(Path::new("/p/devloop.toml"), &format!("{base}ca = \"certs/ca.pem\"\npull-secret = true\n")).unwrap();
+    assert_eq!(c.registry.ca.as_deref(), Some(Path::new("/p/certs/ca.pem")));
+    assert_eq!(c.registry.pull_secret, PullSecret::Default);
+    assert_eq!(parse(Path::new("/p/devloop.toml"), base).unwrap().registry.pull_secret, PullSecret::Off);
+    let named = parse(Path::new("/p/devloop.toml"), &format!("{base}pull-secret = \"team-pull\"\n")).unwrap();
+    assert_eq!(named.registry.pull_secret.name("r:5443").as_deref(), Some("team-pull"));
+    let bad = parse_err(&format!("{base}pull-secret = \"Team_Pull\"\n"));
+    assert_eq!(bad.key, "registry.pull-secret");
+    let bad = parse_err(&format!("{base}pull-secret = 3\n"));
+    assert!(bad.key == "registry.pull-secret" && bad.message.contains("true, false or a Secret name"), "{bad}");
+}
+
+#[test]
+fn an_unreadable_registry_ca_is_a_config_error_naming_the_key() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("devloop.toml");
+    std::fs::write(&path, "[registry]\nhost = \"r:5443\"\nca = \"missing.pem\"\n").unwrap();
+    let msg = load(&path).unwrap_err().to_string();
+    assert!(msg.contains("key `registry.ca`") && msg.contains("missing.pem") && msg.contains("cannot read"), "{msg}");
+}
