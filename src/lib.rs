@@ -13,6 +13,7 @@ pub mod filter;
 pub mod forward;
 pub mod hash;
 pub mod hook;
+pub mod init;
 pub mod interrupt;
 pub mod registry;
 #[cfg(test)]

@@ -62,6 +62,15 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Write a commented devloop.toml for the project in DIR (default: here) from its Dockerfiles, manifests,
+    /// charts and kustomizations, the kube context and the registry it finds. Asks nothing.
+    Init {
+        /// The project folder.
+        dir: Option<PathBuf>,
+        /// Overwrite an existing devloop.toml.
+        #[arg(long)]
+        force: bool,
+    },
     /// Git hooks.
     Hook {
         #[command(subcommand)]
@@ -179,6 +188,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
+    // init writes the config: it runs before (and without) loading one.
+    if let Command::Init { dir, force } = &cli.command {
+        return init_command(dir.as_deref(), *force);
+    }
     let kube_context = match &cli.command {
         Command::Deploy { kube, .. }
         | Command::Check { kube, .. }
@@ -239,6 +252,43 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `devloop init`: the refusal first (no scan, no cluster call), then the cluster, then the file.
+fn init_command(dir: Option<&std::path::Path>, force: bool) -> ExitCode {
+    use devloop::init;
+    let dir = dir.unwrap_or(std::path::Path::new("."));
+    let fail = |e: init::Error| {
+        eprintln!("error: {e}");
+        ExitCode::from(e.exit_code())
+    };
+    if let Err(e) = init::check_target(dir, force) {
+        return fail(e);
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let cluster = runtime.block_on(init::probe(|k| std::env::var(k).ok()));
+    let written = match init::generate(dir, force, &cluster) {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    let p = &written.plan;
+    println!(
+        "wrote {}: {} image(s), {} deploy(s), {} port-forward(s); read its comments, then run `devloop up`",
+        written.path.display(),
+        p.images.len(),
+        p.deploys.len(),
+        p.forwards.len()
+    );
+    for u in &p.undecided {
+        eprintln!("devloop init: not decided: {u}");
+    }
+    if let init::Registry::None(why) = &cluster.registry {
+        eprintln!("devloop init: no registry ({why}): set [registry] host, or load, in {}", written.path.display());
+    }
+    if let Some((ctx, false)) = &cluster.context {
+        eprintln!("devloop init: context {ctx} is not a local cluster: left commented in [kube]; allow-list it to deploy there");
+    }
+    ExitCode::SUCCESS
 }
 
 /// `devloop buildkit install|status`.
@@ -312,7 +362,7 @@ async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt) -> Result<bool, 
         Command::Deploy { kube, .. } | Command::Check { kube, .. } | Command::Up { kube, .. } | Command::Build { kube, .. } => {
             Some(kube.options(cfg)?)
         }
-        Command::Hash { .. } | Command::Hook { .. } | Command::Down { .. } | Command::Buildkit { .. } => None,
+        Command::Hash { .. } | Command::Hook { .. } | Command::Down { .. } | Command::Buildkit { .. } | Command::Init { .. } => None,
     };
     let mut cfg = cfg.clone();
     if let Some(kube) = kube {
@@ -349,6 +399,7 @@ async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt) -> Result<bool, 
             let path = devloop::hook::install(&here, *force).map_err(|e| engine::Error::Usage(e.to_string()))?;
             println!("installed {}: `git push` now runs `devloop check` first", path.display());
         }
+        Command::Init { .. } => unreachable!("init runs before the config is loaded"),
         Command::Down { kube } => {
             engine::down::down(cfg, &kube.options(cfg)?, &mut stdout).await?;
         }

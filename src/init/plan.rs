@@ -1,0 +1,302 @@
+//! From what was found to what `devloop.toml` says: image names, which manifests, kustomization or chart
+//! deploys each image, port-forwards, and what could not be decided.
+
+use std::collections::BTreeSet;
+
+use super::scan::{self, Found};
+use crate::deploy::images::repository;
+
+/// One `[[image]]` to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Image {
+    /// The image's name (its repository under the registry host).
+    pub name: String,
+    /// How the name was chosen.
+    pub name_why: String,
+    /// The context, relative to the folder.
+    pub context: String,
+    /// Why that context.
+    pub context_why: String,
+    /// The Dockerfile, relative to the context.
+    pub dockerfile: String,
+    /// The Dockerfile's ARGs and defaults.
+    pub args: Vec<(String, String)>,
+}
+
+/// How one `[[deploy]]` deploys.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// `manifests = [...]`.
+    Manifests(Vec<String>),
+    /// `kustomize = "dir"`.
+    Kustomize(String),
+    /// `helm = { chart, release, image-values }`.
+    Helm { chart: String, release: String, image_values: Option<scan::ImageValues> },
+}
+
+/// One `[[deploy]]` to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deploy {
+    /// Which `[[image]]`.
+    pub image: String,
+    /// How.
+    pub target: Target,
+    /// Comment lines (alternatives, warnings).
+    pub notes: Vec<String>,
+}
+
+/// One `[[port-forward]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forward {
+    /// The Deployment.
+    pub deployment: String,
+    /// Local port (0: any free one).
+    pub local: u16,
+    /// The container port.
+    pub remote: u16,
+}
+
+/// The whole plan.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// `[[image]]`s, in Dockerfile path order.
+    pub images: Vec<Image>,
+    /// `[[deploy]]`s.
+    pub deploys: Vec<Deploy>,
+    /// `[[port-forward]]`s.
+    pub forwards: Vec<Forward>,
+    /// What could not be decided, one sentence each (written as comments and to stderr).
+    pub undecided: Vec<String>,
+}
+
+/// A valid registry repository name from a directory name: lowercase, other characters as `-`.
+pub fn sanitize(raw: &str) -> String {
+    let mut s: String = raw
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c) { c } else { '-' })
+        .collect();
+    while s.contains("--") {
+        s = s.replace("--", "-");
+    }
+    let s = s.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string();
+    if s.is_empty() { "app".into() } else { s }
+}
+
+/// The last path component of a reference's repository (`ghcr.io/acme/api:1` → `api`).
+fn last_component(reference: &str) -> &str {
+    let repo = repository(reference);
+    repo.rsplit('/').next().unwrap_or(repo)
+}
+
+/// Decides the plan. `folder_name` names the image built from a Dockerfile at the folder's top.
+pub fn plan(found: &Found, folder_name: &str) -> Plan {
+    let mut plan = Plan::default();
+    // Names: the context directory's name (plus the Dockerfile's variant), unique.
+    for d in &found.dockerfiles {
+        let ctx_name = if d.context == "." { folder_name } else { d.context.rsplit('/').next().unwrap_or(&d.context) };
+        let file = d.path.rsplit('/').next().unwrap_or(&d.path);
+        let mut name = match scan::variant(file) {
+            Some(v) => sanitize(&format!("{ctx_name}-{v}")),
+            None => sanitize(ctx_name),
+        };
+        let base = name.clone();
+        let mut n = 2;
+        while plan.images.iter().any(|i| i.name == name) {
+            name = format!("{base}-{n}");
+            n += 1;
+        }
+        let dockerfile = if d.context == "." { d.path.clone() } else { d.path[d.context.len() + 1..].to_string() };
+        plan.images.push(Image {
+            name_why: format!("Named after its context directory `{ctx_name}`"),
+            name,
+            context: d.context.clone(),
+            context_why: d.context_why.clone(),
+            dockerfile,
+            args: d.args.clone(),
+        });
+    }
+    // Every container image reference in the manifests: (file, workload index, container image).
+    let refs: Vec<(&str, &scan::Workload, &str)> = found
+        .manifests
+        .iter()
+        .flat_map(|m| m.workloads.iter().flat_map(move |w| w.containers.iter().map(move |c| (m.path.as_str(), w, c.1.as_str()))))
+        .collect();
+    let matches = |name: &str, r: &str| last_component(r) == name;
+    // One Dockerfile that no reference names, and one repository no Dockerfile names: they go together, and the
+    // image takes the manifest's name (so devloop substitutes it).
+    let unmatched_images: Vec<usize> =
+        (0..plan.images.len()).filter(|&i| !refs.iter().any(|(_, _, r)| matches(&plan.images[i].name, r))).collect();
+    // Only a bare name without a version (`hello`, `hello:latest`): `postgres:16` or `ghcr.io/x/y` is someone
+    // else's image.
+    let local_looking = |r: &str| !r.contains('/') && !r.contains('@') && (repository(r) == r || r.ends_with(":latest"));
+    let unmatched_repos: BTreeSet<&str> = refs
+        .iter()
+        .map(|(_, _, r)| *r)
+        .filter(|r| !plan.images.iter().any(|i| matches(&i.name, r)))
+        .filter(|r| local_looking(r))
+        .map(repository)
+        .collect();
+    if unmatched_images.len() == 1 && unmatched_repos.len() == 1 {
+        let repo = *unmatched_repos.iter().next().expect("one");
+        let i = unmatched_images[0];
+        let new = sanitize(last_component(repo));
+        if !plan.images.iter().any(|o| o.name == new) {
+            plan.images[i].name_why = format!("Named after the only image the manifests run that no Dockerfile is named for (`{repo}`)");
+            plan.images[i].name = new;
+        }
+    }
+
+    // Each file goes to the first image it references.
+    let mut claimed: BTreeSet<String> = BTreeSet::new();
+    let mut deploy_dirs: Vec<(String, String)> = Vec::new(); // (dir, image) of each deploy's manifest files
+    for img in plan.images.clone() {
+        let mine: Vec<(&str, &scan::Workload, &str)> = refs.iter().copied().filter(|(_, _, r)| matches(&img.name, r)).collect();
+        let mut notes = Vec::new();
+        for (file, _, r) in &mine {
+            if repository(r) != img.name {
+                notes.push(format!(
+                    "{file}: `image: {r}` is not replaced by devloop, which replaces `{}` (or `<registry>/{}`): write `image: {}` there",
+                    img.name, img.name, img.name
+                ));
+            }
+        }
+        let files: Vec<String> =
+            mine.iter().map(|(f, _, _)| f.to_string()).filter(|f| !claimed.contains(f)).collect::<BTreeSet<_>>().into_iter().collect();
+        let charts: Vec<&scan::Chart> =
+            found.charts.iter().filter(|c| sanitize(&c.name) == img.name || c.dir.rsplit('/').next() == Some(img.name.as_str())).collect();
+        let target = if !files.is_empty() {
+            claimed.extend(files.iter().cloned());
+            match kustomization_for(found, &files) {
+                Some((dir, others)) => {
+                    if !others.is_empty() {
+                        notes.push(format!("other kustomizations with these manifests: {}", others.join(", ")));
+                    }
+                    Some(Target::Kustomize(dir))
+                }
+                None => {
+                    for f in &files {
+                        deploy_dirs.push((scan::parent_of(f).to_string(), img.name.clone()));
+                    }
+                    Some(Target::Manifests(files))
+                }
+            }
+        } else if !mine.is_empty() {
+            // Its manifests are applied by an earlier image's [[deploy]] (the same files), which substitutes
+            // every configured image.
+            for d in plan.deploys.iter_mut().filter(|d| matches!(&d.target, Target::Manifests(f) if mine.iter().any(|(m, _, _)| f.iter().any(|x| x == m)))) {
+                d.notes.push(format!("these manifests also run image `{}`: devloop substitutes it here too", img.name));
+            }
+            None
+        } else if let Some(c) = charts.first() {
+            Some(helm_target(c))
+        } else if found.charts.len() == 1 && plan.images.len() == 1 && found.manifests.iter().all(|m| m.workloads.is_empty()) {
+            Some(helm_target(&found.charts[0]))
+        } else {
+            plan.undecided.push(format!(
+                "image `{}`: no manifest, kustomization or chart runs it, so it gets no [[deploy]] (devloop builds it; \
+                 add a [[deploy]] with `manifests`, `kustomize`, `helm` or `deployment` to roll it out)",
+                img.name
+            ));
+            None
+        };
+        if let Some(Target::Manifests(_) | Target::Kustomize(_)) = &target {
+            if let Some(c) = charts.first() {
+                notes.push(format!("or deploy its Helm chart instead: helm = {{ chart = \"{}\", release = \"{}\" }}", c.dir, release(&c.name)));
+            }
+        }
+        for (_, w, _) in &mine {
+            if w.kind == "Deployment" && !plan.forwards.iter().any(|f| f.deployment == w.name) {
+                let port = w.containers.iter().filter(|c| matches(&img.name, &c.1)).flat_map(|c| c.2.iter()).next();
+                if let Some(&remote) = port {
+                    let taken = plan.forwards.iter().any(|f| f.local == remote);
+                    let local = if remote >= 1024 && !taken { remote } else { 0 };
+                    plan.forwards.push(Forward { deployment: w.name.clone(), local, remote });
+                }
+            }
+        }
+        if let Some(target) = target {
+            plan.deploys.push(Deploy { image: img.name.clone(), target, notes });
+        }
+    }
+    attach_objects(found, &mut plan, &claimed, &deploy_dirs);
+    for (f, e) in &found.unreadable {
+        plan.undecided.push(format!("{f} looks like Kubernetes YAML but does not parse ({e}); not considered"));
+    }
+    plan
+}
+
+fn release(chart_name: &str) -> String {
+    let r = sanitize(chart_name).replace('_', "-");
+    r.chars().take(53).collect()
+}
+
+fn helm_target(c: &scan::Chart) -> Target {
+    Target::Helm { chart: c.dir.clone(), release: release(&c.name), image_values: c.image_values.clone() }
+}
+
+/// The kustomization that contains `files` (directly or through a resource directory), preferring an overlay of
+/// it named dev, development or local; with the other candidates.
+fn kustomization_for(found: &Found, files: &[String]) -> Option<(String, Vec<String>)> {
+    let under = |dir: &str, f: &str| dir == "." || f.starts_with(&format!("{dir}/"));
+    let base = found.kustomizations.iter().find(|k| {
+        files.iter().all(|f| under(&k.dir, f) || k.resources.iter().any(|r| r == f || under(r, f)))
+    })?;
+    let overlays: Vec<&str> =
+        found.kustomizations.iter().filter(|k| k.resources.iter().any(|r| r == &base.dir)).map(|k| k.dir.as_str()).collect();
+    let dev = overlays.iter().find(|o| matches!(o.rsplit('/').next(), Some("dev" | "development" | "local")));
+    let chosen = dev.copied().unwrap_or(&base.dir).to_string();
+    let others = std::iter::once(base.dir.as_str()).chain(overlays).filter(|d| *d != chosen).map(str::to_string).collect();
+    Some((chosen, others))
+}
+
+/// Objects without workloads (Services, ConfigMaps) join the [[deploy]] whose manifests share their directory
+/// when only one does; whole directories become a `dir/*.yaml` glob.
+fn attach_objects(found: &Found, plan: &mut Plan, claimed: &BTreeSet<String>, deploy_dirs: &[(String, String)]) {
+    let in_kustomization = |f: &str| {
+        found.kustomizations.iter().any(|k| k.dir == "." || f.starts_with(&format!("{}/", k.dir)) || k.resources.iter().any(|r| r == f))
+    };
+    for m in found.manifests.iter().filter(|m| !claimed.contains(&m.path)) {
+        if in_kustomization(&m.path) {
+            continue;
+        }
+        if !m.workloads.is_empty() {
+            let images: BTreeSet<&str> = m.workloads.iter().flat_map(|w| w.containers.iter().map(|c| c.1.as_str())).collect();
+            plan.undecided.push(format!(
+                "{}: runs {} that no Dockerfile here builds; no [[deploy]] applies it (add it to a `manifests` list if \
+                 devloop should)",
+                m.path,
+                images.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+            continue;
+        }
+        let dir = scan::parent_of(&m.path);
+        let owners: BTreeSet<&str> = deploy_dirs.iter().filter(|(d, _)| d == dir).map(|(_, i)| i.as_str()).collect();
+        let owner = (owners.len() == 1).then(|| *owners.iter().next().expect("one"));
+        match owner.and_then(|o| plan.deploys.iter_mut().find(|d| d.image == o)) {
+            Some(Deploy { target: Target::Manifests(files), .. }) => files.push(m.path.clone()),
+            _ => plan.undecided.push(format!(
+                "{}: {} object(s) that no [[deploy]] applies (add it to a `manifests` list if devloop should)",
+                m.path, m.objects
+            )),
+        }
+    }
+    // A directory whose every YAML file this deploy applies: one glob, so new files there are applied too.
+    for d in &mut plan.deploys {
+        let Target::Manifests(files) = &mut d.target else { continue };
+        let dirs: BTreeSet<String> = files.iter().map(|f| scan::parent_of(f).to_string()).collect();
+        let mut out = Vec::new();
+        for dir in dirs {
+            let mine: Vec<&String> = files.iter().filter(|f| scan::parent_of(f) == dir).collect();
+            let all_yaml = found.yaml_files.iter().filter(|f| scan::parent_of(f) == dir && f.ends_with(".yaml")).count();
+            // Not the folder's top: a compose file or CI config saved there later must not be applied.
+            let whole = !dir.is_empty() && all_yaml == mine.len() && mine.iter().all(|f| f.ends_with(".yaml"));
+            if whole {
+                out.push(format!("{dir}/*.yaml"));
+            } else {
+                out.extend(mine.into_iter().cloned());
+            }
+        }
+        *files = out;
+    }
+}

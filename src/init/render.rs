@@ -1,0 +1,174 @@
+//! The commented `devloop.toml` text for a [`Plan`] and what was learnt about the cluster.
+
+use std::fmt::Write;
+
+use super::plan::{Plan, Target};
+use super::scan::ImageValues;
+use super::{Buildkit, Cluster, Registry};
+
+/// A TOML basic string.
+fn q(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn list(items: &[String]) -> String {
+    format!("[{}]", items.iter().map(|s| q(s)).collect::<Vec<_>>().join(", "))
+}
+
+/// Renders the file. Every line that is not a comment is something devloop reads.
+pub fn render(plan: &Plan, cluster: &Cluster) -> String {
+    let mut o = String::new();
+    let w = &mut o;
+    let _ = writeln!(w, "# devloop.toml, written by `devloop init`. Paths are relative to this file. Every key is described in");
+    let _ = writeln!(w, "# devloop's README (\"Configuration\"). Next: `devloop up` (watch, build, deploy, forward), `devloop hash`.");
+    if !plan.undecided.is_empty() {
+        let _ = writeln!(w, "#\n# Not decided (look at these):");
+        for u in &plan.undecided {
+            comment_wrapped(w, "#   - ", "#     ", u);
+        }
+    }
+
+    let _ = writeln!(w, "\n[buildkit]");
+    match &cluster.buildkit {
+        Buildkit::FromEnv(addr) if addr.starts_with("tcp://") => {
+            let _ = writeln!(w, "# BUILDKIT_HOST was {} at init: plain TCP needs TLS (tls-ca, tls-cert, tls-key) or insecure = true.", addr);
+            let _ = writeln!(w, "# addr = {}", q(addr));
+        }
+        Buildkit::FromEnv(addr) => {
+            let _ = writeln!(w, "# From BUILDKIT_HOST at init (which, when set, overrides this).");
+            let _ = writeln!(w, "addr = {}", q(addr));
+        }
+        Buildkit::Unset => {
+            let _ = writeln!(w, "# Unset: a Docker Engine answering at DOCKER_HOST or /var/run/docker.sock is used (its BuildKit), else");
+            let _ = writeln!(w, "# buildkitd's default socket. BUILDKIT_HOST overrides it.");
+            let _ = writeln!(w, "# addr = \"unix:///run/buildkit/buildkitd.sock\"   # or tcp://host:port (TLS), kube-deployment://buildkitd?namespace=buildkit");
+        }
+    }
+
+    let _ = writeln!(w, "\n[kube]");
+    match &cluster.context {
+        Some((ctx, true)) => {
+            let _ = writeln!(w, "# The kubeconfig's current context at init, a local cluster devloop deploys to. --kube-context overrides.");
+            let _ = writeln!(w, "context = {}", q(ctx));
+        }
+        Some((ctx, false)) => {
+            let _ = writeln!(w, "# The kubeconfig's current context at init is `{ctx}`, which is not a known local cluster: devloop refuses");
+            let _ = writeln!(w, "# to deploy to it unless it is allow-listed. If it is yours to deploy to, uncomment both lines.");
+            let _ = writeln!(w, "# context = {}", q(ctx));
+            let _ = writeln!(w, "# allow-contexts = [{}]", q(ctx));
+        }
+        None => {
+            let _ = writeln!(w, "# No kubeconfig context at init: devloop uses the current context when it runs (local clusters only,");
+            let _ = writeln!(w, "# unless allow-listed).");
+            let _ = writeln!(w, "# context = \"kind-dev\"");
+        }
+    }
+    let _ = writeln!(w, "# namespace = \"dev-{{user}}\"          # default: the context's namespace, else `default`; created on first use");
+
+    let _ = writeln!(w, "\n[registry]");
+    match &cluster.registry {
+        Registry::Found { host, pull_host, insecure, from } => {
+            let _ = writeln!(w, "# {from}. DEVLOOP_REGISTRY overrides it; without `host`, devloop asks the cluster each run.");
+            let _ = writeln!(w, "host = {}", q(host));
+            if *insecure {
+                let _ = writeln!(w, "insecure = true                     # it answers plain HTTP only");
+            }
+            if let Some(p) = pull_host {
+                let _ = writeln!(w, "pull-host = {}               # the registry's name as the nodes see it", q(p));
+            }
+        }
+        Registry::EngineStore(ctx) => {
+            let _ = writeln!(w, "# Context `{ctx}` shares Docker Engine's image store: devloop builds there and loads images into it,");
+            let _ = writeln!(w, "# no registry needed. To push instead: host = \"registry.example.com\"");
+        }
+        Registry::None(why) => {
+            let _ = writeln!(w, "# No registry found ({why}). Set one (credentials come from ~/.docker/config.json),");
+            let _ = writeln!(w, "# or load images into the cluster's image store instead:");
+            let _ = writeln!(w, "# host = \"registry.example.com\"");
+            let _ = writeln!(w, "# load = \"containerd\"               # k3s or one containerd node; load = true: Docker Engine's store");
+        }
+    }
+
+    for img in &plan.images {
+        let _ = writeln!(w, "\n[[image]]");
+        let _ = writeln!(w, "# {}; context: {}.", img.name_why, img.context_why);
+        let _ = writeln!(w, "name = {}", q(&img.name));
+        let _ = writeln!(w, "context = {}", q(&img.context));
+        if img.dockerfile != "Dockerfile" {
+            let _ = writeln!(w, "dockerfile = {}", q(&img.dockerfile));
+        }
+        if !img.args.is_empty() {
+            let args: Vec<String> = img.args.iter().map(|(k, v)| format!("{k} = {}", q(v))).collect();
+            let _ = writeln!(w, "# build-args = {{ {} }}   # the Dockerfile's ARGs and defaults", args.join(", "));
+        }
+        let _ = writeln!(w, "# ignore = [\"*.log\"]                 # on top of .dockerignore (and editor temp files, .git)");
+    }
+
+    for d in &plan.deploys {
+        let _ = writeln!(w, "\n[[deploy]]");
+        let _ = writeln!(w, "image = {}", q(&d.image));
+        match &d.target {
+            Target::Manifests(files) => {
+                let _ = writeln!(w, "# Server-side applied, with `image: {}` replaced by the built <registry>/{}:<tag>@<digest>.", d.image, d.image);
+                let _ = writeln!(w, "manifests = {}", list(files));
+            }
+            Target::Kustomize(dir) => {
+                let _ = writeln!(w, "# Rendered by kustomize (or kubectl kustomize), `image: {}` replaced, server-side applied.", d.image);
+                let _ = writeln!(w, "kustomize = {}", q(dir));
+            }
+            Target::Helm { chart, release, image_values } => {
+                let _ = writeln!(w, "# `helm upgrade --install` with the built image in the chart's values.");
+                let iv = match image_values {
+                    Some(ImageValues::Split(p)) if p == "image" => String::new(),
+                    Some(ImageValues::Split(p)) => {
+                        format!(", image-values = {{ repository = {}, tag = {} }}", q(&format!("{p}.repository")), q(&format!("{p}.tag")))
+                    }
+                    Some(ImageValues::Full(p)) => format!(", image-values = {{ image = {} }}", q(p)),
+                    None => {
+                        let _ = writeln!(w, "# Its values.yaml has no `image` value: devloop sets image.repository and image.tag; make the");
+                        let _ = writeln!(w, "# chart read them, or set image-values.");
+                        String::new()
+                    }
+                };
+                let _ = writeln!(w, "helm = {{ chart = {}, release = {}{iv} }}", q(chart), q(release));
+            }
+        }
+        for n in &d.notes {
+            comment_wrapped(w, "# ", "#   ", n);
+        }
+        let _ = writeln!(w, "rollout-timeout = \"2m\"");
+    }
+
+    for f in &plan.forwards {
+        let _ = writeln!(w, "\n[[port-forward]]");
+        let _ = writeln!(w, "deployment = {}                # `devloop up` forwards 127.0.0.1:{} to its newest Ready pod", q(&f.deployment), if f.local == 0 { "<free port>".to_string() } else { f.local.to_string() });
+        let _ = writeln!(w, "local = {}", f.local);
+        let _ = writeln!(w, "remote = {}", f.remote);
+    }
+
+    let _ = writeln!(w, "\n[watch]");
+    let _ = writeln!(w, "debounce = \"50ms\"                   # a burst of saves closes after this much quiet…");
+    let _ = writeln!(w, "max-wait = \"1s\"                     # …or this long after its first change");
+    let _ = writeln!(w, "\n# [check]                           # `devloop check`: run these against a throwaway deployment");
+    let _ = writeln!(w, "# commands = [\"curl -sf $DEVLOOP_URL_<DEPLOYMENT>\"]");
+    o
+}
+
+/// Writes `text` as comment lines of at most ~110 characters.
+fn comment_wrapped(w: &mut String, first: &str, rest: &str, text: &str) {
+    let mut line = first.to_string();
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        if !empty && line.len() + word.len() > 110 {
+            let _ = writeln!(w, "{line}");
+            line = rest.to_string();
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    let _ = writeln!(w, "{line}");
+}
