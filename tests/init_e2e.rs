@@ -142,6 +142,25 @@ fn init_on_a_copy_of_the_example_writes_a_config_that_deploys() {
     assert_eq!(eventually("the nonce served", 10, || page_at(&ns.0, &pod, "nonce.txt")), nonce);
 }
 
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn init_on_the_example_without_manifests_deploys_its_helm_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = dir.path().join("hello");
+    copy_dir(&repo().join("examples/hello"), &hello);
+    std::fs::remove_dir_all(hello.join("k8s")).unwrap();
+    let out = init(&hello, &[], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(hello.join("devloop.toml")).unwrap();
+    assert!(text.contains("helm = { chart = \"chart\", release = \"hello\" }"), "{text}");
+    let ns = Namespace(format!("init-helm-{}", nonce()));
+    let out = Command::new(env!("CARGO_BIN_EXE_devloop")).args(["deploy", "--namespace", &ns.0]).current_dir(&hello).output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    // The chart's Deployment runs the image devloop built (image.repository and image.tag set by devloop).
+    assert!(template_image(&ns.0, "hello").starts_with(&format!("{}/hello:", env("DEVLOOP_REGISTRY"))), "{said}");
+}
+
 fn page_at(ns: &str, pod: &str, path: &str) -> Result<String, String> {
     try_kubectl(&["get", "--raw", &format!("/api/v1/namespaces/{ns}/pods/{pod}:8080/proxy/{path}")])
 }
