@@ -241,11 +241,16 @@ pub struct Batch {
     pub config: bool,
     /// Changes were dropped (queue overflow, a notify error): every image must be rescanned and the config
     /// read again.
-    pub everything: bool,
+    pub everything: bool,    /// Images whose inputs outside the context tree (the Dockerfile) changed: their change needs a build,
+    /// whatever else it touched.
+    pub outside: BTreeSet<String>,
 }
 
 impl Batch {
     fn add(&mut self, c: Change) {
+        if let Change::Image { image, touch: Touch::Inputs } = &c {
+            self.outside.insert(image.clone());
+        }
         match c {
             Change::Config => self.config = true,
             Change::Image { image, touch } => match self.images.entry(image) {

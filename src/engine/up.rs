@@ -152,7 +152,7 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
     let mut logs: HashMap<String, CancellationToken> = HashMap::new();
     // The manifest sets a deploy was started with: `--cleanup` deletes them even if no rollout succeeded.
     let mut applied: BTreeSet<ManifestSource> = BTreeSet::new();
-    let _ = events_tx.send(Event::Changed { changes: all, at: Instant::now() }).await;
+    let _ = events_tx.send(Event::Changed { changes: all, outside: Default::default(), at: Instant::now() }).await;
     loop {
         let evs = tokio::select! {
             _ = stop.cancelled() => break,
@@ -191,6 +191,7 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
                         }
                         tasks.spawn(deploy_worker(ctx.clone(), image, tag, digest, token));
                     }
+                    Action::Sync { .. } => {}
                     Action::Report(r) => ui.report(&r),
                 }
             }
@@ -224,7 +225,7 @@ async fn on_batch(ctx: &Ctx, batch: watch::Batch) -> Vec<Event> {
     // The watcher of an older config may still have reported an image that is gone.
     changes.retain(|image, _| cfg.image(image).is_some());
     if !changes.is_empty() {
-        out.push(Event::Changed { changes, at });
+        out.push(Event::Changed { changes, outside: batch.outside, at });
     }
     out
 }
