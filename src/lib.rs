@@ -15,6 +15,7 @@ pub mod hash;
 pub mod hook;
 pub mod interrupt;
 pub mod registry;
+pub mod sync;
 #[cfg(test)]
 mod test_util;
 pub mod tree;

@@ -35,23 +35,27 @@ pub struct UpOptions {
     pub cleanup: bool,
     /// Show build steps and log lines.
     pub verbose: bool,
+    /// Ignore `[[image.sync]]`: always build.
+    pub no_sync: bool,
 }
 
 /// Everything the workers share.
-struct Ctx {
+pub(super) struct Ctx {
     /// The config in force; replaced when devloop.toml is edited. Workers take a snapshot when they start.
     cfg: RwLock<Arc<Config>>,
-    target: Target,
-    ui: Ui,
+    pub(super) target: Target,
+    pub(super) ui: Ui,
     verbose: bool,
-    events: mpsc::Sender<Event>,
+    pub(super) events: mpsc::Sender<Event>,
     buildkit: Mutex<Option<buildkit::Client>>,
     /// The running watcher; replaced (new one first) when the config's images change.
     watcher: std::sync::Mutex<Arc<watch::Handle>>,
     changes: mpsc::Sender<watch::Change>,
     overflowed: Arc<AtomicBool>,
     /// The reference each image was last deployed with (all of them are substituted into manifests).
-    deployed: std::sync::Mutex<HashMap<String, String>>,
+    pub(super) deployed: std::sync::Mutex<HashMap<String, String>>,
+    /// Per image, the watch of the pods syncs go to (started by the first sync).
+    pub(super) pod_watches: std::sync::Mutex<HashMap<String, Arc<crate::sync::pods::PodWatch>>>,
     /// Per image, the tree the hasher keeps. Only the hash worker locks it: nothing on the build or deploy
     /// path waits for a scan.
     trees: std::sync::Mutex<HashMap<String, Arc<std::sync::Mutex<KeptTree>>>>,
@@ -68,7 +72,7 @@ struct KeptTree {
 }
 
 impl Ctx {
-    fn config(&self) -> Arc<Config> {
+    pub(super) fn config(&self) -> Arc<Config> {
         self.cfg.read().expect("not poisoned").clone()
     }
     fn kept(&self, image: &str) -> Arc<std::sync::Mutex<KeptTree>> {
@@ -145,9 +149,16 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
         changes: change_tx,
         overflowed,
         deployed: Default::default(),
+        pod_watches: Default::default(),
         trees: Default::default(),
     });
     let mut state = decide::State::default();
+    let set_rules = |state: &mut decide::State, cfg: &Config| {
+        for img in &cfg.images {
+            state.set_rules(&img.name, if opts.no_sync { &[] } else { &img.sync });
+        }
+    };
+    set_rules(&mut state, &ctx.config());
     let mut builds: HashMap<String, CancellationToken> = HashMap::new();
     let mut logs: HashMap<String, CancellationToken> = HashMap::new();
     // The manifest sets a deploy was started with: `--cleanup` deletes them even if no rollout succeeded.
@@ -156,7 +167,14 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
     loop {
         let evs = tokio::select! {
             _ = stop.cancelled() => break,
-            b = batches.recv() => match b { Some(b) => on_batch(&ctx, b).await, None => break },
+            b = batches.recv() => match b {
+                Some(b) => {
+                    let evs = on_batch(&ctx, b).await;
+                    set_rules(&mut state, &ctx.config()); // a reload may have changed them
+                    evs
+                }
+                None => break,
+            },
             ev = events.recv() => match ev { Some(ev) => vec![ev], None => break },
             // Reap finished workers, so a long session does not pile up their results.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
@@ -191,7 +209,9 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
                         }
                         tasks.spawn(deploy_worker(ctx.clone(), image, tag, digest, token));
                     }
-                    Action::Sync { .. } => {}
+                    Action::Sync { image, paths, pods } => {
+                        tasks.spawn(super::live::sync_worker(ctx.clone(), image, paths, pods));
+                    }
                     Action::Report(r) => ui.report(&r),
                 }
             }
@@ -204,6 +224,8 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
     while tasks.join_next().await.is_some() {}
     if opts.cleanup {
         cleanup(&ctx, &applied).await;
+    } else {
+        super::live::left_as_they_are(&ui, &state);
     }
     ui.line("devloop", "stop", "stopped");
     Ok(())
@@ -289,6 +311,7 @@ async fn reload(ctx: &Ctx) -> Option<Event> {
     for img in old.images.iter().filter(|i| new.image(&i.name).is_none()) {
         removed.push(img.name.clone());
         ctx.trees.lock().expect("not poisoned").remove(&img.name);
+        ctx.pod_watches.lock().expect("not poisoned").remove(&img.name);
         ctx.deployed.lock().expect("not poisoned").remove(&img.name);
     }
     // Watch the new set of inputs before the old watcher stops, so no event falls between the two.

@@ -1,0 +1,84 @@
+//! `devloop up`'s live update: carrying out [`decide::Action::Sync`] (files read now, one exec per
+//! container, every pod in parallel) and telling, at exit, which pods were left with synced files.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::decide::{self, Event};
+use super::up::Ctx;
+use crate::sync::{self, exec::Outcome, pods::PodWatch};
+use crate::ui::Ui;
+
+/// The image's pod watch, started on first use.
+fn pod_watch(ctx: &Arc<Ctx>, image: &str) -> Arc<PodWatch> {
+    let mut watches = ctx.pod_watches.lock().expect("not poisoned");
+    if let Some(w) = watches.get(image) {
+        return w.clone();
+    }
+    let (c1, c2, i1, i2) = (ctx.clone(), ctx.clone(), image.to_string(), image.to_string());
+    let reference = move || c1.deployed.lock().expect("not poisoned").get(&i1).cloned();
+    let became_ready = move |pod: String| {
+        let ev = Event::PodReady { image: i2.clone(), pod, at: Instant::now() };
+        // From the watch's task: never block it on a full queue.
+        let events = c2.events.clone();
+        tokio::spawn(async move { events.send(ev).await });
+    };
+    let w = Arc::new(PodWatch::start(&ctx.target, reference, became_ready));
+    watches.insert(image.to_string(), w.clone());
+    w
+}
+
+/// Syncs `paths` into the image's Ready pods (`only`: these pods) and reports the result to the core.
+pub(super) async fn sync_worker(ctx: Arc<Ctx>, image: String, paths: BTreeSet<String>, only: Option<BTreeSet<String>>) {
+    let started = Instant::now();
+    let ev = match run(&ctx, &image, &paths, only.as_ref()).await {
+        Ok((files, deleted, pods)) => Event::Synced { image, files, deleted, pods, took: started.elapsed(), at: Instant::now() },
+        Err(e) => Event::SyncFailed { unsupported: e.unsupported(), image, error: e.to_string(), at: Instant::now() },
+    };
+    let _ = ctx.events.send(ev).await;
+}
+
+/// (entries sent, paths deleted, pods synced)
+async fn run(ctx: &Arc<Ctx>, image: &str, paths: &BTreeSet<String>, only: Option<&BTreeSet<String>>) -> Result<(usize, usize, usize), sync::Error> {
+    let cfg = ctx.config();
+    let Some(img) = cfg.image(image) else { return Ok((0, 0, 0)) };
+    let (rules, context, paths) = (img.sync.clone(), img.context.clone(), paths.clone());
+    let prepared = tokio::task::spawn_blocking(move || sync::prepare(&rules, &context, &paths))
+        .await
+        .map_err(|e| sync::Error::Exec { pod: String::new(), message: e.to_string() })??;
+    let Some(reference) = ctx.deployed.lock().expect("not poisoned").get(image).cloned() else { return Ok((0, 0, 0)) };
+    let targets = pod_watch(ctx, image).targets(&reference, only).await;
+    let argv = sync::command(&prepared);
+    let jobs = targets.iter().flat_map(|(pod, containers)| containers.iter().map(move |c| (pod, c))).map(|(pod, c)| {
+        let (prepared, argv) = (&prepared, &argv);
+        async move { (pod, sync::exec::into_container(&ctx.target, pod, c, prepared, argv).await) }
+    });
+    let results = futures::future::join_all(jobs).await;
+    let mut synced = BTreeSet::new();
+    for (pod, r) in results {
+        match r? {
+            Outcome::Done => {
+                synced.insert(pod);
+            }
+            Outcome::Gone => {}
+        }
+    }
+    Ok((prepared.files, prepared.deletes.len(), synced.len()))
+}
+
+/// At exit (without `--cleanup`): the pods that run synced files keep them; say so.
+pub(super) fn left_as_they_are(ui: &Ui, state: &decide::State) {
+    for (image, tag, n, content) in state.live() {
+        let content = content.map(|c| format!(" (content {})", &c[..c.len().min(12)])).unwrap_or_default();
+        ui.line(
+            &image,
+            "synced-left",
+            &format!(
+                "the running pods are left as they are: image {} + {n} synced file(s){content}, which no image holds; \
+                 the next `devloop up` or `devloop deploy` rolls out the real image",
+                &tag[..tag.len().min(12)]
+            ),
+        );
+    }
+}
