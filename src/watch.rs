@@ -135,6 +135,11 @@ pub fn relevant(watched: &[Watched], config: &Path, path: &Path) -> Vec<Change> 
         let touch = if w.ignore_files.iter().any(|f| f == path) {
             Touch::Filter
         } else if path == w.dockerfile {
+            // Inside the context and let through, it is also a file of the tree: its entry must follow, or
+            // the kept tree's tag drifts from a fresh scan's.
+            if let Some(rel) = path.strip_prefix(&w.root).ok().and_then(Path::to_str).filter(|r| !r.is_empty() && !w.filter.excluded(r)) {
+                out.push(Change::Image { image: w.image.clone(), touch: Touch::Path(rel.to_string()) });
+            }
             Touch::Inputs
         } else {
             let Some(rel) = path.strip_prefix(&w.root).ok().and_then(Path::to_str) else { continue };

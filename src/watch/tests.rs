@@ -55,6 +55,12 @@ fn every_input_of_the_tag_is_relevant_whatever_the_filter_says() {
     for (path, want) in cases {
         assert_eq!(rel(path), want, "{path}");
     }
+    // A Dockerfile the filter lets into the context is also a path of the tree.
+    let c = vec![img("c", "/p/c")];
+    assert_eq!(
+        relevant(&c, config, Path::new("/p/c/Dockerfile")),
+        [touch("c", Touch::Path("Dockerfile".into())), touch("c", Touch::Inputs)]
+    );
     // Outside every context, the Dockerfile's and the config's directories are watched on their own.
     let dirs = watch_list(&w, config);
     assert_eq!(
