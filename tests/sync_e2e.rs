@@ -119,3 +119,70 @@ fn with_no_sync_a_covered_save_builds_and_rolls_out() {
     up.wait("iteration", 120);
     assert!(!up.seen.iter().any(|e| e["event"] == "sync"), "{:#?}", up.seen);
 }
+
+/// examples/shell-app in a scratch directory, deployed into `ns`, with a forward on a free port.
+fn shell_app(ns: &Namespace) -> Project {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shell-app");
+    let out = Command::new("cp").args(["-r", &format!("{}/.", example.display()), dir.path().to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success());
+    let name = format!("e2e-shell-{}", nonce());
+    let registry = env("DEVLOOP_REGISTRY");
+    let k8s = dir.path().join("k8s/deployment.yaml");
+    std::fs::write(&k8s, std::fs::read_to_string(&k8s).unwrap().replace("image: shell-app", &format!("image: {name}"))).unwrap();
+    std::fs::write(
+        dir.path().join("devloop.toml"),
+        format!(
+            "[buildkit]\naddr = \"{bk}\"\n[registry]\nhost = \"{registry}\"\ninsecure = true\n[kube]\ncontext = \"devloop-local\"\nnamespace = \"{ns}\"\n\
+             [[image]]\nname = \"{name}\"\ncontext = \".\"\nbuild-args = {{ REGISTRY = \"{registry}\" }}\n\
+             [[image.sync]]\nsrc = \"app/**\"\ndest = \"/app\"\nrestart = true\n\
+             [[deploy]]\nimage = \"{name}\"\nmanifests = [\"k8s/*.yaml\"]\n[[port-forward]]\ndeployment = \"shell-app\"\nremote = 8080\n",
+            bk = env("BUILDKIT_HOST"),
+            ns = ns.0,
+        ),
+    )
+    .unwrap();
+    Project { dir, registry, name }
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_code_change_is_served_by_the_restarted_server_in_the_same_container() {
+    let ns = Namespace::new("sync-restart");
+    let p = shell_app(&ns);
+    let mut up = Up::start(&p);
+    let url = up.wait("forward", 30)["message"].as_str().unwrap().split_whitespace().nth(1).unwrap().to_string();
+    up.wait("iteration", 120);
+    served(&url, "hello from the shell app");
+    let pod = live_pods(&ns.0, "shell-app").remove(0);
+    let restarts = || kubectl(&["-n", &ns.0, "get", "pod", &pod, "-o", "jsonpath={.status.containerStatuses[0].restartCount}"]);
+    assert_eq!(restarts(), "0");
+
+    // The server read config.sh when it started: only a restart serves the new message.
+    p.write("app/config.sh", "MESSAGE=\"changed by a sync\"\n");
+    let s = up.wait("sync", 20);
+    assert_eq!((s["files"].as_u64(), s["pods"].as_u64()), (Some(1), Some(1)), "{s}");
+    served(&url, "changed by a sync");
+    assert_eq!(live_pods(&ns.0, "shell-app"), [pod.clone()], "the same pod");
+    assert_eq!(restarts(), "0", "the server was restarted by the supervisor, not the container by the kubelet");
+    assert!(builds(&up.seen).len() == 2, "only the first build: {:#?}", builds(&up.seen));
+}
+
+/// `restart = true` where the server is PID 1 (hello's httpd): it cannot be restarted from inside, so the
+/// sync is reported as failed, with the hint, and the image is rebuilt and rolled out instead.
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn restart_without_a_supervisor_says_so_and_rebuilds() {
+    let ns = Namespace::new("sync-nosup");
+    let p = manifest_project(&ns.0, "[[image.sync]]\nsrc = \"www/**\"\ndest = \"/www\"\nrestart = true\n");
+    let mut up = Up::start(&p);
+    up.wait("iteration", 120);
+    p.write("app/www/index.html", "<p>needs a restart</p>\n");
+    let f = up.wait_for("sync-failed", 30, |e| e["event"] == "sync-failed");
+    assert!(f["error"].as_str().unwrap().contains("PID 1 is the only process"), "{f}");
+    up.wait("building", 30);
+    let it = up.wait("iteration", 120);
+    assert_eq!(it["tag"].as_str(), Some(p.tag().as_str()));
+    let pod = live_pods(&ns.0, "hello").remove(0);
+    assert!(page(&ns.0, &pod).unwrap().contains("needs a restart"));
+}
