@@ -19,6 +19,7 @@ pub enum Outcome {
 
 /// Runs the sync in `container` of `pod`.
 pub async fn into_container(t: &Target, pod: &str, container: &str, p: &Prepared, argv: &[String]) -> Result<Outcome, Error> {
+    let t0 = std::time::Instant::now();
     let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
     let params = AttachParams::default().container(container).stdin(p.files > 0).stdout(false).stderr(true);
     let fail = |message: String| Error::Exec { pod: pod.to_string(), message };
@@ -34,6 +35,7 @@ pub async fn into_container(t: &Target, pod: &str, container: &str, p: &Prepared
             return Err(fail(format!("exec: {text}")));
         }
     };
+    let connected = t0.elapsed();
     let status = proc.take_status();
     let mut stderr = proc.stderr();
     let read_err = async move {
@@ -56,6 +58,8 @@ pub async fn into_container(t: &Target, pod: &str, container: &str, p: &Prepared
         None => None,
     };
     let _ = proc.join().await;
+    // Where a sync's time goes: the exec stream's setup (API server → kubelet → runtime) against the script.
+    tracing::debug!(pod, container, connect_ms = connected.as_millis() as u64, total_ms = t0.elapsed().as_millis() as u64, bytes = p.tar.len(), "sync exec");
     written?;
     let stderr = String::from_utf8_lossy(&stderr).trim().to_string();
     let Some(status) = status else { return Err(fail(format!("the exec ended without a status{}", with(&stderr)))) };
