@@ -52,7 +52,7 @@ async fn run(ctx: &Arc<Ctx>, image: &str, paths: &BTreeSet<String>, only: Option
     let argv = sync::command(&prepared);
     let jobs = targets.iter().flat_map(|(pod, containers)| containers.iter().map(move |c| (pod, c))).map(|(pod, c)| {
         let (prepared, argv) = (&prepared, &argv);
-        async move { (pod, sync::exec::into_container(&ctx.target, pod, c, prepared, argv).await) }
+        async move { (pod, ctx.sessions.sync(&ctx.target, pod, c, prepared, argv).await) }
     });
     let results = futures::future::join_all(jobs).await;
     let mut synced = BTreeSet::new();

@@ -56,6 +56,8 @@ pub(super) struct Ctx {
     pub(super) deployed: std::sync::Mutex<HashMap<String, String>>,
     /// Per image, the watch of the pods syncs go to (started by the first sync).
     pub(super) pod_watches: std::sync::Mutex<HashMap<String, Arc<crate::sync::pods::PodWatch>>>,
+    /// Per container, the shell syncs are sent to.
+    pub(super) sessions: crate::sync::session::Sessions,
     /// Per image, the tree the hasher keeps. Only the hash worker locks it: nothing on the build or deploy
     /// path waits for a scan.
     trees: std::sync::Mutex<HashMap<String, Arc<std::sync::Mutex<KeptTree>>>>,
@@ -150,6 +152,7 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
         overflowed,
         deployed: Default::default(),
         pod_watches: Default::default(),
+        sessions: Default::default(),
         trees: Default::default(),
     });
     let mut state = decide::State::default();

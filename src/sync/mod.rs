@@ -12,6 +12,7 @@ use crate::config::{sync_route, SyncRule};
 
 pub mod exec;
 pub mod pods;
+pub mod session;
 
 /// Errors of a sync.
 #[derive(Debug, thiserror::Error)]
