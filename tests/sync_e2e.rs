@@ -186,3 +186,36 @@ fn restart_without_a_supervisor_says_so_and_rebuilds() {
     let pod = live_pods(&ns.0, "hello").remove(0);
     assert!(page(&ns.0, &pod).unwrap().contains("needs a restart"));
 }
+
+/// An earlier `up` left a pod with synced files, and the files were reverted since: the next `up` computes
+/// the tag that already runs, so its deploy changes nothing — and the marked pod is replaced from the image
+/// rather than left serving the synced edit.
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_pod_left_synced_by_an_earlier_up_is_replaced_when_the_tag_it_runs_is_deployed_again() {
+    let ns = Namespace::new("sync-stale");
+    let p = sync_project(&ns);
+    let original = std::fs::read_to_string(p.path("app/www/index.html")).unwrap();
+    let mut up = Up::start(&p);
+    up.wait("iteration", 120);
+    p.write("app/www/index.html", "<p>an edit left behind</p>\n");
+    up.wait("sync", 20);
+    let pod = live_pods(&ns.0, "hello").remove(0);
+    eventually("the pod marked as synced", 10, || {
+        let a = kubectl(&["-n", &ns.0, "get", "pod", &pod, "-o", "jsonpath={.metadata.annotations.devloop\\.dev/synced}"]);
+        if a.is_empty() { Err("no annotation".to_string()) } else { Ok(a) }
+    });
+    up.interrupt();
+    drop(up);
+    assert!(page(&ns.0, &pod).unwrap().contains("an edit left behind"));
+
+    p.write("app/www/index.html", &original);
+    let mut up = Up::start(&p);
+    let stale = up.wait_for("synced-stale", 120, |e| e["event"] == "synced-stale");
+    assert!(stale["message"].as_str().unwrap().contains(&pod), "{stale}");
+    let new_pod = eventually("a replacement pod", 60, || match live_pods(&ns.0, "hello").as_slice() {
+        [one] if *one != pod => Ok(one.clone()),
+        other => Err(format!("{other:?}")),
+    });
+    eventually("the image's page in the replacement", 30, || page(&ns.0, &new_pod).and_then(|b| if b.contains("Hello from devloop") { Ok(b) } else { Err(b) }));
+}

@@ -5,6 +5,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+
 use super::decide::{self, Event};
 use super::up::Ctx;
 use crate::sync::{self, exec::Outcome, pods::PodWatch};
@@ -56,15 +59,58 @@ async fn run(ctx: &Arc<Ctx>, image: &str, paths: &BTreeSet<String>, only: Option
     });
     let results = futures::future::join_all(jobs).await;
     let mut synced = BTreeSet::new();
+    let mut failed = None;
     for (pod, r) in results {
-        match r? {
-            Outcome::Done => {
-                synced.insert(pod);
+        match r {
+            Ok(Outcome::Done) => {
+                synced.insert(pod.clone());
             }
-            Outcome::Gone => {}
+            Ok(Outcome::Gone) => {}
+            Err(e) => failed = failed.or(Some(e)),
         }
     }
-    Ok((prepared.files, prepared.deletes.len(), synced.len()))
+    // Marked, off the sync's path, so that no later rollout leaves them running what no image holds.
+    tokio::spawn(mark(ctx.clone(), synced.clone()));
+    match failed {
+        Some(e) => Err(e),
+        None => Ok((prepared.files, prepared.deletes.len(), synced.len())),
+    }
+}
+
+/// The annotation on a pod that runs files synced on top of its image.
+pub(super) const SYNCED: &str = "devloop.dev/synced";
+
+/// Annotates the synced pods (the time of the last sync): `kubectl get pod -o yaml` tells, and a later
+/// rollout that leaves such a pod in place replaces it.
+async fn mark(ctx: Arc<Ctx>, pods: BTreeSet<String>) {
+    let api: Api<Pod> = Api::namespaced(ctx.target.client.clone(), &ctx.target.namespace);
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let patch = serde_json::json!({"metadata": {"annotations": {SYNCED: now}}});
+    for pod in pods {
+        if let Err(e) = api.patch(&pod, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            tracing::debug!("annotating synced pod {pod}: {e}");
+        }
+    }
+}
+
+/// After a rollout: a Ready pod running `reference` and marked synced holds files its image does not (the
+/// rollout did not replace it: the same tag as before, e.g. an earlier `up` left it synced). Delete it; its
+/// Deployment replaces it from the image.
+pub(super) async fn replace_stale(ctx: Arc<Ctx>, image: String, reference: String) {
+    let api: Api<Pod> = Api::namespaced(ctx.target.client.clone(), &ctx.target.namespace);
+    let Ok(list) = api.list(&ListParams::default()).await else { return };
+    for p in list.items {
+        let marked = p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(SYNCED));
+        if !marked || p.metadata.deletion_timestamp.is_some() || sync::pods::containers(&p, &reference).is_empty() {
+            continue;
+        }
+        let Some(name) = p.metadata.name.clone() else { continue };
+        let what = match api.delete(&name, &Default::default()).await {
+            Ok(_) => "deleted; its Deployment replaces it from the image".to_string(),
+            Err(e) => format!("could not delete it ({e}): delete it by hand"),
+        };
+        ctx.ui.line(&image, "synced-stale", &format!("pod {name} runs files synced earlier, which its image does not hold: {what}"));
+    }
 }
 
 /// At exit (without `--cleanup`): the pods that run synced files keep them; say so.

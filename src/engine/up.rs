@@ -481,6 +481,10 @@ async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String
     // The result first: following the new pods' logs costs two API calls the summary need not wait for.
     let _ = ctx.events.send(Event::RolledOut { image: image.clone(), tag, ok, took, at, pod }).await;
     if ok {
+        // Pods the rollout left in place may still run files synced earlier (by this or an earlier `up`).
+        if ctx.config().image(&image).is_some_and(|i| !i.sync.is_empty()) {
+            tokio::spawn(super::live::replace_stale(ctx.clone(), image.clone(), reference.clone()));
+        }
         for r in rolled {
             follow_logs(&ctx, &r.deployment, &image, &reference, &logs).await;
         }

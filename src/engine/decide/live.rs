@@ -87,7 +87,7 @@ pub(super) fn sync(state: &mut State, image: String, scope: Scope, at: Instant, 
 }
 
 /// A hash of synced content is done: its tag is the content tag, nothing is built.
-pub(super) fn hashed(s: &mut ImageState, _image: &str, tag: String, took: Duration, _out: &mut Vec<Action>) {
+pub(super) fn hashed(s: &mut ImageState, _image: &str, tag: String, took: Duration, out: &mut Vec<Action>) {
     s.live.hash += took;
     if s.deployed.as_ref() == Some(&tag) {
         s.live.matches_image();
@@ -95,7 +95,7 @@ pub(super) fn hashed(s: &mut ImageState, _image: &str, tag: String, took: Durati
         s.live.content = Some(tag.clone());
     }
     let content = s.live.content.clone().or(Some(tag));
-    s.live.report_waiting(content, _out);
+    s.live.report_waiting(content, out);
 }
 
 /// Sync results and pods that came later.
