@@ -191,7 +191,8 @@ impl fmt::Display for ManifestSource {
 pub struct Buildkit {
     /// `unix:///path`, `tcp://host:port`, or Docker Engine's BuildKit: `docker://` (DOCKER_HOST with
     /// DOCKER_TLS_VERIFY/DOCKER_CERT_PATH, else /var/run/docker.sock), `docker-unix:///path` or
-    /// `docker-tcp://host:port` (TLS). Left unset, a Docker Engine answering at DOCKER_HOST or
+    /// `docker-tcp://host:port` (TLS), or in the cluster through the API server: `kube-pod://<pod>?namespace=<ns>`,
+    /// `kube-deployment://<name>?namespace=<ns>` (`&port=`, default 1234). Left unset, a Docker Engine answering at DOCKER_HOST or
     /// /var/run/docker.sock is used, else the default buildkitd socket.
     #[serde(default)]
     pub addr: String,
@@ -267,6 +268,12 @@ pub struct Registry {
     /// The containerd namespace the kubelet's runtime uses (CRI: `k8s.io`).
     #[serde(default = "default_containerd_namespace")]
     pub containerd_namespace: String,
+    /// A PEM file of CA certificates devloop's own HTTPS calls to the registry trust (a private CA);
+    /// relative to devloop.toml.
+    pub ca: Option<PathBuf>,
+    /// Whether deployed pods pull with an imagePullSecret devloop keeps in the namespace.
+    #[serde(default)]
+    pub pull_secret: PullSecret,
 }
 
 fn default_containerd_socket() -> PathBuf {
@@ -469,6 +476,13 @@ pub fn load(path: &Path) -> Result<Config, Error> {
 pub fn load_for(path: &Path, kube_context: Option<&str>) -> Result<Config, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.into(), source })?;
     let mut cfg = load_text(path, &text, |k| std::env::var(k).ok())?;
+    // Read now, so an unreadable CA is a config error (exit 2), not a failure in the middle of a build.
+    if let Some(ca) = &cfg.registry.ca {
+        crate::registry::ca_certificates(ca).map_err(|e| {
+            let message = e.to_string();
+            located(path, "registry.ca", message.trim_start_matches("key `registry.ca`: ").to_string())
+        })?;
+    }
     crate::docker::settle(&mut cfg, &text, kube_context);
     // `{user}` / `{git-user}` (and sanitizing): here, not in `parse`, as they read the process's world.
     if let Some(ns) = &cfg.kube.namespace {
@@ -531,7 +545,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
         err(inner.span(), key, did_you_mean(inner.message()))
     })?;
 
-    let registry = raw.registry;
+    let mut registry = raw.registry;
+    registry.ca = registry.ca.map(|ca| root.join(ca));
+    if let PullSecret::Named(name) = &registry.pull_secret {
+        registry::validate_secret_name(name).map_err(|m| err(None, "registry.pull-secret".into(), m))?;
+    }
     if !registry.host.is_empty() && (registry.host.trim().is_empty() || registry.host.contains('/') || registry.host.contains("://")) {
         return Err(err(None, "registry.host".into(), format!("`{}` is not a registry host[:port]", registry.host)));
     }
@@ -704,12 +722,16 @@ fn validate_addr(addr: &str) -> Result<(), String> {
     if let Some(engine) = crate::docker::engine_of(&syntax, &crate::docker::Env::default()) {
         return engine.map(|_| ());
     }
+    if let Some(kube) = crate::buildkit::kube::KubeAddr::parse(addr) {
+        return kube.map(|_| ());
+    }
     match addr.split_once("://") {
         Some(("unix", p)) if !p.is_empty() => Ok(()),
         Some(("tcp", hp)) if hp.contains(':') => Ok(()),
         _ => Err(format!(
-            "`{addr}` is not a BuildKit address: use unix:///path/to/buildkitd.sock, tcp://host:port, or Docker \
-             Engine's BuildKit: docker://, docker-unix:///path/to/docker.sock or docker-tcp://host:port"
+            "`{addr}` is not a BuildKit address: use unix:///path/to/buildkitd.sock, tcp://host:port, Docker \
+             Engine's BuildKit: docker://, docker-unix:///path/to/docker.sock or docker-tcp://host:port, or a \
+             BuildKit in the cluster: kube-deployment://<name>?namespace=<ns> or kube-pod://<pod>?namespace=<ns>"
         )),
     }
 }
@@ -775,5 +797,7 @@ mod tests;
 
 mod helm;
 pub use helm::{Helm, ImageValues, SetValue};
+mod registry;
+pub use registry::PullSecret;
 mod sync;
 pub use sync::{route as sync_route, RunStep, SyncRule};

@@ -31,7 +31,7 @@ pub async fn bind(deployment: &str, port: u16) -> Result<TcpListener, Error> {
 }
 
 /// The newest of `pods` that is Ready and not being deleted.
-fn newest_ready<'a>(pods: impl Iterator<Item = &'a Pod>) -> Option<String> {
+pub(crate) fn newest_ready<'a>(pods: impl Iterator<Item = &'a Pod>) -> Option<String> {
     pods.filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| {
             p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))

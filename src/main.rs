@@ -35,6 +35,13 @@ enum Command {
         /// Build even if the registry already has the tag.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        kube: KubeArgs,
+    },
+    /// BuildKit in the cluster: install it, or ask any BuildKit how it is.
+    Buildkit {
+        #[command(subcommand)]
+        action: BuildkitAction,
     },
     /// Watch, and on every change build, push, roll out, stream logs and keep port-forwards (Ctrl-C stops).
     Up {
@@ -76,6 +83,50 @@ enum Command {
     Down {
         #[command(flatten)]
         kube: KubeArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum BuildkitAction {
+    /// Apply a buildkitd Deployment (+ its config) into the namespace, wait until it is ready, and print the
+    /// `[buildkit] addr` to use. Running it again updates it in place.
+    Install {
+        #[command(flatten)]
+        kube: KubeArgs,
+        /// The Deployment's name.
+        #[arg(long, default_value = devloop::buildkit::install::DEFAULT_NAME)]
+        name: String,
+        /// The buildkitd image (laid out like moby/buildkit: ENTRYPOINT buildkitd, buildctl on PATH).
+        #[arg(long, default_value = devloop::buildkit::install::DEFAULT_IMAGE)]
+        image: String,
+        /// Trust this CA certificate for a registry (repeatable): HOST[:PORT]=FILE.
+        #[arg(long = "registry-ca", value_name = "HOST=FILE")]
+        registry_ca: Vec<String>,
+        /// Speak plain HTTP to this registry (repeatable): HOST[:PORT].
+        #[arg(long = "insecure-registry", value_name = "HOST")]
+        insecure_registry: Vec<String>,
+        /// Keep BuildKit's state (its cache) on a PersistentVolumeClaim of this size (default: an emptyDir,
+        /// lost with the pod).
+        #[arg(long, value_name = "SIZE")]
+        pvc: Option<String>,
+        /// buildkitd's OCI worker snapshotter (e.g. native where overlayfs does not work); default: its own choice.
+        #[arg(long)]
+        snapshotter: Option<String>,
+        /// How long to wait for the Deployment to be ready.
+        #[arg(long, default_value = "5m")]
+        timeout: humantime::Duration,
+    },
+    /// Whether BuildKit answers (workers, platforms, version) and what it has cached. Exit 1 when it does not
+    /// answer. Default address: [buildkit] addr (or BUILDKIT_HOST); `--name`/`--namespace` ask an installed one.
+    Status {
+        #[command(flatten)]
+        kube: KubeArgs,
+        /// The Deployment `devloop buildkit install` created (default buildkitd when --namespace is given).
+        #[arg(long)]
+        name: Option<String>,
+        /// Any BuildKit address instead.
+        #[arg(long, conflicts_with = "name")]
+        addr: Option<String>,
     },
 }
 
@@ -132,13 +183,28 @@ fn main() -> ExitCode {
         .init();
 
     let kube_context = match &cli.command {
-        Command::Deploy { kube, .. } | Command::Check { kube, .. } | Command::Up { kube, .. } | Command::Down { kube } => {
+        Command::Deploy { kube, .. }
+        | Command::Check { kube, .. }
+        | Command::Up { kube, .. }
+        | Command::Down { kube }
+        | Command::Build { kube, .. }
+        | Command::Buildkit { action: BuildkitAction::Install { kube, .. } | BuildkitAction::Status { kube, .. } } => {
             kube.kube_context.as_deref()
         }
         _ => None,
     };
     let cfg = match load_config(cli.config.as_deref(), kube_context) {
         Ok(c) => c,
+        // `buildkit install/status` are useful before a project has a devloop.toml: the defaults then.
+        Err(config::Error::NotFound(_)) if cli.config.is_none() && matches!(cli.command, Command::Buildkit { .. }) => {
+            match config::load_text(std::path::Path::new("devloop.toml"), "", |k| std::env::var(k).ok()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
@@ -170,8 +236,61 @@ fn main() -> ExitCode {
                 | engine::Error::Filter(_)
                 | engine::Error::BadFlag(_)
                 | engine::Error::NoRegistry(_)
+                | engine::Error::Buildkit(devloop::buildkit::Error::NotAllowed { .. })
                 | engine::Error::Deploy(devloop::deploy::Error::NotAllowed(_)) => ExitCode::from(2),
                 _ => ExitCode::from(1),
+            }
+        }
+    }
+}
+
+/// `devloop buildkit install|status`.
+async fn buildkit_command(cfg: &config::Config, action: &BuildkitAction, out: &mut std::io::Stdout) -> Result<bool, engine::Error> {
+    use devloop::buildkit::{install, kube::Cluster, status};
+    match action {
+        BuildkitAction::Install { kube, name, image, registry_ca, insecure_registry, pvc, snapshotter, timeout } => {
+            let spec = install::Install {
+                name: name.clone(),
+                image: image.clone(),
+                registry_ca: registry_ca.clone(),
+                insecure_registry: insecure_registry.clone(),
+                pvc: pvc.clone(),
+                snapshotter: snapshotter.clone(),
+                timeout: (*timeout).into(),
+            };
+            // Bad flags are said before the cluster is asked anything.
+            install::config_files(&spec).map_err(|e| engine::Error::BadFlag(e.to_string()))?;
+            let target = devloop::deploy::connect(&cfg.kube, &kube.options(cfg)?).await?;
+            match install::install(&target, &spec, out).await {
+                Ok(()) => Ok(true),
+                Err(install::Error::Deploy(e)) => Err(e.into()),
+                Err(e @ install::Error::Flag { .. }) => Err(engine::Error::BadFlag(e.to_string())),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(false)
+                }
+            }
+        }
+        BuildkitAction::Status { kube, name, addr } => {
+            let opts = kube.options(cfg)?;
+            let mut bk = cfg.buildkit.clone();
+            if let Some(a) = addr {
+                bk.addr = a.clone();
+            } else if name.is_some() || kube.namespace.is_some() {
+                // The namespace comes from --namespace, as for every kube address without one.
+                let name = name.as_deref().unwrap_or(devloop::buildkit::install::DEFAULT_NAME);
+                bk.addr = match &opts.namespace {
+                    Some(ns) => devloop::buildkit::install::addr(name, ns),
+                    None => format!("kube-deployment://{name}"),
+                };
+            }
+            match status::status(&bk, Cluster { kube: &cfg.kube, opts: &opts }, out).await {
+                Ok(_) => Ok(true),
+                Err(e @ devloop::buildkit::Error::NotAllowed { .. }) => Err(e.into()),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(false)
+                }
             }
         }
     }
@@ -193,9 +312,10 @@ async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt) -> Result<bool, 
     let mut stdout = std::io::stdout();
     // Where images go, when devloop.toml does not say: the cluster's advertised registry.
     let kube = match &cli.command {
-        Command::Build { .. } => Some(devloop::deploy::KubeOptions::default()),
-        Command::Deploy { kube, .. } | Command::Check { kube, .. } | Command::Up { kube, .. } => Some(kube.options(cfg)?),
-        Command::Hash { .. } | Command::Hook { .. } | Command::Down { .. } => None,
+        Command::Deploy { kube, .. } | Command::Check { kube, .. } | Command::Up { kube, .. } | Command::Build { kube, .. } => {
+            Some(kube.options(cfg)?)
+        }
+        Command::Hash { .. } | Command::Hook { .. } | Command::Down { .. } | Command::Buildkit { .. } => None,
     };
     let mut cfg = cfg.clone();
     if let Some(kube) = kube {
@@ -212,9 +332,10 @@ async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt) -> Result<bool, 
                 println!("{} {}", h.image.name, h.reference);
             }
         }
-        Command::Build { images, force } => {
-            engine::build_images(cfg, images, *force, cli.verbose > 0, &mut stdout).await?;
+        Command::Build { images, force, kube } => {
+            engine::build_images(cfg, images, *force, cli.verbose > 0, &kube.options(cfg)?, &mut stdout).await?;
         }
+        Command::Buildkit { action } => return buildkit_command(cfg, action, &mut stdout).await,
         Command::Deploy { tag, kube } => {
             let opts = engine::deploy::DeployOptions { kube: kube.options(cfg)?, tag: tag.clone(), verbose: cli.verbose > 0 };
             return engine::deploy::deploy_all(cfg, &opts, &mut stdout, intr).await;

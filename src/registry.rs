@@ -1,15 +1,18 @@
-//! The registry side: does `<name>:<tag>` already exist (so the build can be skipped), and the credentials
-//! from Docker's config.json that both this check and BuildKit's push use.
+//! The registry side: does `<name>:<tag>` already exist (so the build can be skipped) — following Bearer
+//! (token) and Basic challenges, trusting `[registry] ca` — and the credentials from Docker's config.json
+//! ([`creds`]) that both this check and BuildKit's push use.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 
-use base64::Engine;
 use serde::Deserialize;
 
 use crate::config;
 
+pub mod creds;
 pub mod discover;
+
+pub use creds::{Credentials, DockerConfig};
 
 /// Errors talking to the registry.
 #[derive(Debug, thiserror::Error)]
@@ -23,78 +26,46 @@ pub enum Error {
     /// A 200 for a manifest without its digest: there is nothing to pin a deployment to.
     #[error("registry {host} answered 200 for {url} without a Docker-Content-Digest header")]
     NoDigest { host: String, url: String },
+    /// The registry wants credentials we do not have, or refused the ones we sent.
+    #[error("registry {host} answered {status} for {url}: {why}")]
+    Unauthorized { host: String, status: u16, url: String, why: String },
+    /// Credentials could not be looked up (a credential helper failed).
+    #[error(transparent)]
+    Credentials(#[from] creds::Error),
+    /// `[registry] ca` cannot be used.
+    #[error("key `registry.ca`: {path}: {reason}")]
+    Ca { path: String, reason: String },
 }
 
-/// A user name and a secret (password or token). Debug output hides the secret.
-#[derive(Clone, Default, PartialEq)]
-pub struct Credentials {
-    /// User name ("" with an identity token).
-    pub username: String,
-    /// Password or token.
-    pub secret: String,
+/// Registry hosts that asked this process for credentials to read a manifest: the kubelet, which pulls
+/// anonymously unless a pod has an imagePullSecret, will likely be asked too.
+static ASKED_FOR_CREDENTIALS: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// Whether `host` asked for credentials when devloop read a manifest from it (in this process).
+pub fn asked_for_credentials(host: &str) -> bool {
+    ASKED_FOR_CREDENTIALS.lock().expect("not poisoned").contains(host)
 }
 
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credentials {{ username: {:?}, secret: <redacted> }}", self.username)
+/// The root certificates of `[registry] ca` (a PEM file with one or more certificates).
+pub fn ca_certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, Error> {
+    let bad = |reason: String| Error::Ca { path: path.display().to_string(), reason };
+    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(format!("not PEM certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(bad("no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into()));
     }
+    Ok(certs)
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct AuthEntry {
-    #[serde(default)]
-    auth: String,
-    #[serde(default)]
-    username: String,
-    #[serde(default)]
-    password: String,
-    #[serde(default, rename = "identitytoken")]
-    identity_token: String,
-}
-
-/// Docker's client config (`auths` only; credential helpers are not run).
-#[derive(Debug, Default, Deserialize)]
-pub struct DockerConfig {
-    #[serde(default)]
-    auths: HashMap<String, AuthEntry>,
-}
-
-impl DockerConfig {
-    /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`; missing or unreadable means empty.
-    pub fn load() -> Self {
-        let path = std::env::var_os("DOCKER_CONFIG")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
-            .map(|d| d.join("config.json"));
-        let Some(path) = path else { return Self::default() };
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::warn!(file = %path.display(), "ignoring unreadable Docker config: {e}");
-                Self::default()
-            }),
-            Err(_) => Self::default(),
+/// The HTTP client for devloop's own calls to the registry: it trusts `[registry] ca` besides the usual roots.
+pub fn http_client(reg: &config::Registry) -> Result<reqwest::Client, Error> {
+    let mut b = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10));
+    if let Some(ca) = &reg.ca {
+        for c in ca_certificates(ca)? {
+            b = b.add_root_certificate(c);
         }
     }
-
-    /// Credentials for a registry host. Docker Hub's names map to its legacy key.
-    pub fn credentials(&self, host: &str) -> Option<Credentials> {
-        let hub = matches!(host, "docker.io" | "registry-1.docker.io" | "index.docker.io");
-        let keys: Vec<String> = if hub {
-            vec!["https://index.docker.io/v1/".into(), "docker.io".into(), host.into()]
-        } else {
-            vec![host.into(), format!("https://{host}"), format!("http://{host}")]
-        };
-        let e = keys.iter().find_map(|k| self.auths.get(k))?;
-        if !e.identity_token.is_empty() {
-            return Some(Credentials { username: String::new(), secret: e.identity_token.clone() });
-        }
-        if !e.username.is_empty() {
-            return Some(Credentials { username: e.username.clone(), secret: e.password.clone() });
-        }
-        let decoded = base64::engine::general_purpose::STANDARD.decode(e.auth.trim()).ok()?;
-        let (u, p) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
-        Some(Credentials { username: u.into(), secret: p.into() })
-    }
+    b.build().map_err(|e| Error::Unreachable { host: reg.host.clone(), reason: crate::buildkit::error_chain(&e) })
 }
 
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, \
@@ -102,26 +73,45 @@ const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, \
     application/vnd.docker.distribution.manifest.list.v2+json, \
     application/vnd.docker.distribution.manifest.v2+json";
 
-/// The digest of `<name>:<tag>` in the registry, or None when the registry does not have it.
+/// The digest of `<name>:<tag>` in the registry, or None when the registry does not have it. A 401 is
+/// answered once with credentials from Docker's config: a Bearer challenge through its token realm, a Basic
+/// one straight to the registry (both only where [`realm_may_get_credentials`] allows).
 pub async fn manifest_digest(reg: &config::Registry, name: &str, tag: &str) -> Result<Option<String>, Error> {
+    manifest_digest_with(reg, name, tag, &DockerConfig::load()).await
+}
+
+/// [`manifest_digest`] with credentials from `docker`.
+pub async fn manifest_digest_with(reg: &config::Registry, name: &str, tag: &str, docker: &DockerConfig) -> Result<Option<String>, Error> {
     let scheme = if reg.insecure { "http" } else { "https" };
     let url = format!("{scheme}://{}/v2/{name}/manifests/{tag}", reg.host);
     let unreachable = |e: reqwest::Error| Error::Unreachable { host: reg.host.clone(), reason: crate::buildkit::error_chain(&e) };
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(unreachable)?;
-    let mut resp = client.head(&url).header("Accept", MANIFEST_TYPES).send().await.map_err(unreachable)?;
+    let client = http_client(reg)?;
+    let head = || client.head(&url).header("Accept", MANIFEST_TYPES);
+    let mut resp = head().send().await.map_err(unreachable)?;
+    let mut sent = false;
     if resp.status() == 401 {
-        // Token auth (distribution's Bearer challenge), with credentials when we have them.
-        if let Some(token) = bearer_token(&client, &resp, reg, DockerConfig::load().credentials(&reg.host)).await {
-            resp = client
-                .head(&url)
-                .header("Accept", MANIFEST_TYPES)
-                .bearer_auth(token)
-                .send()
-                .await
-                .map_err(unreachable)?;
+        ASKED_FOR_CREDENTIALS.lock().expect("not poisoned").insert(reg.host.clone());
+        let creds = docker.credentials(&reg.host).await?;
+        let challenge = resp.headers().get("WWW-Authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        if challenge.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("basic ")) {
+            if let Some(c) = creds {
+                // Basic credentials go to the registry URL itself: the same rule as for a realm there.
+                match realm_may_get_credentials(reg, &url) {
+                    Ok(()) => {
+                        resp = head().basic_auth(c.username, Some(c.secret)).send().await.map_err(unreachable)?;
+                        sent = true;
+                    }
+                    Err(why) => {
+                        let why = format!("it asks for Basic credentials, which devloop does not send there: {why}");
+                        return Err(Error::Unauthorized { host: reg.host.clone(), status: 401, url, why });
+                    }
+                }
+            }
+        } else {
+            sent = creds.is_some();
+            if let Some(token) = bearer_token(&client, &challenge, reg, creds).await {
+                resp = head().bearer_auth(token).send().await.map_err(unreachable)?;
+            }
         }
     }
     match resp.status().as_u16() {
@@ -130,6 +120,18 @@ pub async fn manifest_digest(reg: &config::Registry, name: &str, tag: &str) -> R
             _ => Err(Error::NoDigest { host: reg.host.clone(), url }),
         },
         404 => Ok(None),
+        status @ (401 | 403) => {
+            let why = if sent {
+                format!("it refused the credentials Docker's config has for {} (check them: `docker login {}`)", reg.host, reg.host)
+            } else {
+                format!(
+                    "it requires credentials and Docker's config ($DOCKER_CONFIG/config.json or ~/.docker/config.json) has none \
+                     for {}: run `docker login {}`, or configure a credential helper (credsStore, credHelpers)",
+                    reg.host, reg.host
+                )
+            };
+            Err(Error::Unauthorized { host: reg.host.clone(), status, url, why })
+        }
         status => Err(Error::Unexpected { host: reg.host.clone(), status, url }),
     }
 }
@@ -170,13 +172,7 @@ pub fn realm_may_get_credentials(reg: &config::Registry, realm: &str) -> Result<
 
 /// Follows a `WWW-Authenticate: Bearer realm=…,service=…,scope=…` challenge to a token, sending `creds`
 /// only where [`realm_may_get_credentials`] allows.
-async fn bearer_token(
-    client: &reqwest::Client,
-    resp: &reqwest::Response,
-    reg: &config::Registry,
-    creds: Option<Credentials>,
-) -> Option<String> {
-    let challenge = resp.headers().get("WWW-Authenticate")?.to_str().ok()?;
+async fn bearer_token(client: &reqwest::Client, challenge: &str, reg: &config::Registry, creds: Option<Credentials>) -> Option<String> {
     let params = challenge.strip_prefix("Bearer ")?;
     let mut fields = HashMap::new();
     for part in params.split(',') {
@@ -208,25 +204,6 @@ async fn bearer_token(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn credentials_from_docker_config_forms() {
-        let cfg: DockerConfig = serde_json::from_str(
-            r#"{"auths": {
-                "reg.example:5000": {"auth": "dXNlcjpwYTpzcw=="},
-                "https://index.docker.io/v1/": {"username": "hub", "password": "pw"},
-                "tok.example": {"identitytoken": "t0k"}
-            }}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            cfg.credentials("reg.example:5000"),
-            Some(Credentials { username: "user".into(), secret: "pa:ss".into() })
-        );
-        assert_eq!(cfg.credentials("registry-1.docker.io").unwrap().username, "hub");
-        assert_eq!(cfg.credentials("tok.example").unwrap().secret, "t0k");
-        assert_eq!(cfg.credentials("other.example"), None);
-    }
 
     fn registry(host: &str, insecure: bool, auth_hosts: &[&str]) -> config::Registry {
         config::Registry {
@@ -305,9 +282,62 @@ mod tests {
         assert_eq!(manifest_digest(&registry(&host, true, &[]), "app", "t1").await.unwrap().as_deref(), Some("sha256:abc"));
     }
 
+    /// A registry on 127.0.0.1 requiring Basic auth `user:pw` (dXNlcjpwdw==) for every request.
+    async fn basic_registry() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                let response = if text.contains("authorization: basic dxnlcjpwdw==") {
+                    "HTTP/1.1 200 OK\r\nDocker-Content-Digest: sha256:basic\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                } else {
+                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"registry\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                };
+                let _ = sock.write_all(response.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn basic_auth_registries_get_the_configured_credentials_and_a_clear_error_without() {
+        let host = basic_registry().await;
+        let reg = registry(&host, true, &[]);
+        let with = DockerConfig::from_json(&format!(r#"{{"auths": {{"{host}": {{"auth": "dXNlcjpwdw=="}}}}}}"#), "c.json").unwrap();
+        assert_eq!(manifest_digest_with(&reg, "app", "t1", &with).await.unwrap().as_deref(), Some("sha256:basic"));
+        assert!(asked_for_credentials(&host));
+
+        let none = DockerConfig::from_json("{}", "c.json").unwrap();
+        let msg = manifest_digest_with(&reg, "app", "t1", &none).await.unwrap_err().to_string();
+        assert!(msg.contains(&host) && msg.contains("401") && msg.contains("docker login"), "{msg}");
+
+        let wrong = DockerConfig::from_json(&format!(r#"{{"auths": {{"{host}": {{"username": "user", "password": "n0pe-secret"}}}}}}"#), "c.json").unwrap();
+        let msg = manifest_digest_with(&reg, "app", "t1", &wrong).await.unwrap_err().to_string();
+        assert!(msg.contains("refused the credentials") && !msg.contains("n0pe-secret"), "{msg}");
+
+        // Plain http without `insecure`: Basic credentials are not sent there (https only).
+        let plain = config::Registry { insecure: false, ..reg.clone() };
+        assert!(realm_may_get_credentials(&plain, &format!("http://{host}/v2/app/manifests/t1")).is_err());
+    }
+
     #[test]
-    fn debug_output_never_shows_the_secret() {
-        let c = Credentials { username: "u".into(), secret: "hunter2".into() };
-        assert!(!format!("{c:?}").contains("hunter2"));
+    fn an_unreadable_or_empty_ca_names_the_key() {
+        let d = tempfile::tempdir().unwrap();
+        let missing = ca_certificates(&d.path().join("nope.pem")).unwrap_err().to_string();
+        assert!(missing.starts_with("key `registry.ca`: ") && missing.contains("nope.pem"), "{missing}");
+        std::fs::write(d.path().join("empty.pem"), "not a certificate\n").unwrap();
+        let empty = ca_certificates(&d.path().join("empty.pem")).unwrap_err().to_string();
+        assert!(empty.contains("registry.ca") && empty.contains("no PEM certificate"), "{empty}");
     }
 }

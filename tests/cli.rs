@@ -136,3 +136,39 @@ fn no_registry_and_no_cluster_to_ask_exits_2_with_the_ways_out() {
     let out = p.devloop(&["hash"]);
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("a a:"), "{out:?}");
 }
+
+#[test]
+fn buildkit_install_refuses_bad_flags_before_asking_the_cluster_and_bad_kube_addresses_exit_2() {
+    // No devloop.toml and no kubeconfig: the flags are judged first (exit 2 naming the flag).
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_devloop"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("KUBECONFIG", dir.path().join("none"))
+            .env_remove("BUILDKIT_HOST")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let cases: &[(&[&str], &str)] = &[
+        (&["buildkit", "install", "--name", "Bad"], "--name: `Bad` is not a valid name"),
+        (&["buildkit", "install", "--registry-ca", "reg:5443"], "--registry-ca: `reg:5443`: expected HOST=FILE"),
+        (&["buildkit", "install", "--registry-ca", "reg:5443=/nonexistent.pem"], "--registry-ca: cannot read /nonexistent.pem"),
+    ];
+    for (args, want) in cases {
+        let (code, err) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    // Good flags get as far as the kubeconfig, which is missing here.
+    let (code, err) = run(&["buildkit", "install"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("kubeconfig"), "{err}");
+    // A malformed kube address in BUILDKIT_HOST is a config error naming the key.
+    let p = Project::hello("127.0.0.1:1");
+    let out = p.devloop_at(p.dir.path(), &["build"], &[("BUILDKIT_HOST", Path::new("kube-deployment://bk?port=0"))]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("key `buildkit.addr`") && err.contains("not a TCP port") && err.contains("BUILDKIT_HOST"), "{err}");
+}

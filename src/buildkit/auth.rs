@@ -1,5 +1,6 @@
 //! Auth/Credentials for the session: BuildKit asks for a registry host's credentials when it pushes or
-//! pulls; we answer from Docker's config.json. Secrets never reach a log line.
+//! pulls; we answer from Docker's config.json (running its credential helpers). Secrets never reach a log
+//! line; a failing helper is an error BuildKit reports with the push, naming the helper and the host.
 
 use bollard_buildkit_proto::moby::filesync::v1::auth_server::Auth;
 use bollard_buildkit_proto::moby::filesync::v1::{
@@ -26,7 +27,11 @@ impl DockerAuth {
 impl Auth for DockerAuth {
     async fn credentials(&self, req: Request<CredentialsRequest>) -> Result<Response<CredentialsResponse>, Status> {
         let host = req.into_inner().host;
-        let creds = self.config.credentials(&host);
+        let creds = self.config.credentials(&host).await.map_err(|e| {
+            tracing::debug!("{e}");
+            // Not UNAVAILABLE: that code would read as BuildKit's connection failing, and be retried.
+            Status::failed_precondition(e.to_string())
+        })?;
         tracing::debug!(host, found = creds.is_some(), "registry credentials requested");
         let (username, secret) = creds.map(|c| (c.username, c.secret)).unwrap_or_default();
         Ok(Response::new(CredentialsResponse { username, secret }))

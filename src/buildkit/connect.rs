@@ -1,6 +1,7 @@
 //! Connecting to buildkitd: `unix://` sockets and `tcp://` with optional TLS, as buildctl's `--addr`,
 //! `--tlscacert`, `--tlscert` and `--tlskey` do; or to Docker Engine's embedded BuildKit (`docker://`,
-//! `docker-unix:///path`, `docker-tcp://host:port`) through the engine's API.
+//! `docker-unix:///path`, `docker-tcp://host:port`) through the engine's API; or to a BuildKit in the
+//! cluster through the API server (`kube-pod://`, `kube-deployment://`: see [`super::kube`]).
 
 use std::time::Duration;
 
@@ -23,13 +24,22 @@ pub struct Client {
     pub control: ControlClient<Channel>,
     /// The Docker Engine this BuildKit runs in, if any (then images are exported with its `moby` exporter).
     pub engine: Option<Engine>,
+    /// For a BuildKit in the cluster: the pod the connection goes to (`pod ns/name`), kept up to date.
+    pub via: Option<super::kube::Via>,
 }
 
 /// A Control client connected to `cfg.addr`. Fails fast, naming the address, when nothing answers.
-pub async fn connect(cfg: &config::Buildkit) -> Result<Client, Error> {
+/// `cluster` is only used by kube addresses: the context (allow-listed) and namespace they are reached in.
+pub async fn connect(cfg: &config::Buildkit, cluster: super::kube::Cluster<'_>) -> Result<Client, Error> {
     let unreachable = |e: &dyn std::fmt::Display| Error::Unreachable { addr: cfg.addr.clone(), reason: e.to_string() };
     let mut engine = None;
-    let channel = if let Some(addr) = docker::engine_of(cfg, &docker::Env::current()) {
+    let mut via = None;
+    let channel = if let Some(addr) = super::kube::KubeAddr::parse(&cfg.addr) {
+        let addr = addr.map_err(|m| unreachable(&m))?;
+        let (channel, v) = super::kube::channel(&cfg.addr, &addr, cluster).await?;
+        via = Some(v);
+        channel
+    } else if let Some(addr) = docker::engine_of(cfg, &docker::Env::current()) {
         let addr = addr.map_err(|m| unreachable(&m))?;
         let e = Engine::connect(&addr).await.map_err(|e| match e {
             docker::Error::Unreachable { reason, .. } => unreachable(&format!("Docker Engine at {addr}: {reason}")),
@@ -72,7 +82,10 @@ pub async fn connect(cfg: &config::Buildkit) -> Result<Client, Error> {
         }
         ep.connect().await.map_err(|e| unreachable(&source_chain(&e)))?
     } else {
-        return Err(unreachable(&"unsupported address scheme (use unix://, tcp://, docker://, docker-unix:// or docker-tcp://)"));
+        return Err(unreachable(
+            &"unsupported address scheme (use unix://, tcp://, docker://, docker-unix://, docker-tcp://, kube-pod:// or \
+              kube-deployment://)",
+        ));
     };
     let mut client =
         ControlClient::new(channel).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE);
@@ -80,9 +93,18 @@ pub async fn connect(cfg: &config::Buildkit) -> Result<Client, Error> {
     // BuildKit) is reported here with its address, not later as a failed session.
     let probe = tokio::time::timeout(Duration::from_secs(10), client.list_workers(ListWorkersRequest::default()));
     match probe.await {
-        Ok(Ok(_)) => Ok(Client { control: client, engine }),
+        Ok(Ok(_)) => Ok(Client { control: client, engine, via }),
         Ok(Err(status)) => {
-            let mut reason = format!("it rejected the first call: {}", status.message());
+            // A transport failure says only "transport error"; the cause (e.g. a refused port-forward) is below.
+            let mut cause = std::error::Error::source(&status).map(|e| format!(": {}", source_chain(e))).unwrap_or_default();
+            // Through a port-forward, the refusal arrives on its own channel, maybe after the stream broke.
+            if let Some(link) = &via {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Some(refused) = link.refused() {
+                    cause = format!(": {refused}");
+                }
+            }
+            let mut reason = format!("it rejected the first call: {}{cause}", status.message());
             if cfg.addr.starts_with("tcp://") {
                 reason.push_str(" (if it requires TLS client authentication, set tls-ca, tls-cert and tls-key)");
             }

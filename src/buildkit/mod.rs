@@ -5,9 +5,12 @@
 pub mod auth;
 pub mod connect;
 pub mod filesync;
+pub mod install;
+pub mod kube;
 pub mod progress;
 pub mod session;
 pub mod solve;
+pub mod status;
 
 pub use connect::{connect, Client};
 pub use solve::{build, BuildSpec, Built};
@@ -18,6 +21,9 @@ pub enum Error {
     /// buildkitd did not answer at its address.
     #[error("BuildKit is unreachable at {addr}: {reason}\n  {}", unreachable_hint(addr, reason))]
     Unreachable { addr: String, reason: String },
+    /// A kube address whose context is not allow-listed (exit code 2): nothing was sent.
+    #[error("BuildKit at {addr}: {source}")]
+    NotAllowed { addr: String, source: crate::deploy::safety::NotAllowed },
     /// The connection to buildkitd broke while a build ran (the daemon stopped or restarted).
     #[error("BuildKit went away during the build: {reason}")]
     Lost { reason: String },
@@ -43,6 +49,10 @@ pub enum Error {
 }
 
 fn unreachable_hint(addr: &str, reason: &str) -> &'static str {
+    if addr.starts_with("kube-") {
+        return "install one with `devloop buildkit install --namespace <namespace>`, check it with `devloop buildkit \
+                status`, or point BUILDKIT_HOST / [buildkit] addr at a running BuildKit";
+    }
     // Over TLS, the engine answered: starting it is not the fix, the certificates are.
     if addr.starts_with("docker") && reason.contains("(TLS with ") && !reason.contains("Connection refused") {
         "check the engine's certificates (DOCKER_CERT_PATH: ca.pem, cert.pem, key.pem; `minikube docker-env` \

@@ -243,7 +243,11 @@ pub async fn build(client: &mut Client, spec: &BuildSpec<'_>, progress: &mut Pro
         // A status with a transport error behind it is the connection failing, not the build: the daemon is
         // gone, and the build should be tried again once it is back.
         Ok(Err(status)) if std::error::Error::source(&status).is_some() || status.code() == tonic::Code::Unavailable => {
-            let reason = std::error::Error::source(&status).map_or_else(|| status.message().to_string(), super::error_chain);
+            let mut reason = std::error::Error::source(&status).map_or_else(|| status.message().to_string(), super::error_chain);
+            // In the cluster, say which pod it was: the stream ends when that pod stops (deleted, evicted).
+            if let Some(pod) = client.via.as_ref().and_then(|v| v.pod()) {
+                reason = format!("the port-forward to {pod} ended (was the pod deleted or restarted?): {reason}");
+            }
             return Err(Error::Lost { reason });
         }
         // FileSync refused a file that changed after it was listed: the context moved under the build.
@@ -264,7 +268,10 @@ pub async fn build(client: &mut Client, spec: &BuildSpec<'_>, progress: &mut Pro
     let mut pushed_in = None;
     if let (Export::Moby { push: true }, Some(engine), Destination::Registry(r)) = (export, &client.engine, spec.destination) {
         // The moby exporter's digest is the engine's image id; what is deployed is the registry's manifest.
-        let creds = crate::registry::DockerConfig::load().credentials(&r.host);
+        let creds = crate::registry::DockerConfig::load()
+            .credentials(&r.host)
+            .await
+            .map_err(|e| Error::Failed { report: e.to_string() })?;
         let pushing = Instant::now();
         digest = engine.push(&spec.reference, creds).await.map_err(|e| Error::Failed { report: e.to_string() })?;
         pushed_in = Some(pushing.elapsed());
@@ -324,7 +331,7 @@ fn failure_report(spec: &BuildSpec<'_>, progress: &Progress, message: &str) -> S
     out.push_str(&format!("\n  buildkit: {message}"));
     if message.contains("push") || message.contains("401") || message.contains("denied") {
         out.push_str(&format!(
-            "\n  the registry refused the push of {}: check [registry] host, `insecure`, and credentials in ~/.docker/config.json",
+            "\n  the registry refused the push of {}: check [registry] host, `insecure`, and the credentials in Docker's config ($DOCKER_CONFIG or ~/.docker: auths, credsStore, credHelpers)",
             spec.reference
         ));
     }

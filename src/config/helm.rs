@@ -18,6 +18,9 @@ pub struct Helm {
     pub set: BTreeMap<String, SetValue>,
     /// Where the chart's values take the image.
     pub image_values: ImageValues,
+    /// The value path of the chart's `imagePullSecrets` list (`image-values.pull-secrets`): with
+    /// `[registry] pull-secret`, devloop sets `<path>[0].name` to its Secret.
+    pub pull_secrets: Option<String>,
 }
 
 /// One `set` value.
@@ -69,6 +72,7 @@ struct RawImageValues {
     repository: Option<String>,
     tag: Option<String>,
     image: Option<String>,
+    pull_secrets: Option<String>,
 }
 
 /// Validates a `helm` table; errors are (key below `helm.`, message).
@@ -103,6 +107,10 @@ pub(super) fn validate(raw: RawHelm) -> Result<Helm, (String, String)> {
         };
         set.insert(k, v);
     }
+    let pull_secrets = raw.image_values.as_ref().and_then(|v| v.pull_secrets.clone());
+    if pull_secrets.as_ref().is_some_and(|p| p.trim().is_empty()) {
+        return Err(bad("image-values.pull-secrets", "an empty value path: name the chart's list, like \"imagePullSecrets\"".into()));
+    }
     let image_values = match raw.image_values {
         None => ImageValues::default(),
         Some(RawImageValues { image: Some(_), repository: Some(_), .. } | RawImageValues { image: Some(_), tag: Some(_), .. }) => {
@@ -120,5 +128,5 @@ pub(super) fn validate(raw: RawHelm) -> Result<Helm, (String, String)> {
     } {
         return Err(bad("image-values", format!("`{p}` is not a value path like \"image.repository\"")));
     }
-    Ok(Helm { chart, release, values: raw.values, set, image_values })
+    Ok(Helm { chart, release, values: raw.values, set, image_values, pull_secrets })
 }

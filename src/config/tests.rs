@@ -106,6 +106,23 @@ fn bad_registry_host_and_bad_addr_are_named() {
 }
 
 #[test]
+fn kube_addresses_are_accepted_and_bad_ones_name_the_key() {
+    for good in ["kube-deployment://buildkitd?namespace=build", "kube-pod://bk-0?namespace=ci&port=2345", "kube-deployment://bk"] {
+        let c = load_env(&format!("addr = \"{good}\""), &[]).unwrap_or_else(|e| panic!("{good}: {e}"));
+        assert_eq!(c.buildkit.addr, good);
+    }
+    // (address, fragment of the message), from the file and from BUILDKIT_HOST.
+    let bad = [("kube-deployment://bk?port=0", "not a TCP port"), ("kube-pod://?namespace=x", "no pod name"), ("kube-pod://bk?ns=x", "unknown parameter `ns`")];
+    for (addr, frag) in bad {
+        let e = parse_err(&format!("[buildkit]\naddr = \"{addr}\"\n[registry]\nhost = \"r\"\n"));
+        assert_eq!(e.key, "buildkit.addr", "{addr}");
+        assert!(e.message.contains(frag), "{addr}: {}", e.message);
+        let Err(Error::Invalid(l)) = load_env("", &[("BUILDKIT_HOST", addr)]) else { panic!("{addr} from BUILDKIT_HOST was accepted") };
+        assert!(l.key == "buildkit.addr" && l.message.contains(frag) && l.message.contains("BUILDKIT_HOST"), "{}", l.message);
+    }
+}
+
+#[test]
 fn discover_walks_up_to_the_nearest_parent() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(FILE_NAME), GOOD).unwrap();
@@ -270,4 +287,28 @@ fn sync_rules_are_read_and_bad_ones_named_by_key_path() {
         assert_eq!((e.key.as_str(), e.line_col.map(|l| l.0)), (*key, Some(*line)), "{text}: {e}");
         assert!(e.message.contains(fragment), "{text}: {e}");
     }
+}
+
+#[test]
+fn registry_ca_is_relative_to_the_file_and_pull_secret_takes_a_bool_or_a_name() {
+    let base = "[registry]\nhost = \"r:5443\"\n";
+    let c = parse(Path::new("/p/devloop.toml"), &format!("{base}ca = \"certs/ca.pem\"\npull-secret = true\n")).unwrap();
+    assert_eq!(c.registry.ca.as_deref(), Some(Path::new("/p/certs/ca.pem")));
+    assert_eq!(c.registry.pull_secret, PullSecret::Default);
+    assert_eq!(parse(Path::new("/p/devloop.toml"), base).unwrap().registry.pull_secret, PullSecret::Off);
+    let named = parse(Path::new("/p/devloop.toml"), &format!("{base}pull-secret = \"team-pull\"\n")).unwrap();
+    assert_eq!(named.registry.pull_secret.name("r:5443").as_deref(), Some("team-pull"));
+    let bad = parse_err(&format!("{base}pull-secret = \"Team_Pull\"\n"));
+    assert_eq!(bad.key, "registry.pull-secret");
+    let bad = parse_err(&format!("{base}pull-secret = 3\n"));
+    assert!(bad.key == "registry.pull-secret" && bad.message.contains("true, false or a Secret name"), "{bad}");
+}
+
+#[test]
+fn an_unreadable_registry_ca_is_a_config_error_naming_the_key() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("devloop.toml");
+    std::fs::write(&path, "[registry]\nhost = \"r:5443\"\nca = \"missing.pem\"\n").unwrap();
+    let msg = load(&path).unwrap_err().to_string();
+    assert!(msg.contains("key `registry.ca`") && msg.contains("missing.pem") && msg.contains("cannot read"), "{msg}");
 }

@@ -62,8 +62,9 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace(',', "\\,")
 }
 
-/// The arguments of `helm upgrade --install` for this release and image reference.
-pub fn upgrade_args(h: &Helm, root: &Path, namespace: &str, context: &str, reference: &str) -> Vec<String> {
+/// The arguments of `helm upgrade --install` for this release and image reference; `pull_secret` goes
+/// into the chart's `image-values.pull-secrets` list, when the config names one.
+pub fn upgrade_args(h: &Helm, root: &Path, namespace: &str, context: &str, reference: &str, pull_secret: Option<&str>) -> Vec<String> {
     let local = root.join(&h.chart);
     let chart = if local.exists() { local.display().to_string() } else { h.chart.clone() };
     let mut a: Vec<String> = ["upgrade", "--install", &h.release, &chart, "--namespace", namespace, "--kube-context", context]
@@ -88,6 +89,9 @@ pub fn upgrade_args(h: &Helm, root: &Path, namespace: &str, context: &str, refer
             a.extend(["--set-string".into(), format!("{tag}={}", escape(&t))]);
         }
         ImageValues::Full(path) => a.extend(["--set-string".into(), format!("{path}={}", escape(reference))]),
+    }
+    if let (Some(path), Some(secret)) = (&h.pull_secrets, pull_secret) {
+        a.extend(["--set-string".into(), format!("{path}[0].name={}", escape(secret))]);
     }
     a.extend(["--output".into(), "json".into()]);
     a
@@ -114,9 +118,10 @@ async fn run_program(program: &str, release: &str, args: &[String]) -> Result<St
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// Installs or upgrades the release with `reference` in the chart's image values.
-pub async fn upgrade(h: &Helm, root: &Path, namespace: &str, context: &str, reference: &str) -> Result<Release, Error> {
-    let out = run(&h.release, &upgrade_args(h, root, namespace, context, reference)).await?;
+/// Installs or upgrades the release with `reference` in the chart's image values (and `pull_secret` in its
+/// pull secrets value, see [`upgrade_args`]).
+pub async fn upgrade(h: &Helm, root: &Path, namespace: &str, context: &str, reference: &str, pull_secret: Option<&str>) -> Result<Release, Error> {
+    let out = run(&h.release, &upgrade_args(h, root, namespace, context, reference, pull_secret)).await?;
     let bad = |message: String| Error::Output { what: "upgrade --output json".into(), release: h.release.clone(), message };
     let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| bad(format!("not JSON: {e}")))?;
     let revision = v["version"].as_u64().ok_or_else(|| bad("no `version`".into()))?;
@@ -195,15 +200,21 @@ mod tests {
             values: vec!["dev.yaml".into()],
             set,
             image_values: ImageValues::default(),
+            pull_secrets: None,
         };
-        let a = upgrade_args(&h, Path::new("/p"), "ns", "ctx", "reg/hello:t@sha256:1").join(" ");
+        let a = upgrade_args(&h, Path::new("/p"), "ns", "ctx", "reg/hello:t@sha256:1", Some("s")).join(" ");
         assert_eq!(
             a,
             "upgrade --install web chart --namespace ns --kube-context ctx -f /p/dev.yaml --set-string greeting=hi\\, there \
              --set replicas=2 --set-string image.repository=reg/hello --set-string image.tag=t@sha256:1 --output json"
         );
-        let full = Helm { image_values: ImageValues::Full("image.ref".into()), ..h };
-        assert!(upgrade_args(&full, Path::new("/p"), "ns", "ctx", "r/h:t@d").join(" ").contains("--set-string image.ref=r/h:t@d"));
+        let full = Helm { image_values: ImageValues::Full("image.ref".into()), ..h.clone() };
+        assert!(upgrade_args(&full, Path::new("/p"), "ns", "ctx", "r/h:t@d", None).join(" ").contains("--set-string image.ref=r/h:t@d"));
+        // The pull secret goes in only where the chart takes it, and only when there is one.
+        let with = Helm { pull_secrets: Some("imagePullSecrets".into()), ..h };
+        let a = upgrade_args(&with, Path::new("/p"), "ns", "ctx", "r/h:t@d", Some("devloop-registry-r")).join(" ");
+        assert!(a.ends_with("--set-string imagePullSecrets[0].name=devloop-registry-r --output json"), "{a}");
+        assert!(!upgrade_args(&with, Path::new("/p"), "ns", "ctx", "r/h:t@d", None).join(" ").contains("imagePullSecrets"));
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ pub mod helm;
 pub mod images;
 pub mod manifests;
 pub mod namespace;
+pub mod pull_secret;
 pub mod rollout;
 pub mod safety;
 
@@ -45,6 +46,9 @@ pub enum Error {
     /// Watching a rollout failed.
     #[error(transparent)]
     Watch(#[from] rollout::Error),
+    /// The pull secret could not be made (no credentials, a failing credential helper).
+    #[error("{0}")]
+    PullSecret(String),
 }
 
 impl Error {
@@ -180,25 +184,37 @@ pub fn pick_container(
 /// Sets one container's image with a strategic merge patch under the `devloop` field manager. Only the Pod
 /// template changes; the Deployment controller rolls the pods.
 pub async fn patch_image(api: &Api<Deployment>, name: &str, container: &str, reference: &str) -> Result<(), Error> {
-    patch_image_and_policy(api, name, container, reference, None).await
+    patch_image_and_policy(api, name, container, reference, None, None).await
 }
 
-/// [`patch_image`], also setting the container's `imagePullPolicy` when `pull_policy` is given.
+/// [`patch_image`], also setting the container's `imagePullPolicy` when `pull_policy` is given, and adding
+/// `pull_secret` to the pod template's `imagePullSecrets` (a strategic merge by name: never twice, the
+/// others kept).
 pub async fn patch_image_and_policy(
     api: &Api<Deployment>,
     name: &str,
     container: &str,
     reference: &str,
     pull_policy: Option<&str>,
+    pull_secret: Option<&str>,
 ) -> Result<(), Error> {
     let mut c = serde_json::json!({"name": container, "image": reference});
     if let Some(p) = pull_policy {
         c["imagePullPolicy"] = p.into();
     }
-    let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [c]}}}});
+    let mut patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [c]}}}});
+    if let Some(s) = pull_secret {
+        patch["spec"]["template"]["spec"]["imagePullSecrets"] = serde_json::json!([{"name": s}]);
+    }
     let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
     api.patch(name, &params, &Patch::Strategic(&patch)).await.map_err(Error::api(format!("patching deployment {name}")))?;
     Ok(())
+}
+
+/// Whether a Deployment's pod template already references the pull secret `name`.
+pub fn has_pull_secret(dep: &Deployment, name: &str) -> bool {
+    let spec = dep.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+    spec.and_then(|s| s.image_pull_secrets.as_ref()).is_some_and(|l| l.iter().any(|r| r.name == name))
 }
 
 /// The `imagePullPolicy` of a Deployment's container, if set.

@@ -24,6 +24,13 @@ pub const FAILING_REASONS: &[&str] = &[
     "ErrImageNeverPull",
 ];
 
+/// How long a pod that carries pull secrets may show a refused pull (401/403) before it counts as failed. The
+/// kubelet reads a pod's pull secrets through a cache it starts for that pod and waits at most 1 s for it;
+/// then it pulls anonymously ("Unable to retrieve pull secret" in its log). On a busy node the first pod
+/// referencing a Secret that devloop just created can be refused that way, and the kubelet's retry (after
+/// its 10 s back-off) has the Secret.
+pub const REFUSED_PULL_GRACE: Duration = Duration::from_secs(30);
+
 /// Why a rollout failed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
@@ -71,8 +78,8 @@ pub struct Timeline {
 
 impl Timeline {
     /// Notes what `pod` shows, if it is one of the rollout's new pods.
-    fn saw(&mut self, pod: &Pod, refs: &[String]) {
-        if !is_new(pod, refs) || pod.metadata.deletion_timestamp.is_some() {
+    fn saw(&mut self, pod: &Pod, refs: &[String], dep: Option<&Deployment>) {
+        if !is_new(pod, refs, dep) || pod.metadata.deletion_timestamp.is_some() {
             return;
         }
         let now = std::time::Instant::now();
@@ -89,14 +96,34 @@ impl Timeline {
     }
 }
 
-/// Whether `pod` runs one of the rollout's images (a container's spec image equals one of `refs`).
-fn is_new(pod: &Pod, refs: &[String]) -> bool {
+/// Whether `pod` runs one of the rollout's images (a container's spec image equals one of `refs`) with the
+/// pull secrets of the Deployment's template (when known): adding devloop's pull secret rolls pods without
+/// changing the image, and the old pods that could not pull are then not the rollout's.
+fn is_new(pod: &Pod, refs: &[String], dep: Option<&Deployment>) -> bool {
     let Some(spec) = &pod.spec else { return false };
-    spec.containers.iter().chain(spec.init_containers.iter().flatten()).any(|c| c.image.as_ref().is_some_and(|i| refs.contains(i)))
+    let runs = spec.containers.iter().chain(spec.init_containers.iter().flatten()).any(|c| c.image.as_ref().is_some_and(|i| refs.contains(i)));
+    let wanted = dep.and_then(|d| d.spec.as_ref()).and_then(|s| s.template.spec.as_ref()).and_then(|s| s.image_pull_secrets.as_ref());
+    let has = spec.image_pull_secrets.as_deref().unwrap_or_default();
+    runs && wanted.into_iter().flatten().all(|w| has.iter().any(|h| h.name == w.name))
 }
 
 /// Judges a rollout from the Deployment and its pods. Pure, so tests drive it without a cluster.
 pub fn assess(dep: &Deployment, pods: &[Pod], refs: &[String]) -> Verdict {
+    assess_with(dep, pods, refs, &|_| false)
+}
+
+/// Whether `f` is a registry refusing the pull (401/403) of a pod that has pull secrets (see
+/// [`REFUSED_PULL_GRACE`]).
+fn refused_pull_with_secrets(pod: &Pod, f: &Failure) -> bool {
+    let has_secrets = pod.spec.as_ref().and_then(|s| s.image_pull_secrets.as_ref()).is_some_and(|l| !l.is_empty());
+    let m = f.message.to_ascii_lowercase();
+    matches!(f.reason.as_str(), "ErrImagePull" | "ImagePullBackOff")
+        && has_secrets
+        && (m.contains("401 unauthorized") || m.contains("403 forbidden") || m.contains("unauthorized:"))
+}
+
+/// [`assess`], where `tolerated(pod name)` says that pod's refused pull is not a failure yet.
+pub fn assess_with(dep: &Deployment, pods: &[Pod], refs: &[String], tolerated: &dyn Fn(&str) -> bool) -> Verdict {
     let status = dep.status.clone().unwrap_or_default();
     let generation = dep.metadata.generation.unwrap_or(0);
     let observed = status.observed_generation.unwrap_or(0);
@@ -115,10 +142,13 @@ pub fn assess(dep: &Deployment, pods: &[Pod], refs: &[String]) -> Verdict {
         }
     }
     let mut new_pods: Vec<&Pod> =
-        pods.iter().filter(|p| is_new(p, refs) && p.metadata.deletion_timestamp.is_none()).collect();
+        pods.iter().filter(|p| is_new(p, refs, Some(dep)) && p.metadata.deletion_timestamp.is_none()).collect();
     new_pods.sort_by_key(|p| p.metadata.name.clone());
     for pod in &new_pods {
         if let Some(f) = pod_failure(pod) {
+            if refused_pull_with_secrets(pod, &f) && tolerated(pod.metadata.name.as_deref().unwrap_or_default()) {
+                continue;
+            }
             return Verdict::Failed(f);
         }
     }
@@ -231,6 +261,8 @@ pub async fn watch(
     let mut pods: HashMap<String, Pod> = HashMap::new();
     let mut last = String::from("waiting for the first status");
     let mut timeline = Timeline::default();
+    // When each pod's pull was first seen refused although it has pull secrets.
+    let mut refused: HashMap<String, std::time::Instant> = HashMap::new();
     let judged = async {
         loop {
             tokio::select! {
@@ -243,7 +275,7 @@ pub async fn watch(
                 },
                 ev = pod_stream.next() => match ev {
                     Some(Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => {
-                        timeline.saw(&p, refs);
+                        timeline.saw(&p, refs, dep.as_ref());
                         pods.insert(p.metadata.name.clone().unwrap_or_default(), p);
                     }
                     Some(Ok(watcher::Event::Delete(p))) => {
@@ -257,7 +289,17 @@ pub async fn watch(
             }
             let Some(d) = &dep else { continue };
             let list: Vec<Pod> = pods.values().cloned().collect();
-            match assess(d, &list, refs) {
+            for p in &list {
+                if pod_failure(p).is_some_and(|f| refused_pull_with_secrets(p, &f)) {
+                    let name = p.metadata.name.clone().unwrap_or_default();
+                    refused.entry(name.clone()).or_insert_with(|| {
+                        tracing::info!(pod = name, "the registry refused the pull although the pod has pull secrets; waiting for the kubelet's retry");
+                        std::time::Instant::now()
+                    });
+                }
+            }
+            let tolerated = |pod: &str| refused.get(pod).is_some_and(|t| t.elapsed() < REFUSED_PULL_GRACE);
+            match assess_with(d, &list, refs, &tolerated) {
                 Verdict::Progressing(what) => {
                     if what != last {
                         tracing::info!(deployment = name, "{what}");

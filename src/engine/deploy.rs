@@ -11,7 +11,7 @@ use kube::api::Api;
 use super::{build_images, hash_images, Error, Outcome};
 use crate::config::{Config, Deploy, DeployTarget, Helm, ManifestSource};
 use crate::deploy::rollout::{Timeline, Verdict};
-use crate::deploy::{self, helm, images, manifests, KubeOptions, Patched, Target};
+use crate::deploy::{self, helm, images, manifests, pull_secret, KubeOptions, Patched, Target};
 use crate::interrupt::{until, Interrupt};
 use crate::deliver::Destination;
 
@@ -45,6 +45,7 @@ pub async fn deploy_all(cfg: &Config, opts: &DeployOptions, out: &mut (dyn Write
     if let Some(created) = deploy::namespace::ensure(&target, "deploy").await? {
         let _ = writeln!(out, "deploy: {created}");
     }
+    pull_access(cfg, &target, out).await?;
     let mut ok = true;
     let mut done = Vec::new();
     for d in &cfg.deploys {
@@ -64,11 +65,42 @@ pub async fn deploy_image(
     out: &mut (dyn Write + Send),
     rolled: &mut Vec<Rolled>,
 ) -> Result<bool, Error> {
+    if cfg.deploys.iter().any(|d| d.image == image) {
+        pull_access(cfg, target, out).await?;
+    }
     let mut ok = true;
     for d in cfg.deploys.iter().filter(|d| d.image == image) {
         ok &= deploy_one(cfg, target, d, references, out, rolled, None).await?;
     }
     Ok(ok)
+}
+
+/// The pull secret the deployed pod templates reference (`[registry] pull-secret`, for a registry only).
+fn pull_secret_name(cfg: &Config) -> Option<String> {
+    (cfg.registry.load == crate::config::Load::Push).then(|| cfg.registry.pull_secret.name(&cfg.registry.host)).flatten()
+}
+
+/// Makes sure the kubelet can pull: creates or updates the pull secret when configured (saying so when it
+/// changed), or hints once when the registry wants credentials and none is configured.
+async fn pull_access(cfg: &Config, t: &Target, out: &mut (dyn Write + Send)) -> Result<(), Error> {
+    if pull_secret_name(cfg).is_none() {
+        if let Some(h) = pull_secret::hint(&cfg.registry) {
+            let _ = writeln!(out, "devloop: {h}");
+        }
+        return Ok(());
+    }
+    let docker = crate::registry::DockerConfig::load();
+    let ns = &t.namespace;
+    match pull_secret::ensure(t, &cfg.registry, &docker).await? {
+        Some((name, pull_secret::Ensured::Applied)) => {
+            let _ = writeln!(out, "deploy: pull secret {ns}/{name} applied (kubernetes.io/dockerconfigjson for {})", cfg.registry.pull_host());
+        }
+        Some((name, pull_secret::Ensured::Foreign)) => {
+            let _ = writeln!(out, "deploy: pull secret {ns}/{name} exists and devloop did not create it: used as it is");
+        }
+        Some((_, pull_secret::Ensured::Unchanged)) | None => {}
+    }
+    Ok(())
 }
 
 async fn deploy_one(
@@ -156,7 +188,7 @@ async fn resolve(cfg: &Config, name: &str, opts: &DeployOptions, out: &mut (dyn 
         None if opts.tag.is_some() => {
             return Err(Error::Usage(format!("{} has no {name}:{tag}", destination.describe())));
         }
-        None => match build_images(cfg, &[name.to_string()], false, opts.verbose, out).await?.remove(0) {
+        None => match build_images(cfg, &[name.to_string()], false, opts.verbose, &opts.kube, out).await?.remove(0) {
             Outcome::Built { built, .. } => built.digest,
             Outcome::Present { digest, .. } => digest,
         },
@@ -226,14 +258,18 @@ async fn patch_one(
     let policy = deploy::pull_policy_of(&dep, &container);
     let set_policy =
         images::managed_pull_policy(reference, policy.as_deref(), destination.pull_policy(), &destination.describe());
-    let outcome = if current == reference && set_policy.is_none() {
+    let secret = pull_secret_name(cfg).filter(|s| !deploy::has_pull_secret(&dep, s));
+    let outcome = if current == reference && set_policy.is_none() && secret.is_none() {
         Patched::Unchanged { container }
     } else {
         if let Some(h) = &set_policy {
             let _ = writeln!(out, "{}: hint: {h}", d.image);
         }
         let wanted = set_policy.is_some().then(|| destination.pull_policy()).flatten();
-        deploy::patch_image_and_policy(&api, name, &container, reference, wanted).await?;
+        deploy::patch_image_and_policy(&api, name, &container, reference, wanted, secret.as_deref()).await?;
+        if let Some(s) = &secret {
+            let _ = writeln!(out, "{}: {what}: imagePullSecrets += {s}", d.image);
+        }
         Patched::Changed { container, previous: current }
     };
     let Patched::Changed { container, previous } = outcome else {
@@ -353,11 +389,16 @@ async fn apply_manifests(
     let destination = Destination::of(cfg);
     let store = destination.describe();
     let pull = destination.pull_policy().map(|p| (p, store.as_str()));
+    let secret = pull_secret_name(cfg);
     let mut objects = Vec::new();
     for (file, mut value) in super::off_runtime(|| manifests::load(&cfg.root, source))? {
         let (refs, hints) = manifests::substitute_with_policy(&mut value, &subst, pull);
         for h in hints {
             let _ = writeln!(out, "{}: hint: {h}", d.image);
+        }
+        if let Some(s) = &secret {
+            // After substitution: the pod specs that now run one of devloop's references.
+            pull_secret::add_to_pod_specs(&mut value, s, &|i| refs.iter().any(|r| r == i));
         }
         objects.push(manifests::Object { file, value, refs });
     }
@@ -408,7 +449,8 @@ async fn helm_release(
     rolled: &mut Vec<Rolled>,
     intr: Option<&Interrupt>,
 ) -> Result<bool, Error> {
-    let release = helm::upgrade(h, &cfg.root, &t.namespace, &t.context, reference).await.map_err(deploy::Error::from)?;
+    let secret = pull_secret_name(cfg);
+    let release = helm::upgrade(h, &cfg.root, &t.namespace, &t.context, reference, secret.as_deref()).await.map_err(deploy::Error::from)?;
     let what = format!("helm release {}/{}", t.namespace, h.release);
     let _ = writeln!(out, "{}: {what} upgraded to revision {} ({reference})", d.image, release.revision);
     let reg = &cfg.registry;

@@ -1,6 +1,7 @@
 //! `devloop down`: delete what devloop put in the namespace — the objects of the `[[deploy]] manifests` (or
 //! `kustomize`), its Helm releases — and the namespace itself when devloop created it (it carries devloop's
-//! label). Patched Deployments existed before devloop touched them: they are left, and `down` says so.
+//! label), and the pull secrets devloop made (their labels say so). Patched Deployments existed before
+//! devloop touched them: they are left, and `down` says so.
 
 use std::io::Write;
 
@@ -39,6 +40,9 @@ pub async fn down(cfg: &Config, kube: &KubeOptions, out: &mut (dyn Write + Send)
                 let _ = writeln!(out, "down: deployment {ns}/{deployment} kept: devloop patched it but did not create it");
             }
         }
+    }
+    for name in deploy::pull_secret::delete_ours(&target).await? {
+        let _ = writeln!(out, "down: pull secret {ns}/{name} deleted (devloop created it)");
     }
     let _ = match namespace::delete_if_ours(&target).await? {
         Down::Deleted => writeln!(out, "down: namespace {ns} deleted (devloop created it)"),

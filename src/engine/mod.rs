@@ -180,6 +180,7 @@ pub async fn build_images(
     names: &[String],
     force: bool,
     verbose: bool,
+    kube: &crate::deploy::KubeOptions,
     out: &mut (dyn Write + Send),
 ) -> Result<Vec<Outcome>, Error> {
     let hashed = off_runtime(|| hash_images(cfg, names))?;
@@ -204,7 +205,7 @@ pub async fn build_images(
         }
         let client = match control.as_mut() {
             Some(c) => c,
-            None => control.insert(buildkit::connect(&cfg.buildkit).await?),
+            None => control.insert(buildkit::connect(&cfg.buildkit, buildkit::kube::Cluster { kube: &cfg.kube, opts: kube }).await?),
         };
         eprintln!("{name}: building {} ({} files, {} bytes of context)", h.reference, h.snapshot.entries, h.snapshot.bytes);
         let mut progress = Progress::new(Box::new(std::io::stderr()), &format!("{name}: "), verbose);

@@ -44,6 +44,8 @@ pub(super) struct Ctx {
     /// The config in force; replaced when devloop.toml is edited. Workers take a snapshot when they start.
     cfg: RwLock<Arc<Config>>,
     pub(super) target: Target,
+    /// The command line's kube choices (a BuildKit in the cluster is reached with them).
+    kube: deploy::KubeOptions,
     pub(super) ui: Ui,
     verbose: bool,
     pub(super) events: mpsc::Sender<Event>,
@@ -143,6 +145,7 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
     let ctx = Arc::new(Ctx {
         cfg: RwLock::new(Arc::new(cfg)),
         target,
+        kube: opts.kube.clone(),
         ui: ui.clone(),
         verbose: opts.verbose,
         events: events_tx.clone(),
@@ -425,7 +428,10 @@ async fn build_inner(ctx: &Ctx, image: &str, tag: &str, filter: &Hashed) -> Resu
         let mut guard = ctx.buildkit.lock().await;
         match guard.as_ref() {
             Some(c) => c.clone(),
-            None => guard.insert(buildkit::connect(&cfg.buildkit).await?).clone(),
+            None => {
+                let cluster = buildkit::kube::Cluster { kube: &cfg.kube, opts: &ctx.kube };
+                guard.insert(buildkit::connect(&cfg.buildkit, cluster).await?).clone()
+            }
         }
     };
     let out: Box<dyn std::io::Write + Send> = if ctx.verbose { Box::new(std::io::stderr()) } else { Box::new(std::io::sink()) };

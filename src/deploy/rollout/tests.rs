@@ -87,3 +87,35 @@ fn a_deployment_is_described_by_its_template_images_and_replica_counts() {
     assert!(line.starts_with(&format!("template images web={NEW}, log={OLD}; ")), "{line}");
     assert!(line.ends_with("(the controller has not seen the latest template yet)"), "{line}");
 }
+
+#[test]
+fn adding_a_pull_secret_rolls_without_a_new_image_and_the_old_pods_that_could_not_pull_are_not_blamed() {
+    let refs = vec![NEW.to_string()];
+    let mut dep = deployment(3, 3, 1, 1, 0, 2);
+    dep.spec.as_mut().unwrap().template.spec =
+        Some(serde_json::from_value(json!({"containers": [{"name": "web", "image": NEW}], "imagePullSecrets": [{"name": "s"}]})).unwrap());
+    let old = pod("o", NEW, waiting("ImagePullBackOff"));
+    let mut new = pod("n", NEW, json!({}));
+    new.spec.as_mut().unwrap().image_pull_secrets = Some(vec![k8s_openapi::api::core::v1::LocalObjectReference { name: "s".into() }]);
+    assert_eq!(reason(&assess(&dep, &[old.clone(), new.clone()], &refs)), "progressing");
+    let mut failing = new.clone();
+    failing.status = serde_json::from_value(waiting("ErrImagePull")).unwrap();
+    assert_eq!(reason(&assess(&dep, &[old, failing], &refs)), "ErrImagePull", "a new pod that cannot pull is");
+}
+
+#[test]
+fn a_refused_pull_of_a_pod_with_pull_secrets_may_wait_for_the_kubelets_retry() {
+    let refs = vec![NEW.to_string()];
+    let dep = deployment(2, 2, 1, 1, 0, 1);
+    let refused = json!({"containerStatuses": [{"name": "web", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"waiting": {"reason": "ErrImagePull", "message": "failed to resolve reference: pulling from host r failed with status code [manifests sha256:1]: 401 Unauthorized"}}}]});
+    let mut with_secret = pod("n", NEW, refused.clone());
+    with_secret.spec.as_mut().unwrap().image_pull_secrets = Some(vec![k8s_openapi::api::core::v1::LocalObjectReference { name: "s".into() }]);
+    assert_eq!(reason(&assess_with(&dep, std::slice::from_ref(&with_secret), &refs, &|p| p == "n")), "progressing");
+    assert_eq!(reason(&assess_with(&dep, &[with_secret], &refs, &|_| false)), "ErrImagePull", "after the grace");
+    // Without pull secrets there is nothing to wait for; other pull errors are not refusals.
+    assert_eq!(reason(&assess_with(&dep, &[pod("n", NEW, refused)], &refs, &|_| true)), "ErrImagePull");
+    let mut not_found = pod("n", NEW, waiting("ErrImagePull"));
+    not_found.spec.as_mut().unwrap().image_pull_secrets = Some(vec![k8s_openapi::api::core::v1::LocalObjectReference { name: "s".into() }]);
+    assert_eq!(reason(&assess_with(&dep, &[not_found], &refs, &|_| true)), "ErrImagePull");
+}

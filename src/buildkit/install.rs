@@ -1,0 +1,303 @@
+//! `devloop buildkit install`: a buildkitd Deployment in the cluster, for `kube-deployment://` addresses.
+//! Server-side applied (field manager `devloop`), so running it again changes only what changed: a
+//! ConfigMap with `buildkitd.toml` (registry CAs embedded, plain-HTTP registries) and a one-replica
+//! Deployment (strategy Recreate: the state volume is never shared by two daemons) running rootful
+//! buildkitd in a privileged container, as upstream's Kubernetes examples do. buildkitd listens on the
+//! pod's loopback only (`tcp://127.0.0.1:1234`, reached by port-forwards through the API server, which
+//! enter the pod's network namespace) and a unix socket for its exec readiness probe: nothing else on the
+//! pod network can talk to it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
+use kube::api::{Api, Patch, PatchParams};
+use sha2::{Digest, Sha256};
+
+use crate::deploy::{self, rollout::Verdict, Target, FIELD_MANAGER};
+
+/// The image installed when `--image` is not given: upstream's, the version devloop is tested with.
+pub const DEFAULT_IMAGE: &str = "moby/buildkit:v0.34.2";
+/// The Deployment's name when `--name` is not given.
+pub const DEFAULT_NAME: &str = "buildkitd";
+/// Where buildkitd's unix socket is, inside the pod (used by the readiness probe).
+const SOCKET: &str = "unix:///run/buildkit/buildkitd.sock";
+/// Where the ConfigMap is mounted.
+const CONFIG_DIR: &str = "/etc/buildkit";
+
+/// Errors installing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A flag's value is not usable.
+    #[error("{flag}: {message}")]
+    Flag { flag: &'static str, message: String },
+    /// The API server refused or failed a request.
+    #[error(transparent)]
+    Deploy(#[from] deploy::Error),
+    /// The Deployment did not become ready.
+    #[error("deployment {namespace}/{name} did not become ready: {reason}")]
+    NotReady { namespace: String, name: String, reason: String },
+}
+
+/// What to install.
+#[derive(Debug, Clone)]
+pub struct Install {
+    /// Deployment (and ConfigMap prefix) name.
+    pub name: String,
+    /// buildkitd image (ENTRYPOINT buildkitd, buildctl at /usr/bin/buildctl, like moby/buildkit).
+    pub image: String,
+    /// `HOST=FILE`: a registry's CA certificate, embedded in the ConfigMap.
+    pub registry_ca: Vec<String>,
+    /// Registries spoken to in plain HTTP.
+    pub insecure_registry: Vec<String>,
+    /// A PersistentVolumeClaim of this size for BuildKit's state (its cache) instead of an emptyDir.
+    pub pvc: Option<String>,
+    /// buildkitd's OCI worker snapshotter (`overlayfs`, `native`…); unset: buildkitd's choice.
+    pub snapshotter: Option<String>,
+    /// How long to wait for the Deployment to be ready.
+    pub timeout: Duration,
+}
+
+/// A registry host as buildkitd.toml and file names take it: `host[:port]`, nothing that needs quoting.
+fn check_host(flag: &'static str, host: &str) -> Result<(), Error> {
+    let ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Flag { flag, message: format!("`{host}` is not a registry host[:port]") })
+    }
+}
+
+/// The ConfigMap's files: `buildkitd.toml` and one CA file per `--registry-ca`. Reads the CA files.
+pub fn config_files(spec: &Install) -> Result<BTreeMap<String, String>, Error> {
+    let n = &spec.name;
+    let label = !n.is_empty()
+        && n.len() <= 63
+        && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !n.starts_with('-')
+        && !n.ends_with('-');
+    if !label {
+        return Err(Error::Flag { flag: "--name", message: format!("`{n}` is not a valid name (lowercase letters, digits, `-`)") });
+    }
+    let mut files = BTreeMap::new();
+    let mut toml = String::from("# Written by `devloop buildkit install`; changes are overwritten by the next install.\n");
+    toml.push_str("[worker.oci]\n  enabled = true\n");
+    if let Some(s) = &spec.snapshotter {
+        if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') || s.is_empty() {
+            return Err(Error::Flag { flag: "--snapshotter", message: format!("`{s}` is not a snapshotter name") });
+        }
+        toml.push_str(&format!("  snapshotter = \"{s}\"\n"));
+    }
+    toml.push_str("[worker.containerd]\n  enabled = false\n");
+    let mut registries: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for host in &spec.insecure_registry {
+        check_host("--insecure-registry", host)?;
+        registries.entry(host.clone()).or_default().push("  http = true".into());
+    }
+    for pair in &spec.registry_ca {
+        let flag = "--registry-ca";
+        let (host, file) = pair.split_once('=').ok_or_else(|| Error::Flag { flag, message: format!("`{pair}`: expected HOST=FILE") })?;
+        check_host(flag, host)?;
+        let pem = std::fs::read_to_string(file).map_err(|e| Error::Flag { flag, message: format!("cannot read {file}: {e}") })?;
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(Error::Flag { flag, message: format!("{file} holds no PEM certificate") });
+        }
+        let key = format!("ca-{}.crt", host.replace([':', '[', ']'], "-"));
+        registries.entry(host.to_string()).or_default().push(format!("  ca = [\"{CONFIG_DIR}/{key}\"]"));
+        files.insert(key, pem);
+    }
+    for (host, lines) in registries {
+        toml.push_str(&format!("[registry.\"{host}\"]\n{}\n", lines.join("\n")));
+    }
+    files.insert("buildkitd.toml".into(), toml);
+    Ok(files)
+}
+
+fn labels(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "app.kubernetes.io/name": "buildkitd",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/managed-by": "devloop",
+    })
+}
+
+/// The Deployment, as applied. `config_hash` changes the pod template when the ConfigMap changes (buildkitd
+/// reads its config only at start).
+pub fn deployment(spec: &Install, namespace: &str, config_hash: &str) -> serde_json::Value {
+    let name = &spec.name;
+    let probe = |delay: u32, period: u32, failures: u32| {
+        serde_json::json!({
+            "exec": {"command": ["buildctl", "--addr", SOCKET, "debug", "workers"]},
+            "initialDelaySeconds": delay, "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": failures,
+        })
+    };
+    let state = match &spec.pvc {
+        Some(_) => serde_json::json!({"name": "state", "persistentVolumeClaim": {"claimName": format!("{name}-state")}}),
+        None => serde_json::json!({"name": "state", "emptyDir": {}}),
+    };
+    serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels(name)},
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "buildkitd", "app.kubernetes.io/instance": name}},
+            "template": {
+                "metadata": {"labels": labels(name), "annotations": {"devloop.dev/config-hash": config_hash}},
+                "spec": {
+                    // SIGTERM does not end running builds sooner; a restart need not wait the default 30 s.
+                    "terminationGracePeriodSeconds": 10,
+                    "containers": [{
+                        "name": "buildkitd",
+                        "image": spec.image,
+                        "args": ["--addr", SOCKET, "--addr", "tcp://127.0.0.1:1234", "--config", format!("{CONFIG_DIR}/buildkitd.toml")],
+                        "securityContext": {"privileged": true},
+                        "readinessProbe": probe(2, 5, 3),
+                        "livenessProbe": probe(30, 20, 3),
+                        "volumeMounts": [
+                            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": true},
+                            {"name": "state", "mountPath": "/var/lib/buildkit"},
+                        ],
+                    }],
+                    "volumes": [{"name": "config", "configMap": {"name": format!("{name}-config")}}, state],
+                },
+            },
+        },
+    })
+}
+
+/// The address of the installed BuildKit, as devloop.toml takes it.
+pub fn addr(name: &str, namespace: &str) -> String {
+    format!("kube-deployment://{name}?namespace={namespace}")
+}
+
+/// Applies the ConfigMap, the state claim (with `--pvc`) and the Deployment into `t`'s namespace, waits for
+/// the rollout, and says what to put in devloop.toml.
+pub async fn install(t: &Target, spec: &Install, out: &mut (dyn Write + Send)) -> Result<(), Error> {
+    let files = config_files(spec)?;
+    let ns = &t.namespace;
+    let name = &spec.name;
+    if let Some(created) = deploy::namespace::ensure(t, "buildkit install").await? {
+        let _ = writeln!(out, "buildkit: {created}");
+    }
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut h = Sha256::new();
+    for (k, v) in &files {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    let config_hash = hex::encode(&h.finalize()[..8]);
+    let cm = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": format!("{name}-config"), "namespace": ns, "labels": labels(name)},
+        "data": files,
+    });
+    let cms: Api<ConfigMap> = Api::namespaced(t.client.clone(), ns);
+    cms.patch(&format!("{name}-config"), &params, &Patch::Apply(&cm))
+        .await
+        .map_err(|source| deploy::Error::Api { what: format!("applying configmap {ns}/{name}-config"), source })?;
+    let _ = writeln!(out, "buildkit: configmap {ns}/{name}-config applied ({} file(s))", files.len());
+    if let Some(size) = &spec.pvc {
+        let pvc = serde_json::json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": format!("{name}-state"), "namespace": ns, "labels": labels(name)},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
+        });
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(t.client.clone(), ns);
+        pvcs.patch(&format!("{name}-state"), &params, &Patch::Apply(&pvc))
+            .await
+            .map_err(|source| deploy::Error::Api { what: format!("applying persistentvolumeclaim {ns}/{name}-state"), source })?;
+        let _ = writeln!(out, "buildkit: persistentvolumeclaim {ns}/{name}-state applied ({size})");
+    }
+    let deployments: Api<Deployment> = Api::namespaced(t.client.clone(), ns);
+    deployments
+        .patch(name, &params, &Patch::Apply(&deployment(spec, ns, &config_hash)))
+        .await
+        .map_err(|source| deploy::Error::Api { what: format!("applying deployment {ns}/{name}"), source })?;
+    let _ = writeln!(out, "buildkit: deployment {ns}/{name} applied (image {}); waiting for it to be ready", spec.image);
+    let started = Instant::now();
+    match deploy::watch_rollout(t, name, std::slice::from_ref(&spec.image), spec.timeout).await? {
+        Verdict::Done { .. } => {}
+        Verdict::Failed(f) => {
+            let pod = f.pod.map(|p| format!("pod {p}: ")).unwrap_or_default();
+            let logs = if f.logs.is_empty() { String::new() } else { format!("\n  {}", f.logs.join("\n  ")) };
+            return Err(Error::NotReady { namespace: ns.clone(), name: name.clone(), reason: format!("{pod}{}: {}{logs}", f.reason, f.message) });
+        }
+        Verdict::Progressing(p) => return Err(Error::NotReady { namespace: ns.clone(), name: name.clone(), reason: p }),
+    }
+    let _ = writeln!(out, "buildkit: deployment {ns}/{name} ready in {:.1}s", started.elapsed().as_secs_f64());
+    let _ = writeln!(out, "put this in devloop.toml (the context is [kube] context / --kube-context, as for deploying):");
+    let _ = writeln!(out, "[buildkit]\naddr = \"{}\"", addr(name, ns));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> Install {
+        Install {
+            name: "buildkitd".into(),
+            image: DEFAULT_IMAGE.into(),
+            registry_ca: vec![],
+            insecure_registry: vec![],
+            pvc: None,
+            snapshotter: None,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn registries_become_buildkitd_toml_entries_with_the_ca_embedded() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").unwrap();
+        let s = Install {
+            registry_ca: vec![format!("10.201.0.2:5443={}", ca.display())],
+            insecure_registry: vec!["10.201.0.2:5000".into()],
+            snapshotter: Some("native".into()),
+            ..spec()
+        };
+        let files = config_files(&s).unwrap();
+        let toml_text = &files["buildkitd.toml"];
+        let parsed: toml::Value = toml::from_str(toml_text).unwrap();
+        assert_eq!(parsed["registry"]["10.201.0.2:5000"]["http"].as_bool(), Some(true), "{toml_text}");
+        assert_eq!(parsed["registry"]["10.201.0.2:5443"]["ca"][0].as_str(), Some("/etc/buildkit/ca-10.201.0.2-5443.crt"));
+        assert_eq!(parsed["worker"]["oci"]["snapshotter"].as_str(), Some("native"));
+        assert!(files["ca-10.201.0.2-5443.crt"].contains("BEGIN CERTIFICATE"));
+    }
+
+    #[test]
+    fn bad_flags_are_named() {
+        let cases: &[(Install, &str)] = &[
+            (Install { registry_ca: vec!["reg:5443".into()], ..spec() }, "--registry-ca: `reg:5443`: expected HOST=FILE"),
+            (Install { registry_ca: vec!["reg=/nonexistent/ca.pem".into()], ..spec() }, "--registry-ca: cannot read /nonexistent/ca.pem"),
+            (Install { insecure_registry: vec!["reg\"]\nx".into()], ..spec() }, "--insecure-registry: "),
+            (Install { snapshotter: Some("a b".into()), ..spec() }, "--snapshotter: "),
+            (Install { name: "BuildKit".into(), ..spec() }, "--name: `BuildKit` is not a valid name"),
+        ];
+        for (s, want) in cases {
+            let e = config_files(s).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_deployment_listens_on_loopback_only_and_probes_by_exec() {
+        let d = deployment(&Install { pvc: Some("10Gi".into()), ..spec() }, "build", "abc");
+        let c = &d["spec"]["template"]["spec"]["containers"][0];
+        let args: Vec<&str> = c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        assert!(args.contains(&"tcp://127.0.0.1:1234") && !args.iter().any(|a| a.contains("0.0.0.0")), "{args:?}");
+        assert_eq!(c["readinessProbe"]["exec"]["command"][0], "buildctl");
+        assert_eq!(c["securityContext"]["privileged"], true);
+        assert_eq!(d["spec"]["strategy"]["type"], "Recreate");
+        assert_eq!(d["spec"]["template"]["spec"]["volumes"][1]["persistentVolumeClaim"]["claimName"], "buildkitd-state");
+        assert_eq!(d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/managed-by"], "devloop");
+        assert_eq!(addr("buildkitd", "build"), "kube-deployment://buildkitd?namespace=build");
+    }
+}

@@ -1,0 +1,392 @@
+//! BuildKit inside the cluster, reached through the API server: `kube-pod://<pod>?namespace=<ns>` and
+//! `kube-deployment://<name>?namespace=<ns>` (optional `&port=<n>`, default 1234). Like buildctl's
+//! connection helpers, but in-process: every gRPC connection is a port-forward (kube-rs, WebSocket) to the
+//! pod's BuildKit TCP port, so no Service, NodePort or load balancer is needed and the kube credentials are
+//! the only ones used. For a Deployment a Ready pod is picked on every (re)connect, so a restarted pod is
+//! found again; a dropped stream is simply dialled again by tonic through the same connector.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use super::Error;
+use crate::config;
+use crate::deploy::{self, KubeOptions};
+
+/// The port buildkitd listens on inside the pod when the address names none.
+pub const DEFAULT_PORT: u16 = 1234;
+
+/// What a kube address points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One pod, by name.
+    Pod,
+    /// A Ready pod of a Deployment.
+    Deployment,
+}
+
+/// A parsed `kube-pod://` / `kube-deployment://` address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeAddr {
+    /// Pod or Deployment.
+    pub kind: Kind,
+    /// Its name.
+    pub name: String,
+    /// `?namespace=`; unset: the namespace devloop deploys to.
+    pub namespace: Option<String>,
+    /// `&port=`: buildkitd's TCP port in the pod.
+    pub port: u16,
+}
+
+impl KubeAddr {
+    /// None when `addr` is not a kube address at all; Some(Err(what is wrong)) when it is one but malformed.
+    pub fn parse(addr: &str) -> Option<Result<KubeAddr, String>> {
+        let (kind, rest) = if let Some(r) = addr.strip_prefix("kube-pod://") {
+            (Kind::Pod, r)
+        } else if let Some(r) = addr.strip_prefix("kube-deployment://") {
+            (Kind::Deployment, r)
+        } else {
+            return None;
+        };
+        Some(parse_rest(kind, rest).map_err(|m| format!("`{addr}`: {m}")))
+    }
+
+    /// `pod ns/name` or `deployment ns/name`, in `namespace` when the address names none.
+    pub fn describe(&self, namespace: &str) -> String {
+        let what = match self.kind {
+            Kind::Pod => "pod",
+            Kind::Deployment => "deployment",
+        };
+        format!("{what} {}/{}", self.namespace.as_deref().unwrap_or(namespace), self.name)
+    }
+}
+
+fn parse_rest(kind: Kind, rest: &str) -> Result<KubeAddr, String> {
+    let (name, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let what = if kind == Kind::Pod { "pod" } else { "deployment" };
+    if name.is_empty() {
+        return Err(format!("no {what} name (kube-{what}://<name>?namespace=<namespace>)"));
+    }
+    if !dns_subdomain(name) {
+        return Err(format!("`{name}` is not a valid {what} name (lowercase letters, digits, `-`, `.`)"));
+    }
+    let mut out = KubeAddr { kind, name: name.to_string(), namespace: None, port: DEFAULT_PORT };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "namespace" if dns_label(v) => out.namespace = Some(v.to_string()),
+            "namespace" => return Err(format!("`{v}` is not a valid namespace name")),
+            "port" => match v.parse::<u16>() {
+                Ok(p) if p > 0 => out.port = p,
+                _ => return Err(format!("port `{v}` is not a TCP port number")),
+            },
+            "context" => {
+                return Err("the kube context is not part of the address: devloop uses [kube] context / \
+                            --kube-context, as for deploying"
+                    .into())
+            }
+            other => return Err(format!("unknown parameter `{other}` (known: namespace, port)")),
+        }
+    }
+    Ok(out)
+}
+
+/// A DNS-1123 label: what namespace names are.
+fn dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A DNS-1123 subdomain: what pod and Deployment names are.
+fn dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(dns_label)
+}
+
+/// The cluster a kube address is reached through: the same context (and allow-list) as deploying.
+#[derive(Debug, Clone, Copy)]
+pub struct Cluster<'a> {
+    /// `[kube]`.
+    pub kube: &'a config::Kube,
+    /// The command line's overrides.
+    pub opts: &'a KubeOptions,
+}
+
+/// What the connector knows about its port-forwards, shared with the [`super::Client`].
+#[derive(Debug, Default)]
+pub struct Link {
+    /// The pod the last connection went to (`pod ns/name`).
+    pod: Mutex<Option<String>>,
+    /// The last refusal the API server sent on a port-forward's error channel (nothing listening, …).
+    refused: Mutex<Option<String>>,
+}
+
+impl Link {
+    /// The pod the last connection went to.
+    pub fn pod(&self) -> Option<String> {
+        self.pod.lock().expect("not poisoned").clone()
+    }
+    /// The last port-forward refusal, if any.
+    pub fn refused(&self) -> Option<String> {
+        self.refused.lock().expect("not poisoned").clone()
+    }
+}
+
+/// Shared [`Link`].
+pub type Via = Arc<Link>;
+
+/// Opens a port-forward per connection.
+#[derive(Clone)]
+struct Dialer {
+    addr: KubeAddr,
+    namespace: String,
+    client: kube::Client,
+    /// The last dial failure, said in full: tonic reports a failed connector only as a transport error.
+    last_error: Arc<Mutex<Option<String>>>,
+    via: Via,
+}
+
+impl Dialer {
+    /// The pod to forward to: the named one if it is Running, else the newest Ready pod of the Deployment.
+    async fn pod(&self) -> Result<String, String> {
+        let ns = &self.namespace;
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        match self.addr.kind {
+            Kind::Pod => {
+                let pod = pods.get_opt(&self.addr.name).await.map_err(|e| format!("reading pod {ns}/{}: {e}", self.addr.name))?;
+                let pod = pod.ok_or_else(|| format!("no such pod {ns}/{}", self.addr.name))?;
+                let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+                if phase != "Running" || pod.metadata.deletion_timestamp.is_some() {
+                    let state = if pod.metadata.deletion_timestamp.is_some() { "being deleted".into() } else { format!("phase {phase}") };
+                    return Err(format!("pod {ns}/{} is not running ({state})", self.addr.name));
+                }
+                Ok(self.addr.name.clone())
+            }
+            Kind::Deployment => {
+                let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+                let name = &self.addr.name;
+                let dep = deployments.get_opt(name).await.map_err(|e| format!("reading deployment {ns}/{name}: {e}"))?;
+                let dep = dep.ok_or_else(|| {
+                    format!("no such deployment {ns}/{name} (install one with `devloop buildkit install --namespace {ns} --name {name}`)")
+                })?;
+                let selector = deploy::selector(&dep);
+                let list = pods.list(&ListParams::default().labels(&selector)).await.map_err(|e| format!("listing pods of deployment {ns}/{name}: {e}"))?;
+                crate::forward::newest_ready(list.items.iter()).ok_or_else(|| {
+                    let states: Vec<String> = list.items.iter().map(pod_state).collect();
+                    let pods = if states.is_empty() { "no pods".to_string() } else { states.join(", ") };
+                    format!("no Ready pod of deployment {ns}/{name} ({pods})")
+                })
+            }
+        }
+    }
+
+    async fn dial(&self) -> Result<Forwarded, String> {
+        let pod = self.pod().await?;
+        let port = self.addr.port;
+        let ns = &self.namespace;
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let mut pf = pods.portforward(&pod, &[port]).await.map_err(|e| match e {
+            // WebSocket port-forwards are authorized as `get` (Kubernetes ≤ 1.34) or `create` (newer).
+            kube::Error::Api(s) if s.code == 403 => format!(
+                "port-forward to pod {ns}/{pod} forbidden: {} (a user needs `get` and `create` on pods/portforward in {ns})",
+                s.message
+            ),
+            kube::Error::Api(s) => format!("port-forward to pod {ns}/{pod} port {port} refused by the API server: {}", s.message),
+            other => format!("port-forward to pod {ns}/{pod} port {port} failed: {other}"),
+        })?;
+        let (Some(stream), Some(error)) = (pf.take_stream(port), pf.take_error(port)) else {
+            return Err(format!("port-forward to pod {ns}/{pod}: no stream for port {port}"));
+        };
+        tracing::debug!("BuildKit connection through a port-forward to pod {ns}/{pod} port {port}");
+        *self.via.pod.lock().expect("not poisoned") = Some(format!("pod {ns}/{pod}"));
+        *self.via.refused.lock().expect("not poisoned") = None;
+        let what = format!("port-forward to pod {ns}/{pod} port {port}");
+        let link = self.via.clone();
+        let said = what.clone();
+        tokio::spawn(async move {
+            if let Some(msg) = error.await {
+                tracing::debug!("{said}: {msg}");
+                *link.refused.lock().expect("not poisoned") = Some(format!("{said}: {msg}"));
+            }
+        });
+        tokio::spawn(async move {
+            if let Err(e) = pf.join().await {
+                tracing::debug!("port-forward ended: {e}");
+            }
+        });
+        Ok(Forwarded { inner: stream, link: self.via.clone() })
+    }
+}
+
+/// One line about a pod that is not Ready: its name, phase and the reason a container waits, if any.
+fn pod_state(p: &Pod) -> String {
+    let name = p.metadata.name.clone().unwrap_or_default();
+    let status = p.status.as_ref();
+    let phase = status.and_then(|s| s.phase.clone()).unwrap_or_else(|| "unknown".into());
+    let waiting = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone());
+    let deleting = if p.metadata.deletion_timestamp.is_some() { ", being deleted" } else { "" };
+    match waiting {
+        Some(w) => format!("{name}: {phase}, {w}{deleting}"),
+        None => format!("{name}: {phase}, not Ready{deleting}"),
+    }
+}
+
+/// The stream of one port-forward. The API server reports a refused connection inside the pod (nothing
+/// listening on the port) on the port's error channel and then ends the data stream; the end (or a write
+/// into the closed stream) is turned into an error carrying that message when it has arrived, so the cause
+/// is not lost as a bare "broken pipe".
+struct Forwarded {
+    inner: DuplexStream,
+    link: Via,
+}
+
+impl Forwarded {
+    fn refused(&self) -> Option<io::Error> {
+        self.link.refused().map(|m| io::Error::new(io::ErrorKind::ConnectionRefused, m))
+    }
+}
+
+impl AsyncRead for Forwarded {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() == before => Poll::Ready(self.refused().map_or(Ok(()), Err)),
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for Forwarded {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.refused().unwrap_or(e))),
+            other => other,
+        }
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A gRPC channel to the BuildKit that `addr` names, every connection a port-forward through the API server
+/// of the deploy context. The context allow-list is checked before any request is sent.
+pub(super) async fn channel(raw: &str, addr: &KubeAddr, cluster: Cluster<'_>) -> Result<(Channel, Via), Error> {
+    let target = deploy::connect(cluster.kube, cluster.opts).await.map_err(|e| match e {
+        deploy::Error::NotAllowed(source) => Error::NotAllowed { addr: raw.to_string(), source },
+        other => Error::Unreachable { addr: raw.to_string(), reason: other.to_string() },
+    })?;
+    let namespace = addr.namespace.clone().unwrap_or_else(|| target.namespace.clone());
+    let last_error: Arc<Mutex<Option<String>>> = Default::default();
+    let via: Via = Default::default();
+    let dialer = Dialer { addr: addr.clone(), namespace: namespace.clone(), client: target.client, last_error: last_error.clone(), via: via.clone() };
+    tracing::debug!("BuildKit at {} through context {}", addr.describe(&namespace), target.context);
+    let connector = tower::service_fn(move |_: Uri| {
+        let d = dialer.clone();
+        async move {
+            match d.dial().await {
+                Ok(s) => Ok(TokioIo::new(s)),
+                Err(m) => {
+                    *d.last_error.lock().expect("not poisoned") = Some(m.clone());
+                    Err(io::Error::other(m))
+                }
+            }
+        }
+    });
+    // The URI is required by the API but unused: every connection is a port-forward.
+    let channel = Endpoint::from_static("http://buildkitd")
+        .connect_timeout(Duration::from_secs(15))
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| {
+            let reason = last_error.lock().expect("not poisoned").take().unwrap_or_else(|| super::connect::source_chain(&e));
+            Error::Unreachable { addr: raw.to_string(), reason: format!("{reason} (context {})", target.context) }
+        })?;
+    Ok((channel, via))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_or_say_what_is_wrong() {
+        let ok = |kind, name: &str, ns: Option<&str>, port| Ok(KubeAddr { kind, name: name.into(), namespace: ns.map(Into::into), port });
+        // (address, parsed or a fragment of the error)
+        let cases: Vec<(&str, Result<KubeAddr, &str>)> = vec![
+            ("kube-pod://buildkitd-0?namespace=ci", ok(Kind::Pod, "buildkitd-0", Some("ci"), 1234)),
+            ("kube-pod://bk", ok(Kind::Pod, "bk", None, 1234)),
+            ("kube-deployment://buildkitd?namespace=build&port=2345", ok(Kind::Deployment, "buildkitd", Some("build"), 2345)),
+            ("kube-deployment://buildkitd?port=1&namespace=a", ok(Kind::Deployment, "buildkitd", Some("a"), 1)),
+            ("kube-deployment://bk.team?", ok(Kind::Deployment, "bk.team", None, 1234)),
+            ("kube-deployment://?namespace=x", Err("no deployment name")),
+            ("kube-pod://", Err("no pod name")),
+            ("kube-pod://BuildKit", Err("not a valid pod name")),
+            ("kube-pod://bk?namespace=Build_Ns", Err("not a valid namespace")),
+            ("kube-pod://bk?namespace=", Err("not a valid namespace")),
+            ("kube-pod://bk?port=0", Err("not a TCP port")),
+            ("kube-pod://bk?port=70000", Err("not a TCP port")),
+            ("kube-pod://bk?port=x", Err("not a TCP port")),
+            ("kube-pod://bk?context=prod", Err("--kube-context")),
+            ("kube-pod://bk?container=buildkitd", Err("unknown parameter `container`")),
+        ];
+        for (addr, want) in cases {
+            let got = KubeAddr::parse(addr).unwrap_or_else(|| panic!("{addr} is a kube address"));
+            match want {
+                Ok(w) => assert_eq!(got, Ok(w), "{addr}"),
+                Err(frag) => {
+                    let e = got.expect_err(addr);
+                    assert!(e.contains(frag) && e.contains(addr), "{addr}: {e}");
+                }
+            }
+        }
+        for other in ["tcp://a:1", "unix:///x", "kube://bk", "docker://", "kube-pods://x"] {
+            assert!(KubeAddr::parse(other).is_none(), "{other}");
+        }
+    }
+
+    #[test]
+    fn descriptions_name_the_namespace_in_use() {
+        let a = KubeAddr::parse("kube-deployment://bk").unwrap().unwrap();
+        assert_eq!(a.describe("dev-alice"), "deployment dev-alice/bk");
+        let a = KubeAddr::parse("kube-pod://p?namespace=ci").unwrap().unwrap();
+        assert_eq!(a.describe("dev-alice"), "pod ci/p");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_on_the_error_channel_turns_the_end_of_stream_into_an_error() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let link = Via::default();
+        *link.refused.lock().unwrap() = Some("port-forward to pod ns/p port 1234: connection refused".into());
+        let (a, b) = tokio::io::duplex(64);
+        drop(b);
+        let mut f = Forwarded { inner: a, link: link.clone() };
+        let e = f.read(&mut [0u8; 8]).await.unwrap_err();
+        assert_eq!(e.to_string(), "port-forward to pod ns/p port 1234: connection refused");
+        let e = f.write_all(b"PRI * HTTP/2.0").await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        // Without a refusal, an end is an end.
+        let (a, b) = tokio::io::duplex(64);
+        drop(b);
+        let mut f = Forwarded { inner: a, link: Via::default() };
+        assert_eq!(f.read(&mut [0u8; 8]).await.unwrap(), 0);
+        assert_eq!(f.write_all(b"x").await.unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+    }
+}
