@@ -40,10 +40,13 @@ enum Slot {
     OneShot,
 }
 
+/// (pod, container)
+type Key = (String, String);
+
 /// The sessions of one `devloop up`, per (pod, container).
 #[derive(Default)]
 pub struct Sessions {
-    slots: Mutex<HashMap<(String, String), Arc<Mutex<Slot>>>>,
+    slots: Mutex<HashMap<Key, Arc<Mutex<Slot>>>>,
 }
 
 fn quote(s: &str) -> String {

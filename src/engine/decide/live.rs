@@ -109,7 +109,7 @@ pub(super) fn step(state: &mut State, event: Event, out: &mut Vec<Action>) {
             let tag = s.deployed.clone().unwrap_or_default();
             s.live.waiting = Some(SyncSummary { image: image.clone(), files, deleted, pods, replay, sync: took, hash: s.live.hash, total, tag, synced: 0, content: None });
             // Its content tag is being hashed: report when it is known (a few ms).
-            if !(s.hashing && !s.hash_builds) {
+            if !s.hashing || s.hash_builds {
                 let content = s.live.content.clone().or_else(|| s.deployed.clone());
                 s.live.report_waiting(content, out);
             }
