@@ -165,6 +165,11 @@ fn a_code_change_is_served_by_the_restarted_server_in_the_same_container() {
     served(&url, "changed by a sync");
     assert_eq!(live_pods(&ns.0, "shell-app"), std::slice::from_ref(&pod), "the same pod");
     assert_eq!(restarts(), "0", "the server was restarted by the supervisor, not the container by the kubelet");
+    // Again: the supervisor starts it every time.
+    p.write("app/config.sh", "MESSAGE=\"changed twice\"\n");
+    up.wait("sync", 20);
+    served(&url, "changed twice");
+    assert_eq!(restarts(), "0");
     assert!(builds(&up.seen).len() == 2, "only the first build: {:#?}", builds(&up.seen));
 }
 

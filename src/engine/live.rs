@@ -77,6 +77,14 @@ async fn run(ctx: &Arc<Ctx>, image: &str, paths: &BTreeSet<String>, only: Option
     }
 }
 
+/// After a rollout: the pod watch started and every target container's session opened, so the first save
+/// after it is as fast as the next ones.
+pub(super) async fn warm(ctx: Arc<Ctx>, image: String, reference: String) {
+    let targets = pod_watch(&ctx, &image).targets(&reference, None).await;
+    let opens = targets.iter().flat_map(|(pod, cs)| cs.iter().map(move |c| (pod, c))).map(|(pod, c)| ctx.sessions.warm(&ctx.target, pod, c));
+    futures::future::join_all(opens).await;
+}
+
 /// The annotation on a pod that runs files synced on top of its image.
 pub(super) const SYNCED: &str = "devloop.dev/synced";
 

@@ -490,6 +490,7 @@ async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String
         // Pods the rollout left in place may still run files synced earlier (by this or an earlier `up`).
         if ctx.config().image(&image).is_some_and(|i| !i.sync.is_empty()) {
             tokio::spawn(super::live::replace_stale(ctx.clone(), image.clone(), reference.clone()));
+            tokio::spawn(super::live::warm(ctx.clone(), image.clone(), reference.clone()));
         }
         for r in rolled {
             follow_logs(&ctx, &r.deployment, &image, &reference, &logs).await;

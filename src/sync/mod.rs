@@ -106,6 +106,8 @@ pub fn prepare(rules: &[SyncRule], context: &Path, paths: &BTreeSet<String>) -> 
 pub(crate) const NO_TAR: i32 = 97;
 pub(crate) const NO_SUPERVISOR: i32 = 96;
 pub(crate) const RUN_FAILED: i32 = 98;
+/// In the command line of devloop's session shells (`sh -s <mark>`), so a restart spares them.
+pub(crate) const SESSION_MARK: &str = "devloop-sync-session";
 
 /// The command one exec runs: `sh -c <script> devloop-sync <paths to delete…>`; the tar stream (if any
 /// files) comes on stdin.
@@ -122,10 +124,15 @@ pub fn command(p: &Prepared) -> Vec<String> {
         script.push_str(&format!("(cd / && {cmd}) >&2 || exit {RUN_FAILED}\n"));
     }
     if p.restart {
-        // PID 1 cannot be ended from inside; a supervisor as PID 1 restarts what `kill -1` ends.
+        // PID 1 cannot be ended from inside; a supervisor as PID 1 restarts what is ended here: every other
+        // process but this script and devloop's own session shells.
         script.push_str(&format!(
-            "n=0; for d in /proc/[0-9]*; do p=${{d#/proc/}}; [ \"$p\" = 1 ] || [ \"$p\" = $$ ] || n=1; done\n\
-             [ $n = 1 ] || exit {NO_SUPERVISOR}\nkill -TERM -1 2>/dev/null; exit 0\n"
+            "pids=\n\
+             for d in /proc/[0-9]*; do p=${{d#/proc/}}\n\
+             [ \"$p\" = 1 ] || [ \"$p\" = $$ ] && continue\n\
+             case \"$(tr '\\0' ' ' <\"$d/cmdline\" 2>/dev/null)\" in *{SESSION_MARK}*|'') continue;; esac\n\
+             pids=\"$pids $p\"\ndone\n\
+             [ -n \"$pids\" ] || exit {NO_SUPERVISOR}\nkill -TERM $pids 2>/dev/null; exit 0\n"
         ));
     }
     let mut argv = vec!["sh".to_string(), "-c".to_string(), script, "devloop-sync".to_string()];

@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, ReadHalf, SimplexStre
 use tokio::sync::Mutex;
 
 use super::exec::{self, Outcome};
-use super::{Error, Prepared, NO_SUPERVISOR, NO_TAR, RUN_FAILED};
+use super::{Error, Prepared, NO_SUPERVISOR, NO_TAR, RUN_FAILED, SESSION_MARK};
 #[cfg(test)]
 use super::prepare;
 use crate::deploy::Target;
@@ -81,7 +81,7 @@ pub fn script(p: &Prepared) -> String {
 async fn open(t: &Target, pod: &str, container: &str) -> Result<Option<Session>, Error> {
     let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
     let params = AttachParams::default().container(container).stdin(true).stdout(true).stderr(false);
-    let mut proc = match pods.exec(pod, vec!["sh"], &params).await {
+    let mut proc = match pods.exec(pod, vec!["sh", "-s", SESSION_MARK], &params).await {
         Ok(p) => p,
         Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
         Err(e) => return Err(Error::Exec { pod: pod.into(), message: format!("exec: {e}") }),
@@ -110,6 +110,18 @@ async fn send(s: &mut Session, script: &str) -> std::io::Result<(i32, String)> {
 }
 
 impl Sessions {
+    /// Opens the container's session ahead of its first sync (after a rollout), so that sync does not wait
+    /// for the exec to start. A failure is left for the sync to find and tell.
+    pub async fn warm(&self, t: &Target, pod: &str, container: &str) {
+        let slot = self.slots.lock().await.entry((pod.to_string(), container.to_string())).or_insert_with(|| Arc::new(Mutex::new(Slot::Empty))).clone();
+        let mut slot = slot.lock().await;
+        if matches!(*slot, Slot::Empty) {
+            if let Ok(Some(s)) = open(t, pod, container).await {
+                *slot = Slot::Open(s);
+            }
+        }
+    }
+
     /// Syncs `p` into `container` of `pod`.
     pub async fn sync(&self, t: &Target, pod: &str, container: &str, p: &Prepared, argv: &[String]) -> Result<Outcome, Error> {
         if p.restart {
