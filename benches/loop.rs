@@ -1,8 +1,9 @@
 //! Loop latency on examples/hello against the real stack: time from a file write to the new content being
 //! served, for `devloop up` (through its port-forward) and, interleaved in the same run, for the floor — the
 //! same steps with stock tools: `buildctl build … push=true`, `kubectl set image`, `kubectl rollout status`,
-//! then the same readiness poll. Needs the stack: `eval "$(scripts/stack env)"; cargo bench --bench loop`.
-//! DEVLOOP_BENCH_EDITS sets N (default 20).
+//! then the same readiness poll — and for `devloop up` with a sync rule (`www/**` → `/www`, live update: the
+//! file copied into the running pod, no build). Needs the stack: `eval "$(scripts/stack env)"; cargo bench
+//! --bench loop`. DEVLOOP_BENCH_EDITS sets N (default 20).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -77,6 +78,32 @@ fn mean(v: &[Duration]) -> Duration {
     v.iter().sum::<Duration>() / v.len().max(1) as u32
 }
 
+/// Starts `devloop up --json` in `dir`; returns it, its events, and its forward's address once the first
+/// rollout is done.
+fn start_up(dir: &Path) -> (std::process::Child, mpsc::Receiver<serde_json::Value>, String) {
+    let mut up = Command::new(env!("CARGO_BIN_EXE_devloop")).args(["up", "--json"]).current_dir(dir).stdout(Stdio::piped()).spawn().unwrap();
+    let (tx, events) = mpsc::channel::<serde_json::Value>();
+    let stdout = up.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&l) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let mut forward = String::new();
+    loop {
+        let v = events.recv_timeout(Duration::from_secs(120)).expect("devloop up started");
+        if v["event"] == "forward" {
+            forward = v["message"].as_str().unwrap().split_whitespace().nth(1).unwrap().trim_start_matches("http://").to_string();
+        }
+        if v["event"] == "iteration" {
+            break;
+        }
+    }
+    (up, events, forward)
+}
+
 fn main() {
     let (Ok(registry), Ok(buildkit)) = (std::env::var("DEVLOOP_REGISTRY"), std::env::var("BUILDKIT_HOST")) else {
         println!("loop bench: skipped (needs the stack: eval \"$(scripts/stack env)\")");
@@ -105,31 +132,28 @@ fn main() {
         ),
     )
     .unwrap();
-    let mut up = Command::new(env!("CARGO_BIN_EXE_devloop"))
-        .args(["up", "--json"])
-        .current_dir(&dl)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, events) = mpsc::channel::<serde_json::Value>();
-    let stdout = up.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str(&l) {
-                let _ = tx.send(v);
-            }
-        }
-    });
-    let mut forward = String::new();
-    loop {
-        let v = events.recv_timeout(Duration::from_secs(120)).expect("devloop up started");
-        if v["event"] == "forward" {
-            forward = v["message"].as_str().unwrap().split_whitespace().nth(1).unwrap().trim_start_matches("http://").to_string();
-        }
-        if v["event"] == "iteration" {
-            break;
-        }
+    let (mut up, events, forward) = start_up(&dl);
+
+    // The live-update project: the same example under another image name, in its own namespace, with a sync
+    // rule for www/.
+    let sync_ns = format!("{ns}-sync");
+    sh("kubectl", &["create", "namespace", &sync_ns]);
+    let sy = tmp.path().join("sync");
+    copy_dir(&example, &sy.join("app"));
+    for f in ["app/k8s/deployment.yaml", "app/k8s/service.yaml"] {
+        let t = std::fs::read_to_string(sy.join(f)).unwrap().replace("image: hello", &format!("image: loop-sync-{nonce}"));
+        std::fs::write(sy.join(f), t).unwrap();
     }
+    std::fs::write(
+        sy.join("devloop.toml"),
+        std::fs::read_to_string(dl.join("devloop.toml"))
+            .unwrap()
+            .replace(&format!("loop-{nonce}"), &format!("loop-sync-{nonce}"))
+            .replace(&format!("namespace = \"{ns}\""), &format!("namespace = \"{sync_ns}\""))
+            + "[[image.sync]]\nsrc = \"www/**\"\ndest = \"/www\"\n",
+    )
+    .unwrap();
+    let (mut sync_up, sync_events, sync_forward) = start_up(&sy);
 
     // The floor's project: the same example, its own Deployment "floor", driven by buildctl and kubectl.
     let fl: PathBuf = tmp.path().join("floor");
@@ -186,6 +210,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(x % 1000));
     };
     let (mut fl_build, mut fl_set, mut fl_rollout, mut fl_poll) = (vec![], vec![], vec![], vec![]);
+    let (mut sy_total, mut sy_exec, mut sy_seen, mut sy_hash) = (vec![], vec![], vec![], vec![]);
     for i in 1..=edits {
         let marker = format!("edit-{nonce}-{i}");
         // Alternate which goes first, too.
@@ -231,23 +256,59 @@ fn main() {
             fl_rollout.push(t3 - t2);
             fl_poll.push(t4 - t3);
         };
-        if i % 2 == 1 {
-            run_devloop();
-            run_floor();
-        } else {
-            run_floor();
-            run_devloop();
+        let mut run_sync = || {
+            // Live update: write, then poll the sync project's port-forward.
+            pause();
+            let t0 = Instant::now();
+            std::fs::write(sy.join("app/www/index.html"), format!("<p>{marker}</p>\n")).unwrap();
+            wait_for(&marker, || http_get(&sync_forward, "/"));
+            sy_total.push(t0.elapsed());
+            let ev = loop {
+                let v = sync_events.recv_timeout(Duration::from_secs(60)).expect("a sync event");
+                assert!(v["event"] != "iteration" && v["event"] != "building", "a covered save built: {v}");
+                if v["event"] == "sync" {
+                    break v;
+                }
+            };
+            let d = |k: &str| Duration::from_millis(ev[k].as_u64().unwrap());
+            sy_exec.push(d("sync_ms"));
+            sy_seen.push(d("total_ms"));
+            sy_hash.push(d("hash_ms"));
+        };
+        // Rotate which goes first, too.
+        match i % 3 {
+            0 => {
+                run_devloop();
+                run_floor();
+                run_sync();
+            }
+            1 => {
+                run_floor();
+                run_sync();
+                run_devloop();
+            }
+            _ => {
+                run_sync();
+                run_devloop();
+                run_floor();
+            }
         }
         eprintln!(
-            "edit {i:>2}: devloop {} (change seen → rolled out {}) · floor {}",
+            "edit {i:>2}: devloop {} (change seen → rolled out {}) · floor {} · sync {} (change seen → in place {})",
             ms(dl_total[i - 1]),
             ms(dl_iter[i - 1]),
-            ms(fl_total[i - 1])
+            ms(fl_total[i - 1]),
+            ms(sy_total[i - 1]),
+            ms(sy_seen[i - 1])
         );
     }
-    let _ = Command::new("kill").args(["-INT", &up.id().to_string()]).status();
-    let _ = up.wait();
-    let _ = Command::new("kubectl").args(["delete", "namespace", &ns, "--wait=false"]).output();
+    for child in [&mut up, &mut sync_up] {
+        let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+        let _ = child.wait();
+    }
+    for n in [&ns, &sync_ns] {
+        let _ = Command::new("kubectl").args(["delete", "namespace", n, "--wait=false"]).output();
+    }
 
     println!("loop bench: {edits} edits of examples/hello, interleaved");
     println!("  devloop up : p50 {} · p95 {}   (hash {} · build+push {} of which export+push {} · rollout {}: new pod seen after {}, running after {}, ready after {} · change seen → rolled out {} mean)",
@@ -255,6 +316,11 @@ fn main() {
         ms(mean(&dl_created)), ms(mean(&dl_running)), ms(mean(&dl_ready)), ms(mean(&dl_iter)));
     println!("  floor      : p50 {} · p95 {}   (buildctl {} · set image {} · rollout status {} · poll {} mean)",
         ms(pct(&fl_total, 0.5)), ms(pct(&fl_total, 0.95)), ms(mean(&fl_build)), ms(mean(&fl_set)), ms(mean(&fl_rollout)), ms(mean(&fl_poll)));
+    println!("  sync       : p50 {} · p95 {}   (change seen → files in place {} mean, of which exec+tar {} · hashing for the content tag, in parallel, {} mean)",
+        ms(pct(&sy_total, 0.5)), ms(pct(&sy_total, 0.95)), ms(mean(&sy_seen)), ms(mean(&sy_exec)), ms(mean(&sy_hash)));
+    println!("  ratio sync/devloop: p50 {:.2} · p95 {:.2}",
+        pct(&sy_total, 0.5).as_secs_f64() / pct(&dl_total, 0.5).as_secs_f64(),
+        pct(&sy_total, 0.95).as_secs_f64() / pct(&dl_total, 0.95).as_secs_f64());
     println!("  ratio devloop/floor: p50 {:.2} · p95 {:.2}",
         pct(&dl_total, 0.5).as_secs_f64() / pct(&fl_total, 0.5).as_secs_f64(),
         pct(&dl_total, 0.95).as_secs_f64() / pct(&fl_total, 0.95).as_secs_f64());

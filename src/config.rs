@@ -349,6 +349,8 @@ pub struct Image {
     pub frontend_source: String,
     /// Extra frontend options (`frontend-opts`), passed as frontend attributes.
     pub frontend_opts: BTreeMap<String, String>,
+    /// `[[image.sync]]` live-update rules, in file order.
+    pub sync: Vec<SyncRule>,
 }
 
 impl Image {
@@ -366,6 +368,7 @@ impl Image {
             frontend: "dockerfile.v0".into(),
             frontend_source: String::new(),
             frontend_opts: BTreeMap::new(),
+            sync: vec![],
         }
     }
 }
@@ -443,6 +446,8 @@ struct RawImage {
     frontend_source: String,
     #[serde(default)]
     frontend_opts: BTreeMap<String, String>,
+    #[serde(default)]
+    sync: Vec<toml::Spanned<sync::RawSync>>,
 }
 
 fn default_dockerfile() -> toml::Spanned<String> {
@@ -592,6 +597,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
                 return Err(err(Some(img_span.clone()), key("ignore"), e.to_string()));
             }
         }
+        let mut rules = Vec::new();
+        for (j, r) in img.sync.into_iter().enumerate() {
+            let span = r.span();
+            let rule = sync::validate(r.into_inner()).map_err(|(sub, m)| err(Some(span), key(&format!("sync[{j}].{sub}")), m))?;
+            rules.push(rule);
+        }
         let context = root.join(img.context.get_ref());
         images.push(Image {
             name: name.clone(),
@@ -605,6 +616,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
             frontend: frontend.to_string(),
             frontend_source: img.frontend_source,
             frontend_opts: img.frontend_opts,
+            sync: rules,
         });
     }
     let mut deploys = Vec::new();
@@ -787,3 +799,5 @@ mod helm;
 pub use helm::{Helm, ImageValues, SetValue};
 mod registry;
 pub use registry::PullSecret;
+mod sync;
+pub use sync::{route as sync_route, RunStep, SyncRule};

@@ -16,6 +16,7 @@ pub mod hook;
 pub mod init;
 pub mod interrupt;
 pub mod registry;
+pub mod sync;
 #[cfg(test)]
 mod test_util;
 pub mod tree;

@@ -53,6 +53,9 @@ enum Command {
         /// On exit, delete what devloop applied (manifest mode).
         #[arg(long)]
         cleanup: bool,
+        /// Ignore [[image.sync]] rules: every change builds and rolls out.
+        #[arg(long)]
+        no_sync: bool,
     },
     /// The pre-push check: build, deploy into a throwaway namespace, run [check] commands, clean up.
     Check {
@@ -403,8 +406,8 @@ async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt) -> Result<bool, 
         Command::Down { kube } => {
             engine::down::down(cfg, &kube.options(cfg)?, &mut stdout).await?;
         }
-        Command::Up { kube, json, cleanup } => {
-            let opts = engine::up::UpOptions { kube: kube.options(cfg)?, json: *json, cleanup: *cleanup, verbose: cli.verbose > 0 };
+        Command::Up { kube, json, cleanup, no_sync } => {
+            let opts = engine::up::UpOptions { kube: kube.options(cfg)?, json: *json, cleanup: *cleanup, verbose: cli.verbose > 0, no_sync: *no_sync };
             // SIGINT (Ctrl-C) or SIGTERM stops the loop.
             engine::up::up(cfg.clone(), opts, intr.stop().clone()).await?;
         }

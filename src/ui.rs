@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::engine::decide::{Report, Summary};
+use crate::engine::decide::{Report, Summary, SyncSummary};
 
 /// Where reports go. Cheap to clone; lines from concurrent tasks never interleave.
 #[derive(Clone)]
@@ -49,6 +49,25 @@ pub fn summary_line(s: &Summary) -> String {
         short(s.rollout),
         short(s.total)
     )
+}
+
+/// The summary line of one sync: `hello  sync 2 files → 1 pod · 84ms · total 140ms`.
+pub fn sync_line(s: &SyncSummary) -> String {
+    let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let what = if s.replay { "replay" } else { "sync" };
+    let deleted = if s.deleted > 0 { format!(" ({} deleted)", s.deleted) } else { String::new() };
+    let pods = plural(s.pods, if s.replay { "new pod" } else { "pod" }, if s.replay { "new pods" } else { "pods" });
+    format!("{}  {what} {}{deleted} → {pods} · {} · total {}", s.image, plural(s.files, "file", "files"), short(s.sync), short(s.total))
+}
+
+/// What the pods run after a sync: `hello: pods run image a1b2c3 + 3 synced files (content d4e5f6)`.
+pub fn state_line(s: &SyncSummary) -> String {
+    let tag = |t: &str| t[..t.len().min(12)].to_string();
+    match &s.content {
+        _ if s.synced == 0 => format!("{}: pods run image {} (the synced files are the image's own)", s.image, tag(&s.tag)),
+        Some(c) => format!("{}: pods run image {} + {} synced file(s) (content {})", s.image, tag(&s.tag), s.synced, tag(c)),
+        None => format!("{}: pods run image {} + {} synced file(s)", s.image, tag(&s.tag), s.synced),
+    }
 }
 
 impl Ui {
@@ -97,6 +116,19 @@ impl Ui {
             Report::RolloutFailed { image, tag } => {
                 self.emit(&format!("{image}: rollout of {tag} failed"), json!({"event": "rollout-failed", "image": image, "tag": tag}))
             }
+            Report::Synced(s) => self.emit(
+                &format!("{}\n{}", sync_line(s), state_line(s)),
+                json!({"event": "sync", "image": s.image, "files": s.files, "deleted": s.deleted, "pods": s.pods, "replay": s.replay,
+                       "sync_ms": ms(s.sync), "hash_ms": ms(s.hash), "total_ms": ms(s.total), "tag": s.tag, "synced": s.synced,
+                       "content": s.content}),
+            ),
+            Report::SyncFallback { image, error, for_good } => self.emit(
+                &format!(
+                    "{image}: sync failed: {error}\n{image}: {}",
+                    if *for_good { "building the image instead, now and from now on" } else { "building the image instead" }
+                ),
+                json!({"event": "sync-failed", "image": image, "error": error, "for_good": for_good}),
+            ),
             Report::Iteration(s) => self.emit(
                 &summary_line(s),
                 json!({"event": "iteration", "image": s.image, "tag": s.tag, "hash_ms": ms(s.hash), "build_ms": ms(s.build),
@@ -138,6 +170,30 @@ mod tests {
         );
         let unknown = Summary { pod: PodStages::default(), ..summary() };
         assert_eq!(summary_line(&unknown), "hello  a1b2c3  hash 4ms · build 812ms (5/7 cached) · rollout 1.9s · total 2.8s");
+    }
+
+    #[test]
+    fn the_sync_line_reads_like_the_issue_says_and_tells_what_the_pods_run() {
+        let s = SyncSummary {
+            image: "hello".into(),
+            files: 2,
+            pods: 1,
+            sync: Duration::from_millis(84),
+            total: Duration::from_millis(140),
+            tag: "a1b2c3d4e5f6a7b8".into(),
+            synced: 3,
+            content: Some("d4e5f6a7b8c9d0e1".into()),
+            ..Default::default()
+        };
+        assert_eq!(sync_line(&s), "hello  sync 2 files → 1 pod · 84ms · total 140ms");
+        assert_eq!(state_line(&s), "hello: pods run image a1b2c3d4e5f6 + 3 synced file(s) (content d4e5f6a7b8c9)");
+        let replay = SyncSummary { replay: true, files: 1, deleted: 1, pods: 2, ..s.clone() };
+        assert_eq!(sync_line(&replay), "hello  replay 1 file (1 deleted) → 2 new pods · 84ms · total 140ms");
+        let buf = SharedBuf::default();
+        Ui::new(true, Box::new(buf.clone())).report(&Report::Synced(s));
+        let v: Value = serde_json::from_str(buf.text().trim()).unwrap();
+        assert_eq!((v["event"].as_str(), v["files"].as_u64(), v["sync_ms"].as_u64(), v["total_ms"].as_u64()), (Some("sync"), Some(2), Some(84), Some(140)));
+        assert_eq!((v["synced"].as_u64(), v["content"].as_str()), (Some(3), Some("d4e5f6a7b8c9d0e1")));
     }
 
     #[test]

@@ -135,6 +135,11 @@ pub fn relevant(watched: &[Watched], config: &Path, path: &Path) -> Vec<Change> 
         let touch = if w.ignore_files.iter().any(|f| f == path) {
             Touch::Filter
         } else if path == w.dockerfile {
+            // Inside the context and let through, it is also a file of the tree: its entry must follow, or
+            // the kept tree's tag drifts from a fresh scan's.
+            if let Some(rel) = path.strip_prefix(&w.root).ok().and_then(Path::to_str).filter(|r| !r.is_empty() && !w.filter.excluded(r)) {
+                out.push(Change::Image { image: w.image.clone(), touch: Touch::Path(rel.to_string()) });
+            }
             Touch::Inputs
         } else {
             let Some(rel) = path.strip_prefix(&w.root).ok().and_then(Path::to_str) else { continue };
@@ -241,11 +246,16 @@ pub struct Batch {
     pub config: bool,
     /// Changes were dropped (queue overflow, a notify error): every image must be rescanned and the config
     /// read again.
-    pub everything: bool,
+    pub everything: bool,    /// Images whose inputs outside the context tree (the Dockerfile) changed: their change needs a build,
+    /// whatever else it touched.
+    pub outside: BTreeSet<String>,
 }
 
 impl Batch {
     fn add(&mut self, c: Change) {
+        if let Change::Image { image, touch: Touch::Inputs } = &c {
+            self.outside.insert(image.clone());
+        }
         match c {
             Change::Config => self.config = true,
             Change::Image { image, touch } => match self.images.entry(image) {

@@ -259,6 +259,37 @@ fn a_helm_release_with_defaults_and_with_its_errors_named() {
 }
 
 #[test]
+fn sync_rules_are_read_and_bad_ones_named_by_key_path() {
+    let base = "[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\n[[image.sync]]\nsrc = \"www/**\"\ndest = \"/www\"\n";
+    let c = parse(Path::new("/p/devloop.toml"), &format!("{base}[[image.sync]]\nsrc = \"app/*.py\"\ndest = \"/app\"\nrun = [\"true\"]\nrestart = true\n")).unwrap();
+    let rules = &c.images[0].sync;
+    assert_eq!(rules.iter().map(|r| (r.src.as_str(), r.dest.as_str(), r.restart)).collect::<Vec<_>>(), [("www/**", "/www", false), ("app/*.py", "/app", true)]);
+    assert_eq!(rules[1].run[0].cmd, "true");
+    // Rules after other tables still belong to the last [[image]].
+    let c = parse(Path::new("/p/devloop.toml"), &format!("{base}[[deploy]]\nimage = \"a\"\ndeployment = \"a\"\n[[image.sync]]\nsrc = \"x\"\ndest = \"/x\"\n")).unwrap();
+    assert_eq!(c.images[0].sync.len(), 2);
+
+    let cases: &[(&str, usize, &str, &str)] = &[
+        ("[[image.sync]]\nsrc = \"www/**\"\ndest = \"www\"\n", 9, "image[0].sync[1].dest", "not an absolute path"),
+        ("[[image.sync]]\nsrc = \"www/**\"\n", 9, "image[0].sync[1].dest", "missing"),
+        ("[[image.sync]]\ndest = \"/x\"\n", 9, "image[0].sync[1].src", "missing"),
+        ("[[image.sync]]\nsrc = \"/abs/**\"\ndest = \"/x\"\n", 9, "image[0].sync[1].src", "relative to the image's context"),
+        ("[[image.sync]]\nsrc = \"../up/**\"\ndest = \"/x\"\n", 9, "image[0].sync[1].src", "no `..`"),
+        ("[[image.sync]]\nsrc = \"www/[a\"\ndest = \"/x\"\n", 9, "image[0].sync[1].src", "not a glob"),
+        ("[[image.sync]]\nsrc = \"a\"\ndest = \"/x\"\nrun = [\"\"]\n", 9, "image[0].sync[1].run[0]", "empty command"),
+        ("[[image.sync]]\nsrc = \"a\"\ndest = \"/x\"\nrun = [\"ok\", { cmd = \"npm ci\", trigger = \"[\" }]\n", 9, "image[0].sync[1].run[1].trigger", "not a glob"),
+        ("[[image.sync]]\nsrc = \"a\"\ndest = \"/x\"\nrestrat = true\n", 12, "image[0].sync[1].restrat", "did you mean `restart`"),
+        ("[[image.sync]]\nsrc = \"a\"\ndest = \"/x\"\nrestart = \"yes\"\n", 12, "image[0].sync[1].restart", "expected a boolean"),
+    ];
+    for (extra, line, key, fragment) in cases {
+        let text = format!("{base}{extra}");
+        let e = parse_err(&text);
+        assert_eq!((e.key.as_str(), e.line_col.map(|l| l.0)), (*key, Some(*line)), "{text}: {e}");
+        assert!(e.message.contains(fragment), "{text}: {e}");
+    }
+}
+
+#[test]
 fn registry_ca_is_relative_to_the_file_and_pull_secret_takes_a_bool_or_a_name() {
     let base = "[registry]\nhost = \"r:5443\"\n";
     let c = parse(Path::new("/p/devloop.toml"), &format!("{base}ca = \"certs/ca.pem\"\npull-secret = true\n")).unwrap();

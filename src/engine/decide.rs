@@ -7,13 +7,20 @@
 //! a newer tag while a build runs cancels it and builds the newer one; a build result that is no longer what
 //! is on disk is never deployed; one rollout per image at a time, the newest built tag deployed next.
 //!
+//! Live update (`[[image.sync]]`, see [`live`]): a batch whose paths all match the image's sync rules, while
+//! a rollout of this session runs and nothing is being built or rolled out, is copied into the running pods
+//! ([`Action::Sync`]) and hashed only to know the content tag the synced tree would have; anything else
+//! (a path no rule covers, the Dockerfile, a build arg, a rescan) builds and rolls out as above, which clears
+//! the synced state.
+//!
 //! The changed paths travel only through here: [`Event::Changed`] brings them, [`Action::Hash`] hands them
 //! to the hasher.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::config::SyncRule;
 use crate::filter::Filter;
 pub use crate::watch::Scope;
 
@@ -36,8 +43,9 @@ impl std::fmt::Debug for Hashed {
 /// Something that happened.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// Inputs of these images changed (a debounced batch, or the start): what each hash must look at.
-    Changed { changes: BTreeMap<String, Scope>, at: Instant },
+    /// Inputs of these images changed (a debounced batch, or the start): what each hash must look at;
+    /// `outside`: images whose inputs outside the context tree changed too (the Dockerfile).
+    Changed { changes: BTreeMap<String, Scope>, outside: BTreeSet<String>, at: Instant },
     /// The config was read again: `rescan` images changed (hash them afresh), `redeploy` images' deploys
     /// changed (deploy their tag even if it is the one running), `removed` images are gone.
     Reconfigured { rescan: Vec<String>, redeploy: Vec<String>, removed: Vec<String>, at: Instant },
@@ -53,6 +61,12 @@ pub enum Event {
     BuildStale { image: String, tag: String, reason: String, at: Instant },
     /// The rollout of `tag` ended.
     RolledOut { image: String, tag: String, ok: bool, took: Duration, at: Instant, pod: PodStages },
+    /// A [`Action::Sync`] is done: `files` copied and `deleted` removed in `pods` pods.
+    Synced { image: String, files: usize, deleted: usize, pods: usize, took: Duration, at: Instant },
+    /// A [`Action::Sync`] failed; `unsupported`: the containers cannot take it (no `tar`), so stop syncing.
+    SyncFailed { image: String, error: String, unsupported: bool, at: Instant },
+    /// A pod running the deployed image became Ready after the syncs began (a scale-up, a restart).
+    PodReady { image: String, pod: String, at: Instant },
 }
 
 /// Something to do.
@@ -66,6 +80,9 @@ pub enum Action {
     CancelBuild(String),
     /// Roll the image's workloads to this tag.
     Deploy { image: String, tag: String, digest: String },
+    /// Copy these context paths (deleting those gone from disk) into the image's Ready pods (`pods`: only
+    /// these, a replay into pods that came later).
+    Sync { image: String, paths: BTreeSet<String>, pods: Option<BTreeSet<String>> },
     /// Tell the user.
     Report(Report),
 }
@@ -87,6 +104,37 @@ pub enum Report {
     Iteration(Summary),
     /// A rollout failed (details were reported by the rollout itself).
     RolloutFailed { image: String, tag: String },
+    /// Files were copied into running pods.
+    Synced(SyncSummary),
+    /// A sync failed; the image is rebuilt instead (`for_good`: and from now on).
+    SyncFallback { image: String, error: String, for_good: bool },
+}
+
+/// One sync, for its summary line, and the state the pods are in after it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncSummary {
+    /// The image.
+    pub image: String,
+    /// Files copied and paths deleted.
+    pub files: usize,
+    /// Paths deleted.
+    pub deleted: usize,
+    /// Pods synced.
+    pub pods: usize,
+    /// A replay of the synced set into pods that came later.
+    pub replay: bool,
+    /// The exec and transfer, across pods in parallel.
+    pub sync: Duration,
+    /// Hashing (only to know the content tag).
+    pub hash: Duration,
+    /// From the change being seen to the files in place.
+    pub total: Duration,
+    /// The image the pods run.
+    pub tag: String,
+    /// Paths synced on top of it since it was rolled out.
+    pub synced: usize,
+    /// The content tag the synced tree has (the tag a build would give), when known.
+    pub content: Option<String>,
 }
 
 /// When the rollout's first new pod reached each stage, from the start of the deploy.
@@ -140,12 +188,19 @@ struct ImageState {
     /// The iteration in flight: when its change was seen, and its figures so far.
     started: Option<Instant>,
     summary: Summary,
+    /// The running hash may build; false: it only learns the content tag of a sync.
+    hash_builds: bool,
+    /// A change waiting in `pending` needs a build.
+    pending_builds: bool,
+    live: live::Live,
 }
 
 /// All images' state.
 #[derive(Debug, Default)]
 pub struct State {
     images: BTreeMap<String, ImageState>,
+    /// Per image, its sync rules (none: always build).
+    rules: BTreeMap<String, Arc<Vec<SyncRule>>>,
 }
 
 impl State {
@@ -153,9 +208,26 @@ impl State {
     pub fn deployed(&self, image: &str) -> Option<&str> {
         self.images.get(image).and_then(|s| s.deployed.as_deref())
     }
+    /// Sets an image's sync rules (empty: always build).
+    pub fn set_rules(&mut self, image: &str, rules: &[SyncRule]) {
+        if rules.is_empty() {
+            self.rules.remove(image);
+        } else {
+            self.rules.insert(image.to_string(), Arc::new(rules.to_vec()));
+        }
+    }
+    /// Images whose pods run files synced on top of their image: (image, deployed tag, synced paths,
+    /// content tag).
+    pub fn live(&self) -> Vec<(String, String, usize, Option<String>)> {
+        self.images
+            .iter()
+            .filter(|(_, s)| !s.live.synced.is_empty())
+            .filter_map(|(i, s)| Some((i.clone(), s.deployed.clone()?, s.live.synced.len(), s.live.content.clone())))
+            .collect()
+    }
     /// Whether anything is under way.
     pub fn busy(&self) -> bool {
-        self.images.values().any(|s| s.hashing || s.building.is_some() || s.deploying.is_some())
+        self.images.values().any(|s| s.hashing || s.building.is_some() || s.deploying.is_some() || s.live.running)
     }
 }
 
@@ -163,11 +235,17 @@ impl State {
 pub fn step(state: &mut State, event: Event) -> Vec<Action> {
     let mut out = Vec::new();
     match event {
-        Event::Changed { changes, at } => {
+        Event::Changed { changes, outside, at } => {
             for (image, scope) in changes {
-                changed(state, image, scope, at, &mut out);
+                let syncable = !outside.contains(&image) && live::covered(state, &image, &scope);
+                if syncable {
+                    live::sync(state, image, scope, at, &mut out);
+                } else {
+                    changed(state, image, scope, at, &mut out);
+                }
             }
         }
+        Event::Synced { .. } | Event::SyncFailed { .. } | Event::PodReady { .. } => live::step(state, event, &mut out),
         Event::Reconfigured { rescan, redeploy, removed, at } => {
             for image in removed {
                 if state.images.remove(&image).is_some_and(|s| s.building.is_some()) {
@@ -186,14 +264,20 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
         Event::Hashed { image, tag, filter, took } => {
             let Some(s) = state.images.get_mut(&image) else { return out };
             s.hashing = false;
-            s.summary.hash += took;
             if let Some(scope) = s.pending.take() {
                 // More changes came while hashing: only the newest content counts.
+                s.summary.hash += took;
                 s.hashing = true;
+                s.hash_builds |= std::mem::take(&mut s.pending_builds);
                 out.push(Action::Hash { image, scope });
                 return out;
             }
             s.disk = Some(tag.clone());
+            if !s.hash_builds {
+                live::hashed(s, &image, tag, took, &mut out);
+                return out;
+            }
+            s.summary.hash += took;
             let in_flight = s.building.as_ref() == Some(&tag)
                 || s.deploying.as_ref() == Some(&tag)
                 || s.queued.as_ref().is_some_and(|(t, _)| *t == tag);
@@ -208,6 +292,7 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
             if s.deployed.as_ref() == Some(&tag) && s.deploying.is_none() {
                 s.started = None;
                 s.summary = Summary::default();
+                s.live.matches_image();
                 out.push(Action::Report(Report::Unchanged { image, tag }));
                 return out;
             }
@@ -218,12 +303,16 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
         Event::HashFailed { image, error } => {
             let Some(s) = state.images.get_mut(&image) else { return out };
             s.hashing = false;
+            if !s.hash_builds {
+                s.live.report_waiting(None, &mut out); // a sync waiting for its content tag: without it
+            }
             // The hasher's tree is no longer known to match the disk: whatever comes next is a full rescan.
             let came_meanwhile = s.pending.replace(Scope::Rescan).is_some();
             if came_meanwhile {
                 // The failure may be a moment of a larger change (a directory gone mid-checkout) that has
                 // since gone on: look again now rather than wait for a change that may never come.
                 s.hashing = true;
+                s.hash_builds |= std::mem::take(&mut s.pending_builds);
                 out.push(Action::Hash { image: image.clone(), scope: s.pending.take().expect("just set") });
             } else {
                 s.started = None;
@@ -282,6 +371,7 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
             s.deploying = None;
             if ok {
                 s.deployed = Some(tag.clone());
+                s.live.rolled_out();
                 let mut summary = std::mem::take(&mut s.summary);
                 summary.image = image.clone();
                 summary.tag = tag.clone();
@@ -306,19 +396,29 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
     out
 }
 
-/// An image's inputs changed: hash now, or after the running hash (the changes wait in `pending`).
+/// An image's inputs changed and need a build: hash now, or after the running hash (the changes wait in
+/// `pending`).
 fn changed(state: &mut State, image: String, scope: Scope, at: Instant, out: &mut Vec<Action>) {
     let s = state.images.entry(image.clone()).or_default();
     s.started.get_or_insert(at);
+    s.pending_builds = true;
+    hash(s, image, scope, out);
+}
+
+/// Hashes `scope` now, or after the running hash.
+fn hash(s: &mut ImageState, image: String, scope: Scope, out: &mut Vec<Action>) {
     match &mut s.pending {
         Some(p) => p.merge(scope),
         None => s.pending = Some(scope),
     }
     if !s.hashing {
         s.hashing = true;
+        s.hash_builds = std::mem::take(&mut s.pending_builds);
         out.push(Action::Hash { image, scope: s.pending.take().expect("just set") });
     }
 }
+
+mod live;
 
 #[cfg(test)]
 mod tests;

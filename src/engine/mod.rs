@@ -6,6 +6,7 @@ pub mod command;
 pub mod decide;
 pub mod deploy;
 pub mod down;
+mod live;
 pub mod up;
 
 use std::io::Write;

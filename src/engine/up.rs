@@ -35,25 +35,31 @@ pub struct UpOptions {
     pub cleanup: bool,
     /// Show build steps and log lines.
     pub verbose: bool,
+    /// Ignore `[[image.sync]]`: always build.
+    pub no_sync: bool,
 }
 
 /// Everything the workers share.
-struct Ctx {
+pub(super) struct Ctx {
     /// The config in force; replaced when devloop.toml is edited. Workers take a snapshot when they start.
     cfg: RwLock<Arc<Config>>,
-    target: Target,
+    pub(super) target: Target,
     /// The command line's kube choices (a BuildKit in the cluster is reached with them).
     kube: deploy::KubeOptions,
-    ui: Ui,
+    pub(super) ui: Ui,
     verbose: bool,
-    events: mpsc::Sender<Event>,
+    pub(super) events: mpsc::Sender<Event>,
     buildkit: Mutex<Option<buildkit::Client>>,
     /// The running watcher; replaced (new one first) when the config's images change.
     watcher: std::sync::Mutex<Arc<watch::Handle>>,
     changes: mpsc::Sender<watch::Change>,
     overflowed: Arc<AtomicBool>,
     /// The reference each image was last deployed with (all of them are substituted into manifests).
-    deployed: std::sync::Mutex<HashMap<String, String>>,
+    pub(super) deployed: std::sync::Mutex<HashMap<String, String>>,
+    /// Per image, the watch of the pods syncs go to (started by the first sync).
+    pub(super) pod_watches: std::sync::Mutex<HashMap<String, Arc<crate::sync::pods::PodWatch>>>,
+    /// Per container, the shell syncs are sent to.
+    pub(super) sessions: crate::sync::session::Sessions,
     /// Per image, the tree the hasher keeps. Only the hash worker locks it: nothing on the build or deploy
     /// path waits for a scan.
     trees: std::sync::Mutex<HashMap<String, Arc<std::sync::Mutex<KeptTree>>>>,
@@ -70,7 +76,7 @@ struct KeptTree {
 }
 
 impl Ctx {
-    fn config(&self) -> Arc<Config> {
+    pub(super) fn config(&self) -> Arc<Config> {
         self.cfg.read().expect("not poisoned").clone()
     }
     fn kept(&self, image: &str) -> Arc<std::sync::Mutex<KeptTree>> {
@@ -148,18 +154,33 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
         changes: change_tx,
         overflowed,
         deployed: Default::default(),
+        pod_watches: Default::default(),
+        sessions: Default::default(),
         trees: Default::default(),
     });
     let mut state = decide::State::default();
+    let set_rules = |state: &mut decide::State, cfg: &Config| {
+        for img in &cfg.images {
+            state.set_rules(&img.name, if opts.no_sync { &[] } else { &img.sync });
+        }
+    };
+    set_rules(&mut state, &ctx.config());
     let mut builds: HashMap<String, CancellationToken> = HashMap::new();
     let mut logs: HashMap<String, CancellationToken> = HashMap::new();
     // The manifest sets a deploy was started with: `--cleanup` deletes them even if no rollout succeeded.
     let mut applied: BTreeSet<ManifestSource> = BTreeSet::new();
-    let _ = events_tx.send(Event::Changed { changes: all, at: Instant::now() }).await;
+    let _ = events_tx.send(Event::Changed { changes: all, outside: Default::default(), at: Instant::now() }).await;
     loop {
         let evs = tokio::select! {
             _ = stop.cancelled() => break,
-            b = batches.recv() => match b { Some(b) => on_batch(&ctx, b).await, None => break },
+            b = batches.recv() => match b {
+                Some(b) => {
+                    let evs = on_batch(&ctx, b).await;
+                    set_rules(&mut state, &ctx.config()); // a reload may have changed them
+                    evs
+                }
+                None => break,
+            },
             ev = events.recv() => match ev { Some(ev) => vec![ev], None => break },
             // Reap finished workers, so a long session does not pile up their results.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
@@ -194,6 +215,9 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
                         }
                         tasks.spawn(deploy_worker(ctx.clone(), image, tag, digest, token));
                     }
+                    Action::Sync { image, paths, pods } => {
+                        tasks.spawn(super::live::sync_worker(ctx.clone(), image, paths, pods));
+                    }
                     Action::Report(r) => ui.report(&r),
                 }
             }
@@ -206,6 +230,8 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
     while tasks.join_next().await.is_some() {}
     if opts.cleanup {
         cleanup(&ctx, &applied).await;
+    } else {
+        super::live::left_as_they_are(&ui, &state);
     }
     ui.line("devloop", "stop", "stopped");
     Ok(())
@@ -227,7 +253,7 @@ async fn on_batch(ctx: &Ctx, batch: watch::Batch) -> Vec<Event> {
     // The watcher of an older config may still have reported an image that is gone.
     changes.retain(|image, _| cfg.image(image).is_some());
     if !changes.is_empty() {
-        out.push(Event::Changed { changes, at });
+        out.push(Event::Changed { changes, outside: batch.outside, at });
     }
     out
 }
@@ -291,6 +317,7 @@ async fn reload(ctx: &Ctx) -> Option<Event> {
     for img in old.images.iter().filter(|i| new.image(&i.name).is_none()) {
         removed.push(img.name.clone());
         ctx.trees.lock().expect("not poisoned").remove(&img.name);
+        ctx.pod_watches.lock().expect("not poisoned").remove(&img.name);
         ctx.deployed.lock().expect("not poisoned").remove(&img.name);
     }
     // Watch the new set of inputs before the old watcher stops, so no event falls between the two.
@@ -460,6 +487,11 @@ async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String
     // The result first: following the new pods' logs costs two API calls the summary need not wait for.
     let _ = ctx.events.send(Event::RolledOut { image: image.clone(), tag, ok, took, at, pod }).await;
     if ok {
+        // Pods the rollout left in place may still run files synced earlier (by this or an earlier `up`).
+        if ctx.config().image(&image).is_some_and(|i| !i.sync.is_empty()) {
+            tokio::spawn(super::live::replace_stale(ctx.clone(), image.clone(), reference.clone()));
+            tokio::spawn(super::live::warm(ctx.clone(), image.clone(), reference.clone()));
+        }
         for r in rolled {
             follow_logs(&ctx, &r.deployment, &image, &reference, &logs).await;
         }

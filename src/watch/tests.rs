@@ -55,6 +55,12 @@ fn every_input_of_the_tag_is_relevant_whatever_the_filter_says() {
     for (path, want) in cases {
         assert_eq!(rel(path), want, "{path}");
     }
+    // A Dockerfile the filter lets into the context is also a path of the tree.
+    let c = vec![img("c", "/p/c")];
+    assert_eq!(
+        relevant(&c, config, Path::new("/p/c/Dockerfile")),
+        [touch("c", Touch::Path("Dockerfile".into())), touch("c", Touch::Inputs)]
+    );
     // Outside every context, the Dockerfile's and the config's directories are watched on their own.
     let dirs = watch_list(&w, config);
     assert_eq!(
@@ -180,4 +186,17 @@ async fn the_real_watcher_sees_inputs_the_filter_excludes() {
     expect(&mut rx, Change::Config).await;
     std::fs::write(ctx.join("src/main.c"), "int main;\n").unwrap();
     expect(&mut rx, Change::Image { image: "a".into(), touch: Touch::Path("src/main.c".into()) }).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dockerfile_change_is_remembered_even_when_paths_of_the_tree_came_with_it() {
+    let d = Debounce { quiet: Duration::from_millis(50), max: Duration::from_secs(1) };
+    let flag = AtomicBool::new(false);
+    let (tx, mut rx) = mpsc::channel(64);
+    tx.send(change("a", "www/x")).await.unwrap();
+    tx.send(Change::Image { image: "a".into(), touch: Touch::Inputs }).await.unwrap();
+    tx.send(change("b", "y")).await.unwrap();
+    let batch = next_batch(&mut rx, &flag, d).await.unwrap();
+    assert_eq!(batch.images["a"], Scope::Paths(BTreeSet::from(["www/x".to_string()])), "the tree's paths");
+    assert_eq!(batch.outside, BTreeSet::from(["a".to_string()]), "…and that the Dockerfile changed: a sync cannot carry it");
 }

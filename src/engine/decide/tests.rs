@@ -5,10 +5,10 @@ fn paths(p: &[&str]) -> Scope {
     Scope::Paths(p.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>())
 }
 fn changed(images: &[&str]) -> Event {
-    Event::Changed { changes: images.iter().map(|s| (s.to_string(), paths(&["x"]))).collect(), at: Instant::now() }
+    Event::Changed { changes: images.iter().map(|s| (s.to_string(), paths(&["x"]))).collect(), outside: BTreeSet::new(), at: Instant::now() }
 }
 fn changed_paths(image: &str, p: &[&str]) -> Event {
-    Event::Changed { changes: BTreeMap::from([(image.to_string(), paths(p))]), at: Instant::now() }
+    Event::Changed { changes: BTreeMap::from([(image.to_string(), paths(p))]), outside: BTreeSet::new(), at: Instant::now() }
 }
 fn filter() -> Hashed {
     Hashed(Arc::new(Filter::new::<&str>(&[]).unwrap()))
@@ -37,6 +37,10 @@ fn acts(actions: &[Action]) -> Vec<String> {
             Action::Build { image, tag, .. } => Some(format!("build {image} {tag}")),
             Action::CancelBuild(i) => Some(format!("cancel {i}")),
             Action::Deploy { image, tag, .. } => Some(format!("deploy {image} {tag}")),
+            Action::Sync { image, paths, pods: None } => Some(format!("sync {image} {}", paths.iter().cloned().collect::<Vec<_>>().join(","))),
+            Action::Sync { image, paths, pods: Some(pods) } => {
+                Some(format!("replay {image} {} → {}", paths.iter().cloned().collect::<Vec<_>>().join(","), pods.iter().cloned().collect::<Vec<_>>().join(",")))
+            }
             Action::Report(_) => None,
         })
         .collect()
@@ -215,4 +219,157 @@ fn a_build_whose_context_changed_under_it_is_hashed_and_built_again() {
     assert!(matches!(a.first(), Some(Action::Report(Report::Stale { .. }))), "{a:?}");
     assert_eq!(acts(&a), ["hash app "]);
     assert_eq!(run(&mut s, vec![hashed("app", "t2"), built("app", "t2")]), ["build app t2", "deploy app t2"]);
+}
+
+// Live update.
+
+fn rules() -> Vec<crate::config::SyncRule> {
+    let text = "[registry]\nhost = \"r\"\n[[image]]\nname = \"app\"\ncontext = \".\"\n[[image.sync]]\nsrc = \"www/**\"\ndest = \"/www\"\n";
+    crate::config::parse(std::path::Path::new("/p/devloop.toml"), text).unwrap().images.remove(0).sync
+}
+/// `app` deployed at t1, with a rule syncing `www/**`.
+fn live_at_t1() -> State {
+    let mut s = deployed_at_t1();
+    s.set_rules("app", &rules());
+    s
+}
+fn dockerfile_and(p: &[&str]) -> Event {
+    Event::Changed { changes: BTreeMap::from([("app".to_string(), paths(p))]), outside: BTreeSet::from(["app".to_string()]), at: Instant::now() }
+}
+fn synced(files: usize) -> Event {
+    Event::Synced { image: "app".into(), files, deleted: 0, pods: 1, took: Duration::from_millis(60), at: Instant::now() }
+}
+fn reports(actions: &[Action]) -> Vec<Report> {
+    actions.iter().filter_map(|a| if let Action::Report(r) = a { Some(r.clone()) } else { None }).collect()
+}
+
+/// (the batch, what it does): covered paths sync and are hashed only for the content tag; anything else
+/// builds.
+#[test]
+fn a_batch_syncs_only_when_every_path_is_covered_else_it_builds() {
+    let cases: Vec<(&str, Event, Vec<&str>)> = vec![
+        ("a covered file", changed_paths("app", &["www/index.html"]), vec!["sync app www/index.html", "hash app www/index.html"]),
+        ("two covered files", changed_paths("app", &["www/a", "www/b/c"]), vec!["sync app www/a,www/b/c", "hash app www/a,www/b/c"]),
+        ("one path outside the rules", changed_paths("app", &["www/a", "serve.sh"]), vec!["hash app serve.sh,www/a"]),
+        ("the Dockerfile with a covered file", dockerfile_and(&["www/a"]), vec!["hash app www/a"]),
+        ("the Dockerfile alone", dockerfile_and(&[]), vec!["hash app "]),
+        ("an ignore file (a rescan)", Event::Changed { changes: BTreeMap::from([("app".into(), Scope::Rescan)]), outside: BTreeSet::new(), at: Instant::now() }, vec!["rescan app"]),
+    ];
+    for (what, event, want) in cases {
+        let mut s = live_at_t1();
+        assert_eq!(run(&mut s, vec![event]), want, "{what}");
+    }
+    // The build case goes on to build; the sync case never does.
+    let mut s = live_at_t1();
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/a"]), hashed("app", "t2"), synced(1)]), ["sync app www/a", "hash app www/a"]);
+    assert_eq!(s.deployed("app"), Some("t1"));
+    assert_eq!(s.live(), [("app".to_string(), "t1".to_string(), 1, Some("t2".to_string()))], "image t1 + 1 synced file, content t2");
+    assert!(!s.busy());
+}
+
+#[test]
+fn without_rules_or_a_rollout_or_while_building_a_covered_change_builds() {
+    // No rules (`--no-sync`).
+    let mut s = deployed_at_t1();
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/a"])]), ["hash app www/a"]);
+    // Nothing rolled out yet in this session: the pods may run anything.
+    let mut s = State::default();
+    s.set_rules("app", &rules());
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/a"])]), ["hash app www/a"]);
+    // A build under way: it will carry the change (a newer tag supersedes it).
+    let mut s = live_at_t1();
+    run(&mut s, vec![changed_paths("app", &["serve.sh"]), hashed("app", "t2")]);
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/a"]), hashed("app", "t3")]), ["hash app www/a", "cancel app", "build app t3"]);
+    // A build-needing hash running: the covered change waits and builds with it.
+    let mut s = live_at_t1();
+    run(&mut s, vec![changed_paths("app", &["serve.sh"])]);
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/a"]), hashed("app", "t2")]), ["hash app www/a"]);
+    assert_eq!(run(&mut s, vec![hashed("app", "t3")]), ["build app t3"]);
+}
+
+#[test]
+fn the_sync_report_waits_for_the_content_tag_and_tells_the_honest_state() {
+    let mut s = live_at_t1();
+    run(&mut s, vec![changed_paths("app", &["www/a", "www/b"])]);
+    let a = step(&mut s, synced(2));
+    assert!(reports(&a).is_empty(), "the content tag is still being hashed: {a:?}");
+    let a = step(&mut s, hashed("app", "t2"));
+    let [Report::Synced(sum)]: [Report; 1] = reports(&a).try_into().unwrap() else { panic!("{a:?}") };
+    assert_eq!((sum.files, sum.pods, sum.tag.as_str(), sum.synced, sum.content.as_deref()), (2, 1, "t1", 2, Some("t2")));
+    assert_eq!(sum.sync, Duration::from_millis(60));
+    // Hash first, then the sync: reported at once.
+    let a = run(&mut s, vec![changed_paths("app", &["www/c"]), hashed("app", "t3")]);
+    assert_eq!(a, ["sync app www/c", "hash app www/c"]);
+    let [Report::Synced(sum)]: [Report; 1] = reports(&step(&mut s, synced(1))).try_into().unwrap() else { panic!() };
+    assert_eq!((sum.synced, sum.content.as_deref()), (3, Some("t3")));
+    // Reverting every synced file: the tree is the image's again, nothing is synced on top of it.
+    run(&mut s, vec![changed_paths("app", &["www/a", "www/b", "www/c"])]);
+    let a = run(&mut s, vec![hashed("app", "t1"), synced(3)]);
+    assert!(a.is_empty(), "{a:?}");
+    assert_eq!(s.live(), []);
+}
+
+#[test]
+fn one_sync_at_a_time_what_comes_meanwhile_goes_next_in_one() {
+    let mut s = live_at_t1();
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/a"])]), ["sync app www/a", "hash app www/a"]);
+    assert_eq!(run(&mut s, vec![hashed("app", "t2"), changed_paths("app", &["www/b"]), changed_paths("app", &["www/c"])]), ["hash app www/b"]);
+    assert_eq!(run(&mut s, vec![synced(1)]), ["sync app www/b,www/c"]);
+    assert_eq!(run(&mut s, vec![hashed("app", "t3"), synced(2)]), ["hash app www/c"]);
+    assert_eq!(run(&mut s, vec![hashed("app", "t4")]), Vec::<String>::new());
+    assert!(!s.busy());
+    assert_eq!(s.live(), [("app".to_string(), "t1".to_string(), 3, Some("t4".to_string()))]);
+}
+
+#[test]
+fn a_change_no_rule_covers_rebuilds_and_the_rollout_clears_the_synced_state() {
+    let mut s = live_at_t1();
+    run(&mut s, vec![changed_paths("app", &["www/a"]), hashed("app", "t2"), synced(1)]);
+    assert_eq!(s.live().len(), 1);
+    assert_eq!(run(&mut s, vec![dockerfile_and(&[]), hashed("app", "t3"), built("app", "t3")]), ["hash app ", "build app t3", "deploy app t3"]);
+    assert_eq!(s.live().len(), 1, "until the new pods are Ready, the old ones still run synced files");
+    // While it rolls out, covered changes build too (the new pods would not have them).
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/b"])]), ["hash app www/b"]);
+    run(&mut s, vec![hashed("app", "t4"), built("app", "t4"), rolled("app", "t3", true)]);
+    run(&mut s, vec![rolled("app", "t4", true)]);
+    assert_eq!((s.deployed("app"), s.live()), (Some("t4"), vec![]));
+    // And syncing works again on top of the new image.
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/c"])]), ["sync app www/c", "hash app www/c"]);
+}
+
+#[test]
+fn pods_that_come_later_get_the_synced_set_replayed() {
+    let mut s = live_at_t1();
+    let ready = |pod: &str| Event::PodReady { image: "app".into(), pod: pod.into(), at: Instant::now() };
+    // Nothing synced yet: nothing to replay.
+    assert_eq!(run(&mut s, vec![ready("p0")]), Vec::<String>::new());
+    run(&mut s, vec![changed_paths("app", &["www/a"]), hashed("app", "t2"), synced(1), changed_paths("app", &["www/b"]), hashed("app", "t3"), synced(1)]);
+    assert_eq!(run(&mut s, vec![ready("p2")]), ["replay app www/a,www/b → p2"]);
+    let a = step(&mut s, synced(2));
+    let [Report::Synced(sum)]: [Report; 1] = reports(&a).try_into().unwrap() else { panic!("{a:?}") };
+    assert!(sum.replay);
+    // A pod during a sync waits for it; with a change queued too, the whole set goes to every pod.
+    run(&mut s, vec![changed_paths("app", &["www/c"])]);
+    assert_eq!(run(&mut s, vec![ready("p3"), ready("p4")]), Vec::<String>::new());
+    assert_eq!(run(&mut s, vec![hashed("app", "t4"), synced(1)]), ["replay app www/a,www/b,www/c → p3,p4"]);
+    run(&mut s, vec![changed_paths("app", &["www/d"]), ready("p5")]);
+    assert_eq!(run(&mut s, vec![synced(3)]), ["sync app www/a,www/b,www/c,www/d"]);
+}
+
+#[test]
+fn a_failed_sync_rebuilds_and_one_without_tar_stops_syncing() {
+    let mut s = live_at_t1();
+    run(&mut s, vec![changed_paths("app", &["www/a"]), hashed("app", "t2")]);
+    let a = step(&mut s, Event::SyncFailed { image: "app".into(), error: "pod gone".into(), unsupported: false, at: Instant::now() });
+    assert!(matches!(reports(&a).as_slice(), [Report::SyncFallback { for_good: false, .. }]), "{a:?}");
+    assert_eq!(acts(&a), ["hash app "]);
+    assert_eq!(run(&mut s, vec![hashed("app", "t2"), built("app", "t2"), rolled("app", "t2", true)]), ["build app t2", "deploy app t2"]);
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/b"])]), ["sync app www/b", "hash app www/b"], "a passing failure: sync again");
+
+    let mut s = live_at_t1();
+    run(&mut s, vec![changed_paths("app", &["www/a"]), hashed("app", "t2")]);
+    let a = step(&mut s, Event::SyncFailed { image: "app".into(), error: "no tar".into(), unsupported: true, at: Instant::now() });
+    assert!(matches!(reports(&a).as_slice(), [Report::SyncFallback { for_good: true, .. }]));
+    run(&mut s, vec![hashed("app", "t2"), built("app", "t2"), rolled("app", "t2", true)]);
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/b"])]), ["hash app www/b"], "no tar: build from now on");
 }

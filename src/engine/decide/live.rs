@@ -1,0 +1,169 @@
+//! Live update, decided: when a batch is synced instead of built, one sync per image at a time (what comes
+//! meanwhile is queued and goes next, in one), replays into pods that come later, the fallback to a build
+//! when a sync fails, and the honest state: the image the pods run, how many paths were synced on top of it,
+//! and the content tag that synced tree has.
+
+use super::*;
+use crate::config::sync_route;
+
+/// An image's synced state.
+#[derive(Debug, Default)]
+pub(super) struct Live {
+    /// Context paths synced (copied or deleted) into the pods since the deployed tag rolled out.
+    pub(super) synced: BTreeSet<String>,
+    /// The content tag of the synced tree.
+    pub(super) content: Option<String>,
+    /// A sync is under way.
+    pub(super) running: bool,
+    /// …and it is a replay.
+    running_replay: bool,
+    /// When the oldest change of the running sync was seen.
+    started: Option<Instant>,
+    /// Hashing time of the running sync's changes.
+    hash: Duration,
+    /// Paths for the next sync, and when the first of them was seen.
+    queued: BTreeSet<String>,
+    queued_at: Option<Instant>,
+    /// Pods waiting for a replay.
+    replay: BTreeSet<String>,
+    /// The containers cannot take a sync (no `tar`): build from now on.
+    disabled: bool,
+    /// A sync done, waiting for its content tag to be reported.
+    waiting: Option<SyncSummary>,
+}
+
+impl Live {
+    /// The deployed image now holds everything: nothing is synced on top of it.
+    pub(super) fn rolled_out(&mut self) {
+        self.synced.clear();
+        self.content = None;
+    }
+
+    /// The tree hashes to the deployed tag again: the synced files are the image's own.
+    pub(super) fn matches_image(&mut self) {
+        self.rolled_out();
+    }
+
+    /// Reports the sync waiting for its content tag.
+    pub(super) fn report_waiting(&mut self, content: Option<String>, out: &mut Vec<Action>) {
+        if let Some(mut w) = self.waiting.take() {
+            w.content = content;
+            w.synced = self.synced.len();
+            out.push(Action::Report(Report::Synced(w)));
+        }
+    }
+}
+
+/// Whether `scope` of `image` can be synced: every path is covered by a rule, a rollout of this session
+/// runs, and nothing is being built or rolled out (a build under way will carry the change).
+pub(super) fn covered(state: &State, image: &str, scope: &Scope) -> bool {
+    let (Some(rules), Some(s), Scope::Paths(paths)) = (state.rules.get(image), state.images.get(image), scope) else { return false };
+    !paths.is_empty()
+        && paths.iter().all(|p| sync_route(rules, p).is_some())
+        && s.deployed.is_some()
+        && s.building.is_none()
+        && s.deploying.is_none()
+        && s.queued.is_none()
+        && !(s.hashing && s.hash_builds)
+        && !s.pending_builds
+        && !s.live.disabled
+}
+
+/// Syncs a covered change (now, or after the running sync), and hashes it only to learn the content tag.
+pub(super) fn sync(state: &mut State, image: String, scope: Scope, at: Instant, out: &mut Vec<Action>) {
+    let s = state.images.get_mut(&image).expect("covered");
+    let Scope::Paths(paths) = &scope else { unreachable!("covered") };
+    s.live.synced.extend(paths.iter().cloned());
+    if s.live.running {
+        s.live.queued.extend(paths.iter().cloned());
+        s.live.queued_at.get_or_insert(at);
+    } else {
+        s.live.running = true;
+        s.live.started = Some(at);
+        s.live.hash = Duration::ZERO;
+        out.push(Action::Sync { image: image.clone(), paths: paths.clone(), pods: None });
+    }
+    hash(s, image, scope, out);
+}
+
+/// A hash of synced content is done: its tag is the content tag, nothing is built.
+pub(super) fn hashed(s: &mut ImageState, _image: &str, tag: String, took: Duration, out: &mut Vec<Action>) {
+    s.live.hash += took;
+    if s.deployed.as_ref() == Some(&tag) {
+        s.live.matches_image();
+    } else {
+        s.live.content = Some(tag.clone());
+    }
+    let content = s.live.content.clone().or(Some(tag));
+    s.live.report_waiting(content, out);
+}
+
+/// Sync results and pods that came later.
+pub(super) fn step(state: &mut State, event: Event, out: &mut Vec<Action>) {
+    match event {
+        Event::Synced { image, files, deleted, pods, took, at } => {
+            let Some(s) = state.images.get_mut(&image) else { return };
+            let replay = std::mem::take(&mut s.live.running_replay);
+            s.live.running = false;
+            let total = s.live.started.take().map_or(took, |t| at.saturating_duration_since(t));
+            let tag = s.deployed.clone().unwrap_or_default();
+            s.live.waiting = Some(SyncSummary { image: image.clone(), files, deleted, pods, replay, sync: took, hash: s.live.hash, total, tag, synced: 0, content: None });
+            // Its content tag is being hashed: report when it is known (a few ms).
+            if !s.hashing || s.hash_builds {
+                let content = s.live.content.clone().or_else(|| s.deployed.clone());
+                s.live.report_waiting(content, out);
+            }
+            next(s, image, at, out);
+        }
+        Event::SyncFailed { image, error, unsupported, at } => {
+            let Some(s) = state.images.get_mut(&image) else { return };
+            s.live.running = false;
+            s.live.running_replay = false;
+            s.live.started = None;
+            s.live.queued.clear();
+            s.live.queued_at = None;
+            s.live.replay.clear();
+            s.live.waiting = None;
+            s.live.disabled |= unsupported;
+            out.push(Action::Report(Report::SyncFallback { image: image.clone(), error, for_good: unsupported }));
+            // Some pods may have part of it: roll them all to an image of what is on disk.
+            changed(state, image, Scope::Paths(BTreeSet::new()), at, out);
+        }
+        Event::PodReady { image, pod, at } => {
+            let Some(s) = state.images.get_mut(&image) else { return };
+            // A rollout under way replaces the pods with an image that has it all.
+            if s.live.synced.is_empty() || s.deploying.is_some() || s.live.disabled {
+                return;
+            }
+            if s.live.running {
+                s.live.replay.insert(pod);
+                s.live.queued_at.get_or_insert(at);
+            } else {
+                s.live.running = true;
+                s.live.running_replay = true;
+                s.live.started = Some(at);
+                s.live.hash = Duration::ZERO;
+                out.push(Action::Sync { image, paths: s.live.synced.clone(), pods: Some(BTreeSet::from([pod])) });
+            }
+        }
+        _ => unreachable!("only sync events come here"),
+    }
+}
+
+/// Starts the next sync, if any came in meanwhile: the queued paths into every pod, and the whole synced set
+/// into pods that came later (both at once: the synced set to every pod).
+fn next(s: &mut ImageState, image: String, at: Instant, out: &mut Vec<Action>) {
+    let queued = std::mem::take(&mut s.live.queued);
+    let replay = std::mem::take(&mut s.live.replay);
+    let (paths, pods) = match (queued.is_empty(), replay.is_empty() || s.live.synced.is_empty()) {
+        (true, true) => return,
+        (false, true) => (queued, None),
+        (true, false) => (s.live.synced.clone(), Some(replay)),
+        (false, false) => (s.live.synced.clone(), None),
+    };
+    s.live.running = true;
+    s.live.running_replay = pods.is_some();
+    s.live.started = Some(s.live.queued_at.take().unwrap_or(at));
+    s.live.hash = Duration::ZERO;
+    out.push(Action::Sync { image, paths, pods });
+}

@@ -1,0 +1,138 @@
+//! `devloop up`'s live update: carrying out [`decide::Action::Sync`] (files read now, one exec per
+//! container, every pod in parallel) and telling, at exit, which pods were left with synced files.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+
+use super::decide::{self, Event};
+use super::up::Ctx;
+use crate::sync::{self, exec::Outcome, pods::PodWatch};
+use crate::ui::Ui;
+
+/// The image's pod watch, started on first use.
+fn pod_watch(ctx: &Arc<Ctx>, image: &str) -> Arc<PodWatch> {
+    let mut watches = ctx.pod_watches.lock().expect("not poisoned");
+    if let Some(w) = watches.get(image) {
+        return w.clone();
+    }
+    let (c1, c2, i1, i2) = (ctx.clone(), ctx.clone(), image.to_string(), image.to_string());
+    let reference = move || c1.deployed.lock().expect("not poisoned").get(&i1).cloned();
+    let became_ready = move |pod: String| {
+        let ev = Event::PodReady { image: i2.clone(), pod, at: Instant::now() };
+        // From the watch's task: never block it on a full queue.
+        let events = c2.events.clone();
+        tokio::spawn(async move { events.send(ev).await });
+    };
+    let w = Arc::new(PodWatch::start(&ctx.target, reference, became_ready));
+    watches.insert(image.to_string(), w.clone());
+    w
+}
+
+/// Syncs `paths` into the image's Ready pods (`only`: these pods) and reports the result to the core.
+pub(super) async fn sync_worker(ctx: Arc<Ctx>, image: String, paths: BTreeSet<String>, only: Option<BTreeSet<String>>) {
+    let started = Instant::now();
+    let ev = match run(&ctx, &image, &paths, only.as_ref()).await {
+        Ok((files, deleted, pods)) => Event::Synced { image, files, deleted, pods, took: started.elapsed(), at: Instant::now() },
+        Err(e) => Event::SyncFailed { unsupported: e.unsupported(), image, error: e.to_string(), at: Instant::now() },
+    };
+    let _ = ctx.events.send(ev).await;
+}
+
+/// (entries sent, paths deleted, pods synced)
+async fn run(ctx: &Arc<Ctx>, image: &str, paths: &BTreeSet<String>, only: Option<&BTreeSet<String>>) -> Result<(usize, usize, usize), sync::Error> {
+    let cfg = ctx.config();
+    let Some(img) = cfg.image(image) else { return Ok((0, 0, 0)) };
+    let (rules, context, paths) = (img.sync.clone(), img.context.clone(), paths.clone());
+    let prepared = tokio::task::spawn_blocking(move || sync::prepare(&rules, &context, &paths))
+        .await
+        .map_err(|e| sync::Error::Exec { pod: String::new(), message: e.to_string() })??;
+    let Some(reference) = ctx.deployed.lock().expect("not poisoned").get(image).cloned() else { return Ok((0, 0, 0)) };
+    let targets = pod_watch(ctx, image).targets(&reference, only).await;
+    let argv = sync::command(&prepared);
+    let jobs = targets.iter().flat_map(|(pod, containers)| containers.iter().map(move |c| (pod, c))).map(|(pod, c)| {
+        let (prepared, argv) = (&prepared, &argv);
+        async move { (pod, ctx.sessions.sync(&ctx.target, pod, c, prepared, argv).await) }
+    });
+    let results = futures::future::join_all(jobs).await;
+    let mut synced = BTreeSet::new();
+    let mut failed = None;
+    for (pod, r) in results {
+        match r {
+            Ok(Outcome::Done) => {
+                synced.insert(pod.clone());
+            }
+            Ok(Outcome::Gone) => {}
+            Err(e) => failed = failed.or(Some(e)),
+        }
+    }
+    // Marked, off the sync's path, so that no later rollout leaves them running what no image holds.
+    tokio::spawn(mark(ctx.clone(), synced.clone()));
+    match failed {
+        Some(e) => Err(e),
+        None => Ok((prepared.files, prepared.deletes.len(), synced.len())),
+    }
+}
+
+/// After a rollout: the pod watch started and every target container's session opened, so the first save
+/// after it is as fast as the next ones.
+pub(super) async fn warm(ctx: Arc<Ctx>, image: String, reference: String) {
+    let targets = pod_watch(&ctx, &image).targets(&reference, None).await;
+    let opens = targets.iter().flat_map(|(pod, cs)| cs.iter().map(move |c| (pod, c))).map(|(pod, c)| ctx.sessions.warm(&ctx.target, pod, c));
+    futures::future::join_all(opens).await;
+}
+
+/// The annotation on a pod that runs files synced on top of its image.
+pub(super) const SYNCED: &str = "devloop.dev/synced";
+
+/// Annotates the synced pods (the time of the last sync): `kubectl get pod -o yaml` tells, and a later
+/// rollout that leaves such a pod in place replaces it.
+async fn mark(ctx: Arc<Ctx>, pods: BTreeSet<String>) {
+    let api: Api<Pod> = Api::namespaced(ctx.target.client.clone(), &ctx.target.namespace);
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let patch = serde_json::json!({"metadata": {"annotations": {SYNCED: now}}});
+    for pod in pods {
+        if let Err(e) = api.patch(&pod, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            tracing::debug!("annotating synced pod {pod}: {e}");
+        }
+    }
+}
+
+/// After a rollout: a Ready pod running `reference` and marked synced holds files its image does not (the
+/// rollout did not replace it: the same tag as before, e.g. an earlier `up` left it synced). Delete it; its
+/// Deployment replaces it from the image.
+pub(super) async fn replace_stale(ctx: Arc<Ctx>, image: String, reference: String) {
+    let api: Api<Pod> = Api::namespaced(ctx.target.client.clone(), &ctx.target.namespace);
+    let Ok(list) = api.list(&ListParams::default()).await else { return };
+    for p in list.items {
+        let marked = p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(SYNCED));
+        if !marked || p.metadata.deletion_timestamp.is_some() || sync::pods::containers(&p, &reference).is_empty() {
+            continue;
+        }
+        let Some(name) = p.metadata.name.clone() else { continue };
+        let what = match api.delete(&name, &Default::default()).await {
+            Ok(_) => "deleted; its Deployment replaces it from the image".to_string(),
+            Err(e) => format!("could not delete it ({e}): delete it by hand"),
+        };
+        ctx.ui.line(&image, "synced-stale", &format!("pod {name} runs files synced earlier, which its image does not hold: {what}"));
+    }
+}
+
+/// At exit (without `--cleanup`): the pods that run synced files keep them; say so.
+pub(super) fn left_as_they_are(ui: &Ui, state: &decide::State) {
+    for (image, tag, n, content) in state.live() {
+        let content = content.map(|c| format!(" (content {})", &c[..c.len().min(12)])).unwrap_or_default();
+        ui.line(
+            &image,
+            "synced-left",
+            &format!(
+                "the running pods are left as they are: image {} + {n} synced file(s){content}, which no image holds; \
+                 the next `devloop up` or `devloop deploy` rolls out the real image",
+                &tag[..tag.len().min(12)]
+            ),
+        );
+    }
+}

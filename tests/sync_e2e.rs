@@ -1,0 +1,226 @@
+//! Live update (`[[image.sync]]`) against the real stack: a save under `www/` reaches the running pod through
+//! the exec API — served through the forward, same pod, no build; a delete removes the file in the pod; a
+//! pod that comes later (the synced pod deleted) gets the synced set replayed; a Dockerfile change builds
+//! and rolls a new pod, which clears the synced state; Ctrl-C says what the pods were left with.
+//! Run through scripts/test.
+
+mod common;
+use common::*;
+
+use std::process::Command;
+
+fn get(url: &str) -> Result<String, String> {
+    let out = Command::new("curl").args(["-s", "-m", "5", "-w", "\n%{http_code}", url]).output().map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').ok_or("no status")?;
+    if code == "200" { Ok(body.to_string()) } else { Err(format!("{url}: HTTP {code}")) }
+}
+
+/// `body` served at `url` within 10 s.
+fn served(url: &str, marker: &str) -> String {
+    eventually(&format!("{marker} at {url}"), 10, || get(url).and_then(|b| if b.contains(marker) { Ok(b) } else { Err(b) }))
+}
+
+fn sync_project(ns: &Namespace) -> Project {
+    manifest_project(&ns.0, "[[image.sync]]\nsrc = \"www/**\"\ndest = \"/www\"\n[[port-forward]]\ndeployment = \"hello\"\nremote = 8080\n")
+}
+
+fn builds(events: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    events.iter().filter(|e| e["event"] == "building" || e["event"] == "iteration").collect()
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_save_is_synced_into_the_running_pod_without_a_build_and_the_state_is_told() {
+    let ns = Namespace::new("sync");
+    let p = sync_project(&ns);
+    let mut up = Up::start(&p);
+    let fwd = up.wait("forward", 30);
+    let url = fwd["message"].as_str().unwrap().split_whitespace().nth(1).unwrap().to_string();
+    let first = up.wait("iteration", 120);
+    let pod = eventually("one pod", 30, || match live_pods(&ns.0, "hello").as_slice() {
+        [one] => Ok(one.clone()),
+        other => Err(format!("{other:?}")),
+    });
+
+    // A save: synced into the same pod, served through the forward, no build.
+    let seen_before = up.seen.len();
+    p.write("app/www/index.html", "<p>synced-1</p>\n");
+    let s = up.wait("sync", 20);
+    assert_eq!((s["files"].as_u64(), s["deleted"].as_u64(), s["pods"].as_u64(), s["replay"].as_bool()), (Some(1), Some(0), Some(1), Some(false)), "{s}");
+    served(&url, "synced-1");
+    assert_eq!(live_pods(&ns.0, "hello"), std::slice::from_ref(&pod), "the same pod");
+    // The honest state: the image rolled out, 1 synced file, and the content tag a build would give now.
+    assert_eq!((s["tag"].as_str(), s["synced"].as_u64()), (first["tag"].as_str(), Some(1)), "{s}");
+    assert_eq!(s["content"].as_str(), Some(p.tag().as_str()), "the content tag is what `devloop hash` says");
+    assert!(s["sync_ms"].as_u64().unwrap() <= s["total_ms"].as_u64().unwrap(), "{s}");
+
+    // A new file, then its delete: gone from the pod.
+    p.write("app/www/extra.html", "extra-page\n");
+    up.wait("sync", 20);
+    served(&format!("{url}/extra.html"), "extra-page");
+    std::fs::remove_file(p.path("app/www/extra.html")).unwrap();
+    let s = up.wait("sync", 20);
+    assert_eq!((s["files"].as_u64(), s["deleted"].as_u64(), s["synced"].as_u64()), (Some(0), Some(1), Some(2)), "{s}");
+    assert_eq!(s["content"].as_str(), Some(p.tag().as_str()), "after a delete too");
+    eventually("extra.html deleted in the pod", 10, || match get(&format!("{url}/extra.html")) {
+        Err(e) if e.ends_with("HTTP 404") => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    assert!(builds(&up.seen[seen_before..]).is_empty(), "no build: {:#?}", &up.seen[seen_before..]);
+
+    // The synced pod deleted: its replacement starts from the image, and gets the synced set replayed.
+    kubectl(&["-n", &ns.0, "delete", "pod", &pod, "--wait=false"]);
+    let r = up.wait_for("a replay", 90, |e| e["event"] == "sync" && e["replay"] == true);
+    assert_eq!((r["pods"].as_u64(), r["files"].as_u64(), r["deleted"].as_u64()), (Some(1), Some(1), Some(1)), "{r}");
+    let new_pod = eventually("the new pod", 30, || match live_pods(&ns.0, "hello").as_slice() {
+        [one] if *one != pod => Ok(one.clone()),
+        other => Err(format!("{other:?}")),
+    });
+    let replayed = eventually("the replayed page in the new pod", 10, || page(&ns.0, &new_pod).and_then(|b| if b.contains("synced-1") { Ok(b) } else { Err(b) }));
+    assert!(replayed.contains("synced-1"));
+    served(&url, "synced-1");
+    assert!(builds(&up.seen[seen_before..]).is_empty(), "no build: {:#?}", &up.seen[seen_before..]);
+
+    // A Dockerfile change: a build and a new pod, whose image holds the synced content.
+    let dockerfile = std::fs::read_to_string(p.path("app/Dockerfile")).unwrap();
+    std::fs::write(p.path("app/Dockerfile"), format!("{dockerfile}# changed\n")).unwrap();
+    up.wait("building", 30);
+    let it = up.wait("iteration", 120);
+    assert_eq!(it["tag"].as_str(), Some(p.tag().as_str()), "{:#?}", builds(&up.seen));
+    let rolled = eventually("a new pod of the new image", 60, || match live_pods(&ns.0, "hello").as_slice() {
+        [one] if *one != new_pod => Ok(one.clone()),
+        other => Err(format!("{other:?}")),
+    });
+    assert!(page(&ns.0, &rolled).unwrap().contains("synced-1"), "the image has it now");
+
+    // Synced on top of the new image, then Ctrl-C: the pods are left as they are, and that is said.
+    p.write("app/www/index.html", "<p>synced-2</p>\n");
+    let s = up.wait("sync", 20);
+    assert_eq!((s["tag"].as_str(), s["synced"].as_u64()), (it["tag"].as_str(), Some(1)), "the rollout cleared the synced set: {s}");
+    served(&url, "synced-2");
+    up.interrupt();
+    let rest: Vec<serde_json::Value> = up.events.try_iter().collect();
+    let left = rest.iter().find(|e| e["event"] == "synced-left").unwrap_or_else(|| panic!("no synced-left in {rest:#?}"));
+    assert!(left["message"].as_str().unwrap().contains("+ 1 synced file(s)"), "{left}");
+    assert_eq!(live_pods(&ns.0, "hello"), std::slice::from_ref(&rolled));
+    assert!(page(&ns.0, &rolled).unwrap().contains("synced-2"), "left as it was");
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn with_no_sync_a_covered_save_builds_and_rolls_out() {
+    let ns = Namespace::new("sync-off");
+    let p = sync_project(&ns);
+    let mut up = Up::start_with(&p, &["--no-sync"]);
+    up.wait("iteration", 120);
+    p.write("app/www/index.html", "<p>built</p>\n");
+    up.wait("building", 30);
+    up.wait("iteration", 120);
+    assert!(!up.seen.iter().any(|e| e["event"] == "sync"), "{:#?}", up.seen);
+}
+
+/// examples/shell-app in a scratch directory, deployed into `ns`, with a forward on a free port.
+fn shell_app(ns: &Namespace) -> Project {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shell-app");
+    let out = Command::new("cp").args(["-r", &format!("{}/.", example.display()), dir.path().to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success());
+    let name = format!("e2e-shell-{}", nonce());
+    let registry = env("DEVLOOP_REGISTRY");
+    let k8s = dir.path().join("k8s/deployment.yaml");
+    std::fs::write(&k8s, std::fs::read_to_string(&k8s).unwrap().replace("image: shell-app", &format!("image: {name}"))).unwrap();
+    std::fs::write(
+        dir.path().join("devloop.toml"),
+        format!(
+            "[buildkit]\naddr = \"{bk}\"\n[registry]\nhost = \"{registry}\"\ninsecure = true\n[kube]\ncontext = \"devloop-local\"\nnamespace = \"{ns}\"\n\
+             [[image]]\nname = \"{name}\"\ncontext = \".\"\nbuild-args = {{ REGISTRY = \"{registry}\" }}\n\
+             [[image.sync]]\nsrc = \"app/**\"\ndest = \"/app\"\nrestart = true\n\
+             [[deploy]]\nimage = \"{name}\"\nmanifests = [\"k8s/*.yaml\"]\n[[port-forward]]\ndeployment = \"shell-app\"\nremote = 8080\n",
+            bk = env("BUILDKIT_HOST"),
+            ns = ns.0,
+        ),
+    )
+    .unwrap();
+    Project { dir, registry, name }
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_code_change_is_served_by_the_restarted_server_in_the_same_container() {
+    let ns = Namespace::new("sync-restart");
+    let p = shell_app(&ns);
+    let mut up = Up::start(&p);
+    let url = up.wait("forward", 30)["message"].as_str().unwrap().split_whitespace().nth(1).unwrap().to_string();
+    up.wait("iteration", 120);
+    served(&url, "hello from the shell app");
+    let pod = live_pods(&ns.0, "shell-app").remove(0);
+    let restarts = || kubectl(&["-n", &ns.0, "get", "pod", &pod, "-o", "jsonpath={.status.containerStatuses[0].restartCount}"]);
+    assert_eq!(restarts(), "0");
+
+    // The server read config.sh when it started: only a restart serves the new message.
+    p.write("app/config.sh", "MESSAGE=\"changed by a sync\"\n");
+    let s = up.wait("sync", 20);
+    assert_eq!((s["files"].as_u64(), s["pods"].as_u64()), (Some(1), Some(1)), "{s}");
+    served(&url, "changed by a sync");
+    assert_eq!(live_pods(&ns.0, "shell-app"), std::slice::from_ref(&pod), "the same pod");
+    assert_eq!(restarts(), "0", "the server was restarted by the supervisor, not the container by the kubelet");
+    // Again: the supervisor starts it every time.
+    p.write("app/config.sh", "MESSAGE=\"changed twice\"\n");
+    up.wait("sync", 20);
+    served(&url, "changed twice");
+    assert_eq!(restarts(), "0");
+    assert!(builds(&up.seen).len() == 2, "only the first build: {:#?}", builds(&up.seen));
+}
+
+/// `restart = true` where the server is PID 1 (hello's httpd): it cannot be restarted from inside, so the
+/// sync is reported as failed, with the hint, and the image is rebuilt and rolled out instead.
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn restart_without_a_supervisor_says_so_and_rebuilds() {
+    let ns = Namespace::new("sync-nosup");
+    let p = manifest_project(&ns.0, "[[image.sync]]\nsrc = \"www/**\"\ndest = \"/www\"\nrestart = true\n");
+    let mut up = Up::start(&p);
+    up.wait("iteration", 120);
+    p.write("app/www/index.html", "<p>needs a restart</p>\n");
+    let f = up.wait_for("sync-failed", 30, |e| e["event"] == "sync-failed");
+    assert!(f["error"].as_str().unwrap().contains("PID 1 is the only process"), "{f}");
+    up.wait("building", 30);
+    let it = up.wait("iteration", 120);
+    assert_eq!(it["tag"].as_str(), Some(p.tag().as_str()));
+    let pod = live_pods(&ns.0, "hello").remove(0);
+    assert!(page(&ns.0, &pod).unwrap().contains("needs a restart"));
+}
+
+/// An earlier `up` left a pod with synced files, and the files were reverted since: the next `up` computes
+/// the tag that already runs, so its deploy changes nothing — and the marked pod is replaced from the image
+/// rather than left serving the synced edit.
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_pod_left_synced_by_an_earlier_up_is_replaced_when_the_tag_it_runs_is_deployed_again() {
+    let ns = Namespace::new("sync-stale");
+    let p = sync_project(&ns);
+    let original = std::fs::read_to_string(p.path("app/www/index.html")).unwrap();
+    let mut up = Up::start(&p);
+    up.wait("iteration", 120);
+    p.write("app/www/index.html", "<p>an edit left behind</p>\n");
+    up.wait("sync", 20);
+    let pod = live_pods(&ns.0, "hello").remove(0);
+    eventually("the pod marked as synced", 10, || {
+        let a = kubectl(&["-n", &ns.0, "get", "pod", &pod, "-o", "jsonpath={.metadata.annotations.devloop\\.dev/synced}"]);
+        if a.is_empty() { Err("no annotation".to_string()) } else { Ok(a) }
+    });
+    up.interrupt();
+    drop(up);
+    assert!(page(&ns.0, &pod).unwrap().contains("an edit left behind"));
+
+    p.write("app/www/index.html", &original);
+    let mut up = Up::start(&p);
+    let stale = up.wait_for("synced-stale", 120, |e| e["event"] == "synced-stale");
+    assert!(stale["message"].as_str().unwrap().contains(&pod), "{stale}");
+    let new_pod = eventually("a replacement pod", 60, || match live_pods(&ns.0, "hello").as_slice() {
+        [one] if *one != pod => Ok(one.clone()),
+        other => Err(format!("{other:?}")),
+    });
+    eventually("the image's page in the replacement", 30, || page(&ns.0, &new_pod).and_then(|b| if b.contains("Hello from devloop") { Ok(b) } else { Err(b) }));
+}
