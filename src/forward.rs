@@ -43,7 +43,12 @@ pub(crate) fn newest_ready<'a>(pods: impl Iterator<Item = &'a Pod>) -> Option<St
 /// The newest Ready pod of a Deployment, asked of the API server, and the Deployment's pod selector.
 async fn ready_pod_and_selector(t: &Target, deployment: &str) -> Result<(String, String), String> {
     let deps: Api<Deployment> = Api::namespaced(t.client.clone(), &t.namespace);
-    let dep = deps.get(deployment).await.map_err(|e| format!("deployment {}/{deployment}: {e}", t.namespace))?;
+    let dep = deps.get(deployment).await.map_err(|e| match e {
+        kube::Error::Api(ae) if ae.code == 404 => {
+            format!("deployment {}/{deployment} does not exist yet (it will once the first rollout is done)", t.namespace)
+        }
+        e => format!("deployment {}/{deployment}: {e}", t.namespace),
+    })?;
     let sel = selector(&dep);
     let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
     let list = pods.list(&ListParams::default().labels(&sel)).await.map_err(|e| e.to_string())?;
@@ -116,9 +121,34 @@ impl AcceptBackoff {
     }
 }
 
+/// The last reason a connection was refused, so that a burst of refused connections is reported once.
+#[derive(Debug, Default)]
+struct Said {
+    last: Option<String>,
+}
+
+impl Said {
+    /// Notes a refusal; true when it should be reported (the first, or a different reason).
+    fn refused(&mut self, msg: &str) -> bool {
+        if self.last.as_deref() == Some(msg) {
+            return false;
+        }
+        self.last = Some(msg.to_string());
+        true
+    }
+
+    /// A connection got through: the next refusal is news again.
+    fn connected(&mut self) {
+        self.last = None;
+    }
+}
+
 /// Serves connections on `listener` until cancelled, each forwarded to a Ready pod's `remote` port.
 pub async fn serve(listener: TcpListener, t: Target, deployment: String, remote: u16, ui: Ui, cancel: CancellationToken) {
     let picker = std::sync::Arc::new(Picker { t: t.clone(), deployment: deployment.clone(), watched: Default::default() });
+    // A browser opens many connections at once and retries: say why a connection was refused once, not per
+    // connection, until it changes or a connection gets through.
+    let said = std::sync::Arc::new(std::sync::Mutex::new(Said::default()));
     let mut backoff = AcceptBackoff::default();
     loop {
         let conn = tokio::select! {
@@ -145,23 +175,24 @@ pub async fn serve(listener: TcpListener, t: Target, deployment: String, remote:
             }
         };
         let _ = conn.set_nodelay(true);
-        let (t, deployment, ui, cancel, picker) = (t.clone(), deployment.clone(), ui.clone(), cancel.clone(), picker.clone());
+        let (t, deployment, ui, cancel, picker, said) =
+            (t.clone(), deployment.clone(), ui.clone(), cancel.clone(), picker.clone(), said.clone());
         tokio::spawn(async move {
+            let refused = |msg: String| {
+                if said.lock().expect("not poisoned").refused(&msg) {
+                    ui.line(&deployment, "forward", &format!("{msg}; connections are closed until then"));
+                }
+            };
             let pod = match picker.pick().await {
                 Ok(p) => p,
-                Err(e) => {
-                    ui.line(&deployment, "forward", &format!("port-forward: {e}"));
-                    return;
-                }
+                Err(e) => return refused(format!("port-forward: {e}")),
             };
             let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
             let mut pf = match pods.portforward(&pod, &[remote]).await {
                 Ok(pf) => pf,
-                Err(e) => {
-                    ui.line(&deployment, "forward", &format!("port-forward to pod {}/{pod}: {e}", t.namespace));
-                    return;
-                }
+                Err(e) => return refused(format!("port-forward to pod {}/{pod}: {e}", t.namespace)),
             };
+            said.lock().expect("not poisoned").connected();
             let Some(mut upstream) = pf.take_stream(remote) else { return };
             tokio::select! {
                 _ = cancel.cancelled() => {}
@@ -203,6 +234,18 @@ pub async fn stream_logs(t: Target, pod: String, image: String, ui: Ui, cancel: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_is_reported_once_until_it_changes_or_a_connection_gets_through() {
+        let mut s = Said::default();
+        let gone = "port-forward: deployment ns/hello does not exist yet";
+        assert!(s.refused(gone));
+        assert!(!s.refused(gone), "the same reason twice in a row is said once");
+        assert!(s.refused("port-forward: no Ready pod of deployment ns/hello"), "a new reason is news");
+        assert!(!s.refused("port-forward: no Ready pod of deployment ns/hello"));
+        s.connected();
+        assert!(s.refused("port-forward: no Ready pod of deployment ns/hello"), "after a success it is news again");
+    }
 
     #[test]
     fn accept_errors_back_off_from_10ms_doubling_to_1s_and_a_success_resets() {
