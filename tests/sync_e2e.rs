@@ -224,3 +224,46 @@ fn a_pod_left_synced_by_an_earlier_up_is_replaced_when_the_tag_it_runs_is_deploy
     });
     eventually("the image's page in the replacement", 30, || page(&ns.0, &new_pod).and_then(|b| if b.contains("Hello from devloop") { Ok(b) } else { Err(b) }));
 }
+
+/// An image with no shell and no tar (FROM scratch: busybox's httpd copied alone, under the applet's name)
+/// cannot take a sync: the first save says so once, with the hint, and is rebuilt and rolled out instead;
+/// later saves rebuild without trying to sync again.
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn an_image_without_tar_is_told_once_and_rebuilt_from_then_on() {
+    let ns = Namespace::new("sync-notar");
+    let p = manifest_project(&ns.0, "[[image.sync]]\nsrc = \"www/**\"\ndest = \"/www\"\n");
+    p.write(
+        "app/Dockerfile",
+        "ARG REGISTRY\nFROM ${REGISTRY}/busybox:latest AS tools\nFROM scratch\n\
+         COPY --from=tools /bin/busybox /httpd\nCOPY www/ /www/\nCMD [\"/httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
+    );
+    let mut up = Up::start(&p);
+    up.wait("iteration", 120);
+    let first_pod = live_pods(&ns.0, "hello").remove(0);
+    // The image really has neither: an exec of sh fails in the runtime.
+    assert!(try_kubectl(&["-n", &ns.0, "exec", &first_pod, "--", "sh", "-c", "true"]).is_err());
+
+    p.write("app/www/index.html", "<p>no-tar-1</p>\n");
+    let f = up.wait_for("sync-failed", 30, |e| e["event"] == "sync-failed");
+    assert!(f["error"].as_str().unwrap().contains("has no `tar`/`sh`"), "{f}");
+    assert_eq!(f["for_good"], true, "{f}");
+    let it = up.wait("iteration", 120);
+    assert_eq!(it["tag"].as_str(), Some(p.tag().as_str()));
+    let pod = eventually("the rebuilt pod alone", 60, || match live_pods(&ns.0, "hello").as_slice() {
+        [one] if *one != first_pod => Ok(one.clone()),
+        other => Err(format!("{other:?}")),
+    });
+    assert!(page(&ns.0, &pod).unwrap().contains("no-tar-1"));
+
+    // From now on a save builds straight away: no second attempt, no second failure.
+    let seen = up.seen.len();
+    p.write("app/www/index.html", "<p>no-tar-2</p>\n");
+    up.wait("iteration", 120);
+    let since: Vec<_> = up.seen[seen..].iter().filter(|e| e["event"] == "sync" || e["event"] == "sync-failed").collect();
+    assert!(since.is_empty(), "{since:?}");
+    eventually("the second rebuilt pod", 60, || match live_pods(&ns.0, "hello").as_slice() {
+        [one] => page(&ns.0, one).and_then(|b| if b.contains("no-tar-2") { Ok(()) } else { Err(b) }),
+        other => Err(format!("{other:?}")),
+    });
+}

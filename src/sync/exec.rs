@@ -45,17 +45,33 @@ pub async fn into_container(t: &Target, pod: &str, container: &str, p: &Prepared
         }
         buf
     };
-    let write = async {
-        if let Some(mut stdin) = proc.stdin() {
+    let stdin = proc.stdin();
+    let write = async move {
+        if let Some(mut stdin) = stdin {
             stdin.write_all(&p.tar).await.map_err(|e| fail(format!("sending the files: {e}")))?;
             stdin.shutdown().await.map_err(|e| fail(format!("sending the files: {e}")))?;
         }
         Ok::<_, Error>(())
     };
-    let (written, stderr) = tokio::join!(write, read_err);
-    let status = match status {
-        Some(s) => s.await,
-        None => None,
+    // The process may end without reading all of stdin (no `sh` at all: the runtime fails the exec), and then
+    // a write would wait forever — the stream's other end is never closed. So its status is awaited
+    // alongside: once it has come, what is left of the streams gets a moment to drain, and no more.
+    let status = async move {
+        match status {
+            Some(s) => s.await,
+            None => std::future::pending().await,
+        }
+    };
+    let (written, stderr, status) = {
+        let io = async { tokio::join!(write, read_err) };
+        tokio::pin!(io, status);
+        tokio::select! {
+            (w, e) = &mut io => (w, e, status.await),
+            st = &mut status => match tokio::time::timeout(std::time::Duration::from_millis(200), &mut io).await {
+                Ok((w, e)) => (w, e, st),
+                Err(_) => (Ok(()), Vec::new(), st),
+            },
+        }
     };
     let _ = proc.join().await;
     // Where a sync's time goes: the exec stream's setup (API server → kubelet → runtime) against the script.

@@ -31,6 +31,9 @@ pub enum Error {
     /// Unpacking failed, or the exec itself did.
     #[error("in pod {pod}: {message}")]
     Exec { pod: String, message: String },
+    /// The sync (its `run` commands, say) did not finish in time; it was abandoned.
+    #[error("the sync did not finish within {}s (a `run` command that never ends?): abandoned, rebuilding instead", TIMEOUT.as_secs())]
+    Timeout,
     /// A file could not be read.
     #[error("reading {path}: {source}")]
     Read { path: String, source: std::io::Error },
@@ -42,6 +45,10 @@ impl Error {
         matches!(self, Error::NoTar { .. })
     }
 }
+
+/// How long one sync (every container, `run` commands included) may take before it is abandoned and the
+/// image rebuilt: long enough for an `npm install`, short enough that a hung command does not stall the loop.
+pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
 
 /// What one sync sends.
 #[derive(Debug, Default)]

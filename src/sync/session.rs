@@ -30,6 +30,8 @@ struct Session {
     _proc: AttachedProcess,
     stdin: WriteHalf<SimplexStream>,
     stdout: BufReader<ReadHalf<SimplexStream>>,
+    /// Resolves when the shell has ended (or never started: no `sh` in the image), with the runtime's status.
+    ended: std::pin::Pin<Box<dyn std::future::Future<Output = Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>> + Send>>,
 }
 
 /// A container's way of taking syncs.
@@ -89,23 +91,39 @@ async fn open(t: &Target, pod: &str, container: &str) -> Result<Option<Session>,
     let (Some(stdin), Some(stdout)) = (proc.stdin(), proc.stdout()) else {
         return Err(Error::Exec { pod: pod.into(), message: "exec without stdin/stdout".into() });
     };
-    Ok(Some(Session { _proc: proc, stdin, stdout: BufReader::new(stdout) }))
+    let ended = match proc.take_status() {
+        Some(f) => Box::pin(f) as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>,
+        None => Box::pin(std::future::pending()),
+    };
+    Ok(Some(Session { _proc: proc, stdin, stdout: BufReader::new(stdout), ended }))
 }
 
 /// Sends the script; Ok((exit code, output)), or Err when the session is gone.
 async fn send(s: &mut Session, script: &str) -> std::io::Result<(i32, String)> {
-    s.stdin.write_all(script.as_bytes()).await?;
-    s.stdin.flush().await?;
-    let mut output = String::new();
-    loop {
-        let mut line = String::new();
-        if s.stdout.read_line(&mut line).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
+    let (stdin, stdout, ended) = (&mut s.stdin, &mut s.stdout, &mut s.ended);
+    let io = async {
+        stdin.write_all(script.as_bytes()).await?;
+        stdin.flush().await?;
+        let mut output = String::new();
+        loop {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            if let Some(code) = line.trim_end().strip_prefix(DONE) {
+                return Ok((code.trim().parse().unwrap_or(-1), output.trim().to_string()));
+            }
+            output.push_str(&line);
         }
-        if let Some(code) = line.trim_end().strip_prefix(DONE) {
-            return Ok((code.trim().parse().unwrap_or(-1), output.trim().to_string()));
-        }
-        output.push_str(&line);
+    };
+    // A shell that has ended never reads its stdin again, and nothing closes the stream's other end: a
+    // write would wait forever. Its status says it is gone.
+    tokio::select! {
+        r = io => r,
+        st = ended => Err(std::io::Error::other(format!(
+            "the session's shell ended: {}",
+            st.and_then(|s| s.message).unwrap_or_default()
+        ))),
     }
 }
 
@@ -116,7 +134,9 @@ impl Sessions {
         let slot = self.slots.lock().await.entry((pod.to_string(), container.to_string())).or_insert_with(|| Arc::new(Mutex::new(Slot::Empty))).clone();
         let mut slot = slot.lock().await;
         if matches!(*slot, Slot::Empty) {
-            if let Ok(Some(s)) = open(t, pod, container).await {
+            let opened = open(t, pod, container).await;
+            tracing::debug!(pod, container, ok = matches!(opened, Ok(Some(_))), "sync session opened ahead");
+            if let Ok(Some(s)) = opened {
                 *slot = Slot::Open(s);
             }
         }
@@ -140,10 +160,14 @@ impl Sessions {
                     None => return Ok(Outcome::Gone),
                 }
             }
-            let Slot::Open(session) = &mut *slot else { unreachable!("opened above") };
+            // Out of its slot while in use: if this sync is abandoned mid-send (its timeout), the half-used
+            // session is dropped (closing its exec stream) rather than handed to the next sync.
+            let Slot::Open(mut session) = std::mem::replace(&mut *slot, Slot::Empty) else { unreachable!("opened above") };
             let t0 = std::time::Instant::now();
-            match send(session, &script).await {
+            tracing::debug!(pod, container, attempt, "sync: sending through the session");
+            match send(&mut session, &script).await {
                 Ok((code, output)) => {
+                    *slot = Slot::Open(session);
                     tracing::debug!(pod, container, total_ms = t0.elapsed().as_millis() as u64, bytes = script.len(), "sync through the session");
                     return match code {
                         0 => Ok(Outcome::Done),
@@ -160,13 +184,13 @@ impl Sessions {
                 Err(e) => {
                     // The shell is gone (pod deleted, container restarted, no `sh` at all): open a new one once.
                     tracing::debug!(pod, container, attempt, "sync session lost: {e}");
-                    *slot = Slot::Empty;
                 }
             }
         }
         // Twice no session: let one exec say why (no `sh`, the pod gone, …).
         exec::into_container(t, pod, container, p, argv).await
-    }}
+    }
+}
 
 #[cfg(test)]
 mod tests {
