@@ -241,8 +241,9 @@ mod tests {
         }
     }
 
-    /// A registry on 127.0.0.1 answering every request with `response`; returns its `host:port`.
-    async fn canned_registry(response: &'static str) -> String {
+    /// A registry on 127.0.0.1 answering each request with what `respond` makes of its head (lower case);
+    /// returns its `host:port`.
+    async fn test_registry(respond: fn(&str) -> &'static str) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -256,7 +257,7 @@ mod tests {
                         Ok(n) => req.extend_from_slice(&buf[..n]),
                     }
                 }
-                let _ = sock.write_all(response.as_bytes()).await;
+                let _ = sock.write_all(respond(&String::from_utf8_lossy(&req).to_ascii_lowercase()).as_bytes()).await;
                 let _ = sock.shutdown().await;
             }
         });
@@ -265,49 +266,33 @@ mod tests {
 
     #[tokio::test]
     async fn a_manifest_without_its_digest_is_an_error_naming_host_and_url() {
-        for response in [
-            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nDocker-Content-Digest: \r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        ] {
-            let host = canned_registry(response).await;
+        let no_digest: [fn(&str) -> &'static str; 2] = [
+            |_| "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            |_| "HTTP/1.1 200 OK\r\nDocker-Content-Digest: \r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        ];
+        for respond in no_digest {
+            let host = test_registry(respond).await;
             let err = manifest_digest(&registry(&host, true, &[]), "app", "t1").await.unwrap_err();
             assert!(matches!(err, Error::NoDigest { .. }), "{err}");
             let msg = err.to_string();
             assert!(msg.contains(&host) && msg.contains(&format!("http://{host}/v2/app/manifests/t1")), "{msg}");
         }
-        let host = canned_registry(
-            "HTTP/1.1 200 OK\r\nDocker-Content-Digest: sha256:abc\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        )
-        .await;
+        let host =
+            test_registry(|_| "HTTP/1.1 200 OK\r\nDocker-Content-Digest: sha256:abc\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .await;
         assert_eq!(manifest_digest(&registry(&host, true, &[]), "app", "t1").await.unwrap().as_deref(), Some("sha256:abc"));
     }
 
     /// A registry on 127.0.0.1 requiring Basic auth `user:pw` (dXNlcjpwdw==) for every request.
     async fn basic_registry() -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                let mut req = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match sock.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let text = String::from_utf8_lossy(&req).to_ascii_lowercase();
-                let response = if text.contains("authorization: basic dxnlcjpwdw==") {
-                    "HTTP/1.1 200 OK\r\nDocker-Content-Digest: sha256:basic\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                } else {
-                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"registry\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                };
-                let _ = sock.write_all(response.as_bytes()).await;
-                let _ = sock.shutdown().await;
+        test_registry(|head| {
+            if head.contains("authorization: basic dxnlcjpwdw==") {
+                "HTTP/1.1 200 OK\r\nDocker-Content-Digest: sha256:basic\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            } else {
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"registry\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             }
-        });
-        addr
+        })
+        .await
     }
 
     #[tokio::test]
