@@ -118,6 +118,11 @@ fn with_no_sync_a_covered_save_builds_and_rolls_out() {
     up.wait("building", 30);
     up.wait("iteration", 120);
     assert!(!up.seen.iter().any(|e| e["event"] == "sync"), "{:#?}", up.seen);
+    // Nor does devloop keep a shell open in the container for syncs that cannot come.
+    let pod = live_pods(&ns.0, "hello").remove(0);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let ps = kubectl(&["-n", &ns.0, "exec", &pod, "--", "ps", "-o", "args"]);
+    assert!(ps.contains("httpd") && !ps.contains("devloop-sync-session"), "{ps}");
 }
 
 /// examples/shell-app in a scratch directory, deployed into `ns`, with a forward on a free port.

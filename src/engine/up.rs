@@ -60,6 +60,8 @@ pub(super) struct Ctx {
     pub(super) pod_watches: std::sync::Mutex<HashMap<String, Arc<crate::sync::pods::PodWatch>>>,
     /// Per container, the shell syncs are sent to.
     pub(super) sessions: crate::sync::session::Sessions,
+    /// `--no-sync`: no sync, so no shell is opened in any container either.
+    no_sync: bool,
     /// Per image, the tree the hasher keeps. Only the hash worker locks it: nothing on the build or deploy
     /// path waits for a scan.
     trees: std::sync::Mutex<HashMap<String, Arc<std::sync::Mutex<KeptTree>>>>,
@@ -156,6 +158,7 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
         deployed: Default::default(),
         pod_watches: Default::default(),
         sessions: Default::default(),
+        no_sync: opts.no_sync,
         trees: Default::default(),
     });
     let mut state = decide::State::default();
@@ -490,7 +493,9 @@ async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String
         // Pods the rollout left in place may still run files synced earlier (by this or an earlier `up`).
         if ctx.config().image(&image).is_some_and(|i| !i.sync.is_empty()) {
             tokio::spawn(super::live::replace_stale(ctx.clone(), image.clone(), reference.clone()));
-            tokio::spawn(super::live::warm(ctx.clone(), image.clone(), reference.clone()));
+            if !ctx.no_sync {
+                tokio::spawn(super::live::warm(ctx.clone(), image.clone(), reference.clone()));
+            }
         }
         for r in rolled {
             follow_logs(&ctx, &r.deployment, &image, &reference, &logs).await;
