@@ -302,19 +302,21 @@ pub enum Load {
     Containerd,
 }
 
+/// A key that takes `true`, `false` or a name (`load`, `pull-secret`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum BoolOrName {
+    Bool(bool),
+    Name(String),
+}
+
 impl<'de> Deserialize<'de> for Load {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Bool(bool),
-            Name(String),
-        }
         let bad = || serde::de::Error::custom("expected true, false, \"docker\" or \"containerd\"");
-        match Raw::deserialize(d).map_err(|_| bad())? {
-            Raw::Bool(false) => Ok(Load::Push),
-            Raw::Bool(true) => Ok(Load::Docker),
-            Raw::Name(n) => match n.as_str() {
+        match BoolOrName::deserialize(d).map_err(|_| bad())? {
+            BoolOrName::Bool(false) => Ok(Load::Push),
+            BoolOrName::Bool(true) => Ok(Load::Docker),
+            BoolOrName::Name(n) => match n.as_str() {
                 "docker" => Ok(Load::Docker),
                 "containerd" => Ok(Load::Containerd),
                 "push" => Ok(Load::Push),

@@ -73,12 +73,7 @@ fn check_host(flag: &'static str, host: &str) -> Result<(), Error> {
 /// The ConfigMap's files: `buildkitd.toml` and one CA file per `--registry-ca`. Reads the CA files.
 pub fn config_files(spec: &Install) -> Result<BTreeMap<String, String>, Error> {
     let n = &spec.name;
-    let label = !n.is_empty()
-        && n.len() <= 63
-        && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !n.starts_with('-')
-        && !n.ends_with('-');
-    if !label {
+    if !deploy::namespace::is_dns_label(n) {
         return Err(Error::Flag { flag: "--name", message: format!("`{n}` is not a valid name (lowercase letters, digits, `-`)") });
     }
     let mut files = BTreeMap::new();

@@ -20,6 +20,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::Error;
 use crate::config;
+use crate::deploy::namespace::{is_dns_label, is_dns_subdomain};
 use crate::deploy::{self, KubeOptions};
 
 /// The port buildkitd listens on inside the pod when the address names none.
@@ -76,14 +77,14 @@ fn parse_rest(kind: Kind, rest: &str) -> Result<KubeAddr, String> {
     if name.is_empty() {
         return Err(format!("no {what} name (kube-{what}://<name>?namespace=<namespace>)"));
     }
-    if !dns_subdomain(name) {
+    if !is_dns_subdomain(name) {
         return Err(format!("`{name}` is not a valid {what} name (lowercase letters, digits, `-`, `.`)"));
     }
     let mut out = KubeAddr { kind, name: name.to_string(), namespace: None, port: DEFAULT_PORT };
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
-            "namespace" if dns_label(v) => out.namespace = Some(v.to_string()),
+            "namespace" if is_dns_label(v) => out.namespace = Some(v.to_string()),
             "namespace" => return Err(format!("`{v}` is not a valid namespace name")),
             "port" => match v.parse::<u16>() {
                 Ok(p) if p > 0 => out.port = p,
@@ -98,20 +99,6 @@ fn parse_rest(kind: Kind, rest: &str) -> Result<KubeAddr, String> {
         }
     }
     Ok(out)
-}
-
-/// A DNS-1123 label: what namespace names are.
-fn dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-/// A DNS-1123 subdomain: what pod and Deployment names are.
-fn dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(dns_label)
 }
 
 /// The cluster a kube address is reached through: the same context (and allow-list) as deploying.

@@ -41,12 +41,7 @@ pub fn default_name(host: &str) -> String {
 /// A Secret name must be a DNS-1123 subdomain: lower-case alphanumerics, `-` and `.`, at most 253, starting and
 /// ending alphanumeric.
 pub fn validate_secret_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if ok {
+    if crate::deploy::namespace::is_dns_subdomain(name) {
         Ok(())
     } else {
         Err(format!("`{name}` is not a Secret name (lower-case letters, digits, `-` and `.`, at most 253)"))
@@ -55,16 +50,11 @@ pub fn validate_secret_name(name: &str) -> Result<(), String> {
 
 impl<'de> Deserialize<'de> for PullSecret {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Bool(bool),
-            Name(String),
-        }
-        match Raw::deserialize(d).map_err(|_| serde::de::Error::custom("expected true, false or a Secret name"))? {
-            Raw::Bool(false) => Ok(PullSecret::Off),
-            Raw::Bool(true) => Ok(PullSecret::Default),
-            Raw::Name(n) => Ok(PullSecret::Named(n)),
+        use super::BoolOrName;
+        match BoolOrName::deserialize(d).map_err(|_| serde::de::Error::custom("expected true, false or a Secret name"))? {
+            BoolOrName::Bool(false) => Ok(PullSecret::Off),
+            BoolOrName::Bool(true) => Ok(PullSecret::Default),
+            BoolOrName::Name(n) => Ok(PullSecret::Named(n)),
         }
     }
 }

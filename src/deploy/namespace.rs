@@ -58,6 +58,20 @@ pub fn sanitize(s: &str) -> String {
     mapped.trim_matches('-').to_string()
 }
 
+/// A DNS-1123 label (namespaces, Deployment names for services): `[a-z0-9-]`, at most 63, alphanumeric at both ends.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A DNS-1123 subdomain (pods, Deployments, Secrets): dot-separated labels, at most 253 characters.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
 /// The OS user: `$USER`, else the name of the process's uid.
 pub fn os_user() -> Option<String> {
     if let Some(u) = std::env::var("USER").ok().filter(|u| !u.is_empty()) {
