@@ -199,7 +199,10 @@ fn pod_failure(pod: &Pod) -> Option<Failure> {
     let name = pod.metadata.name.clone();
     let status = pod.status.as_ref()?;
     for c in status.conditions.iter().flatten() {
-        if c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable") {
+        // A PVC not bound yet is a wait (the volume controller binds it moments later, or a provisioner makes
+        // its volume), not a verdict; the rollout timeout still bounds it.
+        let unbound = c.message.as_deref().is_some_and(|m| m.contains("unbound immediate PersistentVolumeClaims"));
+        if c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable") && !unbound {
             return Some(Failure {
                 pod: name,
                 container: None,
