@@ -164,3 +164,42 @@ fn an_api_server_outage_is_waited_out_and_the_save_deploys_once_it_is_back() {
     up.wait_for("an iteration after the restart", 120, event("iteration"));
     served(&ns.0, "deployed after the API server came back");
 }
+
+/// Takes a taint off the node when dropped, even if the test failed half-way.
+struct Untaint(String, &'static str);
+impl Drop for Untaint {
+    fn drop(&mut self) {
+        let _ = try_kubectl(&["taint", "node", &self.0, &format!("{}-", self.1)]);
+    }
+}
+
+/// The control plane taints a node it lost touch with (what broke this file's API-server test once in CI:
+/// the node was `unreachable` for a moment after the outage). A taint of our own stands in for it, so the
+/// node lifecycle controller does not take it off before the test does.
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_rollout_waits_out_a_passing_node_taint_and_completes_once_it_is_gone() {
+    let _one = STACK.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = Namespace::new("fault-taint");
+    let (p, mut up) = running(&ns);
+    let node = kubectl(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let taint = "devloop.test/hold=1:NoSchedule";
+    kubectl(&["taint", "node", &node, taint]);
+    let untaint = Untaint(node.clone(), "devloop.test/hold:NoSchedule");
+    p.write("app/www/index.html", "<p>scheduled once the taint was gone</p>\n");
+    up.wait_for("the deploy of the save", 90, |v| v["event"] == "deploy" && v["message"].as_str().unwrap_or("").contains("deployment"));
+    // The new pod cannot be placed: the scheduler says so, and devloop does not call it a failure yet.
+    eventually("the new pod unschedulable", 30, || {
+        let out = kubectl(&["-n", &ns.0, "get", "pods", "-o", "jsonpath={.items[*].status.conditions[?(@.reason==\"Unschedulable\")].message}"]);
+        if out.contains("taint") { Ok(()) } else { Err(out) }
+    });
+    let during = up.quiet_for(Duration::from_secs(10));
+    assert!(
+        !during.iter().any(|v| v["event"] == "rollout-failed" || v["event"] == "failed"),
+        "a passing taint was called a failure: {during:#?}"
+    );
+    drop(untaint);
+    let done = up.wait_for("the iteration once the taint is gone", 90, |v| v["event"] == "iteration" || v["event"] == "rollout-failed");
+    assert_eq!(done["event"], "iteration", "{done}");
+    served(&ns.0, "scheduled once the taint was gone");
+}

@@ -31,6 +31,13 @@ pub const FAILING_REASONS: &[&str] = &[
 /// its 10 s back-off) has the Secret.
 pub const REFUSED_PULL_GRACE: Duration = Duration::from_secs(30);
 
+/// How long a pod may be Unschedulable because of a node's taint before it counts as failed. When the control
+/// plane loses touch with a kubelet (an API server restart, a busy node) the node lifecycle controller taints
+/// the node `not-ready`/`unreachable`; the taint goes once the kubelet reports again (its status period is
+/// 10 s), and the scheduler then places the pod. Since 1.31 the scheduler's message no longer names the
+/// taint, so a taint the user set is given the same wait.
+pub const TAINTED_NODE_GRACE: Duration = Duration::from_secs(60);
+
 /// Why a rollout failed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
@@ -109,7 +116,7 @@ fn is_new(pod: &Pod, refs: &[String], dep: Option<&Deployment>) -> bool {
 
 /// Judges a rollout from the Deployment and its pods. Pure, so tests drive it without a cluster.
 pub fn assess(dep: &Deployment, pods: &[Pod], refs: &[String]) -> Verdict {
-    assess_with(dep, pods, refs, &|_| false)
+    assess_with(dep, pods, refs, &|_, _| false)
 }
 
 /// Whether `f` is a registry refusing the pull (401/403) of a pod that has pull secrets (see
@@ -122,8 +129,20 @@ fn refused_pull_with_secrets(pod: &Pod, f: &Failure) -> bool {
         && (m.contains("401 unauthorized") || m.contains("403 forbidden") || m.contains("unauthorized:"))
 }
 
-/// [`assess`], where `tolerated(pod name)` says that pod's refused pull is not a failure yet.
-pub fn assess_with(dep: &Deployment, pods: &[Pod], refs: &[String], tolerated: &dyn Fn(&str) -> bool) -> Verdict {
+/// How long `f`, shown by `pod`, may last before it counts: failures that can clear by themselves get a
+/// grace, the others none.
+fn grace(pod: &Pod, f: &Failure) -> Option<Duration> {
+    if refused_pull_with_secrets(pod, f) {
+        Some(REFUSED_PULL_GRACE)
+    } else if f.reason == "Unschedulable" && f.message.contains("taint") {
+        Some(TAINTED_NODE_GRACE)
+    } else {
+        None
+    }
+}
+
+/// [`assess`], where `tolerated(pod name, reason)` says that a failure with a [`grace`] is not one yet.
+pub fn assess_with(dep: &Deployment, pods: &[Pod], refs: &[String], tolerated: &dyn Fn(&str, &str) -> bool) -> Verdict {
     let status = dep.status.clone().unwrap_or_default();
     let generation = dep.metadata.generation.unwrap_or(0);
     let observed = status.observed_generation.unwrap_or(0);
@@ -146,7 +165,7 @@ pub fn assess_with(dep: &Deployment, pods: &[Pod], refs: &[String], tolerated: &
     new_pods.sort_by_key(|p| p.metadata.name.clone());
     for pod in &new_pods {
         if let Some(f) = pod_failure(pod) {
-            if refused_pull_with_secrets(pod, &f) && tolerated(pod.metadata.name.as_deref().unwrap_or_default()) {
+            if grace(pod, &f).is_some() && tolerated(pod.metadata.name.as_deref().unwrap_or_default(), &f.reason) {
                 continue;
             }
             return Verdict::Failed(f);
@@ -264,11 +283,15 @@ pub async fn watch(
     let mut pods: HashMap<String, Pod> = HashMap::new();
     let mut last = String::from("waiting for the first status");
     let mut timeline = Timeline::default();
-    // When each pod's pull was first seen refused although it has pull secrets.
-    let mut refused: HashMap<String, std::time::Instant> = HashMap::new();
+    // When each pod was first seen with a failure that may clear by itself (see [`grace`]), by pod and reason.
+    let mut waiting: HashMap<(String, String), (std::time::Instant, Duration)> = HashMap::new();
+    // Nothing may change while a grace runs out (an unschedulable pod gets no new events): judge again each second.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let judged = async {
         loop {
             tokio::select! {
+                _ = tick.tick() => {}
                 ev = dep_stream.next() => match ev {
                     Some(Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d))) => dep = Some(d),
                     Some(Ok(watcher::Event::Delete(_))) => dep = None,
@@ -293,15 +316,17 @@ pub async fn watch(
             let Some(d) = &dep else { continue };
             let list: Vec<Pod> = pods.values().cloned().collect();
             for p in &list {
-                if pod_failure(p).is_some_and(|f| refused_pull_with_secrets(p, &f)) {
-                    let name = p.metadata.name.clone().unwrap_or_default();
-                    refused.entry(name.clone()).or_insert_with(|| {
-                        tracing::info!(pod = name, "the registry refused the pull although the pod has pull secrets; waiting for the kubelet's retry");
-                        std::time::Instant::now()
-                    });
-                }
+                let Some(f) = pod_failure(p) else { continue };
+                let Some(g) = grace(p, &f) else { continue };
+                let pod = p.metadata.name.clone().unwrap_or_default();
+                waiting.entry((pod.clone(), f.reason.clone())).or_insert_with(|| {
+                    tracing::info!(pod, reason = f.reason, "{}; waiting up to {} for it to clear", f.message, humantime::format_duration(g));
+                    (std::time::Instant::now(), g)
+                });
             }
-            let tolerated = |pod: &str| refused.get(pod).is_some_and(|t| t.elapsed() < REFUSED_PULL_GRACE);
+            let tolerated = |pod: &str, reason: &str| {
+                waiting.get(&(pod.to_string(), reason.to_string())).is_some_and(|(t, g)| t.elapsed() < *g)
+            };
             match assess_with(d, &list, refs, &tolerated) {
                 Verdict::Progressing(what) => {
                     if what != last {
