@@ -1,5 +1,8 @@
 //! What `devloop up` prints: one summary line per iteration and a line per state change, as text for people
-//! or, with `--json`, as one JSON object per line for editors and scripts.
+//! or, with `--json`, as one JSON object per line for editors and scripts. On a terminal, a status block
+//! ([`board`]) stays below the lines.
+
+pub mod board;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -8,12 +11,33 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::engine::decide::{Report, Summary, SyncSummary};
+use board::{Board, Phase};
 
 /// Where reports go. Cheap to clone; lines from concurrent tasks never interleave.
 #[derive(Clone)]
 pub struct Ui {
     json: bool,
-    out: Arc<Mutex<Box<dyn Write + Send>>>,
+    out: Arc<Mutex<Sink>>,
+}
+
+/// The writer and, on a terminal, the status block drawn below what it wrote.
+struct Sink {
+    w: Box<dyn Write + Send>,
+    board: Option<Board>,
+    /// The block's width: the terminal's, asked at each drawing (it may be resized).
+    width: Box<dyn Fn() -> usize + Send>,
+}
+
+impl Sink {
+    fn draw(&mut self, text: Option<&str>) {
+        let width = (self.width)();
+        if let Some(b) = self.board.as_mut() {
+            let _ = b.write_above(&mut *self.w, text, width);
+        } else if let Some(text) = text {
+            let _ = writeln!(self.w, "{text}");
+            let _ = self.w.flush();
+        }
+    }
 }
 
 fn ms(d: Duration) -> u64 {
@@ -73,18 +97,75 @@ pub fn state_line(s: &SyncSummary) -> String {
 impl Ui {
     /// Text (or JSON lines) to `out`.
     pub fn new(json: bool, out: Box<dyn Write + Send>) -> Self {
-        Ui { json, out: Arc::new(Mutex::new(out)) }
+        Ui { json, out: Arc::new(Mutex::new(Sink { w: out, board: None, width: Box::new(|| 80) })) }
     }
 
-    /// To stdout.
-    pub fn stdout(json: bool) -> Self {
-        Self::new(json, Box::new(std::io::stdout()))
+    /// Text to `out` with a status block `width` columns wide below it (as on a terminal).
+    pub fn with_board(out: Box<dyn Write + Send>, width: usize) -> Self {
+        Ui { json: false, out: Arc::new(Mutex::new(Sink { w: out, board: Some(Board::default()), width: Box::new(move || width) })) }
+    }
+
+    /// To stdout; with a status block when `board` is asked for, the output is text and stdout is a
+    /// terminal. The block's running clocks are redrawn twice a second while the `Ui` lives.
+    pub fn stdout(json: bool, board: bool) -> Self {
+        if json || !board || !board::wanted() {
+            return Self::new(json, Box::new(std::io::stdout()));
+        }
+        let width = Box::new(|| board::terminal_width().unwrap_or(80));
+        let ui = Ui { json, out: Arc::new(Mutex::new(Sink { w: Box::new(std::io::stdout()), board: Some(Board::default()), width })) };
+        let sink = Arc::downgrade(&ui.out);
+        std::thread::spawn(move || {
+            while let Some(sink) = sink.upgrade() {
+                sink.lock().expect("not poisoned").draw(None);
+                drop(sink);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+        ui
     }
 
     fn emit(&self, text: &str, value: Value) {
         let mut out = self.out.lock().expect("not poisoned");
-        let _ = if self.json { writeln!(out, "{value}") } else { writeln!(out, "{text}") };
-        let _ = out.flush();
+        if self.json {
+            let _ = writeln!(out.w, "{value}");
+            let _ = out.w.flush();
+        } else {
+            out.draw(Some(text));
+        }
+    }
+
+    /// Changes the status block, when there is one: `f` gets the board.
+    fn board(&self, f: impl FnOnce(&mut Board)) {
+        let mut out = self.out.lock().expect("not poisoned");
+        if let Some(b) = out.board.as_mut() {
+            f(b);
+            out.draw(None);
+        }
+    }
+
+    /// Puts `image` in `phase` on the status block.
+    pub fn phase(&self, image: &str, phase: Phase) {
+        self.board(|b| b.set(image, phase));
+    }
+
+    /// `image` is being hashed (on the status block, unless it is busy with a build or rollout).
+    pub fn hashing(&self, image: &str) {
+        self.board(|b| b.hashing(image));
+    }
+
+    /// `image`'s row on the status block shows the URLs of these Deployments' forwards.
+    pub fn deployments(&self, image: &str, deployments: &[String]) {
+        self.board(|b| b.deployments(image, deployments));
+    }
+
+    /// `deployment` is forwarded at `url` (shown on the rows of the images it runs).
+    pub fn forward_url(&self, deployment: &str, url: &str) {
+        self.board(|b| b.forward(deployment, url));
+    }
+
+    /// The phase of `image` on the status block (none without a block).
+    pub fn current(&self, image: &str) -> Option<Phase> {
+        self.out.lock().expect("not poisoned").board.as_ref().and_then(|b| b.phase(image).cloned())
     }
 
     /// A free-form line about an image (deploy steps, log lines, forwards).
@@ -92,8 +173,29 @@ impl Ui {
         self.emit(&format!("{image}: {text}"), json!({"event": kind, "image": image, "message": text}));
     }
 
+    /// What a report changes on the status block.
+    fn track(&self, r: &Report) {
+        let first = |e: &str| e.lines().next().unwrap_or("").to_string();
+        match r {
+            Report::Unchanged { image, .. } => self.board(|b| b.settle(image)),
+            Report::Building { image, .. } => self.phase(image, Phase::Building { step: 0, of: 0, name: String::new() }),
+            Report::Stale { image, .. } => self.phase(image, Phase::Hashing),
+            Report::Superseded { .. } => {}
+            Report::Failed { image, error, .. } => self.phase(image, Phase::Failed(first(error))),
+            // The deploy's lines may have put the reason there already.
+            Report::RolloutFailed { image, tag } if !matches!(self.current(image), Some(Phase::Failed(_))) => {
+                self.phase(image, Phase::Failed(format!("rollout of {} failed", &tag[..tag.len().min(6)])))
+            }
+            Report::RolloutFailed { .. } => {}
+            Report::Synced(s) => self.phase(&s.image, Phase::Serving { tag: s.tag.clone(), synced: s.synced }),
+            Report::SyncFallback { image, .. } => self.phase(image, Phase::Building { step: 0, of: 0, name: String::new() }),
+            Report::Iteration(s) => self.phase(&s.image, Phase::Serving { tag: s.tag.clone(), synced: 0 }),
+        }
+    }
+
     /// A decision's report.
     pub fn report(&self, r: &Report) {
+        self.track(r);
         match r {
             Report::Unchanged { image, tag } => {
                 self.emit(&format!("{image}: unchanged ({tag}), nothing to do"), json!({"event": "unchanged", "image": image, "tag": tag}))
@@ -146,6 +248,7 @@ mod tests {
     use super::*;
     use crate::engine::decide::PodStages;
     use crate::test_util::SharedBuf;
+    use board::Phase;
 
     fn summary() -> Summary {
         Summary {
@@ -208,5 +311,31 @@ mod tests {
         assert_eq!(lines[0]["build_ms"], 812);
         assert_eq!((lines[0]["export_ms"].as_u64(), lines[0]["pod_running_ms"].as_u64(), lines[0]["pod_ready_ms"].as_u64()), (Some(120), Some(700), Some(1850)));
         assert_eq!(lines[1]["message"], "GET / 200");
+    }
+
+    #[test]
+    fn reports_move_the_status_block_and_lines_without_a_block_stay_plain() {
+        let buf = SharedBuf::default();
+        let ui = Ui::with_board(Box::new(buf.clone()), 100);
+        ui.phase("hello", Phase::Watching);
+        ui.report(&Report::Building { image: "hello".into(), tag: "a1b2c3d4e5".into() });
+        assert!(matches!(ui.current("hello"), Some(Phase::Building { .. })));
+        ui.report(&Report::Iteration(summary()));
+        assert_eq!(ui.current("hello"), Some(Phase::Serving { tag: "a1b2c3d4e5".into(), synced: 0 }));
+        ui.hashing("hello");
+        ui.report(&Report::Unchanged { image: "hello".into(), tag: "a1b2c3d4e5".into() });
+        assert_eq!(ui.current("hello"), Some(Phase::Serving { tag: "a1b2c3d4e5".into(), synced: 0 }), "back to serving");
+        ui.report(&Report::Failed { image: "hello".into(), tag: None, error: "Dockerfile:3: RUN false\nlogs".into() });
+        assert_eq!(ui.current("hello"), Some(Phase::Failed("Dockerfile:3: RUN false".into())));
+        // Every line was written above the block: the text ends with the block's one row.
+        let text = buf.text();
+        assert!(text.ends_with("✗ hello  failed: Dockerfile:3: RUN false\n"), "{text:?}");
+        assert!(text.contains(&format!("\x1b[1A\x1b[J{}\n", summary_line(&summary()))), "{text:?}");
+
+        let plain = SharedBuf::default();
+        let ui = Ui::new(false, Box::new(plain.clone()));
+        ui.phase("hello", Phase::Watching);
+        ui.report(&Report::Iteration(summary()));
+        assert_eq!((plain.text(), ui.current("hello")), (format!("{}\n", summary_line(&summary())), None));
     }
 }

@@ -26,12 +26,16 @@ struct Step {
     partial: String,
 }
 
+/// Told (step number, steps known so far, step name) when a step starts running.
+pub type OnStart = Box<dyn FnMut(usize, usize, &str) + Send>;
+
 /// Accumulates status updates and prints step lines to `out`.
 pub struct Progress {
     steps: HashMap<String, Step>,
     out: Box<dyn Write + Send>,
     prefix: String,
     verbose: bool,
+    on_start: Option<OnStart>,
 }
 
 /// A failed step: its name, error and last log lines.
@@ -52,11 +56,18 @@ fn seconds(t: &Option<Timestamp>) -> Option<f64> {
 impl Progress {
     /// Prints to `out`, each line prefixed (e.g. with the image name). `verbose` also prints log lines.
     pub fn new(out: Box<dyn Write + Send>, prefix: &str, verbose: bool) -> Self {
-        Progress { steps: HashMap::new(), out, prefix: prefix.to_string(), verbose }
+        Progress { steps: HashMap::new(), out, prefix: prefix.to_string(), verbose, on_start: None }
+    }
+
+    /// Also tells `f` (step number, steps known so far, step name) each time a step starts running.
+    pub fn on_start(mut self, f: OnStart) -> Self {
+        self.on_start = Some(f);
+        self
     }
 
     /// Folds one status message in, printing what changed.
     pub fn update(&mut self, resp: &StatusResponse) {
+        let mut begun = Vec::new();
         for v in &resp.vertexes {
             let next = self.steps.len() + 1;
             let step = self.steps.entry(v.digest.clone()).or_insert_with(|| Step { number: next, ..Default::default() });
@@ -72,6 +83,7 @@ impl Progress {
             if v.started.is_some() && !step.started && !step.completed && !v.cached && v.completed.is_none() {
                 step.started = true;
                 let _ = writeln!(self.out, "{}#{number} {name}", self.prefix);
+                begun.push((number, name.clone()));
             }
             if v.completed.is_some() && !step.completed {
                 step.completed = true;
@@ -85,6 +97,12 @@ impl Progress {
                     format!("DONE {:.1}s", d.max(0.0))
                 };
                 let _ = writeln!(self.out, "{}#{number} {name} {status}", self.prefix);
+            }
+        }
+        let known = self.steps.len();
+        if let Some(f) = self.on_start.as_mut() {
+            for (number, name) in begun {
+                f(number, known, &name);
             }
         }
         for st in &resp.statuses {
@@ -174,6 +192,23 @@ mod tests {
 
     fn ts(s: i64) -> Option<Timestamp> {
         Some(Timestamp { seconds: s, nanos: 0 })
+    }
+
+    #[test]
+    fn a_running_step_is_told_once_with_its_number_and_the_steps_known() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let mut p = Progress::new(Box::new(std::io::sink()), "", false)
+            .on_start(Box::new(move |n, of, name| log.lock().unwrap().push(format!("{n}/{of} {name}"))));
+        let v = |d: &str, name: &str, cached, started| Vertex { digest: d.into(), name: name.into(), cached, started, ..Default::default() };
+        p.update(&StatusResponse {
+            vertexes: vec![v("a", "[1/2] FROM base", true, ts(1)), v("b", "[2/2] RUN make", false, None), v("c", "exporting to image", false, None)],
+            ..Default::default()
+        });
+        p.update(&StatusResponse { vertexes: vec![v("b", "[2/2] RUN make", false, ts(2))], ..Default::default() });
+        p.update(&StatusResponse { vertexes: vec![v("b", "[2/2] RUN make", false, ts(2))], ..Default::default() });
+        p.update(&StatusResponse { vertexes: vec![v("c", "exporting to image", false, ts(3))], ..Default::default() });
+        assert_eq!(*seen.lock().unwrap(), vec!["2/3 [2/2] RUN make", "3/3 exporting to image"], "a cached step is not running");
     }
 
     #[test]

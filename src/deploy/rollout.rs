@@ -38,6 +38,16 @@ pub const REFUSED_PULL_GRACE: Duration = Duration::from_secs(30);
 /// taint, so a taint the user set is given the same wait.
 pub const TAINTED_NODE_GRACE: Duration = Duration::from_secs(60);
 
+/// Told (Deployment, what its rollout waits for).
+pub type OnProgress = std::sync::Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+tokio::task_local! {
+    /// Where [`watch`] tells (Deployment, what it waits for) each time that changes, when the caller set it
+    /// (`up`'s status block). A task-local, so the deploy paths between `up` and the watch (manifests, patch,
+    /// Helm) need not all carry it.
+    pub static ON_PROGRESS: OnProgress;
+}
+
 /// Why a rollout failed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
@@ -331,6 +341,7 @@ pub async fn watch(
                 Verdict::Progressing(what) => {
                     if what != last {
                         tracing::info!(deployment = name, "{what}");
+                        let _ = ON_PROGRESS.try_with(|f| f(name, &what));
                         last = what;
                     }
                 }

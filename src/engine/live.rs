@@ -35,6 +35,7 @@ fn pod_watch(ctx: &Arc<Ctx>, image: &str) -> Arc<PodWatch> {
 /// Syncs `paths` into the image's Ready pods (`only`: these pods) and reports the result to the core.
 pub(super) async fn sync_worker(ctx: Arc<Ctx>, image: String, paths: BTreeSet<String>, only: Option<BTreeSet<String>>) {
     let started = Instant::now();
+    ctx.ui.phase(&image, crate::ui::board::Phase::Syncing);
     // Dropping the sync on timeout drops its exec streams, which ends them in the containers' runtimes.
     let result = tokio::time::timeout(sync::TIMEOUT, run(&ctx, &image, &paths, only.as_ref())).await.unwrap_or(Err(sync::Error::Timeout));
     let ev = match result {

@@ -21,7 +21,7 @@ use crate::deploy::{self, KubeOptions, Target};
 use crate::deliver::Destination;
 use crate::filter::Filter;
 use crate::hash::merkle::Tree;
-use crate::ui::Ui;
+use crate::ui::{board::Phase, Ui};
 use crate::{forward, registry, watch};
 
 /// Choices for `up`.
@@ -107,7 +107,11 @@ fn watched(cfg: &Config, lenient: bool) -> Result<Vec<watch::Watched>, Error> {
 /// Runs the loop until Ctrl-C (or `stop` is cancelled).
 pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result<(), Error> {
     let target = deploy::connect(&cfg.kube, &opts.kube).await?;
-    let ui = Ui::stdout(opts.json);
+    // With -v, BuildKit's steps go to stderr line by line; a block redrawn on stdout would be torn by them.
+    let ui = Ui::stdout(opts.json, !opts.verbose);
+    for img in &cfg.images {
+        ui.phase(&img.name, Phase::Watching);
+    }
     ui.line("devloop", "start", &format!("context {}, namespace {}; watching {} image(s)", target.context, target.namespace, cfg.images.len()));
     if !cfg.deploys.is_empty() {
         // Not fatal: the loop outlives an API server that is down now; the apply then reports the error.
@@ -140,6 +144,7 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
         let listener = forward::bind(&f.deployment, f.local).await.map_err(|e| Error::Usage(e.to_string()))?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(f.local);
         ui.line(&f.deployment, "forward", &format!("forwarding http://127.0.0.1:{port} -> deployment {}/{}:{}", target.namespace, f.deployment, f.remote));
+        ui.forward_url(&f.deployment, &format!("http://127.0.0.1:{port}"));
         tasks.spawn(forward::serve(listener, target.clone(), f.deployment.clone(), f.remote, ui.clone(), stop.child_token()));
     }
 
@@ -337,6 +342,7 @@ async fn reload(ctx: &Ctx) -> Option<Event> {
 /// freshly read filter.
 async fn hash_worker(ctx: Arc<Ctx>, image: String, scope: Scope) {
     let started = Instant::now();
+    ctx.ui.hashing(&image);
     let cfg = ctx.config();
     let kept = ctx.kept(&image);
     let worker = ctx.clone();
@@ -438,7 +444,11 @@ async fn build_inner(ctx: &Ctx, image: &str, tag: &str, filter: &Hashed) -> Resu
         }
     };
     let out: Box<dyn std::io::Write + Send> = if ctx.verbose { Box::new(std::io::stderr()) } else { Box::new(std::io::sink()) };
-    let mut progress = Progress::new(out, &format!("{image}: "), ctx.verbose);
+    let (ui, name) = (ctx.ui.clone(), image.to_string());
+    let mut progress = Progress::new(out, &format!("{image}: "), ctx.verbose).on_start(Box::new(move |step, of, what| {
+        let export = what.starts_with("exporting") || what.starts_with("pushing");
+        ui.phase(&name, if export { Phase::Pushing } else { Phase::Building { step, of, name: what.to_string() } });
+    }));
     let spec = BuildSpec { image: img, filter, reference: destination.build_reference(image, tag), destination: &destination };
     let built = buildkit::build(&mut client, &spec, &mut progress).await?;
     Ok((built.digest, built.steps, false, built.export))
@@ -452,24 +462,32 @@ async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String
     references.insert(image.clone(), reference.clone());
     let mut rolled = Vec::new();
     let mut attempt = 0;
-    let result = loop {
-        let mut lines = LineWriter { ui: ctx.ui.clone(), image: image.clone(), buf: Vec::new() };
-        let r = super::deploy::deploy_image(&cfg, &ctx.target, &image, &references, &mut lines, &mut rolled).await;
-        match r {
-            Err(ref e) if api_unreachable(e) && !logs.is_cancelled() => {
-                // The API server is down (restarting, a laptop waking up): wait and try again.
-                let wait = Duration::from_secs(1 << attempt.min(4));
-                ctx.ui.line(&image, "retry", &format!("the API server is unreachable ({e}); retrying in {}s", wait.as_secs()));
-                tokio::select! {
-                    _ = logs.cancelled() => break r,
-                    _ = tokio::time::sleep(wait) => {}
+    ctx.ui.phase(&image, Phase::RollingOut(String::new()));
+    let (ui, name) = (ctx.ui.clone(), image.clone());
+    let progress: deploy::rollout::OnProgress = Arc::new(move |deployment, what| ui.phase(&name, Phase::RollingOut(format!("{deployment}: {what}"))));
+    // The rollout watch tells the status block what it waits for.
+    let deploying = async {
+        loop {
+            let mut lines = LineWriter { ui: ctx.ui.clone(), image: image.clone(), buf: Vec::new() };
+            let r = super::deploy::deploy_image(&cfg, &ctx.target, &image, &references, &mut lines, &mut rolled).await;
+            match r {
+                Err(ref e) if api_unreachable(e) && !logs.is_cancelled() => {
+                    // The API server is down (restarting, a laptop waking up): wait and try again.
+                    let wait = Duration::from_secs(1 << attempt.min(4));
+                    ctx.ui.line(&image, "retry", &format!("the API server is unreachable ({e}); retrying in {}s", wait.as_secs()));
+                    tokio::select! {
+                        _ = logs.cancelled() => break r,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    attempt += 1;
+                    rolled.clear();
                 }
-                attempt += 1;
-                rolled.clear();
+                r => break r,
             }
-            r => break r,
         }
     };
+    let result = deploy::rollout::ON_PROGRESS.scope(progress, deploying).await;
+    ctx.ui.deployments(&image, &rolled.iter().map(|r| r.deployment.clone()).collect::<Vec<_>>());
     let ok = match result {
         Ok(ok) => ok,
         Err(e) => {
@@ -519,6 +537,11 @@ impl std::io::Write for LineWriter {
             let line = line.trim_end();
             let text = line.strip_prefix(&format!("{}: ", self.image)).unwrap_or(line);
             self.ui.line(&self.image, "deploy", text);
+            // "rollout of deployment ns/x FAILED after 3.1s: CrashLoopBackOff (pod …): …": the reason goes on
+            // the status block.
+            if let Some((_, why)) = text.split_once(" FAILED after ").and_then(|(_, rest)| rest.split_once(": ")) {
+                self.ui.phase(&self.image, Phase::Failed(format!("rollout: {why}")));
+            }
         }
         Ok(b.len())
     }
