@@ -118,3 +118,24 @@ fn a_chart_is_installed_upgraded_and_a_crashing_upgrade_rolled_back() {
     let (out, _) = p.ok(&["down"]);
     assert!(out.contains(&format!("down: helm release {}/{} is not installed", ns.0, p.name)), "{out}");
 }
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn up_with_cleanup_uninstalls_the_release_on_ctrl_c() {
+    let ns = Namespace::new("helm-cleanup");
+    let p = helm_project(&ns.0, "");
+    let mut up = Up::start_with(&p, &["--cleanup"]);
+    up.wait("iteration", 120);
+    assert_eq!(listed(&ns.0, &p.name).0, 1);
+    one_pod(&ns.0, &p.name);
+    up.interrupt();
+    up.quiet_for(std::time::Duration::from_millis(200));
+    let cleanup = up.seen.iter().find(|v| v["event"] == "cleanup").unwrap_or_else(|| panic!("no cleanup: {:#?}", up.seen)).clone();
+    assert_eq!(cleanup["message"].as_str().unwrap(), format!("helm release {}/{} uninstalled", ns.0, p.name), "{cleanup}");
+    let out = std::process::Command::new("helm").args(["list", "-n", &ns.0, "--kube-context", "devloop-local", "-q"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty(), "the release is still listed");
+    eventually("the release's pods gone", 60, || match live_pods(&ns.0, &p.name).as_slice() {
+        [] => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+}

@@ -177,6 +177,8 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
     let mut logs: HashMap<String, CancellationToken> = HashMap::new();
     // The manifest sets a deploy was started with: `--cleanup` deletes them even if no rollout succeeded.
     let mut applied: BTreeSet<ManifestSource> = BTreeSet::new();
+    // …and the Helm releases: `--cleanup` uninstalls them.
+    let mut releases: Vec<crate::config::Helm> = Vec::new();
     let _ = events_tx.send(Event::Changed { changes: all, outside: Default::default(), at: Instant::now() }).await;
     loop {
         let evs = tokio::select! {
@@ -217,8 +219,12 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
                             old.cancel(); // the previous pods' logs
                         }
                         for d in ctx.config().deploys.iter().filter(|d| d.image == image) {
-                            if let DeployTarget::Manifests(source) = &d.target {
-                                applied.insert(source.clone());
+                            match &d.target {
+                                DeployTarget::Manifests(source) => {
+                                    applied.insert(source.clone());
+                                }
+                                DeployTarget::Helm(h) if !releases.iter().any(|r| r.release == h.release) => releases.push(h.clone()),
+                                _ => {}
                             }
                         }
                         tasks.spawn(deploy_worker(ctx.clone(), image, tag, digest, token));
@@ -237,7 +243,7 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     if opts.cleanup {
-        cleanup(&ctx, &applied).await;
+        cleanup(&ctx, &applied, &releases).await;
     } else {
         super::live::left_as_they_are(&ui, &state);
     }
@@ -578,10 +584,19 @@ async fn follow_logs(ctx: &Ctx, deployment: &str, image: &str, reference: &str, 
     }
 }
 
-/// `--cleanup`: delete the objects of every manifest set a deploy was started with, whether or not its
-/// rollout succeeded (a crashing first rollout still created them).
-async fn cleanup(ctx: &Ctx, applied: &BTreeSet<ManifestSource>) {
+/// `--cleanup`: delete the objects of every manifest set a deploy was started with and uninstall every Helm
+/// release, whether or not its rollout succeeded (a crashing first rollout still created them).
+async fn cleanup(ctx: &Ctx, applied: &BTreeSet<ManifestSource>, releases: &[crate::config::Helm]) {
     let cfg = ctx.config();
+    let ns = &ctx.target.namespace;
+    for h in releases {
+        let line = match deploy::helm::uninstall(h, ns, &ctx.target.context).await {
+            Ok(true) => format!("helm release {ns}/{} uninstalled", h.release),
+            Ok(false) => format!("helm release {ns}/{} was not installed", h.release),
+            Err(e) => format!("uninstalling helm release {ns}/{} failed: {e}", h.release),
+        };
+        ctx.ui.line("devloop", "cleanup", &line);
+    }
     for source in applied {
         let what = source.to_string();
         match super::deploy::delete_manifests(&cfg, &ctx.target, source).await {
