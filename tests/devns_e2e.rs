@@ -62,6 +62,27 @@ fn two_users_get_their_own_namespaces_and_down_removes_only_ones_own() {
 
 #[test]
 #[ignore = "needs the local stack: run scripts/test"]
+fn git_user_comes_from_the_repositorys_own_git_email() {
+    let n = nonce();
+    let ns = Namespace(format!("dev-carol-smith-{n}"));
+    let p = manifest_project("dev-{git-user}", "");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git").args(args).current_dir(p.dir.path()).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    git(&["init", "-q"]);
+    // The repository's own setting (not the machine's global one): a mixed-case, dotted local part.
+    git(&["config", "user.email", &format!("Carol.Smith+{n}@example.com")]);
+    let (out, _) = p.ok(&["deploy"]);
+    assert!(out.contains(&format!("namespace {} created", ns.0)), "{out}");
+    assert!(out.contains(&format!("rollout of deployment {}/hello done", ns.0)), "{out}");
+    assert_eq!(label(&ns.0), "devloop");
+    let (out, _) = p.ok(&["down"]);
+    assert!(out.contains(&format!("namespace {} deleted", ns.0)), "{out}");
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
 fn down_keeps_a_namespace_devloop_did_not_create() {
     let ns = Namespace::new("devns-pre");
     let p = manifest_project(&ns.0, "");
