@@ -106,7 +106,7 @@ impl Ui {
     }
 
     /// To stdout; with a status block when `board` is asked for, the output is text and stdout is a
-    /// terminal. The block's running clocks are redrawn twice a second while the `Ui` lives.
+    /// terminal. While an image is at work its running clock is redrawn twice a second.
     pub fn stdout(json: bool, board: bool) -> Self {
         if json || !board || !board::wanted() {
             return Self::new(json, Box::new(std::io::stdout()));
@@ -115,9 +115,14 @@ impl Ui {
         let ui = Ui { json, out: Arc::new(Mutex::new(Sink { w: Box::new(std::io::stdout()), board: Some(Board::default()), width })) };
         let sink = Arc::downgrade(&ui.out);
         std::thread::spawn(move || {
-            while let Some(sink) = sink.upgrade() {
-                sink.lock().expect("not poisoned").draw(None);
-                drop(sink);
+            while let Some(strong) = sink.upgrade() {
+                {
+                    let mut out = strong.lock().expect("not poisoned");
+                    if out.board.as_ref().is_some_and(Board::busy) {
+                        out.draw(None);
+                    }
+                }
+                drop(strong); // the last `Ui` may go while this sleeps
                 std::thread::sleep(Duration::from_millis(500));
             }
         });

@@ -139,19 +139,20 @@ fn refused_pull_with_secrets(pod: &Pod, f: &Failure) -> bool {
         && (m.contains("401 unauthorized") || m.contains("403 forbidden") || m.contains("unauthorized:"))
 }
 
-/// How long `f`, shown by `pod`, may last before it counts: failures that can clear by themselves get a
-/// grace, the others none.
-fn grace(pod: &Pod, f: &Failure) -> Option<Duration> {
+/// Failures that can clear by themselves: their kind (a refused pull shows as ErrImagePull and
+/// ImagePullBackOff in turn, one grace for both) and how long they may last before they count.
+fn grace(pod: &Pod, f: &Failure) -> Option<(&'static str, Duration)> {
     if refused_pull_with_secrets(pod, f) {
-        Some(REFUSED_PULL_GRACE)
+        Some(("refused pull", REFUSED_PULL_GRACE))
     } else if f.reason == "Unschedulable" && f.message.contains("taint") {
-        Some(TAINTED_NODE_GRACE)
+        Some(("tainted node", TAINTED_NODE_GRACE))
     } else {
         None
     }
 }
 
-/// [`assess`], where `tolerated(pod name, reason)` says that a failure with a [`grace`] is not one yet.
+/// [`assess`], where `tolerated(pod name, kind)` says that a failure with a [`grace`] of that kind is not one
+/// yet.
 pub fn assess_with(dep: &Deployment, pods: &[Pod], refs: &[String], tolerated: &dyn Fn(&str, &str) -> bool) -> Verdict {
     let status = dep.status.clone().unwrap_or_default();
     let generation = dep.metadata.generation.unwrap_or(0);
@@ -175,7 +176,7 @@ pub fn assess_with(dep: &Deployment, pods: &[Pod], refs: &[String], tolerated: &
     new_pods.sort_by_key(|p| p.metadata.name.clone());
     for pod in &new_pods {
         if let Some(f) = pod_failure(pod) {
-            if grace(pod, &f).is_some() && tolerated(pod.metadata.name.as_deref().unwrap_or_default(), &f.reason) {
+            if grace(pod, &f).is_some_and(|(kind, _)| tolerated(pod.metadata.name.as_deref().unwrap_or_default(), kind)) {
                 continue;
             }
             return Verdict::Failed(f);
@@ -293,8 +294,8 @@ pub async fn watch(
     let mut pods: HashMap<String, Pod> = HashMap::new();
     let mut last = String::from("waiting for the first status");
     let mut timeline = Timeline::default();
-    // When each pod was first seen with a failure that may clear by itself (see [`grace`]), by pod and reason.
-    let mut waiting: HashMap<(String, String), (std::time::Instant, Duration)> = HashMap::new();
+    // When each pod was first seen with a failure that may clear by itself (see [`grace`]), by pod and kind.
+    let mut waiting: HashMap<(String, &'static str), (std::time::Instant, Duration)> = HashMap::new();
     // Nothing may change while a grace runs out (an unschedulable pod gets no new events): judge again each second.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -327,15 +328,15 @@ pub async fn watch(
             let list: Vec<Pod> = pods.values().cloned().collect();
             for p in &list {
                 let Some(f) = pod_failure(p) else { continue };
-                let Some(g) = grace(p, &f) else { continue };
+                let Some((kind, g)) = grace(p, &f) else { continue };
                 let pod = p.metadata.name.clone().unwrap_or_default();
-                waiting.entry((pod.clone(), f.reason.clone())).or_insert_with(|| {
+                waiting.entry((pod.clone(), kind)).or_insert_with(|| {
                     tracing::info!(pod, reason = f.reason, "{}; waiting up to {} for it to clear", f.message, humantime::format_duration(g));
                     (std::time::Instant::now(), g)
                 });
             }
-            let tolerated = |pod: &str, reason: &str| {
-                waiting.get(&(pod.to_string(), reason.to_string())).is_some_and(|(t, g)| t.elapsed() < *g)
+            let tolerated = |pod: &str, kind: &str| {
+                waiting.iter().any(|((p, k), (t, g))| p == pod && *k == kind && t.elapsed() < *g)
             };
             match assess_with(d, &list, refs, &tolerated) {
                 Verdict::Progressing(what) => {

@@ -109,6 +109,11 @@ impl Board {
         }
     }
 
+    /// Whether any image is at work (its row shows a running clock, so it is worth redrawing).
+    pub fn busy(&self) -> bool {
+        self.rows.values().any(|r| r.phase.busy())
+    }
+
     /// The phase `image` is in.
     pub fn phase(&self, image: &str) -> Option<&Phase> {
         self.rows.get(image).map(|r| &r.phase)

@@ -111,7 +111,7 @@ fn a_refused_pull_of_a_pod_with_pull_secrets_may_wait_for_the_kubelets_retry() {
         "state": {"waiting": {"reason": "ErrImagePull", "message": "failed to resolve reference: pulling from host r failed with status code [manifests sha256:1]: 401 Unauthorized"}}}]});
     let mut with_secret = pod("n", NEW, refused.clone());
     with_secret.spec.as_mut().unwrap().image_pull_secrets = Some(vec![k8s_openapi::api::core::v1::LocalObjectReference { name: "s".into() }]);
-    assert_eq!(reason(&assess_with(&dep, std::slice::from_ref(&with_secret), &refs, &|p, r| p == "n" && r == "ErrImagePull")), "progressing");
+    assert_eq!(reason(&assess_with(&dep, std::slice::from_ref(&with_secret), &refs, &|p, r| p == "n" && r == "refused pull")), "progressing");
     assert_eq!(reason(&assess_with(&dep, &[with_secret], &refs, &|_, _| false)), "ErrImagePull", "after the grace");
     // Without pull secrets there is nothing to wait for; other pull errors are not refusals.
     assert_eq!(reason(&assess_with(&dep, &[pod("n", NEW, refused)], &refs, &|_, _| true)), "ErrImagePull");
@@ -129,7 +129,7 @@ fn a_pod_unschedulable_for_a_nodes_taint_waits_for_it_to_clear_and_other_reasons
     };
     // The message 1.34's scheduler gives while the node lifecycle controller has tainted a node it lost touch with.
     let tainted = unschedulable("0/1 nodes are available: 1 node(s) had untolerated taint(s). no new claims to deallocate");
-    assert_eq!(reason(&assess_with(&dep, std::slice::from_ref(&tainted), &refs, &|p, r| p == "n" && r == "Unschedulable")), "progressing");
+    assert_eq!(reason(&assess_with(&dep, std::slice::from_ref(&tainted), &refs, &|p, r| p == "n" && r == "tainted node")), "progressing");
     assert_eq!(reason(&assess_with(&dep, &[tainted], &refs, &|_, _| false)), "Unschedulable", "after the grace");
     let full = unschedulable("0/1 nodes are available: 1 Insufficient cpu.");
     assert_eq!(reason(&assess_with(&dep, &[full], &refs, &|_, _| true)), "Unschedulable", "no grace for a pod too big for any node");

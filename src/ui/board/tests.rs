@@ -49,8 +49,10 @@ fn a_change_that_changes_nothing_goes_back_to_what_the_image_did() {
     b.set("hello", Phase::Serving { tag: "t1".into(), synced: 0 });
     b.hashing("hello");
     assert_eq!(b.phase("hello"), Some(&Phase::Hashing));
+    assert!(b.busy());
     b.settle("hello");
     assert_eq!(b.phase("hello"), Some(&Phase::Serving { tag: "t1".into(), synced: 0 }));
+    assert!(!b.busy(), "an idle block needs no redrawing");
     b.set("hello", Phase::Failed("boom".into()));
     b.hashing("hello");
     b.settle("hello");
