@@ -56,6 +56,10 @@ enum Command {
         /// Ignore [[image.sync]] rules: every change builds and rolls out.
         #[arg(long)]
         no_sync: bool,
+        /// Serve a read-only status page (images, last failures, a chart of the last iterations) on ADDR;
+        /// alone, on a free port of 127.0.0.1. The URL is printed.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:0")]
+        ui: Option<std::net::SocketAddr>,
     },
     /// The pre-push check: build, deploy into a throwaway namespace, run [check] commands, clean up.
     Check {
@@ -406,8 +410,15 @@ async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt) -> Result<bool, 
         Command::Down { kube } => {
             engine::down::down(cfg, &kube.options(cfg)?, &mut stdout).await?;
         }
-        Command::Up { kube, json, cleanup, no_sync } => {
-            let opts = engine::up::UpOptions { kube: kube.options(cfg)?, json: *json, cleanup: *cleanup, verbose: cli.verbose > 0, no_sync: *no_sync };
+        Command::Up { kube, json, cleanup, no_sync, ui } => {
+            let opts = engine::up::UpOptions {
+                kube: kube.options(cfg)?,
+                json: *json,
+                cleanup: *cleanup,
+                verbose: cli.verbose > 0,
+                no_sync: *no_sync,
+                ui: *ui,
+            };
             // SIGINT (Ctrl-C) or SIGTERM stops the loop.
             engine::up::up(cfg.clone(), opts, intr.stop().clone()).await?;
         }

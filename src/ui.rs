@@ -3,6 +3,7 @@
 //! ([`board`]) stays below the lines.
 
 pub mod board;
+pub mod page;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,8 @@ use board::{Board, Phase};
 pub struct Ui {
     json: bool,
     out: Arc<Mutex<Sink>>,
+    /// The status page's state (`up --ui`), told everything the terminal is.
+    page: Option<Arc<page::Hub>>,
 }
 
 /// The writer and, on a terminal, the status block drawn below what it wrote.
@@ -97,12 +100,12 @@ pub fn state_line(s: &SyncSummary) -> String {
 impl Ui {
     /// Text (or JSON lines) to `out`.
     pub fn new(json: bool, out: Box<dyn Write + Send>) -> Self {
-        Ui { json, out: Arc::new(Mutex::new(Sink { w: out, board: None, width: Box::new(|| 80) })) }
+        Ui { json, out: Arc::new(Mutex::new(Sink { w: out, board: None, width: Box::new(|| 80) })), page: None }
     }
 
     /// Text to `out` with a status block `width` columns wide below it (as on a terminal).
     pub fn with_board(out: Box<dyn Write + Send>, width: usize) -> Self {
-        Ui { json: false, out: Arc::new(Mutex::new(Sink { w: out, board: Some(Board::default()), width: Box::new(move || width) })) }
+        Ui { json: false, out: Arc::new(Mutex::new(Sink { w: out, board: Some(Board::default()), width: Box::new(move || width) })), page: None }
     }
 
     /// To stdout; with a status block when `board` is asked for, the output is text and stdout is a
@@ -112,7 +115,7 @@ impl Ui {
             return Self::new(json, Box::new(std::io::stdout()));
         }
         let width = Box::new(|| board::terminal_width().unwrap_or(80));
-        let ui = Ui { json, out: Arc::new(Mutex::new(Sink { w: Box::new(std::io::stdout()), board: Some(Board::default()), width })) };
+        let ui = Ui { json, out: Arc::new(Mutex::new(Sink { w: Box::new(std::io::stdout()), board: Some(Board::default()), width })), page: None };
         let sink = Arc::downgrade(&ui.out);
         std::thread::spawn(move || {
             while let Some(strong) = sink.upgrade() {
@@ -129,7 +132,21 @@ impl Ui {
         ui
     }
 
+    /// Tells `hub` (the status page) everything from now on, as well as the terminal.
+    pub fn with_page(mut self, hub: Arc<page::Hub>) -> Self {
+        self.page = Some(hub);
+        self
+    }
+
+    /// The status page is served at `url`.
+    pub fn page_url(&self, url: &str) {
+        self.emit(&format!("devloop: status page at {url}"), json!({"event": "ui", "url": url}));
+    }
+
     fn emit(&self, text: &str, value: Value) {
+        if let Some(hub) = &self.page {
+            hub.record(&value);
+        }
         let mut out = self.out.lock().expect("not poisoned");
         if self.json {
             let _ = writeln!(out.w, "{value}");
@@ -140,7 +157,10 @@ impl Ui {
     }
 
     /// Changes the status block, when there is one: `f` gets the board.
-    fn board(&self, f: impl FnOnce(&mut Board)) {
+    fn board(&self, f: impl Fn(&mut Board)) {
+        if let Some(hub) = &self.page {
+            hub.board(&f);
+        }
         let mut out = self.out.lock().expect("not poisoned");
         if let Some(b) = out.board.as_mut() {
             f(b);
@@ -150,7 +170,7 @@ impl Ui {
 
     /// Puts `image` in `phase` on the status block.
     pub fn phase(&self, image: &str, phase: Phase) {
-        self.board(|b| b.set(image, phase));
+        self.board(|b| b.set(image, phase.clone()));
     }
 
     /// `image` is being hashed (on the status block, unless it is busy with a build or rollout).
@@ -168,9 +188,10 @@ impl Ui {
         self.board(|b| b.forward(deployment, url));
     }
 
-    /// The phase of `image` on the status block (none without a block).
+    /// The phase of `image` on the status block (or the page's, without a block; none without either).
     pub fn current(&self, image: &str) -> Option<Phase> {
-        self.out.lock().expect("not poisoned").board.as_ref().and_then(|b| b.phase(image).cloned())
+        let on_terminal = self.out.lock().expect("not poisoned").board.as_ref().and_then(|b| b.phase(image).cloned());
+        on_terminal.or_else(|| self.page.as_ref().and_then(|hub| hub.phase(image)))
     }
 
     /// A free-form line about an image (deploy steps, log lines, forwards).
@@ -182,7 +203,7 @@ impl Ui {
     fn track(&self, r: &Report) {
         let first = |e: &str| e.lines().next().unwrap_or("").to_string();
         match r {
-            Report::Unchanged { image, .. } => self.board(|b| b.settle(image)),
+            Report::Unchanged { image, tag } => self.board(|b| b.unchanged(image, tag)),
             Report::Building { image, .. } => self.phase(image, Phase::Building { step: 0, of: 0, name: String::new() }),
             Report::Stale { image, .. } => self.phase(image, Phase::Hashing),
             Report::Superseded { .. } => {}
@@ -201,6 +222,15 @@ impl Ui {
     /// A decision's report.
     pub fn report(&self, r: &Report) {
         self.track(r);
+        if let Some(hub) = &self.page {
+            match r {
+                Report::Iteration(s) => hub.iteration(s),
+                Report::Synced(s) => hub.synced(s),
+                Report::Failed { image, tag, error } => hub.failed(image, tag.as_deref(), Some(error)),
+                Report::RolloutFailed { image, tag } => hub.failed(image, Some(tag), None),
+                _ => {}
+            }
+        }
         match r {
             Report::Unchanged { image, tag } => {
                 self.emit(&format!("{image}: unchanged ({tag}), nothing to do"), json!({"event": "unchanged", "image": image, "tag": tag}))
@@ -226,7 +256,7 @@ impl Ui {
             Report::Synced(s) => self.emit(
                 &format!("{}\n{}", sync_line(s), state_line(s)),
                 json!({"event": "sync", "image": s.image, "files": s.files, "deleted": s.deleted, "pods": s.pods, "replay": s.replay,
-                       "sync_ms": ms(s.sync), "hash_ms": ms(s.hash), "total_ms": ms(s.total), "tag": s.tag, "synced": s.synced,
+                       "debounce_ms": ms(s.debounce), "sync_ms": ms(s.sync), "hash_ms": ms(s.hash), "total_ms": ms(s.total), "tag": s.tag, "synced": s.synced,
                        "content": s.content}),
             ),
             Report::SyncFallback { image, error, for_good } => self.emit(
@@ -238,7 +268,7 @@ impl Ui {
             ),
             Report::Iteration(s) => self.emit(
                 &summary_line(s),
-                json!({"event": "iteration", "image": s.image, "tag": s.tag, "hash_ms": ms(s.hash), "build_ms": ms(s.build),
+                json!({"event": "iteration", "image": s.image, "tag": s.tag, "debounce_ms": ms(s.debounce), "hash_ms": ms(s.hash), "build_ms": ms(s.build),
                        "steps": s.steps.0, "cached_steps": s.steps.1, "registry_hit": s.registry_hit,
                        "export_ms": s.export.map(ms), "rollout_ms": ms(s.rollout),
                        "pod_created_ms": s.pod.created.map(ms), "pod_running_ms": s.pod.running.map(ms),
@@ -267,6 +297,7 @@ mod tests {
             rollout: Duration::from_millis(1900),
             pod: PodStages { created: Some(Duration::from_millis(30)), running: Some(Duration::from_millis(700)), ready: Some(Duration::from_millis(1850)) },
             total: Duration::from_millis(2800),
+            debounce: Duration::from_millis(150),
         }
     }
 

@@ -246,9 +246,12 @@ pub struct Batch {
     pub config: bool,
     /// Changes were dropped (queue overflow, a notify error): every image must be rescanned and the config
     /// read again.
-    pub everything: bool,    /// Images whose inputs outside the context tree (the Dockerfile) changed: their change needs a build,
+    pub everything: bool,
+    /// Images whose inputs outside the context tree (the Dockerfile) changed: their change needs a build,
     /// whatever else it touched.
     pub outside: BTreeSet<String>,
+    /// From its first change to its close: the debounce's share of an iteration.
+    pub waited: Duration,
 }
 
 impl Batch {
@@ -287,6 +290,7 @@ pub async fn next_batch(rx: &mut mpsc::Receiver<Change>, overflowed: &AtomicBool
         }
     }
     batch.everything = overflowed.swap(false, Ordering::Relaxed);
+    batch.waited = opened.elapsed();
     Some(batch)
 }
 

@@ -213,6 +213,15 @@ fn the_first_command_serves_the_example_and_an_edit_rolls() {
     }
     assert!(said.contains(&format!("edit {}", edit.display())), "{said}");
     assert!(eventually("the first page", 120, || get(&url)).contains("Hello from devloop"));
+    // devloop's own lines follow: one gives the status page's URL (try runs `up --ui`).
+    let page = loop {
+        let l = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("devloop printed no status page URL");
+        if let Some(u) = l.strip_prefix("devloop: status page at ") {
+            break u.to_string();
+        }
+    };
+    assert!(page.starts_with("http://127.0.0.1:"), "{page}");
+    assert!(get(&page).unwrap().contains("<title>devloop</title>"), "the status page answers");
 
     let marker = format!("edited {}", nonce());
     std::fs::write(&edit, format!("<p>{marker}</p>\n")).unwrap();

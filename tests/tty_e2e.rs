@@ -1,8 +1,13 @@
 //! `devloop up` on a real pseudo-terminal (a tmux pane of its own server): the status block at the bottom
 //! says what each image is doing, is redrawn in place (never repeated as the lines above it scroll), and
 //! follows a save through building and rolling out to serving the new tag. Run through scripts/test.
+//!
+//! With `DEVLOOP_SCREENSHOTS=DIR`, the test also writes `DIR/terminal.png` (scripts/screenshots): the pane
+//! after the save was served, rendered by the same headless Chromium the page test uses.
 
 mod common;
+#[path = "common/browser.rs"]
+mod browser;
 use common::*;
 
 use std::process::Command;
@@ -45,6 +50,26 @@ impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux").arg("-L").arg(&self.socket).arg("kill-server").status();
     }
+}
+
+/// The pane's text as a dark terminal page, status rows coloured by their marker, as a PNG.
+fn screenshot(screen: &[String], path: &std::path::Path) {
+    let escape = |l: &str| l.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let body: Vec<String> = screen
+        .iter()
+        .map(|l| match ["● ", "✗ ", "… ", "○ "].iter().position(|m| l.starts_with(m)) {
+            Some(i) => format!("<b class=m{i}>{}</b>", escape(l)),
+            None => escape(l),
+        })
+        .collect();
+    let html = format!(
+        "<!doctype html><meta charset=utf-8><style>body{{margin:0;background:#1b1d23;color:#d0d3da}}\
+         pre{{margin:0;padding:14px 16px;font:13px/1.4 'DejaVu Sans Mono',monospace}}b{{font-weight:normal}}\
+         .m0{{color:#7fd88f}}.m1{{color:#ff7b7b}}.m2{{color:#f0b45e}}.m3{{color:#9aa3b2}}</style><pre>{}</pre>",
+        body.join("\n")
+    );
+    let height = 28 + 18 * screen.len() as u32 + 10;
+    browser::render_png(&html, 1230, height, path);
 }
 
 /// The image's status row: the line that starts with a state marker and the image's name.
@@ -102,6 +127,9 @@ fn on_a_terminal_a_status_block_follows_each_image_in_place() {
         std::thread::sleep(Duration::from_millis(50));
     };
     eprintln!("served the save (states seen on the way: {busy:?}):\n{}", s.join("\n"));
+    if let Ok(dir) = std::env::var("DEVLOOP_SCREENSHOTS") {
+        screenshot(&s, &std::path::Path::new(&dir).join("terminal.png"));
+    }
     assert!(busy.contains("building") || busy.contains("rolling out"), "no work in progress was shown: {busy:?}");
     assert_eq!(row(&s, &image).len(), 1);
     assert!(s.iter().any(|l| l.starts_with(&format!("{image}  {}  hash ", &second[..6]))), "{}", s.join("\n"));

@@ -45,7 +45,8 @@ impl std::fmt::Debug for Hashed {
 pub enum Event {
     /// Inputs of these images changed (a debounced batch, or the start): what each hash must look at;
     /// `outside`: images whose inputs outside the context tree changed too (the Dockerfile).
-    Changed { changes: BTreeMap<String, Scope>, outside: BTreeSet<String>, at: Instant },
+    /// `debounce`: how long the batch waited for its burst of saves to end.
+    Changed { changes: BTreeMap<String, Scope>, outside: BTreeSet<String>, at: Instant, debounce: Duration },
     /// The config was read again: `rescan` images changed (hash them afresh), `redeploy` images' deploys
     /// changed (deploy their tag even if it is the one running), `removed` images are gone.
     Reconfigured { rescan: Vec<String>, redeploy: Vec<String>, removed: Vec<String>, at: Instant },
@@ -123,6 +124,8 @@ pub struct SyncSummary {
     pub pods: usize,
     /// A replay of the synced set into pods that came later.
     pub replay: bool,
+    /// The debounce wait of the batch it syncs (none for a replay).
+    pub debounce: Duration,
     /// The exec and transfer, across pods in parallel.
     pub sync: Duration,
     /// Hashing (only to know the content tag).
@@ -155,6 +158,8 @@ pub struct Summary {
     pub image: String,
     /// Its new tag.
     pub tag: String,
+    /// How long the batch that started it waited for the saves to stop (before `total`'s clock starts).
+    pub debounce: Duration,
     /// Time spent hashing.
     pub hash: Duration,
     /// Time spent building and pushing (zero on a registry hit).
@@ -235,13 +240,13 @@ impl State {
 pub fn step(state: &mut State, event: Event) -> Vec<Action> {
     let mut out = Vec::new();
     match event {
-        Event::Changed { changes, outside, at } => {
+        Event::Changed { changes, outside, at, debounce } => {
             for (image, scope) in changes {
                 let syncable = !outside.contains(&image) && live::covered(state, &image, &scope);
                 if syncable {
-                    live::sync(state, image, scope, at, &mut out);
+                    live::sync(state, image, scope, at, debounce, &mut out);
                 } else {
-                    changed(state, image, scope, at, &mut out);
+                    changed(state, image, scope, at, debounce, &mut out);
                 }
             }
         }
@@ -258,7 +263,7 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
                 }
             }
             for image in rescan {
-                changed(state, image, Scope::Rescan, at, &mut out);
+                changed(state, image, Scope::Rescan, at, Duration::ZERO, &mut out);
             }
         }
         Event::Hashed { image, tag, filter, took } => {
@@ -361,7 +366,7 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
             out.push(Action::Report(Report::Stale { image: image.clone(), tag, reason }));
             // The change's own event may have been hashed already (to the same tag, while it was building):
             // hash again rather than wait for a change that has come and gone.
-            changed(state, image, Scope::Paths(Default::default()), at, &mut out);
+            changed(state, image, Scope::Paths(Default::default()), at, Duration::ZERO, &mut out);
         }
         Event::RolledOut { image, tag, ok, took, at, pod } => {
             let Some(s) = state.images.get_mut(&image) else { return out };
@@ -380,6 +385,9 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
                 summary.total = s.started.map_or(took, |t0| at.saturating_duration_since(t0));
                 out.push(Action::Report(Report::Iteration(summary)));
             } else {
+                // The Deployment now asks for `tag`, whatever its pods run: going back to the last good content
+                // must deploy that again, not be taken for "unchanged".
+                s.deployed = None;
                 s.summary = Summary::default();
                 out.push(Action::Report(Report::RolloutFailed { image: image.clone(), tag: tag.clone() }));
             }
@@ -398,8 +406,12 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
 
 /// An image's inputs changed and need a build: hash now, or after the running hash (the changes wait in
 /// `pending`).
-fn changed(state: &mut State, image: String, scope: Scope, at: Instant, out: &mut Vec<Action>) {
+/// `debounce` is the batch's wait, counted in the iteration it starts.
+fn changed(state: &mut State, image: String, scope: Scope, at: Instant, debounce: Duration, out: &mut Vec<Action>) {
     let s = state.images.entry(image.clone()).or_default();
+    if s.started.is_none() {
+        s.summary.debounce = debounce;
+    }
     s.started.get_or_insert(at);
     s.pending_builds = true;
     hash(s, image, scope, out);

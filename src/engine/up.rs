@@ -21,7 +21,7 @@ use crate::deploy::{self, KubeOptions, Target};
 use crate::deliver::Destination;
 use crate::filter::Filter;
 use crate::hash::merkle::Tree;
-use crate::ui::{board::Phase, Ui};
+use crate::ui::{board::Phase, page, Ui};
 use crate::{forward, registry, watch};
 
 /// Choices for `up`.
@@ -37,6 +37,8 @@ pub struct UpOptions {
     pub verbose: bool,
     /// Ignore `[[image.sync]]`: always build.
     pub no_sync: bool,
+    /// `--ui`: serve the status page on this address.
+    pub ui: Option<std::net::SocketAddr>,
 }
 
 /// Everything the workers share.
@@ -108,11 +110,30 @@ fn watched(cfg: &Config, lenient: bool) -> Result<Vec<watch::Watched>, Error> {
 pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result<(), Error> {
     let target = deploy::connect(&cfg.kube, &opts.kube).await?;
     // With -v, BuildKit's steps go to stderr line by line; a block redrawn on stdout would be torn by them.
-    let ui = Ui::stdout(opts.json, !opts.verbose);
+    let mut ui = Ui::stdout(opts.json, !opts.verbose);
+    // Bound before anything starts, so that a taken address is an error at once.
+    let page = match opts.ui {
+        Some(addr) => {
+            let listener = page::server::bind(addr).await.map_err(|e| Error::BadFlag(format!("--ui: {e}")))?;
+            let hub = Arc::new(page::Hub::default());
+            ui = ui.with_page(hub.clone());
+            Some((listener, hub))
+        }
+        None => None,
+    };
     for img in &cfg.images {
         ui.phase(&img.name, Phase::Watching);
     }
     ui.line("devloop", "start", &format!("context {}, namespace {}; watching {} image(s)", target.context, target.namespace, cfg.images.len()));
+    let mut tasks = JoinSet::new();
+    if let Some((listener, hub)) = page {
+        let addr = listener.local_addr().map_err(|e| Error::Usage(e.to_string()))?;
+        ui.page_url(&format!("http://{addr}/"));
+        if !addr.ip().is_loopback() {
+            ui.line("devloop", "ui", &format!("the status page is read-only, but anyone who can reach {addr} can read it (build logs included)"));
+        }
+        tasks.spawn(page::server::serve(listener, hub, stop.child_token()));
+    }
     if !cfg.deploys.is_empty() {
         // Not fatal: the loop outlives an API server that is down now; the apply then reports the error.
         match deploy::namespace::ensure(&target, "up").await {
@@ -129,7 +150,6 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
     let (batch_tx, mut batches) = mpsc::channel::<watch::Batch>(16);
     let debounce = watch::Debounce { quiet: cfg.watch.debounce, max: cfg.watch.max_wait.max(cfg.watch.debounce) };
 
-    let mut tasks = JoinSet::new();
     {
         let overflowed = overflowed.clone();
         tasks.spawn(async move {
@@ -179,7 +199,7 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
     let mut applied: BTreeSet<ManifestSource> = BTreeSet::new();
     // …and the Helm releases: `--cleanup` uninstalls them.
     let mut releases: Vec<crate::config::Helm> = Vec::new();
-    let _ = events_tx.send(Event::Changed { changes: all, outside: Default::default(), at: Instant::now() }).await;
+    let _ = events_tx.send(Event::Changed { changes: all, outside: Default::default(), at: Instant::now(), debounce: Duration::ZERO }).await;
     loop {
         let evs = tokio::select! {
             _ = stop.cancelled() => break,
@@ -267,7 +287,7 @@ async fn on_batch(ctx: &Ctx, batch: watch::Batch) -> Vec<Event> {
     // The watcher of an older config may still have reported an image that is gone.
     changes.retain(|image, _| cfg.image(image).is_some());
     if !changes.is_empty() {
-        out.push(Event::Changed { changes, outside: batch.outside, at });
+        out.push(Event::Changed { changes, outside: batch.outside, at, debounce: batch.waited });
     }
     out
 }

@@ -45,6 +45,20 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// The phase's name on the status page (`rolling-out`, `serving`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Phase::Watching => "watching",
+            Phase::Hashing => "hashing",
+            Phase::Building { .. } => "building",
+            Phase::Pushing => "pushing",
+            Phase::RollingOut(_) => "rolling-out",
+            Phase::Syncing => "syncing",
+            Phase::Serving { .. } => "serving",
+            Phase::Failed(_) => "failed",
+        }
+    }
+
     /// Whether the phase is work in progress (shown with its running time, and undone by "unchanged").
     fn busy(&self) -> bool {
         !matches!(self, Phase::Watching | Phase::Serving { .. } | Phase::Failed(_))
@@ -60,6 +74,23 @@ struct Row {
     settled: Phase,
     /// The Deployments its last rollout rolled (their forwarded URLs are shown).
     deployments: Vec<String>,
+}
+
+/// One image's row, as data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowView {
+    /// The image.
+    pub image: String,
+    /// Its phase's name ([`Phase::kind`]).
+    pub state: &'static str,
+    /// What it is doing, in words (`building step 2 of 3: [2/3] RUN make`).
+    pub text: String,
+    /// Work in progress (shown with its running time).
+    pub busy: bool,
+    /// How long it has been in this phase.
+    pub since: Duration,
+    /// The forwarded URLs of the Deployments it rolled.
+    pub urls: Vec<String>,
 }
 
 /// The rows and how many lines the last drawing took.
@@ -109,6 +140,19 @@ impl Board {
         }
     }
 
+    /// The content hashes to `tag`, the one the pods run: a failure before it is undone (the edit that
+    /// broke the build was reverted), anything else goes back to what it was.
+    pub fn unchanged(&mut self, image: &str, tag: &str) {
+        let failed = self.rows.get(image).is_some_and(|r| {
+            matches!(r.phase, Phase::Failed(_)) || (r.phase == Phase::Hashing && matches!(r.settled, Phase::Failed(_)))
+        });
+        if failed {
+            self.set(image, Phase::Serving { tag: tag.to_string(), synced: 0 });
+        } else {
+            self.settle(image);
+        }
+    }
+
     /// Whether any image is at work (its row shows a running clock, so it is worth redrawing).
     pub fn busy(&self) -> bool {
         self.rows.values().any(|r| r.phase.busy())
@@ -131,21 +175,41 @@ impl Board {
         }
     }
 
+    /// Each row as data: for the status page, and for the block's lines.
+    pub fn views(&self) -> Vec<RowView> {
+        self.rows
+            .iter()
+            .map(|(image, row)| RowView {
+                image: image.clone(),
+                state: row.phase.kind(),
+                text: describe(&row.phase),
+                busy: row.phase.busy(),
+                since: row.since.elapsed(),
+                urls: row.deployments.iter().filter_map(|d| self.forwards.get(d).cloned()).collect(),
+            })
+            .collect()
+    }
+
     /// The block's lines, each cut to `width` columns.
     pub fn lines(&self, width: usize) -> Vec<String> {
         let name_width = self.rows.keys().map(|k| k.chars().count()).max().unwrap_or(0);
-        self.rows
-            .iter()
-            .map(|(image, row)| {
-                let mut what = describe(&row.phase);
-                if row.phase.busy() {
-                    what.push_str(&format!(" · {}", short_secs(row.since.elapsed())));
+        self.views()
+            .into_iter()
+            .map(|v| {
+                let mut what = v.text;
+                if v.busy {
+                    what.push_str(&format!(" · {}", short_secs(v.since)));
                 }
-                let urls: Vec<&str> = row.deployments.iter().filter_map(|d| self.forwards.get(d).map(String::as_str)).collect();
-                if matches!(row.phase, Phase::Serving { .. }) && !urls.is_empty() {
-                    what.push_str(&format!(" at {}", urls.join(", ")));
+                if v.state == "serving" && !v.urls.is_empty() {
+                    what.push_str(&format!(" at {}", v.urls.join(", ")));
                 }
-                cut(&format!("{} {image:<name_width$}  {what}", marker(&row.phase)), width)
+                let marker = match v.state {
+                    "failed" => "✗",
+                    "serving" => "●",
+                    "watching" => "○",
+                    _ => "…",
+                };
+                cut(&format!("{marker} {:<name_width$}  {what}", v.image), width)
             })
             .collect()
     }
@@ -188,15 +252,6 @@ fn describe(phase: &Phase) -> String {
         Phase::Serving { tag: t, synced: 0 } => format!("serving {}", tag(t)),
         Phase::Serving { tag: t, synced } => format!("serving {} + {synced} synced file(s)", tag(t)),
         Phase::Failed(why) => format!("failed: {why}"),
-    }
-}
-
-fn marker(phase: &Phase) -> &'static str {
-    match phase {
-        Phase::Failed(_) => "✗",
-        Phase::Serving { .. } => "●",
-        Phase::Watching => "○",
-        _ => "…",
     }
 }
 

@@ -24,6 +24,9 @@ pub(super) struct Live {
     /// Paths for the next sync, and when the first of them was seen.
     queued: BTreeSet<String>,
     queued_at: Option<Instant>,
+    /// The debounce wait of the running sync's first batch, and of the queued one's.
+    debounce: Duration,
+    queued_debounce: Option<Duration>,
     /// Pods waiting for a replay.
     replay: BTreeSet<String>,
     /// The containers cannot take a sync (no `tar`): build from now on.
@@ -70,16 +73,18 @@ pub(super) fn covered(state: &State, image: &str, scope: &Scope) -> bool {
 }
 
 /// Syncs a covered change (now, or after the running sync), and hashes it only to learn the content tag.
-pub(super) fn sync(state: &mut State, image: String, scope: Scope, at: Instant, out: &mut Vec<Action>) {
+pub(super) fn sync(state: &mut State, image: String, scope: Scope, at: Instant, debounce: Duration, out: &mut Vec<Action>) {
     let s = state.images.get_mut(&image).expect("covered");
     let Scope::Paths(paths) = &scope else { unreachable!("covered") };
     s.live.synced.extend(paths.iter().cloned());
     if s.live.running {
         s.live.queued.extend(paths.iter().cloned());
         s.live.queued_at.get_or_insert(at);
+        s.live.queued_debounce.get_or_insert(debounce);
     } else {
         s.live.running = true;
         s.live.started = Some(at);
+        s.live.debounce = debounce;
         s.live.hash = Duration::ZERO;
         out.push(Action::Sync { image: image.clone(), paths: paths.clone(), pods: None });
     }
@@ -107,7 +112,20 @@ pub(super) fn step(state: &mut State, event: Event, out: &mut Vec<Action>) {
             s.live.running = false;
             let total = s.live.started.take().map_or(took, |t| at.saturating_duration_since(t));
             let tag = s.deployed.clone().unwrap_or_default();
-            s.live.waiting = Some(SyncSummary { image: image.clone(), files, deleted, pods, replay, sync: took, hash: s.live.hash, total, tag, synced: 0, content: None });
+            s.live.waiting = Some(SyncSummary {
+                image: image.clone(),
+                files,
+                deleted,
+                pods,
+                replay,
+                debounce: std::mem::take(&mut s.live.debounce),
+                sync: took,
+                hash: s.live.hash,
+                total,
+                tag,
+                synced: 0,
+                content: None,
+            });
             // Its content tag is being hashed: report when it is known (a few ms).
             if !s.hashing || s.hash_builds {
                 let content = s.live.content.clone().or_else(|| s.deployed.clone());
@@ -122,12 +140,13 @@ pub(super) fn step(state: &mut State, event: Event, out: &mut Vec<Action>) {
             s.live.started = None;
             s.live.queued.clear();
             s.live.queued_at = None;
+            s.live.queued_debounce = None;
             s.live.replay.clear();
             s.live.waiting = None;
             s.live.disabled |= unsupported;
             out.push(Action::Report(Report::SyncFallback { image: image.clone(), error, for_good: unsupported }));
             // Some pods may have part of it: roll them all to an image of what is on disk.
-            changed(state, image, Scope::Paths(BTreeSet::new()), at, out);
+            changed(state, image, Scope::Paths(BTreeSet::new()), at, Duration::ZERO, out);
         }
         Event::PodReady { image, pod, at } => {
             let Some(s) = state.images.get_mut(&image) else { return };
@@ -164,6 +183,7 @@ fn next(s: &mut ImageState, image: String, at: Instant, out: &mut Vec<Action>) {
     s.live.running = true;
     s.live.running_replay = pods.is_some();
     s.live.started = Some(s.live.queued_at.take().unwrap_or(at));
+    s.live.debounce = s.live.queued_debounce.take().unwrap_or_default();
     s.live.hash = Duration::ZERO;
     out.push(Action::Sync { image, paths, pods });
 }

@@ -5,10 +5,10 @@ fn paths(p: &[&str]) -> Scope {
     Scope::Paths(p.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>())
 }
 fn changed(images: &[&str]) -> Event {
-    Event::Changed { changes: images.iter().map(|s| (s.to_string(), paths(&["x"]))).collect(), outside: BTreeSet::new(), at: Instant::now() }
+    Event::Changed { changes: images.iter().map(|s| (s.to_string(), paths(&["x"]))).collect(), outside: BTreeSet::new(), at: Instant::now(), debounce: Duration::ZERO }
 }
 fn changed_paths(image: &str, p: &[&str]) -> Event {
-    Event::Changed { changes: BTreeMap::from([(image.to_string(), paths(p))]), outside: BTreeSet::new(), at: Instant::now() }
+    Event::Changed { changes: BTreeMap::from([(image.to_string(), paths(p))]), outside: BTreeSet::new(), at: Instant::now(), debounce: Duration::ZERO }
 }
 fn filter() -> Hashed {
     Hashed(Arc::new(Filter::new::<&str>(&[]).unwrap()))
@@ -118,6 +118,18 @@ fn reverting_during_a_build_cancels_it_and_deploys_nothing() {
 }
 
 #[test]
+fn after_a_failed_rollout_going_back_to_the_last_good_content_deploys_it_again() {
+    let mut s = deployed_at_t1();
+    run(&mut s, vec![changed(&["app"]), hashed("app", "t2"), built("app", "t2")]);
+    let a = step(&mut s, rolled("app", "t2", false));
+    assert!(matches!(a.as_slice(), [Action::Report(Report::RolloutFailed { .. })]));
+    assert_eq!(s.deployed("app"), None, "the Deployment asks for t2 now");
+    // The revert: t1 is what the Deployment must ask for again (its build is a cache or registry hit).
+    assert_eq!(run(&mut s, vec![changed(&["app"]), hashed("app", "t1"), built("app", "t1"), rolled("app", "t1", true)]), ["hash app", "build app t1", "deploy app t1"]);
+    assert_eq!(s.deployed("app"), Some("t1"));
+}
+
+#[test]
 fn a_failed_build_leaves_the_deployment_alone_and_the_next_change_retries() {
     let mut s = deployed_at_t1();
     run(&mut s, vec![changed(&["app"]), hashed("app", "t2")]);
@@ -140,6 +152,25 @@ fn only_changed_images_are_touched_and_summaries_carry_the_figures() {
     assert_eq!((sum.hash, sum.build, sum.rollout), (Duration::from_millis(3), Duration::from_millis(500), Duration::from_secs(1)));
     assert_eq!((sum.export, sum.pod), (Some(Duration::from_millis(120)), stages), "where the time went");
     assert_eq!(s.deployed("a"), Some("a1"));
+}
+
+#[test]
+fn the_iteration_counts_the_debounce_of_the_batch_that_started_it_not_of_later_ones() {
+    let mut s = deployed_at_t1();
+    let batch = |ms: u64| {
+        let Event::Changed { changes, outside, at, .. } = changed(&["app"]) else { unreachable!() };
+        Event::Changed { changes, outside, at, debounce: Duration::from_millis(ms) }
+    };
+    // A second batch while the first is hashed joins the same iteration: its wait is not the iteration's.
+    run(&mut s, vec![batch(250), batch(90), hashed("app", "t2"), hashed("app", "t2"), built("app", "t2")]);
+    let a = step(&mut s, Event::RolledOut { image: "app".into(), tag: "t2".into(), ok: true, took: Duration::from_secs(1), at: Instant::now(), pod: PodStages::default() });
+    let [Action::Report(Report::Iteration(sum))] = a.as_slice() else { panic!("{a:?}") };
+    assert_eq!(sum.debounce, Duration::from_millis(250));
+    // The next iteration starts afresh.
+    run(&mut s, vec![batch(40), hashed("app", "t3"), built("app", "t3")]);
+    let a = step(&mut s, Event::RolledOut { image: "app".into(), tag: "t3".into(), ok: true, took: Duration::from_secs(1), at: Instant::now(), pod: PodStages::default() });
+    let [Action::Report(Report::Iteration(sum))] = a.as_slice() else { panic!("{a:?}") };
+    assert_eq!(sum.debounce, Duration::from_millis(40));
 }
 
 #[test]
@@ -234,7 +265,7 @@ fn live_at_t1() -> State {
     s
 }
 fn dockerfile_and(p: &[&str]) -> Event {
-    Event::Changed { changes: BTreeMap::from([("app".to_string(), paths(p))]), outside: BTreeSet::from(["app".to_string()]), at: Instant::now() }
+    Event::Changed { changes: BTreeMap::from([("app".to_string(), paths(p))]), outside: BTreeSet::from(["app".to_string()]), at: Instant::now(), debounce: Duration::ZERO }
 }
 fn synced(files: usize) -> Event {
     Event::Synced { image: "app".into(), files, deleted: 0, pods: 1, took: Duration::from_millis(60), at: Instant::now() }
@@ -253,7 +284,7 @@ fn a_batch_syncs_only_when_every_path_is_covered_else_it_builds() {
         ("one path outside the rules", changed_paths("app", &["www/a", "serve.sh"]), vec!["hash app serve.sh,www/a"]),
         ("the Dockerfile with a covered file", dockerfile_and(&["www/a"]), vec!["hash app www/a"]),
         ("the Dockerfile alone", dockerfile_and(&[]), vec!["hash app "]),
-        ("an ignore file (a rescan)", Event::Changed { changes: BTreeMap::from([("app".into(), Scope::Rescan)]), outside: BTreeSet::new(), at: Instant::now() }, vec!["rescan app"]),
+        ("an ignore file (a rescan)", Event::Changed { changes: BTreeMap::from([("app".into(), Scope::Rescan)]), outside: BTreeSet::new(), at: Instant::now(), debounce: Duration::ZERO }, vec!["rescan app"]),
     ];
     for (what, event, want) in cases {
         let mut s = live_at_t1();

@@ -62,6 +62,13 @@ fn a_change_that_changes_nothing_goes_back_to_what_the_image_did() {
     b.hashing("hello");
     b.settle("hello");
     assert_eq!(b.phase("hello"), Some(&building(1, 4, "x")));
+    b.unchanged("hello", "t1");
+    assert_eq!(b.phase("hello"), Some(&building(1, 4, "x")), "nor does the engine's unchanged");
+    // Content that hashes to what the pods run again (the broken edit reverted) undoes the failure.
+    b.set("hello", Phase::Failed("boom".into()));
+    b.hashing("hello");
+    b.unchanged("hello", "t1");
+    assert_eq!(b.phase("hello"), Some(&Phase::Serving { tag: "t1".into(), synced: 0 }));
 }
 
 #[test]

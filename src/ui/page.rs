@@ -1,0 +1,224 @@
+//! The status page of `devloop up --ui`: what the page shows, kept up to date from the same reports the
+//! terminal gets — each image's state, its last failure with the lines that led to it, and the last
+//! iterations split into where their time went. [`server`] serves it (one page, `/state`, `/events`).
+
+pub mod server;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::board::Board;
+use crate::engine::decide::{Summary, SyncSummary};
+
+/// Iterations the chart keeps.
+pub const ITERATIONS: usize = 40;
+/// Lines kept per image, the tail of which a failure shows.
+const RECENT: usize = 40;
+/// Lines a failure shows.
+const FAILURE_LINES: usize = 25;
+
+/// The page's state, shared by the loop (which reports into it) and the server (which sends snapshots).
+pub struct Hub {
+    model: Mutex<Model>,
+    /// Bumped on every change: each open page waits on it for the next snapshot.
+    changed: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct Model {
+    board: Board,
+    /// The loop's start line: context, namespace, images.
+    header: String,
+    iterations: VecDeque<Bar>,
+    /// Per image, its last failure.
+    failures: BTreeMap<String, Failure>,
+    /// Per image, its last lines (deploy steps, pod logs, retries).
+    recent: BTreeMap<String, VecDeque<String>>,
+    /// Iterations so far (the chart numbers its bars with it).
+    count: u64,
+}
+
+/// One iteration on the chart: a stacked bar.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Bar {
+    /// Its number since `up` started.
+    pub n: u64,
+    /// The image.
+    pub image: String,
+    /// The content tag, short.
+    pub tag: String,
+    /// `build` (built and rolled out) or `sync` (files copied into the pods).
+    pub kind: &'static str,
+    /// When it ended (ms since the epoch).
+    pub at: u64,
+    /// `[stage, ms]` from first to last: the bar's segments.
+    pub segments: Vec<(&'static str, u64)>,
+    /// A short remark: `3/5 cached`, `registry hit`, `2 files → 1 pod`.
+    pub note: String,
+}
+
+/// An image's last failure.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Failure {
+    /// The tag it failed to build or roll out, if known.
+    pub tag: Option<String>,
+    /// Why (a build failure names the step, its Dockerfile line and its last log lines).
+    pub error: String,
+    /// The image's lines before it (the rollout's steps, the crashing pod's log).
+    pub lines: Vec<String>,
+    /// When (ms since the epoch).
+    pub at: u64,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(ms).unwrap_or(0)
+}
+
+fn short(tag: &str) -> String {
+    tag[..tag.len().min(12)].to_string()
+}
+
+/// Where a built iteration's time went: the debounce, then hashing, building, exporting and pushing, the new
+/// pod starting (scheduled, image pulled, containers running), readiness (until the rollout is done), and
+/// what is left of the total (waits between stages).
+pub fn build_segments(s: &Summary) -> Vec<(&'static str, u64)> {
+    let export = s.export.unwrap_or_default().min(s.build);
+    let running = s.pod.running.unwrap_or_default().min(s.rollout);
+    let counted = s.hash + s.build + s.rollout;
+    vec![
+        ("debounce", ms(s.debounce)),
+        ("hash", ms(s.hash)),
+        ("build", ms(s.build - export)),
+        ("push", ms(export)),
+        ("pod start", ms(running)),
+        ("ready", ms(s.rollout - running)),
+        ("other", ms(s.total.saturating_sub(counted))),
+    ]
+}
+
+/// Where a sync's time went: the debounce, the copy into the pods, and the rest of its total.
+pub fn sync_segments(s: &SyncSummary) -> Vec<(&'static str, u64)> {
+    vec![("debounce", ms(s.debounce)), ("sync", ms(s.sync)), ("other", ms(s.total.saturating_sub(s.sync)))]
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub { model: Mutex::default(), changed: watch::channel(0).0 }
+    }
+}
+
+impl Hub {
+    fn change(&self, f: impl FnOnce(&mut Model)) {
+        f(&mut self.model.lock().expect("not poisoned"));
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Waits on this for changes (its value means nothing; that it changed does).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Changes the page's copy of the status block.
+    pub fn board(&self, f: impl FnOnce(&mut Board)) {
+        self.change(|m| f(&mut m.board));
+    }
+
+    /// The phase of `image` on the page.
+    pub fn phase(&self, image: &str) -> Option<super::board::Phase> {
+        self.model.lock().expect("not poisoned").board.phase(image).cloned()
+    }
+
+    /// Any event `up` emits (its JSON form): lines are kept per image for the failure they may lead to.
+    pub fn record(&self, event: &Value) {
+        let (Some(kind), Some(image), Some(message)) = (event["event"].as_str(), event["image"].as_str(), event["message"].as_str()) else {
+            return;
+        };
+        self.change(|m| {
+            if kind == "start" {
+                m.header = message.to_string();
+            }
+            let recent = m.recent.entry(image.to_string()).or_default();
+            recent.extend(message.lines().map(str::to_string));
+            while recent.len() > RECENT {
+                recent.pop_front();
+            }
+        });
+    }
+
+    fn push(&self, image: &str, tag: &str, kind: &'static str, segments: Vec<(&'static str, u64)>, note: String) {
+        self.change(|m| {
+            m.count += 1;
+            let bar = Bar { n: m.count, image: image.to_string(), tag: short(tag), kind, at: now_ms(), segments, note };
+            m.iterations.push_back(bar);
+            while m.iterations.len() > ITERATIONS {
+                m.iterations.pop_front();
+            }
+            // Its lines led to this success, not to a later failure.
+            m.recent.remove(image);
+        });
+    }
+
+    /// A built iteration rolled out.
+    pub fn iteration(&self, s: &Summary) {
+        let note = if s.registry_hit { "registry hit".to_string() } else { format!("{}/{} cached", s.steps.1, s.steps.0) };
+        self.push(&s.image, &s.tag, "build", build_segments(s), note);
+    }
+
+    /// A sync (or replay) done.
+    pub fn synced(&self, s: &SyncSummary) {
+        let plural = |n: usize, one: &str| if n == 1 { format!("1 {one}") } else { format!("{n} {one}s") };
+        let note = format!("{} → {}", plural(s.files, "file"), plural(s.pods, "pod"));
+        self.push(&s.image, &s.tag, "sync", sync_segments(s), note);
+    }
+
+    /// An iteration of `image` failed: `error`, or (a rollout) the reason its status row gives.
+    pub fn failed(&self, image: &str, tag: Option<&str>, error: Option<&str>) {
+        self.change(|m| {
+            let error = match (error, m.board.phase(image)) {
+                (Some(e), _) => e.to_string(),
+                (None, Some(super::board::Phase::Failed(why))) => why.clone(),
+                (None, _) => format!("rollout of {} failed", tag.map(short).unwrap_or_default()),
+            };
+            let recent = m.recent.remove(image).unwrap_or_default();
+            let lines = recent.iter().skip(recent.len().saturating_sub(FAILURE_LINES)).cloned().collect();
+            m.failures.insert(image.to_string(), Failure { tag: tag.map(short), error, lines, at: now_ms() });
+        });
+    }
+
+    /// The page's data now, as JSON: `header`, `images` (state, text, `for_ms`, urls), `iterations`,
+    /// `failures`.
+    pub fn snapshot(&self) -> String {
+        let m = self.model.lock().expect("not poisoned");
+        let images: Vec<Value> = m
+            .board
+            .views()
+            .into_iter()
+            .map(|v| {
+                serde_json::json!({"image": v.image, "state": v.state, "text": v.text, "busy": v.busy,
+                                   "for_ms": ms(v.since), "urls": v.urls})
+            })
+            .collect();
+        let failures: Vec<Value> = m
+            .failures
+            .iter()
+            .map(|(image, f)| {
+                let mut v = serde_json::to_value(f).expect("plain data");
+                v["image"] = image.as_str().into();
+                v
+            })
+            .collect();
+        serde_json::json!({"header": m.header, "images": images, "iterations": m.iterations, "failures": failures}).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::engine::decide::{PodStages, Report};
+use crate::test_util::SharedBuf;
+use crate::ui::board::Phase;
+use crate::ui::Ui;
+
+fn d(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+fn summary(image: &str) -> Summary {
+    Summary {
+        image: image.into(),
+        tag: "a1b2c3d4e5f6a7b8".into(),
+        debounce: d(150),
+        hash: d(4),
+        build: d(800),
+        steps: (7, 5),
+        registry_hit: false,
+        export: Some(d(120)),
+        rollout: d(1900),
+        pod: PodStages { created: Some(d(30)), running: Some(d(700)), ready: Some(d(1850)) },
+        total: d(2800),
+    }
+}
+
+fn state(hub: &Hub) -> Value {
+    serde_json::from_str(&hub.snapshot()).expect("the snapshot is JSON")
+}
+
+#[test]
+fn a_built_iteration_is_split_into_the_stages_the_chart_stacks() {
+    // Table: the summary, and the segments it becomes.
+    let cases = [
+        (
+            summary("hello"),
+            vec![("debounce", 150), ("hash", 4), ("build", 680), ("push", 120), ("pod start", 700), ("ready", 1200), ("other", 96)],
+        ),
+        // A registry hit built nothing; a rollout whose pod was never seen running is all readiness.
+        (
+            Summary { build: d(0), export: None, registry_hit: true, pod: PodStages::default(), total: d(2000), ..summary("hello") },
+            vec![("debounce", 150), ("hash", 4), ("build", 0), ("push", 0), ("pod start", 0), ("ready", 1900), ("other", 96)],
+        ),
+        // Figures that do not add up (an export longer than the build) never make a negative segment.
+        (
+            Summary { export: Some(d(900)), total: d(100), ..summary("hello") },
+            vec![("debounce", 150), ("hash", 4), ("build", 0), ("push", 800), ("pod start", 700), ("ready", 1200), ("other", 0)],
+        ),
+    ];
+    for (s, want) in cases {
+        assert_eq!(build_segments(&s), want, "{s:?}");
+    }
+    let sync = SyncSummary { debounce: d(50), sync: d(84), total: d(140), ..Default::default() };
+    assert_eq!(sync_segments(&sync), vec![("debounce", 50), ("sync", 84), ("other", 56)]);
+}
+
+#[test]
+fn the_chart_numbers_its_bars_and_keeps_only_the_last_ones() {
+    let hub = Hub::default();
+    for _ in 0..ITERATIONS + 5 {
+        hub.iteration(&summary("hello"));
+    }
+    hub.synced(&SyncSummary { image: "api".into(), tag: "ffeeddccbbaa99".into(), files: 2, pods: 1, ..Default::default() });
+    let v = state(&hub);
+    let bars = v["iterations"].as_array().unwrap();
+    assert_eq!(bars.len(), ITERATIONS);
+    assert_eq!(bars[0]["n"], 7, "the oldest six went");
+    let last = &bars[ITERATIONS - 1];
+    assert_eq!((last["n"].as_u64(), last["kind"].as_str(), last["image"].as_str()), (Some(46), Some("sync"), Some("api")));
+    assert_eq!((last["tag"].as_str(), last["note"].as_str()), (Some("ffeeddccbbaa"), Some("2 files → 1 pod")));
+    assert_eq!(bars[0]["note"], "5/7 cached");
+    assert_eq!(bars[0]["segments"][3], json!(["push", 120]));
+}
+
+#[test]
+fn a_failure_keeps_its_error_and_the_lines_that_led_to_it() {
+    let hub = Arc::new(Hub::default());
+    let ui = Ui::new(true, Box::new(SharedBuf::default())).with_page(hub.clone());
+    ui.line("devloop", "start", "context kind-dev, namespace dev; watching 1 image(s)");
+    ui.phase("hello", Phase::Watching);
+    ui.line("hello", "log", "listening on :8080");
+    ui.report(&Report::Iteration(summary("hello")));
+    // The success took its lines with it: only what came after it belongs to the failure.
+    for i in 0..30 {
+        ui.line("hello", "log", &format!("panic line {i}"));
+    }
+    ui.line("other", "log", "not hello's");
+    ui.phase("hello", Phase::Failed("CrashLoopBackOff: container app exited with code 2".into()));
+    ui.report(&Report::RolloutFailed { image: "hello".into(), tag: "0123456789abcdef".into() });
+
+    let v = state(&hub);
+    assert_eq!(v["header"], "context kind-dev, namespace dev; watching 1 image(s)");
+    let f = &v["failures"][0];
+    assert_eq!((f["image"].as_str(), f["tag"].as_str()), (Some("hello"), Some("0123456789ab")));
+    assert_eq!(f["error"], "CrashLoopBackOff: container app exited with code 2", "a rollout's failure is the reason its row gives");
+    let lines: Vec<&str> = f["lines"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert_eq!(lines.len(), FAILURE_LINES);
+    assert_eq!((lines[0], lines[FAILURE_LINES - 1]), ("panic line 5", "panic line 29"));
+    assert_eq!(v["images"][0]["state"], "failed");
+
+    // A build failure brings its own error, and a later success does not erase it (the page marks it fixed).
+    ui.report(&Report::Failed { image: "hello".into(), tag: Some("fedcba9876543210".into()), error: "Dockerfile:3: RUN exit 3\nexit code 3".into() });
+    ui.report(&Report::Iteration(summary("hello")));
+    let v = state(&hub);
+    assert_eq!(v["failures"][0]["error"], "Dockerfile:3: RUN exit 3\nexit code 3");
+    assert_eq!(v["failures"][0]["lines"], json!([]));
+    assert_eq!((v["images"][0]["image"].as_str(), v["images"][0]["state"].as_str()), (Some("hello"), Some("serving")));
+    assert_eq!(v["iterations"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn the_page_follows_the_images_state_even_without_a_terminal() {
+    let hub = Arc::new(Hub::default());
+    let ui = Ui::new(false, Box::new(SharedBuf::default())).with_page(hub.clone());
+    ui.phase("hello", Phase::Watching);
+    ui.forward_url("hello", "http://127.0.0.1:8080");
+    ui.deployments("hello", &["hello".to_string()]);
+    ui.report(&Report::Building { image: "hello".into(), tag: "a1b2c3".into() });
+    let v = state(&hub);
+    assert_eq!((v["images"][0]["state"].as_str(), v["images"][0]["busy"].as_bool()), (Some("building"), Some(true)));
+    ui.report(&Report::Iteration(summary("hello")));
+    let v = state(&hub);
+    let row = &v["images"][0];
+    assert_eq!((row["state"].as_str(), row["busy"].as_bool()), (Some("serving"), Some(false)));
+    assert_eq!(row["urls"], json!(["http://127.0.0.1:8080"]));
+    assert!(row["text"].as_str().unwrap().contains("a1b2c3"), "{row}");
+}
+
+/// Reads one HTTP response from `addr` for `path`, up to `until` in its body (an event stream never ends).
+async fn get(addr: std::net::SocketAddr, path: &str, until: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut text = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.expect("an answer in time").unwrap();
+        text.extend_from_slice(&buf[..n]);
+        if n == 0 || String::from_utf8_lossy(&text).contains(until) {
+            return String::from_utf8_lossy(&text).into_owned();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_server_serves_the_page_its_state_and_a_live_event_stream() {
+    let hub = Arc::new(Hub::default());
+    hub.board(|b| b.set("hello", Phase::Watching));
+    let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let served = tokio::spawn(server::serve(listener, hub.clone(), stop.clone()));
+
+    let page = get(addr, "/", "</html>").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("cache-control: no-store") && page.contains("new EventSource"), "{page}");
+    assert!(!page.contains("https://"), "nothing comes from a CDN");
+    let st = get(addr, "/state", "}").await;
+    assert!(st.contains("application/json") && st.contains(r#""state":"watching""#), "{st}");
+
+    // The stream sends the state at once, and again after a change.
+    let events = tokio::spawn(get(addr, "/events", r#""n":1"#));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    hub.iteration(&summary("hello"));
+    let text = events.await.unwrap();
+    assert!(text.contains("content-type: text/event-stream"), "{text}");
+    assert_eq!(text.matches("event: state").count(), 2, "{text}");
+
+    assert!(get(addr, "/nothing", "\r\n\r\n").await.starts_with("HTTP/1.1 404"));
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), served).await.expect("the server stops when told").unwrap();
+}
+
+#[tokio::test]
+async fn a_taken_address_is_an_error_that_names_it() {
+    let first = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = first.local_addr().unwrap();
+    let err = server::bind(addr).await.unwrap_err();
+    assert!(err.to_string().contains(&format!("cannot serve the status page on {addr}")), "{err}");
+}
