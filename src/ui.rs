@@ -43,6 +43,7 @@ impl Sink {
     }
 }
 
+/// A duration in whole milliseconds, as the JSON figures give it.
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }

@@ -60,7 +60,7 @@ impl Phase {
     }
 
     /// Whether the phase is work in progress (shown with its running time, and undone by "unchanged").
-    fn busy(&self) -> bool {
+    pub fn busy(&self) -> bool {
         !matches!(self, Phase::Watching | Phase::Serving { .. } | Phase::Failed(_))
     }
 }
@@ -81,12 +81,8 @@ struct Row {
 pub struct RowView {
     /// The image.
     pub image: String,
-    /// Its phase's name ([`Phase::kind`]).
-    pub state: &'static str,
-    /// What it is doing, in words (`building step 2 of 3: [2/3] RUN make`).
-    pub text: String,
-    /// Work in progress (shown with its running time).
-    pub busy: bool,
+    /// What it is doing ([`describe`] says it in words).
+    pub phase: Phase,
     /// How long it has been in this phase.
     pub since: Duration,
     /// The forwarded URLs of the Deployments it rolled.
@@ -181,9 +177,7 @@ impl Board {
             .iter()
             .map(|(image, row)| RowView {
                 image: image.clone(),
-                state: row.phase.kind(),
-                text: describe(&row.phase),
-                busy: row.phase.busy(),
+                phase: row.phase.clone(),
                 since: row.since.elapsed(),
                 urls: row.deployments.iter().filter_map(|d| self.forwards.get(d).cloned()).collect(),
             })
@@ -196,20 +190,14 @@ impl Board {
         self.views()
             .into_iter()
             .map(|v| {
-                let mut what = v.text;
-                if v.busy {
+                let mut what = describe(&v.phase);
+                if v.phase.busy() {
                     what.push_str(&format!(" · {}", short_secs(v.since)));
                 }
-                if v.state == "serving" && !v.urls.is_empty() {
+                if matches!(v.phase, Phase::Serving { .. }) && !v.urls.is_empty() {
                     what.push_str(&format!(" at {}", v.urls.join(", ")));
                 }
-                let marker = match v.state {
-                    "failed" => "✗",
-                    "serving" => "●",
-                    "watching" => "○",
-                    _ => "…",
-                };
-                cut(&format!("{marker} {:<name_width$}  {what}", v.image), width)
+                cut(&format!("{} {:<name_width$}  {what}", marker(&v.phase), v.image), width)
             })
             .collect()
     }
@@ -238,7 +226,8 @@ impl Board {
     }
 }
 
-fn describe(phase: &Phase) -> String {
+/// What a phase means, in words: `building step 2 of 3: [2/3] RUN make`, `serving a1b2c3`.
+pub fn describe(phase: &Phase) -> String {
     let tag = |t: &str| t[..t.len().min(6)].to_string();
     match phase {
         Phase::Watching => "watching".into(),
@@ -252,6 +241,15 @@ fn describe(phase: &Phase) -> String {
         Phase::Serving { tag: t, synced: 0 } => format!("serving {}", tag(t)),
         Phase::Serving { tag: t, synced } => format!("serving {} + {synced} synced file(s)", tag(t)),
         Phase::Failed(why) => format!("failed: {why}"),
+    }
+}
+
+fn marker(phase: &Phase) -> &'static str {
+    match phase {
+        Phase::Failed(_) => "✗",
+        Phase::Serving { .. } => "●",
+        Phase::Watching => "○",
+        _ => "…",
     }
 }
 

@@ -6,13 +6,14 @@ pub mod server;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::board::Board;
+use super::board::{describe, Board, Phase};
+use super::ms;
 use crate::engine::decide::{Summary, SyncSummary};
 
 /// Iterations the chart keeps.
@@ -75,10 +76,6 @@ pub struct Failure {
     pub at: u64,
 }
 
-fn ms(d: Duration) -> u64 {
-    d.as_millis() as u64
-}
-
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(ms).unwrap_or(0)
 }
@@ -133,7 +130,7 @@ impl Hub {
     }
 
     /// The phase of `image` on the page.
-    pub fn phase(&self, image: &str) -> Option<super::board::Phase> {
+    pub fn phase(&self, image: &str) -> Option<Phase> {
         self.model.lock().expect("not poisoned").board.phase(image).cloned()
     }
 
@@ -185,7 +182,7 @@ impl Hub {
         self.change(|m| {
             let error = match (error, m.board.phase(image)) {
                 (Some(e), _) => e.to_string(),
-                (None, Some(super::board::Phase::Failed(why))) => why.clone(),
+                (None, Some(Phase::Failed(why))) => why.clone(),
                 (None, _) => format!("rollout of {} failed", tag.map(short).unwrap_or_default()),
             };
             let recent = m.recent.remove(image).unwrap_or_default();
@@ -203,7 +200,7 @@ impl Hub {
             .views()
             .into_iter()
             .map(|v| {
-                serde_json::json!({"image": v.image, "state": v.state, "text": v.text, "busy": v.busy,
+                serde_json::json!({"image": v.image, "state": v.phase.kind(), "text": describe(&v.phase), "busy": v.phase.busy(),
                                    "for_ms": ms(v.since), "urls": v.urls})
             })
             .collect();
