@@ -139,7 +139,9 @@ impl Hub {
         let (Some(kind), Some(image), Some(message)) = (event["event"].as_str(), event["image"].as_str(), event["message"].as_str()) else {
             return;
         };
-        self.change(|m| {
+        // The recent lines are not on the page until a failure takes them: only the header is news.
+        {
+            let mut m = self.model.lock().expect("not poisoned");
             if kind == "start" {
                 m.header = message.to_string();
             }
@@ -148,7 +150,10 @@ impl Hub {
             while recent.len() > RECENT {
                 recent.pop_front();
             }
-        });
+        }
+        if kind == "start" {
+            self.changed.send_modify(|n| *n += 1);
+        }
     }
 
     fn push(&self, image: &str, tag: &str, kind: &'static str, segments: Vec<(&'static str, u64)>, note: String) {

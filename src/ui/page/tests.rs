@@ -177,6 +177,20 @@ async fn the_server_serves_the_page_its_state_and_a_live_event_stream() {
     tokio::time::timeout(Duration::from_secs(5), served).await.expect("the server stops when told").unwrap();
 }
 
+#[test]
+fn log_lines_wake_no_page_until_a_failure_shows_them() {
+    let hub = Hub::default();
+    let mut rx = hub.subscribe();
+    hub.record(&json!({"event": "log", "image": "hello", "message": "GET / 200"}));
+    assert!(!rx.has_changed().unwrap(), "a pod's log line is not sent to the open pages");
+    hub.record(&json!({"event": "start", "image": "devloop", "message": "context c, namespace n"}));
+    assert!(rx.has_changed().unwrap(), "the header is");
+    rx.borrow_and_update();
+    hub.failed("hello", None, Some("boom"));
+    assert!(rx.has_changed().unwrap());
+    assert_eq!(state(&hub)["failures"][0]["lines"], json!(["GET / 200"]));
+}
+
 #[tokio::test]
 async fn a_taken_address_is_an_error_that_names_it() {
     let first = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
