@@ -243,7 +243,7 @@ impl Default for Buildkit {
 }
 
 /// `[registry]`: where built images go. Every key is optional: without `host`, devloop reads the cluster's
-/// `local-registry-hosting` ConfigMap (see [`crate::registry::discover`]).
+/// `local-registry-hosting` ConfigMap (registry discovery, a layer up).
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Registry {
@@ -356,6 +356,11 @@ pub struct Image {
 }
 
 impl Image {
+    /// The image's one filter: what is watched, hashed and sent to BuildKit.
+    pub fn filter(&self) -> Result<crate::filter::Filter, crate::filter::Error> {
+        crate::filter::Filter::for_image(&self.context, &self.dockerfile, &self.ignore, self.gitignore)
+    }
+
     /// An image with every optional key at its default: `<context>/Dockerfile`, the Dockerfile frontend.
     pub fn new(name: &str, context: &Path) -> Image {
         Image {
@@ -468,30 +473,12 @@ pub fn discover(start: &Path) -> Result<PathBuf, Error> {
         .ok_or_else(|| Error::NotFound(start.to_path_buf()))
 }
 
-/// Reads and validates a config file, then applies the environment overrides.
+/// Reads and validates a config file, then applies the environment overrides (`BUILDKIT_HOST`,
+/// `DEVLOOP_REGISTRY`). What depends on the world beyond the file (a CA to read, a Docker Engine to find, the
+/// git user to ask) is resolved a layer up, by `resolve::load`.
 pub fn load(path: &Path) -> Result<Config, Error> {
-    load_for(path, None)
-}
-
-/// [`load`] for a run on `kube_context` (`--kube-context`) when it is not `[kube] context`: whether images are
-/// loaded into a Docker Engine's store depends on which cluster they are for.
-pub fn load_for(path: &Path, kube_context: Option<&str>) -> Result<Config, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.into(), source })?;
-    let mut cfg = load_text(path, &text, |k| std::env::var(k).ok())?;
-    // Read now, so an unreadable CA is a config error (exit 2), not a failure in the middle of a build.
-    if let Some(ca) = &cfg.registry.ca {
-        crate::registry::ca_certificates(ca).map_err(|e| {
-            let message = e.to_string();
-            located(path, "registry.ca", message.trim_start_matches("key `registry.ca`: ").to_string())
-        })?;
-    }
-    crate::docker::settle(&mut cfg, &text, kube_context);
-    // `{user}` / `{git-user}` (and sanitizing): here, not in `parse`, as they read the process's world.
-    if let Some(ns) = &cfg.kube.namespace {
-        let ns = crate::deploy::namespace::resolve(ns, &cfg.root).map_err(|m| located(path, "kube.namespace", m))?;
-        cfg.kube.namespace = Some(ns);
-    }
-    Ok(cfg)
+    load_text(path, &text, |k| std::env::var(k).ok())
 }
 
 /// [`load`] on config text, with `env` standing in for the process environment.
@@ -523,7 +510,8 @@ pub fn load_text(path: &Path, text: &str, env: impl Fn(&str) -> Option<String>) 
     Ok(cfg)
 }
 
-fn located(path: &Path, key: &str, message: String) -> Error {
+/// An error about `key` of the file at `path` (for checks made after parsing, which know no line).
+pub fn located(path: &Path, key: &str, message: String) -> Error {
     Error::Invalid(Box::new(Located { path: path.to_path_buf(), line_col: None, key: key.into(), message }))
 }
 
@@ -721,10 +709,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
 fn validate_addr(addr: &str) -> Result<(), String> {
     // Syntax only: docker:// depends on the environment at connect time, and TLS is checked there.
     let syntax = Buildkit { addr: addr.to_string(), insecure: true, ..Buildkit::default() };
-    if let Some(engine) = crate::docker::engine_of(&syntax, &crate::docker::Env::default()) {
+    if let Some(engine) = addr::docker::engine_of(&syntax, &addr::docker::Env::default()) {
         return engine.map(|_| ());
     }
-    if let Some(kube) = crate::buildkit::kube::KubeAddr::parse(addr) {
+    if let Some(kube) = addr::kube::KubeAddr::parse(addr) {
         return kube.map(|_| ());
     }
     match addr.split_once("://") {
@@ -797,6 +785,8 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests;
 
+pub mod addr;
+pub mod names;
 mod helm;
 pub use helm::{Helm, ImageValues, SetValue};
 mod registry;

@@ -162,12 +162,12 @@ impl Filter {
 
     /// The filter of a configured image: [`Filter::for_context`], plus the context's `.gitignore` when the
     /// image sets `gitignore = true` (off by default: a gitignored file, say a pre-built `node_modules/`,
-    /// may well belong in the image).
-    pub fn for_image(image: &crate::config::Image) -> Result<Filter, Error> {
-        let mut f = Self::for_context(&image.context, &image.dockerfile, &image.ignore)?;
-        if image.gitignore {
-            let path = image.context.join(".gitignore");
-            let mut b = ignore::gitignore::GitignoreBuilder::new(&image.context);
+    /// may well belong in the image). The config's images call it as `Image::filter`.
+    pub fn for_image(context: &Path, dockerfile: &Path, extra: &[String], gitignore: bool) -> Result<Filter, Error> {
+        let mut f = Self::for_context(context, dockerfile, extra)?;
+        if gitignore {
+            let path = context.join(".gitignore");
+            let mut b = ignore::gitignore::GitignoreBuilder::new(context);
             if let Some(e) = b.add(&path) {
                 if path.exists() {
                     return Err(Error::Read { path: path.display().to_string(), source: std::io::Error::other(e.to_string()) });
@@ -301,11 +301,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join(".gitignore"), "node_modules/\n*.o\n").unwrap();
         std::fs::write(d.path().join(".dockerignore"), "!keep.o\n").unwrap();
-        let mut img = crate::config::Image::new("a", d.path());
-        let off = Filter::for_image(&img).unwrap();
+        let for_image = |gitignore| Filter::for_image(d.path(), &d.path().join("Dockerfile"), &[], gitignore);
+        let off = for_image(false).unwrap();
         assert!(!off.excluded("node_modules/x/index.js") && !off.excluded("a.o"));
-        img.gitignore = true;
-        let on = Filter::for_image(&img).unwrap();
+        let on = for_image(true).unwrap();
         assert!(on.excluded("node_modules/x/index.js") && on.excluded("src/a.o"));
         assert!(!on.excluded("keep.o") && !on.excluded("src/main.c"));
     }

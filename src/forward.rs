@@ -14,8 +14,11 @@ use kube::runtime::{reflector, watcher, WatchStreamExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::deploy::{selector, Target};
-use crate::ui::Ui;
+use crate::cluster::pods::newest_ready;
+use crate::cluster::{selector, Target};
+
+/// Where a forward or a log stream tells what happened to it: one line at a time, never waiting.
+pub type Say = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Errors of a forward.
 #[derive(Debug, thiserror::Error)]
@@ -28,16 +31,6 @@ pub enum Error {
 /// Binds 127.0.0.1:`port` (0 picks a free port).
 pub async fn bind(deployment: &str, port: u16) -> Result<TcpListener, Error> {
     TcpListener::bind(("127.0.0.1", port)).await.map_err(|source| Error::Bind { deployment: deployment.into(), port, source })
-}
-
-/// The newest of `pods` that is Ready and not being deleted.
-pub(crate) fn newest_ready<'a>(pods: impl Iterator<Item = &'a Pod>) -> Option<String> {
-    pods.filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| {
-            p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
-        .max_by(|a, b| a.metadata.creation_timestamp.cmp(&b.metadata.creation_timestamp))
-        .and_then(|p| p.metadata.name.clone())
 }
 
 /// The newest Ready pod of a Deployment, asked of the API server, and the Deployment's pod selector.
@@ -144,7 +137,7 @@ impl Said {
 }
 
 /// Serves connections on `listener` until cancelled, each forwarded to a Ready pod's `remote` port.
-pub async fn serve(listener: TcpListener, t: Target, deployment: String, remote: u16, ui: Ui, cancel: CancellationToken) {
+pub async fn serve(listener: TcpListener, t: Target, deployment: String, remote: u16, say: Say, cancel: CancellationToken) {
     let picker = std::sync::Arc::new(Picker { t: t.clone(), deployment: deployment.clone(), watched: Default::default() });
     // A browser opens many connections at once and retries: say why a connection was refused once, not per
     // connection, until it changes or a connection gets through.
@@ -166,7 +159,7 @@ pub async fn serve(listener: TcpListener, t: Target, deployment: String, remote:
             Err(e) => {
                 let (wait, first) = backoff.failed();
                 if first {
-                    ui.line(&deployment, "forward", &format!("port-forward: cannot accept a connection ({e}); retrying with backoff"));
+                    say(&format!("port-forward: cannot accept a connection ({e}); retrying with backoff"));
                 }
                 tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -175,12 +168,12 @@ pub async fn serve(listener: TcpListener, t: Target, deployment: String, remote:
             }
         };
         let _ = conn.set_nodelay(true);
-        let (t, deployment, ui, cancel, picker, said) =
-            (t.clone(), deployment.clone(), ui.clone(), cancel.clone(), picker.clone(), said.clone());
+        let (t, say, cancel, picker, said) =
+            (t.clone(), say.clone(), cancel.clone(), picker.clone(), said.clone());
         tokio::spawn(async move {
             let refused = |msg: String| {
                 if said.lock().expect("not poisoned").refused(&msg) {
-                    ui.line(&deployment, "forward", &format!("{msg}; connections are closed until then"));
+                    say(&format!("{msg}; connections are closed until then"));
                 }
             };
             let pod = match picker.pick().await {
@@ -209,7 +202,7 @@ pub async fn serve(listener: TcpListener, t: Target, deployment: String, remote:
 }
 
 /// Streams a pod's logs, each line prefixed by the pod's name, until the pod ends or `cancel`.
-pub async fn stream_logs(t: Target, pod: String, image: String, ui: Ui, cancel: CancellationToken) {
+pub async fn stream_logs(t: Target, pod: String, say: Say, cancel: CancellationToken) {
     let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
     let params = LogParams { follow: true, since_seconds: Some(60), ..Default::default() };
     let stream = match pods.log_stream(&pod, &params).await {
@@ -224,7 +217,7 @@ pub async fn stream_logs(t: Target, pod: String, image: String, ui: Ui, cancel: 
         tokio::select! {
             _ = cancel.cancelled() => return,
             l = lines.try_next() => match l {
-                Ok(Some(line)) => ui.line(&image, "log", &format!("[{pod}] {line}")),
+                Ok(Some(line)) => say(&format!("[{pod}] {line}")),
                 _ => return,
             },
         }

@@ -3,6 +3,7 @@
 //! registry ([`registry`]) and rolled out ([`deploy`]); [`engine`] runs the stages; [`config`] reads devloop.toml.
 
 pub mod buildkit;
+pub mod cluster;
 pub mod config;
 pub mod containerd;
 pub mod deliver;
@@ -16,9 +17,11 @@ pub mod hook;
 pub mod init;
 pub mod interrupt;
 pub mod registry;
+pub mod resolve;
 pub mod sync;
 #[cfg(test)]
 mod test_util;
 pub mod tree;
+pub mod util;
 pub mod ui;
 pub mod watch;

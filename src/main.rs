@@ -107,10 +107,10 @@ enum BuildkitAction {
         #[command(flatten)]
         kube: KubeArgs,
         /// The Deployment's name.
-        #[arg(long, default_value = devloop::buildkit::install::DEFAULT_NAME)]
+        #[arg(long, default_value = devloop::deploy::buildkitd::DEFAULT_NAME)]
         name: String,
         /// The buildkitd image (laid out like moby/buildkit: ENTRYPOINT buildkitd, buildctl on PATH).
-        #[arg(long, default_value = devloop::buildkit::install::DEFAULT_IMAGE)]
+        #[arg(long, default_value = devloop::deploy::buildkitd::DEFAULT_IMAGE)]
         image: String,
         /// Trust this CA certificate for a registry (repeatable): HOST[:PORT]=FILE.
         #[arg(long = "registry-ca", value_name = "HOST=FILE")]
@@ -169,14 +169,14 @@ struct KubeArgs {
 
 impl KubeArgs {
     /// The options, `--namespace`'s `{user}` / `{git-user}` expanded (as in `[kube] namespace`).
-    fn options(&self, cfg: &config::Config) -> Result<devloop::deploy::KubeOptions, engine::Error> {
+    fn options(&self, cfg: &config::Config) -> Result<devloop::cluster::KubeOptions, engine::Error> {
         let namespace = match &self.namespace {
             Some(ns) => Some(
-                devloop::deploy::namespace::resolve(ns, &cfg.root).map_err(|m| engine::Error::BadFlag(format!("--namespace: {m}")))?,
+                devloop::cluster::namespace::resolve(ns, &cfg.root).map_err(|m| engine::Error::BadFlag(format!("--namespace: {m}")))?,
             ),
             None => None,
         };
-        Ok(devloop::deploy::KubeOptions { context: self.kube_context.clone(), namespace, allow: self.allow_context.clone() })
+        Ok(devloop::cluster::KubeOptions { context: self.kube_context.clone(), namespace, allow: self.allow_context.clone() })
     }
 }
 
@@ -300,7 +300,8 @@ fn init_command(dir: Option<&std::path::Path>, force: bool) -> ExitCode {
 
 /// `devloop buildkit install|status`.
 async fn buildkit_command(cfg: &config::Config, action: &BuildkitAction, out: &mut std::io::Stdout) -> Result<bool, engine::Error> {
-    use devloop::buildkit::{install, kube::Cluster, status};
+    use devloop::buildkit::{kube::Cluster, status};
+    use devloop::deploy::buildkitd as install;
     match action {
         BuildkitAction::Install { kube, name, image, registry_ca, insecure_registry, pvc, snapshotter, timeout } => {
             let spec = install::Install {
@@ -314,7 +315,7 @@ async fn buildkit_command(cfg: &config::Config, action: &BuildkitAction, out: &m
             };
             // Bad flags are said before the cluster is asked anything.
             install::config_files(&spec).map_err(|e| engine::Error::BadFlag(e.to_string()))?;
-            let target = devloop::deploy::connect(&cfg.kube, &kube.options(cfg)?).await?;
+            let target = devloop::cluster::connect(&cfg.kube, &kube.options(cfg)?).await?;
             match install::install(&target, &spec, out).await {
                 Ok(()) => Ok(true),
                 Err(install::Error::Deploy(e)) => Err(e.into()),
@@ -332,9 +333,9 @@ async fn buildkit_command(cfg: &config::Config, action: &BuildkitAction, out: &m
                 bk.addr = a.clone();
             } else if name.is_some() || kube.namespace.is_some() {
                 // The namespace comes from --namespace, as for every kube address without one.
-                let name = name.as_deref().unwrap_or(devloop::buildkit::install::DEFAULT_NAME);
+                let name = name.as_deref().unwrap_or(devloop::deploy::buildkitd::DEFAULT_NAME);
                 bk.addr = match &opts.namespace {
-                    Some(ns) => devloop::buildkit::install::addr(name, ns),
+                    Some(ns) => devloop::deploy::buildkitd::addr(name, ns),
                     None => format!("kube-deployment://{name}"),
                 };
             }
@@ -358,7 +359,7 @@ fn load_config(explicit: Option<&std::path::Path>, kube_context: Option<&str>) -
             config::discover(&cwd)?
         }
     };
-    config::load_for(&path, kube_context)
+    devloop::resolve::load(&path, kube_context)
 }
 
 /// Ok(false): the run finished but something it watched failed (a rollout), already reported.
@@ -411,16 +412,31 @@ async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt) -> Result<bool, 
             engine::down::down(cfg, &kube.options(cfg)?, &mut stdout).await?;
         }
         Command::Up { kube, json, cleanup, no_sync, ui } => {
+            use devloop::ui::{page, Ui};
+            // With -v, BuildKit's steps go to stderr line by line; a block redrawn on stdout would be torn by them.
+            let mut out = Ui::stdout(*json, cli.verbose == 0);
+            let mut served = None;
+            if let Some(addr) = ui {
+                // Bound before anything starts, so that a taken address is an error at once.
+                let listener = page::server::bind(*addr).await.map_err(|e| engine::Error::BadFlag(format!("--ui: {e}")))?;
+                served = Some(listener.local_addr().map_err(|e| engine::Error::Usage(e.to_string()))?);
+                let hub = std::sync::Arc::new(page::Hub::default());
+                out = out.with_page(hub.clone());
+                tokio::spawn(page::server::serve(listener, hub, intr.stop().child_token()));
+            }
             let opts = engine::up::UpOptions {
                 kube: kube.options(cfg)?,
                 json: *json,
                 cleanup: *cleanup,
                 verbose: cli.verbose > 0,
                 no_sync: *no_sync,
-                ui: *ui,
+                page: served,
             };
             // SIGINT (Ctrl-C) or SIGTERM stops the loop.
-            engine::up::up(cfg.clone(), opts, intr.stop().clone()).await?;
+            let done = engine::up::up(cfg.clone(), opts, std::sync::Arc::new(out.clone()), intr.stop().clone()).await;
+            // The last lines (what was left running, "stopped") are written unless nobody reads them.
+            out.flush(std::time::Duration::from_secs(2));
+            done?;
         }
     }
     Ok(true)

@@ -65,7 +65,7 @@ pub fn http_client(reg: &config::Registry) -> Result<reqwest::Client, Error> {
             b = b.add_root_certificate(c);
         }
     }
-    b.build().map_err(|e| Error::Unreachable { host: reg.host.clone(), reason: crate::buildkit::error_chain(&e) })
+    b.build().map_err(|e| Error::Unreachable { host: reg.host.clone(), reason: crate::util::error_chain(&e) })
 }
 
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, \
@@ -84,7 +84,7 @@ pub async fn manifest_digest(reg: &config::Registry, name: &str, tag: &str) -> R
 pub async fn manifest_digest_with(reg: &config::Registry, name: &str, tag: &str, docker: &DockerConfig) -> Result<Option<String>, Error> {
     let scheme = if reg.insecure { "http" } else { "https" };
     let url = format!("{scheme}://{}/v2/{name}/manifests/{tag}", reg.host);
-    let unreachable = |e: reqwest::Error| Error::Unreachable { host: reg.host.clone(), reason: crate::buildkit::error_chain(&e) };
+    let unreachable = |e: reqwest::Error| Error::Unreachable { host: reg.host.clone(), reason: crate::util::error_chain(&e) };
     let client = http_client(reg)?;
     let head = || client.head(&url).header("Accept", MANIFEST_TYPES);
     let mut resp = head().send().await.map_err(unreachable)?;

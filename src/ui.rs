@@ -4,9 +4,10 @@
 
 pub mod board;
 pub mod page;
+pub mod writer;
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -14,33 +15,13 @@ use serde_json::{json, Value};
 use crate::engine::decide::{Report, Summary, SyncSummary};
 use board::{Board, Phase};
 
-/// Where reports go. Cheap to clone; lines from concurrent tasks never interleave.
+/// Where `up`'s reports go: lines (or JSON lines) through one [`writer`] thread, the status block below them
+/// on a terminal, and the status page's state. Cheap to clone; every call returns at once (see [`writer`]).
 #[derive(Clone)]
 pub struct Ui {
-    json: bool,
-    out: Arc<Mutex<Sink>>,
+    out: Arc<writer::Writer>,
     /// The status page's state (`up --ui`), told everything the terminal is.
     page: Option<Arc<page::Hub>>,
-}
-
-/// The writer and, on a terminal, the status block drawn below what it wrote.
-struct Sink {
-    w: Box<dyn Write + Send>,
-    board: Option<Board>,
-    /// The block's width: the terminal's, asked at each drawing (it may be resized).
-    width: Box<dyn Fn() -> usize + Send>,
-}
-
-impl Sink {
-    fn draw(&mut self, text: Option<&str>) {
-        let width = (self.width)();
-        if let Some(b) = self.board.as_mut() {
-            let _ = b.write_above(&mut *self.w, text, width);
-        } else if let Some(text) = text {
-            let _ = writeln!(self.w, "{text}");
-            let _ = self.w.flush();
-        }
-    }
 }
 
 /// A duration in whole milliseconds, as the JSON figures give it.
@@ -101,12 +82,16 @@ pub fn state_line(s: &SyncSummary) -> String {
 impl Ui {
     /// Text (or JSON lines) to `out`.
     pub fn new(json: bool, out: Box<dyn Write + Send>) -> Self {
-        Ui { json, out: Arc::new(Mutex::new(Sink { w: out, board: None, width: Box::new(|| 80) })), page: None }
+        Self::start(out, None, Box::new(|| 80), json)
     }
 
     /// Text to `out` with a status block `width` columns wide below it (as on a terminal).
     pub fn with_board(out: Box<dyn Write + Send>, width: usize) -> Self {
-        Ui { json: false, out: Arc::new(Mutex::new(Sink { w: out, board: Some(Board::default()), width: Box::new(move || width) })), page: None }
+        Self::start(out, Some(Board::default()), Box::new(move || width), false)
+    }
+
+    fn start(out: Box<dyn Write + Send>, board: Option<Board>, width: Box<dyn Fn() -> usize + Send>, json: bool) -> Self {
+        Ui { out: Arc::new(writer::Writer::start(out, writer::Block { board, width }, json)), page: None }
     }
 
     /// To stdout; with a status block when `board` is asked for, the output is text and stdout is a
@@ -115,22 +100,25 @@ impl Ui {
         if json || !board || !board::wanted() {
             return Self::new(json, Box::new(std::io::stdout()));
         }
-        let width = Box::new(|| board::terminal_width().unwrap_or(80));
-        let ui = Ui { json, out: Arc::new(Mutex::new(Sink { w: Box::new(std::io::stdout()), board: Some(Board::default()), width })), page: None };
-        let sink = Arc::downgrade(&ui.out);
+        let ui = Self::start(Box::new(std::io::stdout()), Some(Board::default()), Box::new(|| board::terminal_width().unwrap_or(80)), false);
+        let out = Arc::downgrade(&ui.out);
         std::thread::spawn(move || {
-            while let Some(strong) = sink.upgrade() {
-                {
-                    let mut out = strong.lock().expect("not poisoned");
-                    if out.board.as_ref().is_some_and(Board::busy) {
-                        out.draw(None);
-                    }
+            while let Some(strong) = out.upgrade() {
+                let busy = strong.block.lock().expect("not poisoned").board.as_ref().is_some_and(Board::busy);
+                if busy {
+                    strong.redraw();
                 }
                 drop(strong); // the last `Ui` may go while this sleeps
                 std::thread::sleep(Duration::from_millis(500));
             }
         });
         ui
+    }
+
+    /// Waits until everything said so far is written, for at most `within` (a reader that stopped reading
+    /// is not waited for longer); false if it was not.
+    pub fn flush(&self, within: Duration) -> bool {
+        self.out.flush(within)
     }
 
     /// Tells `hub` (the status page) everything from now on, as well as the terminal.
@@ -148,13 +136,8 @@ impl Ui {
         if let Some(hub) = &self.page {
             hub.record(&value);
         }
-        let mut out = self.out.lock().expect("not poisoned");
-        if self.json {
-            let _ = writeln!(out.w, "{value}");
-            let _ = out.w.flush();
-        } else {
-            out.draw(Some(text));
-        }
+        let log = value["event"] == "log";
+        self.out.line(if self.out.json() { value.to_string() } else { text.to_string() }, log);
     }
 
     /// Changes the status block, when there is one: `f` gets the board.
@@ -162,10 +145,11 @@ impl Ui {
         if let Some(hub) = &self.page {
             hub.board(&f);
         }
-        let mut out = self.out.lock().expect("not poisoned");
-        if let Some(b) = out.board.as_mut() {
+        let mut block = self.out.block.lock().expect("not poisoned");
+        if let Some(b) = block.board.as_mut() {
             f(b);
-            out.draw(None);
+            drop(block);
+            self.out.redraw();
         }
     }
 
@@ -191,7 +175,7 @@ impl Ui {
 
     /// The phase of `image` on the status block (or the page's, without a block; none without either).
     pub fn current(&self, image: &str) -> Option<Phase> {
-        let on_terminal = self.out.lock().expect("not poisoned").board.as_ref().and_then(|b| b.phase(image).cloned());
+        let on_terminal = self.out.block.lock().expect("not poisoned").board.as_ref().and_then(|b| b.phase(image).cloned());
         on_terminal.or_else(|| self.page.as_ref().and_then(|hub| hub.phase(image)))
     }
 
@@ -279,6 +263,30 @@ impl Ui {
     }
 }
 
+impl crate::engine::out::Sink for Ui {
+    fn line(&self, image: &str, kind: &str, text: &str) {
+        Ui::line(self, image, kind, text)
+    }
+    fn report(&self, r: &Report) {
+        Ui::report(self, r)
+    }
+    fn phase(&self, image: &str, phase: Phase) {
+        Ui::phase(self, image, phase)
+    }
+    fn hashing(&self, image: &str) {
+        Ui::hashing(self, image)
+    }
+    fn deployments(&self, image: &str, deployments: &[String]) {
+        Ui::deployments(self, image, deployments)
+    }
+    fn forward_url(&self, deployment: &str, url: &str) {
+        Ui::forward_url(self, deployment, url)
+    }
+    fn page_url(&self, url: &str) {
+        Ui::page_url(self, url)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,7 +338,9 @@ mod tests {
         let replay = SyncSummary { replay: true, files: 1, deleted: 1, pods: 2, ..s.clone() };
         assert_eq!(sync_line(&replay), "hello  replay 1 file (1 deleted) → 2 new pods · 84ms · total 140ms");
         let buf = SharedBuf::default();
-        Ui::new(true, Box::new(buf.clone())).report(&Report::Synced(s));
+        let ui = Ui::new(true, Box::new(buf.clone()));
+        ui.report(&Report::Synced(s));
+        assert!(ui.flush(Duration::from_secs(5)));
         let v: Value = serde_json::from_str(buf.text().trim()).unwrap();
         assert_eq!((v["event"].as_str(), v["files"].as_u64(), v["sync_ms"].as_u64(), v["total_ms"].as_u64()), (Some("sync"), Some(2), Some(84), Some(140)));
         assert_eq!((v["synced"].as_u64(), v["content"].as_str()), (Some(3), Some("d4e5f6a7b8c9d0e1")));
@@ -342,6 +352,7 @@ mod tests {
         let ui = Ui::new(true, Box::new(buf.clone()));
         ui.report(&Report::Iteration(summary()));
         ui.line("hello", "log", "GET / 200");
+        assert!(ui.flush(Duration::from_secs(5)));
         let text = buf.text();
         let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines[0]["event"], "iteration");
@@ -365,6 +376,7 @@ mod tests {
         ui.report(&Report::Failed { image: "hello".into(), tag: None, error: "Dockerfile:3: RUN false\nlogs".into() });
         assert_eq!(ui.current("hello"), Some(Phase::Failed("Dockerfile:3: RUN false".into())));
         // Every line was written above the block: the text ends with the block's one row.
+        assert!(ui.flush(Duration::from_secs(5)));
         let text = buf.text();
         assert!(text.ends_with("✗ hello  failed: Dockerfile:3: RUN false\n"), "{text:?}");
         assert!(text.contains(&format!("\x1b[1A\x1b[J{}\n", summary_line(&summary()))), "{text:?}");
@@ -373,6 +385,7 @@ mod tests {
         let ui = Ui::new(false, Box::new(plain.clone()));
         ui.phase("hello", Phase::Watching);
         ui.report(&Report::Iteration(summary()));
+        assert!(ui.flush(Duration::from_secs(5)));
         assert_eq!((plain.text(), ui.current("hello")), (format!("{}\n", summary_line(&summary())), None));
     }
 }

@@ -416,7 +416,7 @@ async fn one_client_reconnects_to_the_new_pod_after_a_restart() {
     tokio::task::block_in_place(|| install(&p, &bk.0));
     let cfg = devloop::config::Buildkit { addr: format!("kube-deployment://buildkitd?namespace={}", bk.0), ..Default::default() };
     let kube = devloop::config::Kube { context: Some("devloop-local".into()), ..Default::default() };
-    let opts = devloop::deploy::KubeOptions::default();
+    let opts = devloop::cluster::KubeOptions::default();
     let mut client = buildkit::connect(&cfg, Cluster { kube: &kube, opts: &opts }).await.unwrap();
     let via = client.via.clone().unwrap();
     let first = via.pod().unwrap();

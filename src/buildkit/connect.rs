@@ -46,7 +46,7 @@ pub async fn connect(cfg: &config::Buildkit, cluster: super::kube::Cluster<'_>) 
             other => unreachable(&other),
         })?;
         tracing::debug!("BuildKit through {e:?}");
-        let channel = docker::grpc::channel(&e.dialer).await.map_err(|e| unreachable(&source_chain(&e)))?;
+        let channel = docker::grpc::channel(&e.dialer).await.map_err(|e| unreachable(&crate::util::error_chain(&e)))?;
         engine = Some(e);
         channel
     } else if let Some(path) = cfg.addr.strip_prefix("unix://") {
@@ -59,7 +59,7 @@ pub async fn connect(cfg: &config::Buildkit, cluster: super::kube::Cluster<'_>) 
                 async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
             }))
             .await
-            .map_err(|e| unreachable(&source_chain(&e)))?
+            .map_err(|e| unreachable(&crate::util::error_chain(&e)))?
     } else if let Some(host_port) = cfg.addr.strip_prefix("tcp://") {
         let tls = !cfg.plain_tcp();
         if !tls {
@@ -80,7 +80,7 @@ pub async fn connect(cfg: &config::Buildkit, cluster: super::kube::Cluster<'_>) 
         if tls {
             ep = ep.tls_config(tls_config(cfg)?).map_err(|e| Error::Tls(format!("cannot use the certificates: {e:?}")))?;
         }
-        ep.connect().await.map_err(|e| unreachable(&source_chain(&e)))?
+        ep.connect().await.map_err(|e| unreachable(&crate::util::error_chain(&e)))?
     } else {
         return Err(unreachable(
             &"unsupported address scheme (use unix://, tcp://, docker://, docker-unix://, docker-tcp://, kube-pod:// or \
@@ -96,7 +96,7 @@ pub async fn connect(cfg: &config::Buildkit, cluster: super::kube::Cluster<'_>) 
         Ok(Ok(_)) => Ok(Client { control: client, engine, via }),
         Ok(Err(status)) => {
             // A transport failure says only "transport error"; the cause (e.g. a refused port-forward) is below.
-            let mut cause = std::error::Error::source(&status).map(|e| format!(": {}", source_chain(e))).unwrap_or_default();
+            let mut cause = std::error::Error::source(&status).map(|e| format!(": {}", crate::util::error_chain(e))).unwrap_or_default();
             // Through a port-forward, the refusal arrives on its own channel, maybe after the stream broke.
             if let Some(link) = &via {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -131,16 +131,4 @@ fn tls_config(cfg: &config::Buildkit) -> Result<ClientTlsConfig, Error> {
         tls = tls.domain_name(name.clone());
     }
     Ok(tls)
-}
-
-/// tonic's transport errors say only "transport error"; the cause is further down the chain.
-pub(crate) fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }

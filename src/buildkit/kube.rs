@@ -20,86 +20,9 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::Error;
 use crate::config;
-use crate::deploy::namespace::{is_dns_label, is_dns_subdomain};
-use crate::deploy::{self, KubeOptions};
+use crate::cluster::{self, KubeOptions};
 
-/// The port buildkitd listens on inside the pod when the address names none.
-pub const DEFAULT_PORT: u16 = 1234;
-
-/// What a kube address points at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// One pod, by name.
-    Pod,
-    /// A Ready pod of a Deployment.
-    Deployment,
-}
-
-/// A parsed `kube-pod://` / `kube-deployment://` address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KubeAddr {
-    /// Pod or Deployment.
-    pub kind: Kind,
-    /// Its name.
-    pub name: String,
-    /// `?namespace=`; unset: the namespace devloop deploys to.
-    pub namespace: Option<String>,
-    /// `&port=`: buildkitd's TCP port in the pod.
-    pub port: u16,
-}
-
-impl KubeAddr {
-    /// None when `addr` is not a kube address at all; Some(Err(what is wrong)) when it is one but malformed.
-    pub fn parse(addr: &str) -> Option<Result<KubeAddr, String>> {
-        let (kind, rest) = if let Some(r) = addr.strip_prefix("kube-pod://") {
-            (Kind::Pod, r)
-        } else if let Some(r) = addr.strip_prefix("kube-deployment://") {
-            (Kind::Deployment, r)
-        } else {
-            return None;
-        };
-        Some(parse_rest(kind, rest).map_err(|m| format!("`{addr}`: {m}")))
-    }
-
-    /// `pod ns/name` or `deployment ns/name`, in `namespace` when the address names none.
-    pub fn describe(&self, namespace: &str) -> String {
-        let what = match self.kind {
-            Kind::Pod => "pod",
-            Kind::Deployment => "deployment",
-        };
-        format!("{what} {}/{}", self.namespace.as_deref().unwrap_or(namespace), self.name)
-    }
-}
-
-fn parse_rest(kind: Kind, rest: &str) -> Result<KubeAddr, String> {
-    let (name, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let what = if kind == Kind::Pod { "pod" } else { "deployment" };
-    if name.is_empty() {
-        return Err(format!("no {what} name (kube-{what}://<name>?namespace=<namespace>)"));
-    }
-    if !is_dns_subdomain(name) {
-        return Err(format!("`{name}` is not a valid {what} name (lowercase letters, digits, `-`, `.`)"));
-    }
-    let mut out = KubeAddr { kind, name: name.to_string(), namespace: None, port: DEFAULT_PORT };
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match k {
-            "namespace" if is_dns_label(v) => out.namespace = Some(v.to_string()),
-            "namespace" => return Err(format!("`{v}` is not a valid namespace name")),
-            "port" => match v.parse::<u16>() {
-                Ok(p) if p > 0 => out.port = p,
-                _ => return Err(format!("port `{v}` is not a TCP port number")),
-            },
-            "context" => {
-                return Err("the kube context is not part of the address: devloop uses [kube] context / \
-                            --kube-context, as for deploying"
-                    .into())
-            }
-            other => return Err(format!("unknown parameter `{other}` (known: namespace, port)")),
-        }
-    }
-    Ok(out)
-}
+pub use crate::config::addr::kube::{Kind, KubeAddr, DEFAULT_PORT};
 
 /// The cluster a kube address is reached through: the same context (and allow-list) as deploying.
 #[derive(Debug, Clone, Copy)]
@@ -167,9 +90,9 @@ impl Dialer {
                 let dep = dep.ok_or_else(|| {
                     format!("no such deployment {ns}/{name} (install one with `devloop buildkit install --namespace {ns} --name {name}`)")
                 })?;
-                let selector = deploy::selector(&dep);
+                let selector = cluster::selector(&dep);
                 let list = pods.list(&ListParams::default().labels(&selector)).await.map_err(|e| format!("listing pods of deployment {ns}/{name}: {e}"))?;
-                crate::forward::newest_ready(list.items.iter()).ok_or_else(|| {
+                crate::cluster::pods::newest_ready(list.items.iter()).ok_or_else(|| {
                     let states: Vec<String> = list.items.iter().map(pod_state).collect();
                     let pods = if states.is_empty() { "no pods".to_string() } else { states.join(", ") };
                     format!("no Ready pod of deployment {ns}/{name} ({pods})")
@@ -276,8 +199,8 @@ impl AsyncWrite for Forwarded {
 /// A gRPC channel to the BuildKit that `addr` names, every connection a port-forward through the API server
 /// of the deploy context. The context allow-list is checked before any request is sent.
 pub(super) async fn channel(raw: &str, addr: &KubeAddr, cluster: Cluster<'_>) -> Result<(Channel, Via), Error> {
-    let target = deploy::connect(cluster.kube, cluster.opts).await.map_err(|e| match e {
-        deploy::Error::NotAllowed(source) => Error::NotAllowed { addr: raw.to_string(), source },
+    let target = cluster::connect(cluster.kube, cluster.opts).await.map_err(|e| match e {
+        cluster::Error::NotAllowed(source) => Error::NotAllowed { addr: raw.to_string(), source },
         other => Error::Unreachable { addr: raw.to_string(), reason: other.to_string() },
     })?;
     let namespace = addr.namespace.clone().unwrap_or_else(|| target.namespace.clone());
@@ -303,7 +226,7 @@ pub(super) async fn channel(raw: &str, addr: &KubeAddr, cluster: Cluster<'_>) ->
         .connect_with_connector(connector)
         .await
         .map_err(|e| {
-            let reason = last_error.lock().expect("not poisoned").take().unwrap_or_else(|| super::connect::source_chain(&e));
+            let reason = last_error.lock().expect("not poisoned").take().unwrap_or_else(|| crate::util::error_chain(&e));
             Error::Unreachable { addr: raw.to_string(), reason: format!("{reason} (context {})", target.context) }
         })?;
     Ok((channel, via))

@@ -5,7 +5,6 @@
 pub mod auth;
 pub mod connect;
 pub mod filesync;
-pub mod install;
 pub mod kube;
 pub mod progress;
 pub mod session;
@@ -23,7 +22,7 @@ pub enum Error {
     Unreachable { addr: String, reason: String },
     /// A kube address whose context is not allow-listed (exit code 2): nothing was sent.
     #[error("BuildKit at {addr}: {source}")]
-    NotAllowed { addr: String, source: crate::deploy::safety::NotAllowed },
+    NotAllowed { addr: String, source: crate::cluster::safety::NotAllowed },
     /// The connection to buildkitd broke while a build ran (the daemon stopped or restarted).
     #[error("BuildKit went away during the build: {reason}")]
     Lost { reason: String },
@@ -65,7 +64,3 @@ fn unreachable_hint(addr: &str, reason: &str) -> &'static str {
     }
 }
 
-/// An error and its causes on one line (transport errors hide the useful part in their sources).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    connect::source_chain(e)
-}

@@ -69,7 +69,7 @@ impl Session {
         dirs: HashMap<String, SyncedDir>,
         content: Option<ContentServer<ImportStore>>,
     ) -> Result<Session, Error> {
-        let id = random_id();
+        let id = crate::util::random_id();
         let stats = Arc::new(TransferStats::default());
         let cancel = CancellationToken::new();
         let (ours, theirs) = tokio::io::duplex(1 << 20);
@@ -131,12 +131,6 @@ impl Session {
         self.cancel.cancel();
         let _ = self.task.await;
     }
-}
-
-/// A random id made of letters and digits (BuildKit forbids `:` in session ids).
-pub fn random_id() -> String {
-    use rand::Rng;
-    rand::rng().sample_iter(rand::distr::Alphanumeric).take(25).map(|c| (c as char).to_ascii_lowercase()).collect()
 }
 
 /// The in-memory pipe, made acceptable to tonic's server.

@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 
 use super::filesync::SyncedDir;
 use super::progress::{dockerfile_line, Progress};
-use super::session::{random_id, Session};
+use super::session::Session;
+use crate::util::random_id;
 use super::connect::Client;
 use super::Error;
 use crate::config::Image;
@@ -243,7 +244,7 @@ pub async fn build(client: &mut Client, spec: &BuildSpec<'_>, progress: &mut Pro
         // A status with a transport error behind it is the connection failing, not the build: the daemon is
         // gone, and the build should be tried again once it is back.
         Ok(Err(status)) if std::error::Error::source(&status).is_some() || status.code() == tonic::Code::Unavailable => {
-            let mut reason = std::error::Error::source(&status).map_or_else(|| status.message().to_string(), super::error_chain);
+            let mut reason = std::error::Error::source(&status).map_or_else(|| status.message().to_string(), crate::util::error_chain);
             // In the cluster, say which pod it was: the stream ends when that pod stops (deleted, evicted).
             if let Some(pod) = client.via.as_ref().and_then(|v| v.pod()) {
                 reason = format!("the port-forward to {pod} ended (was the pod deleted or restarted?): {reason}");

@@ -41,7 +41,7 @@ pub fn default_name(host: &str) -> String {
 /// A Secret name must be a DNS-1123 subdomain: lower-case alphanumerics, `-` and `.`, at most 253, starting and
 /// ending alphanumeric.
 pub fn validate_secret_name(name: &str) -> Result<(), String> {
-    if crate::deploy::namespace::is_dns_subdomain(name) {
+    if super::names::is_dns_subdomain(name) {
         Ok(())
     } else {
         Err(format!("`{name}` is not a Secret name (lower-case letters, digits, `-` and `.`, at most 253)"))

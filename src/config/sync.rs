@@ -1,5 +1,5 @@
 //! `[[image.sync]]`: live-update rules. A change whose paths all match an image's rules is copied into the
-//! running containers instead of rebuilding (see `engine::decide` and `crate::sync`).
+//! running containers instead of rebuilding (the engine decides when; the sync layer carries it out).
 //!
 //! Mapping, as Docker's `COPY www/ /www/` would: a glob `src` (`www/**`) is anchored at its literal directory
 //! prefix (`www`), and what follows it goes under `dest` (`www/a/b.html` → `/www/a/b.html`); a literal `src`

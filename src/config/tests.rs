@@ -303,12 +303,3 @@ fn registry_ca_is_relative_to_the_file_and_pull_secret_takes_a_bool_or_a_name() 
     let bad = parse_err(&format!("{base}pull-secret = 3\n"));
     assert!(bad.key == "registry.pull-secret" && bad.message.contains("true, false or a Secret name"), "{bad}");
 }
-
-#[test]
-fn an_unreadable_registry_ca_is_a_config_error_naming_the_key() {
-    let d = tempfile::tempdir().unwrap();
-    let path = d.path().join("devloop.toml");
-    std::fs::write(&path, "[registry]\nhost = \"r:5443\"\nca = \"missing.pem\"\n").unwrap();
-    let msg = load(&path).unwrap_err().to_string();
-    assert!(msg.contains("key `registry.ca`") && msg.contains("missing.pem") && msg.contains("cannot read"), "{msg}");
-}

@@ -267,7 +267,7 @@ impl Containerd {
         let from = to_unpack(chains, |c| present.iter().any(|p| p == c));
         for i in from..chains.len() {
             let parent = if i == 0 { String::new() } else { chains[i - 1].clone() };
-            let key = format!("devloop-extract-{} {}", crate::buildkit::session::random_id(), chains[i]);
+            let key = format!("devloop-extract-{} {}", crate::util::random_id(), chains[i]);
             let snaps = || self.snapshots();
             let mounts = snaps()
                 .prepare(self.req(PrepareSnapshotRequest { snapshotter: snapshotter.into(), key: key.clone(), parent, labels: HashMap::new() }, Some(lease)))

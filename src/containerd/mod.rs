@@ -76,7 +76,7 @@ impl Containerd {
                 async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
             }))
             .await
-            .map_err(|e| unreachable(crate::buildkit::error_chain(&e)))?;
+            .map_err(|e| unreachable(crate::util::error_chain(&e)))?;
         let c = Containerd { channel, socket: socket.to_path_buf(), namespace: namespace.to_string() };
         // One cheap call, so a socket that is not containerd's gRPC one is reported here, with its path.
         let mut leases = c.leases();
@@ -129,7 +129,7 @@ impl Containerd {
 
     /// A lease that expires by itself after `ttl` should devloop die before deleting it.
     pub async fn lease(&self, ttl: Duration) -> Result<String, Error> {
-        let id = format!("devloop-{}", crate::buildkit::session::random_id());
+        let id = format!("devloop-{}", crate::util::random_id());
         let expire = humantime::format_rfc3339_seconds(SystemTime::now() + ttl).to_string();
         let labels = [("containerd.io/gc.expire".to_string(), expire)].into();
         self.leases().create(self.req(CreateRequest { id: id.clone(), labels }, None)).await.map_err(|s| self.fail("create a lease", s))?;

@@ -10,6 +10,7 @@ use kube::discovery::{self, ApiCapabilities, ApiResource, Scope};
 use serde_json::Value;
 
 use super::{images, Error, Target, FIELD_MANAGER};
+use crate::cluster::ClusterObject;
 use crate::config::ManifestSource;
 
 /// One object from the manifests, ready to apply.
@@ -223,32 +224,6 @@ async fn resolve_kind(t: &Target, gvk: &GroupVersionKind) -> Result<(ApiResource
     let found = discovery::pinned_kind(&t.client, gvk).await?;
     t.kinds.lock().expect("not poisoned").insert(gvk.clone(), found.clone());
     Ok(found)
-}
-
-/// A cluster-scoped object (a ClusterRole, a Namespace, …) that an apply created.
-#[derive(Debug, Clone)]
-pub struct ClusterObject {
-    /// Its kind's API resource.
-    pub resource: ApiResource,
-    /// Its name.
-    pub name: String,
-}
-
-impl ClusterObject {
-    /// `kind/name` in lower case, as kubectl takes it.
-    pub fn id(&self) -> String {
-        format!("{}/{}", self.resource.kind.to_lowercase(), self.name)
-    }
-
-    /// Deletes it; false when it was already gone.
-    pub async fn delete(&self, client: &kube::Client) -> Result<bool, Error> {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &self.resource);
-        match api.delete(&self.name, &Default::default()).await {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
-            Err(e) => Err(super::Error::Api { what: format!("deleting {}", self.id()), source: e }),
-        }
-    }
 }
 
 /// Deletes `objects` (those that exist) from the target, last first; returns the deleted ones as

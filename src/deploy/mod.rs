@@ -1,33 +1,27 @@
-//! Rolling workloads to a new image: pick the cluster ([`connect`], refusing contexts that are not
-//! allow-listed before any request), change the pod template (patch one container's image, or
+//! Rolling workloads to a new image on the cluster a [`Target`] names (see [`crate::cluster`]): change the pod
+//! template (patch one container's image, or
 //! server-side apply manifests with image references substituted — [`manifests`]), and watch the rollout
 //! ([`rollout`]). devloop never deletes a pod: changing the template makes the Deployment controller roll.
 
+pub mod buildkitd;
 pub mod helm;
 pub mod images;
 pub mod manifests;
-pub mod namespace;
 pub mod pull_secret;
 pub mod rollout;
-pub mod safety;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::Client;
 
-use crate::config;
-
-/// The field manager devloop's changes are recorded under.
-pub const FIELD_MANAGER: &str = "devloop";
+use crate::cluster::{selector, Target, FIELD_MANAGER};
 
 /// Errors deploying.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The context is not allow-listed (exit code 2).
     #[error(transparent)]
-    NotAllowed(#[from] safety::NotAllowed),
+    NotAllowed(#[from] crate::cluster::safety::NotAllowed),
     /// No kubeconfig, or no context to use.
     #[error("kubeconfig: {0}")]
     Kubeconfig(String),
@@ -51,104 +45,21 @@ pub enum Error {
     PullSecret(String),
 }
 
+impl From<crate::cluster::Error> for Error {
+    fn from(e: crate::cluster::Error) -> Self {
+        match e {
+            crate::cluster::Error::NotAllowed(n) => Error::NotAllowed(n),
+            crate::cluster::Error::Kubeconfig(m) => Error::Kubeconfig(m),
+            crate::cluster::Error::Api { what, source } => Error::Api { what, source },
+        }
+    }
+}
+
 impl Error {
     fn api(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
         let what = what.into();
         move |source| Error::Api { what, source }
     }
-}
-
-/// Command-line choices that override `[kube]`.
-#[derive(Debug, Clone, Default)]
-pub struct KubeOptions {
-    /// `--kube-context`.
-    pub context: Option<String>,
-    /// `--namespace`.
-    pub namespace: Option<String>,
-    /// `--allow-context` (repeatable).
-    pub allow: Vec<String>,
-}
-
-/// A cluster and namespace devloop may deploy to.
-#[derive(Clone)]
-pub struct Target {
-    /// The kube context.
-    pub context: String,
-    /// The namespace every object goes to.
-    pub namespace: String,
-    /// A client for that context.
-    pub client: Client,
-    /// Kinds already resolved by discovery: the loop applies the same manifests again and again.
-    pub kinds: KindCache,
-    /// When set, the cluster-scoped objects that applies through this target create are recorded here:
-    /// deleting the namespace does not delete them, so `check` deletes them itself.
-    pub created: Option<Created>,
-}
-
-/// Cluster-scoped objects created through a [`Target`], each recorded before its request is sent, so one
-/// whose request was interrupted is still known.
-pub type Created = std::sync::Arc<std::sync::Mutex<Vec<manifests::ClusterObject>>>;
-
-/// Discovery results per kind, shared by the clones of a [`Target`].
-pub type KindCache = std::sync::Arc<
-    std::sync::Mutex<std::collections::HashMap<kube::core::GroupVersionKind, (kube::discovery::ApiResource, kube::discovery::ApiCapabilities)>>,
->;
-
-/// Resolves the context and namespace, checks the allow-list — before any request is sent — and builds a
-/// client.
-pub async fn connect(cfg: &config::Kube, opts: &KubeOptions) -> Result<Target, Error> {
-    let kubeconfig = Kubeconfig::read().map_err(|e| {
-        Error::Kubeconfig(format!("{e} (set KUBECONFIG; for the local stack: eval \"$(scripts/stack env)\")"))
-    })?;
-    let context = opts
-        .context
-        .clone()
-        .or_else(|| cfg.context.clone())
-        .or_else(|| kubeconfig.current_context.clone())
-        .ok_or_else(|| Error::Kubeconfig("no context: set [kube] context or --kube-context".into()))?;
-    let mut allowed = cfg.allow_contexts.clone();
-    allowed.extend(opts.allow.iter().cloned());
-    safety::check(&context, &allowed)?;
-    let context_ns = kubeconfig
-        .contexts
-        .iter()
-        .find(|c| c.name == context)
-        .and_then(|c| c.context.as_ref())
-        .and_then(|c| c.namespace.clone());
-    let namespace = opts.namespace.clone().or_else(|| cfg.namespace.clone()).or(context_ns).unwrap_or_else(|| "default".into());
-    let options = KubeConfigOptions { context: Some(context.clone()), ..Default::default() };
-    let kc = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-        .await
-        .map_err(|e| Error::Kubeconfig(format!("context {context}: {e}")))?;
-    let client = client(kc).map_err(Error::api(format!("client for context {context}")))?;
-    Ok(Target { context, namespace, client, kinds: Default::default(), created: None })
-}
-
-/// A client like `Client::try_from(config)` but with TCP_NODELAY on its connections. Without it, a fresh
-/// connection stalls ~40 ms (Nagle's algorithm waiting on a delayed ACK during the TLS handshake), and the
-/// loop opens fresh ones all the time: every port-forward connection and every rollout's watches.
-fn client(kc: kube::Config) -> Result<Client, kube::Error> {
-    use kube::client::ConfigExt;
-    if kc.proxy_url.is_some() {
-        return Client::try_from(kc); // kube's own stack knows the proxy kinds
-    }
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    let https = kc.rustls_https_connector_with_connector(http)?;
-    // The same bounds kube's own client sets (a watch asks for 290 s, under the 295 s read timeout).
-    let mut timeouts = hyper_timeout::TimeoutConnector::new(https);
-    timeouts.set_connect_timeout(kc.connect_timeout);
-    timeouts.set_read_timeout(kc.read_timeout);
-    timeouts.set_write_timeout(kc.write_timeout);
-    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(timeouts);
-    let service = tower::ServiceBuilder::new()
-        .layer(kc.base_uri_layer())
-        .option_layer(kc.auth_layer()?)
-        .layer(kc.extra_headers_layer()?)
-        .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
-        .service(hyper);
-    Ok(Client::new(service, kc.default_namespace))
 }
 
 /// What patching a Deployment did.
@@ -221,18 +132,6 @@ pub fn has_pull_secret(dep: &Deployment, name: &str) -> bool {
 pub fn pull_policy_of(dep: &Deployment, container: &str) -> Option<String> {
     let spec = dep.spec.as_ref()?.template.spec.as_ref()?;
     spec.containers.iter().find(|c| c.name == container)?.image_pull_policy.clone()
-}
-
-/// The label selector of a Deployment's pods, as a `k=v,…` string.
-pub fn selector(dep: &Deployment) -> String {
-    dep.spec
-        .as_ref()
-        .and_then(|s| s.selector.match_labels.clone())
-        .unwrap_or_default()
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Watches the rollout of `name` to `refs` (see [`rollout::watch`]).

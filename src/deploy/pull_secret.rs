@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{json, Value};
 
-use super::namespace::MANAGED_BY;
+use crate::cluster::namespace::MANAGED_BY;
 use super::{Error, Target, FIELD_MANAGER};
 use crate::config;
 use crate::registry::{Credentials, DockerConfig};

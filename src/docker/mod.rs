@@ -4,11 +4,10 @@
 //! the plain Engine API calls devloop needs (ping, image inspect, push) through `bollard`.
 //! BuildKit's own gRPC goes through the engine too: see [`grpc`].
 
-pub mod addr;
 pub mod grpc;
 pub mod transport;
 
-pub use addr::{auto_engine, engine_of, Addr, Env, TlsFiles, DEFAULT_SOCKET};
+pub use crate::config::addr::docker::{auto_engine, engine_of, Addr, Env, TlsFiles, DEFAULT_SOCKET};
 pub use transport::answers;
 
 use futures::StreamExt;
@@ -131,12 +130,12 @@ impl Engine {
             });
         }
         let dialer = transport::Dialer::new(addr).map_err(&unreachable)?;
-        let api = dialer.api().map_err(|e| unreachable(crate::buildkit::error_chain(&e)))?;
+        let api = dialer.api().map_err(|e| unreachable(crate::util::error_chain(&e)))?;
         let api = tokio::time::timeout(std::time::Duration::from_secs(10), api.negotiate_version())
             .await
             .map_err(|_| unreachable("no answer to /_ping within 10s".into()))?
-            .map_err(|e| unreachable(crate::buildkit::error_chain(&e)))?;
-        let v = api.version().await.map_err(|e| unreachable(crate::buildkit::error_chain(&e)))?;
+            .map_err(|e| unreachable(crate::util::error_chain(&e)))?;
+        let v = api.version().await.map_err(|e| unreachable(crate::util::error_chain(&e)))?;
         let api_version = api.client_version().to_string();
         // /grpc and BuildKit came with Docker 18.09 (API 1.39); older engines answer 404 there.
         let (major, minor) = api_version.split_once('.').map_or((0, 0), |(a, b)| (a.parse().unwrap_or(0), b.parse().unwrap_or(0)));
@@ -171,7 +170,7 @@ impl Engine {
         let mut stream = self.api.push_image(name, Some(opts), creds);
         let mut digest = None;
         while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| push_error(crate::buildkit::error_chain(&e)))?;
+            let info = item.map_err(|e| push_error(crate::util::error_chain(&e)))?;
             if let Some(d) = info.status.as_deref().and_then(pushed_digest) {
                 digest = Some(d);
             }
@@ -180,7 +179,7 @@ impl Engine {
     }
 
     fn api_error(&self, what: &str, e: &bollard::errors::Error) -> Error {
-        Error::Api { addr: self.addr.clone(), what: what.into(), reason: crate::buildkit::error_chain(e) }
+        Error::Api { addr: self.addr.clone(), what: what.into(), reason: crate::util::error_chain(e) }
     }
 }
 

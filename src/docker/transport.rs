@@ -12,7 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::addr::{Addr, TlsFiles};
+use super::{Addr, TlsFiles};
 
 /// A connected byte stream to the engine, whatever carries it.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}

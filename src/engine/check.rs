@@ -16,10 +16,10 @@ use super::command::{self, Ended};
 use super::deploy::{deploy_image, resolve_all, DeployOptions};
 use super::Error;
 use crate::config::{Config, DeployTarget};
-use crate::deploy::{self, Target};
+use crate::cluster::{self, Target};
+use crate::deploy;
 use crate::forward;
 use crate::interrupt::{until, Interrupt};
-use crate::ui::Ui;
 
 /// Choices for `check`.
 #[derive(Debug, Clone, Default)]
@@ -41,7 +41,7 @@ pub fn url_var(deployment: &str) -> String {
 /// it: whatever it created (the namespace, cluster-scoped objects from the manifests) is deleted — unless a
 /// second signal stops that, and then what is left is named — and the result is [`Error::Interrupted`].
 pub async fn check(cfg: &Config, opts: &CheckOptions, out: &mut (dyn Write + Send), intr: &Interrupt) -> Result<bool, Error> {
-    let base = deploy::connect(&cfg.kube, &opts.deploy.kube).await?;
+    let base = cluster::connect(&cfg.kube, &opts.deploy.kube).await?;
     let Some(references) = until(intr.stop(), resolve_all(cfg, &opts.deploy, out)).await else {
         let _ = writeln!(out, "check: interrupted ({}) while building: nothing was created in the cluster", intr.name());
         return Err(Error::Interrupted(intr.name()));
@@ -56,7 +56,7 @@ pub async fn check(cfg: &Config, opts: &CheckOptions, out: &mut (dyn Write + Sen
     h.update(std::process::id().to_be_bytes());
     h.update(format!("{:?}", std::time::SystemTime::now()).as_bytes());
     let ns = format!("devloop-check-{}", &hex::encode(h.finalize())[..8]);
-    let created = deploy::Created::default();
+    let created = cluster::Created::default();
     let target = Target { namespace: ns.clone(), created: Some(created.clone()), ..base.clone() };
     let forwards = CancellationToken::new();
     let result = run_in(cfg, &base, &target, &references, out, &forwards, intr).await;
@@ -82,7 +82,7 @@ pub async fn check(cfg: &Config, opts: &CheckOptions, out: &mut (dyn Write + Sen
 #[derive(Debug, Clone)]
 enum Leftover {
     Namespace(String),
-    Cluster(deploy::manifests::ClusterObject),
+    Cluster(cluster::ClusterObject),
 }
 
 impl Leftover {
@@ -96,7 +96,7 @@ impl Leftover {
     /// Deletes it: Ok(false) when it did not exist.
     async fn delete(&self, t: &Target) -> Result<bool, deploy::Error> {
         match self {
-            Leftover::Cluster(o) => o.delete(&t.client).await,
+            Leftover::Cluster(o) => Ok(o.delete(&t.client).await?),
             Leftover::Namespace(ns) => {
                 let api: Api<Namespace> = Api::all(t.client.clone());
                 match api.delete(ns, &DeleteParams::default()).await {
@@ -182,14 +182,16 @@ async fn run_in(
             }
         }
         let mut env = Vec::new();
-        let ui = Ui::new(false, Box::new(std::io::stderr()));
         for f in &cfg.forwards {
             let listener = forward::bind(&f.deployment, 0).await.map_err(|e| Error::Usage(e.to_string()))?;
             let port = listener.local_addr().map_err(|e| Error::Usage(e.to_string()))?.port();
             let url = format!("http://127.0.0.1:{port}");
             let _ = writeln!(out, "check: {}={url} -> deployment {}/{}:{}", url_var(&f.deployment), target.namespace, f.deployment, f.remote);
             env.push((url_var(&f.deployment), url));
-            tokio::spawn(forward::serve(listener, target.clone(), f.deployment.clone(), f.remote, ui.clone(), forwards.child_token()));
+            // The forward's troubles go to stderr, as `{deployment}: …` lines, beside the check's own output.
+            let name = f.deployment.clone();
+            let say: forward::Say = std::sync::Arc::new(move |text: &str| eprintln!("{name}: {text}"));
+            tokio::spawn(forward::serve(listener, target.clone(), f.deployment.clone(), f.remote, say, forwards.child_token()));
         }
         env.push(("DEVLOOP_NAMESPACE".to_string(), target.namespace.clone()));
         Ok::<_, Error>(Some(env))
@@ -262,7 +264,7 @@ async fn copy_deployment(base: &Target, target: &Target, name: &str) -> Result<(
         a.into_iter().filter(|(k, _)| !k.starts_with("deployment.kubernetes.io/") && !k.starts_with("kubectl.kubernetes.io/")).collect()
     });
     let to: Api<Deployment> = Api::namespaced(target.client.clone(), &target.namespace);
-    to.create(&PostParams { field_manager: Some(deploy::FIELD_MANAGER.into()), ..Default::default() }, &copy)
+    to.create(&PostParams { field_manager: Some(cluster::FIELD_MANAGER.into()), ..Default::default() }, &copy)
         .await
         .map_err(|e| deploy::Error::Api { what: format!("copying deployment {name} into {}", target.namespace), source: e })?;
     Ok(())
@@ -286,7 +288,7 @@ mod tests {
         });
         let ns = "devloop-check-00000000";
         let t = Target { context: "test".into(), namespace: ns.into(), client: kube::Client::new(never, ns), kinds: Default::default(), created: None };
-        let role = deploy::manifests::ClusterObject {
+        let role = cluster::ClusterObject {
             resource: kube::discovery::ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRole>(&()),
             name: "devloop-e2e-role".into(),
         };

@@ -11,7 +11,8 @@ use kube::api::Api;
 use super::{build_images, hash_images, Error, Outcome};
 use crate::config::{Config, Deploy, DeployTarget, Helm, ManifestSource};
 use crate::deploy::rollout::{Timeline, Verdict};
-use crate::deploy::{self, helm, images, manifests, pull_secret, KubeOptions, Patched, Target};
+use crate::cluster::{self, KubeOptions, Target};
+use crate::deploy::{self, helm, images, manifests, pull_secret, Patched};
 use crate::interrupt::{until, Interrupt};
 use crate::deliver::Destination;
 
@@ -35,14 +36,14 @@ pub async fn deploy_all(cfg: &Config, opts: &DeployOptions, out: &mut (dyn Write
         return Err(Error::Usage(format!("{} has no [[deploy]] table: nothing to deploy", cfg.path.display())));
     }
     // The allow-list is checked here, before any build, registry or API request.
-    let target = deploy::connect(&cfg.kube, &opts.kube).await?;
+    let target = cluster::connect(&cfg.kube, &opts.kube).await?;
     let Some(references) = until(intr.stop(), resolve_all(cfg, opts, out)).await else {
         let _ = writeln!(out, "deploy: interrupted ({}) before any workload was changed", intr.name());
         return Err(Error::Interrupted(intr.name()));
     };
     let references = references?;
     // After the builds: a failed build leaves no namespace behind.
-    if let Some(created) = deploy::namespace::ensure(&target, "deploy").await? {
+    if let Some(created) = cluster::namespace::ensure(&target, "deploy").await? {
         let _ = writeln!(out, "deploy: {created}");
     }
     pull_access(cfg, &target, out).await?;

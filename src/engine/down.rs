@@ -7,13 +7,14 @@ use std::io::Write;
 
 use super::Error;
 use crate::config::{Config, DeployTarget, ManifestSource};
-use crate::deploy::namespace::{self, Down};
-use crate::deploy::{self, KubeOptions};
+use crate::cluster::namespace::{self, Down};
+use crate::cluster::{self, KubeOptions};
+use crate::deploy;
 
 /// Runs `down` against the configured (or overridden) context and namespace, one line per deleted or kept
 /// thing on `out`. The allow-list is checked before any request, as for `deploy`.
 pub async fn down(cfg: &Config, kube: &KubeOptions, out: &mut (dyn Write + Send)) -> Result<(), Error> {
-    let target = deploy::connect(&cfg.kube, kube).await?;
+    let target = cluster::connect(&cfg.kube, kube).await?;
     let ns = &target.namespace;
     let mut seen: Vec<&ManifestSource> = Vec::new();
     for d in &cfg.deploys {

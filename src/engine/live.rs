@@ -11,7 +11,6 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use super::decide::{self, Event};
 use super::up::Ctx;
 use crate::sync::{self, exec::Outcome, pods::PodWatch};
-use crate::ui::Ui;
 
 /// The image's pod watch, started on first use.
 fn pod_watch(ctx: &Arc<Ctx>, image: &str) -> Arc<PodWatch> {
@@ -35,7 +34,7 @@ fn pod_watch(ctx: &Arc<Ctx>, image: &str) -> Arc<PodWatch> {
 /// Syncs `paths` into the image's Ready pods (`only`: these pods) and reports the result to the core.
 pub(super) async fn sync_worker(ctx: Arc<Ctx>, image: String, paths: BTreeSet<String>, only: Option<BTreeSet<String>>) {
     let started = Instant::now();
-    ctx.ui.phase(&image, crate::ui::board::Phase::Syncing);
+    ctx.out.phase(&image, super::out::Phase::Syncing);
     // Dropping the sync on timeout drops its exec streams, which ends them in the containers' runtimes.
     let result = tokio::time::timeout(sync::TIMEOUT, run(&ctx, &image, &paths, only.as_ref())).await.unwrap_or(Err(sync::Error::Timeout));
     let ev = match result {
@@ -120,12 +119,12 @@ pub(super) async fn replace_stale(ctx: Arc<Ctx>, image: String, reference: Strin
             Ok(_) => "deleted; its Deployment replaces it from the image".to_string(),
             Err(e) => format!("could not delete it ({e}): delete it by hand"),
         };
-        ctx.ui.line(&image, "synced-stale", &format!("pod {name} runs files synced earlier, which its image does not hold: {what}"));
+        ctx.out.line(&image, "synced-stale", &format!("pod {name} runs files synced earlier, which its image does not hold: {what}"));
     }
 }
 
 /// At exit (without `--cleanup`): the pods that run synced files keep them; say so.
-pub(super) fn left_as_they_are(ui: &Ui, state: &decide::State) {
+pub(super) fn left_as_they_are(ui: &super::out::Out, state: &decide::State) {
     for (image, tag, n, content) in state.live() {
         let content = content.map(|c| format!(" (content {})", &c[..c.len().min(12)])).unwrap_or_default();
         ui.line(

@@ -7,6 +7,7 @@ pub mod decide;
 pub mod deploy;
 pub mod down;
 mod live;
+pub mod out;
 pub mod up;
 
 use std::io::Write;
@@ -56,6 +57,13 @@ pub enum Error {
     Interrupted(&'static str),
 }
 
+impl From<crate::cluster::Error> for Error {
+    fn from(e: crate::cluster::Error) -> Self {
+        // Reported (and mapped to exit codes) as deploying's: the same context and allow-list.
+        Error::Deploy(e.into())
+    }
+}
+
 impl From<deliver::Error> for Error {
     fn from(e: deliver::Error) -> Self {
         match e {
@@ -74,12 +82,12 @@ impl From<deliver::Error> for Error {
 /// Fills a missing `[registry] host` from the cluster's `local-registry-hosting` ConfigMap (read through the
 /// same allow-listed context devloop deploys to), and says so; an error naming the ways out when there is none.
 /// Nothing to do when the host is set (devloop.toml, `DEVLOOP_REGISTRY`) or images are loaded, not pushed.
-pub async fn find_registry(cfg: &mut Config, kube: &crate::deploy::KubeOptions) -> Result<(), Error> {
+pub async fn find_registry(cfg: &mut Config, kube: &crate::cluster::KubeOptions) -> Result<(), Error> {
     if cfg.registry.load != crate::config::Load::Push || !cfg.registry.host.is_empty() {
         return Ok(());
     }
     // Without a cluster to ask, say both what is missing and why the cluster could not be asked.
-    let target = crate::deploy::connect(&cfg.kube, kube)
+    let target = crate::cluster::connect(&cfg.kube, kube)
         .await
         .map_err(|e| Error::NoRegistry(registry::discover::nowhere(&format!("the cluster could not be asked for a ConfigMap {}/{} ({e})", registry::discover::NAMESPACE, registry::discover::NAME))))?;
     match registry::discover::read(target.client.clone()).await? {
@@ -159,7 +167,7 @@ pub fn hash_images<'a>(cfg: &'a Config, names: &[String]) -> Result<Vec<Hashed<'
 
 /// Hashes one image through `cache` (`up` keeps one per image in memory for its whole run).
 pub fn hash_image<'a>(cfg: &Config, image: &'a Image, cache: &mut DigestCache) -> Result<Hashed<'a>, Error> {
-    let filter = Filter::for_image(image)?;
+    let filter = image.filter()?;
     let snapshot = hash::snapshot(image, &filter, cache)?;
     let reference = Destination::of(cfg).build_reference(&image.name, &snapshot.tag);
     Ok(Hashed { image, filter, snapshot, reference })
@@ -180,7 +188,7 @@ pub async fn build_images(
     names: &[String],
     force: bool,
     verbose: bool,
-    kube: &crate::deploy::KubeOptions,
+    kube: &crate::cluster::KubeOptions,
     out: &mut (dyn Write + Send),
 ) -> Result<Vec<Outcome>, Error> {
     let hashed = off_runtime(|| hash_images(cfg, names))?;

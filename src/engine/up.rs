@@ -17,11 +17,12 @@ use super::decide::{self, Action, Event, Hashed, Report, Scope};
 use super::Error;
 use crate::buildkit::{self, progress::Progress, BuildSpec};
 use crate::config::{Config, DeployTarget, ManifestSource};
-use crate::deploy::{self, KubeOptions, Target};
+use crate::cluster::{self, KubeOptions, Target};
+use crate::deploy;
 use crate::deliver::Destination;
 use crate::filter::Filter;
 use crate::hash::merkle::Tree;
-use crate::ui::{board::Phase, page, Ui};
+use super::out::{self, Out, Phase};
 use crate::{forward, registry, watch};
 
 /// Choices for `up`.
@@ -37,8 +38,8 @@ pub struct UpOptions {
     pub verbose: bool,
     /// Ignore `[[image.sync]]`: always build.
     pub no_sync: bool,
-    /// `--ui`: serve the status page on this address.
-    pub ui: Option<std::net::SocketAddr>,
+    /// `--ui`: the status page is served on this address (bound and served by the caller; `up` says where).
+    pub page: Option<std::net::SocketAddr>,
 }
 
 /// Everything the workers share.
@@ -47,8 +48,8 @@ pub(super) struct Ctx {
     cfg: RwLock<Arc<Config>>,
     pub(super) target: Target,
     /// The command line's kube choices (a BuildKit in the cluster is reached with them).
-    kube: deploy::KubeOptions,
-    pub(super) ui: Ui,
+    kube: KubeOptions,
+    pub(super) out: Out,
     verbose: bool,
     pub(super) events: mpsc::Sender<Event>,
     buildkit: Mutex<Option<buildkit::Client>>,
@@ -97,7 +98,7 @@ fn watched(cfg: &Config, lenient: bool) -> Result<Vec<watch::Watched>, Error> {
     cfg.images
         .iter()
         .map(|img| {
-            let filter = match Filter::for_image(img) {
+            let filter = match img.filter() {
                 Err(_) if lenient => Filter::new::<&str>(&[])?,
                 f => f?,
             };
@@ -107,36 +108,23 @@ fn watched(cfg: &Config, lenient: bool) -> Result<Vec<watch::Watched>, Error> {
 }
 
 /// Runs the loop until Ctrl-C (or `stop` is cancelled).
-pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result<(), Error> {
-    let target = deploy::connect(&cfg.kube, &opts.kube).await?;
-    // With -v, BuildKit's steps go to stderr line by line; a block redrawn on stdout would be torn by them.
-    let mut ui = Ui::stdout(opts.json, !opts.verbose);
-    // Bound before anything starts, so that a taken address is an error at once.
-    let page = match opts.ui {
-        Some(addr) => {
-            let listener = page::server::bind(addr).await.map_err(|e| Error::BadFlag(format!("--ui: {e}")))?;
-            let hub = Arc::new(page::Hub::default());
-            ui = ui.with_page(hub.clone());
-            Some((listener, hub))
-        }
-        None => None,
-    };
+/// Everything it has to say goes to `ui`.
+pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) -> Result<(), Error> {
+    let target = cluster::connect(&cfg.kube, &opts.kube).await?;
     for img in &cfg.images {
         ui.phase(&img.name, Phase::Watching);
     }
     ui.line("devloop", "start", &format!("context {}, namespace {}; watching {} image(s)", target.context, target.namespace, cfg.images.len()));
     let mut tasks = JoinSet::new();
-    if let Some((listener, hub)) = page {
-        let addr = listener.local_addr().map_err(|e| Error::Usage(e.to_string()))?;
+    if let Some(addr) = opts.page {
         ui.page_url(&format!("http://{addr}/"));
         if !addr.ip().is_loopback() {
             ui.line("devloop", "ui", &format!("the status page is read-only, but anyone who can reach {addr} can read it (build logs included)"));
         }
-        tasks.spawn(page::server::serve(listener, hub, stop.child_token()));
     }
     if !cfg.deploys.is_empty() {
         // Not fatal: the loop outlives an API server that is down now; the apply then reports the error.
-        match deploy::namespace::ensure(&target, "up").await {
+        match cluster::namespace::ensure(&target, "up").await {
             Ok(Some(created)) => ui.line("devloop", "namespace", &created),
             Ok(None) => {}
             Err(e) => ui.line("devloop", "namespace", &format!("could not make sure namespace {} exists: {e}", target.namespace)),
@@ -165,7 +153,7 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(f.local);
         ui.line(&f.deployment, "forward", &format!("forwarding http://127.0.0.1:{port} -> deployment {}/{}:{}", target.namespace, f.deployment, f.remote));
         ui.forward_url(&f.deployment, &format!("http://127.0.0.1:{port}"));
-        tasks.spawn(forward::serve(listener, target.clone(), f.deployment.clone(), f.remote, ui.clone(), stop.child_token()));
+        tasks.spawn(forward::serve(listener, target.clone(), f.deployment.clone(), f.remote, out::say(&ui, &f.deployment, "forward"), stop.child_token()));
     }
 
     let all: BTreeMap<String, Scope> = cfg.images.iter().map(|i| (i.name.clone(), Scope::Rescan)).collect();
@@ -173,7 +161,7 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
         cfg: RwLock::new(Arc::new(cfg)),
         target,
         kube: opts.kube.clone(),
-        ui: ui.clone(),
+        out: ui.clone(),
         verbose: opts.verbose,
         events: events_tx.clone(),
         buildkit: Mutex::new(None),
@@ -300,7 +288,7 @@ async fn reload(ctx: &Ctx) -> Option<Event> {
     let path = old.path.clone();
     let context = ctx.target.context.clone();
     let loaded = tokio::task::spawn_blocking(move || -> Result<(Config, Vec<watch::Watched>), String> {
-        let cfg = crate::config::load_for(&path, Some(&context)).map_err(|e| e.to_string())?;
+        let cfg = crate::resolve::load(&path, Some(&context)).map_err(|e| e.to_string())?;
         let w = watched(&cfg, true).map_err(|e| e.to_string())?;
         Ok((cfg, w))
     })
@@ -309,7 +297,7 @@ async fn reload(ctx: &Ctx) -> Option<Event> {
     let (mut new, watched) = match loaded {
         Ok(v) => v,
         Err(e) => {
-            ctx.ui.line("devloop", "config", &format!("{e}\ndevloop: keeping the last good config"));
+            ctx.out.line("devloop", "config", &format!("{e}\ndevloop: keeping the last good config"));
             return None;
         }
     };
@@ -328,7 +316,7 @@ async fn reload(ctx: &Ctx) -> Option<Event> {
         new.watch = old.watch.clone();
     }
     if !restart.is_empty() {
-        ctx.ui.line("devloop", "config", &format!("{} changed: restart devloop up to apply", restart.join(", ")));
+        ctx.out.line("devloop", "config", &format!("{} changed: restart devloop up to apply", restart.join(", ")));
     }
     if new == *old {
         return None;
@@ -357,9 +345,9 @@ async fn reload(ctx: &Ctx) -> Option<Event> {
     // Watch the new set of inputs before the old watcher stops, so no event falls between the two.
     match watch::start(watched, &new.path, ctx.changes.clone(), ctx.overflowed.clone()) {
         Ok(h) => *ctx.watcher.lock().expect("not poisoned") = Arc::new(h),
-        Err(e) => ctx.ui.line("devloop", "config", &format!("{e}; still watching what the last config named")),
+        Err(e) => ctx.out.line("devloop", "config", &format!("{e}; still watching what the last config named")),
     }
-    ctx.ui.line("devloop", "config", &format!("{} reloaded; {} image(s)", new.path.display(), new.images.len()));
+    ctx.out.line("devloop", "config", &format!("{} reloaded; {} image(s)", new.path.display(), new.images.len()));
     *ctx.cfg.write().expect("not poisoned") = Arc::new(new);
     Some(Event::Reconfigured { rescan, redeploy, removed, at: Instant::now() })
 }
@@ -368,7 +356,7 @@ async fn reload(ctx: &Ctx) -> Option<Event> {
 /// freshly read filter.
 async fn hash_worker(ctx: Arc<Ctx>, image: String, scope: Scope) {
     let started = Instant::now();
-    ctx.ui.hashing(&image);
+    ctx.out.hashing(&image);
     let cfg = ctx.config();
     let kept = ctx.kept(&image);
     let worker = ctx.clone();
@@ -384,7 +372,7 @@ async fn hash_worker(ctx: Arc<Ctx>, image: String, scope: Scope) {
             }
             _ => {
                 kept.tree = None; // free the old tree before building the new one
-                let filter = Arc::new(Filter::for_image(img)?);
+                let filter = Arc::new(img.filter()?);
                 // The watcher judges by the new filter before the disk is read, so no change falls between.
                 worker.set_filter(&name, &filter);
                 kept.filter = Some(filter.clone());
@@ -428,7 +416,7 @@ async fn build_worker(ctx: Arc<Ctx>, image: String, tag: String, filter: Hashed,
                 Error::Buildkit(buildkit::Error::Lost { .. }) => format!("{e} (at {})", ctx.config().buildkit.addr),
                 _ => e.to_string(),
             };
-            ctx.ui.line(&image, "retry", &format!("{what}; retrying in {}s", wait.as_secs()));
+            ctx.out.line(&image, "retry", &format!("{what}; retrying in {}s", wait.as_secs()));
             tokio::select! {
                 _ = cancel.cancelled() => {}
                 _ = tokio::time::sleep(wait) => {}
@@ -470,7 +458,7 @@ async fn build_inner(ctx: &Ctx, image: &str, tag: &str, filter: &Hashed) -> Resu
         }
     };
     let out: Box<dyn std::io::Write + Send> = if ctx.verbose { Box::new(std::io::stderr()) } else { Box::new(std::io::sink()) };
-    let (ui, name) = (ctx.ui.clone(), image.to_string());
+    let (ui, name) = (ctx.out.clone(), image.to_string());
     let mut progress = Progress::new(out, &format!("{image}: "), ctx.verbose).on_start(Box::new(move |step, of, what| {
         let export = what.starts_with("exporting") || what.starts_with("pushing");
         ui.phase(&name, if export { Phase::Pushing } else { Phase::Building { step, of, name: what.to_string() } });
@@ -488,19 +476,19 @@ async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String
     references.insert(image.clone(), reference.clone());
     let mut rolled = Vec::new();
     let mut attempt = 0;
-    ctx.ui.phase(&image, Phase::RollingOut(String::new()));
-    let (ui, name) = (ctx.ui.clone(), image.clone());
+    ctx.out.phase(&image, Phase::RollingOut(String::new()));
+    let (ui, name) = (ctx.out.clone(), image.clone());
     let progress: deploy::rollout::OnProgress = Arc::new(move |deployment, what| ui.phase(&name, Phase::RollingOut(format!("{deployment}: {what}"))));
     // The rollout watch tells the status block what it waits for.
     let deploying = async {
         loop {
-            let mut lines = LineWriter { ui: ctx.ui.clone(), image: image.clone(), buf: Vec::new() };
+            let mut lines = LineWriter { ui: ctx.out.clone(), image: image.clone(), buf: Vec::new() };
             let r = super::deploy::deploy_image(&cfg, &ctx.target, &image, &references, &mut lines, &mut rolled).await;
             match r {
                 Err(ref e) if api_unreachable(e) && !logs.is_cancelled() => {
                     // The API server is down (restarting, a laptop waking up): wait and try again.
                     let wait = Duration::from_secs(1 << attempt.min(4));
-                    ctx.ui.line(&image, "retry", &format!("the API server is unreachable ({e}); retrying in {}s", wait.as_secs()));
+                    ctx.out.line(&image, "retry", &format!("the API server is unreachable ({e}); retrying in {}s", wait.as_secs()));
                     tokio::select! {
                         _ = logs.cancelled() => break r,
                         _ = tokio::time::sleep(wait) => {}
@@ -513,11 +501,11 @@ async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String
         }
     };
     let result = deploy::rollout::ON_PROGRESS.scope(progress, deploying).await;
-    ctx.ui.deployments(&image, &rolled.iter().map(|r| r.deployment.clone()).collect::<Vec<_>>());
+    ctx.out.deployments(&image, &rolled.iter().map(|r| r.deployment.clone()).collect::<Vec<_>>());
     let ok = match result {
         Ok(ok) => ok,
         Err(e) => {
-            ctx.ui.report(&Report::Failed { image: image.clone(), tag: Some(tag.clone()), error: e.to_string() });
+            ctx.out.report(&Report::Failed { image: image.clone(), tag: Some(tag.clone()), error: e.to_string() });
             false
         }
     };
@@ -549,7 +537,7 @@ async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String
 
 /// Turns the deploy's text output into `deploy` events as each line completes.
 struct LineWriter {
-    ui: Ui,
+    ui: Out,
     image: String,
     buf: Vec<u8>,
 }
@@ -594,12 +582,12 @@ async fn follow_logs(ctx: &Ctx, deployment: &str, image: &str, reference: &str, 
     let t = &ctx.target;
     let Ok(dep) = Api::<Deployment>::namespaced(t.client.clone(), &t.namespace).get(deployment).await else { return };
     let pods = Api::<Pod>::namespaced(t.client.clone(), &t.namespace);
-    let Ok(list) = pods.list(&ListParams::default().labels(&deploy::selector(&dep))).await else { return };
+    let Ok(list) = pods.list(&ListParams::default().labels(&cluster::selector(&dep))).await else { return };
     for p in list.items {
         let runs = p.spec.as_ref().is_some_and(|s| s.containers.iter().any(|c| c.image.as_deref() == Some(reference)));
         if runs && p.metadata.deletion_timestamp.is_none() {
             let name = p.metadata.name.clone().unwrap_or_default();
-            tokio::spawn(forward::stream_logs(t.clone(), name, image.to_string(), ctx.ui.clone(), cancel.clone()));
+            tokio::spawn(forward::stream_logs(t.clone(), name, out::say(&ctx.out, image, "log"), cancel.clone()));
         }
     }
 }
@@ -615,13 +603,13 @@ async fn cleanup(ctx: &Ctx, applied: &BTreeSet<ManifestSource>, releases: &[crat
             Ok(false) => format!("helm release {ns}/{} was not installed", h.release),
             Err(e) => format!("uninstalling helm release {ns}/{} failed: {e}", h.release),
         };
-        ctx.ui.line("devloop", "cleanup", &line);
+        ctx.out.line("devloop", "cleanup", &line);
     }
     for source in applied {
         let what = source.to_string();
         match super::deploy::delete_manifests(&cfg, &ctx.target, source).await {
-            Ok(deleted) => ctx.ui.line("devloop", "cleanup", &format!("deleted {} object(s) of {what} from namespace {}", deleted.len(), ctx.target.namespace)),
-            Err(e) => ctx.ui.line("devloop", "cleanup", &format!("cleanup of {what} failed: {e}")),
+            Ok(deleted) => ctx.out.line("devloop", "cleanup", &format!("deleted {} object(s) of {what} from namespace {}", deleted.len(), ctx.target.namespace)),
+            Err(e) => ctx.out.line("devloop", "cleanup", &format!("cleanup of {what} failed: {e}")),
         }
     }
 }

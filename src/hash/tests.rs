@@ -184,7 +184,7 @@ fn updates_from_changed_paths_give_the_tag_a_scan_gives() {
     write(root, "src/deep/b.rs", "b");
     write(root, "docs/drop.md", "d");
     let img = image(root);
-    let filter = Filter::for_image(&img).unwrap();
+    let filter = img.filter().unwrap();
     let (mut t, stats) = merkle::Tree::scan(root, &filter, &mut DigestCache::in_memory()).unwrap();
     assert_eq!(stats.entries, 6, "Dockerfile .dockerignore src src/a.rs src/deep src/deep/b.rs");
     let full = || tag_of(&img);
@@ -227,7 +227,7 @@ fn the_diffcopy_walk_and_the_parallel_scan_see_the_same_entries() {
     write(d.path(), ".dockerignore", ".env\ndocs\n!docs/keep.md\n");
     std::os::unix::fs::symlink("a/b", d.path().join("a.l")).unwrap();
     let img = image(d.path());
-    let filter = Filter::for_image(&img).unwrap();
+    let filter = img.filter().unwrap();
     let walked = tree::walk(d.path(), &filter).unwrap();
     let (t, stats) = merkle::Tree::scan(d.path(), &filter, &mut DigestCache::in_memory()).unwrap();
     let mut paths: Vec<String> = walked.iter().map(|e| e.path.clone()).collect();

@@ -121,7 +121,7 @@ pub async fn probe(env: impl Fn(&str) -> Option<String>) -> Cluster {
     let buildkit = env("BUILDKIT_HOST").filter(|a| !a.is_empty()).map_or(Buildkit::Unset, Buildkit::FromEnv);
     let context = kube::config::Kubeconfig::read().ok().and_then(|k| k.current_context).filter(|c| !c.is_empty());
     let context = context.map(|c| {
-        let local = crate::deploy::safety::check(&c, &[]).is_ok();
+        let local = crate::cluster::safety::check(&c, &[]).is_ok();
         (c, local)
     });
     let registry = match (env("DEVLOOP_REGISTRY").filter(|h| !h.is_empty()), &context) {
@@ -142,7 +142,7 @@ pub async fn probe(env: impl Fn(&str) -> Option<String>) -> Cluster {
 async fn discover(ctx: &str) -> Registry {
     use crate::registry::discover;
     let kube = config::Kube { context: Some(ctx.to_string()), ..Default::default() };
-    let target = match crate::deploy::connect(&kube, &Default::default()).await {
+    let target = match crate::cluster::connect(&kube, &Default::default()).await {
         Ok(t) => t,
         Err(e) => return Registry::None(format!("context {ctx} could not be asked: {e}")),
     };

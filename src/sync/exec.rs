@@ -6,7 +6,7 @@ use kube::api::{Api, AttachParams};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{Error, Prepared, NO_SUPERVISOR, NO_TAR, RUN_FAILED};
-use crate::deploy::Target;
+use crate::cluster::Target;
 
 /// What became of one container's sync.
 #[derive(Debug)]

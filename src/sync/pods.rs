@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 
-use crate::deploy::Target;
+use crate::cluster::Target;
 
 /// A running watch; dropping it stops it.
 pub struct PodWatch {

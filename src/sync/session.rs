@@ -19,7 +19,7 @@ use super::exec::{self, Outcome};
 use super::{Error, Prepared, NO_SUPERVISOR, NO_TAR, RUN_FAILED, SESSION_MARK};
 #[cfg(test)]
 use super::prepare;
-use crate::deploy::Target;
+use crate::cluster::Target;
 
 /// The script's exit code when the container has no `base64`.
 const NO_BASE64: i32 = 95;

@@ -10,60 +10,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use super::short;
-
-/// What one image is doing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Phase {
-    /// Waiting for a change.
-    Watching,
-    /// Hashing its build inputs.
-    Hashing,
-    /// BuildKit runs step `step` of the `of` it knows of, named `name`.
-    Building {
-        /// The step started last (1-based).
-        step: usize,
-        /// Steps known so far.
-        of: usize,
-        /// BuildKit's name for it, e.g. `[2/3] RUN make`.
-        name: String,
-    },
-    /// The image is being exported or pushed.
-    Pushing,
-    /// A rollout is being watched: what it waits for.
-    RollingOut(String),
-    /// Changed files are being copied into the running containers.
-    Syncing,
-    /// The pods run `tag` (plus `synced` files synced since).
-    Serving {
-        /// The content tag deployed.
-        tag: String,
-        /// Files synced into the pods since.
-        synced: usize,
-    },
-    /// The last iteration failed: why.
-    Failed(String),
-}
-
-impl Phase {
-    /// The phase's name on the status page (`rolling-out`, `serving`, …).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Phase::Watching => "watching",
-            Phase::Hashing => "hashing",
-            Phase::Building { .. } => "building",
-            Phase::Pushing => "pushing",
-            Phase::RollingOut(_) => "rolling-out",
-            Phase::Syncing => "syncing",
-            Phase::Serving { .. } => "serving",
-            Phase::Failed(_) => "failed",
-        }
-    }
-
-    /// Whether the phase is work in progress (shown with its running time, and undone by "unchanged").
-    pub fn busy(&self) -> bool {
-        !matches!(self, Phase::Watching | Phase::Serving { .. } | Phase::Failed(_))
-    }
-}
+pub use crate::engine::out::Phase;
 
 #[derive(Debug, Clone)]
 struct Row {

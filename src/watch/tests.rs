@@ -158,7 +158,7 @@ async fn the_real_watcher_sees_inputs_the_filter_excludes() {
         b
     };
     a.gitignore = true;
-    let watched = [&a, &b].iter().map(|i| Watched::of(i, Filter::for_image(i).unwrap())).collect();
+    let watched = [&a, &b].iter().map(|i| Watched::of(i, i.filter().unwrap())).collect();
     let (tx, mut rx) = mpsc::channel(64);
     let _h = start(watched, &d.path().join("devloop.toml"), tx, Default::default()).unwrap();
     let d2 = d.path().to_path_buf();

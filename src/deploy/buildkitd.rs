@@ -16,7 +16,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
 use kube::api::{Api, Patch, PatchParams};
 use sha2::{Digest, Sha256};
 
-use crate::deploy::{self, rollout::Verdict, Target, FIELD_MANAGER};
+use crate::cluster::{self, Target, FIELD_MANAGER};
+use crate::deploy::{self, rollout::Verdict};
 
 /// The image installed when `--image` is not given: upstream's, the version devloop is tested with.
 pub const DEFAULT_IMAGE: &str = "moby/buildkit:v0.34.2";
@@ -39,6 +40,12 @@ pub enum Error {
     /// The Deployment did not become ready.
     #[error("deployment {namespace}/{name} did not become ready: {reason}")]
     NotReady { namespace: String, name: String, reason: String },
+}
+
+impl From<crate::cluster::Error> for Error {
+    fn from(e: crate::cluster::Error) -> Self {
+        Error::Deploy(e.into())
+    }
 }
 
 /// What to install.
@@ -73,7 +80,7 @@ fn check_host(flag: &'static str, host: &str) -> Result<(), Error> {
 /// The ConfigMap's files: `buildkitd.toml` and one CA file per `--registry-ca`. Reads the CA files.
 pub fn config_files(spec: &Install) -> Result<BTreeMap<String, String>, Error> {
     let n = &spec.name;
-    if !deploy::namespace::is_dns_label(n) {
+    if !crate::config::names::is_dns_label(n) {
         return Err(Error::Flag { flag: "--name", message: format!("`{n}` is not a valid name (lowercase letters, digits, `-`)") });
     }
     let mut files = BTreeMap::new();
@@ -175,7 +182,7 @@ pub async fn install(t: &Target, spec: &Install, out: &mut (dyn Write + Send)) -
     let files = config_files(spec)?;
     let ns = &t.namespace;
     let name = &spec.name;
-    if let Some(created) = deploy::namespace::ensure(t, "buildkit install").await? {
+    if let Some(created) = cluster::namespace::ensure(t, "buildkit install").await? {
         let _ = writeln!(out, "buildkit: {created}");
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
