@@ -74,6 +74,9 @@ pub struct Failure {
     pub lines: Vec<String>,
     /// When (ms since the epoch).
     pub at: u64,
+    /// Iterations done when it came: a report of the same failure has seen no success since.
+    #[serde(skip)]
+    after: u64,
 }
 
 fn now_ms() -> u64 {
@@ -185,6 +188,11 @@ impl Hub {
     /// An iteration of `image` failed: `error`, or (a rollout) the reason its status row gives.
     pub fn failed(&self, image: &str, tag: Option<&str>, error: Option<&str>) {
         self.change(|m| {
+            // The core's "rollout failed" after the deploy's own error for the same tag (nothing succeeded
+            // between): the first report has the detail (a Helm error's every line) and the lines before it.
+            if error.is_none() && m.failures.get(image).is_some_and(|f| f.tag == tag.map(short) && f.after == m.count) {
+                return;
+            }
             let error = match (error, m.board.phase(image)) {
                 (Some(e), _) => e.to_string(),
                 (None, Some(Phase::Failed(why))) => why.clone(),
@@ -192,7 +200,8 @@ impl Hub {
             };
             let recent = m.recent.remove(image).unwrap_or_default();
             let lines = recent.iter().skip(recent.len().saturating_sub(FAILURE_LINES)).cloned().collect();
-            m.failures.insert(image.to_string(), Failure { tag: tag.map(short), error, lines, at: now_ms() });
+            let after = m.count;
+            m.failures.insert(image.to_string(), Failure { tag: tag.map(short), error, lines, at: now_ms(), after });
         });
     }
 

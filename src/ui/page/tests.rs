@@ -198,3 +198,24 @@ async fn a_taken_address_is_an_error_that_names_it() {
     let err = server::bind(addr).await.unwrap_err();
     assert!(err.to_string().contains(&format!("cannot serve the status page on {addr}")), "{err}");
 }
+
+#[test]
+fn a_rollout_failure_that_follows_a_deploy_error_keeps_the_error_whole() {
+    // A deploy error (a multi-line Helm message) is reported, then the core's "rollout failed" for the same
+    // tag: the page keeps the first, with every line of it, and the lines that led to it.
+    let hub = Arc::new(Hub::default());
+    let ui = Ui::new(true, Box::new(SharedBuf::default())).with_page(hub.clone());
+    ui.phase("hello", Phase::Watching);
+    ui.line("hello", "deploy", "helm upgrade --install hello ./chart");
+    let error = "helm upgrade failed: exit status 1\nError: UPGRADE FAILED: template: hello/templates/x.yaml:3: bad\nline three";
+    let tag = "a1b2c3d4e5f6a7b8";
+    ui.report(&Report::Failed { image: "hello".into(), tag: Some(tag.into()), error: error.into() });
+    ui.report(&Report::RolloutFailed { image: "hello".into(), tag: tag.into() });
+    let s = state(&hub);
+    assert_eq!(s["failures"][0]["error"], error, "{s}");
+    assert_eq!(s["failures"][0]["lines"], json!(["helm upgrade --install hello ./chart"]));
+    // A later failure, after a success, is news again.
+    ui.report(&Report::Iteration(summary("hello")));
+    ui.report(&Report::RolloutFailed { image: "hello".into(), tag: tag.into() });
+    assert_eq!(state(&hub)["failures"][0]["error"], "rollout of a1b2c3 failed");
+}
