@@ -299,7 +299,7 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
                 out.push(Action::Report(Report::Superseded { image: image.clone(), old, new: tag.clone() }));
             }
             s.queued = None;
-            if s.deployed.as_ref() == Some(&tag) && s.deploying.is_none() {
+            if s.deployed.as_ref() == Some(&tag) && s.deploying.is_none() && !s.live.reroll {
                 s.started = None;
                 s.summary = Summary::default();
                 s.live.content = Some(tag.clone());
@@ -383,6 +383,7 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
             if ok {
                 s.deployed = Some(tag.clone());
                 s.live.rolled_out();
+                s.live.reroll = false;
                 let mut summary = std::mem::take(&mut s.summary);
                 summary.image = image.clone();
                 summary.tag = tag.clone();

@@ -36,6 +36,9 @@ pub(super) struct Live {
     waiting: Option<SyncSummary>,
     /// The filter of the last hash: a sync sends only what it lets into a build.
     pub(super) filter: Option<Hashed>,
+    /// A sync failed or was not done: the pods may hold what no image does (part of it, or the edits a
+    /// revert was to undo), so the next build rolls out even the deployed tag, and nothing syncs until then.
+    pub(super) reroll: bool,
 }
 
 impl Live {
@@ -69,6 +72,7 @@ pub(super) fn covered(state: &State, image: &str, scope: &Scope) -> bool {
         && !s.pending_builds
         && !s.live.disabled
         && s.live.filter.is_some()
+        && !s.live.reroll
 }
 
 /// Syncs a covered change (now, or after the running sync), and hashes it only to learn the content tag.
@@ -152,9 +156,9 @@ pub(super) fn step(state: &mut State, event: Event, out: &mut Vec<Action>) {
             s.live.waiting = None;
             s.live.disabled |= unsupported;
             // The pods may hold part of it, or earlier syncs this one was to undo (a revert hashes to the
-            // deployed tag): roll them all to an image of what is on disk, even when that is the deployed tag —
-            // as after a failed rollout, the deployed tag no longer says what the pods run.
-            s.deployed = None;
+            // deployed tag): roll them all to an image of what is on disk, even when that is the deployed tag
+            // (the rollout then replaces the pods marked as synced).
+            s.live.reroll = true;
             out.push(Action::Report(Report::SyncFallback { image: image.clone(), error, for_good: unsupported, skipped }));
             changed(state, image, Scope::Paths(BTreeSet::new()), at, Duration::ZERO, out);
         }
@@ -162,7 +166,7 @@ pub(super) fn step(state: &mut State, event: Event, out: &mut Vec<Action>) {
             let Some(s) = state.images.get_mut(&image) else { return };
             // A rollout under way (or a fallback build's, to come) replaces the pods with an image that has it
             // all.
-            if s.live.synced.is_empty() || s.deploying.is_some() || s.deployed.is_none() || s.live.disabled {
+            if s.live.synced.is_empty() || s.deploying.is_some() || s.live.reroll || s.live.disabled {
                 return;
             }
             if s.live.running {

@@ -420,6 +420,7 @@ fn a_revert_whose_sync_fails_rolls_out_the_image_again() {
     assert_eq!(s.live().len(), 1, "the revert is not in the pods yet: {:?}", s.live());
     let a = step(&mut s, sync_failed());
     assert_eq!(acts(&a), ["hash app "]);
+    assert_eq!(s.live().len(), 1, "until the rollout, the pods still run the edit (said at exit)");
     let a = step(&mut s, hashed("app", "t1"));
     assert!(!reports(&a).iter().any(|r| matches!(r, Report::Unchanged { .. })), "{a:?}");
     assert_eq!(acts(&a), ["build app t1"]);
@@ -435,8 +436,12 @@ fn a_restore_that_reaches_no_pod_rolls_out_even_to_the_deployed_tag() {
     run(&mut s, vec![changed_paths("app", &["www/index.html"]), hashed("app", "t2"), synced(0)]);
     run(&mut s, vec![changed_paths("app", &["www/index.html"]), hashed("app", "t1")]);
     let a = step(&mut s, Event::SyncFailed { image: "app".into(), error: "no running container can take the sync".into(), unsupported: false, skipped: true, at: Instant::now() });
-    assert!(matches!(reports(&a).as_slice(), [Report::SyncFallback { .. }]), "{a:?}");
-    assert_eq!(run(&mut s, vec![hashed("app", "t1"), built("app", "t1")]), ["build app t1", "deploy app t1"]);
+    assert!(matches!(reports(&a).as_slice(), [Report::SyncFallback { skipped: true, .. }]), "{a:?}");
+    // A covered save meanwhile goes into the build: nothing syncs until the rollout.
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/b"])]), Vec::<String>::new());
+    assert_eq!(run(&mut s, vec![hashed("app", "t1")]), ["hash app www/b"]);
+    assert_eq!(run(&mut s, vec![hashed("app", "t3"), built("app", "t3"), rolled("app", "t3", true)]), ["build app t3", "deploy app t3"]);
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/c"])]), ["sync app www/c", "hash app www/c"], "syncing again after it");
 }
 
 #[test]
