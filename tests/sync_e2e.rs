@@ -324,8 +324,9 @@ fn ready(ns: &str, pod: &str) -> String {
 }
 
 /// Deleting the page the readiness probe reads makes the pod un-Ready; restoring it (the deployed tag's
-/// content again) heals the pod: the restore reaches its running container, the pod is Ready again, and the
-/// page is served. No sync claims success without reaching a pod.
+/// content again) heals the pod: the restore reaches its running container (Ready or not, a running
+/// container takes syncs), the same pod is Ready again, and the page is served, without a build. No sync
+/// claims success without reaching a pod.
 #[test]
 #[ignore = "needs the local stack: run scripts/test"]
 fn a_pod_made_unready_by_a_sync_is_healed_by_the_next_save() {
@@ -355,6 +356,10 @@ fn a_pod_made_unready_by_a_sync_is_healed_by_the_next_save() {
     up.settle(std::time::Duration::from_secs(2), 60);
     let claims: Vec<_> = up.seen[seen..].iter().filter(|e| e["event"] == "sync" && e["pods"] == 0).collect();
     assert!(claims.is_empty(), "a sync that reached no pod: {claims:#?}");
+    let s = up.seen[seen..].iter().find(|e| e["event"] == "sync").unwrap_or_else(|| panic!("no sync: {:#?}", &up.seen[seen..]));
+    assert_eq!((s["pods"].as_u64(), s["synced"].as_u64()), (Some(1), Some(0)), "into the un-Ready pod; the image's content again: {s}");
+    assert_eq!(live_pods(&ns.0, "hello"), [pod], "the same pod, healed");
+    assert!(builds(&up.seen[seen..]).is_empty(), "no build: {:#?}", &up.seen[seen..]);
 }
 
 /// A save that would sync more than the cap (8 MiB) is built and rolled out instead, and says why.
