@@ -244,12 +244,17 @@ impl Ui {
                        "debounce_ms": ms(s.debounce), "sync_ms": ms(s.sync), "hash_ms": ms(s.hash), "total_ms": ms(s.total), "tag": s.tag, "synced": s.synced,
                        "content": s.content}),
             ),
-            Report::SyncFallback { image, error, for_good } => self.emit(
-                &format!(
-                    "{image}: sync failed: {error}\n{image}: {}",
-                    if *for_good { "building the image instead, now and from now on" } else { "building the image instead" }
-                ),
-                json!({"event": "sync-failed", "image": image, "error": error, "for_good": for_good}),
+            Report::SyncFallback { image, error, for_good, skipped } => self.emit(
+                &if *skipped {
+                    // Not a failure: one line says why a build comes instead.
+                    format!("{image}: {error}: building the image instead")
+                } else {
+                    format!(
+                        "{image}: sync failed: {error}\n{image}: {}",
+                        if *for_good { "building the image instead, now and from now on" } else { "building the image instead" }
+                    )
+                },
+                json!({"event": "sync-failed", "image": image, "error": error, "for_good": for_good, "skipped": skipped}),
             ),
             Report::Iteration(s) => self.emit(
                 &summary_line(s),
@@ -344,6 +349,23 @@ mod tests {
         let v: Value = serde_json::from_str(buf.text().trim()).unwrap();
         assert_eq!((v["event"].as_str(), v["files"].as_u64(), v["sync_ms"].as_u64(), v["total_ms"].as_u64()), (Some("sync"), Some(2), Some(84), Some(140)));
         assert_eq!((v["synced"].as_u64(), v["content"].as_str()), (Some(3), Some("d4e5f6a7b8c9d0e1")));
+    }
+
+    /// A sync not tried (nothing to take it, too large) is one line saying why a build comes; a failed one
+    /// says it failed, then what comes.
+    #[test]
+    fn a_sync_fallback_says_why_a_build_comes() {
+        let text = |skipped: bool, error: &str| {
+            let buf = SharedBuf::default();
+            Ui::new(false, Box::new(buf.clone())).report(&Report::SyncFallback { image: "hello".into(), error: error.into(), for_good: false, skipped });
+            buf.text()
+        };
+        assert_eq!(text(true, "no running container can take the sync"), "hello: no running container can take the sync: building the image instead\n");
+        assert_eq!(text(false, "in pod p: exec: denied"), "hello: sync failed: in pod p: exec: denied\nhello: building the image instead\n");
+        let buf = SharedBuf::default();
+        Ui::new(true, Box::new(buf.clone())).report(&Report::SyncFallback { image: "hello".into(), error: "too large".into(), for_good: false, skipped: true });
+        let v: Value = serde_json::from_str(buf.text().trim()).unwrap();
+        assert_eq!((v["event"].as_str(), v["skipped"].as_bool(), v["error"].as_str()), (Some("sync-failed"), Some(true), Some("too large")));
     }
 
     #[test]

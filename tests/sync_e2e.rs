@@ -272,3 +272,141 @@ fn an_image_without_tar_is_told_once_and_rebuilt_from_then_on() {
         other => Err(format!("{other:?}")),
     });
 }
+
+/// The URL of the project's port-forward, from the `forward` event.
+fn forward_url(up: &mut Up) -> String {
+    up.wait("forward", 30)["message"].as_str().unwrap().split_whitespace().nth(1).unwrap().to_string()
+}
+
+/// `url` answers 404 within 10 s.
+fn not_found(url: &str) {
+    eventually(&format!("404 at {url}"), 10, || match get(url) {
+        Err(e) if e.ends_with("HTTP 404") => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+}
+
+/// A directory that appears in one go (a checkout, an unzip: here a tree made outside the context and moved
+/// in) is synced with everything below it that the image would hold — not an editor's backup file — and a
+/// renamed directory likewise, its old path gone. No build.
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_new_or_moved_directory_is_synced_with_its_contents() {
+    let ns = Namespace::new("sync-dir");
+    let p = sync_project(&ns);
+    let mut up = Up::start(&p);
+    let url = forward_url(&mut up);
+    up.wait("iteration", 120);
+    let seen_before = up.seen.len();
+
+    p.write("staging/sub/a.html", "AAA-new-dir\n");
+    p.write("staging/sub/deep/b.html", "BBB-deep\n");
+    p.write("staging/sub/a.html~", "an editor's backup\n");
+    std::fs::rename(p.path("staging/sub"), p.path("app/www/sub")).unwrap();
+    let s = up.wait("sync", 20);
+    served(&format!("{url}/sub/a.html"), "AAA-new-dir");
+    served(&format!("{url}/sub/deep/b.html"), "BBB-deep");
+    not_found(&format!("{url}/sub/a.html~"));
+    assert_eq!(s["content"].as_str(), Some(p.tag().as_str()), "{s}");
+
+    std::fs::rename(p.path("app/www/sub"), p.path("app/www/sub2")).unwrap();
+    let s = up.wait("sync", 20);
+    served(&format!("{url}/sub2/a.html"), "AAA-new-dir");
+    served(&format!("{url}/sub2/deep/b.html"), "BBB-deep");
+    not_found(&format!("{url}/sub/a.html"));
+    assert_eq!(s["content"].as_str(), Some(p.tag().as_str()), "{s}");
+    assert!(builds(&up.seen[seen_before..]).is_empty(), "no build: {:#?}", &up.seen[seen_before..]);
+}
+
+/// The status of a pod's Ready condition ("True", "False").
+fn ready(ns: &str, pod: &str) -> String {
+    kubectl(&["-n", ns, "get", "pod", pod, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])
+}
+
+/// Deleting the page the readiness probe reads makes the pod un-Ready; restoring it (the deployed tag's
+/// content again) heals the pod: the restore reaches its running container (Ready or not, a running
+/// container takes syncs), the same pod is Ready again, and the page is served, without a build. No sync
+/// claims success without reaching a pod.
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_pod_made_unready_by_a_sync_is_healed_by_the_next_save() {
+    let ns = Namespace::new("sync-unready");
+    let p = sync_project(&ns);
+    let original = std::fs::read_to_string(p.path("app/www/index.html")).unwrap();
+    let mut up = Up::start(&p);
+    let url = forward_url(&mut up);
+    up.wait("iteration", 120);
+    let pod = live_pods(&ns.0, "hello").remove(0);
+
+    std::fs::remove_file(p.path("app/www/index.html")).unwrap();
+    let s = up.wait("sync", 20);
+    assert_eq!((s["deleted"].as_u64(), s["pods"].as_u64()), (Some(1), Some(1)), "{s}");
+    eventually("the pod un-Ready", 30, || match ready(&ns.0, &pod).as_str() {
+        "False" => Ok(()),
+        other => Err(other.to_string()),
+    });
+
+    let seen = up.seen.len();
+    p.write("app/www/index.html", &original);
+    eventually("a Ready pod", 90, || {
+        let pods = live_pods(&ns.0, "hello");
+        if pods.iter().any(|p| ready(&ns.0, p) == "True") { Ok(()) } else { Err(format!("{pods:?}")) }
+    });
+    served(&url, "Hello from devloop");
+    up.settle(std::time::Duration::from_secs(2), 60);
+    let claims: Vec<_> = up.seen[seen..].iter().filter(|e| e["event"] == "sync" && e["pods"] == 0).collect();
+    assert!(claims.is_empty(), "a sync that reached no pod: {claims:#?}");
+    let s = up.seen[seen..].iter().find(|e| e["event"] == "sync").unwrap_or_else(|| panic!("no sync: {:#?}", &up.seen[seen..]));
+    assert_eq!((s["pods"].as_u64(), s["synced"].as_u64()), (Some(1), Some(0)), "into the un-Ready pod; the image's content again: {s}");
+    assert_eq!(live_pods(&ns.0, "hello"), [pod], "the same pod, healed");
+    assert!(builds(&up.seen[seen..]).is_empty(), "no build: {:#?}", &up.seen[seen..]);
+}
+
+/// A save that would sync more than the cap (8 MiB) is built and rolled out instead, and says why.
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_sync_over_the_cap_is_built_instead() {
+    let ns = Namespace::new("sync-big");
+    let p = sync_project(&ns);
+    let mut up = Up::start(&p);
+    up.wait("iteration", 120);
+    let first_pod = live_pods(&ns.0, "hello").remove(0);
+    let big: String = (0..9 * 1024 * 1024 / 64).map(|i| format!("{i:063}\n")).collect();
+    p.write("app/www/big.txt", &big);
+    let f = up.wait_for("the fallback", 30, |e| e["event"] == "sync-failed" || e["event"] == "sync");
+    assert_eq!(f["event"], "sync-failed", "{f}");
+    assert!(f["error"].as_str().unwrap().contains("MiB"), "{f}");
+    up.wait("building", 30);
+    let it = up.wait("iteration", 180);
+    assert_eq!(it["tag"].as_str(), Some(p.tag().as_str()));
+    let pod = eventually("the rebuilt pod alone", 60, || match live_pods(&ns.0, "hello").as_slice() {
+        [one] if *one != first_pod => Ok(one.clone()),
+        other => Err(format!("{other:?}")),
+    });
+    let size = kubectl(&["-n", &ns.0, "exec", &pod, "--", "wc", "-c", "/www/big.txt"]);
+    assert_eq!(size.split_whitespace().next(), Some(big.len().to_string().as_str()), "{size}");
+}
+
+/// No pod can take a sync (the Deployment scaled to zero): the save is built and rolled out instead, said in
+/// one line, and the pod that comes serves it from its image.
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_save_no_pod_can_take_is_built_instead() {
+    let ns = Namespace::new("sync-none");
+    let p = sync_project(&ns);
+    let mut up = Up::start(&p);
+    up.wait("iteration", 120);
+    kubectl(&["-n", &ns.0, "scale", "deployment/hello", "--replicas=0"]);
+    eventually("no pod", 60, || if all_pods(&ns.0, "hello").is_empty() { Ok(()) } else { Err("pods left".to_string()) });
+    p.write("app/www/index.html", "<p>nobody-home</p>\n");
+    let f = up.wait_for("the fallback", 30, |e| e["event"] == "sync-failed" || e["event"] == "sync");
+    assert_eq!(f["event"], "sync-failed", "{f}");
+    assert!(f["error"].as_str().unwrap().contains("can take the sync"), "{f}");
+    let it = up.wait("iteration", 180);
+    assert_eq!(it["tag"].as_str(), Some(p.tag().as_str()));
+    kubectl(&["-n", &ns.0, "scale", "deployment/hello", "--replicas=1"]);
+    eventually("the new pod serving the save", 90, || match live_pods(&ns.0, "hello").as_slice() {
+        [one] => page(&ns.0, one).and_then(|b| if b.contains("nobody-home") { Ok(()) } else { Err(b) }),
+        other => Err(format!("{other:?}")),
+    });
+}

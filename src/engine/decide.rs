@@ -64,9 +64,11 @@ pub enum Event {
     RolledOut { image: String, tag: String, ok: bool, took: Duration, at: Instant, pod: PodStages },
     /// A [`Action::Sync`] is done: `files` copied and `deleted` removed in `pods` pods.
     Synced { image: String, files: usize, deleted: usize, pods: usize, took: Duration, at: Instant },
-    /// A [`Action::Sync`] failed; `unsupported`: the containers cannot take it (no `tar`), so stop syncing.
-    SyncFailed { image: String, error: String, unsupported: bool, at: Instant },
-    /// A pod running the deployed image became Ready after the syncs began (a scale-up, a restart).
+    /// A [`Action::Sync`] failed; `unsupported`: the containers cannot take it (no `tar`), so stop syncing;
+    /// `skipped`: it was not tried (too large, no container to take it), nothing was sent.
+    SyncFailed { image: String, error: String, unsupported: bool, skipped: bool, at: Instant },
+    /// A pod's containers of the deployed image started running after the syncs began (a scale-up, a
+    /// restart): Ready or not, it can take the synced set.
     PodReady { image: String, pod: String, at: Instant },
 }
 
@@ -81,9 +83,10 @@ pub enum Action {
     CancelBuild(String),
     /// Roll the image's workloads to this tag.
     Deploy { image: String, tag: String, digest: String },
-    /// Copy these context paths (deleting those gone from disk) into the image's Ready pods (`pods`: only
-    /// these, a replay into pods that came later).
-    Sync { image: String, paths: BTreeSet<String>, pods: Option<BTreeSet<String>> },
+    /// Copy these context paths (deleting those gone from disk; a directory with what `filter` lets through
+    /// below it) into the image's running containers (`pods`: only these, a replay into pods that came
+    /// later).
+    Sync { image: String, paths: BTreeSet<String>, pods: Option<BTreeSet<String>>, filter: Hashed },
     /// Tell the user.
     Report(Report),
 }
@@ -107,8 +110,9 @@ pub enum Report {
     RolloutFailed { image: String, tag: String },
     /// Files were copied into running pods.
     Synced(SyncSummary),
-    /// A sync failed; the image is rebuilt instead (`for_good`: and from now on).
-    SyncFallback { image: String, error: String, for_good: bool },
+    /// A sync failed, or was not tried (`skipped`: too large, no container to take it); the image is rebuilt
+    /// and rolled out instead (`for_good`: and from now on).
+    SyncFallback { image: String, error: String, for_good: bool, skipped: bool },
 }
 
 /// One sync, for its summary line, and the state the pods are in after it.
@@ -269,6 +273,7 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
         Event::Hashed { image, tag, filter, took } => {
             let Some(s) = state.images.get_mut(&image) else { return out };
             s.hashing = false;
+            s.live.filter = Some(filter.clone());
             if let Some(scope) = s.pending.take() {
                 // More changes came while hashing: only the newest content counts.
                 s.summary.hash += took;
@@ -294,10 +299,11 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
                 out.push(Action::Report(Report::Superseded { image: image.clone(), old, new: tag.clone() }));
             }
             s.queued = None;
-            if s.deployed.as_ref() == Some(&tag) && s.deploying.is_none() {
+            if s.deployed.as_ref() == Some(&tag) && s.deploying.is_none() && !s.live.reroll {
                 s.started = None;
                 s.summary = Summary::default();
-                s.live.matches_image();
+                s.live.content = Some(tag.clone());
+                live::settle(s);
                 out.push(Action::Report(Report::Unchanged { image, tag }));
                 return out;
             }
@@ -377,6 +383,7 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
             if ok {
                 s.deployed = Some(tag.clone());
                 s.live.rolled_out();
+                s.live.reroll = false;
                 let mut summary = std::mem::take(&mut s.summary);
                 summary.image = image.clone();
                 summary.tag = tag.clone();

@@ -1,5 +1,5 @@
 //! `devloop up`'s live update: carrying out [`decide::Action::Sync`] (files read now, one exec per
-//! container, every pod in parallel) and telling, at exit, which pods were left with synced files.
+//! running container, every pod in parallel) and telling, at exit, which pods were left with synced files.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 
 use super::decide::{self, Event};
 use super::up::Ctx;
+use crate::filter::Filter;
 use crate::sync::{self, exec::Outcome, pods::PodWatch};
 
 /// The image's pod watch, started on first use.
@@ -31,50 +32,63 @@ fn pod_watch(ctx: &Arc<Ctx>, image: &str) -> Arc<PodWatch> {
     w
 }
 
-/// Syncs `paths` into the image's Ready pods (`only`: these pods) and reports the result to the core.
-pub(super) async fn sync_worker(ctx: Arc<Ctx>, image: String, paths: BTreeSet<String>, only: Option<BTreeSet<String>>) {
+/// Syncs `paths` into the image's running containers (`only`: in these pods) and reports the result to the
+/// core.
+pub(super) async fn sync_worker(ctx: Arc<Ctx>, image: String, paths: BTreeSet<String>, only: Option<BTreeSet<String>>, filter: Arc<Filter>) {
     let started = Instant::now();
     ctx.out.phase(&image, super::out::Phase::Syncing);
     // Dropping the sync on timeout drops its exec streams, which ends them in the containers' runtimes.
-    let result = tokio::time::timeout(sync::TIMEOUT, run(&ctx, &image, &paths, only.as_ref())).await.unwrap_or(Err(sync::Error::Timeout));
+    let result = tokio::time::timeout(sync::TIMEOUT, run(&ctx, &image, &paths, only.as_ref(), filter)).await.unwrap_or(Err(sync::Error::Timeout));
     let ev = match result {
         Ok((files, deleted, pods)) => Event::Synced { image, files, deleted, pods, took: started.elapsed(), at: Instant::now() },
-        Err(e) => Event::SyncFailed { unsupported: e.unsupported(), image, error: e.to_string(), at: Instant::now() },
+        Err(e) => Event::SyncFailed { unsupported: e.unsupported(), skipped: e.skipped(), image, error: e.to_string(), at: Instant::now() },
     };
     let _ = ctx.events.send(ev).await;
 }
 
-/// (entries sent, paths deleted, pods synced)
-async fn run(ctx: &Arc<Ctx>, image: &str, paths: &BTreeSet<String>, only: Option<&BTreeSet<String>>) -> Result<(usize, usize, usize), sync::Error> {
+/// (entries sent, paths deleted, pods synced). A sync is done only when every running container of the
+/// deployed image has it: none to take it is an error (the core builds instead), except for a replay, whose
+/// pod will be replayed into again if it runs again.
+async fn run(ctx: &Arc<Ctx>, image: &str, paths: &BTreeSet<String>, only: Option<&BTreeSet<String>>, filter: Arc<Filter>) -> Result<(usize, usize, usize), sync::Error> {
     let cfg = ctx.config();
     let Some(img) = cfg.image(image) else { return Ok((0, 0, 0)) };
     let (rules, context, paths) = (img.sync.clone(), img.context.clone(), paths.clone());
-    let prepared = tokio::task::spawn_blocking(move || sync::prepare(&rules, &context, &paths))
+    let prepared = tokio::task::spawn_blocking(move || sync::prepare(&rules, &context, &filter, &paths))
         .await
         .map_err(|e| sync::Error::Exec { pod: String::new(), message: e.to_string() })??;
     let Some(reference) = ctx.deployed.lock().expect("not poisoned").get(image).cloned() else { return Ok((0, 0, 0)) };
     let targets = pod_watch(ctx, image).targets(&reference, only).await;
+    if targets.is_empty() && only.is_none() {
+        return Err(sync::Error::NoTakers);
+    }
     let argv = sync::command(&prepared);
     let jobs = targets.iter().flat_map(|(pod, containers)| containers.iter().map(move |c| (pod, c))).map(|(pod, c)| {
         let (prepared, argv) = (&prepared, &argv);
         async move { (pod, ctx.sessions.sync(&ctx.target, pod, c, prepared, argv).await) }
     });
     let results = futures::future::join_all(jobs).await;
-    let mut synced = BTreeSet::new();
+    let (mut synced, mut touched) = (BTreeSet::new(), BTreeSet::new());
     let mut failed = None;
     for (pod, r) in results {
         match r {
             Ok(Outcome::Done) => {
                 synced.insert(pod.clone());
+                touched.insert(pod.clone());
             }
             Ok(Outcome::Gone) => {}
-            Err(e) => failed = failed.or(Some(e)),
+            Err(e) => {
+                // It may hold part of the sync: marked all the same, so a rollout to the same tag replaces it.
+                touched.insert(pod.clone());
+                failed = failed.or(Some(e));
+            }
         }
     }
     // Marked, off the sync's path, so that no later rollout leaves them running what no image holds.
-    tokio::spawn(mark(ctx.clone(), synced.clone()));
+    tokio::spawn(mark(ctx.clone(), touched));
     match failed {
         Some(e) => Err(e),
+        // Every chosen pod went away meanwhile: nothing has it.
+        None if synced.is_empty() && only.is_none() => Err(sync::Error::NoTakers),
         None => Ok((prepared.files, prepared.deletes.len(), synced.len())),
     }
 }

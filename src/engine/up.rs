@@ -237,8 +237,8 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
                         }
                         tasks.spawn(deploy_worker(ctx.clone(), image, tag, digest, token));
                     }
-                    Action::Sync { image, paths, pods } => {
-                        tasks.spawn(super::live::sync_worker(ctx.clone(), image, paths, pods));
+                    Action::Sync { image, paths, pods, filter } => {
+                        tasks.spawn(super::live::sync_worker(ctx.clone(), image, paths, pods, filter.0));
                     }
                     Action::Report(r) => ui.report(&r),
                 }

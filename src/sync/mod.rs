@@ -1,14 +1,17 @@
 //! Live update, carried out: the changed context paths an `[[image.sync]]` rule covers become one tar stream
-//! (files and directories as they are on disk now, mapped to their container paths) plus a list of container
-//! paths to delete (those gone from disk), and one exec per container (`sh -c`: delete, `tar -xmf - -C /`,
-//! the rules' `run` commands, the restart) sent to every Ready container that runs the deployed image, all
-//! pods in parallel ([`exec`]). Pods are known from a watch ([`pods`]), which also notices pods that come
+//! (files as they are on disk now, directories with what the image's filter lets through below them, mapped
+//! to their container paths; at most [`MAX_BYTES`] and [`MAX_ENTRIES`]) plus a list of container paths to
+//! delete (those gone from disk), and one exec per container (`sh -c`: delete, `tar -xmf - -C /`, the rules'
+//! `run` commands, the restart) sent to every running container of the deployed image, all pods in parallel
+//! ([`exec`]). Pods are known from a watch ([`pods`]), which also notices pods that come
 //! later, for a replay.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::config::{sync_route, SyncRule};
+use crate::filter::Filter;
+use crate::tree;
 
 pub mod exec;
 pub mod pods;
@@ -37,12 +40,30 @@ pub enum Error {
     /// A file could not be read.
     #[error("reading {path}: {source}")]
     Read { path: String, source: std::io::Error },
+    /// A directory could not be listed.
+    #[error(transparent)]
+    Tree(#[from] tree::Error),
+    /// The sync would send more than the caps allow.
+    #[error("the sync would send over {} MiB or {MAX_ENTRIES} files (so far {:.1} MiB in {entries} entries): too large to copy into containers", MAX_BYTES >> 20, *bytes as f64 / 1048576.0)]
+    TooLarge { bytes: u64, entries: usize },
+    /// A synced directory holds a file the image would have but no rule covers.
+    #[error("{path} is below a synced directory, but no sync rule covers it")]
+    Uncovered { path: String },
+    /// No container running the deployed image can take a sync now.
+    #[error("no running container of the deployed image can take the sync (none running, or all being replaced)")]
+    NoTakers,
 }
 
 impl Error {
     /// The containers cannot take a sync at all: the image must be rebuilt from now on.
     pub fn unsupported(&self) -> bool {
         matches!(self, Error::NoTar { .. })
+    }
+
+    /// Nothing was sent to any container: the sync was judged unfit before it began (too large, a file no
+    /// rule covers, no container to take it), not tried and failed.
+    pub fn skipped(&self) -> bool {
+        matches!(self, Error::TooLarge { .. } | Error::Uncovered { .. } | Error::NoTakers)
     }
 }
 
@@ -65,42 +86,121 @@ pub struct Prepared {
     pub restart: bool,
 }
 
-/// Reads the current state of `paths` (relative to `context`) into what a sync sends. A path no rule
-/// covers is skipped (the core only asks for covered ones).
-pub fn prepare(rules: &[SyncRule], context: &Path, paths: &BTreeSet<String>) -> Result<Prepared, Error> {
+/// The most one sync sends: beyond it, building the image is the better deal. The tar is held in memory and
+/// goes base64-encoded to every container (a third more bytes, each container on its own stream), and
+/// `tar -x` of thousands of files in a running container races the server reading them; a build streams the
+/// context once, with BuildKit's cache, and a rollout swaps the pods at once.
+pub const MAX_BYTES: u64 = 8 << 20;
+/// …and the most entries (files, directories, links): a checkout or an `npm install` under a synced path.
+pub const MAX_ENTRIES: usize = 1000;
+
+/// Sums what a sync would send, and says when it would exceed the caps.
+#[derive(Default)]
+struct Budget {
+    bytes: u64,
+    entries: usize,
+}
+
+impl Budget {
+    fn take(&mut self, size: u64) -> Result<(), Error> {
+        self.bytes += size;
+        self.entries += 1;
+        if self.bytes > MAX_BYTES || self.entries > MAX_ENTRIES {
+            return Err(Error::TooLarge { bytes: self.bytes, entries: self.entries });
+        }
+        Ok(())
+    }
+}
+
+/// Whether every directory above `rel` (inside `context`) is a real directory: a path reached through a
+/// symlinked directory may lead outside the context, and a build would not follow it either. Err(NotFound)
+/// when one is gone.
+fn parents_are_dirs(context: &Path, rel: &str) -> std::io::Result<bool> {
+    let mut dir = context.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        dir.push(part);
+        if !std::fs::symlink_metadata(&dir)?.is_dir() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Reads the current state of `paths` (relative to `context`) into what a sync sends: a file as it is now, a
+/// directory with everything below it (a new or renamed directory arrives whole), a path gone from disk as
+/// a delete. Only what `filter` (the image's one filter, the hasher's) lets into a build is ever read; a path
+/// no rule covers is skipped (the core only asks for covered ones), and a file below a synced directory that
+/// no rule covers fails the sync ([`Error::Uncovered`]): the image must be built to hold it. Past
+/// [`MAX_BYTES`] or [`MAX_ENTRIES`] it stops reading ([`Error::TooLarge`]).
+pub fn prepare(rules: &[SyncRule], context: &Path, filter: &Filter, paths: &BTreeSet<String>) -> Result<Prepared, Error> {
     let mut out = Prepared::default();
     let mut b = tar::Builder::new(Vec::new());
     // Owner root and normalized modes, as `COPY` gives; no local uid leaks into the container.
     b.mode(tar::HeaderMode::Deterministic);
     b.follow_symlinks(false);
-    let mut touched = vec![Vec::<&str>::new(); rules.len()];
+    let mut budget = Budget::default();
+    let mut touched = vec![Vec::<String>::new(); rules.len()];
+    // A directory and paths below it may both be asked for: each goes in once.
+    let mut added = BTreeSet::new();
     for rel in paths {
         let Some((rule, dest)) = sync_route(rules, rel) else { continue };
-        touched[rule].push(rel);
         let local = context.join(rel);
-        let name = dest.trim_start_matches('/');
         let read = |source| Error::Read { path: local.display().to_string(), source };
-        match std::fs::symlink_metadata(&local) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => out.deletes.push(dest),
-            Err(e) => return Err(read(e)),
-            Ok(m) if m.is_dir() => {
-                b.append_dir(name, &local).map_err(read)?;
-                out.files += 1;
+        match parents_are_dirs(context, rel) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                out.deletes.push(dest);
+                touched[rule].push(rel.clone());
+                continue;
             }
-            Ok(_) => match b.append_path_with_name(&local, name) {
-                // Gone since the watcher saw it: a delete after all.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => out.deletes.push(dest),
-                r => {
-                    r.map_err(read)?;
-                    out.files += 1;
-                }
-            },
+            Err(e) => return Err(read(e)),
+        }
+        // As the hasher judges it: an excluded path is not part of the image (an excluded directory only
+        // for what a `!` pattern brings back below it), so it is neither sent nor deleted.
+        let Some(tree::Child { entry, visible }) = tree::child_at(context, rel, filter)? else {
+            let gone = matches!(std::fs::symlink_metadata(&local), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+            if gone && !filter.excluded(rel) {
+                out.deletes.push(dest);
+                touched[rule].push(rel.clone());
+            }
+            continue;
+        };
+        let mut entries = Vec::new();
+        if entry.kind == tree::Kind::Dir {
+            tree::walk_below(context, rel, filter, &mut entries)?;
+            if !visible && entries.is_empty() {
+                continue;
+            }
+        }
+        entries.insert(0, entry);
+        for e in entries {
+            if added.contains(&e.path) {
+                continue;
+            }
+            let (r, dest) = if e.path == *rel { (rule, dest.clone()) } else { sync_route(rules, &e.path).ok_or_else(|| Error::Uncovered { path: e.path.clone() })? };
+            budget.take(e.size)?;
+            let full = context.join(&e.path);
+            let name = dest.trim_start_matches('/');
+            let appended = match e.kind {
+                tree::Kind::Dir => b.append_dir(name, &full),
+                _ => b.append_path_with_name(&full, name),
+            };
+            match appended {
+                // Gone since it was listed: its own event follows (a delete).
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                r => r.map_err(|source| Error::Read { path: full.display().to_string(), source })?,
+            }
+            out.files += 1;
+            added.insert(e.path.clone());
+            touched[r].push(e.path);
         }
     }
     out.tar = b.into_inner().map_err(|source| Error::Read { path: context.display().to_string(), source })?;
     for (rule, rels) in rules.iter().zip(&touched).filter(|(_, t)| !t.is_empty()) {
         for step in &rule.run {
-            if step.triggered_by(rels.iter().copied()) && !out.run.contains(&step.cmd) {
+            if step.triggered_by(rels.iter().map(String::as_str)) && !out.run.contains(&step.cmd) {
                 out.run.push(step.cmd.clone());
             }
         }

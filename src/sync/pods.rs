@@ -1,7 +1,9 @@
-//! The pods a sync goes to, from a watch on the namespace's pods: every Ready pod, not being deleted, with
-//! containers that run the image's deployed reference (whatever workload owns them). The same watch notices
-//! a pod that becomes Ready later — a scale-up, an evicted pod replaced, a container restarted (its files are
-//! the image's again) — and reports it, so the synced set is replayed into it.
+//! The containers a sync goes to, from a watch on the namespace's pods: every container that runs the image's
+//! deployed reference and is running now, in a pod not being deleted (whatever workload owns it). Ready or
+//! not: a pod a sync made un-Ready (the file its readiness probe reads deleted) is healed by the next sync,
+//! which it can only get while not Ready. The same watch notices a container that starts running later — a
+//! scale-up, an evicted pod replaced, a container restarted (its files are the image's again) — and reports
+//! its pod, so the synced set is replayed into it.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
@@ -25,10 +27,14 @@ impl Drop for PodWatch {
     }
 }
 
-/// Whether the pod is Ready and not going away.
-fn ready(p: &Pod) -> bool {
-    p.metadata.deletion_timestamp.is_none()
-        && p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+/// The pod's containers that run `reference` and are running now, unless the pod is going away.
+fn running(p: &Pod, reference: &str) -> Vec<String> {
+    if p.metadata.deletion_timestamp.is_some() {
+        return Vec::new();
+    }
+    let statuses = p.status.as_ref().and_then(|s| s.container_statuses.as_deref()).unwrap_or_default();
+    let is_running = |name: &str| statuses.iter().any(|c| c.name == name && c.state.as_ref().is_some_and(|s| s.running.is_some()));
+    containers(p, reference).into_iter().filter(|c| is_running(c)).collect()
 }
 
 /// The pod's containers that run `reference`.
@@ -36,18 +42,17 @@ pub fn containers(p: &Pod, reference: &str) -> Vec<String> {
     p.spec.as_ref().map_or_else(Vec::new, |s| s.containers.iter().filter(|c| c.image.as_deref() == Some(reference)).map(|c| c.name.clone()).collect())
 }
 
-/// A pod's identity for "became Ready": its uid and how often its containers restarted (a restarted
+/// A pod's identity for "started running": its uid and how often its containers restarted (a restarted
 /// container starts from the image again).
 fn incarnation(p: &Pod) -> (String, i32) {
     let restarts = p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).map_or(0, |cs| cs.iter().map(|c| c.restart_count).sum());
     (p.metadata.uid.clone().unwrap_or_default(), restarts)
 }
 
-/// The (pod, containers) a sync goes to: Ready pods running `reference` (`only`: just these).
+/// The (pod, containers) a sync goes to: the running containers of `reference` (`only`: in these pods).
 pub fn targets<'a>(pods: impl Iterator<Item = &'a Pod>, reference: &str, only: Option<&BTreeSet<String>>) -> Vec<(String, Vec<String>)> {
     let mut out: Vec<(String, Vec<String>)> = pods
-        .filter(|p| ready(p))
-        .filter_map(|p| Some((p.metadata.name.clone()?, containers(p, reference))))
+        .filter_map(|p| Some((p.metadata.name.clone()?, running(p, reference))))
         .filter(|(name, cs)| !cs.is_empty() && only.is_none_or(|o| o.contains(name)))
         .collect();
     out.sort();
@@ -56,8 +61,8 @@ pub fn targets<'a>(pods: impl Iterator<Item = &'a Pod>, reference: &str, only: O
 
 impl PodWatch {
     /// Starts watching the namespace's pods. `reference()` gives the image's deployed reference at the
-    /// time; `became_ready(pod)` is called for each pod running it that becomes Ready after the watch's
-    /// first listing.
+    /// time; `became_ready(pod)` is called for each pod whose containers of it start running (Ready or not)
+    /// after the watch's first listing.
     pub fn start(t: &Target, reference: impl Fn() -> Option<String> + Send + 'static, became_ready: impl Fn(String) + Send + 'static) -> PodWatch {
         let (store, writer) = reflector::store();
         let api: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
@@ -67,10 +72,9 @@ impl PodWatch {
         let task = tokio::spawn(stream.for_each(move |ev| {
             match ev {
                 Ok(watcher::Event::InitDone) => listed = true,
-                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) if ready(&p) => {
+                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) if reference().is_some_and(|r| !running(&p, &r).is_empty()) => {
                     let new = seen.lock().expect("not poisoned").insert(incarnation(&p));
-                    let runs = reference().is_some_and(|r| !containers(&p, &r).is_empty());
-                    if new && listed && runs {
+                    if new && listed {
                         if let Some(name) = p.metadata.name.clone() {
                             became_ready(name);
                         }
@@ -94,20 +98,40 @@ impl PodWatch {
 mod tests {
     use super::*;
 
-    fn pod(name: &str, image: &str, ready: bool, deleting: bool) -> Pod {
+    /// `web` runs `image` and is `state` (running, waiting, terminated), Ready or not; `side` runs another
+    /// image.
+    fn pod(name: &str, image: &str, ready: bool, state: &str, deleting: bool) -> Pod {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "uid": name, "deletionTimestamp": if deleting { Some("2026-01-01T00:00:09Z") } else { None }},
             "spec": {"containers": [{"name": "web", "image": image}, {"name": "side", "image": "other"}]},
-            "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
+            "status": {
+                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+                "containerStatuses": [
+                    {"name": "web", "image": image, "imageID": "", "ready": ready, "restartCount": 0, "state": {state: {}}},
+                    {"name": "side", "image": "other", "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}},
+                ],
+            },
         }))
         .unwrap()
     }
 
     #[test]
-    fn syncs_go_to_ready_pods_running_the_deployed_reference_in_the_containers_that_run_it() {
-        let pods = [pod("a", "r/app:t1", true, false), pod("b", "r/app:t0", true, false), pod("c", "r/app:t1", false, false), pod("d", "r/app:t1", true, true), pod("e", "r/app:t1", true, false)];
+    fn syncs_go_to_the_running_containers_of_the_deployed_reference_ready_or_not() {
+        let pods = [
+            pod("a", "r/app:t1", true, "running", false),
+            pod("b", "r/app:t0", true, "running", false),
+            pod("c", "r/app:t1", false, "running", false),
+            pod("d", "r/app:t1", true, "running", true),
+            pod("e", "r/app:t1", true, "running", false),
+            pod("f", "r/app:t1", false, "waiting", false),
+            pod("g", "r/app:t1", false, "terminated", false),
+        ];
         let web = || vec!["web".to_string()];
-        assert_eq!(targets(pods.iter(), "r/app:t1", None), [("a".to_string(), web()), ("e".to_string(), web())]);
+        assert_eq!(
+            targets(pods.iter(), "r/app:t1", None),
+            [("a".to_string(), web()), ("c".to_string(), web()), ("e".to_string(), web())],
+            "c runs but is not Ready (a sync can heal it); d is going away; f and g do not run"
+        );
         assert_eq!(targets(pods.iter(), "r/app:t1", Some(&BTreeSet::from(["e".to_string(), "b".to_string()]))), [("e".to_string(), web())]);
         assert!(targets(pods.iter(), "r/app:t9", None).is_empty());
     }

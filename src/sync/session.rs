@@ -232,15 +232,15 @@ mod tests {
                 out.push_str(&line);
             }
         };
-        let p = prepare(&rules, &ctx, &set(&["www/big.txt", "www/it's gone.txt"])).unwrap();
+        let p = prepare(&rules, &ctx, &crate::filter::Filter::new::<&str>(&[]).unwrap(), &set(&["www/big.txt", "www/it's gone.txt"])).unwrap();
         assert_eq!(run(&p).0, 0);
         assert_eq!(std::fs::read_to_string(root.join("www/big.txt")).unwrap(), big, "20 kB through the here-document");
         assert!(!root.join("www/it's gone.txt").exists());
         std::fs::write(ctx.join("www/fail"), "").unwrap();
-        let (code, _) = run(&prepare(&rules, &ctx, &set(&["www/fail"])).unwrap());
+        let (code, _) = run(&prepare(&rules, &ctx, &crate::filter::Filter::new::<&str>(&[]).unwrap(), &set(&["www/fail"])).unwrap());
         assert_eq!(code, RUN_FAILED, "a failing run command");
         std::fs::write(ctx.join("www/big.txt"), "small").unwrap();
-        assert_eq!(run(&prepare(&rules, &ctx, &set(&["www/big.txt"])).unwrap()).0, 0, "the shell lives on after an `exit`");
+        assert_eq!(run(&prepare(&rules, &ctx, &crate::filter::Filter::new::<&str>(&[]).unwrap(), &set(&["www/big.txt"])).unwrap()).0, 0, "the shell lives on after an `exit`");
         assert_eq!(std::fs::read_to_string(root.join("www/big.txt")).unwrap(), "small");
         drop(stdin);
         sh.wait().unwrap();

@@ -1,8 +1,14 @@
 use super::*;
+use crate::filter::Filter;
 
 fn rules(extra: &str) -> Vec<SyncRule> {
     let text = format!("[registry]\nhost = \"r\"\n[[image]]\nname = \"app\"\ncontext = \".\"\n{extra}");
     crate::config::parse(Path::new("/p/devloop.toml"), &text).unwrap().images.remove(0).sync
+}
+
+/// The built-in filter alone.
+fn none() -> Filter {
+    Filter::new::<&str>(&[]).unwrap()
 }
 
 fn entries(tar: &[u8]) -> Vec<(String, u32, u64, String)> {
@@ -28,7 +34,7 @@ fn changed_files_go_into_one_tar_at_their_container_paths_and_gone_ones_are_dele
     std::fs::set_permissions(dir.path().join("www/sub/run.sh"), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let rules = rules("[[image.sync]]\nsrc = \"www/**\"\ndest = \"/srv/www\"\n");
     let paths = ["www/index.html", "www/sub", "www/sub/run.sh", "www/gone.css", "Dockerfile"].iter().map(|s| s.to_string()).collect();
-    let p = prepare(&rules, dir.path(), &paths).unwrap();
+    let p = prepare(&rules, dir.path(), &none(), &paths).unwrap();
     let e = entries(&p.tar);
     let got: Vec<(&str, u32, u64, &str)> = e.iter().map(|(n, m, u, b)| (n.as_str(), *m, *u, b.as_str())).collect();
     assert_eq!(
@@ -51,9 +57,9 @@ fn run_commands_of_the_touched_rules_follow_their_triggers_and_restart_follows_i
          [[image.sync]]\nsrc = \"static/**\"\ndest = \"/static\"\nrun = [\"never\"]\n",
     );
     let set = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-    let p = prepare(&rules, dir.path(), &set(&["app.js"])).unwrap();
+    let p = prepare(&rules, dir.path(), &none(), &set(&["app.js"])).unwrap();
     assert_eq!((p.run.len(), p.restart), (0, true));
-    let p = prepare(&rules, dir.path(), &set(&["package.json"])).unwrap();
+    let p = prepare(&rules, dir.path(), &none(), &set(&["package.json"])).unwrap();
     assert_eq!((p.run.clone(), p.restart), (vec!["npm ci".to_string(), "echo done".to_string()], false));
     let script = command(&p);
     assert_eq!(&script[..2], ["sh", "-c"]);
@@ -75,7 +81,7 @@ fn the_script_deletes_unpacks_and_runs_in_a_real_shell() {
     std::fs::write(root.join("www/b.html"), "B1").unwrap();
     let rules = rules(&format!("[[image.sync]]\nsrc = \"www/**\"\ndest = \"{}/www\"\nrun = [\"touch {}/ran\"]\n", root.display(), root.display()));
     let paths = ["www/a.html", "www/b.html"].iter().map(|s| s.to_string()).collect();
-    let p = prepare(&rules, &ctx, &paths).unwrap();
+    let p = prepare(&rules, &ctx, &none(), &paths).unwrap();
     let argv = command(&p);
     let run = |path: &str| {
         let mut child = std::process::Command::new(&argv[0])
@@ -101,4 +107,89 @@ fn the_script_deletes_unpacks_and_runs_in_a_real_shell() {
     std::fs::create_dir_all(&empty).unwrap();
     let out = std::process::Command::new(&argv[0]).args(&argv[1..]).env("PATH", &empty).stdin(std::process::Stdio::null()).output().unwrap();
     assert_eq!(out.status.code(), Some(NO_TAR));
+}
+
+fn names(p: &Prepared) -> Vec<String> {
+    entries(&p.tar).into_iter().map(|(n, ..)| n).collect()
+}
+
+/// A new or renamed directory (one event for the whole tree) goes with everything below it that the image's
+/// filter lets into a build: not an editor's backup, not what `.dockerignore` excludes.
+#[test]
+fn a_directory_goes_whole_with_what_the_filter_lets_through() {
+    let dir = tempfile::tempdir().unwrap();
+    for (f, body) in [("www/sub/a.html", "A"), ("www/sub/deep/b.html", "B"), ("www/sub/a.html~", "backup"), ("www/sub/key.env", "secret")] {
+        std::fs::create_dir_all(dir.path().join(f).parent().unwrap()).unwrap();
+        std::fs::write(dir.path().join(f), body).unwrap();
+    }
+    let rules = rules("[[image.sync]]\nsrc = \"www/**\"\ndest = \"/www\"\n");
+    let filter = Filter::new(&["**/*.env"]).unwrap();
+    let set = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    let p = prepare(&rules, dir.path(), &filter, &set(&["www/sub"])).unwrap();
+    assert_eq!(names(&p), ["www/sub", "www/sub/a.html", "www/sub/deep", "www/sub/deep/b.html"]);
+    assert_eq!((p.files, p.deletes.len()), (4, 0));
+    // The directory and a file below it, both changed: each entry once.
+    let p = prepare(&rules, dir.path(), &filter, &set(&["www/sub", "www/sub/a.html"])).unwrap();
+    assert_eq!(p.files, 4);
+    // Excluded paths are neither sent nor deleted, whether they exist or not.
+    let p = prepare(&rules, dir.path(), &filter, &set(&["www/sub/key.env", "www/gone.env", "www/sub/a.html~"])).unwrap();
+    assert_eq!((p.files, p.deletes.len()), (0, 0), "{:?}", p.deletes);
+    // A renamed directory: the old path is a delete, the new one arrives whole.
+    std::fs::rename(dir.path().join("www/sub"), dir.path().join("www/sub2")).unwrap();
+    let p = prepare(&rules, dir.path(), &filter, &set(&["www/sub", "www/sub2"])).unwrap();
+    assert_eq!(names(&p), ["www/sub2", "www/sub2/a.html", "www/sub2/deep", "www/sub2/deep/b.html"]);
+    assert_eq!(p.deletes, ["/www/sub"]);
+}
+
+/// Nothing outside the context is read: a path below a symlinked directory is skipped, and a symlink goes as
+/// a link.
+#[test]
+fn nothing_is_read_through_a_symlinked_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ctx, outside) = (dir.path().join("ctx"), dir.path().join("outside"));
+    std::fs::create_dir_all(ctx.join("www")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("passwd"), "secret").unwrap();
+    std::os::unix::fs::symlink(&outside, ctx.join("www/link")).unwrap();
+    let rules = rules("[[image.sync]]\nsrc = \"www/**\"\ndest = \"/www\"\n");
+    let set = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    let p = prepare(&rules, &ctx, &none(), &set(&["www/link/passwd"])).unwrap();
+    assert_eq!((p.files, p.deletes.len()), (0, 0));
+    let p = prepare(&rules, &ctx, &none(), &set(&["www/link"])).unwrap();
+    let mut a = tar::Archive::new(p.tar.as_slice());
+    let kinds: Vec<_> = a.entries().unwrap().map(|e| e.unwrap().header().entry_type()).collect();
+    assert_eq!(kinds, [tar::EntryType::Symlink]);
+}
+
+/// A file below a synced directory that no rule covers: the image must be built to hold it.
+#[test]
+fn a_file_below_a_synced_directory_that_no_rule_covers_fails_the_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("www/sub")).unwrap();
+    std::fs::write(dir.path().join("www/sub/a.html"), "A").unwrap();
+    let rules = rules("[[image.sync]]\nsrc = \"www/*\"\ndest = \"/www\"\n");
+    let paths = ["www/sub".to_string()].into();
+    let e = prepare(&rules, dir.path(), &none(), &paths).unwrap_err();
+    assert!(matches!(&e, Error::Uncovered { path } if path == "www/sub/a.html"), "{e}");
+    assert!(e.skipped());
+}
+
+/// Past the caps a sync stops reading and says so: the image is built instead.
+#[test]
+fn a_sync_over_the_caps_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("www/many")).unwrap();
+    std::fs::write(dir.path().join("www/big.bin"), vec![7u8; MAX_BYTES as usize + 1]).unwrap();
+    std::fs::write(dir.path().join("www/small.bin"), vec![7u8; MAX_BYTES as usize - 1]).unwrap();
+    for i in 0..MAX_ENTRIES {
+        std::fs::write(dir.path().join(format!("www/many/{i}")), "x").unwrap();
+    }
+    let rules = rules("[[image.sync]]\nsrc = \"www/**\"\ndest = \"/www\"\n");
+    let set = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    let e = prepare(&rules, dir.path(), &none(), &set(&["www/big.bin"])).unwrap_err();
+    assert!(matches!(e, Error::TooLarge { entries: 1, .. }) && e.skipped(), "{e}");
+    assert!(e.to_string().contains("8 MiB"), "{e}");
+    assert_eq!(prepare(&rules, dir.path(), &none(), &set(&["www/small.bin"])).unwrap().files, 1, "just under");
+    let e = prepare(&rules, dir.path(), &none(), &set(&["www/many"])).unwrap_err();
+    assert!(matches!(e, Error::TooLarge { entries, .. } if entries == MAX_ENTRIES + 1), "the directory and its {MAX_ENTRIES} files: {e}");
 }

@@ -1,7 +1,8 @@
 //! Live update, decided: when a batch is synced instead of built, one sync per image at a time (what comes
 //! meanwhile is queued and goes next, in one), replays into pods that come later, the fallback to a build
-//! when a sync fails, and the honest state: the image the pods run, how many paths were synced on top of it,
-//! and the content tag that synced tree has.
+//! when a sync fails or cannot be done (a rollout even to the deployed tag: the pods may hold what no image
+//! does), and the honest state: the image the pods run, how many paths were synced on top of it, and the
+//! content tag that synced tree has — cleared only once the pods are known to hold the image's content.
 
 use super::*;
 use crate::config::sync_route;
@@ -33,6 +34,11 @@ pub(super) struct Live {
     disabled: bool,
     /// A sync done, waiting for its content tag to be reported.
     waiting: Option<SyncSummary>,
+    /// The filter of the last hash: a sync sends only what it lets into a build.
+    pub(super) filter: Option<Hashed>,
+    /// A sync failed or was not done: the pods may hold what no image does (part of it, or the edits a
+    /// revert was to undo), so the next build rolls out even the deployed tag, and nothing syncs until then.
+    pub(super) reroll: bool,
 }
 
 impl Live {
@@ -40,11 +46,6 @@ impl Live {
     pub(super) fn rolled_out(&mut self) {
         self.synced.clear();
         self.content = None;
-    }
-
-    /// The tree hashes to the deployed tag again: the synced files are the image's own.
-    pub(super) fn matches_image(&mut self) {
-        self.rolled_out();
     }
 
     /// Reports the sync waiting for its content tag.
@@ -70,6 +71,8 @@ pub(super) fn covered(state: &State, image: &str, scope: &Scope) -> bool {
         && !(s.hashing && s.hash_builds)
         && !s.pending_builds
         && !s.live.disabled
+        && s.live.filter.is_some()
+        && !s.live.reroll
 }
 
 /// Syncs a covered change (now, or after the running sync), and hashes it only to learn the content tag.
@@ -86,7 +89,8 @@ pub(super) fn sync(state: &mut State, image: String, scope: Scope, at: Instant, 
         s.live.started = Some(at);
         s.live.debounce = debounce;
         s.live.hash = Duration::ZERO;
-        out.push(Action::Sync { image: image.clone(), paths: paths.clone(), pods: None });
+        let filter = s.live.filter.clone().expect("covered");
+        out.push(Action::Sync { image: image.clone(), paths: paths.clone(), pods: None, filter });
     }
     hash(s, image, scope, out);
 }
@@ -94,13 +98,19 @@ pub(super) fn sync(state: &mut State, image: String, scope: Scope, at: Instant, 
 /// A hash of synced content is done: its tag is the content tag, nothing is built.
 pub(super) fn hashed(s: &mut ImageState, _image: &str, tag: String, took: Duration, out: &mut Vec<Action>) {
     s.live.hash += took;
-    if s.deployed.as_ref() == Some(&tag) {
-        s.live.matches_image();
-    } else {
-        s.live.content = Some(tag.clone());
+    s.live.content = Some(tag.clone());
+    settle(s);
+    s.live.report_waiting(Some(tag), out);
+}
+
+/// The content is the deployed tag's (a revert): nothing is synced on top of the image any more — once the
+/// pods have it, that is: not while a sync is under way or queued (it may yet fail), nor while the content
+/// tag of the latest change is still being hashed.
+pub(super) fn settle(s: &mut ImageState) {
+    let l = &s.live;
+    if l.content.is_some() && l.content == s.deployed && !l.running && l.queued.is_empty() && !s.hashing && s.pending.is_none() {
+        s.live.rolled_out();
     }
-    let content = s.live.content.clone().or(Some(tag));
-    s.live.report_waiting(content, out);
 }
 
 /// Sync results and pods that came later.
@@ -129,11 +139,12 @@ pub(super) fn step(state: &mut State, event: Event, out: &mut Vec<Action>) {
             // Its content tag is being hashed: report when it is known (a few ms).
             if !s.hashing || s.hash_builds {
                 let content = s.live.content.clone().or_else(|| s.deployed.clone());
+                settle(s);
                 s.live.report_waiting(content, out);
             }
             next(s, image, at, out);
         }
-        Event::SyncFailed { image, error, unsupported, at } => {
+        Event::SyncFailed { image, error, unsupported, skipped, at } => {
             let Some(s) = state.images.get_mut(&image) else { return };
             s.live.running = false;
             s.live.running_replay = false;
@@ -144,14 +155,18 @@ pub(super) fn step(state: &mut State, event: Event, out: &mut Vec<Action>) {
             s.live.replay.clear();
             s.live.waiting = None;
             s.live.disabled |= unsupported;
-            out.push(Action::Report(Report::SyncFallback { image: image.clone(), error, for_good: unsupported }));
-            // Some pods may have part of it: roll them all to an image of what is on disk.
+            // The pods may hold part of it, or earlier syncs this one was to undo (a revert hashes to the
+            // deployed tag): roll them all to an image of what is on disk, even when that is the deployed tag
+            // (the rollout then replaces the pods marked as synced).
+            s.live.reroll = true;
+            out.push(Action::Report(Report::SyncFallback { image: image.clone(), error, for_good: unsupported, skipped }));
             changed(state, image, Scope::Paths(BTreeSet::new()), at, Duration::ZERO, out);
         }
         Event::PodReady { image, pod, at } => {
             let Some(s) = state.images.get_mut(&image) else { return };
-            // A rollout under way replaces the pods with an image that has it all.
-            if s.live.synced.is_empty() || s.deploying.is_some() || s.live.disabled {
+            // A rollout under way (or a fallback build's, to come) replaces the pods with an image that has it
+            // all.
+            if s.live.synced.is_empty() || s.deploying.is_some() || s.live.reroll || s.live.disabled {
                 return;
             }
             if s.live.running {
@@ -162,7 +177,8 @@ pub(super) fn step(state: &mut State, event: Event, out: &mut Vec<Action>) {
                 s.live.running_replay = true;
                 s.live.started = Some(at);
                 s.live.hash = Duration::ZERO;
-                out.push(Action::Sync { image, paths: s.live.synced.clone(), pods: Some(BTreeSet::from([pod])) });
+                let filter = s.live.filter.clone().expect("synced with it");
+                out.push(Action::Sync { image, paths: s.live.synced.clone(), pods: Some(BTreeSet::from([pod])), filter });
             }
         }
         _ => unreachable!("only sync events come here"),
@@ -185,5 +201,6 @@ fn next(s: &mut ImageState, image: String, at: Instant, out: &mut Vec<Action>) {
     s.live.started = Some(s.live.queued_at.take().unwrap_or(at));
     s.live.debounce = s.live.queued_debounce.take().unwrap_or_default();
     s.live.hash = Duration::ZERO;
-    out.push(Action::Sync { image, paths, pods });
+    let filter = s.live.filter.clone().expect("synced with it");
+    out.push(Action::Sync { image, paths, pods, filter });
 }

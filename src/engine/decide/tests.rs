@@ -37,8 +37,8 @@ fn acts(actions: &[Action]) -> Vec<String> {
             Action::Build { image, tag, .. } => Some(format!("build {image} {tag}")),
             Action::CancelBuild(i) => Some(format!("cancel {i}")),
             Action::Deploy { image, tag, .. } => Some(format!("deploy {image} {tag}")),
-            Action::Sync { image, paths, pods: None } => Some(format!("sync {image} {}", paths.iter().cloned().collect::<Vec<_>>().join(","))),
-            Action::Sync { image, paths, pods: Some(pods) } => {
+            Action::Sync { image, paths, pods: None, .. } => Some(format!("sync {image} {}", paths.iter().cloned().collect::<Vec<_>>().join(","))),
+            Action::Sync { image, paths, pods: Some(pods), .. } => {
                 Some(format!("replay {image} {} → {}", paths.iter().cloned().collect::<Vec<_>>().join(","), pods.iter().cloned().collect::<Vec<_>>().join(",")))
             }
             Action::Report(_) => None,
@@ -391,7 +391,7 @@ fn pods_that_come_later_get_the_synced_set_replayed() {
 fn a_failed_sync_rebuilds_and_one_without_tar_stops_syncing() {
     let mut s = live_at_t1();
     run(&mut s, vec![changed_paths("app", &["www/a"]), hashed("app", "t2")]);
-    let a = step(&mut s, Event::SyncFailed { image: "app".into(), error: "pod gone".into(), unsupported: false, at: Instant::now() });
+    let a = step(&mut s, Event::SyncFailed { image: "app".into(), error: "pod gone".into(), unsupported: false, skipped: false, at: Instant::now() });
     assert!(matches!(reports(&a).as_slice(), [Report::SyncFallback { for_good: false, .. }]), "{a:?}");
     assert_eq!(acts(&a), ["hash app "]);
     assert_eq!(run(&mut s, vec![hashed("app", "t2"), built("app", "t2"), rolled("app", "t2", true)]), ["build app t2", "deploy app t2"]);
@@ -399,8 +399,58 @@ fn a_failed_sync_rebuilds_and_one_without_tar_stops_syncing() {
 
     let mut s = live_at_t1();
     run(&mut s, vec![changed_paths("app", &["www/a"]), hashed("app", "t2")]);
-    let a = step(&mut s, Event::SyncFailed { image: "app".into(), error: "no tar".into(), unsupported: true, at: Instant::now() });
+    let a = step(&mut s, Event::SyncFailed { image: "app".into(), error: "no tar".into(), unsupported: true, skipped: false, at: Instant::now() });
     assert!(matches!(reports(&a).as_slice(), [Report::SyncFallback { for_good: true, .. }]));
     run(&mut s, vec![hashed("app", "t2"), built("app", "t2"), rolled("app", "t2", true)]);
     assert_eq!(run(&mut s, vec![changed_paths("app", &["www/b"])]), ["hash app www/b"], "no tar: build from now on");
+}
+
+fn sync_failed() -> Event {
+    Event::SyncFailed { image: "app".into(), error: "in pod p: exec: connection reset".into(), unsupported: false, skipped: false, at: Instant::now() }
+}
+
+/// The revert of a synced edit hashes to the deployed tag before its sync's result comes; the sync then
+/// fails. The pods still hold the edit: the fallback must roll the image out again, not call it unchanged.
+#[test]
+fn a_revert_whose_sync_fails_rolls_out_the_image_again() {
+    let mut s = live_at_t1();
+    run(&mut s, vec![changed_paths("app", &["www/a"]), hashed("app", "t2"), synced(1)]);
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/a"])]), ["sync app www/a", "hash app www/a"], "the revert");
+    run(&mut s, vec![hashed("app", "t1")]);
+    assert_eq!(s.live().len(), 1, "the revert is not in the pods yet: {:?}", s.live());
+    let a = step(&mut s, sync_failed());
+    assert_eq!(acts(&a), ["hash app "]);
+    assert_eq!(s.live().len(), 1, "until the rollout, the pods still run the edit (said at exit)");
+    let a = step(&mut s, hashed("app", "t1"));
+    assert!(!reports(&a).iter().any(|r| matches!(r, Report::Unchanged { .. })), "{a:?}");
+    assert_eq!(acts(&a), ["build app t1"]);
+    assert_eq!(run(&mut s, vec![built("app", "t1"), rolled("app", "t1", true)]), ["deploy app t1"]);
+    assert_eq!((s.deployed("app"), s.live()), (Some("t1"), vec![]));
+}
+
+/// A restored file whose sync reaches no pod (none can take it): the file is built into the image and
+/// rolled out even though its tag is the deployed one (the pods ran a deletion no image has).
+#[test]
+fn a_restore_that_reaches_no_pod_rolls_out_even_to_the_deployed_tag() {
+    let mut s = live_at_t1();
+    run(&mut s, vec![changed_paths("app", &["www/index.html"]), hashed("app", "t2"), synced(0)]);
+    run(&mut s, vec![changed_paths("app", &["www/index.html"]), hashed("app", "t1")]);
+    let a = step(&mut s, Event::SyncFailed { image: "app".into(), error: "no running container can take the sync".into(), unsupported: false, skipped: true, at: Instant::now() });
+    assert!(matches!(reports(&a).as_slice(), [Report::SyncFallback { skipped: true, .. }]), "{a:?}");
+    // A covered save meanwhile goes into the build: nothing syncs until the rollout.
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/b"])]), Vec::<String>::new());
+    assert_eq!(run(&mut s, vec![hashed("app", "t1")]), ["hash app www/b"]);
+    assert_eq!(run(&mut s, vec![hashed("app", "t3"), built("app", "t3"), rolled("app", "t3", true)]), ["build app t3", "deploy app t3"]);
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/c"])]), ["sync app www/c", "hash app www/c"], "syncing again after it");
+}
+
+#[test]
+fn a_sync_sends_what_the_filter_of_the_latest_hash_allows() {
+    let mut s = live_at_t1();
+    run(&mut s, vec![changed_paths("app", &["www/a"])]);
+    let f = filter();
+    run(&mut s, vec![Event::Hashed { image: "app".into(), tag: "t2".into(), filter: f.clone(), took: Duration::ZERO }, synced(1)]);
+    let a = step(&mut s, changed_paths("app", &["www/b"]));
+    let sync = a.iter().find_map(|a| if let Action::Sync { filter, .. } = a { Some(filter) } else { None }).unwrap();
+    assert_eq!(*sync, f, "the filter that judged the tree, not one rebuilt from the config");
 }
