@@ -485,6 +485,7 @@ pub fn load_for(path: &Path, kube_context: Option<&str>) -> Result<Config, Error
             located(path, "registry.ca", message.trim_start_matches("key `registry.ca`: ").to_string())
         })?;
     }
+    contexts::check(&cfg, &text)?;
     crate::docker::settle(&mut cfg, &text, kube_context);
     // `{user}` / `{git-user}` (and sanitizing): here, not in `parse`, as they read the process's world.
     if let Some(ns) = &cfg.kube.namespace {
@@ -796,6 +797,8 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 #[cfg(test)]
 mod tests;
+
+mod contexts;
 
 mod helm;
 pub use helm::{Helm, ImageValues, SetValue};

@@ -17,6 +17,21 @@ fn a_bad_config_exits_2_naming_file_line_and_key() {
 }
 
 #[test]
+fn a_context_directory_that_does_not_exist_exits_2_naming_it_with_line_and_key() {
+    let p = Project::hello("127.0.0.1:1");
+    let text = std::fs::read_to_string(p.path("devloop.toml")).unwrap();
+    let (line, _) = text.lines().enumerate().find(|(_, l)| l.starts_with("context = ")).expect("the project sets context");
+    std::fs::write(p.path("devloop.toml"), text.replacen("context = \"app\"", "context = \"nowhere\"", 1)).unwrap();
+    for cmd in ["hash", "build"] {
+        let out = p.devloop(&[cmd]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+        assert!(err.contains(&format!("devloop.toml:{}:11: key `image[0].context`", line + 1)), "{cmd}: {err}");
+        assert!(err.contains("nowhere") && err.contains("does not exist") && !err.contains("Dockerfile"), "{cmd}: {err}");
+    }
+}
+
+#[test]
 fn no_config_anywhere_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_devloop")).arg("hash").current_dir(dir.path()).output().unwrap();

@@ -312,3 +312,21 @@ fn an_unreadable_registry_ca_is_a_config_error_naming_the_key() {
     let msg = load(&path).unwrap_err().to_string();
     assert!(msg.contains("key `registry.ca`") && msg.contains("missing.pem") && msg.contains("cannot read"), "{msg}");
 }
+
+#[test]
+fn a_context_that_is_not_a_directory_is_a_config_error_naming_line_and_key() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("devloop.toml");
+    std::fs::create_dir(d.path().join("app")).unwrap();
+    std::fs::write(d.path().join("file"), "").unwrap();
+    let text = "[registry]\nhost = \"r:5000\"\n[[image]]\nname = \"a\"\ncontext = \"app\"\n[[image]]\nname = \"b\"\n\ncontext = \"nowhere\"\n";
+    std::fs::write(&path, text).unwrap();
+    let msg = load(&path).unwrap_err().to_string();
+    let at = format!("{}:9:11: key `image[1].context`: ", path.display());
+    assert!(msg.starts_with(&at) && msg.contains(&d.path().join("nowhere").display().to_string()), "{msg}");
+    assert!(msg.contains("`nowhere`") && msg.contains("does not exist") && !msg.contains("Dockerfile"), "{msg}");
+
+    std::fs::write(&path, text.replace("nowhere", "file")).unwrap();
+    let msg = load(&path).unwrap_err().to_string();
+    assert!(msg.contains("key `image[1].context`") && msg.contains("not a directory"), "{msg}");
+}
