@@ -134,6 +134,12 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
         }
         tasks.spawn(page::server::serve(listener, hub, stop.child_token()));
     }
+    // Before the first build: a Deployment to patch that is not there (or not the expected shape) stops `up`.
+    // An API server that does not answer does not (see below).
+    let checked = super::deploy::check_patch_targets(&cfg, &target).await;
+    if let Err(e @ (Error::Usage(_) | Error::Deploy(deploy::Error::Container { .. }))) = checked {
+        return Err(e);
+    }
     if !cfg.deploys.is_empty() {
         // Not fatal: the loop outlives an API server that is down now; the apply then reports the error.
         match deploy::namespace::ensure(&target, "up").await {
