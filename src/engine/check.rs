@@ -198,7 +198,13 @@ async fn run_in(
     })
     .await;
     let env = match setup {
-        None => return Err(Error::Interrupted(intr.name())),
+        None => {
+            // A helm upgrade in flight was asked to stop: it exits before the namespace is deleted.
+            for said in deploy::helm::stopped().await {
+                let _ = writeln!(out, "check: {said}");
+            }
+            return Err(Error::Interrupted(intr.name()));
+        }
         Some(r) => match r? {
             None => return Ok(false),
             Some(env) => env,

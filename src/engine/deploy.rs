@@ -482,8 +482,21 @@ async fn helm_release(
     intr: Option<&Interrupt>,
 ) -> Result<bool, Error> {
     let secret = pull_secret_name(cfg);
-    let release = helm::upgrade(h, &cfg.root, &t.namespace, &t.context, reference, secret.as_deref()).await.map_err(deploy::Error::from)?;
     let what = format!("helm release {}/{}", t.namespace, h.release);
+    let upgrade = helm::upgrade(h, &cfg.root, &t.namespace, &t.context, reference, secret.as_deref());
+    let upgraded = match intr {
+        Some(i) => until(i.stop(), upgrade).await,
+        None => Some(upgrade.await),
+    };
+    let Some(release) = upgraded else {
+        let intr = intr.expect("only an upgrade with an Interrupt stops early");
+        let _ = writeln!(out, "{}: interrupted ({}) during the upgrade of {what}: stopping helm", d.image, intr.name());
+        for said in helm::stopped().await {
+            let _ = writeln!(out, "{}: {said}", d.image);
+        }
+        return Err(Error::Interrupted(intr.name()));
+    };
+    let release = release.map_err(deploy::Error::from)?;
     let _ = writeln!(out, "{}: {what} upgraded to revision {} ({reference})", d.image, release.revision);
     let reg = &cfg.registry;
     // The release's Deployments that run this image, each with its references to it.

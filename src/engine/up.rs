@@ -268,6 +268,10 @@ pub async fn up(cfg: Config, opts: UpOptions, stop: CancellationToken) -> Result
     stop.cancel();
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    // A helm upgrade in flight was asked to stop: wait for it, so that its release is not left pending.
+    for said in deploy::helm::stopped().await {
+        ui.line("devloop", "helm", &said);
+    }
     if opts.cleanup {
         cleanup(&ctx, &applied, &releases).await;
     } else {
