@@ -786,6 +786,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 mod tests;
 
 pub mod addr;
+pub mod contexts;
 pub mod names;
 mod helm;
 pub use helm::{Helm, ImageValues, SetValue};

@@ -20,6 +20,12 @@ pub enum Error {
     /// The registry did not answer.
     #[error("registry {host} is unreachable: {reason}")]
     Unreachable { host: String, reason: String },
+    /// It answered in plain HTTP where devloop spoke TLS: `[registry] insecure` is not set for it.
+    #[error(
+        "registry {host} answers in plain HTTP, not HTTPS: set `insecure = true` under [registry] to use it \
+         over http (or serve it with TLS)"
+    )]
+    PlainHttp { host: String },
     /// It answered with something we cannot use.
     #[error("registry {host} answered {status} for {url}")]
     Unexpected { host: String, status: u16, url: String },
@@ -87,7 +93,13 @@ pub async fn manifest_digest_with(reg: &config::Registry, name: &str, tag: &str,
     let unreachable = |e: reqwest::Error| Error::Unreachable { host: reg.host.clone(), reason: crate::util::error_chain(&e) };
     let client = http_client(reg)?;
     let head = || client.head(&url).header("Accept", MANIFEST_TYPES);
-    let mut resp = head().send().await.map_err(unreachable)?;
+    let mut resp = match head().send().await {
+        Ok(r) => r,
+        Err(e) if !reg.insecure && not_tls(&e) && answers_http(&client, &reg.host).await => {
+            return Err(Error::PlainHttp { host: reg.host.clone() })
+        }
+        Err(e) => return Err(unreachable(e)),
+    };
     let mut sent = false;
     if resp.status() == 401 {
         ASKED_FOR_CREDENTIALS.lock().expect("not poisoned").insert(reg.host.clone());
@@ -134,6 +146,27 @@ pub async fn manifest_digest_with(reg: &config::Registry, name: &str, tag: &str,
         }
         status => Err(Error::Unexpected { host: reg.host.clone(), status, url }),
     }
+}
+
+/// Whether `e` is the TLS handshake getting something that is not TLS back (rustls: InvalidContentType).
+fn not_tls(e: &reqwest::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) = err.downcast_ref::<rustls::Error>() {
+            return true;
+        }
+        // An io::Error's source() skips the error it wraps: step into that one instead.
+        cur = match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    false
+}
+
+/// Whether `host` answers plain HTTP at all (any status): then it is no TLS server.
+async fn answers_http(client: &reqwest::Client, host: &str) -> bool {
+    client.get(format!("http://{host}/v2/")).send().await.is_ok()
 }
 
 /// Whether the registry's credentials may go to the token realm `realm` (Err says why not): only over
@@ -314,6 +347,30 @@ mod tests {
         // Plain http without `insecure`: Basic credentials are not sent there (https only).
         let plain = config::Registry { insecure: false, ..reg.clone() };
         assert!(realm_may_get_credentials(&plain, &format!("http://{host}/v2/app/manifests/t1")).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_plain_http_registry_without_insecure_is_said_to_answer_in_plain_http_not_to_be_unreachable() {
+        // As Go's net/http (the registry's server) does: a 400 for whatever arrives, a TLS ClientHello included.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let _ = sock.read(&mut [0u8; 4096]).await;
+                let _ = sock.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+                let _ = sock.shutdown().await;
+            }
+        });
+        let err = manifest_digest(&registry(&host, false, &[]), "app", "t1").await.unwrap_err();
+        let msg = err.to_string();
+        assert!(!msg.contains("unreachable") && !msg.contains("InvalidContentType"), "{msg}");
+        assert!(msg.contains(&format!("registry {host} answers in plain HTTP")) && msg.contains("insecure = true"), "{msg}");
+
+        // Nothing listening is still unreachable.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().to_string();
+        let msg = manifest_digest(&registry(&closed, false, &[]), "app", "t1").await.unwrap_err().to_string();
+        assert!(msg.contains("unreachable") && !msg.contains("plain HTTP"), "{msg}");
     }
 
     #[test]

@@ -357,13 +357,17 @@ mod tests {
     fn a_sync_fallback_says_why_a_build_comes() {
         let text = |skipped: bool, error: &str| {
             let buf = SharedBuf::default();
-            Ui::new(false, Box::new(buf.clone())).report(&Report::SyncFallback { image: "hello".into(), error: error.into(), for_good: false, skipped });
+            let ui = Ui::new(false, Box::new(buf.clone()));
+            ui.report(&Report::SyncFallback { image: "hello".into(), error: error.into(), for_good: false, skipped });
+            assert!(ui.flush(Duration::from_secs(5)));
             buf.text()
         };
         assert_eq!(text(true, "no running container can take the sync"), "hello: no running container can take the sync: building the image instead\n");
         assert_eq!(text(false, "in pod p: exec: denied"), "hello: sync failed: in pod p: exec: denied\nhello: building the image instead\n");
         let buf = SharedBuf::default();
-        Ui::new(true, Box::new(buf.clone())).report(&Report::SyncFallback { image: "hello".into(), error: "too large".into(), for_good: false, skipped: true });
+        let ui = Ui::new(true, Box::new(buf.clone()));
+        ui.report(&Report::SyncFallback { image: "hello".into(), error: "too large".into(), for_good: false, skipped: true });
+        assert!(ui.flush(Duration::from_secs(5)));
         let v: Value = serde_json::from_str(buf.text().trim()).unwrap();
         assert_eq!((v["event"].as_str(), v["skipped"].as_bool(), v["error"].as_str()), (Some("sync-failed"), Some(true), Some("too large")));
     }

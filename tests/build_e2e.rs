@@ -273,3 +273,17 @@ fn a_first_build_of_thousands_of_files_transfers_them_all() {
     let files: u64 = out.split("sent ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
     assert!(files >= 6_000, "{out}");
 }
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_plain_http_registry_without_insecure_is_said_to_answer_in_plain_http() {
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    let cfg = std::fs::read_to_string(p.path("devloop.toml")).unwrap();
+    std::fs::write(p.path("devloop.toml"), cfg.replace("insecure = true\n", "")).unwrap();
+    // devloop's own check speaks https to it (BuildKit's push follows buildkitd's config, which knows).
+    let out = p.devloop(&["build"]);
+    let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{o}\n{e}");
+    assert!(e.contains(&format!("registry {} answers in plain HTTP", p.registry)) && e.contains("insecure = true"), "{o}\n{e}");
+    assert!(!e.contains("unreachable") && !e.contains("InvalidContentType"), "{o}\n{e}");
+}

@@ -17,6 +17,21 @@ fn a_bad_config_exits_2_naming_file_line_and_key() {
 }
 
 #[test]
+fn a_context_directory_that_does_not_exist_exits_2_naming_it_with_line_and_key() {
+    let p = Project::hello("127.0.0.1:1");
+    let text = std::fs::read_to_string(p.path("devloop.toml")).unwrap();
+    let (line, _) = text.lines().enumerate().find(|(_, l)| l.starts_with("context = ")).expect("the project sets context");
+    std::fs::write(p.path("devloop.toml"), text.replacen("context = \"app\"", "context = \"nowhere\"", 1)).unwrap();
+    for cmd in ["hash", "build"] {
+        let out = p.devloop(&[cmd]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+        assert!(err.contains(&format!("devloop.toml:{}:11: key `image[0].context`", line + 1)), "{cmd}: {err}");
+        assert!(err.contains("nowhere") && err.contains("does not exist") && !err.contains("Dockerfile"), "{cmd}: {err}");
+    }
+}
+
+#[test]
 fn no_config_anywhere_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_devloop")).arg("hash").current_dir(dir.path()).output().unwrap();
@@ -83,11 +98,13 @@ fn a_context_not_allow_listed_is_refused_before_any_connection() {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
         other => panic!("the refused context's server was contacted: {other:?}"),
     }
-    // --allow-context lets it past the check (it then fails at the unreachable registry, exit 1).
+    // --allow-context lets it past the check: it then asks that cluster for the Deployment to patch (before
+    // any build), and finds nothing listening (exit 1).
+    drop(listener);
     let out = p.devloop_at(p.dir.path(), &["deploy", "--allow-context", "prod-eu"], &[("KUBECONFIG", &kubeconfig)]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("registry 127.0.0.1:9 is unreachable"), "{err}");
+    assert!(err.contains("reading deployment default/x"), "{err}");
 }
 
 /// A port on 127.0.0.1 with nothing listening.

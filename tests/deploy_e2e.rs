@@ -92,6 +92,50 @@ fn an_unpullable_reference_is_reported_as_a_pull_error_not_a_timeout() {
 
 #[test]
 #[ignore = "needs the local stack: run scripts/test"]
+fn a_deployment_to_patch_that_does_not_exist_is_said_before_anything_is_built() {
+    let ns = Namespace::new("deploy-missing");
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    p.write_config(&format!(
+        "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{}\"\n[[deploy]]\nimage = \"{}\"\ndeployment = \"nowhere\"\n",
+        ns.0, p.name
+    ));
+    let tag = p.tag();
+    let missing = format!("deployment {}/nowhere does not exist", ns.0);
+    for cmd in ["deploy", "check"] {
+        let out = p.devloop(&[cmd]);
+        let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{cmd}:\n{o}\n{e}");
+        assert!(e.contains(&missing), "{cmd}:\n{o}\n{e}");
+        assert!(!e.contains(": building ") && !o.contains("pushed"), "{cmd} built first:\n{o}\n{e}");
+        assert_eq!(registry_digest(&p.registry, &p.name, &tag), None, "{cmd} pushed {}:{tag}", p.name);
+    }
+    // `up` stops at once, saying so: it does not build and wait for changes.
+    let mut up = std::process::Command::new(env!("CARGO_BIN_EXE_devloop"))
+        .args(["up", "--json"])
+        .current_dir(p.dir.path())
+        .env_remove("DEVLOOP_REGISTRY")
+        .env_remove("BUILDKIT_HOST")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while up.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let running = up.try_wait().unwrap().is_none();
+    if running {
+        up.kill().unwrap();
+    }
+    let out = up.wait_with_output().unwrap();
+    let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!running && !out.status.success() && e.contains(&missing), "up (still running after 60s: {running}):\n{o}\n{e}");
+    assert!(!o.contains(r#""event":"building""#), "up built first:\n{o}");
+    assert_eq!(registry_digest(&p.registry, &p.name, &tag), None, "up pushed {}:{tag}", p.name);
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
 fn manifest_mode_applies_into_a_fresh_namespace_and_rolls_on_change() {
     let ns = Namespace::new("deploy-manifests");
     let p = manifest_project(&ns.0, "");

@@ -139,3 +139,59 @@ fn up_with_cleanup_uninstalls_the_release_on_ctrl_c() {
         other => Err(format!("{other:?}")),
     });
 }
+
+/// (revision, status) of the release's last revision as `helm status` shows it (pending ones included).
+fn status(ns: &str, release: &str) -> (u64, String) {
+    let out = std::process::Command::new("helm")
+        .args(["status", release, "-n", ns, "--kube-context", "devloop-local", "-o", "json"])
+        .output()
+        .expect("helm on PATH");
+    assert!(out.status.success(), "helm status: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (v["version"].as_u64().unwrap(), v["info"]["status"].as_str().unwrap().to_string())
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn stopping_up_during_a_helm_upgrade_leaves_the_release_deployed_and_the_next_deploy_works() {
+    let ns = Namespace::new("helm-stop");
+    let p = helm_project(&ns.0, "");
+    let (out, err) = p.ok(&["deploy"]);
+    assert!(out.contains("upgraded to revision 1"), "{out}\n{err}");
+    let first = template_image(&ns.0, &p.name);
+
+    // A pre-upgrade hook that sleeps: helm waits for it with the release pending-upgrade.
+    let hook = p.path("app/chart/templates/slow-hook.yaml");
+    std::fs::write(
+        &hook,
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{{{ .Release.Name }}}}-slow-hook\n  annotations:\n    \
+             helm.sh/hook: pre-upgrade\n    helm.sh/hook-delete-policy: before-hook-creation\nspec:\n  restartPolicy: Never\n  \
+             terminationGracePeriodSeconds: 0\n  containers:\n  - name: sleep\n    image: {}/busybox:latest\n    command: [sleep, \"600\"]\n",
+            p.registry
+        ),
+    )
+    .unwrap();
+    p.write("app/www/index.html", "<p>never rolled out</p>\n");
+    let mut up = Up::start(&p);
+    eventually("the upgrade waiting on its hook", 180, || match status(&ns.0, &p.name) {
+        (2, s) if s == "pending-upgrade" => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    std::process::Command::new("kill").args(["-INT", &up.child.id().to_string()]).status().unwrap();
+    eventually("up to exit after SIGINT", 60, || if up.alive() { Err("still running".to_string()) } else { Ok(()) });
+    up.quiet_for(std::time::Duration::from_millis(200));
+
+    let (revision, state) = status(&ns.0, &p.name);
+    assert_eq!(state, "deployed", "revision {revision}; up said: {:#?}", up.seen);
+    let said = up.seen.iter().find(|v| v["event"] == "helm").unwrap_or_else(|| panic!("nothing said about helm: {:#?}", up.seen));
+    assert!(said["message"].as_str().unwrap().contains("rolled back to revision 1"), "{said}");
+    eprintln!("up said: {}", said["message"]);
+    assert_eq!(template_image(&ns.0, &p.name), first, "the release runs the first image again");
+
+    // The next deploy upgrades (no "another operation is in progress").
+    std::fs::remove_file(&hook).unwrap();
+    let (out, err) = p.ok(&["deploy"]);
+    assert!(out.contains(&format!("rollout of deployment {}/{} done", ns.0, p.name)), "{out}\n{err}");
+    assert_eq!(status(&ns.0, &p.name).1, "deployed");
+}

@@ -1,9 +1,20 @@
 //! Helm releases: `helm upgrade --install` a chart with the built image in its values, find the release's
 //! Deployments in its manifest (to watch their rollouts), and `helm rollback` one whose rollout failed.
 //! The helm binary comes from PATH; KUBECONFIG is inherited, the context is always passed explicitly.
+//!
+//! helm runs in a process group of its own (a Ctrl-C reaches devloop, which decides), and is never killed
+//! outright: killed mid-upgrade it would leave the release `pending-upgrade`, which refuses every later
+//! upgrade. When devloop stops waiting for it (`up` stopping), helm gets SIGINT and time to exit, and an
+//! upgrade it leaves pending or failed is rolled back to the last deployed revision ([`stopped`]).
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
 
 use serde::Deserialize as _;
 
@@ -97,19 +108,79 @@ pub fn upgrade_args(h: &Helm, root: &Path, namespace: &str, context: &str, refer
     a
 }
 
-/// Runs helm with `args`; its stdout on success.
-async fn run(release: &str, args: &[String]) -> Result<String, Error> {
-    run_program("helm", release, args).await
+/// How long helm gets to exit after SIGINT before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(20);
+/// How long putting a stopped upgrade's release back may take.
+const RECOVER_BOUND: Duration = Duration::from_secs(60);
+
+/// What a helm process left behind once devloop stopped waiting for it: said to the user by [`stopped`].
+type Recovery = Pin<Box<dyn Future<Output = String> + Send>>;
+
+/// The helm processes started, each watched by a task of its own that outlives a caller who stops waiting
+/// (`up` aborts its workers): [`stopped`] waits for them.
+static RUNNING: Mutex<Vec<JoinHandle<Option<String>>>> = Mutex::new(Vec::new());
+
+/// Waits for the helm processes that devloop stopped waiting for to exit (SIGINT, then SIGKILL after a grace)
+/// and for their releases to be put back; returns what was done, one line each. Called before devloop exits,
+/// so that no helm outlives it and no release is left pending.
+pub async fn stopped() -> Vec<String> {
+    let running = std::mem::take(&mut *RUNNING.lock().expect("not poisoned"));
+    let mut said = Vec::new();
+    for task in running {
+        if let Ok(Some(s)) = task.await {
+            said.push(s);
+        }
+    }
+    said
 }
 
-async fn run_program(program: &str, release: &str, args: &[String]) -> Result<String, Error> {
-    let output = tokio::process::Command::new(program)
+/// Runs helm with `args`; its stdout on success.
+async fn run(release: &str, args: &[String]) -> Result<String, Error> {
+    run_program("helm", release, args, None).await
+}
+
+/// Runs `program` with `args`; its stdout on success. Dropping the future does not kill it: it gets SIGINT,
+/// [`STOP_GRACE`] to exit, then SIGKILL; then `recover` runs (bounded) and what it says goes to [`stopped`].
+async fn run_program(program: &str, release: &str, args: &[String], recover: Option<Recovery>) -> Result<String, Error> {
+    let child = tokio::process::Command::new(program)
         .args(args)
         .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
         .map_err(|e| if e.kind() == std::io::ErrorKind::NotFound { Error::NotFound } else { Error::Spawn(e) })?;
+    let pid = child.id().and_then(|p| i32::try_from(p).ok());
+    let (mut tx, rx) = tokio::sync::oneshot::channel();
+    let name = release.to_string();
+    let watcher = tokio::spawn(async move {
+        let mut output = std::pin::pin!(child.wait_with_output());
+        tokio::select! {
+            out = &mut output => {
+                let _ = tx.send(out);
+                None
+            }
+            _ = tx.closed() => {
+                // Not reaped yet, so the pid is still this child's.
+                let signal = |sig| pid.map(|p| unsafe { libc::kill(p, sig) });
+                signal(libc::SIGINT);
+                if tokio::time::timeout(STOP_GRACE, &mut output).await.is_err() {
+                    signal(libc::SIGKILL);
+                    let _ = output.await;
+                }
+                let recover = recover?;
+                Some(tokio::time::timeout(RECOVER_BOUND, recover).await.unwrap_or_else(|_| {
+                    format!("helm release {name}: putting it back took over {}s: see `helm history {name}`", RECOVER_BOUND.as_secs())
+                }))
+            }
+        }
+    });
+    {
+        let mut running = RUNNING.lock().expect("not poisoned");
+        running.retain(|t| !t.is_finished());
+        running.push(watcher);
+    }
+    let output = rx.await.map_err(|_| Error::Spawn(std::io::Error::other("helm's watcher ended early")))?.map_err(Error::Spawn)?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
         let command = args.iter().take(2).cloned().collect::<Vec<_>>().join(" ");
@@ -118,10 +189,45 @@ async fn run_program(program: &str, release: &str, args: &[String]) -> Result<St
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// `--namespace` and `--kube-context` after `cmd`.
+fn scoped(cmd: &[&str], namespace: &str, context: &str) -> Vec<String> {
+    let mut a: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+    a.extend(["--namespace".into(), namespace.into(), "--kube-context".into(), context.into()]);
+    a
+}
+
+/// After an upgrade was stopped: a release whose last revision is pending or failed is rolled back to its
+/// last deployed one, so that the next upgrade is not refused. Returns what it found and did.
+async fn recover(release: String, namespace: String, context: String) -> String {
+    let what = format!("helm release {namespace}/{release}: upgrade stopped");
+    let history = match run(&release, &scoped(&["history", &release, "--max", "20", "--output", "json"], &namespace, &context)).await {
+        Ok(h) => h,
+        Err(Error::Failed { stderr, .. }) if stderr.contains("not found") => return format!("{what} before the release was created"),
+        Err(e) => return format!("{what}; its state is unknown: {e}"),
+    };
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&history).unwrap_or_default();
+    let revision = |e: &serde_json::Value| e["revision"].as_u64().unwrap_or(0);
+    let Some(last) = entries.iter().max_by_key(|e| revision(e)) else { return format!("{what}; helm has no history for it") };
+    let (rev, status) = (revision(last), last["status"].as_str().unwrap_or("unknown"));
+    if !(status.starts_with("pending-") || status == "failed") {
+        return format!("{what}; revision {rev} is {status}");
+    }
+    let deployed = entries.iter().filter(|e| e["status"] == "deployed").map(revision).max();
+    let Some(good) = deployed else {
+        return format!("{what}; revision {rev} is {status}, with no deployed revision to go back to: `helm uninstall {release} -n {namespace}`");
+    };
+    match run(&release, &scoped(&["rollback", &release, &good.to_string()], &namespace, &context)).await {
+        Ok(_) => format!("{what}; revision {rev} was left {status}: rolled back to revision {good}"),
+        Err(e) => format!("{what}; revision {rev} is {status} and rolling back to revision {good} failed: {e}"),
+    }
+}
+
 /// Installs or upgrades the release with `reference` in the chart's image values (and `pull_secret` in its
 /// pull secrets value, see [`upgrade_args`]).
 pub async fn upgrade(h: &Helm, root: &Path, namespace: &str, context: &str, reference: &str, pull_secret: Option<&str>) -> Result<Release, Error> {
-    let out = run(&h.release, &upgrade_args(h, root, namespace, context, reference, pull_secret)).await?;
+    let recovery: Recovery = Box::pin(recover(h.release.clone(), namespace.to_string(), context.to_string()));
+    let args = upgrade_args(h, root, namespace, context, reference, pull_secret);
+    let out = run_program("helm", &h.release, &args, Some(recovery)).await?;
     let bad = |message: String| Error::Output { what: "upgrade --output json".into(), release: h.release.clone(), message };
     let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| bad(format!("not JSON: {e}")))?;
     let revision = v["version"].as_u64().ok_or_else(|| bad("no `version`".into()))?;
@@ -132,11 +238,7 @@ pub async fn upgrade(h: &Helm, root: &Path, namespace: &str, context: &str, refe
 
 /// Rolls the release back to its previous revision; then its Deployments as `helm get manifest` shows them.
 pub async fn rollback(h: &Helm, namespace: &str, context: &str) -> Result<Vec<(String, Vec<String>)>, Error> {
-    let ns = |cmd: &[&str]| {
-        let mut a: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
-        a.extend(["--namespace".into(), namespace.into(), "--kube-context".into(), context.into()]);
-        a
-    };
+    let ns = |cmd: &[&str]| scoped(cmd, namespace, context);
     run(&h.release, &ns(&["rollback", &h.release])).await?;
     let manifest = run(&h.release, &ns(&["get", "manifest", &h.release])).await?;
     deployments(&manifest).map_err(|message| Error::Output { what: "get manifest".into(), release: h.release.clone(), message })
@@ -219,9 +321,25 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_binary_says_what_to_install() {
-        let e = run_program("devloop-test-no-such-helm", "r", &[]).await.unwrap_err();
+        let e = run_program("devloop-test-no-such-helm", "r", &[], None).await.unwrap_err();
         assert!(matches!(e, Error::NotFound), "{e:?}");
         assert_eq!(e.to_string(), "helm not found on PATH: install Helm v3 (https://helm.sh/docs/intro/install/)");
+    }
+
+    #[tokio::test]
+    async fn helm_given_up_on_gets_sigint_and_then_its_release_is_put_back() {
+        let d = tempfile::tempdir().unwrap();
+        let fake = d.path().join("helm");
+        let said = d.path().join("said");
+        // Like helm: SIGINT makes it end its operation and exit non-zero.
+        let script = format!("#!/bin/sh\ntrap 'kill $!; echo interrupted > {}; exit 1' INT\nsleep 30 &\nwait\n", said.display());
+        std::fs::write(&fake, script).unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let recovery: Recovery = Box::pin(async { "rolled back".to_string() });
+        let run = run_program(fake.to_str().unwrap(), "r", &[], Some(recovery));
+        assert!(tokio::time::timeout(Duration::from_millis(500), run).await.is_err(), "the fake helm runs until stopped");
+        assert_eq!(stopped().await, ["rolled back"]);
+        assert_eq!(std::fs::read_to_string(&said).unwrap(), "interrupted\n", "helm was asked to stop, not killed");
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub fn url_var(deployment: &str) -> String {
 /// second signal stops that, and then what is left is named — and the result is [`Error::Interrupted`].
 pub async fn check(cfg: &Config, opts: &CheckOptions, out: &mut (dyn Write + Send), intr: &Interrupt) -> Result<bool, Error> {
     let base = cluster::connect(&cfg.kube, &opts.deploy.kube).await?;
+    // The Deployments copied into the check's namespace: there before anything is built.
+    super::deploy::check_patch_targets(cfg, &base).await?;
     let Some(references) = until(intr.stop(), resolve_all(cfg, &opts.deploy, out)).await else {
         let _ = writeln!(out, "check: interrupted ({}) while building: nothing was created in the cluster", intr.name());
         return Err(Error::Interrupted(intr.name()));
@@ -198,7 +200,13 @@ async fn run_in(
     })
     .await;
     let env = match setup {
-        None => return Err(Error::Interrupted(intr.name())),
+        None => {
+            // A helm upgrade in flight was asked to stop: it exits before the namespace is deleted.
+            for said in deploy::helm::stopped().await {
+                let _ = writeln!(out, "check: {said}");
+            }
+            return Err(Error::Interrupted(intr.name()));
+        }
         Some(r) => match r? {
             None => return Ok(false),
             Some(env) => env,

@@ -37,6 +37,7 @@ pub async fn deploy_all(cfg: &Config, opts: &DeployOptions, out: &mut (dyn Write
     }
     // The allow-list is checked here, before any build, registry or API request.
     let target = cluster::connect(&cfg.kube, &opts.kube).await?;
+    check_patch_targets(cfg, &target).await?;
     let Some(references) = until(intr.stop(), resolve_all(cfg, opts, out)).await else {
         let _ = writeln!(out, "deploy: interrupted ({}) before any workload was changed", intr.name());
         return Err(Error::Interrupted(intr.name()));
@@ -232,6 +233,45 @@ fn report(out: &mut (dyn Write + Send), image: &str, what: &str, started: Instan
     }
 }
 
+/// Before any build: every Deployment a `[[deploy]]` patches exists in `t`'s namespace and has the container
+/// to patch — else the build and push would be for nothing. Not when the config also applies manifests or a
+/// chart (one of them may create it). A missing one is [`Error::Usage`], a container that cannot be told
+/// [`deploy::Error::Container`]; an API error is itself.
+pub async fn check_patch_targets(cfg: &Config, t: &Target) -> Result<(), Error> {
+    if cfg.deploys.iter().any(|d| !matches!(d.target, DeployTarget::Patch { .. })) {
+        return Ok(());
+    }
+    for d in &cfg.deploys {
+        if let DeployTarget::Patch { deployment, container } = &d.target {
+            patch_target(cfg, t, d, deployment, container.as_deref()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The Deployment `name` that `d` patches, the container to patch and its current image.
+async fn patch_target(
+    cfg: &Config,
+    t: &Target,
+    d: &Deploy,
+    name: &str,
+    container: Option<&str>,
+) -> Result<(Deployment, String, String), Error> {
+    let ns = &t.namespace;
+    let what = format!("deployment {ns}/{name}");
+    let api: Api<Deployment> = Api::namespaced(t.client.clone(), ns);
+    let dep = api
+        .get_opt(name)
+        .await
+        .map_err(|e| deploy::Error::Api { what: format!("reading {what}"), source: e })?
+        .ok_or_else(|| Error::Usage(format!("{what} does not exist in context {}: create it, or use `manifests`", t.context)))?;
+    let reg = &cfg.registry;
+    let ours = |i: &str| images::is_ours(i, &d.image, &reg.host, reg.pull_host());
+    let (container, current) = deploy::pick_container(&dep, container, &ours)
+        .map_err(|message| deploy::Error::Container { namespace: ns.clone(), deployment: name.into(), message })?;
+    Ok((dep, container, current))
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn patch_one(
     cfg: &Config,
@@ -246,15 +286,7 @@ async fn patch_one(
     let ns = &t.namespace;
     let what = format!("deployment {ns}/{name}");
     let api: Api<Deployment> = Api::namespaced(t.client.clone(), ns);
-    let dep = api
-        .get_opt(name)
-        .await
-        .map_err(|e| deploy::Error::Api { what: format!("reading {what}"), source: e })?
-        .ok_or_else(|| Error::Usage(format!("{what} does not exist in context {}: create it, or use `manifests`", t.context)))?;
-    let reg = &cfg.registry;
-    let ours = |i: &str| images::is_ours(i, &d.image, &reg.host, reg.pull_host());
-    let (container, current) = deploy::pick_container(&dep, container, &ours)
-        .map_err(|message| deploy::Error::Container { namespace: ns.clone(), deployment: name.into(), message })?;
+    let (dep, container, current) = patch_target(cfg, t, d, name, container).await?;
     let destination = Destination::of(cfg);
     let policy = deploy::pull_policy_of(&dep, &container);
     let set_policy =
@@ -451,8 +483,21 @@ async fn helm_release(
     intr: Option<&Interrupt>,
 ) -> Result<bool, Error> {
     let secret = pull_secret_name(cfg);
-    let release = helm::upgrade(h, &cfg.root, &t.namespace, &t.context, reference, secret.as_deref()).await.map_err(deploy::Error::from)?;
     let what = format!("helm release {}/{}", t.namespace, h.release);
+    let upgrade = helm::upgrade(h, &cfg.root, &t.namespace, &t.context, reference, secret.as_deref());
+    let upgraded = match intr {
+        Some(i) => until(i.stop(), upgrade).await,
+        None => Some(upgrade.await),
+    };
+    let Some(release) = upgraded else {
+        let intr = intr.expect("only an upgrade with an Interrupt stops early");
+        let _ = writeln!(out, "{}: interrupted ({}) during the upgrade of {what}: stopping helm", d.image, intr.name());
+        for said in helm::stopped().await {
+            let _ = writeln!(out, "{}: {said}", d.image);
+        }
+        return Err(Error::Interrupted(intr.name()));
+    };
+    let release = release.map_err(deploy::Error::from)?;
     let _ = writeln!(out, "{}: {what} upgraded to revision {} ({reference})", d.image, release.revision);
     let reg = &cfg.registry;
     // The release's Deployments that run this image, each with its references to it.

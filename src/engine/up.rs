@@ -122,6 +122,12 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
             ui.line("devloop", "ui", &format!("the status page is read-only, but anyone who can reach {addr} can read it (build logs included)"));
         }
     }
+    // Before the first build: a Deployment to patch that is not there (or not the expected shape) stops `up`.
+    // An API server that does not answer does not (see below).
+    let checked = super::deploy::check_patch_targets(&cfg, &target).await;
+    if let Err(e @ (Error::Usage(_) | Error::Deploy(deploy::Error::Container { .. }))) = checked {
+        return Err(e);
+    }
     if !cfg.deploys.is_empty() {
         // Not fatal: the loop outlives an API server that is down now; the apply then reports the error.
         match cluster::namespace::ensure(&target, "up").await {
@@ -250,6 +256,10 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
     stop.cancel();
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    // A helm upgrade in flight was asked to stop: wait for it, so that its release is not left pending.
+    for said in deploy::helm::stopped().await {
+        ui.line("devloop", "helm", &said);
+    }
     if opts.cleanup {
         cleanup(&ctx, &applied, &releases).await;
     } else {

@@ -134,9 +134,14 @@ fn the_page_follows_the_images_state_even_without_a_terminal() {
 
 /// Reads one HTTP response from `addr` for `path`, up to `until` in its body (an event stream never ends).
 async fn get(addr: std::net::SocketAddr, path: &str, until: &str) -> String {
+    request(addr, &format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\n"), until).await
+}
+
+/// Sends `head` (request line and headers, each ending in CRLF) and reads the answer up to `until`.
+async fn request(addr: std::net::SocketAddr, head: &str, until: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("{head}connection: close\r\n\r\n").as_bytes()).await.unwrap();
     let mut text = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
@@ -218,4 +223,89 @@ fn a_rollout_failure_that_follows_a_deploy_error_keeps_the_error_whole() {
     ui.report(&Report::Iteration(summary("hello")));
     ui.report(&Report::RolloutFailed { image: "hello".into(), tag: tag.into() });
     assert_eq!(state(&hub)["failures"][0]["error"], "rollout of a1b2c3 failed");
+}
+
+#[tokio::test]
+async fn the_server_answers_only_loopback_host_names_and_refuses_foreign_origins() {
+    // A DNS-rebinding page reaches the server under its own name (Host) or from its own origin (Origin).
+    let hub = Arc::new(Hub::default());
+    let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let port = addr.port();
+    let other = if port == 65535 { 1 } else { port + 1 };
+    let stop = CancellationToken::new();
+    let served = tokio::spawn(server::serve(listener, hub, stop.clone()));
+
+    let answered = |path: &str, headers: &[String]| {
+        let head = format!("GET {path} HTTP/1.1\r\n{}", headers.iter().map(|h| format!("{h}\r\n")).collect::<String>());
+        async move { request(addr, &head, "\r\n\r\n").await }
+    };
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("LocalHost:{port}"), format!("[::1]:{port}")] {
+        for path in ["/", "/state"] {
+            let r = answered(path, &[format!("host: {host}")]).await;
+            assert!(r.starts_with("HTTP/1.1 200"), "Host {host}, {path}: {r}");
+        }
+        let own = answered("/state", &[format!("host: {host}"), format!("origin: http://{host}")]).await;
+        assert!(own.starts_with("HTTP/1.1 200"), "Host and Origin {host}: {own}");
+    }
+    let forged: Vec<Vec<String>> = vec![
+        vec![format!("host: evil.example:{port}")],
+        vec!["host: evil.example".into()],
+        vec![format!("host: localhost.evil.example:{port}")],
+        vec![format!("host: 127.0.0.1.nip.io:{port}")],
+        vec![format!("host: 127.0.0.1:{other}")],
+        vec!["host: localhost".into()],
+        vec![format!("host: user@127.0.0.1:{port}")],
+        vec![],
+        vec![format!("host: 127.0.0.1:{port}"), format!("origin: http://evil.example:{port}")],
+        vec![format!("host: 127.0.0.1:{port}"), "origin: http://evil.example".into()],
+        vec![format!("host: 127.0.0.1:{port}"), "origin: null".into()],
+        vec![format!("host: 127.0.0.1:{port}"), format!("origin: http://127.0.0.1:{other}")],
+    ];
+    for headers in &forged {
+        for path in ["/", "/state", "/events"] {
+            let r = answered(path, headers).await;
+            assert!(r.starts_with("HTTP/1.1 403"), "{headers:?} {path}: {r}");
+            assert!(r.contains("refused") && !r.contains("iterations") && !r.contains("text/event-stream"), "{headers:?} {path}: {r}");
+        }
+    }
+    // An absolute URI names the host the client meant, whatever Host says.
+    let r = request(addr, &format!("GET http://evil.example:{port}/state HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"), "\r\n\r\n").await;
+    assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), served).await.expect("the server stops when told").unwrap();
+}
+
+#[test]
+fn bound_elsewhere_the_page_answers_its_own_address_and_bound_to_all_any_ip_but_no_other_name() {
+    let uri: axum::http::Uri = "/state".parse().unwrap();
+    let answers = |bound: &str, host: &str, origin: Option<&str>| {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert("host", host.parse().unwrap());
+        if let Some(o) = origin {
+            h.insert("origin", o.parse().unwrap());
+        }
+        server::Allowed::for_addr(bound.parse().unwrap()).check(&uri, &h).is_ok()
+    };
+    // (bound to, Host, Origin, answered?)
+    let cases = [
+        ("192.168.1.5:7070", "192.168.1.5:7070", None, true),
+        ("192.168.1.5:7070", "192.168.1.5:7070", Some("http://192.168.1.5:7070"), true),
+        ("192.168.1.5:7070", "localhost:7070", None, true),
+        ("192.168.1.5:7070", "192.168.1.6:7070", None, false),
+        ("192.168.1.5:7070", "devbox:7070", None, false),
+        ("192.168.1.5:7070", "192.168.1.5:7070", Some("http://devbox:7070"), false),
+        ("[2001:db8::5]:7070", "[2001:DB8::5]:7070", None, true),
+        ("0.0.0.0:7070", "10.1.2.3:7070", None, true),
+        ("0.0.0.0:7070", "0.0.0.0:7070", None, true),
+        ("0.0.0.0:7070", "10.1.2.3:7071", None, false),
+        ("0.0.0.0:7070", "evil.example:7070", None, false),
+        ("[::]:7070", "[fe80::1]:7070", None, true),
+        ("127.0.0.1:7070", "10.1.2.3:7070", None, false),
+        ("127.0.0.1:80", "localhost", None, true),
+        ("127.0.0.1:80", "localhost", Some("http://localhost"), true),
+    ];
+    for (bound, host, origin, want) in cases {
+        assert_eq!(answers(bound, host, origin), want, "bound to {bound}, Host {host}, Origin {origin:?}");
+    }
 }
