@@ -44,16 +44,16 @@ fn a_stdout_nobody_reads_does_not_stop_the_loop_and_the_output_resumes_in_order(
     let ns = Namespace::new("stall");
     let p = manifest_project(&ns.0, "");
     let (read, write) = small_pipe();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_devloop"))
+    let mut child = Child(Command::new(env!("CARGO_BIN_EXE_devloop"))
         .args(["up", "--json"])
         .current_dir(p.dir.path())
         .env_remove("DEVLOOP_REGISTRY")
         .env_remove("BUILDKIT_HOST")
         .stdout(Stdio::from(write))
         .spawn()
-        .unwrap();
+        .unwrap());
     eventually("the first rollout", 120, || {
-        let image = template_image(&ns.0, "hello");
+        let image = try_kubectl(&["-n", &ns.0, "get", "deployment", "hello", "-o", "jsonpath={.spec.template.spec.containers[0].image}"])?;
         if image.contains(&p.name) { Ok(image) } else { Err(image) }
     });
     // Nobody reads: saves until one is deployed and nothing more comes into the pipe — its writer waits.
@@ -70,7 +70,7 @@ fn a_stdout_nobody_reads_does_not_stop_the_loop_and_the_output_resumes_in_order(
     }
     // The proof: with stdout stuck, one more save is built and rolled out.
     let last = save_and_see_it_deployed(&p, &ns.0, n + 1, 90);
-    assert!(child.try_wait().unwrap().is_none(), "devloop up exited");
+    assert!(child.0.try_wait().unwrap().is_none(), "devloop up exited");
 
     // The reader comes back: everything still queued comes out in order, up to the last save's iteration.
     // `<registry>/<name>:<tag>@<digest>`
@@ -96,6 +96,14 @@ fn a_stdout_nobody_reads_does_not_stop_the_loop_and_the_output_resumes_in_order(
         assert!(Instant::now() < deadline, "the output did not resume with the last iteration ({tag}): {seen:#?}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+/// The `devloop up` this test started, stopped however the test ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
