@@ -81,6 +81,9 @@ pub enum Action {
     Build { image: String, tag: String, filter: Hashed },
     /// Cancel the image's running build.
     CancelBuild(String),
+    /// The image is no longer configured: stop what runs for it (log streams, pod watch) and drop what is
+    /// kept for it (its hashed tree, its deployed reference).
+    Forget(String),
     /// Roll the image's workloads to this tag.
     Deploy { image: String, tag: String, digest: String },
     /// Copy these context paths (deleting those gone from disk; a directory with what `filter` lets through
@@ -258,8 +261,9 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
         Event::Reconfigured { rescan, redeploy, removed, at } => {
             for image in removed {
                 if state.images.remove(&image).is_some_and(|s| s.building.is_some()) {
-                    out.push(Action::CancelBuild(image));
+                    out.push(Action::CancelBuild(image.clone()));
                 }
+                out.push(Action::Forget(image));
             }
             for image in redeploy {
                 if let Some(s) = state.images.get_mut(&image) {

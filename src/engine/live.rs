@@ -57,7 +57,10 @@ async fn run(ctx: &Arc<Ctx>, image: &str, paths: &BTreeSet<String>, only: Option
         .await
         .map_err(|e| sync::Error::Exec { pod: String::new(), message: e.to_string() })??;
     let Some(reference) = ctx.deployed.lock().expect("not poisoned").get(image).cloned() else { return Ok((0, 0, 0)) };
-    let targets = pod_watch(ctx, image).targets(&reference, only).await;
+    let watch = pod_watch(ctx, image);
+    let targets = watch.targets(&reference, only).await;
+    // Sessions into pods that are gone are closed (the watch sees the whole namespace).
+    ctx.sessions.retain(&watch.pods()).await;
     if targets.is_empty() && only.is_none() {
         return Err(sync::Error::NoTakers);
     }

@@ -222,6 +222,14 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
                         }
                         tasks.spawn(build_worker(ctx.clone(), image, tag, filter, token, 0));
                     }
+                    Action::Forget(image) => {
+                        for token in [builds.remove(&image), logs.remove(&image)].into_iter().flatten() {
+                            token.cancel();
+                        }
+                        ctx.trees.lock().expect("not poisoned").remove(&image);
+                        ctx.pod_watches.lock().expect("not poisoned").remove(&image);
+                        ctx.deployed.lock().expect("not poisoned").remove(&image);
+                    }
                     Action::CancelBuild(image) => {
                         if let Some(t) = builds.remove(&image) {
                             t.cancel();
@@ -348,9 +356,6 @@ async fn reload(ctx: &Ctx) -> Option<Event> {
     }
     for img in old.images.iter().filter(|i| new.image(&i.name).is_none()) {
         removed.push(img.name.clone());
-        ctx.trees.lock().expect("not poisoned").remove(&img.name);
-        ctx.pod_watches.lock().expect("not poisoned").remove(&img.name);
-        ctx.deployed.lock().expect("not poisoned").remove(&img.name);
     }
     // Watch the new set of inputs before the old watcher stops, so no event falls between the two.
     match watch::start(watched, &new.path, ctx.changes.clone(), ctx.overflowed.clone()) {

@@ -5,7 +5,7 @@
 //! scale-up, an evicted pod replaced, a container restarted (its files are the image's again) — and reports
 //! its pod, so the synced set is replayed into it.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -59,6 +59,30 @@ pub fn targets<'a>(pods: impl Iterator<Item = &'a Pod>, reference: &str, only: O
     out
 }
 
+/// The incarnation seen last of each pod (by uid): a restart count above it is a container that started
+/// afresh, from its image.
+#[derive(Debug, Default)]
+struct Incarnations(HashMap<String, i32>);
+
+impl Incarnations {
+    /// Whether `p` is an incarnation not seen before (a new pod, or a container restarted since).
+    fn started(&mut self, p: &Pod) -> bool {
+        let (uid, restarts) = incarnation(p);
+        match self.0.get(&uid) {
+            Some(&seen) if seen >= restarts => false,
+            _ => {
+                self.0.insert(uid, restarts);
+                true
+            }
+        }
+    }
+
+    /// `p` was deleted.
+    fn gone(&mut self, p: &Pod) {
+        self.0.remove(p.metadata.uid.as_deref().unwrap_or_default());
+    }
+}
+
 impl PodWatch {
     /// Starts watching the namespace's pods. `reference()` gives the image's deployed reference at the
     /// time; `became_ready(pod)` is called for each pod whose containers of it start running (Ready or not)
@@ -66,25 +90,33 @@ impl PodWatch {
     pub fn start(t: &Target, reference: impl Fn() -> Option<String> + Send + 'static, became_ready: impl Fn(String) + Send + 'static) -> PodWatch {
         let (store, writer) = reflector::store();
         let api: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
-        let seen = Arc::new(Mutex::new(HashSet::new()));
+        let seen = Arc::new(Mutex::new(Incarnations::default()));
         let mut listed = false;
         let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer);
         let task = tokio::spawn(stream.for_each(move |ev| {
             match ev {
                 Ok(watcher::Event::InitDone) => listed = true,
                 Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) if reference().is_some_and(|r| !running(&p, &r).is_empty()) => {
-                    let new = seen.lock().expect("not poisoned").insert(incarnation(&p));
+                    let new = seen.lock().expect("not poisoned").started(&p);
                     if new && listed {
                         if let Some(name) = p.metadata.name.clone() {
                             became_ready(name);
                         }
                     }
                 }
+                // A pod that is gone is forgotten: a long session with pods coming and going keeps no more
+                // than the pods that exist.
+                Ok(watcher::Event::Delete(p)) => seen.lock().expect("not poisoned").gone(&p),
                 _ => {}
             }
             std::future::ready(())
         }));
         PodWatch { store, task }
+    }
+
+    /// The names of every pod of the namespace the watch knows of now.
+    pub fn pods(&self) -> BTreeSet<String> {
+        self.store.state().iter().filter_map(|p| p.metadata.name.clone()).collect()
     }
 
     /// The (pod, containers) a sync goes to now, once the watch has listed the pods.
@@ -134,5 +166,27 @@ mod tests {
         );
         assert_eq!(targets(pods.iter(), "r/app:t1", Some(&BTreeSet::from(["e".to_string(), "b".to_string()]))), [("e".to_string(), web())]);
         assert!(targets(pods.iter(), "r/app:t9", None).is_empty());
+    }
+
+    #[test]
+    fn the_incarnations_seen_are_those_of_the_pods_that_exist() {
+        let mut seen = Incarnations::default();
+        let with_restarts = |name: &str, n: i32| {
+            let mut p = pod(name, "r/app:t1", true, "running", false);
+            p.status.as_mut().unwrap().container_statuses.as_mut().unwrap()[0].restart_count = n;
+            p
+        };
+        assert!(seen.started(&with_restarts("a", 0)), "a new pod");
+        assert!(!seen.started(&with_restarts("a", 0)), "the same pod again");
+        assert!(seen.started(&with_restarts("a", 1)), "its container restarted: the image's files again");
+        assert!(!seen.started(&with_restarts("a", 1)));
+        // A thousand pods come and go (a long session, rollouts, scale-ups): none is remembered after it goes.
+        for i in 0..1000 {
+            let p = with_restarts(&format!("p{i}"), 0);
+            assert!(seen.started(&p));
+            seen.gone(&p);
+        }
+        seen.gone(&with_restarts("a", 1));
+        assert!(seen.0.is_empty(), "{} pods remembered", seen.0.len());
     }
 }

@@ -128,6 +128,11 @@ async fn send(s: &mut Session, script: &str) -> std::io::Result<(i32, String)> {
 }
 
 impl Sessions {
+    /// Forgets (and so closes) the sessions of every pod not in `pods`: a long `up` sees many pods come and go.
+    pub async fn retain(&self, pods: &std::collections::BTreeSet<String>) {
+        self.slots.lock().await.retain(|(pod, _), _| pods.contains(pod));
+    }
+
     /// Opens the container's session ahead of its first sync (after a rollout), so that sync does not wait
     /// for the exec to start. A failure is left for the sync to find and tell.
     pub async fn warm(&self, t: &Target, pod: &str, container: &str) {
@@ -244,5 +249,17 @@ mod tests {
         assert_eq!(std::fs::read_to_string(root.join("www/big.txt")).unwrap(), "small");
         drop(stdin);
         sh.wait().unwrap();
+    }
+
+    #[tokio::test]
+    async fn sessions_of_pods_that_are_gone_are_forgotten() {
+        let sessions = Sessions::default();
+        for (pod, c) in [("web-1", "app"), ("web-1", "side"), ("web-2", "app"), ("old-9", "app")] {
+            sessions.slots.lock().await.insert((pod.into(), c.into()), Arc::new(Mutex::new(Slot::OneShot)));
+        }
+        sessions.retain(&BTreeSet::from(["web-1".to_string(), "web-3".to_string()])).await;
+        let mut left: Vec<Key> = sessions.slots.lock().await.keys().cloned().collect();
+        left.sort();
+        assert_eq!(left, [("web-1".to_string(), "app".to_string()), ("web-1".to_string(), "side".to_string())]);
     }
 }

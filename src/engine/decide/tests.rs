@@ -36,6 +36,7 @@ fn acts(actions: &[Action]) -> Vec<String> {
             Action::Hash { image, scope: Scope::Paths(p) } => Some(format!("hash {image} {}", p.iter().cloned().collect::<Vec<_>>().join(","))),
             Action::Build { image, tag, .. } => Some(format!("build {image} {tag}")),
             Action::CancelBuild(i) => Some(format!("cancel {i}")),
+            Action::Forget(i) => Some(format!("forget {i}")),
             Action::Deploy { image, tag, .. } => Some(format!("deploy {image} {tag}")),
             Action::Sync { image, paths, pods: None, .. } => Some(format!("sync {image} {}", paths.iter().cloned().collect::<Vec<_>>().join(","))),
             Action::Sync { image, paths, pods: Some(pods), .. } => {
@@ -229,7 +230,8 @@ fn a_new_config_rescans_changed_images_redeploys_changed_deploys_and_drops_remov
     run(&mut s, vec![built("a", "a1"), built("b", "b1"), rolled("a", "a1", true), rolled("b", "b1", true)]);
     // c is still building when the config drops it; a's build args changed; b's deploy target changed.
     let a = step(&mut s, Event::Reconfigured { rescan: vec!["a".into(), "b".into()], redeploy: vec!["b".into()], removed: vec!["c".into()], at: Instant::now() });
-    assert_eq!(acts(&a), ["cancel c", "rescan a", "rescan b"]);
+    // …and everything it left running (its pods' log streams, its pod watch) is stopped.
+    assert_eq!(acts(&a), ["cancel c", "forget c", "rescan a", "rescan b"]);
     // a: same tag as before, nothing to do; b: same tag but its deploy changed, so it is deployed again.
     assert_eq!(run(&mut s, vec![hashed("a", "a1"), hashed("b", "b1"), built("b", "b1")]), ["build b b1", "deploy b b1"]);
     // A late result for the removed image is ignored.
