@@ -10,7 +10,7 @@ use kube::api::Api;
 
 use super::{build_images, hash_images, Error, Outcome};
 use crate::config::{Config, Deploy, DeployTarget, Helm, ManifestSource};
-use crate::deploy::rollout::{Timeline, Verdict};
+use crate::deploy::rollout::{Failure, Timeline, Verdict};
 use crate::deploy::{self, helm, images, manifests, pull_secret, KubeOptions, Patched, Target};
 use crate::interrupt::{until, Interrupt};
 use crate::deliver::Destination;
@@ -206,15 +206,16 @@ fn report(out: &mut (dyn Write + Send), image: &str, what: &str, started: Instan
                 .filter_map(|(what, at)| after(at).map(|t| format!("{what} {t}")))
                 .collect();
             let stages = if stages.is_empty() { String::new() } else { format!("; {}", stages.join(", ")) };
-            let _ = writeln!(out, "{image}: rollout of {what} done in {:.1}s ({ready} ready{stages})", started.elapsed().as_secs_f64());
+            let settle = if timeline.settle.is_zero() {
+                String::new()
+            } else {
+                format!("; no exit in the {} after ready", humantime::format_duration(timeline.settle))
+            };
+            let _ = writeln!(out, "{image}: rollout of {what} done in {:.1}s ({ready} ready{stages}{settle})", started.elapsed().as_secs_f64());
             true
         }
         Verdict::Failed(f) => {
-            let place = match (&f.pod, &f.container) {
-                (Some(p), Some(c)) => format!(" (pod {p}, container {c})"),
-                (Some(p), None) => format!(" (pod {p})"),
-                _ => String::new(),
-            };
+            let place = place(f);
             let _ = writeln!(out, "{image}: rollout of {what} FAILED after {:.1}s: {}{place}: {}", started.elapsed().as_secs_f64(), f.reason, f.message);
             if !f.logs.is_empty() {
                 let _ = writeln!(out, "{image}:   last log lines:");
@@ -228,6 +229,15 @@ fn report(out: &mut (dyn Write + Send), image: &str, what: &str, started: Instan
             let _ = writeln!(out, "{image}: rollout of {what} not finished: {w}");
             false
         }
+    }
+}
+
+/// ` (pod p, container c)`: where a failure shows.
+fn place(f: &Failure) -> String {
+    match (&f.pod, &f.container) {
+        (Some(p), Some(c)) => format!(" (pod {p}, container {c})"),
+        (Some(p), None) => format!(" (pod {p})"),
+        _ => String::new(),
     }
 }
 
