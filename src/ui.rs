@@ -98,6 +98,19 @@ pub fn state_line(s: &SyncSummary) -> String {
     }
 }
 
+/// What a crash after a rollout says: where, how, its last lines, and what devloop does about it.
+fn crash_text(image: &str, tag: &str, error: &str, after: Duration, rollback: Option<&str>, late: bool) -> String {
+    let mut text = format!("{image}: {tag} CRASHED {} after its rollout: ", short(after));
+    text.push_str(&error.lines().collect::<Vec<_>>().join(&format!("\n{image}: ")));
+    let window = humantime::format_duration(crate::engine::decide::ROLLOUT_CRASH_WINDOW);
+    let then = match rollback {
+        Some(back) => format!("rolling back to {back} (a crash within {window} of a rollout is the rollout's failure)"),
+        None if late => format!("left as it is: it ran more than {window} first, so this is a bug to debug, not a failed rollout"),
+        None => "left as it is (no rollback configured, or no earlier good tag)".to_string(),
+    };
+    format!("{text}\n{image}: {then}; the next save deploys again")
+}
+
 impl Ui {
     /// Text (or JSON lines) to `out`.
     pub fn new(json: bool, out: Box<dyn Write + Send>) -> Self {
@@ -217,6 +230,8 @@ impl Ui {
             Report::Synced(s) => self.phase(&s.image, Phase::Serving { tag: s.tag.clone(), synced: s.synced }),
             Report::SyncFallback { image, .. } => self.phase(image, Phase::Building { step: 0, of: 0, name: String::new() }),
             Report::Iteration(s) => self.phase(&s.image, Phase::Serving { tag: s.tag.clone(), synced: 0 }),
+            Report::Crashed { image, error, .. } => self.phase(image, Phase::Failed(format!("crashed: {}", first(error)))),
+            Report::RolledBack { image, tag } => self.phase(image, Phase::Serving { tag: tag.clone(), synced: 0 }),
         }
     }
 
@@ -229,6 +244,7 @@ impl Ui {
                 Report::Synced(s) => hub.synced(s),
                 Report::Failed { image, tag, error } => hub.failed(image, tag.as_deref(), Some(error)),
                 Report::RolloutFailed { image, tag } => hub.failed(image, Some(tag), None),
+                Report::Crashed { image, tag, error, .. } => hub.failed(image, Some(tag), Some(error)),
                 _ => {}
             }
         }
@@ -275,6 +291,13 @@ impl Ui {
                        "pod_created_ms": s.pod.created.map(ms), "pod_running_ms": s.pod.running.map(ms),
                        "pod_ready_ms": s.pod.ready.map(ms), "total_ms": ms(s.total)}),
             ),
+            Report::Crashed { image, tag, error, after, rollback, late } => self.emit(
+                &crash_text(image, tag, error, *after, rollback.as_deref(), *late),
+                json!({"event": "crashed", "image": image, "tag": tag, "error": error, "after_ms": ms(*after), "rollback": rollback, "late": late}),
+            ),
+            Report::RolledBack { image, tag } => {
+                self.emit(&format!("{image}: rolled back: {tag} runs again"), json!({"event": "rolled-back", "image": image, "tag": tag}))
+            }
         }
     }
 }
