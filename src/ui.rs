@@ -374,6 +374,36 @@ mod tests {
     }
 
     #[test]
+    fn a_crash_after_a_rollout_says_how_with_its_lines_what_is_done_about_it_and_turns_the_row_failed() {
+        let crash = |rollback: Option<&str>, late: bool| Report::Crashed {
+            image: "hello".into(),
+            tag: "a1b2c3".into(),
+            error: "deployment ns/hello: Exited (pod p, container web): exited with code 3 (Error)\n  last log lines:\n    no config".into(),
+            after: Duration::from_millis(15200),
+            rollback: rollback.map(str::to_string),
+            late,
+        };
+        let buf = SharedBuf::default();
+        let ui = Ui::with_board(Box::new(buf.clone()), 200);
+        ui.report(&crash(Some("d4e5f6"), false));
+        let text = buf.text();
+        assert!(text.contains("hello: a1b2c3 CRASHED 15.2s after its rollout: deployment ns/hello: Exited (pod p, container web): exited with code 3 (Error)\n"), "{text:?}");
+        assert!(text.contains("hello:     no config\n") && text.contains("hello: rolling back to d4e5f6"), "{text:?}");
+        assert_eq!(ui.current("hello"), Some(Phase::Failed("crashed: deployment ns/hello: Exited (pod p, container web): exited with code 3 (Error)".into())));
+        ui.report(&Report::RolledBack { image: "hello".into(), tag: "d4e5f6".into() });
+        assert_eq!(ui.current("hello"), Some(Phase::Serving { tag: "d4e5f6".into(), synced: 0 }));
+        let late = SharedBuf::default();
+        Ui::new(false, Box::new(late.clone())).report(&crash(None, true));
+        assert!(late.text().contains("hello: left as it is: it ran more than 1m first, so this is a bug to debug"), "{:?}", late.text());
+
+        let buf = SharedBuf::default();
+        Ui::new(true, Box::new(buf.clone())).report(&crash(Some("d4e5f6"), false));
+        let v: Value = serde_json::from_str(buf.text().trim()).unwrap();
+        assert_eq!((v["event"].as_str(), v["tag"].as_str(), v["rollback"].as_str(), v["late"].as_bool(), v["after_ms"].as_u64()), (Some("crashed"), Some("a1b2c3"), Some("d4e5f6"), Some(false), Some(15200)));
+        assert!(v["error"].as_str().unwrap().ends_with("no config"), "{v}");
+    }
+
+    #[test]
     fn reports_move_the_status_block_and_lines_without_a_block_stay_plain() {
         let buf = SharedBuf::default();
         let ui = Ui::with_board(Box::new(buf.clone()), 100);
