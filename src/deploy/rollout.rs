@@ -333,6 +333,8 @@ pub struct Judge {
     ready: HashMap<String, Instant>,
     /// The restarts of the pods there before the watch.
     before: Restarts,
+    /// The first judgement's time: a pod Ready a settle window before it was not waited for.
+    start: Option<Instant>,
 }
 
 impl Judge {
@@ -345,6 +347,7 @@ impl Judge {
     /// Where the rollout stands at `now` (`wall`: the same moment in the API server's time, to read how long
     /// a pod was Ready before the watch saw it).
     pub fn judge(&mut self, dep: &Deployment, pods: &[Pod], refs: &[String], now: Instant, wall: Timestamp) -> Verdict {
+        let start = *self.start.get_or_insert(now);
         for p in pods {
             let name = p.metadata.name.clone().unwrap_or_default();
             if let Some((f, (kind, g))) = pod_failure(p, &self.before).and_then(|f| grace(p, &f).map(|k| (f, k))) {
@@ -374,10 +377,12 @@ impl Judge {
         for p in new {
             let name = p.metadata.name.as_deref().unwrap_or_default();
             let window = settle_for(p, dep);
-            timeline.settle = timeline.settle.max(window);
             let Some(since) = self.ready.get(name) else {
                 return Verdict::Progressing(format!("pod {name} is available but not seen Ready yet"));
             };
+            if *since + window > start {
+                timeline.settle = timeline.settle.max(window);
+            }
             if now.saturating_duration_since(*since) < window {
                 let why = if window == SETTLE { " (no readiness probe: Ready only means it started)" } else { "" };
                 return Verdict::Progressing(format!("pod {name} is Ready; watching it {} for an exit{why}", humantime::format_duration(window)));
