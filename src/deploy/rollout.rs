@@ -305,7 +305,7 @@ fn container_failure(pod: &Pod, before: &dyn Fn(&str) -> i32) -> Option<Failure>
             }
         }
         let restarts = cs.restart_count - before(&cs.name);
-        if let (true, Some(t)) = (restarts > 0, last) {
+        if let Some(t) = last.filter(|_| restarts > 0) {
             let times = if restarts == 1 { "1 time".to_string() } else { format!("{restarts} times") };
             return Some(failure(&cs.name, "Exited".into(), format!("{}; restarted {times}", exit(t)), true));
         }
@@ -360,8 +360,8 @@ impl Judge {
             if let (Some(c), true) = (ready, is_new(p, refs, Some(dep))) {
                 // Ready before the watch saw it (a rollback to pods still running): by the API server's clock,
                 // less the second its timestamps are cut to.
-                let before = c.last_transition_time.as_ref().and_then(|t| wall.duration_since(t.0).try_into().ok()).unwrap_or_default();
-                let since = now.checked_sub(Duration::saturating_sub(before, Duration::from_secs(1))).unwrap_or(now);
+                let before: Duration = c.last_transition_time.as_ref().and_then(|t| wall.duration_since(t.0).try_into().ok()).unwrap_or_default();
+                let since = now.checked_sub(before.saturating_sub(Duration::from_secs(1))).unwrap_or(now);
                 self.ready.entry(name).or_insert(since);
             }
         }

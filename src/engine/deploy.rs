@@ -290,8 +290,12 @@ pub async fn watch_for_crash(
         }
     }
     // As a failed rollout would be: Helm releases always, patched Deployments with rollback-on-failure.
-    let rolls_back = |d: &&Deploy| matches!(d.target, DeployTarget::Helm(_)) || (matches!(d.target, DeployTarget::Patch { .. }) && d.rollback_on_failure);
-    let rollback = cfg.deploys.iter().filter(|d| d.image == image).any(|d| rolls_back(&d));
+    let rolls_back = |d: &Deploy| match d.target {
+        DeployTarget::Helm(_) => true,
+        DeployTarget::Patch { .. } => d.rollback_on_failure,
+        DeployTarget::Manifests(_) => false,
+    };
+    let rollback = cfg.deploys.iter().filter(|d| d.image == image).any(rolls_back);
     let _ = events.send(Event::Crashed { image, tag, error, at: Instant::now(), rollback }).await;
 }
 
