@@ -79,6 +79,19 @@ pub fn state_line(s: &SyncSummary) -> String {
     }
 }
 
+/// What a crash after a rollout says: where, how, its last lines, and what devloop does about it.
+fn crash_text(image: &str, tag: &str, error: &str, after: Duration, rollback: Option<&str>, late: bool) -> String {
+    let mut text = format!("{image}: {tag} CRASHED {} after its rollout: ", short(after));
+    text.push_str(&error.lines().collect::<Vec<_>>().join(&format!("\n{image}: ")));
+    let window = humantime::format_duration(crate::engine::decide::ROLLOUT_CRASH_WINDOW);
+    let then = match rollback {
+        Some(back) => format!("rolling back to {back} (a crash within {window} of a rollout is the rollout's failure)"),
+        None if late => format!("left as it is: it ran more than {window} first, so this is a bug to debug, not a failed rollout"),
+        None => "left as it is (no rollback configured, or no earlier good tag)".to_string(),
+    };
+    format!("{text}\n{image}: {then}; the next save deploys again")
+}
+
 impl Ui {
     /// Text (or JSON lines) to `out`.
     pub fn new(json: bool, out: Box<dyn Write + Send>) -> Self {
@@ -201,6 +214,8 @@ impl Ui {
             Report::Synced(s) => self.phase(&s.image, Phase::Serving { tag: s.tag.clone(), synced: s.synced }),
             Report::SyncFallback { image, .. } => self.phase(image, Phase::Building { step: 0, of: 0, name: String::new() }),
             Report::Iteration(s) => self.phase(&s.image, Phase::Serving { tag: s.tag.clone(), synced: 0 }),
+            Report::Crashed { image, error, .. } => self.phase(image, Phase::Failed(format!("crashed: {}", first(error)))),
+            Report::RolledBack { image, tag } => self.phase(image, Phase::Serving { tag: tag.clone(), synced: 0 }),
         }
     }
 
@@ -213,6 +228,7 @@ impl Ui {
                 Report::Synced(s) => hub.synced(s),
                 Report::Failed { image, tag, error } => hub.failed(image, tag.as_deref(), Some(error)),
                 Report::RolloutFailed { image, tag } => hub.failed(image, Some(tag), None),
+                Report::Crashed { image, tag, error, .. } => hub.failed(image, Some(tag), Some(error)),
                 _ => {}
             }
         }
@@ -264,6 +280,13 @@ impl Ui {
                        "pod_created_ms": s.pod.created.map(ms), "pod_running_ms": s.pod.running.map(ms),
                        "pod_ready_ms": s.pod.ready.map(ms), "total_ms": ms(s.total)}),
             ),
+            Report::Crashed { image, tag, error, after, rollback, late } => self.emit(
+                &crash_text(image, tag, error, *after, rollback.as_deref(), *late),
+                json!({"event": "crashed", "image": image, "tag": tag, "error": error, "after_ms": ms(*after), "rollback": rollback, "late": late}),
+            ),
+            Report::RolledBack { image, tag } => {
+                self.emit(&format!("{image}: rolled back: {tag} runs again"), json!({"event": "rolled-back", "image": image, "tag": tag}))
+            }
         }
     }
 }
@@ -385,6 +408,41 @@ mod tests {
         assert_eq!(lines[0]["build_ms"], 812);
         assert_eq!((lines[0]["export_ms"].as_u64(), lines[0]["pod_running_ms"].as_u64(), lines[0]["pod_ready_ms"].as_u64()), (Some(120), Some(700), Some(1850)));
         assert_eq!(lines[1]["message"], "GET / 200");
+    }
+
+    #[test]
+    fn a_crash_after_a_rollout_says_how_with_its_lines_what_is_done_about_it_and_turns_the_row_failed() {
+        let crash = |rollback: Option<&str>, late: bool| Report::Crashed {
+            image: "hello".into(),
+            tag: "a1b2c3".into(),
+            error: "deployment ns/hello: Exited (pod p, container web): exited with code 3 (Error)\n  last log lines:\n    no config".into(),
+            after: Duration::from_millis(15200),
+            rollback: rollback.map(str::to_string),
+            late,
+        };
+        let buf = SharedBuf::default();
+        let ui = Ui::with_board(Box::new(buf.clone()), 200);
+        ui.report(&crash(Some("d4e5f6"), false));
+        assert!(ui.flush(Duration::from_secs(5)));
+        let text = buf.text();
+        assert!(text.contains("hello: a1b2c3 CRASHED 15.2s after its rollout: deployment ns/hello: Exited (pod p, container web): exited with code 3 (Error)\n"), "{text:?}");
+        assert!(text.contains("hello:     no config\n") && text.contains("hello: rolling back to d4e5f6"), "{text:?}");
+        assert_eq!(ui.current("hello"), Some(Phase::Failed("crashed: deployment ns/hello: Exited (pod p, container web): exited with code 3 (Error)".into())));
+        ui.report(&Report::RolledBack { image: "hello".into(), tag: "d4e5f6".into() });
+        assert_eq!(ui.current("hello"), Some(Phase::Serving { tag: "d4e5f6".into(), synced: 0 }));
+        let late = SharedBuf::default();
+        let ui = Ui::new(false, Box::new(late.clone()));
+        ui.report(&crash(None, true));
+        assert!(ui.flush(Duration::from_secs(5)));
+        assert!(late.text().contains("hello: left as it is: it ran more than 1m first, so this is a bug to debug"), "{:?}", late.text());
+
+        let buf = SharedBuf::default();
+        let ui = Ui::new(true, Box::new(buf.clone()));
+        ui.report(&crash(Some("d4e5f6"), false));
+        assert!(ui.flush(Duration::from_secs(5)));
+        let v: Value = serde_json::from_str(buf.text().trim()).unwrap();
+        assert_eq!((v["event"].as_str(), v["tag"].as_str(), v["rollback"].as_str(), v["late"].as_bool(), v["after_ms"].as_u64()), (Some("crashed"), Some("a1b2c3"), Some("d4e5f6"), Some(false), Some(15200)));
+        assert!(v["error"].as_str().unwrap().ends_with("no config"), "{v}");
     }
 
     #[test]

@@ -63,7 +63,8 @@ fn a_crash_is_reported_with_its_logs_old_pods_keep_serving_and_rollback_restores
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("FAILED") && stdout.contains("CrashLoopBackOff"), "{stdout}");
+    // Reported at its first exit (`Exited`), or at the kubelet's back-off when the watch saw that first.
+    assert!(stdout.contains("FAILED after") && (stdout.contains(": Exited (pod ") || stdout.contains(": CrashLoopBackOff (pod ")), "{stdout}");
     assert!(stdout.contains("exited with code 1"), "{stdout}");
     assert!(stdout.contains("crash-marker: config file missing"), "no log line in:\n{stdout}");
     assert!(stdout.contains("is back on"), "{stdout}");
@@ -155,4 +156,63 @@ fn manifest_mode_applies_into_a_fresh_namespace_and_rolls_on_change() {
         other => Err(format!("{other:?}")),
     });
     assert_eq!(eventually("new page", 30, || page(&ns.0, &new)), "<p>manifest mode, second</p>\n");
+}
+
+/// Like [`running_patch_project`], with the readiness probe taken out of the Deployment (as in many charts):
+/// its pods are Ready as soon as their container starts.
+fn running_probeless_project(ns: &Namespace, extra: &str) -> Project {
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    let (out, _) = p.ok(&["build"]);
+    let first = out.split(": pushed ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let manifest = std::fs::read_to_string(p.path("app/k8s/deployment.yaml")).unwrap();
+    let probe = "          readinessProbe:\n            httpGet: {path: /, port: 8080}\n            periodSeconds: 1\n";
+    assert!(manifest.contains(probe), "the example's probe changed: {manifest}");
+    let manifest = manifest
+        .replace(probe, "")
+        .replace("name: hello", &format!("name: {}", p.name))
+        .replace("app: hello", &format!("app: {}", p.name))
+        .replace("image: hello", &format!("image: {first}"));
+    std::fs::write(p.path("first.yaml"), manifest).unwrap();
+    kubectl(&["-n", &ns.0, "apply", "-f", p.path("first.yaml").to_str().unwrap()]);
+    kubectl(&["-n", &ns.0, "rollout", "status", &format!("deployment/{}", p.name), "--timeout=120s"]);
+    p.write_config(&format!(
+        "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{}\"\n[[deploy]]\nimage = \"{}\"\ndeployment = \"{}\"\n\
+         rollout-timeout = \"60s\"\n{extra}",
+        ns.0, p.name, p.name
+    ));
+    p
+}
+
+/// Issue 21: a server without a readiness probe that exits 100 ms after it starts was Ready for that moment,
+/// and in 2 runs of 5 its rollout was reported done. Every run must fail with the exit code and the last
+/// lines, and be rolled back. 20 runs, each with new content (a new tag, so something really rolls out).
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_probeless_server_that_exits_right_after_start_fails_every_rollout_with_its_exit_code_and_lines() {
+    let ns = Namespace::new("deploy-settle");
+    let p = running_probeless_project(&ns, "rollback-on-failure = true\n");
+    let before = template_image(&ns.0, &p.name);
+    let done = format!("rollout of deployment {}/{} done", ns.0, p.name);
+    let mut reasons = Vec::new();
+    for run in 0..20 {
+        p.write("app/serve.sh", &format!("#!/bin/sh\necho crash-marker {run}: no config >&2\nsleep 0.1\nexit 3\n"));
+        let out = p.devloop(&["deploy"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let all = format!("run {run}:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(!stdout.contains(&done), "a crash reported as a successful rollout: {all}");
+        assert!(stdout.contains("FAILED") && stdout.contains("exited with code 3"), "{all}");
+        assert!(stdout.contains(&format!("crash-marker {run}: no config")), "no last log line in {all}");
+        assert!(stdout.contains("is back on"), "{all}");
+        assert_eq!(template_image(&ns.0, &p.name), before, "run {run} was not rolled back: {all}");
+        let reason = stdout.split(" FAILED after ").nth(1).and_then(|r| r.split(": ").nth(1)).unwrap_or("?").split(' ').next().unwrap_or("?");
+        reasons.push(reason.to_string());
+    }
+    // The Ready-then-exited runs say `Exited`; the ones the kubelet saw exit first, its own reasons.
+    eprintln!("20 runs failed as they should, by reason: {reasons:?}");
+    let pod = eventually("a pod serving the rolled-back image", 60, || match live_pods(&ns.0, &p.name).as_slice() {
+        [one] => page(&ns.0, one).map(|_| one.clone()),
+        other => Err(format!("{other:?}")),
+    });
+    assert!(page(&ns.0, &pod).unwrap().contains("Hello from devloop"));
 }

@@ -91,7 +91,8 @@ fn a_chart_is_installed_upgraded_and_a_crashing_upgrade_rolled_back() {
     let out = String::from_utf8_lossy(&run.stdout);
     assert_eq!(run.status.code(), Some(1), "{}: {out}\n{}", run.status, String::from_utf8_lossy(&run.stderr));
     assert!(out.contains("upgraded to revision 3"), "{out}");
-    assert!(out.contains("FAILED") && out.contains("CrashLoopBackOff"), "{out}");
+    assert!(out.contains("FAILED after") && (out.contains(": Exited (pod ") || out.contains(": CrashLoopBackOff (pod ")), "{out}");
+    assert!(out.contains("exited with code 1"), "{out}");
     assert!(out.contains("crash-marker: helm chart broke"), "no log line in:\n{out}");
     assert!(out.contains("(helm rollback)") && out.contains("rolled back"), "{out}");
     assert_eq!(listed(&ns.0, &p.name), (4, "deployed".to_string()));

@@ -142,7 +142,8 @@ fn on_a_terminal_a_status_block_follows_each_image_in_place() {
     // A build that works but a container that crashes: the row gives the rollout's reason.
     std::fs::write(p.path("app/Dockerfile"), &dockerfile).unwrap();
     p.write("app/serve.sh", "#!/bin/sh\necho crashing\nexit 1\n");
-    let s = until_row(&t, &image, "the rollout failure on the block", 180, |r| r.starts_with(&format!("✗ {image}  failed: rollout: CrashLoopBackOff")));
+    let failed = |r: &str| ["Exited", "CrashLoopBackOff"].iter().any(|why| r.starts_with(&format!("✗ {image}  failed: rollout: {why} (pod ")));
+    let s = until_row(&t, &image, "the rollout failure on the block", 180, failed);
     eprintln!("after the failures:\n{}", s.join("\n"));
     // Ctrl-C: devloop stops and says so; the block is left as the last state.
     t.run(&["send-keys", "-t", "0", "C-c"]);

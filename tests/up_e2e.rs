@@ -153,3 +153,34 @@ fn check_deploys_into_a_throwaway_namespace_runs_the_commands_and_cleans_up() {
     assert!(kubectl(&["get", "namespace", &kept]).contains(&kept));
     kubectl(&["delete", "namespace", &kept, "--wait=false"]);
 }
+
+/// A rollout that succeeded and whose server exits 15 s later (after the settle window): `up` says so with
+/// the exit code and the last lines, and — with rollback-on-failure, within a minute of the rollout — puts
+/// the last good image back.
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_crash_after_a_successful_iteration_is_reported_and_rolled_back() {
+    let ns = Namespace::new("up-crash");
+    let p = running_patch_project(&ns, "60s", "rollback-on-failure = true\n");
+    let good = template_image(&ns.0, &p.name);
+    let mut up = Up::start(&p);
+    let first = up.wait("iteration", 90);
+    p.write("app/serve.sh", "#!/bin/sh\nhttpd -p 8080 -h /www\nsleep 15\necho late-crash-marker: lost the database >&2\nexit 4\n");
+    let second = up.wait("iteration", 90);
+    assert_ne!(second["tag"], first["tag"]);
+    assert_ne!(template_image(&ns.0, &p.name), good, "the iteration rolled out");
+    let crash = up.wait_for("the crash", 60, |v| v["event"] == "crashed" || v["event"] == "failed");
+    assert_eq!(crash["event"], "crashed", "{crash}");
+    eprintln!("the crash, as --json tells it: {crash}");
+    assert_eq!((&crash["tag"], &crash["rollback"], &crash["late"]), (&second["tag"], &first["tag"], &serde_json::json!(false)), "{crash}");
+    let error = crash["error"].as_str().unwrap();
+    assert!(error.contains("exited with code 4") && error.contains("late-crash-marker: lost the database"), "{crash}");
+    let back = up.wait_for("the rollback", 90, |v| v["event"] == "rolled-back" || v["event"] == "rollout-failed");
+    assert_eq!((&back["event"], &back["tag"]), (&serde_json::json!("rolled-back"), &first["tag"]), "{back}");
+    assert_eq!(template_image(&ns.0, &p.name), good, "the last good image is back");
+    // The crashing content is still on disk: saving it again deploys it again rather than calling it unchanged.
+    let serve = std::fs::read_to_string(p.path("app/serve.sh")).unwrap();
+    p.write("app/serve.sh", &serve);
+    let third = up.wait_for("the next save", 90, |v| v["event"] == "iteration" || v["event"] == "unchanged");
+    assert_eq!((&third["event"], &third["tag"]), (&serde_json::json!("iteration"), &second["tag"]), "{third}");
+}

@@ -4,11 +4,12 @@
 //! lines. Only pods running the new image are judged, so pods that were failing before are not blamed.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, LogParams};
 use kube::runtime::watcher;
 
@@ -37,6 +38,16 @@ pub const REFUSED_PULL_GRACE: Duration = Duration::from_secs(30);
 /// 10 s), and the scheduler then places the pod. Since 1.31 the scheduler's message no longer names the
 /// taint, so a taint the user set is given the same wait.
 pub const TAINTED_NODE_GRACE: Duration = Duration::from_secs(60);
+
+/// How long a new pod without a readiness probe must stay Ready, no container exited or restarted, before
+/// its rollout counts as done. Without a probe Ready means only "started": a server that exits at once is
+/// Ready for a moment first, and the kubelet sees the exit at its next relist of the containers (every
+/// second; later on a busy node). A crash after the window is reported by [`guard`].
+pub const SETTLE: Duration = Duration::from_secs(5);
+
+/// The same for a pod whose containers all have a readiness probe: the probe has seen the server answer,
+/// so the window only covers the kubelet's status lag.
+pub const SETTLE_PROBED: Duration = Duration::from_secs(1);
 
 /// Told (Deployment, what its rollout waits for).
 pub type OnProgress = std::sync::Arc<dyn Fn(&str, &str) + Send + Sync>;
@@ -91,6 +102,8 @@ pub struct Timeline {
     pub running: Option<std::time::Instant>,
     /// A new pod was Ready.
     pub ready: Option<std::time::Instant>,
+    /// How long the new pods were watched after Ready before the rollout counted as done.
+    pub settle: Duration,
 }
 
 impl Timeline {
@@ -154,6 +167,14 @@ fn grace(pod: &Pod, f: &Failure) -> Option<(&'static str, Duration)> {
 /// [`assess`], where `tolerated(pod name, kind)` says that a failure with a [`grace`] of that kind is not one
 /// yet.
 pub fn assess_with(dep: &Deployment, pods: &[Pod], refs: &[String], tolerated: &dyn Fn(&str, &str) -> bool) -> Verdict {
+    assess_from(dep, pods, refs, tolerated, &Restarts::new())
+}
+
+/// Restart counts by (pod, container): those a pod had before a watch began, which are not its to blame.
+pub type Restarts = HashMap<(String, String), i32>;
+
+/// [`assess_with`], blaming only the restarts beyond `before`.
+fn assess_from(dep: &Deployment, pods: &[Pod], refs: &[String], tolerated: &dyn Fn(&str, &str) -> bool, before: &Restarts) -> Verdict {
     let status = dep.status.clone().unwrap_or_default();
     let generation = dep.metadata.generation.unwrap_or(0);
     let observed = status.observed_generation.unwrap_or(0);
@@ -175,7 +196,7 @@ pub fn assess_with(dep: &Deployment, pods: &[Pod], refs: &[String], tolerated: &
         pods.iter().filter(|p| is_new(p, refs, Some(dep)) && p.metadata.deletion_timestamp.is_none()).collect();
     new_pods.sort_by_key(|p| p.metadata.name.clone());
     for pod in &new_pods {
-        if let Some(f) = pod_failure(pod) {
+        if let Some(f) = pod_failure(pod, before) {
             if grace(pod, &f).is_some_and(|(kind, _)| tolerated(pod.metadata.name.as_deref().unwrap_or_default(), kind)) {
                 continue;
             }
@@ -225,7 +246,7 @@ pub fn describe(dep: &Deployment) -> String {
 }
 
 /// The first failing container of a pod, if any.
-fn pod_failure(pod: &Pod) -> Option<Failure> {
+fn pod_failure(pod: &Pod, before: &Restarts) -> Option<Failure> {
     let name = pod.metadata.name.clone();
     let status = pod.status.as_ref()?;
     for c in status.conditions.iter().flatten() {
@@ -243,29 +264,149 @@ fn pod_failure(pod: &Pod) -> Option<Failure> {
             });
         }
     }
-    let statuses = status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
-    for cs in statuses {
+    let name = name.unwrap_or_default();
+    container_failure(pod, &|c| before.get(&(name.clone(), c.to_string())).copied().unwrap_or(0))
+}
+
+/// The first container of `pod` that is failing: a waiting reason in [`FAILING_REASONS`], or one that exited
+/// (an init container: with a non-zero code) or was restarted more than `before(container)` times. Whatever
+/// the Ready condition says: without a readiness probe a container is Ready the moment it starts.
+fn container_failure(pod: &Pod, before: &dyn Fn(&str) -> i32) -> Option<Failure> {
+    let status = pod.status.as_ref()?;
+    let failure = |c: &str, reason: String, message: String, previous_logs: bool| Failure {
+        pod: pod.metadata.name.clone(),
+        container: Some(c.to_string()),
+        reason,
+        message,
+        previous_logs,
+        logs: vec![],
+    };
+    let exit = |t: &k8s_openapi::api::core::v1::ContainerStateTerminated| {
+        format!("exited with code {} ({})", t.exit_code, t.reason.clone().unwrap_or_default())
+    };
+    let init = status.init_container_statuses.iter().flatten().map(|c| (c, true));
+    for (cs, is_init) in init.chain(status.container_statuses.iter().flatten().map(|c| (c, false))) {
         let Some(state) = &cs.state else { continue };
+        let last = cs.last_state.as_ref().and_then(|l| l.terminated.as_ref());
         if let Some(w) = &state.waiting {
             let reason = w.reason.clone().unwrap_or_default();
             if FAILING_REASONS.contains(&reason.as_str()) {
                 let mut message = w.message.clone().unwrap_or_default();
-                let last = cs.last_state.as_ref().and_then(|l| l.terminated.as_ref());
                 if let Some(t) = last {
-                    message = format!("exited with code {} ({}); {message}", t.exit_code, t.reason.clone().unwrap_or_default());
+                    message = format!("{}; {message}", exit(t));
                 }
-                return Some(Failure {
-                    pod: name,
-                    container: Some(cs.name.clone()),
-                    previous_logs: reason == "CrashLoopBackOff" || last.is_some(),
-                    reason,
-                    message,
-                    logs: vec![],
-                });
+                let previous = reason == "CrashLoopBackOff" || last.is_some();
+                return Some(failure(&cs.name, reason, message, previous));
             }
+        }
+        if let Some(t) = &state.terminated {
+            if !is_init || t.exit_code != 0 {
+                return Some(failure(&cs.name, "Exited".into(), exit(t), false));
+            }
+        }
+        let restarts = cs.restart_count - before(&cs.name);
+        if let Some(t) = last.filter(|_| restarts > 0) {
+            let times = if restarts == 1 { "1 time".to_string() } else { format!("{restarts} times") };
+            return Some(failure(&cs.name, "Exited".into(), format!("{}; restarted {times}", exit(t)), true));
         }
     }
     None
+}
+
+/// The settle window of a new pod: [`SETTLE`], or [`SETTLE_PROBED`] when every container has a readiness
+/// probe, or the Deployment's `minReadySeconds` when longer.
+fn settle_for(pod: &Pod, dep: &Deployment) -> Duration {
+    let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    let probed = !containers.is_empty() && containers.iter().all(|c| c.readiness_probe.is_some());
+    let min_ready = dep.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0).max(0) as u64;
+    (if probed { SETTLE_PROBED } else { SETTLE }).max(Duration::from_secs(min_ready))
+}
+
+/// The judgement over time, fed each state the watch sees: [`assess_with`] with the graces of passing
+/// failures counted from when each was first seen, and `Done` only once every new pod has been Ready for
+/// its settle window ([`settle_for`]). Pure: the caller gives the clock.
+#[derive(Debug, Default)]
+pub struct Judge {
+    /// When each pod was first seen with a failure that may clear by itself (see [`grace`]), by pod and kind.
+    waiting: HashMap<(String, &'static str), (Instant, Duration)>,
+    /// When each new pod was Ready from.
+    ready: HashMap<String, Instant>,
+    /// The restarts of the pods there before the watch.
+    before: Restarts,
+    /// The first judgement's time: a pod Ready a settle window before it was not waited for.
+    start: Option<Instant>,
+}
+
+impl Judge {
+    /// `pod` was there when the watch began: its restarts so far are not the rollout's (a rollback to pods
+    /// still running, a change that does not roll them).
+    pub fn existed(&mut self, pod: &Pod) {
+        record_restarts(&mut self.before, pod);
+    }
+
+    /// Where the rollout stands at `now` (`wall`: the same moment in the API server's time, to read how long
+    /// a pod was Ready before the watch saw it).
+    pub fn judge(&mut self, dep: &Deployment, pods: &[Pod], refs: &[String], now: Instant, wall: Timestamp) -> Verdict {
+        let start = *self.start.get_or_insert(now);
+        for p in pods {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            if let Some((f, (kind, g))) = pod_failure(p, &self.before).and_then(|f| grace(p, &f).map(|k| (f, k))) {
+                self.waiting.entry((name.clone(), kind)).or_insert_with(|| {
+                    tracing::info!(pod = name, reason = f.reason, "{}; waiting up to {} for it to clear", f.message, humantime::format_duration(g));
+                    (now, g)
+                });
+            }
+            let ready = p.status.iter().flat_map(|s| s.conditions.iter().flatten()).find(|c| c.type_ == "Ready" && c.status == "True");
+            if let (Some(c), true) = (ready, is_new(p, refs, Some(dep))) {
+                // Ready before the watch saw it (a rollback to pods still running): by the API server's clock,
+                // less the second its timestamps are cut to.
+                let before: Duration = c.last_transition_time.as_ref().and_then(|t| wall.duration_since(t.0).try_into().ok()).unwrap_or_default();
+                let since = now.checked_sub(before.saturating_sub(Duration::from_secs(1))).unwrap_or(now);
+                self.ready.entry(name).or_insert(since);
+            }
+        }
+        let tolerated = |pod: &str, kind: &str| {
+            self.waiting.iter().any(|((p, k), (t, g))| p == pod && *k == kind && now.saturating_duration_since(*t) < *g)
+        };
+        let (ready, mut timeline) = match assess_from(dep, pods, refs, &tolerated, &self.before) {
+            Verdict::Done { ready, timeline } => (ready, timeline),
+            other => return other,
+        };
+        let mut new: Vec<&Pod> = pods.iter().filter(|p| is_new(p, refs, Some(dep)) && p.metadata.deletion_timestamp.is_none()).collect();
+        new.sort_by_key(|p| p.metadata.name.clone());
+        for p in new {
+            let name = p.metadata.name.as_deref().unwrap_or_default();
+            let window = settle_for(p, dep);
+            let Some(since) = self.ready.get(name) else {
+                return Verdict::Progressing(format!("pod {name} is available but not seen Ready yet"));
+            };
+            if *since + window > start {
+                timeline.settle = timeline.settle.max(window);
+            }
+            if now.saturating_duration_since(*since) < window {
+                let why = if window == SETTLE { " (no readiness probe: Ready only means it started)" } else { "" };
+                return Verdict::Progressing(format!("pod {name} is Ready; watching it {} for an exit{why}", humantime::format_duration(window)));
+            }
+        }
+        Verdict::Done { ready, timeline }
+    }
+}
+
+/// After a rollout: the first failure of a pod running one of `refs` (not being deleted), counting only the
+/// restarts beyond `before[(pod, container)]` (those from before the watch). See [`guard`].
+pub fn crashed(pod: &Pod, refs: &[String], before: &Restarts) -> Option<Failure> {
+    if !is_new(pod, refs, None) || pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    pod_failure(pod, before).filter(|f| f.container.is_some())
+}
+
+/// Notes `pod`'s restart counts in `before`.
+fn record_restarts(before: &mut Restarts, pod: &Pod) {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    for c in pod.status.iter().flat_map(|s| s.init_container_statuses.iter().flatten().chain(s.container_statuses.iter().flatten())) {
+        before.insert((name.clone(), c.name.clone()), c.restart_count);
+    }
 }
 
 /// Errors watching a rollout.
@@ -294,10 +435,11 @@ pub async fn watch(
     let mut pods: HashMap<String, Pod> = HashMap::new();
     let mut last = String::from("waiting for the first status");
     let mut timeline = Timeline::default();
-    // When each pod was first seen with a failure that may clear by itself (see [`grace`]), by pod and kind.
-    let mut waiting: HashMap<(String, &'static str), (std::time::Instant, Duration)> = HashMap::new();
-    // Nothing may change while a grace runs out (an unschedulable pod gets no new events): judge again each second.
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut judge = Judge::default();
+    let mut listed = false;
+    // Nothing may change while a grace or a settle window runs out (an unschedulable pod, a Ready pod get no
+    // new events): judge again every 250 ms.
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let judged = async {
         loop {
@@ -312,6 +454,9 @@ pub async fn watch(
                 },
                 ev = pod_stream.next() => match ev {
                     Some(Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => {
+                        if !listed {
+                            judge.existed(&p);
+                        }
                         timeline.saw(&p, refs, dep.as_ref());
                         pods.insert(p.metadata.name.clone().unwrap_or_default(), p);
                     }
@@ -319,26 +464,14 @@ pub async fn watch(
                         pods.remove(p.metadata.name.as_deref().unwrap_or_default());
                     }
                     Some(Ok(watcher::Event::Init)) => pods.clear(),
-                    Some(Ok(_)) => continue,
+                    Some(Ok(watcher::Event::InitDone)) => listed = true,
                     Some(Err(e)) => return Err(werr(e)),
                     None => return Err(Error::Watch(name.into(), "the pod watch ended".into())),
                 },
             }
             let Some(d) = &dep else { continue };
             let list: Vec<Pod> = pods.values().cloned().collect();
-            for p in &list {
-                let Some(f) = pod_failure(p) else { continue };
-                let Some((kind, g)) = grace(p, &f) else { continue };
-                let pod = p.metadata.name.clone().unwrap_or_default();
-                waiting.entry((pod.clone(), kind)).or_insert_with(|| {
-                    tracing::info!(pod, reason = f.reason, "{}; waiting up to {} for it to clear", f.message, humantime::format_duration(g));
-                    (std::time::Instant::now(), g)
-                });
-            }
-            let tolerated = |pod: &str, kind: &str| {
-                waiting.iter().any(|((p, k), (t, g))| p == pod && *k == kind && t.elapsed() < *g)
-            };
-            match assess_with(d, &list, refs, &tolerated) {
+            match judge.judge(d, &list, refs, Instant::now(), Timestamp::now()) {
                 Verdict::Progressing(what) => {
                     if what != last {
                         tracing::info!(deployment = name, "{what}");
@@ -346,7 +479,7 @@ pub async fn watch(
                         last = what;
                     }
                 }
-                Verdict::Done { ready, .. } => return Ok(Verdict::Done { ready, timeline }),
+                Verdict::Done { ready, timeline: judged } => return Ok(Verdict::Done { ready, timeline: Timeline { settle: judged.settle, ..timeline } }),
                 other => return Ok(other),
             }
         }
@@ -371,18 +504,57 @@ pub async fn watch(
     })
 }
 
-/// The failing container's last log lines (the crashed instance's after a restart). Best effort.
+/// The failing container's last log lines (the crashed instance's after a restart; the current one's when
+/// there is no previous, or the restart came after the verdict). Best effort.
 async fn last_logs(pods: &Api<Pod>, f: &Failure) -> Vec<String> {
     let (Some(pod), Some(container)) = (&f.pod, &f.container) else { return vec![] };
-    let params = LogParams {
-        container: Some(container.clone()),
-        tail_lines: Some(20),
-        previous: f.previous_logs,
-        ..Default::default()
+    let params = |previous| LogParams { container: Some(container.clone()), tail_lines: Some(20), previous, ..Default::default() };
+    let first = pods.logs(pod, &params(f.previous_logs)).await;
+    let result = match first {
+        Ok(text) if !text.trim().is_empty() => Ok(text),
+        first => pods.logs(pod, &params(!f.previous_logs)).await.ok().filter(|t| !t.trim().is_empty()).map_or(first, Ok),
     };
-    match pods.logs(pod, &params).await {
+    match result {
         Ok(text) => text.lines().map(str::to_string).collect(),
         Err(e) => vec![format!("(no logs: {e})")],
+    }
+}
+
+/// After a rollout succeeded: watches the pods that `selector` selects and that run one of `refs` until a
+/// container of one exits, restarts or fails to start again ([`crashed`]), and returns that failure with
+/// its last log lines. Restarts counted when the watch begins are not blamed (they came before), except a
+/// last one that ended after `since` (the rollout's start: it came between the verdict and this watch).
+pub async fn guard(pods_api: &Api<Pod>, selector: &str, refs: &[String], since: Timestamp) -> Result<Failure, Error> {
+    let stream = watcher(pods_api.clone(), watcher::Config::default().labels(selector));
+    futures::pin_mut!(stream);
+    let mut before = Restarts::new();
+    let mut listed = false;
+    loop {
+        let pod = match stream.next().await {
+            Some(Ok(watcher::Event::InitApply(p))) if !listed => {
+                record_restarts(&mut before, &p);
+                let name = p.metadata.name.clone().unwrap_or_default();
+                for c in p.status.iter().flat_map(|s| s.container_statuses.iter().flatten()) {
+                    let ended = c.last_state.as_ref().and_then(|l| l.terminated.as_ref()).and_then(|t| t.finished_at.as_ref());
+                    if ended.is_some_and(|t| t.0 >= since) {
+                        before.entry((name.clone(), c.name.clone())).and_modify(|n| *n -= 1);
+                    }
+                }
+                p
+            }
+            Some(Ok(watcher::Event::InitDone)) => {
+                listed = true;
+                continue;
+            }
+            Some(Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => p,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(Error::Watch(selector.into(), e.to_string())),
+            None => return Err(Error::Watch(selector.into(), "the pod watch ended".into())),
+        };
+        if let Some(mut f) = crashed(&pod, refs, &before) {
+            f.logs = last_logs(pods_api, &f).await;
+            return Ok(f);
+        }
     }
 }
 

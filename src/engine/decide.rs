@@ -70,6 +70,9 @@ pub enum Event {
     /// A pod's containers of the deployed image started running after the syncs began (a scale-up, a
     /// restart): Ready or not, it can take the synced set.
     PodReady { image: String, pod: String, at: Instant },
+    /// A pod running `tag`, rolled out earlier, crashed (`error`: where, the exit code, its last log lines);
+    /// `rollback`: the image's deploys roll a failed rollout back.
+    Crashed { image: String, tag: String, error: String, at: Instant, rollback: bool },
 }
 
 /// Something to do.
@@ -116,7 +119,17 @@ pub enum Report {
     /// A sync failed, or was not tried (`skipped`: too large, no container to take it); the image is rebuilt
     /// and rolled out instead (`for_good`: and from now on).
     SyncFallback { image: String, error: String, for_good: bool, skipped: bool },
+    /// Pods of a rollout that had succeeded crashed `after` it: `error` says how; `rollback`: the tag being
+    /// put back; `late`: after [`ROLLOUT_CRASH_WINDOW`], so left running.
+    Crashed { image: String, tag: String, error: String, after: Duration, rollback: Option<String>, late: bool },
+    /// The tag put back after a crash runs again.
+    RolledBack { image: String, tag: String },
 }
+
+/// A crash this soon after a rollout succeeded is taken for the rollout's failure (a crash after the settle
+/// window: a dependency that timed out, a failing liveness probe): rolled back where a failed rollout would
+/// be. Later, it is taken for a bug to debug: reported, and the pods left as they are.
+pub const ROLLOUT_CRASH_WINDOW: Duration = Duration::from_secs(60);
 
 /// One sync, for its summary line, and the state the pods are in after it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -194,6 +207,15 @@ struct ImageState {
     disk: Option<String>,
     building: Option<String>,
     deploying: Option<String>,
+    /// The digest of `deploying`.
+    deploying_digest: Option<String>,
+    /// The rollout under way puts `fallback` back after a crash.
+    rolling_back: bool,
+    /// The last (tag, digest) whose rollout succeeded and did not crash soon after, and when it rolled out;
+    /// and the one before it, which a crash soon after a rollout goes back to.
+    good: Option<(String, String)>,
+    rolled_at: Option<Instant>,
+    fallback: Option<(String, String)>,
     /// Built, waiting for the running rollout to end.
     queued: Option<(String, String)>,
     deployed: Option<String>,
@@ -258,6 +280,7 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
             }
         }
         Event::Synced { .. } | Event::SyncFailed { .. } | Event::PodReady { .. } => live::step(state, event, &mut out),
+        Event::Crashed { image, tag, error, at, rollback } => crashed(state, image, tag, error, at, rollback, &mut out),
         Event::Reconfigured { rescan, redeploy, removed, at } => {
             for image in removed {
                 if state.images.remove(&image).is_some_and(|s| s.building.is_some()) {
@@ -351,8 +374,7 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
             if s.deploying.is_some() {
                 s.queued = Some((tag, digest));
             } else {
-                s.deploying = Some(tag.clone());
-                out.push(Action::Deploy { image, tag, digest });
+                deploy(s, image, tag, digest, &mut out);
             }
         }
         Event::BuildFailed { image, tag, error, cancelled } => {
@@ -384,10 +406,27 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
                 return out;
             }
             s.deploying = None;
+            let digest = s.deploying_digest.take().unwrap_or_default();
+            if ok && std::mem::take(&mut s.rolling_back) {
+                // Not an iteration: the crash was the news, and a change may be on its way meanwhile.
+                s.deployed = Some(tag.clone());
+                s.live.rolled_out();
+                (s.good, s.rolled_at) = (Some((tag.clone(), digest)), Some(at));
+                out.push(Action::Report(Report::RolledBack { image: image.clone(), tag }));
+                if let Some((next, digest)) = s.queued.take().filter(|(next, _)| s.disk.as_ref() == Some(next)) {
+                    deploy(s, image, next, digest, &mut out);
+                }
+                return out;
+            }
+            s.rolling_back = false;
             if ok {
                 s.deployed = Some(tag.clone());
                 s.live.rolled_out();
                 s.live.reroll = false;
+                if s.good.as_ref().is_none_or(|(g, _)| *g != tag) {
+                    s.fallback = s.good.take();
+                }
+                (s.good, s.rolled_at) = (Some((tag.clone(), digest)), Some(at));
                 let mut summary = std::mem::take(&mut s.summary);
                 summary.image = image.clone();
                 summary.tag = tag.clone();
@@ -405,14 +444,43 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
             s.started = None;
             if let Some((next, digest)) = s.queued.take() {
                 if s.disk.as_ref() == Some(&next) {
-                    s.deploying = Some(next.clone());
                     s.started = Some(at);
-                    out.push(Action::Deploy { image, tag: next, digest });
+                    deploy(s, image, next, digest, &mut out);
                 }
             }
         }
     }
     out
+}
+
+/// Rolls the image out to `tag`.
+fn deploy(s: &mut ImageState, image: String, tag: String, digest: String, out: &mut Vec<Action>) {
+    s.deploying = Some(tag.clone());
+    s.deploying_digest = Some(digest.clone());
+    out.push(Action::Deploy { image, tag, digest });
+}
+
+/// Pods of `tag` crashed after its rollout succeeded. Only the tag the image runs, with no rollout under way
+/// (that one replaces these pods), and once: a crash loop is one report. The Deployment then asks for a tag
+/// that does not work, so the next save deploys even the same content again (as after a failed rollout); a
+/// crash within [`ROLLOUT_CRASH_WINDOW`] puts the last good tag back when `rollback`.
+fn crashed(state: &mut State, image: String, tag: String, error: String, at: Instant, rollback: bool, out: &mut Vec<Action>) {
+    let Some(s) = state.images.get_mut(&image) else { return };
+    if s.deployed.as_ref() != Some(&tag) || s.deploying.is_some() {
+        return;
+    }
+    s.deployed = None;
+    let after = s.rolled_at.map_or(Duration::ZERO, |t| at.saturating_duration_since(t));
+    let late = after >= ROLLOUT_CRASH_WINDOW;
+    // `tag` is no good: the last good one is what a later crash falls back to.
+    s.good = s.fallback.take().filter(|(t, _)| *t != tag);
+    let back = s.good.clone().filter(|_| rollback && !late);
+    out.push(Action::Report(Report::Crashed { image: image.clone(), tag, error, after, rollback: back.as_ref().map(|b| b.0.clone()), late }));
+    if let Some((tag, digest)) = back {
+        s.good = None; // good again once it is back
+        s.rolling_back = true;
+        deploy(s, image, tag, digest, out);
+    }
 }
 
 /// An image's inputs changed and need a build: hash now, or after the running hash (the changes wait in

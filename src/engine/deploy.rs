@@ -3,15 +3,20 @@
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::{build_images, hash_images, Error, Outcome};
 use crate::config::{Config, Deploy, DeployTarget, Helm, ManifestSource};
-use crate::deploy::rollout::{Timeline, Verdict};
+use super::decide::Event;
 use crate::cluster::{self, KubeOptions, Target};
+use crate::deploy::rollout::{self, Failure, Timeline, Verdict};
 use crate::deploy::{self, helm, images, manifests, pull_secret, Patched};
 use crate::interrupt::{until, Interrupt};
 use crate::deliver::Destination;
@@ -208,15 +213,16 @@ fn report(out: &mut (dyn Write + Send), image: &str, what: &str, started: Instan
                 .filter_map(|(what, at)| after(at).map(|t| format!("{what} {t}")))
                 .collect();
             let stages = if stages.is_empty() { String::new() } else { format!("; {}", stages.join(", ")) };
-            let _ = writeln!(out, "{image}: rollout of {what} done in {:.1}s ({ready} ready{stages})", started.elapsed().as_secs_f64());
+            let settle = if timeline.settle.is_zero() {
+                String::new()
+            } else {
+                format!("; no exit in the {} after ready", humantime::format_duration(timeline.settle))
+            };
+            let _ = writeln!(out, "{image}: rollout of {what} done in {:.1}s ({ready} ready{stages}{settle})", started.elapsed().as_secs_f64());
             true
         }
         Verdict::Failed(f) => {
-            let place = match (&f.pod, &f.container) {
-                (Some(p), Some(c)) => format!(" (pod {p}, container {c})"),
-                (Some(p), None) => format!(" (pod {p})"),
-                _ => String::new(),
-            };
+            let place = place(f);
             let _ = writeln!(out, "{image}: rollout of {what} FAILED after {:.1}s: {}{place}: {}", started.elapsed().as_secs_f64(), f.reason, f.message);
             if !f.logs.is_empty() {
                 let _ = writeln!(out, "{image}:   last log lines:");
@@ -270,6 +276,68 @@ async fn patch_target(
     let (container, current) = deploy::pick_container(&dep, container, &ours)
         .map_err(|message| deploy::Error::Container { namespace: ns.clone(), deployment: name.into(), message })?;
     Ok((dep, container, current))
+}
+
+/// ` (pod p, container c)`: where a failure shows.
+fn place(f: &Failure) -> String {
+    match (&f.pod, &f.container) {
+        (Some(p), Some(c)) => format!(" (pod {p}, container {c})"),
+        (Some(p), None) => format!(" (pod {p})"),
+        _ => String::new(),
+    }
+}
+
+/// `up`, after the rollout of `image` at `tag` to `deployment` (begun at `since`) succeeded: watches its pods
+/// running `reference` until one crashes ([`crate::deploy::rollout::guard`]), then tells the core
+/// ([`Event::Crashed`]); or until `stop` (the image's next rollout, or the end of `up`).
+#[allow(clippy::too_many_arguments)]
+pub async fn watch_for_crash(
+    cfg: Arc<Config>,
+    t: Target,
+    deployment: String,
+    image: String,
+    tag: String,
+    reference: String,
+    since: k8s_openapi::jiff::Timestamp,
+    events: mpsc::Sender<Event>,
+    stop: CancellationToken,
+) {
+    let what = format!("deployment {}/{deployment}", t.namespace);
+    let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
+    let deployments: Api<Deployment> = Api::namespaced(t.client.clone(), &t.namespace);
+    let refs = [reference];
+    let failure = loop {
+        let watched = async {
+            let dep = deployments.get(&deployment).await.map_err(|e| e.to_string())?;
+            rollout::guard(&pods, &cluster::selector(&dep), &refs, since).await.map_err(|e| e.to_string())
+        };
+        match until(&stop, watched).await {
+            None => return,
+            Some(Ok(f)) => break f,
+            Some(Err(e)) => {
+                // The API server went away for a moment: watch again (restarts meanwhile count from then).
+                tracing::info!("watching the pods of {what} for a crash: {e}; again in 2s");
+                if until(&stop, tokio::time::sleep(std::time::Duration::from_secs(2))).await.is_none() {
+                    return;
+                }
+            }
+        }
+    };
+    let mut error = format!("{what}: {}{}: {}", failure.reason, place(&failure), failure.message);
+    if !failure.logs.is_empty() {
+        error.push_str("\n  last log lines:");
+        for l in &failure.logs {
+            error.push_str(&format!("\n    {l}"));
+        }
+    }
+    // As a failed rollout would be: Helm releases always, patched Deployments with rollback-on-failure.
+    let rolls_back = |d: &Deploy| match d.target {
+        DeployTarget::Helm(_) => true,
+        DeployTarget::Patch { .. } => d.rollback_on_failure,
+        DeployTarget::Manifests(_) => false,
+    };
+    let rollback = cfg.deploys.iter().filter(|d| d.image == image).any(rolls_back);
+    let _ = events.send(Event::Crashed { image, tag, error, at: Instant::now(), rollback }).await;
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -485,6 +485,7 @@ async fn build_inner(ctx: &Ctx, image: &str, tag: &str, filter: &Hashed) -> Resu
 
 async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String, logs: CancellationToken) {
     let started = Instant::now();
+    let began = k8s_openapi::jiff::Timestamp::now();
     let cfg = ctx.config();
     let reference = super::deploy::reference(&cfg, &image, &tag, &digest);
     let mut references = ctx.deployed.lock().expect("not poisoned").clone();
@@ -535,7 +536,7 @@ async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String
         ctx.deployed.lock().expect("not poisoned").insert(image.clone(), reference.clone());
     }
     // The result first: following the new pods' logs costs two API calls the summary need not wait for.
-    let _ = ctx.events.send(Event::RolledOut { image: image.clone(), tag, ok, took, at, pod }).await;
+    let _ = ctx.events.send(Event::RolledOut { image: image.clone(), tag: tag.clone(), ok, took, at, pod }).await;
     if ok {
         // Pods the rollout left in place may still run files synced earlier (by this or an earlier `up`).
         if ctx.config().image(&image).is_some_and(|i| !i.sync.is_empty()) {
@@ -545,6 +546,10 @@ async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String
             }
         }
         for r in rolled {
+            // A crash after the rollout is told too (a line, the status block, the page) and handled by the core.
+            let (cfg, t, events) = (ctx.config(), ctx.target.clone(), ctx.events.clone());
+            let crash = super::deploy::watch_for_crash(cfg, t, r.deployment.clone(), image.clone(), tag.clone(), reference.clone(), began, events, logs.clone());
+            tokio::spawn(crash);
             follow_logs(&ctx, &r.deployment, &image, &reference, &logs).await;
         }
     }

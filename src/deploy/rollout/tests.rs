@@ -40,6 +40,8 @@ fn reason(v: &Verdict) -> &str {
 fn verdicts() {
     let refs = vec![NEW.to_string()];
     let running = json!({"containerStatuses": [{"name": "web", "image": "x", "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}}]});
+    let creating = json!({"containerStatuses": [{"name": "web", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"waiting": {"reason": "ContainerCreating"}}}]});
     // (name, deployment, pods, verdict)
     let cases: Vec<(&str, Deployment, Vec<Pod>, &str)> = vec![
         ("not observed yet", deployment(2, 1, 1, 1, 1, 1), vec![], "progressing"),
@@ -49,7 +51,7 @@ fn verdicts() {
         ("pull backoff", deployment(2, 2, 1, 1, 0, 2), vec![pod("n", NEW, waiting("ImagePullBackOff"))], "ImagePullBackOff"),
         ("pull error", deployment(2, 2, 1, 1, 0, 2), vec![pod("n", NEW, waiting("ErrImagePull"))], "ErrImagePull"),
         ("config error", deployment(2, 2, 1, 1, 0, 2), vec![pod("n", NEW, waiting("CreateContainerConfigError"))], "CreateContainerConfigError"),
-        ("still creating", deployment(2, 2, 1, 1, 0, 2), vec![pod("n", NEW, waiting("ContainerCreating"))], "progressing"),
+        ("still creating", deployment(2, 2, 1, 1, 0, 2), vec![pod("n", NEW, creating.clone())], "progressing"),
         // An old pod that was crashing before this rollout is not this rollout's failure.
         ("old pod failing", deployment(2, 2, 1, 1, 1, 1), vec![pod("o", OLD, waiting("CrashLoopBackOff")), pod("n", NEW, running.clone())], "done"),
         ("unschedulable", deployment(2, 2, 1, 1, 0, 2), vec![pod("n", NEW, json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes"}]}))], "Unschedulable"),
@@ -133,4 +135,147 @@ fn a_pod_unschedulable_for_a_nodes_taint_waits_for_it_to_clear_and_other_reasons
     assert_eq!(reason(&assess_with(&dep, &[tainted], &refs, &|_, _| false)), "Unschedulable", "after the grace");
     let full = unschedulable("0/1 nodes are available: 1 Insufficient cpu.");
     assert_eq!(reason(&assess_with(&dep, &[full], &refs, &|_, _| true)), "Unschedulable", "no grace for a pod too big for any node");
+}
+
+/// A pod of the new image whose Ready condition changed at `since` (server time) and whose container `web`
+/// is `state`, with `restarts` restarts and `last` as its last state.
+fn ready_pod(name: &str, since: &str, state: serde_json::Value, restarts: i32, last: serde_json::Value) -> Pod {
+    pod(name, NEW, json!({
+        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": since}],
+        "containerStatuses": [{"name": "web", "image": "x", "imageID": "", "ready": true, "restartCount": restarts,
+            "state": state, "lastState": last}]}))
+}
+
+fn wall(s: &str) -> k8s_openapi::jiff::Timestamp {
+    s.parse().unwrap()
+}
+
+const T0: &str = "2026-12-06T15:00:00Z";
+
+#[test]
+fn a_container_that_exited_after_ready_fails_the_rollout_with_its_exit_code_though_the_deployment_counts_it_available() {
+    // The race of issue 21: no readiness probe, so the pod was Ready (and the Deployment available) for the
+    // moment before the kubelet saw the server exit.
+    let refs = vec![NEW.to_string()];
+    let dep = deployment(2, 2, 1, 1, 1, 1);
+    let exited = ready_pod("n", T0, json!({"terminated": {"exitCode": 3, "reason": "Error"}}), 0, json!({}));
+    let v = assess(&dep, &[exited], &refs);
+    let Verdict::Failed(f) = v else { panic!("a container that exited was called {v:?}") };
+    assert_eq!((f.reason.as_str(), f.pod.as_deref(), f.container.as_deref()), ("Exited", Some("n"), Some("web")));
+    assert!(f.message.starts_with("exited with code 3 (Error)"), "{}", f.message);
+    assert!(!f.previous_logs, "the exited instance is still the current one");
+
+    // The kubelet has already started it again: running, Ready, one restart.
+    let restarted = ready_pod("n", T0, json!({"running": {}}), 1, json!({"terminated": {"exitCode": 3, "reason": "Error"}}));
+    let v = assess(&dep, &[restarted], &refs);
+    let Verdict::Failed(f) = v else { panic!("a restarted container was called {v:?}") };
+    assert_eq!(f.reason, "Exited");
+    assert!(f.message.starts_with("exited with code 3 (Error)") && f.message.contains("restarted 1 time"), "{}", f.message);
+    assert!(f.previous_logs, "the logs are the crashed instance's");
+
+    // An init container that completed is how pods start; one that failed is a failure.
+    let mut init_ok = ready_pod("n", T0, json!({"running": {}}), 0, json!({}));
+    init_ok.status.as_mut().unwrap().init_container_statuses = Some(vec![serde_json::from_value(json!({"name": "init", "image": "x",
+        "imageID": "", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}})).unwrap()]);
+    assert_eq!(reason(&assess(&dep, &[init_ok.clone()], &refs)), "done");
+    let mut init_failed = init_ok;
+    init_failed.status.as_mut().unwrap().init_container_statuses.as_mut().unwrap()[0].state =
+        serde_json::from_value(json!({"terminated": {"exitCode": 1, "reason": "Error"}})).unwrap();
+    assert_eq!(reason(&assess(&dep, &[init_failed], &refs)), "Exited");
+}
+
+#[test]
+fn a_pod_without_a_readiness_probe_is_done_only_after_the_settle_window_and_one_that_exits_in_it_fails() {
+    let refs = vec![NEW.to_string()];
+    let dep = deployment(2, 2, 1, 1, 1, 1);
+    let running = ready_pod("n", T0, json!({"running": {}}), 0, json!({}));
+    let mut judge = Judge::default();
+    let t0 = std::time::Instant::now();
+    assert_eq!(reason(&judge.judge(&dep, std::slice::from_ref(&running), &refs, t0, wall(T0))), "progressing", "Ready only means started");
+    let almost = t0 + SETTLE - Duration::from_millis(1);
+    assert_eq!(reason(&judge.judge(&dep, std::slice::from_ref(&running), &refs, almost, wall(T0))), "progressing");
+    // It exits within the window: the rollout fails, whatever the Deployment's counts say.
+    let exited = ready_pod("n", T0, json!({"terminated": {"exitCode": 3, "reason": "Error"}}), 0, json!({}));
+    assert_eq!(reason(&judge.judge(&dep, &[exited], &refs, almost, wall(T0))), "Exited");
+    // It does not: done once the window has passed, and the verdict says how long it was watched.
+    let v = judge.judge(&dep, &[running], &refs, t0 + SETTLE, wall(T0));
+    let Verdict::Done { timeline, .. } = v else { panic!("{v:?}") };
+    assert_eq!(timeline.settle, SETTLE);
+}
+
+#[test]
+fn the_settle_window_is_shorter_with_a_readiness_probe_longer_with_min_ready_seconds_and_not_waited_again_for_pods_ready_long_before() {
+    let refs = vec![NEW.to_string()];
+    let at = |judge: &mut Judge, dep: &Deployment, pod: &Pod, after: Duration, t0: std::time::Instant| {
+        reason(&judge.judge(dep, std::slice::from_ref(pod), &refs, t0 + after, wall(T0))).to_string()
+    };
+    let dep = deployment(2, 2, 1, 1, 1, 1);
+    let mut probed = ready_pod("n", T0, json!({"running": {}}), 0, json!({}));
+    probed.spec.as_mut().unwrap().containers[0].readiness_probe = Some(serde_json::from_value(json!({"httpGet": {"port": 8080}})).unwrap());
+    let (mut judge, t0) = (Judge::default(), std::time::Instant::now());
+    assert_eq!(at(&mut judge, &dep, &probed, Duration::ZERO, t0), "progressing");
+    assert_eq!(at(&mut judge, &dep, &probed, SETTLE_PROBED, t0), "done", "the probe has seen it serve");
+
+    let mut slow = dep.clone();
+    slow.spec.as_mut().unwrap().min_ready_seconds = Some(10);
+    let (mut judge, t0) = (Judge::default(), std::time::Instant::now());
+    assert_eq!(at(&mut judge, &slow, &probed, Duration::ZERO, t0), "progressing");
+    assert_eq!(at(&mut judge, &slow, &probed, Duration::from_secs(9), t0), "progressing", "minReadySeconds is longer");
+    assert_eq!(at(&mut judge, &slow, &probed, Duration::from_secs(10), t0), "done");
+
+    // A pod the API says has been Ready since long before the watch (a rollback to pods still running): done
+    // at once. One Ready for less than the window (plus the timestamps' second) is still watched.
+    let long_ago = ready_pod("n", "2026-12-06T14:59:50Z", json!({"running": {}}), 0, json!({}));
+    let v = Judge::default().judge(&dep, &[long_ago], &refs, std::time::Instant::now(), wall(T0));
+    assert!(matches!(v, Verdict::Done { timeline: Timeline { settle: Duration::ZERO, .. }, .. }), "not waited for, and not said to be: {v:?}");
+    let just = ready_pod("n", "2026-12-06T14:59:56Z", json!({"running": {}}), 0, json!({}));
+    assert_eq!(at(&mut Judge::default(), &dep, &just, Duration::ZERO, std::time::Instant::now()), "progressing");
+}
+
+#[test]
+fn the_judge_keeps_the_graces_of_passing_failures() {
+    let refs = vec![NEW.to_string()];
+    let dep = deployment(2, 2, 1, 1, 0, 2);
+    let tainted = pod("n", NEW, json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/1 nodes are available: 1 node(s) had untolerated taint(s)."}]}));
+    let (mut judge, t0) = (Judge::default(), std::time::Instant::now());
+    assert_eq!(reason(&judge.judge(&dep, std::slice::from_ref(&tainted), &refs, t0, wall(T0))), "progressing");
+    let later = t0 + TAINTED_NODE_GRACE - Duration::from_millis(1);
+    assert_eq!(reason(&judge.judge(&dep, std::slice::from_ref(&tainted), &refs, later, wall(T0))), "progressing");
+    assert_eq!(reason(&judge.judge(&dep, &[tainted], &refs, t0 + TAINTED_NODE_GRACE, wall(T0))), "Unschedulable");
+}
+
+#[test]
+fn after_the_rollout_a_crash_is_an_exit_a_restart_or_a_crash_loop_of_a_pod_running_the_image_and_earlier_restarts_are_not_blamed() {
+    let refs = vec![NEW.to_string()];
+    let none = Restarts::new();
+    let running = ready_pod("n", T0, json!({"running": {}}), 0, json!({}));
+    assert_eq!(crashed(&running, &refs, &none), None);
+    let exited = ready_pod("n", T0, json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}}), 0, json!({}));
+    let f = crashed(&exited, &refs, &none).expect("an exit");
+    assert!(f.message.starts_with("exited with code 137 (OOMKilled)"), "{}", f.message);
+    let restarted = ready_pod("n", T0, json!({"running": {}}), 2, json!({"terminated": {"exitCode": 1, "reason": "Error"}}));
+    assert_eq!(crashed(&restarted, &refs, &none).map(|f| f.reason), Some("Exited".to_string()));
+    let before = Restarts::from([(("n".to_string(), "web".to_string()), 2)]);
+    assert_eq!(crashed(&restarted, &refs, &before), None, "restarts from before the watch");
+    assert_eq!(crashed(&pod("n", NEW, waiting("CrashLoopBackOff")), &refs, &before).map(|f| f.reason), Some("CrashLoopBackOff".to_string()));
+    // Not ours to report: another image's pod, or one being deleted (its containers are stopped on purpose).
+    let mut other = exited.clone();
+    other.spec.as_mut().unwrap().containers[0].image = Some(OLD.into());
+    assert_eq!(crashed(&other, &refs, &none), None);
+    let mut deleting = exited;
+    deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(wall(T0)));
+    assert_eq!(crashed(&deleting, &refs, &none), None);
+}
+
+#[test]
+fn restarts_a_pod_had_before_the_watch_are_not_the_rollouts_but_one_more_is() {
+    let refs = vec![NEW.to_string()];
+    let dep = deployment(2, 2, 1, 1, 1, 1);
+    let old_restarts = |n: i32| ready_pod("n", "2026-12-06T14:00:00Z", json!({"running": {}}), n, json!({"terminated": {"exitCode": 1, "reason": "Error"}}));
+    let mut judge = Judge::default();
+    judge.existed(&old_restarts(3));
+    let t0 = std::time::Instant::now();
+    assert_eq!(reason(&judge.judge(&dep, &[old_restarts(3)], &refs, t0, wall(T0))), "done", "restarted long before this rollout");
+    assert_eq!(reason(&judge.judge(&dep, &[old_restarts(4)], &refs, t0, wall(T0))), "Exited");
 }

@@ -456,3 +456,96 @@ fn a_sync_sends_what_the_filter_of_the_latest_hash_allows() {
     let sync = a.iter().find_map(|a| if let Action::Sync { filter, .. } = a { Some(filter) } else { None }).unwrap();
     assert_eq!(*sync, f, "the filter that judged the tree, not one rebuilt from the config");
 }
+
+fn rolled_at(image: &str, tag: &str, at: Instant) -> Event {
+    Event::RolledOut { image: image.into(), tag: tag.into(), ok: true, took: Duration::from_secs(1), at, pod: PodStages::default() }
+}
+fn crashed(image: &str, tag: &str, at: Instant, rollback: bool) -> Event {
+    Event::Crashed { image: image.into(), tag: tag.into(), error: "Exited (pod p, container web): exited with code 3 (Error)".into(), at, rollback }
+}
+/// The crash reports among `actions`: (tag, rolled back to, late).
+fn crash_reports(actions: &[Action]) -> Vec<(String, Option<String>, bool)> {
+    reports(actions)
+        .into_iter()
+        .filter_map(|r| match r {
+            Report::Crashed { tag, rollback, late, .. } => Some((tag, rollback, late)),
+            _ => None,
+        })
+        .collect()
+}
+/// `app` at t1, then t2 rolled out at `at`.
+fn t2_rolled_out_at(at: Instant) -> State {
+    let mut s = deployed_at_t1();
+    run(&mut s, vec![changed(&["app"]), hashed("app", "t2"), built("app", "t2"), rolled_at("app", "t2", at)]);
+    assert_eq!(s.deployed("app"), Some("t2"));
+    s
+}
+
+#[test]
+fn a_crash_soon_after_a_rollout_is_its_failure_and_rolls_back_to_the_last_good_tag_where_configured() {
+    let t0 = Instant::now();
+    let mut s = t2_rolled_out_at(t0);
+    let a = step(&mut s, crashed("app", "t2", t0 + Duration::from_secs(3), true));
+    assert_eq!(acts(&a), ["deploy app t1"]);
+    assert_eq!(crash_reports(&a), [("t2".to_string(), Some("t1".to_string()), false)]);
+    let Some(Action::Deploy { digest, .. }) = a.iter().find(|a| matches!(a, Action::Deploy { .. })) else { unreachable!() };
+    assert_eq!(digest, "sha256:t1", "the digest t1 was deployed with");
+    assert!(s.busy(), "the rollback is a rollout");
+    // The rollback's rollout is no iteration: it says what runs again.
+    let a = step(&mut s, rolled("app", "t1", true));
+    assert_eq!(reports(&a), [Report::RolledBack { image: "app".into(), tag: "t1".into() }]);
+    assert_eq!(s.deployed("app"), Some("t1"));
+    // The crashing content is still on disk: a save that keeps it deploys it again (a registry hit), not
+    // "unchanged"; going back to t1's content is unchanged, t1 runs.
+    assert_eq!(run(&mut s, vec![changed(&["app"]), hashed("app", "t2")]), ["hash app", "build app t2"]);
+    let mut back = t2_rolled_out_at(t0);
+    run(&mut back, vec![crashed("app", "t2", t0 + Duration::from_secs(3), true), rolled("app", "t1", true)]);
+    let a = step(&mut back, changed(&["app"]));
+    assert_eq!(acts(&a), ["hash app"]);
+    assert!(matches!(step(&mut back, hashed("app", "t1")).as_slice(), [Action::Report(Report::Unchanged { .. })]));
+}
+
+#[test]
+fn a_crash_minutes_later_or_without_rollback_is_reported_and_left_running_and_the_next_save_deploys_again() {
+    let t0 = Instant::now();
+    let mut s = t2_rolled_out_at(t0);
+    let a = step(&mut s, crashed("app", "t2", t0 + ROLLOUT_CRASH_WINDOW, true));
+    assert_eq!(acts(&a), Vec::<String>::new(), "no rollback minutes later: the pods are left to debug");
+    assert_eq!(crash_reports(&a), [("t2".to_string(), None, true)]);
+    assert_eq!(s.deployed("app"), None, "t2 is not taken for a good deploy any more");
+    assert_eq!(run(&mut s, vec![changed(&["app"]), hashed("app", "t2")]), ["hash app", "build app t2"]);
+
+    let mut s = t2_rolled_out_at(t0);
+    let a = step(&mut s, crashed("app", "t2", t0 + Duration::from_secs(3), false));
+    assert_eq!((acts(&a), crash_reports(&a)), (vec![], vec![("t2".to_string(), None, false)]), "no rollback configured");
+    // The first rollout of a session has nothing to go back to.
+    let mut first = State::default();
+    run(&mut first, vec![changed(&["app"]), hashed("app", "t1"), built("app", "t1"), rolled_at("app", "t1", t0)]);
+    let a = step(&mut first, crashed("app", "t1", t0 + Duration::from_secs(1), true));
+    assert_eq!((acts(&a), crash_reports(&a)), (vec![], vec![("t1".to_string(), None, false)]));
+}
+
+#[test]
+fn a_crash_of_a_tag_being_replaced_is_not_reported_and_one_crash_report_per_rollout() {
+    let t0 = Instant::now();
+    let mut s = t2_rolled_out_at(t0);
+    assert_eq!(step(&mut s, crashed("app", "t1", t0, true)), vec![], "t1's pods are the old ones");
+    run(&mut s, vec![changed(&["app"]), hashed("app", "t3"), built("app", "t3")]);
+    assert_eq!(step(&mut s, crashed("app", "t2", t0, true)), vec![], "t3 is rolling out: t2's pods are going");
+    run(&mut s, vec![rolled_at("app", "t3", t0)]);
+    assert_eq!(crash_reports(&step(&mut s, crashed("app", "t3", t0, false))).len(), 1);
+    assert_eq!(step(&mut s, crashed("app", "t3", t0, false)), vec![], "a crash loop is one report");
+}
+
+#[test]
+fn a_build_done_during_a_rollback_is_deployed_after_it() {
+    let t0 = Instant::now();
+    let mut s = t2_rolled_out_at(t0);
+    run(&mut s, vec![crashed("app", "t2", t0, true)]);
+    assert_eq!(run(&mut s, vec![changed(&["app"]), hashed("app", "t3"), built("app", "t3")]), ["hash app", "build app t3"]);
+    let a = step(&mut s, rolled("app", "t1", true));
+    assert_eq!(acts(&a), ["deploy app t3"]);
+    assert!(reports(&a).contains(&Report::RolledBack { image: "app".into(), tag: "t1".into() }));
+    let a = step(&mut s, rolled("app", "t3", true));
+    assert!(matches!(reports(&a).as_slice(), [Report::Iteration(_)]), "{a:?}");
+}
