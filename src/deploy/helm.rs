@@ -161,7 +161,7 @@ async fn run_program(program: &str, release: &str, args: &[String], recover: Opt
                 None
             }
             _ = tx.closed() => {
-                // Not reaped yet, so the pid is still this child's.
+                // SAFETY: kill(2) with a pid this task's child still holds: not reaped yet, it is not reused.
                 let signal = |sig| pid.map(|p| unsafe { libc::kill(p, sig) });
                 signal(libc::SIGINT);
                 if tokio::time::timeout(STOP_GRACE, &mut output).await.is_err() {

@@ -45,9 +45,11 @@ pub const TAINTED_NODE_GRACE: Duration = Duration::from_secs(60);
 /// second; later on a busy node). A crash after the window is reported by [`guard`].
 pub const SETTLE: Duration = Duration::from_secs(5);
 
-/// The same for a pod whose containers all have a readiness probe: the probe has seen the server answer,
-/// so the window only covers the kubelet's status lag.
-pub const SETTLE_PROBED: Duration = Duration::from_secs(1);
+/// The same for a pod whose containers all have a readiness probe: none. The probe has seen the server
+/// answer, so it did start; a crash after that is caught by the watch that follows the rollout ([`guard`]),
+/// and one within a minute is still taken for this rollout's failure and rolled back where configured. A
+/// window here would add its length to every save's loop for the apps that did the work of a probe.
+pub const SETTLE_PROBED: Duration = Duration::ZERO;
 
 /// Told (Deployment, what its rollout waits for).
 pub type OnProgress = std::sync::Arc<dyn Fn(&str, &str) + Send + Sync>;
@@ -313,7 +315,7 @@ fn container_failure(pod: &Pod, before: &dyn Fn(&str) -> i32) -> Option<Failure>
     None
 }
 
-/// The settle window of a new pod: [`SETTLE`], or [`SETTLE_PROBED`] when every container has a readiness
+/// The settle window of a new pod: [`SETTLE`], or [`SETTLE_PROBED`] (none) when every container has a readiness
 /// probe, or the Deployment's `minReadySeconds` when longer.
 fn settle_for(pod: &Pod, dep: &Deployment) -> Duration {
     let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();

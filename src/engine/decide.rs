@@ -61,7 +61,9 @@ pub enum Event {
     /// Files changed while BuildKit read them (a save mid-build): the build is void, nothing was pushed.
     BuildStale { image: String, tag: String, reason: String, at: Instant },
     /// The rollout of `tag` ended.
-    RolledOut { image: String, tag: String, ok: bool, took: Duration, at: Instant, pod: PodStages },
+    /// `reference`: what the containers were set to run; `error`: why the deploy itself failed (a Helm error,
+    /// a refused apply), when it did not get as far as a rollout to judge.
+    RolledOut { image: String, tag: String, ok: bool, took: Duration, at: Instant, pod: PodStages, reference: String, error: Option<String> },
     /// A [`Action::Sync`] is done: `files` copied and `deleted` removed in `pods` pods.
     Synced { image: String, files: usize, deleted: usize, pods: usize, took: Duration, at: Instant },
     /// A [`Action::Sync`] failed; `unsupported`: the containers cannot take it (no `tar`), so stop syncing;
@@ -219,6 +221,9 @@ struct ImageState {
     /// Built, waiting for the running rollout to end.
     queued: Option<(String, String)>,
     deployed: Option<String>,
+    /// The reference the last successful rollout put in place: what the Deployment asks for, which pods a
+    /// sync goes to, and what this image is substituted with when another image's manifests are applied.
+    running: Option<String>,
     /// The iteration in flight: when its change was seen, and its figures so far.
     started: Option<Instant>,
     summary: Summary,
@@ -241,6 +246,11 @@ impl State {
     /// The tag deployed for `image`, if any.
     pub fn deployed(&self, image: &str) -> Option<&str> {
         self.images.get(image).and_then(|s| s.deployed.as_deref())
+    }
+    /// Per image, the reference its last successful rollout put in place. The core alone keeps it; workers
+    /// read it from the snapshot `up` publishes after every step.
+    pub fn references(&self) -> BTreeMap<String, String> {
+        self.images.iter().filter_map(|(i, s)| Some((i.clone(), s.running.clone()?))).collect()
     }
     /// Sets an image's sync rules (empty: always build).
     pub fn set_rules(&mut self, image: &str, rules: &[SyncRule]) {
@@ -400,13 +410,16 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
             // hash again rather than wait for a change that has come and gone.
             changed(state, image, Scope::Paths(Default::default()), at, Duration::ZERO, &mut out);
         }
-        Event::RolledOut { image, tag, ok, took, at, pod } => {
+        Event::RolledOut { image, tag, ok, took, at, pod, reference, error } => {
             let Some(s) = state.images.get_mut(&image) else { return out };
             if s.deploying.as_ref() != Some(&tag) {
                 return out;
             }
             s.deploying = None;
             let digest = s.deploying_digest.take().unwrap_or_default();
+            if ok {
+                s.running = Some(reference);
+            }
             if ok && std::mem::take(&mut s.rolling_back) {
                 // Not an iteration: the crash was the news, and a change may be on its way meanwhile.
                 s.deployed = Some(tag.clone());
@@ -439,7 +452,11 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
                 // must deploy that again, not be taken for "unchanged".
                 s.deployed = None;
                 s.summary = Summary::default();
-                out.push(Action::Report(Report::RolloutFailed { image: image.clone(), tag: tag.clone() }));
+                // One report: the deploy's own error when it has one (every line of it), else the rollout's.
+                out.push(Action::Report(match error {
+                    Some(error) => Report::Failed { image: image.clone(), tag: Some(tag.clone()), error },
+                    None => Report::RolloutFailed { image: image.clone(), tag: tag.clone() },
+                }));
             }
             s.started = None;
             if let Some((next, digest)) = s.queued.take() {

@@ -20,7 +20,7 @@ fn pod_watch(ctx: &Arc<Ctx>, image: &str) -> Arc<PodWatch> {
         return w.clone();
     }
     let (c1, c2, i1, i2) = (ctx.clone(), ctx.clone(), image.to_string(), image.to_string());
-    let reference = move || c1.deployed.lock().expect("not poisoned").get(&i1).cloned();
+    let reference = move || c1.reference(&i1);
     let became_ready = move |pod: String| {
         let ev = Event::PodReady { image: i2.clone(), pod, at: Instant::now() };
         // From the watch's task: never block it on a full queue.
@@ -56,7 +56,7 @@ async fn run(ctx: &Arc<Ctx>, image: &str, paths: &BTreeSet<String>, only: Option
     let prepared = tokio::task::spawn_blocking(move || sync::prepare(&rules, &context, &filter, &paths))
         .await
         .map_err(|e| sync::Error::Exec { pod: String::new(), message: e.to_string() })??;
-    let Some(reference) = ctx.deployed.lock().expect("not poisoned").get(image).cloned() else { return Ok((0, 0, 0)) };
+    let Some(reference) = ctx.reference(image) else { return Ok((0, 0, 0)) };
     let watch = pod_watch(ctx, image);
     let targets = watch.targets(&reference, only).await;
     // Sessions into pods that are gone are closed (the watch sees the whole namespace).

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::decide::{self, Action, Event, Hashed, Report, Scope};
+use super::decide::{self, Action, Event, Hashed, Scope};
 use super::Error;
 use crate::buildkit::{self, progress::Progress, BuildSpec};
 use crate::config::{Config, DeployTarget, ManifestSource};
@@ -57,8 +57,9 @@ pub(super) struct Ctx {
     watcher: std::sync::Mutex<Arc<watch::Handle>>,
     changes: mpsc::Sender<watch::Change>,
     overflowed: Arc<AtomicBool>,
-    /// The reference each image was last deployed with (all of them are substituted into manifests).
-    pub(super) deployed: std::sync::Mutex<HashMap<String, String>>,
+    /// The reference each image's last successful rollout put in place, as the core last said (it alone
+    /// keeps it: `decide::State::references`, published after every step).
+    deployed: tokio::sync::watch::Receiver<BTreeMap<String, String>>,
     /// Per image, the watch of the pods syncs go to (started by the first sync).
     pub(super) pod_watches: std::sync::Mutex<HashMap<String, Arc<crate::sync::pods::PodWatch>>>,
     /// Per container, the shell syncs are sent to.
@@ -83,6 +84,10 @@ struct KeptTree {
 impl Ctx {
     pub(super) fn config(&self) -> Arc<Config> {
         self.cfg.read().expect("not poisoned").clone()
+    }
+    /// The reference `image`'s pods run, as the core last said.
+    pub(super) fn reference(&self, image: &str) -> Option<String> {
+        self.deployed.borrow().get(image).cloned()
     }
     fn kept(&self, image: &str) -> Arc<std::sync::Mutex<KeptTree>> {
         self.trees.lock().expect("not poisoned").entry(image.to_string()).or_default().clone()
@@ -163,6 +168,7 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
     }
 
     let all: BTreeMap<String, Scope> = cfg.images.iter().map(|i| (i.name.clone(), Scope::Rescan)).collect();
+    let (deployed_tx, deployed_rx) = tokio::sync::watch::channel(BTreeMap::new());
     let ctx = Arc::new(Ctx {
         cfg: RwLock::new(Arc::new(cfg)),
         target,
@@ -174,7 +180,7 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
         watcher: std::sync::Mutex::new(Arc::new(handle)),
         changes: change_tx,
         overflowed,
-        deployed: Default::default(),
+        deployed: deployed_rx,
         pod_watches: Default::default(),
         sessions: Default::default(),
         no_sync: opts.no_sync,
@@ -210,7 +216,17 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
         };
         for ev in evs {
-            for action in decide::step(&mut state, ev) {
+            let actions = decide::step(&mut state, ev);
+            // What the core says is deployed, published before its actions run (a sync it asks for reads it).
+            deployed_tx.send_if_modified(|published| {
+                let now = state.references();
+                if *published == now {
+                    return false;
+                }
+                *published = now;
+                true
+            });
+            for action in actions {
                 match action {
                     Action::Hash { image, scope } => {
                         tasks.spawn(hash_worker(ctx.clone(), image, scope));
@@ -228,7 +244,6 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
                         }
                         ctx.trees.lock().expect("not poisoned").remove(&image);
                         ctx.pod_watches.lock().expect("not poisoned").remove(&image);
-                        ctx.deployed.lock().expect("not poisoned").remove(&image);
                     }
                     Action::CancelBuild(image) => {
                         if let Some(t) = builds.remove(&image) {
@@ -488,7 +503,7 @@ async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String
     let began = k8s_openapi::jiff::Timestamp::now();
     let cfg = ctx.config();
     let reference = super::deploy::reference(&cfg, &image, &tag, &digest);
-    let mut references = ctx.deployed.lock().expect("not poisoned").clone();
+    let mut references: HashMap<String, String> = ctx.deployed.borrow().clone().into_iter().collect();
     references.insert(image.clone(), reference.clone());
     let mut rolled = Vec::new();
     let mut attempt = 0;
@@ -518,12 +533,10 @@ async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String
     };
     let result = deploy::rollout::ON_PROGRESS.scope(progress, deploying).await;
     ctx.out.deployments(&image, &rolled.iter().map(|r| r.deployment.clone()).collect::<Vec<_>>());
-    let ok = match result {
-        Ok(ok) => ok,
-        Err(e) => {
-            ctx.out.report(&Report::Failed { image: image.clone(), tag: Some(tag.clone()), error: e.to_string() });
-            false
-        }
+    // The core reports a deploy's own error (once, whole) with the rollout's result.
+    let (ok, error) = match result {
+        Ok(ok) => (ok, None),
+        Err(e) => (false, Some(e.to_string())),
     };
     let (took, at) = (started.elapsed(), Instant::now());
     let since = |i: Option<Instant>| i.map(|i| i.saturating_duration_since(started));
@@ -532,11 +545,9 @@ async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String
         running: since(r.timeline.running),
         ready: since(r.timeline.ready),
     });
-    if ok {
-        ctx.deployed.lock().expect("not poisoned").insert(image.clone(), reference.clone());
-    }
     // The result first: following the new pods' logs costs two API calls the summary need not wait for.
-    let _ = ctx.events.send(Event::RolledOut { image: image.clone(), tag: tag.clone(), ok, took, at, pod }).await;
+    let ev = Event::RolledOut { image: image.clone(), tag: tag.clone(), ok, took, at, pod, reference: reference.clone(), error };
+    let _ = ctx.events.send(ev).await;
     if ok {
         // Pods the rollout left in place may still run files synced earlier (by this or an earlier `up`).
         if ctx.config().image(&image).is_some_and(|i| !i.sync.is_empty()) {
