@@ -206,11 +206,10 @@ impl Ui {
             Report::Stale { image, .. } => self.phase(image, Phase::Hashing),
             Report::Superseded { .. } => {}
             Report::Failed { image, error, .. } => self.phase(image, Phase::Failed(first(error))),
-            // The deploy's lines may have put the reason there already.
-            Report::RolloutFailed { image, tag } if !matches!(self.current(image), Some(Phase::Failed(_))) => {
+            Report::RolloutFailed { image, reason: Some(why), .. } => self.phase(image, Phase::Failed(format!("rollout: {why}"))),
+            Report::RolloutFailed { image, tag, reason: None } => {
                 self.phase(image, Phase::Failed(format!("rollout of {} failed", &tag[..tag.len().min(6)])))
             }
-            Report::RolloutFailed { .. } => {}
             Report::Synced(s) => self.phase(&s.image, Phase::Serving { tag: s.tag.clone(), synced: s.synced }),
             Report::SyncFallback { image, .. } => self.phase(image, Phase::Building { step: 0, of: 0, name: String::new() }),
             Report::Iteration(s) => self.phase(&s.image, Phase::Serving { tag: s.tag.clone(), synced: 0 }),
@@ -227,7 +226,7 @@ impl Ui {
                 Report::Iteration(s) => hub.iteration(s),
                 Report::Synced(s) => hub.synced(s),
                 Report::Failed { image, tag, error } => hub.failed(image, tag.as_deref(), Some(error)),
-                Report::RolloutFailed { image, tag } => hub.failed(image, Some(tag), None),
+                Report::RolloutFailed { image, tag, reason } => hub.failed(image, Some(tag), reason.as_deref()),
                 Report::Crashed { image, tag, error, .. } => hub.failed(image, Some(tag), Some(error)),
                 _ => {}
             }
@@ -251,9 +250,10 @@ impl Ui {
                 &format!("{image}: FAILED{}: {error}\n{image}: the running pods were left as they are", tag.as_ref().map(|t| format!(" ({t})")).unwrap_or_default()),
                 json!({"event": "failed", "image": image, "tag": tag, "error": error}),
             ),
-            Report::RolloutFailed { image, tag } => {
-                self.emit(&format!("{image}: rollout of {tag} failed"), json!({"event": "rollout-failed", "image": image, "tag": tag}))
-            }
+            Report::RolloutFailed { image, tag, reason } => self.emit(
+                &format!("{image}: rollout of {tag} failed{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()),
+                json!({"event": "rollout-failed", "image": image, "tag": tag, "reason": reason}),
+            ),
             Report::Synced(s) => self.emit(
                 &format!("{}\n{}", sync_line(s), state_line(s)),
                 json!({"event": "sync", "image": s.image, "files": s.files, "deleted": s.deleted, "pods": s.pods, "replay": s.replay,
@@ -471,5 +471,25 @@ mod tests {
         ui.report(&Report::Iteration(summary()));
         assert!(ui.flush(Duration::from_secs(5)));
         assert_eq!((plain.text(), ui.current("hello")), (format!("{}\n", summary_line(&summary())), None));
+    }
+
+    /// A rollout's reason comes with its report, as data: the row, the line and the JSON say it (nothing
+    /// reads it back out of the deploy's text).
+    #[test]
+    fn a_failed_rollout_says_its_reason_on_the_row_the_line_and_in_json() {
+        let reason = "Exited (pod web-1, container web): exited with code 3 (Error)";
+        let r = Report::RolloutFailed { image: "hello".into(), tag: "a1b2c3d4".into(), reason: Some(reason.into()) };
+        let buf = SharedBuf::default();
+        let ui = Ui::with_board(Box::new(buf.clone()), 200);
+        ui.report(&r);
+        assert_eq!(ui.current("hello"), Some(Phase::Failed(format!("rollout: {reason}"))));
+        assert!(ui.flush(Duration::from_secs(5)));
+        assert!(buf.text().contains(&format!("hello: rollout of a1b2c3d4 failed: {reason}\n")), "{:?}", buf.text());
+        let json = SharedBuf::default();
+        let ui = Ui::new(true, Box::new(json.clone()));
+        ui.report(&r);
+        assert!(ui.flush(Duration::from_secs(5)));
+        let v: Value = serde_json::from_str(json.text().trim()).unwrap();
+        assert_eq!((v["event"].as_str(), v["reason"].as_str()), (Some("rollout-failed"), Some(reason)));
     }
 }

@@ -62,8 +62,19 @@ pub enum Event {
     BuildStale { image: String, tag: String, reason: String, at: Instant },
     /// The rollout of `tag` ended.
     /// `reference`: what the containers were set to run; `error`: why the deploy itself failed (a Helm error,
-    /// a refused apply), when it did not get as far as a rollout to judge.
-    RolledOut { image: String, tag: String, ok: bool, took: Duration, at: Instant, pod: PodStages, reference: String, error: Option<String> },
+    /// a refused apply), when it did not get as far as a rollout to judge; `reason`: why the rollout failed,
+    /// as its watch judged it (`Exited (pod p, container c): exited with code 3`).
+    RolledOut {
+        image: String,
+        tag: String,
+        ok: bool,
+        took: Duration,
+        at: Instant,
+        pod: PodStages,
+        reference: String,
+        error: Option<String>,
+        reason: Option<String>,
+    },
     /// A [`Action::Sync`] is done: `files` copied and `deleted` removed in `pods` pods.
     Synced { image: String, files: usize, deleted: usize, pods: usize, took: Duration, at: Instant },
     /// A [`Action::Sync`] failed; `unsupported`: the containers cannot take it (no `tar`), so stop syncing;
@@ -115,7 +126,7 @@ pub enum Report {
     /// One full iteration: change → hash → build → rollout.
     Iteration(Summary),
     /// A rollout failed (details were reported by the rollout itself).
-    RolloutFailed { image: String, tag: String },
+    RolloutFailed { image: String, tag: String, reason: Option<String> },
     /// Files were copied into running pods.
     Synced(SyncSummary),
     /// A sync failed, or was not tried (`skipped`: too large, no container to take it); the image is rebuilt
@@ -410,7 +421,7 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
             // hash again rather than wait for a change that has come and gone.
             changed(state, image, Scope::Paths(Default::default()), at, Duration::ZERO, &mut out);
         }
-        Event::RolledOut { image, tag, ok, took, at, pod, reference, error } => {
+        Event::RolledOut { image, tag, ok, took, at, pod, reference, error, reason } => {
             let Some(s) = state.images.get_mut(&image) else { return out };
             if s.deploying.as_ref() != Some(&tag) {
                 return out;
@@ -455,7 +466,7 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
                 // One report: the deploy's own error when it has one (every line of it), else the rollout's.
                 out.push(Action::Report(match error {
                     Some(error) => Report::Failed { image: image.clone(), tag: Some(tag.clone()), error },
-                    None => Report::RolloutFailed { image: image.clone(), tag: tag.clone() },
+                    None => Report::RolloutFailed { image: image.clone(), tag: tag.clone(), reason },
                 }));
             }
             s.started = None;

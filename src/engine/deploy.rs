@@ -121,8 +121,8 @@ async fn deploy_one(
 ) -> Result<bool, Error> {
     match &d.target {
         DeployTarget::Patch { deployment, container } => {
-            let (ok, timeline) = patch_one(cfg, target, d, deployment, container.as_deref(), &references[&d.image], out, intr).await?;
-            rolled.push(Rolled { deployment: deployment.clone(), timeline });
+            let (ok, timeline, failure) = patch_one(cfg, target, d, deployment, container.as_deref(), &references[&d.image], out, intr).await?;
+            rolled.push(Rolled { deployment: deployment.clone(), timeline, failure });
             Ok(ok)
         }
         DeployTarget::Manifests(source) => apply_manifests(cfg, target, d, source, references, out, rolled, intr).await,
@@ -164,6 +164,20 @@ pub struct Rolled {
     pub deployment: String,
     /// When its first new pod reached each stage (empty if it did not roll or failed).
     pub timeline: Timeline,
+    /// Why its rollout failed, as the watch judged it (`Exited (pod p, container c): exited with code 3`).
+    pub failure: Option<String>,
+}
+
+impl Rolled {
+    /// A Deployment whose rollout was judged `v`.
+    fn of(deployment: &str, v: &Verdict) -> Rolled {
+        let failure = match v {
+            Verdict::Failed(f) => Some(format!("{}{}: {}", f.reason, place(f), f.message)),
+            Verdict::Progressing(w) => Some(format!("not finished: {w}")),
+            Verdict::Done { .. } => None,
+        };
+        Rolled { deployment: deployment.to_string(), timeline: timeline_of(v), failure }
+    }
 }
 
 /// What deployed containers run (`<pull host>/<name>:<tag>@<digest>` for a registry).
@@ -350,7 +364,7 @@ async fn patch_one(
     reference: &str,
     out: &mut (dyn Write + Send),
     intr: Option<&Interrupt>,
-) -> Result<(bool, Timeline), Error> {
+) -> Result<(bool, Timeline, Option<String>), Error> {
     let ns = &t.namespace;
     let what = format!("deployment {ns}/{name}");
     let api: Api<Deployment> = Api::namespaced(t.client.clone(), ns);
@@ -375,7 +389,7 @@ async fn patch_one(
     };
     let Patched::Changed { container, previous } = outcome else {
         let _ = writeln!(out, "{}: {what} already runs {reference}, nothing to do", d.image);
-        return Ok((true, Timeline::default()));
+        return Ok((true, Timeline::default(), None));
     };
     let _ = writeln!(out, "{}: {what} container {container}: {previous} -> {reference}", d.image);
     let started = Instant::now();
@@ -384,8 +398,9 @@ async fn patch_one(
         return Err(interrupted_patch(t, d, &api, name, &container, &previous, out, intr).await);
     };
     if report(out, &d.image, &what, started, &verdict) {
-        return Ok((true, timeline_of(&verdict)));
+        return Ok((true, timeline_of(&verdict), None));
     }
+    let failure = Rolled::of(name, &verdict).failure;
     if d.rollback_on_failure && !previous.is_empty() {
         let _ = writeln!(out, "{}: rolling {what} back to {previous}", d.image);
         // A signal while this rollback is watched stops the waiting (the rollback itself is already asked for).
@@ -397,7 +412,7 @@ async fn patch_one(
             return Err(Error::Interrupted(intr.name()));
         }
     }
-    Ok((false, Timeline::default()))
+    Ok((false, Timeline::default(), failure))
 }
 
 /// Puts `previous` back into the Deployment's container and watches that rollout until `stop`: Some(true)
@@ -523,7 +538,7 @@ async fn apply_manifests(
                 return Err(Error::Interrupted(intr.name()));
             };
             ok &= report(out, &d.image, &what, started, &v);
-            rolled.push(Rolled { deployment: a.object.name().to_string(), timeline: timeline_of(&v) });
+            rolled.push(Rolled::of(a.object.name(), &v));
         }
     }
     Ok(ok)
@@ -590,7 +605,7 @@ async fn helm_release(
             return Err(Error::Interrupted(intr.name()));
         };
         let good = report(out, &d.image, &dep, started, &v);
-        rolled.push(Rolled { deployment: name.clone(), timeline: timeline_of(&v) });
+        rolled.push(Rolled::of(name, &v));
         ok &= good;
         if !good {
             break;

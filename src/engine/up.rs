@@ -546,7 +546,8 @@ async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String
         ready: since(r.timeline.ready),
     });
     // The result first: following the new pods' logs costs two API calls the summary need not wait for.
-    let ev = Event::RolledOut { image: image.clone(), tag: tag.clone(), ok, took, at, pod, reference: reference.clone(), error };
+    let reason = rolled.iter().find_map(|r| r.failure.clone()).filter(|_| !ok);
+    let ev = Event::RolledOut { image: image.clone(), tag: tag.clone(), ok, took, at, pod, reference: reference.clone(), error, reason };
     let _ = ctx.events.send(ev).await;
     if ok {
         // Pods the rollout left in place may still run files synced earlier (by this or an earlier `up`).
@@ -582,11 +583,6 @@ impl std::io::Write for LineWriter {
             let line = line.trim_end();
             let text = line.strip_prefix(&format!("{}: ", self.image)).unwrap_or(line);
             self.ui.line(&self.image, "deploy", text);
-            // "rollout of deployment ns/x FAILED after 3.1s: CrashLoopBackOff (pod …): …": the reason goes on
-            // the status block.
-            if let Some((_, why)) = text.split_once(" FAILED after ").and_then(|(_, rest)| rest.split_once(": ")) {
-                self.ui.phase(&self.image, Phase::Failed(format!("rollout: {why}")));
-            }
         }
         Ok(b.len())
     }

@@ -23,7 +23,7 @@ fn built(image: &str, tag: &str) -> Event {
     Event::Built { image: image.into(), tag: tag.into(), digest: format!("sha256:{tag}"), took: Duration::from_millis(500), steps: (5, 3), cached: false, export: Some(Duration::from_millis(120)) }
 }
 fn rolled(image: &str, tag: &str, ok: bool) -> Event {
-    Event::RolledOut { image: image.into(), tag: tag.into(), ok, took: Duration::from_secs(1), at: Instant::now(), pod: PodStages::default(), reference: format!("reg/{image}:{tag}"), error: None }
+    Event::RolledOut { image: image.into(), tag: tag.into(), ok, took: Duration::from_secs(1), at: Instant::now(), pod: PodStages::default(), reference: format!("reg/{image}:{tag}"), error: None, reason: None }
 }
 
 /// The actions, without reports, as short strings.
@@ -147,7 +147,7 @@ fn only_changed_images_are_touched_and_summaries_carry_the_figures() {
     run(&mut s, vec![rolled("a", "a1", true), rolled("b", "b1", true)]);
     assert_eq!(run(&mut s, vec![changed(&["b"]), hashed("b", "b2"), built("b", "b2")]), ["hash b", "build b b2", "deploy b b2"]);
     let stages = PodStages { created: Some(Duration::from_millis(20)), running: Some(Duration::from_millis(400)), ready: Some(Duration::from_millis(900)) };
-    let a = step(&mut s, Event::RolledOut { image: "b".into(), tag: "b2".into(), ok: true, took: Duration::from_secs(1), at: Instant::now(), pod: stages, reference: String::new(), error: None });
+    let a = step(&mut s, Event::RolledOut { image: "b".into(), tag: "b2".into(), ok: true, took: Duration::from_secs(1), at: Instant::now(), pod: stages, reference: String::new(), error: None, reason: None });
     let [Action::Report(Report::Iteration(sum))] = a.as_slice() else { panic!("{a:?}") };
     assert_eq!((sum.image.as_str(), sum.tag.as_str(), sum.steps), ("b", "b2", (5, 3)));
     assert_eq!((sum.hash, sum.build, sum.rollout), (Duration::from_millis(3), Duration::from_millis(500), Duration::from_secs(1)));
@@ -164,12 +164,12 @@ fn the_iteration_counts_the_debounce_of_the_batch_that_started_it_not_of_later_o
     };
     // A second batch while the first is hashed joins the same iteration: its wait is not the iteration's.
     run(&mut s, vec![batch(250), batch(90), hashed("app", "t2"), hashed("app", "t2"), built("app", "t2")]);
-    let a = step(&mut s, Event::RolledOut { image: "app".into(), tag: "t2".into(), ok: true, took: Duration::from_secs(1), at: Instant::now(), pod: PodStages::default(), reference: String::new(), error: None });
+    let a = step(&mut s, Event::RolledOut { image: "app".into(), tag: "t2".into(), ok: true, took: Duration::from_secs(1), at: Instant::now(), pod: PodStages::default(), reference: String::new(), error: None, reason: None });
     let [Action::Report(Report::Iteration(sum))] = a.as_slice() else { panic!("{a:?}") };
     assert_eq!(sum.debounce, Duration::from_millis(250));
     // The next iteration starts afresh.
     run(&mut s, vec![batch(40), hashed("app", "t3"), built("app", "t3")]);
-    let a = step(&mut s, Event::RolledOut { image: "app".into(), tag: "t3".into(), ok: true, took: Duration::from_secs(1), at: Instant::now(), pod: PodStages::default(), reference: String::new(), error: None });
+    let a = step(&mut s, Event::RolledOut { image: "app".into(), tag: "t3".into(), ok: true, took: Duration::from_secs(1), at: Instant::now(), pod: PodStages::default(), reference: String::new(), error: None, reason: None });
     let [Action::Report(Report::Iteration(sum))] = a.as_slice() else { panic!("{a:?}") };
     assert_eq!(sum.debounce, Duration::from_millis(40));
 }
@@ -458,7 +458,7 @@ fn a_sync_sends_what_the_filter_of_the_latest_hash_allows() {
 }
 
 fn rolled_at(image: &str, tag: &str, at: Instant) -> Event {
-    Event::RolledOut { image: image.into(), tag: tag.into(), ok: true, took: Duration::from_secs(1), at, pod: PodStages::default(), reference: format!("reg/{image}:{tag}"), error: None }
+    Event::RolledOut { image: image.into(), tag: tag.into(), ok: true, took: Duration::from_secs(1), at, pod: PodStages::default(), reference: format!("reg/{image}:{tag}"), error: None, reason: None }
 }
 fn crashed(image: &str, tag: &str, at: Instant, rollback: bool) -> Event {
     Event::Crashed { image: image.into(), tag: tag.into(), error: "Exited (pod p, container web): exited with code 3 (Error)".into(), at, rollback }
@@ -573,6 +573,7 @@ fn the_core_alone_says_which_reference_each_image_runs_and_reports_a_deploy_erro
         pod: PodStages::default(),
         reference: "reg/b:b3".into(),
         error: Some(error.into()),
+        reason: None,
     };
     assert_eq!(reports(&step(&mut s, failed)), [Report::Failed { image: "b".into(), tag: Some("b3".into()), error: error.into() }]);
     step(&mut s, Event::Reconfigured { rescan: vec![], redeploy: vec![], removed: vec!["a".into()], at: Instant::now() });

@@ -91,8 +91,8 @@ fn a_failure_keeps_its_error_and_the_lines_that_led_to_it() {
         ui.line("hello", "log", &format!("panic line {i}"));
     }
     ui.line("other", "log", "not hello's");
-    ui.phase("hello", Phase::Failed("CrashLoopBackOff: container app exited with code 2".into()));
-    ui.report(&Report::RolloutFailed { image: "hello".into(), tag: "0123456789abcdef".into() });
+    let reason = Some("CrashLoopBackOff: container app exited with code 2".to_string());
+    ui.report(&Report::RolloutFailed { image: "hello".into(), tag: "0123456789abcdef".into(), reason });
 
     let v = state(&hub);
     assert_eq!(v["header"], "context kind-dev, namespace dev; watching 1 image(s)");
@@ -215,13 +215,13 @@ fn a_rollout_failure_that_follows_a_deploy_error_keeps_the_error_whole() {
     let error = "helm upgrade failed: exit status 1\nError: UPGRADE FAILED: template: hello/templates/x.yaml:3: bad\nline three";
     let tag = "a1b2c3d4e5f6a7b8";
     ui.report(&Report::Failed { image: "hello".into(), tag: Some(tag.into()), error: error.into() });
-    ui.report(&Report::RolloutFailed { image: "hello".into(), tag: tag.into() });
+    ui.report(&Report::RolloutFailed { image: "hello".into(), tag: tag.into(), reason: None });
     let s = state(&hub);
     assert_eq!(s["failures"][0]["error"], error, "{s}");
     assert_eq!(s["failures"][0]["lines"], json!(["helm upgrade --install hello ./chart"]));
     // A later failure, after a success, is news again.
     ui.report(&Report::Iteration(summary("hello")));
-    ui.report(&Report::RolloutFailed { image: "hello".into(), tag: tag.into() });
+    ui.report(&Report::RolloutFailed { image: "hello".into(), tag: tag.into(), reason: None });
     assert_eq!(state(&hub)["failures"][0]["error"], "rollout of a1b2c3 failed");
 }
 
