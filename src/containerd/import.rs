@@ -60,7 +60,9 @@ impl Import {
                 Desc { media_type: m.media_type, digest: digest.into(), size: blob.len() as i64, platform: None, annotations: Default::default() }
             }
         };
-        let (name, tag) = reference.rsplit_once(':').unwrap_or((reference, "latest"));
+        // `host:port/name` without a tag is `latest`, not the tag `port/name`.
+        let r = crate::reference::Reference::parse(reference);
+        let (name, tag) = (r.repository, r.tag_or_latest());
         let done = self.ctrd.finish_import(&self.lease, name, tag, &target, SNAPSHOTTER).await;
         self.ctrd.release(&self.lease).await;
         Ok(Imported {

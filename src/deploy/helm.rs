@@ -49,23 +49,12 @@ pub struct Release {
 /// Splits `host/name:tag@digest` into (`host/name`, `tag@digest`); a reference without a tag gets the
 /// digest alone as its "tag" (`@sha256:…` would not render as valid, so that case keeps `:` out).
 pub fn split_reference(reference: &str) -> (String, String) {
-    let (name, digest) = match reference.split_once('@') {
-        Some((n, d)) => (n, Some(d)),
-        None => (reference, None),
+    let r = crate::reference::Reference::parse(reference);
+    let tag = match r.digest {
+        Some(d) => format!("{}@{d}", r.tag_or_latest()),
+        None => r.tag_or_latest().to_string(),
     };
-    // The tag's colon is after the last slash (a host may have a port).
-    let slash = name.rfind('/').map_or(0, |i| i + 1);
-    let (repo, tag) = match name[slash..].rfind(':') {
-        Some(i) => (&name[..slash + i], Some(&name[slash + i + 1..])),
-        None => (name, None),
-    };
-    let tag = match (tag, digest) {
-        (Some(t), Some(d)) => format!("{t}@{d}"),
-        (Some(t), None) => t.to_string(),
-        (None, Some(d)) => format!("latest@{d}"),
-        (None, None) => "latest".to_string(),
-    };
-    (repo.to_string(), tag)
+    (r.repository.to_string(), tag)
 }
 
 /// Escapes a `--set` value: helm splits on commas and treats backslashes as escapes.

@@ -1,18 +1,11 @@
 //! Image references: which references in a manifest or a Deployment are devloop's images, and the one-line
 //! explanations of `imagePullPolicy` and `:latest` traps.
 
+use crate::reference::Reference;
+
 /// The repository part of a reference: without `@digest` and without `:tag`.
 pub fn repository(reference: &str) -> &str {
-    let no_digest = reference.split('@').next().unwrap_or(reference);
-    match no_digest.rfind(':') {
-        Some(i) if !no_digest[i..].contains('/') => &no_digest[..i],
-        _ => no_digest,
-    }
-}
-
-/// Whether the reference carries a tag or a digest (no tag means `:latest`).
-fn has_tag_or_digest(reference: &str) -> bool {
-    reference.contains('@') || repository(reference) != reference
+    Reference::parse(reference).repository
 }
 
 /// Whether `reference` names image `name` as pushed to `host` or pulled from `pull_host`, or the bare name
@@ -34,8 +27,8 @@ pub fn hint(reference: &str, pull_policy: Option<&str>, managed: bool) -> Option
             _ => None,
         };
     }
-    let latest = !has_tag_or_digest(reference) || reference.split('@').next().is_some_and(|r| r.ends_with(":latest"));
-    if latest {
+    let r = Reference::parse(reference);
+    if r.tag == Some("latest") || !r.pinned() {
         return Some(format!(
             "{reference}: `:latest` (or no tag) is pulled again on every pod start (imagePullPolicy defaults to \
              Always) and a rebuilt image under the same tag does not roll pods; pin a tag or a digest"

@@ -185,10 +185,8 @@ impl Engine {
 
 /// `host/name:tag` → (`host/name`, `tag`); a port's colon is not a tag's.
 fn split_tag(reference: &str) -> (&str, &str) {
-    match reference.rsplit_once(':') {
-        Some((n, t)) if !t.contains('/') => (n, t),
-        _ => (reference, "latest"),
-    }
+    let r = crate::reference::Reference::parse(reference);
+    (r.repository, r.tag_or_latest())
 }
 
 /// The engine's final push status line, `<tag>: digest: sha256:… size: N`, gives the manifest digest.
