@@ -102,7 +102,13 @@ fn on_a_terminal_a_status_block_follows_each_image_in_place() {
     // The lines scroll above the block: the iteration's summary line is there, once.
     let summary = format!("{image}  {}  hash ", &first[..6]);
     assert_eq!(s.iter().filter(|l| l.starts_with(&summary)).count(), 1, "{}", s.join("\n"));
-    assert!(s.iter().any(|l| l.contains("hello: serving /www on :8080")), "the pod's log scrolls above the block:\n{}", s.join("\n"));
+    // The new pod's log is followed once its rollout is done: its lines come just after the row turns.
+    eventually("the pod's log scrolls above the block", 30, || {
+        let s = t.screen();
+        let logged = s.iter().any(|l| l.contains("hello: serving /www on :8080"));
+        let below = row(&s, &image).first().is_some_and(|r| s.last() == Some(*r));
+        if logged && below { Ok(()) } else { Err(s.join("\n")) }
+    });
 
     // A save: the row goes through the build and the rollout, then serves the new tag.
     p.write("app/www/index.html", "<p>seen on the terminal</p>\n");

@@ -27,7 +27,7 @@ fn pod_watch(ctx: &Arc<Ctx>, image: &str) -> Arc<PodWatch> {
         let events = c2.events.clone();
         tokio::spawn(async move { events.send(ev).await });
     };
-    let w = Arc::new(PodWatch::start(&ctx.target, reference, became_ready));
+    let w = Arc::new(PodWatch::start(ctx.pods(), reference, became_ready));
     watches.insert(image.to_string(), w.clone());
     w
 }
@@ -60,7 +60,7 @@ async fn run(ctx: &Arc<Ctx>, image: &str, paths: &BTreeSet<String>, only: Option
     let watch = pod_watch(ctx, image);
     let targets = watch.targets(&reference, only).await;
     // Sessions into pods that are gone are closed (the watch sees the whole namespace).
-    ctx.sessions.retain(&watch.pods()).await;
+    ctx.sessions.retain(&watch.pods().await).await;
     if targets.is_empty() && only.is_none() {
         return Err(sync::Error::NoTakers);
     }

@@ -60,6 +60,8 @@ pub(super) struct Ctx {
     /// The reference each image's last successful rollout put in place, as the core last said (it alone
     /// keeps it: `decide::State::references`, published after every step).
     deployed: tokio::sync::watch::Receiver<BTreeMap<String, String>>,
+    /// The namespace's one pod watch, shared by every image's live update (started by the first sync).
+    pods: std::sync::Mutex<Option<Arc<crate::cluster::pods::Reflector>>>,
     /// Per image, the watch of the pods syncs go to (started by the first sync).
     pub(super) pod_watches: std::sync::Mutex<HashMap<String, Arc<crate::sync::pods::PodWatch>>>,
     /// Per container, the shell syncs are sent to.
@@ -84,6 +86,10 @@ struct KeptTree {
 impl Ctx {
     pub(super) fn config(&self) -> Arc<Config> {
         self.cfg.read().expect("not poisoned").clone()
+    }
+    /// The namespace's pod watch, started on first use.
+    pub(super) fn pods(&self) -> Arc<crate::cluster::pods::Reflector> {
+        self.pods.lock().expect("not poisoned").get_or_insert_with(|| crate::cluster::pods::Reflector::start(&self.target)).clone()
     }
     /// The reference `image`'s pods run, as the core last said.
     pub(super) fn reference(&self, image: &str) -> Option<String> {
@@ -182,6 +188,7 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
         overflowed,
         deployed: deployed_rx,
         pod_watches: Default::default(),
+        pods: Default::default(),
         sessions: Default::default(),
         no_sync: opts.no_sync,
         trees: Default::default(),

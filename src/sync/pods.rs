@@ -1,4 +1,4 @@
-//! The containers a sync goes to, from a watch on the namespace's pods: every container that runs the image's
+//! The containers a sync goes to, from the namespace's one pod watch ([`Reflector`]): every container that runs the image's
 //! deployed reference and is running now, in a pod not being deleted (whatever workload owns it). Ready or
 //! not: a pod a sync made un-Ready (the file its readiness probe reads deleted) is healed by the next sync,
 //! which it can only get while not Ready. The same watch notices a container that starts running later — a
@@ -6,18 +6,15 @@
 //! its pod, so the synced set is replayed into it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
-use kube::runtime::{reflector, watcher, WatchStreamExt};
 
-use crate::cluster::Target;
+use crate::cluster::pods::{Change, Reflector};
 
-/// A running watch; dropping it stops it.
+/// One image's view of the namespace's pods; dropping it stops following them.
 pub struct PodWatch {
-    store: reflector::Store<Pod>,
+    pods: Arc<Reflector>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -84,45 +81,56 @@ impl Incarnations {
 }
 
 impl PodWatch {
-    /// Starts watching the namespace's pods. `reference()` gives the image's deployed reference at the
-    /// time; `became_ready(pod)` is called for each pod whose containers of it start running (Ready or not)
-    /// after the watch's first listing.
-    pub fn start(t: &Target, reference: impl Fn() -> Option<String> + Send + 'static, became_ready: impl Fn(String) + Send + 'static) -> PodWatch {
-        let (store, writer) = reflector::store();
-        let api: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
-        let seen = Arc::new(Mutex::new(Incarnations::default()));
-        let mut listed = false;
-        let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer);
-        let task = tokio::spawn(stream.for_each(move |ev| {
-            match ev {
-                Ok(watcher::Event::InitDone) => listed = true,
-                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) if reference().is_some_and(|r| !running(&p, &r).is_empty()) => {
-                    let new = seen.lock().expect("not poisoned").started(&p);
-                    if new && listed {
-                        if let Some(name) = p.metadata.name.clone() {
-                            became_ready(name);
+    /// Follows `pods` (the namespace's one [`Reflector`]). `reference()` gives the image's deployed reference
+    /// at the time; `became_ready(pod)` is called for each pod with a container running it that starts
+    /// after the first listing.
+    pub fn start(pods: Arc<Reflector>, reference: impl Fn() -> Option<String> + Send + 'static, became_ready: impl Fn(String) + Send + 'static) -> PodWatch {
+        let mut changes = pods.subscribe();
+        let reflector = pods.clone();
+        let task = tokio::spawn(async move {
+            let mut seen = Incarnations::default();
+            // Pods already there when the watch began are not news; a listing after it (a relist) is.
+            for p in reflector.pods().await {
+                if reference().is_some_and(|r| !running(&p, &r).is_empty()) {
+                    seen.started(&p);
+                }
+            }
+            loop {
+                match changes.recv().await {
+                    Ok(Change::Applied(p)) if reference().is_some_and(|r| !running(&p, &r).is_empty()) => {
+                        if seen.started(&p) {
+                            if let Some(name) = p.metadata.name.clone() {
+                                became_ready(name);
+                            }
                         }
                     }
+                    Ok(Change::Deleted(p)) => seen.gone(&p),
+                    Ok(_) => {}
+                    // Fell behind: what the missed changes started is in the store.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        for p in reflector.pods().await {
+                            if reference().is_some_and(|r| !running(&p, &r).is_empty()) && seen.started(&p) {
+                                if let Some(name) = p.metadata.name.clone() {
+                                    became_ready(name);
+                                }
+                            }
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
-                // A pod that is gone is forgotten: a long session with pods coming and going keeps no more
-                // than the pods that exist.
-                Ok(watcher::Event::Delete(p)) => seen.lock().expect("not poisoned").gone(&p),
-                _ => {}
             }
-            std::future::ready(())
-        }));
-        PodWatch { store, task }
+        });
+        PodWatch { pods, task }
     }
 
     /// The names of every pod of the namespace the watch knows of now.
-    pub fn pods(&self) -> BTreeSet<String> {
-        self.store.state().iter().filter_map(|p| p.metadata.name.clone()).collect()
+    pub async fn pods(&self) -> BTreeSet<String> {
+        self.pods.pods().await.iter().filter_map(|p| p.metadata.name.clone()).collect()
     }
 
-    /// The (pod, containers) a sync goes to now, once the watch has listed the pods.
+    /// The (pod, running containers) a sync goes to now, once the watch has listed the pods.
     pub async fn targets(&self, reference: &str, only: Option<&BTreeSet<String>>) -> Vec<(String, Vec<String>)> {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.store.wait_until_ready()).await;
-        targets(self.store.state().iter().map(|p| &**p), reference, only)
+        targets(self.pods.pods().await.iter().map(|p| &**p), reference, only)
     }
 }
 
