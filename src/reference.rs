@@ -74,7 +74,8 @@ mod tests {
     fn references_are_cut_at_the_tag_after_the_last_slash_and_at_the_digest() {
         let d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         // (text, repository, tag, digest, host)
-        let cases: &[(&str, &str, Option<&str>, Option<&str>, Option<&str>)] = &[
+        type Case<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+        let cases: &[Case] = &[
             ("hello", "hello", None, None, None),
             ("hello:1", "hello", Some("1"), None, None),
             ("reg:5000/hello", "reg:5000/hello", None, None, Some("reg:5000")),

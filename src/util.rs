@@ -25,7 +25,7 @@ mod tests {
     #[test]
     fn an_error_chain_names_every_cause_in_order() {
         let inner = std::io::Error::other("connection refused");
-        let outer = std::io::Error::new(std::io::ErrorKind::Other, Box::new(inner) as Box<dyn std::error::Error + Send + Sync>);
+        let outer = std::io::Error::other(Box::new(inner) as Box<dyn std::error::Error + Send + Sync>);
         assert!(super::error_chain(&outer).ends_with("connection refused"), "{}", super::error_chain(&outer));
         let id = super::random_id();
         assert_eq!(id.len(), 25);
