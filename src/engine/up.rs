@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::decide::{self, Action, Event, Hashed, Scope};
+use super::out::{self, Out, Phase};
 use super::Error;
 use crate::buildkit::{self, progress::Progress, BuildSpec};
 use crate::config::{Config, DeployTarget, ManifestSource};
@@ -22,7 +23,6 @@ use crate::deploy;
 use crate::deliver::Destination;
 use crate::filter::Filter;
 use crate::hash::merkle::Tree;
-use super::out::{self, Out, Phase};
 use crate::{forward, registry, watch};
 
 /// Choices for `up`.
