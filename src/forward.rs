@@ -4,18 +4,19 @@
 //! the next one.
 //! Also: streaming the logs of a rollout's new pods.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use futures::{AsyncBufReadExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, LogParams};
-use kube::runtime::{reflector, watcher, WatchStreamExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::pods::newest_ready;
-use crate::cluster::{selector, Target};
+use crate::cluster::pods::{newest_ready, selected, Reflector};
+use crate::cluster::{selector, selector_labels, Target};
 
 /// Where a forward or a log stream tells what happened to it: one line at a time, never waiting.
 pub type Say = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
@@ -34,7 +35,7 @@ pub async fn bind(deployment: &str, port: u16) -> Result<TcpListener, Error> {
 }
 
 /// The newest Ready pod of a Deployment, asked of the API server, and the Deployment's pod selector.
-async fn ready_pod_and_selector(t: &Target, deployment: &str) -> Result<(String, String), String> {
+async fn ready_pod_and_selector(t: &Target, deployment: &str) -> Result<(String, BTreeMap<String, String>), String> {
     let deps: Api<Deployment> = Api::namespaced(t.client.clone(), &t.namespace);
     let dep = deps.get(deployment).await.map_err(|e| match e {
         kube::Error::Api(ae) if ae.code == 404 => {
@@ -42,48 +43,33 @@ async fn ready_pod_and_selector(t: &Target, deployment: &str) -> Result<(String,
         }
         e => format!("deployment {}/{deployment}: {e}", t.namespace),
     })?;
-    let sel = selector(&dep);
     let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
-    let list = pods.list(&ListParams::default().labels(&sel)).await.map_err(|e| e.to_string())?;
+    let list = pods.list(&ListParams::default().labels(&selector(&dep))).await.map_err(|e| e.to_string())?;
     let pod = newest_ready(list.items.iter()).ok_or_else(|| format!("no Ready pod of deployment {}/{deployment}", t.namespace))?;
-    Ok((pod, sel))
+    Ok((pod, selector_labels(&dep)))
 }
 
-/// Chooses the pod for each new connection. A watch on the Deployment's pods keeps the choice in memory,
-/// so a connection costs no API round trip (a browser opens many); until the watch has a Ready pod, the
-/// API server is asked directly.
+/// Chooses the pod for each new connection from the namespace's one pod watch (so a connection costs no API
+/// round trip: a browser opens many), by the Deployment's selector; until the watch has a Ready pod of it,
+/// the API server is asked directly (which also learns the selector).
 struct Picker {
     t: Target,
     deployment: String,
-    watched: tokio::sync::Mutex<Option<Watched>>,
-}
-
-struct Watched {
-    selector: String,
-    store: reflector::Store<Pod>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    pods: Arc<Reflector>,
+    selector: tokio::sync::Mutex<Option<BTreeMap<String, String>>>,
 }
 
 impl Picker {
     async fn pick(&self) -> Result<String, String> {
-        let mut w = self.watched.lock().await;
-        if let Some(pod) = w.as_ref().and_then(|w| newest_ready(w.store.state().iter().map(|p| &**p))) {
-            return Ok(pod);
+        let mut selector = self.selector.lock().await;
+        if let Some(sel) = selector.as_ref() {
+            let now = self.pods.now();
+            if let Some(pod) = newest_ready(now.iter().map(|p| &**p).filter(|p| selected(p, sel))) {
+                return Ok(pod);
+            }
         }
         let (pod, sel) = ready_pod_and_selector(&self.t, &self.deployment).await?;
-        if w.as_ref().is_none_or(|w| w.selector != sel) {
-            let (store, writer) = reflector::store();
-            let pods: Api<Pod> = Api::namespaced(self.t.client.clone(), &self.t.namespace);
-            let stream = reflector(writer, watcher(pods, watcher::Config::default().labels(&sel)).default_backoff());
-            let task = tokio::spawn(stream.for_each(|_| std::future::ready(())));
-            *w = Some(Watched { selector: sel, store, task });
-        }
+        *selector = Some(sel);
         Ok(pod)
     }
 }
@@ -137,8 +123,9 @@ impl Said {
 }
 
 /// Serves connections on `listener` until cancelled, each forwarded to a Ready pod's `remote` port.
-pub async fn serve(listener: TcpListener, t: Target, deployment: String, remote: u16, say: Say, cancel: CancellationToken) {
-    let picker = std::sync::Arc::new(Picker { t: t.clone(), deployment: deployment.clone(), watched: Default::default() });
+/// `pods` is the namespace's one pod watch.
+pub async fn serve(listener: TcpListener, t: Target, deployment: String, remote: u16, pods: Arc<Reflector>, say: Say, cancel: CancellationToken) {
+    let picker = Arc::new(Picker { t: t.clone(), deployment: deployment.clone(), pods, selector: Default::default() });
     // A browser opens many connections at once and retries: say why a connection was refused once, not per
     // connection, until it changes or a connection gets through.
     let said = std::sync::Arc::new(std::sync::Mutex::new(Said::default()));

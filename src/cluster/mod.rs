@@ -156,6 +156,11 @@ fn client(kc: kube::Config) -> Result<Client, kube::Error> {
     Ok(Client::new(service, kc.default_namespace))
 }
 
+/// The label selector of a Deployment's pods (its `matchLabels`).
+pub fn selector_labels(dep: &Deployment) -> std::collections::BTreeMap<String, String> {
+    dep.spec.as_ref().and_then(|s| s.selector.match_labels.clone()).unwrap_or_default()
+}
+
 /// The label selector of a Deployment's pods, as a `k=v,…` string.
 pub fn selector(dep: &Deployment) -> String {
     dep.spec

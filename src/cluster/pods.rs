@@ -12,6 +12,12 @@ pub fn newest_ready<'a>(pods: impl Iterator<Item = &'a Pod>) -> Option<String> {
         .and_then(|p| p.metadata.name.clone())
 }
 
+/// Whether `p` carries every label of `selector` (a Deployment's `matchLabels`).
+pub fn selected(p: &Pod, selector: &std::collections::BTreeMap<String, String>) -> bool {
+    let labels = p.metadata.labels.as_ref();
+    selector.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+}
+
 /// What happened to one of a namespace's pods, as the [`Reflector`] tells its subscribers.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -76,8 +82,28 @@ impl Reflector {
         self.store.state()
     }
 
+    /// The pods now, without waiting for the first listing (empty before it).
+    pub fn now(&self) -> Vec<std::sync::Arc<Pod>> {
+        self.store.state()
+    }
+
     /// The changes from now on.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
         self.changes.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_is_selected_when_it_carries_every_label_of_the_selector() {
+        let pod = |labels: serde_json::Value| -> Pod { serde_json::from_value(serde_json::json!({"metadata": {"name": "p", "labels": labels}})).unwrap() };
+        let sel: std::collections::BTreeMap<String, String> = [("app".to_string(), "hello".to_string()), ("tier".to_string(), "web".to_string())].into();
+        assert!(selected(&pod(serde_json::json!({"app": "hello", "tier": "web", "pod-template-hash": "x"})), &sel));
+        assert!(!selected(&pod(serde_json::json!({"app": "hello"})), &sel), "a label missing");
+        assert!(!selected(&pod(serde_json::json!({"app": "hello", "tier": "db"})), &sel), "a label with another value");
+        assert!(!selected(&pod(serde_json::Value::Null), &sel), "no labels");
     }
 }

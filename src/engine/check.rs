@@ -184,6 +184,8 @@ async fn run_in(
             }
         }
         let mut env = Vec::new();
+        // One pod watch for all the forwards, started with the first.
+        let mut pods: Option<std::sync::Arc<crate::cluster::pods::Reflector>> = None;
         for f in &cfg.forwards {
             let listener = forward::bind(&f.deployment, 0).await.map_err(|e| Error::Usage(e.to_string()))?;
             let port = listener.local_addr().map_err(|e| Error::Usage(e.to_string()))?.port();
@@ -193,7 +195,8 @@ async fn run_in(
             // The forward's troubles go to stderr, as `{deployment}: …` lines, beside the check's own output.
             let name = f.deployment.clone();
             let say: forward::Say = std::sync::Arc::new(move |text: &str| eprintln!("{name}: {text}"));
-            tokio::spawn(forward::serve(listener, target.clone(), f.deployment.clone(), f.remote, say, forwards.child_token()));
+            let pods = pods.get_or_insert_with(|| crate::cluster::pods::Reflector::start(target)).clone();
+            tokio::spawn(forward::serve(listener, target.clone(), f.deployment.clone(), f.remote, pods, say, forwards.child_token()));
         }
         env.push(("DEVLOOP_NAMESPACE".to_string(), target.namespace.clone()));
         Ok::<_, Error>(Some(env))

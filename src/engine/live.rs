@@ -99,6 +99,10 @@ async fn run(ctx: &Arc<Ctx>, image: &str, paths: &BTreeSet<String>, only: Option
 /// After a rollout: the pod watch started and every target container's session opened, so the first save
 /// after it is as fast as the next ones.
 pub(super) async fn warm(ctx: Arc<Ctx>, image: String, reference: String) {
+    // The rollout's result is on its way to the core: the pod watch judges pods by the reference the core
+    // publishes, so it starts once that is `reference` (else the pods running it now would be taken, on
+    // their next change, for pods that started later).
+    ctx.published(&image, &reference).await;
     let targets = pod_watch(&ctx, &image).targets(&reference, None).await;
     let opens = targets.iter().flat_map(|(pod, cs)| cs.iter().map(move |c| (pod, c))).map(|(pod, c)| ctx.sessions.warm(&ctx.target, pod, c));
     futures::future::join_all(opens).await;

@@ -60,8 +60,8 @@ pub(super) struct Ctx {
     /// The reference each image's last successful rollout put in place, as the core last said (it alone
     /// keeps it: `decide::State::references`, published after every step).
     deployed: tokio::sync::watch::Receiver<BTreeMap<String, String>>,
-    /// The namespace's one pod watch, shared by every image's live update (started by the first sync).
-    pods: std::sync::Mutex<Option<Arc<crate::cluster::pods::Reflector>>>,
+    /// The namespace's one pod watch, shared by the port-forwards and every image's live update.
+    pods: Arc<crate::cluster::pods::Reflector>,
     /// Per image, the watch of the pods syncs go to (started by the first sync).
     pub(super) pod_watches: std::sync::Mutex<HashMap<String, Arc<crate::sync::pods::PodWatch>>>,
     /// Per container, the shell syncs are sent to.
@@ -87,9 +87,15 @@ impl Ctx {
     pub(super) fn config(&self) -> Arc<Config> {
         self.cfg.read().expect("not poisoned").clone()
     }
-    /// The namespace's pod watch, started on first use.
+    /// The namespace's pod watch.
     pub(super) fn pods(&self) -> Arc<crate::cluster::pods::Reflector> {
-        self.pods.lock().expect("not poisoned").get_or_insert_with(|| crate::cluster::pods::Reflector::start(&self.target)).clone()
+        self.pods.clone()
+    }
+    /// Waits (at most 10 s) until the core has published `reference` as `image`'s.
+    pub(super) async fn published(&self, image: &str, reference: &str) {
+        let mut rx = self.deployed.clone();
+        let wait = rx.wait_for(|m| m.get(image).is_some_and(|r| r == reference));
+        let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
     }
     /// The reference `image`'s pods run, as the core last said.
     pub(super) fn reference(&self, image: &str) -> Option<String> {
@@ -165,12 +171,15 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
             }
         });
     }
+    // One watch on the namespace's pods, read by the port-forwards and live update.
+    let pods = crate::cluster::pods::Reflector::start(&target);
     for f in &cfg.forwards {
         let listener = forward::bind(&f.deployment, f.local).await.map_err(|e| Error::Usage(e.to_string()))?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(f.local);
         ui.line(&f.deployment, "forward", &format!("forwarding http://127.0.0.1:{port} -> deployment {}/{}:{}", target.namespace, f.deployment, f.remote));
         ui.forward_url(&f.deployment, &format!("http://127.0.0.1:{port}"));
-        tasks.spawn(forward::serve(listener, target.clone(), f.deployment.clone(), f.remote, out::say(&ui, &f.deployment, "forward"), stop.child_token()));
+        let say = out::say(&ui, &f.deployment, "forward");
+        tasks.spawn(forward::serve(listener, target.clone(), f.deployment.clone(), f.remote, pods.clone(), say, stop.child_token()));
     }
 
     let all: BTreeMap<String, Scope> = cfg.images.iter().map(|i| (i.name.clone(), Scope::Rescan)).collect();
@@ -188,7 +197,7 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
         overflowed,
         deployed: deployed_rx,
         pod_watches: Default::default(),
-        pods: Default::default(),
+        pods,
         sessions: Default::default(),
         no_sync: opts.no_sync,
         trees: Default::default(),
