@@ -266,6 +266,10 @@ pub struct Registry {
     /// Whether deployed pods pull with an imagePullSecret devloop keeps in the namespace.
     #[serde(default)]
     pub pull_secret: PullSecret,
+    /// The Docker Engine a `load = true` image is loaded into: not a key, found once when the config is
+    /// resolved (`resolve::load`), so that every consumer reads the same engine.
+    #[serde(skip)]
+    pub engine: Option<addr::docker::Addr>,
 }
 
 fn default_containerd_socket() -> PathBuf {
@@ -428,6 +432,20 @@ pub fn load_text(path: &Path, text: &str, env: impl Fn(&str) -> Option<String>) 
 /// An error about `key` of the file at `path` (for checks made after parsing, which know no line).
 pub fn located(path: &Path, key: &str, message: String) -> Error {
     Error::Invalid(Box::new(Located { path: path.to_path_buf(), line_col: None, key: key.into(), message }))
+}
+
+/// [`located`] at the place of `table.key` in `text` when the text sets it (it may come from a default or
+/// the environment instead).
+pub fn located_in(path: &Path, text: &str, table: &str, key: &str, message: String) -> Error {
+    let at = toml::de::DeTable::parse(text).ok().and_then(|doc| {
+        let doc = doc.into_inner();
+        let (_, t) = doc.iter().find(|(k, _)| k.get_ref() == table)?;
+        let toml::de::DeValue::Table(t) = t.get_ref() else { return None };
+        let (k, _) = t.iter().find(|(k, _)| k.get_ref() == key)?;
+        Some(line_col(text, k.span().start))
+    });
+    let key = format!("{table}.{key}");
+    Error::Invalid(Box::new(Located { path: path.to_path_buf(), line_col: at, key, message }))
 }
 
 #[cfg(test)]

@@ -40,20 +40,16 @@ pub enum Destination {
 }
 
 impl Destination {
-    /// The destination `[registry]` asks for.
+    /// The destination `[registry]` asks for, as resolved: no environment is read here.
     pub fn of(cfg: &config::Config) -> Destination {
         let r = &cfg.registry;
         match r.load {
             Load::Push => Destination::Registry(r.clone()),
-            Load::Docker => {
-                // Loading needs the engine to build (solve checks that), so the address resolves here; the
-                // fallback only keeps this infallible.
-                let engine = match docker::engine_of(&cfg.buildkit, &docker::Env::current()) {
-                    Some(Ok(a)) => a,
-                    _ => docker::Addr::Unix(docker::DEFAULT_SOCKET.into()),
-                };
-                Destination::Docker { engine }
-            }
+            // Resolved once (`resolve::load`, which refuses `load = true` without an engine); a config that was
+            // never resolved (a unit test's) loads into the default socket's engine.
+            Load::Docker => Destination::Docker {
+                engine: r.engine.clone().unwrap_or_else(|| docker::Addr::Unix(docker::DEFAULT_SOCKET.into())),
+            },
             Load::Containerd => {
                 Destination::Containerd { socket: r.containerd_socket.clone(), namespace: r.containerd_namespace.clone() }
             }

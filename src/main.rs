@@ -374,7 +374,7 @@ async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt) -> Result<bool, 
     };
     let mut cfg = cfg.clone();
     if let Some(kube) = kube {
-        engine::find_registry(&mut cfg, &kube).await?;
+        devloop::resolve::registry(&mut cfg, &kube).await?;
     }
     let cfg = &cfg;
     // The long-running commands handle SIGINT and SIGTERM themselves (to clean up); the others die by them.

@@ -64,6 +64,15 @@ impl From<crate::cluster::Error> for Error {
     }
 }
 
+impl From<crate::resolve::Error> for Error {
+    fn from(e: crate::resolve::Error) -> Self {
+        match e {
+            crate::resolve::Error::NoRegistry(m) => Error::NoRegistry(m),
+            crate::resolve::Error::Discovery(d) => Error::Discovery(d),
+        }
+    }
+}
+
 impl From<deliver::Error> for Error {
     fn from(e: deliver::Error) -> Self {
         match e {
@@ -76,42 +85,6 @@ impl From<deliver::Error> for Error {
             deliver::Error::Docker(d) => Error::Buildkit(buildkit::Error::Failed { report: d.to_string() }),
             deliver::Error::Containerd(c) => Error::Buildkit(buildkit::Error::Import(c)),
         }
-    }
-}
-
-/// Fills a missing `[registry] host` from the cluster's `local-registry-hosting` ConfigMap (read through the
-/// same allow-listed context devloop deploys to), and says so; an error naming the ways out when there is none.
-/// Nothing to do when the host is set (devloop.toml, `DEVLOOP_REGISTRY`) or images are loaded, not pushed.
-pub async fn find_registry(cfg: &mut Config, kube: &crate::cluster::KubeOptions) -> Result<(), Error> {
-    if cfg.registry.load != crate::config::Load::Push || !cfg.registry.host.is_empty() {
-        return Ok(());
-    }
-    // Without a cluster to ask, say both what is missing and why the cluster could not be asked.
-    let target = crate::cluster::connect(&cfg.kube, kube)
-        .await
-        .map_err(|e| Error::NoRegistry(registry::discover::nowhere(&format!("the cluster could not be asked for a ConfigMap {}/{} ({e})", registry::discover::NAMESPACE, registry::discover::NAME))))?;
-    match registry::discover::read(target.client.clone()).await? {
-        Some(found) => {
-            registry::discover::apply(&mut cfg.registry, &found).await;
-            let http = if cfg.registry.insecure { ", plain HTTP" } else { "" };
-            eprintln!("devloop: {}{http}", found.describe(&target.context));
-            Ok(())
-        }
-        None => Err(Error::NoRegistry(registry::discover::nowhere(&format!(
-            "context {} has no ConfigMap {}/{}",
-            target.context,
-            registry::discover::NAMESPACE,
-            registry::discover::NAME
-        )))),
-    }
-}
-
-/// Keeps a discovered registry across a reload of devloop.toml that still sets no host (and still pushes).
-pub fn keep_discovered(new: &mut Config, old: &Config) {
-    if new.registry.host.is_empty() && new.registry.load == crate::config::Load::Push {
-        new.registry.host = old.registry.host.clone();
-        new.registry.pull_host = old.registry.pull_host.clone();
-        new.registry.insecure = old.registry.insecure;
     }
 }
 
@@ -259,7 +232,6 @@ pub fn result_line(reference: &str, built: &Built, destination: &Destination) ->
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::time::Duration;
@@ -286,31 +258,5 @@ mod tests {
         let ticked = blocked.await.unwrap();
         ticker.abort();
         assert!(ticked >= 5, "the other task ticked {ticked} times in 400 ms of blocking work");
-    }
-
-    /// `up` reloads devloop.toml: a registry found in the cluster stays found unless the new file says otherwise.
-    #[test]
-    fn a_discovered_registry_survives_a_reload_that_does_not_replace_it() {
-        let parse = |registry: &str| {
-            crate::config::parse(Path::new("/p/devloop.toml"), &format!("{registry}[[image]]\nname = \"a\"\ncontext = \".\"\n")).unwrap()
-        };
-        let mut old = parse("");
-        old.registry.host = "10.0.0.1:5000".into();
-        old.registry.pull_host = Some("reg:5000".into());
-        old.registry.insecure = true;
-        // (new [registry], host after the reload)
-        for (registry, host) in [
-            ("", "10.0.0.1:5000"),
-            ("[registry]\nauth-hosts = []\n", "10.0.0.1:5000"),
-            ("[registry]\nhost = \"mine:5000\"\n", "mine:5000"),
-            ("[registry]\nload = \"containerd\"\n", ""),
-        ] {
-            let mut new = parse(registry);
-            super::keep_discovered(&mut new, &old);
-            assert_eq!(new.registry.host, host, "{registry:?}");
-            if host == "10.0.0.1:5000" {
-                assert_eq!((new.registry.pull_host.as_deref(), new.registry.insecure), (Some("reg:5000"), true));
-            }
-        }
     }
 }

@@ -336,8 +336,9 @@ async fn reload(ctx: &Ctx) -> Option<Event> {
     let old = ctx.config();
     let path = old.path.clone();
     let context = ctx.target.context.clone();
+    let last = old.clone();
     let loaded = tokio::task::spawn_blocking(move || -> Result<(Config, Vec<watch::Watched>), String> {
-        let cfg = crate::resolve::load(&path, Some(&context)).map_err(|e| e.to_string())?;
+        let cfg = crate::resolve::reload(&path, &context, &last).map_err(|e| e.to_string())?;
         let w = watched(&cfg, true).map_err(|e| e.to_string())?;
         Ok((cfg, w))
     })
@@ -350,7 +351,6 @@ async fn reload(ctx: &Ctx) -> Option<Event> {
             return None;
         }
     };
-    super::keep_discovered(&mut new, &old);
     let mut restart = Vec::new();
     if new.kube != old.kube {
         restart.push("[kube]");
