@@ -215,6 +215,7 @@ impl Ui {
             Report::Iteration(s) => self.phase(&s.image, Phase::Serving { tag: s.tag.clone(), synced: 0 }),
             Report::Crashed { image, error, .. } => self.phase(image, Phase::Failed(format!("crashed: {}", first(error)))),
             Report::RolledBack { image, tag } => self.phase(image, Phase::Serving { tag: tag.clone(), synced: 0 }),
+            Report::Retrying { .. } => {}
         }
     }
 
@@ -287,6 +288,7 @@ impl Ui {
             Report::RolledBack { image, tag } => {
                 self.emit(&format!("{image}: rolled back: {tag} runs again"), json!({"event": "rolled-back", "image": image, "tag": tag}))
             }
+            Report::Retrying { image, error, after } => self.line(image, "retry", &format!("{error}; retrying in {}s", after.as_secs())),
         }
     }
 }

@@ -58,6 +58,9 @@ pub enum Event {
     Built { image: String, tag: String, digest: String, took: Duration, steps: (usize, usize), cached: bool, export: Option<Duration> },
     /// Building `tag` failed or was cancelled.
     BuildFailed { image: String, tag: String, error: String, cancelled: bool },
+    /// Building `tag` could not start: BuildKit or the registry did not answer (`error` says which, where).
+    /// Nothing ran; the core decides when to try again.
+    BuildDeferred { image: String, tag: String, error: String },
     /// Files changed while BuildKit read them (a save mid-build): the build is void, nothing was pushed.
     BuildStale { image: String, tag: String, reason: String, at: Instant },
     /// The rollout of `tag` ended.
@@ -93,8 +96,9 @@ pub enum Event {
 pub enum Action {
     /// Hash the image's inputs, looking again at `scope`.
     Hash { image: String, scope: Scope },
-    /// Build and push this tag (skipping the build when the registry has it), sending what `filter` allows.
-    Build { image: String, tag: String, filter: Hashed },
+    /// Build and push this tag (skipping the build when the registry has it), sending what `filter` allows,
+    /// once `after` has passed (a retry's backoff; zero for a new build).
+    Build { image: String, tag: String, filter: Hashed, after: Duration },
     /// Cancel the image's running build.
     CancelBuild(String),
     /// The image is no longer configured: stop what runs for it (log streams, pod watch) and drop what is
@@ -137,6 +141,14 @@ pub enum Report {
     Crashed { image: String, tag: String, error: String, after: Duration, rollback: Option<String>, late: bool },
     /// The tag put back after a crash runs again.
     RolledBack { image: String, tag: String },
+    /// A build could not start (`error`: which server did not answer); it is tried again `after` this.
+    Retrying { image: String, error: String, after: Duration },
+}
+
+/// How long to wait before the `n`th try (1-based) of a build whose server did not answer: doubling from 1 s,
+/// at most 32 s — soon enough to notice a restarted buildkitd, rare enough not to flood its log.
+pub fn retry_after(n: u32) -> Duration {
+    Duration::from_secs(1 << n.saturating_sub(1).min(5))
 }
 
 /// A crash this soon after a rollout succeeded is taken for the rollout's failure (a crash after the settle
@@ -219,6 +231,9 @@ struct ImageState {
     /// The newest tag hashed from disk.
     disk: Option<String>,
     building: Option<String>,
+    /// The filter `building` was hashed with, for a retry; and how many tries found no server.
+    build_filter: Option<Hashed>,
+    retries: u32,
     deploying: Option<String>,
     /// The digest of `deploying`.
     deploying_digest: Option<String>,
@@ -356,8 +371,10 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
                 return out;
             }
             s.building = Some(tag.clone());
+            s.build_filter = Some(filter.clone());
+            s.retries = 0;
             out.push(Action::Report(Report::Building { image: image.clone(), tag: tag.clone() }));
-            out.push(Action::Build { image, tag, filter });
+            out.push(Action::Build { image, tag, filter, after: Duration::ZERO });
         }
         Event::HashFailed { image, error } => {
             let Some(s) = state.images.get_mut(&image) else { return out };
@@ -409,6 +426,15 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
             if !cancelled {
                 out.push(Action::Report(Report::Failed { image, tag: Some(tag), error }));
             }
+        }
+        Event::BuildDeferred { image, tag, error } => {
+            let Some(s) = state.images.get_mut(&image) else { return out };
+            let Some(filter) = s.build_filter.clone().filter(|_| s.building.as_ref() == Some(&tag)) else { return out };
+            // Still the build this image wants: keep it (a newer change supersedes it as any build), later.
+            s.retries += 1;
+            let after = retry_after(s.retries);
+            out.push(Action::Report(Report::Retrying { image: image.clone(), error, after }));
+            out.push(Action::Build { image, tag, filter, after });
         }
         Event::BuildStale { image, tag, reason, at } => {
             let Some(s) = state.images.get_mut(&image) else { return out };

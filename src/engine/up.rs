@@ -247,12 +247,12 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
                     Action::Hash { image, scope } => {
                         tasks.spawn(hash_worker(ctx.clone(), image, scope));
                     }
-                    Action::Build { image, tag, filter } => {
+                    Action::Build { image, tag, filter, after } => {
                         let token = stop.child_token();
                         if let Some(old) = builds.insert(image.clone(), token.clone()) {
                             old.cancel();
                         }
-                        tasks.spawn(build_worker(ctx.clone(), image, tag, filter, token, 0));
+                        tasks.spawn(build_worker(ctx.clone(), image, tag, filter, token, after));
                     }
                     Action::Forget(image) => {
                         for token in [builds.remove(&image), logs.remove(&image)].into_iter().flatten() {
@@ -440,10 +440,14 @@ async fn hash_worker(ctx: Arc<Ctx>, image: String, scope: Scope) {
     let _ = ctx.events.send(ev).await;
 }
 
-/// Builds `tag` unless the registry has it. BuildKit or the registry being down is retried with backoff.
-async fn build_worker(ctx: Arc<Ctx>, image: String, tag: String, filter: Hashed, cancel: CancellationToken, attempt: u32) {
+/// Builds `tag` unless the registry has it, once `after` has passed. A server that does not answer
+/// (BuildKit, the registry) is reported to the core, which decides when to try again.
+async fn build_worker(ctx: Arc<Ctx>, image: String, tag: String, filter: Hashed, cancel: CancellationToken, after: Duration) {
     let started = Instant::now();
-    let work = build_inner(&ctx, &image, &tag, &filter);
+    let work = async {
+        tokio::time::sleep(after).await;
+        build_inner(&ctx, &image, &tag, &filter).await
+    };
     let result = tokio::select! {
         _ = cancel.cancelled() => {
             let _ = ctx.events.send(Event::BuildFailed { image, tag, error: "cancelled".into(), cancelled: true }).await;
@@ -452,22 +456,18 @@ async fn build_worker(ctx: Arc<Ctx>, image: String, tag: String, filter: Hashed,
         r = work => r,
     };
     let ev = match result {
-        Ok((digest, steps, cached, export)) => Event::Built { image, tag, digest, took: started.elapsed(), steps, cached, export },
+        Ok((digest, steps, cached, export)) => {
+            Event::Built { image, tag, digest, took: started.elapsed().saturating_sub(after), steps, cached, export }
+        }
         Err(e @ Error::Buildkit(buildkit::Error::Unreachable { .. } | buildkit::Error::Lost { .. }))
         | Err(e @ Error::Registry(registry::Error::Unreachable { .. })) => {
-            // A server is down: say so, keep the loop alive, try again later.
+            // A server is down: connect afresh next time.
             *ctx.buildkit.lock().await = None;
-            let wait = Duration::from_secs(1 << attempt.min(5));
-            let what = match &e {
+            let error = match &e {
                 Error::Buildkit(buildkit::Error::Lost { .. }) => format!("{e} (at {})", ctx.config().buildkit.addr),
                 _ => e.to_string(),
             };
-            ctx.out.line(&image, "retry", &format!("{what}; retrying in {}s", wait.as_secs()));
-            tokio::select! {
-                _ = cancel.cancelled() => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
-            return Box::pin(build_worker(ctx, image, tag, filter, cancel, attempt + 1)).await;
+            Event::BuildDeferred { image, tag, error }
         }
         Err(Error::Buildkit(buildkit::Error::ContextChanged { refused })) => {
             Event::BuildStale { image, tag, reason: refused.join("; "), at: Instant::now() }

@@ -579,3 +579,28 @@ fn the_core_alone_says_which_reference_each_image_runs_and_reports_a_deploy_erro
     step(&mut s, Event::Reconfigured { rescan: vec![], redeploy: vec![], removed: vec!["a".into()], at: Instant::now() });
     assert_eq!(s.references(), want(&[("b", "reg/b:b1")]));
 }
+
+/// BuildKit or the registry down: the core, not the worker, decides the next try and its backoff; a newer
+/// change still supersedes the build waiting to be retried, and a build that finally runs starts afresh.
+#[test]
+fn a_build_with_no_server_is_retried_with_doubling_waits_until_superseded() {
+    let mut s = State::default();
+    run(&mut s, vec![changed(&["app"]), hashed("app", "t1")]);
+    let deferred = |tag: &str| Event::BuildDeferred { image: "app".into(), tag: tag.into(), error: "BuildKit is unreachable at unix:///b".into() };
+    let mut waits = Vec::new();
+    for _ in 0..7 {
+        let a = step(&mut s, deferred("t1"));
+        let Some(Action::Build { tag, after, .. }) = a.iter().find(|a| matches!(a, Action::Build { .. })) else { panic!("{a:?}") };
+        assert_eq!(tag, "t1");
+        assert!(a.iter().any(|a| matches!(a, Action::Report(Report::Retrying { after: said, .. }) if said == after)), "{a:?}");
+        waits.push(after.as_secs());
+    }
+    assert_eq!(waits, [1, 2, 4, 8, 16, 32, 32]);
+    // A newer tag supersedes it; the old tag's late deferral is not retried.
+    assert_eq!(run(&mut s, vec![changed(&["app"]), hashed("app", "t2")]), ["hash app", "cancel app", "build app t2"]);
+    assert_eq!(run(&mut s, vec![deferred("t1")]), Vec::<String>::new());
+    // The new build's own first retry waits 1 s again, and once it builds, it deploys.
+    let a = step(&mut s, deferred("t2"));
+    assert!(a.iter().any(|a| matches!(a, Action::Build { after, .. } if *after == Duration::from_secs(1))), "{a:?}");
+    assert_eq!(run(&mut s, vec![built("app", "t2")]), ["deploy app t2"]);
+}
