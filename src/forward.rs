@@ -2,16 +2,17 @@
 //! and for every connection a stream to the newest Ready pod of the Deployment at that moment (kept by a
 //! watch), so after a rollout new connections reach the new pod, and a broken stream is simply re-opened by
 //! the next one.
-//! Also: streaming the logs of a rollout's new pods.
+//! Also: following the logs of the pods that run a rollout's image ([`logs`]).
+
+pub mod logs;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{AsyncBufReadExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, LogParams};
+use kube::api::{Api, ListParams};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -185,29 +186,6 @@ pub async fn serve(listener: TcpListener, t: Target, deployment: String, remote:
             drop(upstream);
             let _ = pf.join().await;
         });
-    }
-}
-
-/// Streams a pod's logs, each line prefixed by the pod's name, until the pod ends or `cancel`.
-pub async fn stream_logs(t: Target, pod: String, say: Say, cancel: CancellationToken) {
-    let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
-    let params = LogParams { follow: true, since_seconds: Some(60), ..Default::default() };
-    let stream = match pods.log_stream(&pod, &params).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::debug!("no logs for {pod}: {e}");
-            return;
-        }
-    };
-    let mut lines = stream.lines();
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            l = lines.try_next() => match l {
-                Ok(Some(line)) => say(&format!("[{pod}] {line}")),
-                _ => return,
-            },
-        }
     }
 }
 

@@ -184,3 +184,26 @@ fn a_crash_after_a_successful_iteration_is_reported_and_rolled_back() {
     let third = up.wait_for("the next save", 90, |v| v["event"] == "iteration" || v["event"] == "unchanged");
     assert_eq!((&third["event"], &third["tag"]), (&serde_json::json!("iteration"), &second["tag"]), "{third}");
 }
+
+/// Logs follow the workload's pods as they come: a pod added by a scale-up after the rollout has its lines
+/// streamed too (the follower reads the namespace's pod watch; it used to list the pods once, at the end of
+/// the rollout, and never saw this one).
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn logs_follow_a_pod_that_comes_after_the_rollout() {
+    let ns = Namespace::new("uplogs");
+    let p = up_project(&ns);
+    let mut up = Up::start(&p);
+    up.wait("iteration", 90);
+    let first = eventually("the rollout's pod alone", 30, || match live_pods(&ns.0, "hello").as_slice() {
+        [one] => Ok(one.clone()),
+        other => Err(format!("{other:?}")),
+    });
+    up.wait_for("the first pod's log line", 30, |v| v["event"] == "log" && v["message"].as_str().unwrap_or("").contains(&format!("[{first}]")));
+    kubectl(&["-n", &ns.0, "scale", "deployment", "hello", "--replicas=2"]);
+    let second = eventually("a second pod", 30, || {
+        live_pods(&ns.0, "hello").into_iter().find(|p| *p != first).ok_or_else(|| "only the first".to_string())
+    });
+    let log = up.wait_for("the new pod's log line", 60, |v| v["event"] == "log" && v["message"].as_str().unwrap_or("").contains(&format!("[{second}]")));
+    assert!(log["message"].as_str().unwrap().contains("hello: serving /www on :8080"), "{log}");
+}

@@ -620,19 +620,11 @@ fn api_unreachable(e: &Error) -> bool {
 /// Streams the logs of the Deployment's pods that run `reference`.
 async fn follow_logs(ctx: &Ctx, deployment: &str, image: &str, reference: &str, cancel: &CancellationToken) {
     use k8s_openapi::api::apps::v1::Deployment;
-    use k8s_openapi::api::core::v1::Pod;
-    use kube::api::{Api, ListParams};
     let t = &ctx.target;
-    let Ok(dep) = Api::<Deployment>::namespaced(t.client.clone(), &t.namespace).get(deployment).await else { return };
-    let pods = Api::<Pod>::namespaced(t.client.clone(), &t.namespace);
-    let Ok(list) = pods.list(&ListParams::default().labels(&cluster::selector(&dep))).await else { return };
-    for p in list.items {
-        let runs = p.spec.as_ref().is_some_and(|s| s.containers.iter().any(|c| c.image.as_deref() == Some(reference)));
-        if runs && p.metadata.deletion_timestamp.is_none() {
-            let name = p.metadata.name.clone().unwrap_or_default();
-            tokio::spawn(forward::stream_logs(t.clone(), name, out::say(&ctx.out, image, "log"), cancel.clone()));
-        }
-    }
+    let Ok(dep) = kube::Api::<Deployment>::namespaced(t.client.clone(), &t.namespace).get(deployment).await else { return };
+    let selector = cluster::selector_labels(&dep);
+    let say = out::say(&ctx.out, image, "log");
+    tokio::spawn(forward::logs::follow(ctx.pods(), t.clone(), selector, reference.to_string(), say, cancel.clone()));
 }
 
 /// `--cleanup`: delete the objects of every manifest set a deploy was started with and uninstall every Helm
