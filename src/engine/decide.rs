@@ -48,8 +48,9 @@ pub enum Event {
     /// `debounce`: how long the batch waited for its burst of saves to end.
     Changed { changes: BTreeMap<String, Scope>, outside: BTreeSet<String>, at: Instant, debounce: Duration },
     /// The config was read again: `rescan` images changed (hash them afresh), `redeploy` images' deploys
-    /// changed (deploy their tag even if it is the one running), `removed` images are gone.
-    Reconfigured { rescan: Vec<String>, redeploy: Vec<String>, removed: Vec<String>, at: Instant },
+    /// changed (deploy their tag even if it is the one running), `removed` images are gone; `rules`: every
+    /// image's sync rules now (none: always build).
+    Reconfigured { rescan: Vec<String>, redeploy: Vec<String>, removed: Vec<String>, rules: Rules, at: Instant },
     /// An image's inputs hash to `tag`, judged by `filter`.
     Hashed { image: String, tag: String, filter: Hashed, took: Duration },
     /// Hashing failed (e.g. the Dockerfile is gone).
@@ -260,6 +261,9 @@ struct ImageState {
     live: live::Live,
 }
 
+/// Per image, its sync rules.
+pub type Rules = BTreeMap<String, Vec<SyncRule>>;
+
 /// All images' state.
 #[derive(Debug, Default)]
 pub struct State {
@@ -278,13 +282,15 @@ impl State {
     pub fn references(&self) -> BTreeMap<String, String> {
         self.images.iter().filter_map(|(i, s)| Some((i.clone(), s.running.clone()?))).collect()
     }
-    /// Sets an image's sync rules (empty: always build).
-    pub fn set_rules(&mut self, image: &str, rules: &[SyncRule]) {
-        if rules.is_empty() {
-            self.rules.remove(image);
-        } else {
-            self.rules.insert(image.to_string(), Arc::new(rules.to_vec()));
-        }
+    /// The state at the start: nothing hashed, built or deployed yet; each image's sync rules (none: always
+    /// build). A reload brings new rules as [`Event::Reconfigured`].
+    pub fn new(rules: Rules) -> State {
+        let mut s = State::default();
+        s.set_rules(rules);
+        s
+    }
+    fn set_rules(&mut self, rules: Rules) {
+        self.rules = rules.into_iter().filter(|(_, r)| !r.is_empty()).map(|(i, r)| (i, Arc::new(r))).collect();
     }
     /// Images whose pods run files synced on top of their image: (image, deployed tag, synced paths,
     /// content tag).
@@ -317,7 +323,8 @@ pub fn step(state: &mut State, event: Event) -> Vec<Action> {
         }
         Event::Synced { .. } | Event::SyncFailed { .. } | Event::PodReady { .. } => live::step(state, event, &mut out),
         Event::Crashed { image, tag, error, at, rollback } => crashed(state, image, tag, error, at, rollback, &mut out),
-        Event::Reconfigured { rescan, redeploy, removed, at } => {
+        Event::Reconfigured { rescan, redeploy, removed, rules, at } => {
+            state.set_rules(rules);
             for image in removed {
                 if state.images.remove(&image).is_some_and(|s| s.building.is_some()) {
                     out.push(Action::CancelBuild(image.clone()));

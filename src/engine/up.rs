@@ -202,13 +202,7 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
         no_sync: opts.no_sync,
         trees: Default::default(),
     });
-    let mut state = decide::State::default();
-    let set_rules = |state: &mut decide::State, cfg: &Config| {
-        for img in &cfg.images {
-            state.set_rules(&img.name, if opts.no_sync { &[] } else { &img.sync });
-        }
-    };
-    set_rules(&mut state, &ctx.config());
+    let mut state = decide::State::new(rules(&ctx.config(), opts.no_sync));
     let mut builds: HashMap<String, CancellationToken> = HashMap::new();
     let mut logs: HashMap<String, CancellationToken> = HashMap::new();
     // The manifest sets a deploy was started with: `--cleanup` deletes them even if no rollout succeeded.
@@ -221,9 +215,7 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
             _ = stop.cancelled() => break,
             b = batches.recv() => match b {
                 Some(b) => {
-                    let evs = on_batch(&ctx, b).await;
-                    set_rules(&mut state, &ctx.config()); // a reload may have changed them
-                    evs
+                    on_batch(&ctx, b).await
                 }
                 None => break,
             },
@@ -395,7 +387,13 @@ async fn reload(ctx: &Ctx) -> Option<Event> {
     }
     ctx.out.line("devloop", "config", &format!("{} reloaded; {} image(s)", new.path.display(), new.images.len()));
     *ctx.cfg.write().expect("not poisoned") = Arc::new(new);
-    Some(Event::Reconfigured { rescan, redeploy, removed, at: Instant::now() })
+    let rules = rules(&ctx.config(), ctx.no_sync);
+    Some(Event::Reconfigured { rescan, redeploy, removed, rules, at: Instant::now() })
+}
+
+/// Each image's sync rules, as the core is to apply them (`--no-sync`: none, always build).
+fn rules(cfg: &Config, no_sync: bool) -> decide::Rules {
+    cfg.images.iter().map(|i| (i.name.clone(), if no_sync { Vec::new() } else { i.sync.clone() })).collect()
 }
 
 /// Hashes an image: only `scope`'s paths in the kept tree when it can (no walk), else a full scan with a
