@@ -15,6 +15,9 @@
 //!
 //! The changed paths travel only through here: [`Event::Changed`] brings them, [`Action::Hash`] hands them
 //! to the hasher.
+//!
+//! What each image is doing (its phase, the tag it serves, its last failure) is read from this state too
+//! ([`view`]): the status block and the page draw the snapshot of it that `up` publishes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
