@@ -1,6 +1,7 @@
 //! What `devloop up` prints: one summary line per iteration and a line per state change, as text for people
 //! or, with `--json`, as one JSON object per line for editors and scripts. On a terminal, a status block
-//! ([`board`]) stays below the lines.
+//! ([`board`]) stays below the lines. The lines come from the engine's reports, in order; the status block
+//! and the status page ([`page`]) both draw the core's latest snapshot, the same `Arc` for both.
 
 pub mod board;
 pub mod page;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::engine::decide::{Report, Summary, SyncSummary};
+use crate::engine::out::Snapshot;
 use board::{Board, Phase};
 
 /// Where `up`'s reports go: lines (or JSON lines) through one [`writer`] thread, the status block below them
@@ -153,43 +155,23 @@ impl Ui {
         self.out.line(if self.out.json() { value.to_string() } else { text.to_string() }, log);
     }
 
-    /// Changes the status block, when there is one: `f` gets the board.
-    fn board(&self, f: impl Fn(&mut Board)) {
+    /// What every image is doing now: the status block and the page draw this snapshot from now on.
+    pub fn state(&self, snapshot: &Arc<Snapshot>) {
         if let Some(hub) = &self.page {
-            hub.board(&f);
+            hub.state(snapshot.clone());
         }
         let mut block = self.out.block.lock().expect("not poisoned");
         if let Some(b) = block.board.as_mut() {
-            f(b);
+            b.show(snapshot.clone());
             drop(block);
             self.out.redraw();
         }
     }
 
-    /// Puts `image` in `phase` on the status block.
-    pub fn phase(&self, image: &str, phase: Phase) {
-        self.board(|b| b.set(image, phase.clone()));
-    }
-
-    /// `image` is being hashed (on the status block, unless it is busy with a build or rollout).
-    pub fn hashing(&self, image: &str) {
-        self.board(|b| b.hashing(image));
-    }
-
-    /// `image`'s row on the status block shows the URLs of these Deployments' forwards.
-    pub fn deployments(&self, image: &str, deployments: &[String]) {
-        self.board(|b| b.deployments(image, deployments));
-    }
-
-    /// `deployment` is forwarded at `url` (shown on the rows of the images it runs).
-    pub fn forward_url(&self, deployment: &str, url: &str) {
-        self.board(|b| b.forward(deployment, url));
-    }
-
     /// The phase of `image` on the status block (or the page's, without a block; none without either).
     pub fn current(&self, image: &str) -> Option<Phase> {
         let on_terminal = self.out.block.lock().expect("not poisoned").board.as_ref().and_then(|b| b.phase(image).cloned());
-        on_terminal.or_else(|| self.page.as_ref().and_then(|hub| hub.phase(image)))
+        on_terminal.or_else(|| self.page.as_ref().and_then(|hub| hub.shown().images.get(image).map(|v| v.phase.clone())))
     }
 
     /// A free-form line about an image (deploy steps, log lines, forwards).
@@ -197,38 +179,12 @@ impl Ui {
         self.emit(&format!("{image}: {text}"), json!({"event": kind, "image": image, "message": text}));
     }
 
-    /// What a report changes on the status block.
-    fn track(&self, r: &Report) {
-        let first = |e: &str| e.lines().next().unwrap_or("").to_string();
-        match r {
-            Report::Unchanged { image, tag } => self.board(|b| b.unchanged(image, tag)),
-            Report::Building { image, .. } => self.phase(image, Phase::Building { step: 0, of: 0, name: String::new() }),
-            Report::Stale { image, .. } => self.phase(image, Phase::Hashing),
-            Report::Superseded { .. } => {}
-            Report::Failed { image, error, .. } => self.phase(image, Phase::Failed(first(error))),
-            Report::RolloutFailed { image, reason: Some(why), .. } => self.phase(image, Phase::Failed(format!("rollout: {why}"))),
-            Report::RolloutFailed { image, tag, reason: None } => {
-                self.phase(image, Phase::Failed(format!("rollout of {} failed", &tag[..tag.len().min(6)])))
-            }
-            Report::Synced(s) => self.phase(&s.image, Phase::Serving { tag: s.tag.clone(), synced: s.synced }),
-            Report::SyncFallback { image, .. } => self.phase(image, Phase::Building { step: 0, of: 0, name: String::new() }),
-            Report::Iteration(s) => self.phase(&s.image, Phase::Serving { tag: s.tag.clone(), synced: 0 }),
-            Report::Crashed { image, error, .. } => self.phase(image, Phase::Failed(format!("crashed: {}", first(error)))),
-            Report::RolledBack { image, tag } => self.phase(image, Phase::Serving { tag: tag.clone(), synced: 0 }),
-            Report::Retrying { .. } => {}
-        }
-    }
-
     /// A decision's report.
     pub fn report(&self, r: &Report) {
-        self.track(r);
         if let Some(hub) = &self.page {
             match r {
                 Report::Iteration(s) => hub.iteration(s),
                 Report::Synced(s) => hub.synced(s),
-                Report::Failed { image, tag, error } => hub.failed(image, tag.as_deref(), Some(error)),
-                Report::RolloutFailed { image, tag, reason } => hub.failed(image, Some(tag), reason.as_deref()),
-                Report::Crashed { image, tag, error, .. } => hub.failed(image, Some(tag), Some(error)),
                 _ => {}
             }
         }
@@ -300,17 +256,8 @@ impl crate::engine::out::Sink for Ui {
     fn report(&self, r: &Report) {
         Ui::report(self, r)
     }
-    fn phase(&self, image: &str, phase: Phase) {
-        Ui::phase(self, image, phase)
-    }
-    fn hashing(&self, image: &str) {
-        Ui::hashing(self, image)
-    }
-    fn deployments(&self, image: &str, deployments: &[String]) {
-        Ui::deployments(self, image, deployments)
-    }
-    fn forward_url(&self, deployment: &str, url: &str) {
-        Ui::forward_url(self, deployment, url)
+    fn state(&self, snapshot: &Arc<Snapshot>) {
+        Ui::state(self, snapshot)
     }
     fn page_url(&self, url: &str) {
         Ui::page_url(self, url)
@@ -318,180 +265,4 @@ impl crate::engine::out::Sink for Ui {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::decide::PodStages;
-    use crate::test_util::SharedBuf;
-    use board::Phase;
-
-    fn summary() -> Summary {
-        Summary {
-            image: "hello".into(),
-            tag: "a1b2c3d4e5".into(),
-            hash: Duration::from_millis(4),
-            build: Duration::from_millis(812),
-            steps: (7, 5),
-            registry_hit: false,
-            export: Some(Duration::from_millis(120)),
-            rollout: Duration::from_millis(1900),
-            pod: PodStages { created: Some(Duration::from_millis(30)), running: Some(Duration::from_millis(700)), ready: Some(Duration::from_millis(1850)) },
-            total: Duration::from_millis(2800),
-            debounce: Duration::from_millis(150),
-        }
-    }
-
-    #[test]
-    fn the_summary_line_reads_like_the_issue_says() {
-        assert_eq!(
-            summary_line(&summary()),
-            "hello  a1b2c3  hash 4ms · build 812ms (5/7 cached) · rollout 1.9s (running 700ms, ready 1.9s) · total 2.8s"
-        );
-        let unknown = Summary { pod: PodStages::default(), ..summary() };
-        assert_eq!(summary_line(&unknown), "hello  a1b2c3  hash 4ms · build 812ms (5/7 cached) · rollout 1.9s · total 2.8s");
-    }
-
-    #[test]
-    fn the_sync_line_reads_like_the_issue_says_and_tells_what_the_pods_run() {
-        let s = SyncSummary {
-            image: "hello".into(),
-            files: 2,
-            pods: 1,
-            sync: Duration::from_millis(84),
-            total: Duration::from_millis(140),
-            tag: "a1b2c3d4e5f6a7b8".into(),
-            synced: 3,
-            content: Some("d4e5f6a7b8c9d0e1".into()),
-            ..Default::default()
-        };
-        assert_eq!(sync_line(&s), "hello  sync 2 files → 1 pod · 84ms · total 140ms");
-        assert_eq!(state_line(&s), "hello: pods run image a1b2c3d4e5f6 + 3 synced file(s) (content d4e5f6a7b8c9)");
-        let replay = SyncSummary { replay: true, files: 1, deleted: 1, pods: 2, ..s.clone() };
-        assert_eq!(sync_line(&replay), "hello  replay 1 file (1 deleted) → 2 new pods · 84ms · total 140ms");
-        let buf = SharedBuf::default();
-        let ui = Ui::new(true, Box::new(buf.clone()));
-        ui.report(&Report::Synced(s));
-        assert!(ui.flush(Duration::from_secs(5)));
-        let v: Value = serde_json::from_str(buf.text().trim()).unwrap();
-        assert_eq!((v["event"].as_str(), v["files"].as_u64(), v["sync_ms"].as_u64(), v["total_ms"].as_u64()), (Some("sync"), Some(2), Some(84), Some(140)));
-        assert_eq!((v["synced"].as_u64(), v["content"].as_str()), (Some(3), Some("d4e5f6a7b8c9d0e1")));
-    }
-
-    /// A sync not tried (nothing to take it, too large) is one line saying why a build comes; a failed one
-    /// says it failed, then what comes.
-    #[test]
-    fn a_sync_fallback_says_why_a_build_comes() {
-        let text = |skipped: bool, error: &str| {
-            let buf = SharedBuf::default();
-            let ui = Ui::new(false, Box::new(buf.clone()));
-            ui.report(&Report::SyncFallback { image: "hello".into(), error: error.into(), for_good: false, skipped });
-            assert!(ui.flush(Duration::from_secs(5)));
-            buf.text()
-        };
-        assert_eq!(text(true, "no running container can take the sync"), "hello: no running container can take the sync: building the image instead\n");
-        assert_eq!(text(false, "in pod p: exec: denied"), "hello: sync failed: in pod p: exec: denied\nhello: building the image instead\n");
-        let buf = SharedBuf::default();
-        let ui = Ui::new(true, Box::new(buf.clone()));
-        ui.report(&Report::SyncFallback { image: "hello".into(), error: "too large".into(), for_good: false, skipped: true });
-        assert!(ui.flush(Duration::from_secs(5)));
-        let v: Value = serde_json::from_str(buf.text().trim()).unwrap();
-        assert_eq!((v["event"].as_str(), v["skipped"].as_bool(), v["error"].as_str()), (Some("sync-failed"), Some(true), Some("too large")));
-    }
-
-    #[test]
-    fn json_mode_writes_one_object_per_line() {
-        let buf = SharedBuf::default();
-        let ui = Ui::new(true, Box::new(buf.clone()));
-        ui.report(&Report::Iteration(summary()));
-        ui.line("hello", "log", "GET / 200");
-        assert!(ui.flush(Duration::from_secs(5)));
-        let text = buf.text();
-        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(lines[0]["event"], "iteration");
-        assert_eq!(lines[0]["build_ms"], 812);
-        assert_eq!((lines[0]["export_ms"].as_u64(), lines[0]["pod_running_ms"].as_u64(), lines[0]["pod_ready_ms"].as_u64()), (Some(120), Some(700), Some(1850)));
-        assert_eq!(lines[1]["message"], "GET / 200");
-    }
-
-    #[test]
-    fn a_crash_after_a_rollout_says_how_with_its_lines_what_is_done_about_it_and_turns_the_row_failed() {
-        let crash = |rollback: Option<&str>, late: bool| Report::Crashed {
-            image: "hello".into(),
-            tag: "a1b2c3".into(),
-            error: "deployment ns/hello: Exited (pod p, container web): exited with code 3 (Error)\n  last log lines:\n    no config".into(),
-            after: Duration::from_millis(15200),
-            rollback: rollback.map(str::to_string),
-            late,
-        };
-        let buf = SharedBuf::default();
-        let ui = Ui::with_board(Box::new(buf.clone()), 200);
-        ui.report(&crash(Some("d4e5f6"), false));
-        assert!(ui.flush(Duration::from_secs(5)));
-        let text = buf.text();
-        assert!(text.contains("hello: a1b2c3 CRASHED 15.2s after its rollout: deployment ns/hello: Exited (pod p, container web): exited with code 3 (Error)\n"), "{text:?}");
-        assert!(text.contains("hello:     no config\n") && text.contains("hello: rolling back to d4e5f6"), "{text:?}");
-        assert_eq!(ui.current("hello"), Some(Phase::Failed("crashed: deployment ns/hello: Exited (pod p, container web): exited with code 3 (Error)".into())));
-        ui.report(&Report::RolledBack { image: "hello".into(), tag: "d4e5f6".into() });
-        assert_eq!(ui.current("hello"), Some(Phase::Serving { tag: "d4e5f6".into(), synced: 0 }));
-        let late = SharedBuf::default();
-        let ui = Ui::new(false, Box::new(late.clone()));
-        ui.report(&crash(None, true));
-        assert!(ui.flush(Duration::from_secs(5)));
-        assert!(late.text().contains("hello: left as it is: it ran more than 1m first, so this is a bug to debug"), "{:?}", late.text());
-
-        let buf = SharedBuf::default();
-        let ui = Ui::new(true, Box::new(buf.clone()));
-        ui.report(&crash(Some("d4e5f6"), false));
-        assert!(ui.flush(Duration::from_secs(5)));
-        let v: Value = serde_json::from_str(buf.text().trim()).unwrap();
-        assert_eq!((v["event"].as_str(), v["tag"].as_str(), v["rollback"].as_str(), v["late"].as_bool(), v["after_ms"].as_u64()), (Some("crashed"), Some("a1b2c3"), Some("d4e5f6"), Some(false), Some(15200)));
-        assert!(v["error"].as_str().unwrap().ends_with("no config"), "{v}");
-    }
-
-    #[test]
-    fn reports_move_the_status_block_and_lines_without_a_block_stay_plain() {
-        let buf = SharedBuf::default();
-        let ui = Ui::with_board(Box::new(buf.clone()), 100);
-        ui.phase("hello", Phase::Watching);
-        ui.report(&Report::Building { image: "hello".into(), tag: "a1b2c3d4e5".into() });
-        assert!(matches!(ui.current("hello"), Some(Phase::Building { .. })));
-        ui.report(&Report::Iteration(summary()));
-        assert_eq!(ui.current("hello"), Some(Phase::Serving { tag: "a1b2c3d4e5".into(), synced: 0 }));
-        ui.hashing("hello");
-        ui.report(&Report::Unchanged { image: "hello".into(), tag: "a1b2c3d4e5".into() });
-        assert_eq!(ui.current("hello"), Some(Phase::Serving { tag: "a1b2c3d4e5".into(), synced: 0 }), "back to serving");
-        ui.report(&Report::Failed { image: "hello".into(), tag: None, error: "Dockerfile:3: RUN false\nlogs".into() });
-        assert_eq!(ui.current("hello"), Some(Phase::Failed("Dockerfile:3: RUN false".into())));
-        // Every line was written above the block: the text ends with the block's one row.
-        assert!(ui.flush(Duration::from_secs(5)));
-        let text = buf.text();
-        assert!(text.ends_with("✗ hello  failed: Dockerfile:3: RUN false\n"), "{text:?}");
-        assert!(text.contains(&format!("\x1b[1A\x1b[J{}\n", summary_line(&summary()))), "{text:?}");
-
-        let plain = SharedBuf::default();
-        let ui = Ui::new(false, Box::new(plain.clone()));
-        ui.phase("hello", Phase::Watching);
-        ui.report(&Report::Iteration(summary()));
-        assert!(ui.flush(Duration::from_secs(5)));
-        assert_eq!((plain.text(), ui.current("hello")), (format!("{}\n", summary_line(&summary())), None));
-    }
-
-    /// A rollout's reason comes with its report, as data: the row, the line and the JSON say it (nothing
-    /// reads it back out of the deploy's text).
-    #[test]
-    fn a_failed_rollout_says_its_reason_on_the_row_the_line_and_in_json() {
-        let reason = "Exited (pod web-1, container web): exited with code 3 (Error)";
-        let r = Report::RolloutFailed { image: "hello".into(), tag: "a1b2c3d4".into(), reason: Some(reason.into()) };
-        let buf = SharedBuf::default();
-        let ui = Ui::with_board(Box::new(buf.clone()), 200);
-        ui.report(&r);
-        assert_eq!(ui.current("hello"), Some(Phase::Failed(format!("rollout: {reason}"))));
-        assert!(ui.flush(Duration::from_secs(5)));
-        assert!(buf.text().contains(&format!("hello: rollout of a1b2c3d4 failed: {reason}\n")), "{:?}", buf.text());
-        let json = SharedBuf::default();
-        let ui = Ui::new(true, Box::new(json.clone()));
-        ui.report(&r);
-        assert!(ui.flush(Duration::from_secs(5)));
-        let v: Value = serde_json::from_str(json.text().trim()).unwrap();
-        assert_eq!((v["event"].as_str(), v["reason"].as_str()), (Some("rollout-failed"), Some(reason)));
-    }
-}
+mod tests;

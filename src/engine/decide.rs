@@ -15,6 +15,9 @@
 //!
 //! The changed paths travel only through here: [`Event::Changed`] brings them, [`Action::Hash`] hands them
 //! to the hasher.
+//!
+//! What each image is doing (its phase, the tag it serves, its last failure) is read from this state too
+//! ([`view`]): the status block and the page draw the snapshot of it that `up` publishes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use std::time::{Duration, Instant};
 use crate::config::SyncRule;
 use crate::filter::Filter;
 pub use crate::watch::Scope;
+pub use view::{Phase, Progress, Snapshot};
 
 /// The filter a tag was hashed with, which decides what its build may send. Compared by identity.
 #[derive(Clone)]
@@ -90,6 +94,8 @@ pub enum Event {
     /// A pod running `tag`, rolled out earlier, crashed (`error`: where, the exit code, its last log lines);
     /// `rollback`: the image's deploys roll a failed rollout back.
     Crashed { image: String, tag: String, error: String, at: Instant, rollback: bool },
+    /// A worker's news about the build or rollout of `tag` (shown while `tag` is the one at work; see [`view`]).
+    Progress { image: String, tag: String, progress: Progress },
 }
 
 /// Something to do.
@@ -259,6 +265,7 @@ struct ImageState {
     /// A change waiting in `pending` needs a build.
     pending_builds: bool,
     live: live::Live,
+    view: view::View,
 }
 
 /// Per image, its sync rules.
@@ -270,6 +277,7 @@ pub struct State {
     images: BTreeMap<String, ImageState>,
     /// Per image, its sync rules (none: always build).
     rules: BTreeMap<String, Arc<Vec<SyncRule>>>,
+    views: view::Views,
 }
 
 impl State {
@@ -309,8 +317,15 @@ impl State {
 
 /// Decides what to do about `event`.
 pub fn step(state: &mut State, event: Event) -> Vec<Action> {
+    let out = decide(state, event);
+    view::note(state, &out);
+    out
+}
+
+fn decide(state: &mut State, event: Event) -> Vec<Action> {
     let mut out = Vec::new();
     match event {
+        Event::Progress { image, tag, progress } => view::progress(state, image, tag, progress),
         Event::Changed { changes, outside, at, debounce } => {
             for (image, scope) in changes {
                 let syncable = !outside.contains(&image) && live::covered(state, &image, &scope);
@@ -571,6 +586,7 @@ fn hash(s: &mut ImageState, image: String, scope: Scope, out: &mut Vec<Action>) 
 }
 
 mod live;
+pub mod view;
 
 #[cfg(test)]
 mod tests;

@@ -36,7 +36,6 @@ fn pod_watch(ctx: &Arc<Ctx>, image: &str) -> Arc<PodWatch> {
 /// core.
 pub(super) async fn sync_worker(ctx: Arc<Ctx>, image: String, paths: BTreeSet<String>, only: Option<BTreeSet<String>>, filter: Arc<Filter>) {
     let started = Instant::now();
-    ctx.out.phase(&image, super::out::Phase::Syncing);
     // Dropping the sync on timeout drops its exec streams, which ends them in the containers' runtimes.
     let result = tokio::time::timeout(sync::TIMEOUT, run(&ctx, &image, &paths, only.as_ref(), filter)).await.unwrap_or(Err(sync::Error::Timeout));
     let ev = match result {

@@ -8,6 +8,7 @@ pub mod deploy;
 pub mod down;
 mod live;
 pub mod out;
+pub mod progress;
 pub mod up;
 
 use std::io::Write;

@@ -1,64 +1,17 @@
 //! What the engine tells the people and programs watching it. The engine decides and reports; a [`Sink`]
 //! (the `ui` layer: lines, JSON, the status block, the page) shows. The engine knows nothing of how: it
 //! holds an [`Out`], which `main` wires to the terminal and the page.
+//!
+//! A sink learns by two routes only, both from the core: the ordered stream of lines and reports, and the
+//! immutable [`Snapshot`]s of what every image is doing (published by [`Publisher`] after each step that
+//! changed it). The status block and the page both draw from the same snapshot and keep no state of their
+//! own about the images; workers tell the core (`Event::Progress`), never the sink.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use super::decide::Report;
-
-/// What one image is doing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Phase {
-    /// Waiting for a change.
-    Watching,
-    /// Hashing its build inputs.
-    Hashing,
-    /// BuildKit runs step `step` of the `of` it knows of, named `name`.
-    Building {
-        /// The step started last (1-based).
-        step: usize,
-        /// Steps known so far.
-        of: usize,
-        /// BuildKit's name for it, e.g. `[2/3] RUN make`.
-        name: String,
-    },
-    /// The image is being exported or pushed.
-    Pushing,
-    /// A rollout is being watched: what it waits for.
-    RollingOut(String),
-    /// Changed files are being copied into the running containers.
-    Syncing,
-    /// The pods run `tag` (plus `synced` files synced since).
-    Serving {
-        /// The content tag deployed.
-        tag: String,
-        /// Files synced into the pods since.
-        synced: usize,
-    },
-    /// The last iteration failed: why.
-    Failed(String),
-}
-
-impl Phase {
-    /// The phase's name on the status page (`rolling-out`, `serving`, …).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Phase::Watching => "watching",
-            Phase::Hashing => "hashing",
-            Phase::Building { .. } => "building",
-            Phase::Pushing => "pushing",
-            Phase::RollingOut(_) => "rolling-out",
-            Phase::Syncing => "syncing",
-            Phase::Serving { .. } => "serving",
-            Phase::Failed(_) => "failed",
-        }
-    }
-
-    /// Whether the phase is work in progress (shown with its running time, and undone by "unchanged").
-    pub fn busy(&self) -> bool {
-        !matches!(self, Phase::Watching | Phase::Serving { .. } | Phase::Failed(_))
-    }
-}
+use super::decide::{Report, State};
+pub use super::decide::view::{Failure, ImageView, Phase, Snapshot};
 
 /// Where the engine's news goes. Every method returns at once: a sink that writes to a reader that may stall
 /// (a paused terminal, an editor not reading `--json`) queues or drops, and never makes the engine wait.
@@ -67,14 +20,8 @@ pub trait Sink: Send + Sync {
     fn line(&self, image: &str, kind: &str, text: &str);
     /// A decision's report.
     fn report(&self, r: &Report);
-    /// `image` is now in `phase`.
-    fn phase(&self, image: &str, phase: Phase);
-    /// `image` is being hashed (shown unless it is busy with a build or rollout).
-    fn hashing(&self, image: &str);
-    /// `image`'s last rollout rolled these Deployments.
-    fn deployments(&self, image: &str, deployments: &[String]);
-    /// `deployment` is forwarded at `url`.
-    fn forward_url(&self, deployment: &str, url: &str);
+    /// What every image is doing now (replaces the last snapshot; shared, never copied).
+    fn state(&self, snapshot: &Arc<Snapshot>);
     /// The status page is served at `url`.
     fn page_url(&self, url: &str);
 }
@@ -86,4 +33,26 @@ pub type Out = Arc<dyn Sink>;
 pub fn say(out: &Out, image: &str, kind: &'static str) -> crate::forward::Say {
     let (out, image) = (out.clone(), image.to_string());
     Arc::new(move |text: &str| out.line(&image, kind, text))
+}
+
+/// Publishes the core's view: a new snapshot, to the sink, whenever a step changed what it shows.
+#[derive(Default)]
+pub struct Publisher {
+    shown: Arc<Snapshot>,
+}
+
+impl Publisher {
+    /// Tells `out` the view of `state` if it differs from the last one told.
+    pub fn publish(&mut self, state: &State, out: &dyn Sink) {
+        let next = state.snapshot(&self.shown, Instant::now());
+        if next != *self.shown {
+            self.shown = Arc::new(next);
+            out.state(&self.shown);
+        }
+    }
+
+    /// The last snapshot published.
+    pub fn shown(&self) -> &Arc<Snapshot> {
+        &self.shown
+    }
 }

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::decide::{self, Action, Event, Hashed, Scope};
-use super::out::{self, Out, Phase};
+use super::out::{self, Out};
 use super::Error;
 use crate::buildkit::{self, progress::Progress, BuildSpec};
 use crate::config::{Config, DeployTarget, ManifestSource};
@@ -68,6 +68,8 @@ pub(super) struct Ctx {
     pub(super) sessions: crate::sync::session::Sessions,
     /// `--no-sync`: no sync, so no shell is opened in any container either.
     no_sync: bool,
+    /// Workers' progress, on its way to the core (coalesced).
+    pub(super) progress: Arc<super::progress::Latest>,
     /// Per image, the tree the hasher keeps. Only the hash worker locks it: nothing on the build or deploy
     /// path waits for a scan.
     trees: std::sync::Mutex<HashMap<String, Arc<std::sync::Mutex<KeptTree>>>>,
@@ -128,9 +130,6 @@ fn watched(cfg: &Config, lenient: bool) -> Result<Vec<watch::Watched>, Error> {
 /// Everything it has to say goes to `ui`.
 pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) -> Result<(), Error> {
     let target = cluster::connect(&cfg.kube, &opts.kube).await?;
-    for img in &cfg.images {
-        ui.phase(&img.name, Phase::Watching);
-    }
     ui.line("devloop", "start", &format!("context {}, namespace {}; watching {} image(s)", target.context, target.namespace, cfg.images.len()));
     let mut tasks = JoinSet::new();
     if let Some(addr) = opts.page {
@@ -173,11 +172,12 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
     }
     // One watch on the namespace's pods, read by the port-forwards and live update.
     let pods = crate::cluster::pods::Reflector::start(&target);
+    let mut forwarded = Vec::new();
     for f in &cfg.forwards {
         let listener = forward::bind(&f.deployment, f.local).await.map_err(|e| Error::Usage(e.to_string()))?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(f.local);
         ui.line(&f.deployment, "forward", &format!("forwarding http://127.0.0.1:{port} -> deployment {}/{}:{}", target.namespace, f.deployment, f.remote));
-        ui.forward_url(&f.deployment, &format!("http://127.0.0.1:{port}"));
+        forwarded.push((f.deployment.clone(), format!("http://127.0.0.1:{port}")));
         let say = out::say(&ui, &f.deployment, "forward");
         tasks.spawn(forward::serve(listener, target.clone(), f.deployment.clone(), f.remote, pods.clone(), say, stop.child_token()));
     }
@@ -200,9 +200,15 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
         pods,
         sessions: Default::default(),
         no_sync: opts.no_sync,
+        progress: Default::default(),
         trees: Default::default(),
     });
     let mut state = decide::State::new(rules(&ctx.config(), opts.no_sync));
+    for (deployment, url) in &forwarded {
+        state.forwarded(deployment, url);
+    }
+    // What the status block and the page show: the core's view, published after every step that changed it.
+    let mut shown = out::Publisher::default();
     let mut builds: HashMap<String, CancellationToken> = HashMap::new();
     let mut logs: HashMap<String, CancellationToken> = HashMap::new();
     // The manifest sets a deploy was started with: `--cleanup` deletes them even if no rollout succeeded.
@@ -220,10 +226,12 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
                 None => break,
             },
             ev = events.recv() => match ev { Some(ev) => vec![ev], None => break },
+            _ = ctx.progress.told() => vec![],
             // Reap finished workers, so a long session does not pile up their results.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
         };
-        for ev in evs {
+        // Progress first: a worker tells it before it sends its result.
+        for ev in ctx.progress.take().into_iter().chain(evs) {
             let actions = decide::step(&mut state, ev);
             // What the core says is deployed, published before its actions run (a sync it asks for reads it).
             deployed_tx.send_if_modified(|published| {
@@ -234,6 +242,7 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
                 *published = now;
                 true
             });
+            shown.publish(&state, &*ui);
             for action in actions {
                 match action {
                     Action::Hash { image, scope } => {
@@ -400,7 +409,6 @@ fn rules(cfg: &Config, no_sync: bool) -> decide::Rules {
 /// freshly read filter.
 async fn hash_worker(ctx: Arc<Ctx>, image: String, scope: Scope) {
     let started = Instant::now();
-    ctx.out.hashing(&image);
     let cfg = ctx.config();
     let kept = ctx.kept(&image);
     let worker = ctx.clone();
@@ -502,10 +510,10 @@ async fn build_inner(ctx: &Ctx, image: &str, tag: &str, filter: &Hashed) -> Resu
         }
     };
     let out: Box<dyn std::io::Write + Send> = if ctx.verbose { Box::new(std::io::stderr()) } else { Box::new(std::io::sink()) };
-    let (ui, name) = (ctx.out.clone(), image.to_string());
+    let (latest, name, built) = (ctx.progress.clone(), image.to_string(), tag.to_string());
     let mut progress = Progress::new(out, &format!("{image}: "), ctx.verbose).on_start(Box::new(move |step, of, what| {
         let export = what.starts_with("exporting") || what.starts_with("pushing");
-        ui.phase(&name, if export { Phase::Pushing } else { Phase::Building { step, of, name: what.to_string() } });
+        latest.tell(&name, &built, if export { decide::Progress::Pushing } else { decide::Progress::Step { step, of, name: what.to_string() } });
     }));
     let spec = BuildSpec { image: img, filter, reference: destination.build_reference(image, tag), destination: &destination };
     let built = buildkit::build(&mut client, &spec, &mut progress).await?;
@@ -521,10 +529,10 @@ async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String
     references.insert(image.clone(), reference.clone());
     let mut rolled = Vec::new();
     let mut attempt = 0;
-    ctx.out.phase(&image, Phase::RollingOut(String::new()));
-    let (ui, name) = (ctx.out.clone(), image.clone());
-    let progress: deploy::rollout::OnProgress = Arc::new(move |deployment, what| ui.phase(&name, Phase::RollingOut(format!("{deployment}: {what}"))));
-    // The rollout watch tells the status block what it waits for.
+    let (latest, name, rolling) = (ctx.progress.clone(), image.clone(), tag.clone());
+    let progress: deploy::rollout::OnProgress =
+        Arc::new(move |deployment, what| latest.tell(&name, &rolling, decide::Progress::Waiting(format!("{deployment}: {what}"))));
+    // The rollout watch tells the core what it waits for (the status block and the page show it).
     let deploying = async {
         loop {
             let mut lines = LineWriter { ui: ctx.out.clone(), image: image.clone(), buf: Vec::new() };
@@ -546,7 +554,7 @@ async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String
         }
     };
     let result = deploy::rollout::ON_PROGRESS.scope(progress, deploying).await;
-    ctx.out.deployments(&image, &rolled.iter().map(|r| r.deployment.clone()).collect::<Vec<_>>());
+    ctx.progress.tell(&image, &tag, decide::Progress::Rolled(rolled.iter().map(|r| r.deployment.clone()).collect()));
     // The core reports a deploy's own error (once, whole) with the rollout's result.
     let (ok, error) = match result {
         Ok(ok) => (ok, None),

@@ -5,148 +5,46 @@
 //! It is a few lines of ANSI (move up, clear to the end of the screen, write) rather than indicatif: its rows
 //! are states, not progress bars, and every line above them must go through the same lock as the redraw.
 
-use std::collections::BTreeMap;
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::short;
 pub use crate::engine::out::Phase;
+use crate::engine::out::{ImageView, Snapshot};
 
-#[derive(Debug, Clone)]
-struct Row {
-    phase: Phase,
-    since: Instant,
-    /// The last phase that was not work in progress: what an image goes back to when a change turns out to
-    /// change nothing.
-    settled: Phase,
-    /// The Deployments its last rollout rolled (their forwarded URLs are shown).
-    deployments: Vec<String>,
-}
-
-/// One image's row, as data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowView {
-    /// The image.
-    pub image: String,
-    /// What it is doing ([`describe`] says it in words).
-    pub phase: Phase,
-    /// How long it has been in this phase.
-    pub since: Duration,
-    /// The forwarded URLs of the Deployments it rolled.
-    pub urls: Vec<String>,
-}
-
-/// The rows and how many lines the last drawing took.
+/// The snapshot the block draws (the core's, shared with the page) and how many lines the last drawing took.
 #[derive(Debug, Default)]
 pub struct Board {
-    rows: BTreeMap<String, Row>,
-    /// Forwarded URLs by Deployment name.
-    forwards: BTreeMap<String, String>,
+    shown: Arc<Snapshot>,
     drawn: usize,
 }
 
 impl Board {
-    /// Puts `image` in `phase` (an image not seen before gets a row).
-    pub fn set(&mut self, image: &str, phase: Phase) {
-        let now = Instant::now();
-        let row = self.rows.entry(image.to_string()).or_insert_with(|| Row {
-            phase: Phase::Watching,
-            since: now,
-            settled: Phase::Watching,
-            deployments: vec![],
-        });
-        if row.phase != phase {
-            // A new step of the same build keeps the build's clock.
-            let same_kind = std::mem::discriminant(&row.phase) == std::mem::discriminant(&phase);
-            if !same_kind {
-                row.since = now;
-            }
-            if !phase.busy() {
-                row.settled = phase.clone();
-            }
-            row.phase = phase;
-        }
+    /// Draws `snapshot` from now on.
+    pub fn show(&mut self, snapshot: Arc<Snapshot>) {
+        self.shown = snapshot;
     }
 
-    /// `image` is being hashed, unless it is busy with something else (a build the hash may supersede).
-    pub fn hashing(&mut self, image: &str) {
-        if !self.rows.get(image).is_some_and(|r| r.phase.busy()) {
-            self.set(image, Phase::Hashing);
-        }
-    }
-
-    /// A change that changed nothing: a hashing image goes back to what it did before.
-    pub fn settle(&mut self, image: &str) {
-        if let Some(row) = self.rows.get_mut(image).filter(|r| r.phase == Phase::Hashing) {
-            row.phase = row.settled.clone();
-            row.since = Instant::now();
-        }
-    }
-
-    /// The content hashes to `tag`, the one the pods run: a failure before it is undone (the edit that
-    /// broke the build was reverted), anything else goes back to what it was.
-    pub fn unchanged(&mut self, image: &str, tag: &str) {
-        let failed = self.rows.get(image).is_some_and(|r| {
-            matches!(r.phase, Phase::Failed(_)) || (r.phase == Phase::Hashing && matches!(r.settled, Phase::Failed(_)))
-        });
-        if failed {
-            self.set(image, Phase::Serving { tag: tag.to_string(), synced: 0 });
-        } else {
-            self.settle(image);
-        }
+    /// The snapshot drawn.
+    pub fn shown(&self) -> &Arc<Snapshot> {
+        &self.shown
     }
 
     /// Whether any image is at work (its row shows a running clock, so it is worth redrawing).
     pub fn busy(&self) -> bool {
-        self.rows.values().any(|r| r.phase.busy())
+        self.shown.busy()
     }
 
     /// The phase `image` is in.
     pub fn phase(&self, image: &str) -> Option<&Phase> {
-        self.rows.get(image).map(|r| &r.phase)
-    }
-
-    /// Notes that `deployment` is forwarded at `url`.
-    pub fn forward(&mut self, deployment: &str, url: &str) {
-        self.forwards.insert(deployment.to_string(), url.to_string());
-    }
-
-    /// Notes the Deployments `image` rolled: their forwarded URLs are shown on its row.
-    pub fn deployments(&mut self, image: &str, deployments: &[String]) {
-        if let Some(row) = self.rows.get_mut(image) {
-            row.deployments = deployments.to_vec();
-        }
-    }
-
-    /// Each row as data: for the status page, and for the block's lines.
-    pub fn views(&self) -> Vec<RowView> {
-        self.rows
-            .iter()
-            .map(|(image, row)| RowView {
-                image: image.clone(),
-                phase: row.phase.clone(),
-                since: row.since.elapsed(),
-                urls: row.deployments.iter().filter_map(|d| self.forwards.get(d).cloned()).collect(),
-            })
-            .collect()
+        self.shown.images.get(image).map(|v| &v.phase)
     }
 
     /// The block's lines, each cut to `width` columns.
     pub fn lines(&self, width: usize) -> Vec<String> {
-        let name_width = self.rows.keys().map(|k| k.chars().count()).max().unwrap_or(0);
-        self.views()
-            .into_iter()
-            .map(|v| {
-                let mut what = describe(&v.phase);
-                if v.phase.busy() {
-                    what.push_str(&format!(" · {}", short_secs(v.since)));
-                }
-                if matches!(v.phase, Phase::Serving { .. }) && !v.urls.is_empty() {
-                    what.push_str(&format!(" at {}", v.urls.join(", ")));
-                }
-                cut(&format!("{} {:<name_width$}  {what}", marker(&v.phase), v.image), width)
-            })
-            .collect()
+        let name_width = self.shown.images.keys().map(|k| k.chars().count()).max().unwrap_or(0);
+        self.shown.images.iter().map(|(image, v)| cut(&format!("{} {image:<name_width$}  {}", marker(&v.phase), row_text(v)), width)).collect()
     }
 
     /// Writes `text` (lines that scroll) above the block and draws the block again below it.
@@ -171,6 +69,19 @@ impl Board {
         out.write_all(buf.as_bytes())?;
         out.flush()
     }
+}
+
+/// What an image's row says after its name: the phase in words ([`describe`], the page's text too), the
+/// running clock while at work, and where it is served.
+pub fn row_text(v: &ImageView) -> String {
+    let mut what = describe(&v.phase);
+    if v.phase.busy() {
+        what.push_str(&format!(" · {}", short_secs(v.since.elapsed())));
+    }
+    if matches!(v.phase, Phase::Serving { .. }) && !v.urls.is_empty() {
+        what.push_str(&format!(" at {}", v.urls.join(", ")));
+    }
+    what
 }
 
 /// What a phase means, in words: `building step 2 of 3: [2/3] RUN make`, `serving a1b2c3`.

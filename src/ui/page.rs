@@ -1,20 +1,22 @@
-//! The status page of `devloop up --ui`: what the page shows, kept up to date from the same reports the
-//! terminal gets — each image's state, its last failure with the lines that led to it, and the last
-//! iterations split into where their time went. [`server`] serves it (one page, `/state`, `/events`).
+//! The status page of `devloop up --ui`: each image's state and last failure, drawn from the core's
+//! snapshot (the very one the terminal's status block draws), the lines that led to that failure, and the
+//! last iterations split into where their time went (from the reports, in order). [`server`] serves it (one
+//! page, `/state`, `/events`).
 
 pub mod server;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::board::{describe, Board, Phase};
+use super::board::describe;
 use super::ms;
 use crate::engine::decide::{Summary, SyncSummary};
+use crate::engine::out::Snapshot;
 
 /// Iterations the chart keeps.
 pub const ITERATIONS: usize = 40;
@@ -32,12 +34,13 @@ pub struct Hub {
 
 #[derive(Default)]
 struct Model {
-    board: Board,
+    /// The core's view, as last published.
+    shown: Arc<Snapshot>,
     /// The loop's start line: context, namespace, images.
     header: String,
     iterations: VecDeque<Bar>,
-    /// Per image, its last failure.
-    failures: BTreeMap<String, Failure>,
+    /// Per image, the lines that led to its last failure: the failure's number, the lines.
+    led: BTreeMap<String, (u64, Vec<String>)>,
     /// Per image, its last lines (deploy steps, pod logs, retries).
     recent: BTreeMap<String, VecDeque<String>>,
     /// Iterations so far (the chart numbers its bars with it).
@@ -61,22 +64,6 @@ pub struct Bar {
     pub segments: Vec<(&'static str, u64)>,
     /// A short remark: `3/5 cached`, `registry hit`, `2 files → 1 pod`.
     pub note: String,
-}
-
-/// An image's last failure.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Failure {
-    /// The tag it failed to build or roll out, if known.
-    pub tag: Option<String>,
-    /// Why (a build failure names the step, its Dockerfile line and its last log lines).
-    pub error: String,
-    /// The image's lines before it (the rollout's steps, the crashing pod's log).
-    pub lines: Vec<String>,
-    /// When (ms since the epoch).
-    pub at: u64,
-    /// Iterations done when it came: a report of the same failure has seen no success since.
-    #[serde(skip)]
-    after: u64,
 }
 
 fn now_ms() -> u64 {
@@ -127,14 +114,25 @@ impl Hub {
         self.changed.subscribe()
     }
 
-    /// Changes the page's copy of the status block.
-    pub fn board(&self, f: impl FnOnce(&mut Board)) {
-        self.change(|m| f(&mut m.board));
+    /// The core's view changed: a failure not seen before takes the image's recent lines with it.
+    pub fn state(&self, snapshot: Arc<Snapshot>) {
+        self.change(|m| {
+            for (image, v) in &snapshot.images {
+                let Some(f) = &v.failure else { continue };
+                if m.led.get(image).is_some_and(|(n, _)| *n == f.n) {
+                    continue;
+                }
+                let recent = m.recent.remove(image).unwrap_or_default();
+                let lines = recent.iter().skip(recent.len().saturating_sub(FAILURE_LINES)).cloned().collect();
+                m.led.insert(image.clone(), (f.n, lines));
+            }
+            m.shown = snapshot;
+        });
     }
 
-    /// The phase of `image` on the page.
-    pub fn phase(&self, image: &str) -> Option<Phase> {
-        self.model.lock().expect("not poisoned").board.phase(image).cloned()
+    /// The snapshot the page shows.
+    pub fn shown(&self) -> Arc<Snapshot> {
+        self.model.lock().expect("not poisoned").shown.clone()
     }
 
     /// Any event `up` emits (its JSON form): lines are kept per image for the failure they may lead to.
@@ -185,46 +183,28 @@ impl Hub {
         self.push(&s.image, &s.tag, "sync", sync_segments(s), note);
     }
 
-    /// An iteration of `image` failed: `error`, or (a rollout) the reason its status row gives.
-    pub fn failed(&self, image: &str, tag: Option<&str>, error: Option<&str>) {
-        self.change(|m| {
-            // The core's "rollout failed" after the deploy's own error for the same tag (nothing succeeded
-            // between): the first report has the detail (a Helm error's every line) and the lines before it.
-            if error.is_none() && m.failures.get(image).is_some_and(|f| f.tag == tag.map(short) && f.after == m.count) {
-                return;
-            }
-            let error = match (error, m.board.phase(image)) {
-                (Some(e), _) => e.to_string(),
-                (None, Some(Phase::Failed(why))) => why.clone(),
-                (None, _) => format!("rollout of {} failed", tag.map(short).unwrap_or_default()),
-            };
-            let recent = m.recent.remove(image).unwrap_or_default();
-            let lines = recent.iter().skip(recent.len().saturating_sub(FAILURE_LINES)).cloned().collect();
-            let after = m.count;
-            m.failures.insert(image.to_string(), Failure { tag: tag.map(short), error, lines, at: now_ms(), after });
-        });
-    }
-
     /// The page's data now, as JSON: `header`, `images` (state, text, `for_ms`, urls), `iterations`,
     /// `failures`.
     pub fn snapshot(&self) -> String {
         let m = self.model.lock().expect("not poisoned");
         let images: Vec<Value> = m
-            .board
-            .views()
-            .into_iter()
-            .map(|v| {
-                serde_json::json!({"image": v.image, "state": v.phase.kind(), "text": describe(&v.phase), "busy": v.phase.busy(),
-                                   "for_ms": ms(v.since), "urls": v.urls})
+            .shown
+            .images
+            .iter()
+            .map(|(image, v)| {
+                serde_json::json!({"image": image, "state": v.phase.kind(), "text": describe(&v.phase), "busy": v.phase.busy(),
+                                   "for_ms": ms(v.since.elapsed()), "urls": v.urls})
             })
             .collect();
         let failures: Vec<Value> = m
-            .failures
+            .shown
+            .images
             .iter()
-            .map(|(image, f)| {
-                let mut v = serde_json::to_value(f).expect("plain data");
-                v["image"] = image.as_str().into();
-                v
+            .filter_map(|(image, v)| {
+                let f = v.failure.as_ref()?;
+                let lines = m.led.get(image).filter(|(n, _)| *n == f.n).map(|(_, l)| l.clone()).unwrap_or_default();
+                let at = now_ms().saturating_sub(ms(f.at.elapsed()));
+                Some(serde_json::json!({"image": image, "tag": f.tag.as_deref().map(short), "error": f.error, "lines": lines, "at": at}))
             })
             .collect();
         serde_json::json!({"header": m.header, "images": images, "iterations": m.iterations, "failures": failures}).to_string()

@@ -5,9 +5,11 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::engine::decide::{PodStages, Report};
+use crate::engine::decide::view::fake::{built, changed, hashed, progress, rolled};
+use crate::engine::decide::{Event, PodStages, Progress};
+use crate::engine::out::{Failure, ImageView, Phase};
 use crate::test_util::SharedBuf;
-use crate::ui::board::Phase;
+use crate::ui::tests::Driven;
 use crate::ui::Ui;
 
 fn d(ms: u64) -> Duration {
@@ -32,6 +34,21 @@ fn summary(image: &str) -> Summary {
 
 fn state(hub: &Hub) -> Value {
     serde_json::from_str(&hub.snapshot()).expect("the snapshot is JSON")
+}
+
+/// A snapshot of one image `hello` in `phase`, with `failure`.
+fn one(phase: Phase, failure: Option<Failure>) -> Arc<Snapshot> {
+    let v = ImageView { phase, since: std::time::Instant::now(), deployed: None, synced: 0, deployments: vec![], urls: vec![], failure };
+    Arc::new(Snapshot { images: [("hello".to_string(), v)].into() })
+}
+
+/// The rollout of `tag` fails: the deploy's own `error`, or the rollout's `reason`.
+fn rollout_failed(image: &str, tag: &str, error: Option<&str>, reason: Option<&str>) -> Event {
+    let mut ev = rolled(image, tag, false);
+    if let Event::RolledOut { error: e, reason: r, .. } = &mut ev {
+        (*e, *r) = (error.map(str::to_string), reason.map(str::to_string));
+    }
+    ev
 }
 
 #[test]
@@ -81,18 +98,19 @@ fn the_chart_numbers_its_bars_and_keeps_only_the_last_ones() {
 #[test]
 fn a_failure_keeps_its_error_and_the_lines_that_led_to_it() {
     let hub = Arc::new(Hub::default());
-    let ui = Ui::new(true, Box::new(SharedBuf::default())).with_page(hub.clone());
-    ui.line("devloop", "start", "context kind-dev, namespace dev; watching 1 image(s)");
-    ui.phase("hello", Phase::Watching);
-    ui.line("hello", "log", "listening on :8080");
-    ui.report(&Report::Iteration(summary("hello")));
+    let mut core = Driven::new(Ui::new(true, Box::new(SharedBuf::default())).with_page(hub.clone()));
+    core.ui.line("devloop", "start", "context kind-dev, namespace dev; watching 1 image(s)");
+    core.step(vec![changed(&["hello"]), hashed("hello", "a1b2c3d4e5f6a7b8"), built("hello", "a1b2c3d4e5f6a7b8")]);
+    core.ui.line("hello", "log", "listening on :8080");
+    core.step(vec![rolled("hello", "a1b2c3d4e5f6a7b8", true)]);
     // The success took its lines with it: only what came after it belongs to the failure.
     for i in 0..30 {
-        ui.line("hello", "log", &format!("panic line {i}"));
+        core.ui.line("hello", "log", &format!("panic line {i}"));
     }
-    ui.line("other", "log", "not hello's");
-    let reason = Some("CrashLoopBackOff: container app exited with code 2".to_string());
-    ui.report(&Report::RolloutFailed { image: "hello".into(), tag: "0123456789abcdef".into(), reason });
+    core.ui.line("other", "log", "not hello's");
+    let tag = "0123456789abcdef";
+    core.step(vec![changed(&["hello"]), hashed("hello", tag), built("hello", tag)]);
+    core.step(vec![rollout_failed("hello", tag, None, Some("CrashLoopBackOff: container app exited with code 2"))]);
 
     let v = state(&hub);
     assert_eq!(v["header"], "context kind-dev, namespace dev; watching 1 image(s)");
@@ -105,8 +123,13 @@ fn a_failure_keeps_its_error_and_the_lines_that_led_to_it() {
     assert_eq!(v["images"][0]["state"], "failed");
 
     // A build failure brings its own error, and a later success does not erase it (the page marks it fixed).
-    ui.report(&Report::Failed { image: "hello".into(), tag: Some("fedcba9876543210".into()), error: "Dockerfile:3: RUN exit 3\nexit code 3".into() });
-    ui.report(&Report::Iteration(summary("hello")));
+    let (broken, fixed) = ("fedcba9876543210", "a1b2c3d4e5f6a7b8");
+    core.step(vec![changed(&["hello"]), hashed("hello", broken)]);
+    core.step(vec![Event::BuildFailed { image: "hello".into(), tag: broken.into(), error: "Dockerfile:3: RUN exit 3\nexit code 3".into(), cancelled: false }]);
+    let v = state(&hub);
+    assert_eq!(v["failures"][0]["tag"], "fedcba987654");
+    assert_eq!(v["failures"].as_array().unwrap().len(), 1, "the last failure per image");
+    core.iteration("hello", fixed);
     let v = state(&hub);
     assert_eq!(v["failures"][0]["error"], "Dockerfile:3: RUN exit 3\nexit code 3");
     assert_eq!(v["failures"][0]["lines"], json!([]));
@@ -117,14 +140,12 @@ fn a_failure_keeps_its_error_and_the_lines_that_led_to_it() {
 #[test]
 fn the_page_follows_the_images_state_even_without_a_terminal() {
     let hub = Arc::new(Hub::default());
-    let ui = Ui::new(false, Box::new(SharedBuf::default())).with_page(hub.clone());
-    ui.phase("hello", Phase::Watching);
-    ui.forward_url("hello", "http://127.0.0.1:8080");
-    ui.deployments("hello", &["hello".to_string()]);
-    ui.report(&Report::Building { image: "hello".into(), tag: "a1b2c3".into() });
+    let mut core = Driven::new(Ui::new(false, Box::new(SharedBuf::default())).with_page(hub.clone()));
+    core.state.forwarded("hello", "http://127.0.0.1:8080");
+    core.step(vec![changed(&["hello"]), hashed("hello", "a1b2c3")]);
     let v = state(&hub);
     assert_eq!((v["images"][0]["state"].as_str(), v["images"][0]["busy"].as_bool()), (Some("building"), Some(true)));
-    ui.report(&Report::Iteration(summary("hello")));
+    core.step(vec![built("hello", "a1b2c3"), progress("hello", "a1b2c3", Progress::Rolled(vec!["hello".into()])), rolled("hello", "a1b2c3", true)]);
     let v = state(&hub);
     let row = &v["images"][0];
     assert_eq!((row["state"].as_str(), row["busy"].as_bool()), (Some("serving"), Some(false)));
@@ -156,7 +177,7 @@ async fn request(addr: std::net::SocketAddr, head: &str, until: &str) -> String 
 #[tokio::test]
 async fn the_server_serves_the_page_its_state_and_a_live_event_stream() {
     let hub = Arc::new(Hub::default());
-    hub.board(|b| b.set("hello", Phase::Watching));
+    hub.state(one(Phase::Watching, None));
     let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
@@ -191,8 +212,13 @@ fn log_lines_wake_no_page_until_a_failure_shows_them() {
     hub.record(&json!({"event": "start", "image": "devloop", "message": "context c, namespace n"}));
     assert!(rx.has_changed().unwrap(), "the header is");
     rx.borrow_and_update();
-    hub.failed("hello", None, Some("boom"));
+    let failure = Failure { n: 1, tag: None, error: "boom".into(), at: std::time::Instant::now() };
+    hub.state(one(Phase::Failed("boom".into()), Some(failure.clone())));
     assert!(rx.has_changed().unwrap());
+    assert_eq!(state(&hub)["failures"][0]["lines"], json!(["GET / 200"]));
+    // The same failure in a later snapshot keeps its lines; lines after it are not its own.
+    hub.record(&json!({"event": "log", "image": "hello", "message": "later"}));
+    hub.state(one(Phase::Failed("boom".into()), Some(failure)));
     assert_eq!(state(&hub)["failures"][0]["lines"], json!(["GET / 200"]));
 }
 
@@ -204,25 +230,25 @@ async fn a_taken_address_is_an_error_that_names_it() {
     assert!(err.to_string().contains(&format!("cannot serve the status page on {addr}")), "{err}");
 }
 
+/// A deploy's own error (a multi-line Helm message) is the one failure the core reports for that rollout:
+/// the page shows every line of it, and the lines that led to it.
 #[test]
-fn a_rollout_failure_that_follows_a_deploy_error_keeps_the_error_whole() {
-    // A deploy error (a multi-line Helm message) is reported, then the core's "rollout failed" for the same
-    // tag: the page keeps the first, with every line of it, and the lines that led to it.
+fn a_deploy_error_reaches_the_page_whole_with_the_lines_before_it() {
     let hub = Arc::new(Hub::default());
-    let ui = Ui::new(true, Box::new(SharedBuf::default())).with_page(hub.clone());
-    ui.phase("hello", Phase::Watching);
-    ui.line("hello", "deploy", "helm upgrade --install hello ./chart");
-    let error = "helm upgrade failed: exit status 1\nError: UPGRADE FAILED: template: hello/templates/x.yaml:3: bad\nline three";
+    let mut core = Driven::new(Ui::new(true, Box::new(SharedBuf::default())).with_page(hub.clone()));
     let tag = "a1b2c3d4e5f6a7b8";
-    ui.report(&Report::Failed { image: "hello".into(), tag: Some(tag.into()), error: error.into() });
-    ui.report(&Report::RolloutFailed { image: "hello".into(), tag: tag.into(), reason: None });
+    core.step(vec![changed(&["hello"]), hashed("hello", tag), built("hello", tag)]);
+    core.ui.line("hello", "deploy", "helm upgrade --install hello ./chart");
+    let error = "helm upgrade failed: exit status 1\nError: UPGRADE FAILED: template: hello/templates/x.yaml:3: bad\nline three";
+    core.step(vec![rollout_failed("hello", tag, Some(error), None)]);
     let s = state(&hub);
     assert_eq!(s["failures"][0]["error"], error, "{s}");
     assert_eq!(s["failures"][0]["lines"], json!(["helm upgrade --install hello ./chart"]));
+    assert_eq!(s["images"][0]["text"], "failed: helm upgrade failed: exit status 1");
     // A later failure, after a success, is news again.
-    ui.report(&Report::Iteration(summary("hello")));
-    ui.report(&Report::RolloutFailed { image: "hello".into(), tag: tag.into(), reason: None });
-    assert_eq!(state(&hub)["failures"][0]["error"], "rollout of a1b2c3 failed");
+    core.iteration("hello", tag);
+    core.step(vec![changed(&["hello"]), hashed("hello", "0123456789"), built("hello", "0123456789"), rolled("hello", "0123456789", false)]);
+    assert_eq!(state(&hub)["failures"][0]["error"], "rollout of 012345 failed");
 }
 
 #[tokio::test]
