@@ -292,7 +292,7 @@ impl Deployer {
     async fn interrupted(&self, t: &Target, pending: &[String], undo: Option<Undo>, out: &mut (dyn Write + Send), intr: &Interrupt) -> Error {
         let image = &self.image;
         let first = pending.first().map(String::as_str).unwrap_or_default();
-        let _ = writeln!(out, "{image}: interrupted ({}) while watching the rollout of deployment {}/{first}: not verified", intr.name(), t.namespace);
+        let _ = writeln!(out, "{image}: interrupted ({}) while watching the rollout of deployment {}/{first}: the new image is not verified", intr.name(), t.namespace);
         let mut note = "";
         if let Some(undo) = undo {
             note = match rollback(&self.env, t, &undo, out, Some(&Stop::Second(intr))).await {
@@ -365,7 +365,7 @@ impl Deployers {
     /// Deploys every deployer of `image` (see [`Deployer::deploy`]), noting each as started first (a first
     /// rollout that fails still created what it applied). With `undo_now`, a failed rollout's [`Undo`] is
     /// carried out right after it (and not returned); a stop while waiting for it is
-    /// [`Error::Interrupted`] with `intr`'s signal.
+    /// [`Error::Interrupted`] with its signal.
     pub async fn deploy(
         &self,
         t: &Target,
@@ -453,6 +453,12 @@ async fn rollback(env: &Env, t: &Target, undo: &Undo, out: &mut (dyn Write + Sen
         }
         Undo::Revision { image, helm, timeout } => release::roll_back(env, t, image, helm, *timeout, out, stop).await,
     }
+}
+
+/// Says that `stop` ended the wait for the rollback of `what` (it is asked for, not verified).
+fn stopped_waiting(out: &mut (dyn Write + Send), image: &str, stop: Option<&Stop<'_>>, what: &str) {
+    let why = stop.map(Stop::why).unwrap_or_default();
+    let _ = writeln!(out, "{image}: {why}: stopped waiting for the rollback of {what}");
 }
 
 /// Waits for `fut` unless `stop` comes first.

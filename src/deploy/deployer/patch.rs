@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 
-use super::{report, state_of, unless, Deployed, Deployer, Env, Rolled, Stop, Undo};
+use super::{report, state_of, stopped_waiting, unless, Deployed, Deployer, Env, Rolled, Stop, Undo};
 use crate::cluster::{selector, Target};
 use crate::deploy::{self, images, Error};
 use crate::interrupt::Interrupt;
@@ -120,8 +120,7 @@ pub(super) async fn roll_back(
     let started = Instant::now();
     let refs = [previous.to_string()];
     let Some(verdict) = unless(stop, deploy::watch_rollout(t, name, &refs, timeout)).await.transpose()? else {
-        let why = stop.map(Stop::why).unwrap_or_default();
-        let _ = writeln!(out, "{image}: {why}: stopped waiting for the rollback of {what}");
+        stopped_waiting(out, image, stop, &what);
         let _ = writeln!(out, "{image}: {}; rollback NOT finished", state_of(t, name).await);
         return Ok(None);
     };

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use super::{helm_scope, report, unless, Deployed, Deployer, Env, Rolled, Stop, Undo};
+use super::{helm_scope, report, stopped_waiting, unless, Deployed, Deployer, Env, Rolled, Stop, Undo};
 use crate::cluster::Target;
 use crate::config::Helm;
 use crate::deploy::{helm, Error};
@@ -98,8 +98,7 @@ pub(super) async fn roll_back(
         let started = Instant::now();
         // Bounded by the rollout timeout; a stop ends only the waiting (the rollback is already done).
         let Some(v) = unless(stop, crate::deploy::watch_rollout(t, name, refs, timeout)).await.transpose()? else {
-            let why = stop.map(Stop::why).unwrap_or_default();
-            let _ = writeln!(out, "{image}: {why}: stopped waiting for the rollback of {what}");
+            stopped_waiting(out, image, stop, &what);
             return Ok(None);
         };
         if report(out, image, &dep, started, &v.1) {
