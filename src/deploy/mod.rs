@@ -2,6 +2,7 @@
 //! template (patch one container's image, or
 //! server-side apply manifests with image references substituted — [`manifests`]), and watch the rollout
 //! ([`rollout`]). devloop never deletes a pod: changing the template makes the Deployment controller roll.
+//! Every command reaches these through one interface, [`deployer`] (deploy, undo, cleanup per kind).
 
 pub mod buildkitd;
 pub mod deployer;
