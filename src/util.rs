@@ -20,6 +20,16 @@ pub fn random_id() -> String {
     rand::rng().sample_iter(rand::distr::Alphanumeric).take(25).map(|c| (c as char).to_ascii_lowercase()).collect()
 }
 
+/// Runs blocking file work (walking a context, reading manifests) without stalling the async workers that
+/// keep streams, watches and timers going: moved off them in a multi-threaded runtime, run in place
+/// otherwise (a single-threaded runtime has no other worker to stall).
+pub fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

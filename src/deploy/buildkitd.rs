@@ -223,7 +223,7 @@ pub async fn install(t: &Target, spec: &Install, out: &mut (dyn Write + Send)) -
         .map_err(|source| deploy::Error::Api { what: format!("applying deployment {ns}/{name}"), source })?;
     let _ = writeln!(out, "buildkit: deployment {ns}/{name} applied (image {}); waiting for it to be ready", spec.image);
     let started = Instant::now();
-    match deploy::watch_rollout(t, name, std::slice::from_ref(&spec.image), spec.timeout).await? {
+    match deploy::watch_rollout(t, name, std::slice::from_ref(&spec.image), spec.timeout).await?.1 {
         Verdict::Done { .. } => {}
         Verdict::Failed(f) => {
             let pod = f.pod.map(|p| format!("pod {p}: ")).unwrap_or_default();

@@ -64,13 +64,10 @@ fn escape(v: &str) -> String {
 
 /// The arguments of `helm upgrade --install` for this release and image reference; `pull_secret` goes
 /// into the chart's `image-values.pull-secrets` list, when the config names one.
-pub fn upgrade_args(h: &Helm, root: &Path, namespace: &str, context: &str, reference: &str, pull_secret: Option<&str>) -> Vec<String> {
+pub fn upgrade_args(h: &Helm, root: &Path, scope: &Scope, reference: &str, pull_secret: Option<&str>) -> Vec<String> {
     let local = root.join(&h.chart);
     let chart = if local.exists() { local.display().to_string() } else { h.chart.clone() };
-    let mut a: Vec<String> = ["upgrade", "--install", &h.release, &chart, "--namespace", namespace, "--kube-context", context]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut a = scope.args(&["upgrade", "--install", &h.release, &chart]);
     for v in &h.values {
         a.push("-f".into());
         a.push(root.join(v).display().to_string());
@@ -178,18 +175,31 @@ async fn run_program(program: &str, release: &str, args: &[String], recover: Opt
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// `--namespace` and `--kube-context` after `cmd`.
-fn scoped(cmd: &[&str], namespace: &str, context: &str) -> Vec<String> {
-    let mut a: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
-    a.extend(["--namespace".into(), namespace.into(), "--kube-context".into(), context.into()]);
-    a
+/// The namespace and kube context every helm command of a release runs in. [`Scope::args`] is the one place
+/// that turns them into arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// `--namespace`.
+    pub namespace: String,
+    /// `--kube-context` (always passed: helm must never fall back to the kubeconfig's current context).
+    pub context: String,
+}
+
+impl Scope {
+    /// `cmd`, then `--namespace` and `--kube-context`.
+    pub fn args(&self, cmd: &[&str]) -> Vec<String> {
+        let mut a: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        a.extend(["--namespace".into(), self.namespace.clone(), "--kube-context".into(), self.context.clone()]);
+        a
+    }
 }
 
 /// After an upgrade was stopped: a release whose last revision is pending or failed is rolled back to its
 /// last deployed one, so that the next upgrade is not refused. Returns what it found and did.
-async fn recover(release: String, namespace: String, context: String) -> String {
+async fn recover(release: String, scope: Scope) -> String {
+    let namespace = &scope.namespace;
     let what = format!("helm release {namespace}/{release}: upgrade stopped");
-    let history = match run(&release, &scoped(&["history", &release, "--max", "20", "--output", "json"], &namespace, &context)).await {
+    let history = match run(&release, &scope.args(&["history", &release, "--max", "20", "--output", "json"])).await {
         Ok(h) => h,
         Err(Error::Failed { stderr, .. }) if stderr.contains("not found") => return format!("{what} before the release was created"),
         Err(e) => return format!("{what}; its state is unknown: {e}"),
@@ -205,7 +215,7 @@ async fn recover(release: String, namespace: String, context: String) -> String 
     let Some(good) = deployed else {
         return format!("{what}; revision {rev} is {status}, with no deployed revision to go back to: `helm uninstall {release} -n {namespace}`");
     };
-    match run(&release, &scoped(&["rollback", &release, &good.to_string()], &namespace, &context)).await {
+    match run(&release, &scope.args(&["rollback", &release, &good.to_string()])).await {
         Ok(_) => format!("{what}; revision {rev} was left {status}: rolled back to revision {good}"),
         Err(e) => format!("{what}; revision {rev} is {status} and rolling back to revision {good} failed: {e}"),
     }
@@ -213,9 +223,9 @@ async fn recover(release: String, namespace: String, context: String) -> String 
 
 /// Installs or upgrades the release with `reference` in the chart's image values (and `pull_secret` in its
 /// pull secrets value, see [`upgrade_args`]).
-pub async fn upgrade(h: &Helm, root: &Path, namespace: &str, context: &str, reference: &str, pull_secret: Option<&str>) -> Result<Release, Error> {
-    let recovery: Recovery = Box::pin(recover(h.release.clone(), namespace.to_string(), context.to_string()));
-    let args = upgrade_args(h, root, namespace, context, reference, pull_secret);
+pub async fn upgrade(h: &Helm, root: &Path, scope: &Scope, reference: &str, pull_secret: Option<&str>) -> Result<Release, Error> {
+    let recovery: Recovery = Box::pin(recover(h.release.clone(), scope.clone()));
+    let args = upgrade_args(h, root, scope, reference, pull_secret);
     let out = run_program("helm", &h.release, &args, Some(recovery)).await?;
     let bad = |message: String| Error::Output { what: "upgrade --output json".into(), release: h.release.clone(), message };
     let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| bad(format!("not JSON: {e}")))?;
@@ -226,19 +236,16 @@ pub async fn upgrade(h: &Helm, root: &Path, namespace: &str, context: &str, refe
 }
 
 /// Rolls the release back to its previous revision; then its Deployments as `helm get manifest` shows them.
-pub async fn rollback(h: &Helm, namespace: &str, context: &str) -> Result<Vec<(String, Vec<String>)>, Error> {
-    let ns = |cmd: &[&str]| scoped(cmd, namespace, context);
-    run(&h.release, &ns(&["rollback", &h.release])).await?;
-    let manifest = run(&h.release, &ns(&["get", "manifest", &h.release])).await?;
+pub async fn rollback(h: &Helm, scope: &Scope) -> Result<Vec<(String, Vec<String>)>, Error> {
+    run(&h.release, &scope.args(&["rollback", &h.release])).await?;
+    let manifest = run(&h.release, &scope.args(&["get", "manifest", &h.release])).await?;
     deployments(&manifest).map_err(|message| Error::Output { what: "get manifest".into(), release: h.release.clone(), message })
 }
 
 /// Uninstalls the release (`devloop down`); false when there was none.
-pub async fn uninstall(h: &Helm, namespace: &str, context: &str) -> Result<bool, Error> {
-    let args: Vec<String> =
-        ["uninstall", &h.release, "--namespace", namespace, "--kube-context", context].iter().map(|s| s.to_string()).collect();
+pub async fn uninstall(h: &Helm, scope: &Scope) -> Result<bool, Error> {
     // (helm's --ignore-not-found reports "uninstalled" either way: its error is what tells them apart.)
-    match run(&h.release, &args).await {
+    match run(&h.release, &scope.args(&["uninstall", &h.release])).await {
         Ok(_) => Ok(true),
         Err(Error::Failed { stderr, .. }) if stderr.contains("not found") => Ok(false),
         Err(e) => Err(e),
@@ -293,19 +300,43 @@ mod tests {
             image_values: ImageValues::default(),
             pull_secrets: None,
         };
-        let a = upgrade_args(&h, Path::new("/p"), "ns", "ctx", "reg/hello:t@sha256:1", Some("s")).join(" ");
+        let scope = Scope { namespace: "ns".into(), context: "ctx".into() };
+        let a = upgrade_args(&h, Path::new("/p"), &scope, "reg/hello:t@sha256:1", Some("s")).join(" ");
         assert_eq!(
             a,
             "upgrade --install web chart --namespace ns --kube-context ctx -f /p/dev.yaml --set-string greeting=hi\\, there \
              --set replicas=2 --set-string image.repository=reg/hello --set-string image.tag=t@sha256:1 --output json"
         );
         let full = Helm { image_values: ImageValues::Full("image.ref".into()), ..h.clone() };
-        assert!(upgrade_args(&full, Path::new("/p"), "ns", "ctx", "r/h:t@d", None).join(" ").contains("--set-string image.ref=r/h:t@d"));
+        assert!(upgrade_args(&full, Path::new("/p"), &scope, "r/h:t@d", None).join(" ").contains("--set-string image.ref=r/h:t@d"));
         // The pull secret goes in only where the chart takes it, and only when there is one.
         let with = Helm { pull_secrets: Some("imagePullSecrets".into()), ..h };
-        let a = upgrade_args(&with, Path::new("/p"), "ns", "ctx", "r/h:t@d", Some("devloop-registry-r")).join(" ");
+        let a = upgrade_args(&with, Path::new("/p"), &scope, "r/h:t@d", Some("devloop-registry-r")).join(" ");
         assert!(a.ends_with("--set-string imagePullSecrets[0].name=devloop-registry-r --output json"), "{a}");
-        assert!(!upgrade_args(&with, Path::new("/p"), "ns", "ctx", "r/h:t@d", None).join(" ").contains("imagePullSecrets"));
+        assert!(!upgrade_args(&with, Path::new("/p"), &scope, "r/h:t@d", None).join(" ").contains("imagePullSecrets"));
+    }
+
+    /// Every helm command names the namespace and the context once each, from the one [`Scope`].
+    #[test]
+    fn every_command_is_scoped_once() {
+        let scope = Scope { namespace: "ns".into(), context: "ctx".into() };
+        let h = Helm {
+            chart: "chart".into(),
+            release: "web".into(),
+            values: vec![],
+            set: Default::default(),
+            image_values: ImageValues::default(),
+            pull_secrets: None,
+        };
+        let upgrade = upgrade_args(&h, Path::new("/p"), &scope, "r/h:t", None);
+        let others = [["rollback", "web"], ["get", "manifest"], ["uninstall", "web"], ["history", "web"]].map(|c| scope.args(&c));
+        for a in std::iter::once(&upgrade).chain(others.iter()) {
+            for (flag, value) in [("--namespace", "ns"), ("--kube-context", "ctx")] {
+                assert_eq!(a.iter().filter(|x| *x == flag).count(), 1, "{a:?}");
+                let at = a.iter().position(|x| x == flag).unwrap();
+                assert_eq!(a[at + 1], value, "{a:?}");
+            }
+        }
     }
 
     #[tokio::test]

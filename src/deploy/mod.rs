@@ -2,8 +2,10 @@
 //! template (patch one container's image, or
 //! server-side apply manifests with image references substituted — [`manifests`]), and watch the rollout
 //! ([`rollout`]). devloop never deletes a pod: changing the template makes the Deployment controller roll.
+//! Every command reaches these through one interface, [`deployer`] (deploy, undo, cleanup per kind).
 
 pub mod buildkitd;
+pub mod deployer;
 pub mod helm;
 pub mod images;
 pub mod manifests;
@@ -43,6 +45,12 @@ pub enum Error {
     /// The pull secret could not be made (no credentials, a failing credential helper).
     #[error("{0}")]
     PullSecret(String),
+    /// What the config names is not in the cluster (a Deployment to patch): a usage error.
+    #[error("{0}")]
+    Usage(String),
+    /// A signal stopped the deploy (what it left is already said).
+    #[error("interrupted by {0}")]
+    Interrupted(&'static str),
 }
 
 impl From<crate::cluster::Error> for Error {
@@ -134,12 +142,15 @@ pub fn pull_policy_of(dep: &Deployment, container: &str) -> Option<String> {
     spec.containers.iter().find(|c| c.name == container)?.image_pull_policy.clone()
 }
 
-/// Watches the rollout of `name` to `refs` (see [`rollout::watch`]).
-pub async fn watch_rollout(t: &Target, name: &str, refs: &[String], timeout: std::time::Duration) -> Result<rollout::Verdict, Error> {
+/// Watches the rollout of `name` to `refs` (see [`rollout::watch`]); also returns the label selector of the
+/// Deployment's pods.
+pub async fn watch_rollout(t: &Target, name: &str, refs: &[String], timeout: std::time::Duration) -> Result<(String, rollout::Verdict), Error> {
     let deployments: Api<Deployment> = Api::namespaced(t.client.clone(), &t.namespace);
     let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
     let dep = deployments.get(name).await.map_err(Error::api(format!("reading deployment {}/{name}", t.namespace)))?;
-    Ok(rollout::watch(&deployments, &pods, name, &selector(&dep), refs, timeout).await?)
+    let selector = selector(&dep);
+    let verdict = rollout::watch(&deployments, &pods, name, &selector, refs, timeout).await?;
+    Ok((selector, verdict))
 }
 
 #[cfg(test)]

@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::command::{self, Ended};
 use super::deploy::{deploy_image, resolve_all, DeployOptions};
+use crate::deploy::deployer::{Deployers, Stop};
 use super::Error;
-use crate::config::{Config, DeployTarget};
+use crate::config::Config;
 use crate::cluster::{self, Target};
 use crate::deploy;
 use crate::forward;
@@ -43,7 +44,8 @@ pub fn url_var(deployment: &str) -> String {
 pub async fn check(cfg: &Config, opts: &CheckOptions, out: &mut (dyn Write + Send), intr: &Interrupt) -> Result<bool, Error> {
     let base = cluster::connect(&cfg.kube, &opts.deploy.kube).await?;
     // The Deployments copied into the check's namespace: there before anything is built.
-    super::deploy::check_patch_targets(cfg, &base).await?;
+    let deployers = Deployers::of(cfg);
+    deployers.check_patch_targets(&base).await?;
     let Some(references) = until(intr.stop(), resolve_all(cfg, &opts.deploy, out)).await else {
         let _ = writeln!(out, "check: interrupted ({}) while building: nothing was created in the cluster", intr.name());
         return Err(Error::Interrupted(intr.name()));
@@ -61,7 +63,7 @@ pub async fn check(cfg: &Config, opts: &CheckOptions, out: &mut (dyn Write + Sen
     let created = cluster::Created::default();
     let target = Target { namespace: ns.clone(), created: Some(created.clone()), ..base.clone() };
     let forwards = CancellationToken::new();
-    let result = run_in(cfg, &base, &target, &references, out, &forwards, intr).await;
+    let result = run_in(cfg, &deployers, (&base, &target), &references, out, &forwards, intr).await;
     forwards.cancel();
     if matches!(result, Err(Error::Interrupted(_))) {
         let _ = writeln!(out, "check: interrupted ({}): cleaning up", intr.name());
@@ -161,8 +163,8 @@ async fn cleanup(t: &Target, left: Vec<Leftover>, intr: &Interrupt, out: &mut (d
 /// is simply dropped on a signal; a running command is ended with its whole process group.
 async fn run_in(
     cfg: &Config,
-    base: &Target,
-    target: &Target,
+    deployers: &Deployers,
+    (base, target): (&Target, &Target),
     references: &HashMap<String, String>,
     out: &mut (dyn Write + Send),
     forwards: &CancellationToken,
@@ -170,16 +172,14 @@ async fn run_in(
 ) -> Result<bool, Error> {
     let setup = until(intr.stop(), async {
         create_namespace(target, out).await?;
-        for d in &cfg.deploys {
-            if let DeployTarget::Patch { deployment, .. } = &d.target {
-                copy_deployment(base, target, deployment).await?;
-            }
+        for deployment in deployers.patched() {
+            copy_deployment(base, target, deployment).await?;
         }
         let mut images: Vec<&String> = references.keys().collect();
         images.sort();
         for image in images {
-            let mut rolled = Vec::new();
-            if !deploy_image(cfg, target, image, references, out, &mut rolled).await? {
+            // A failed rollout is rolled back where its deployer says how, as `deploy` does.
+            if !deploy_image(cfg, deployers, target, image, references, out, None, Some(Stop::First(intr))).await?.ok {
                 return Ok(None);
             }
         }

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::SyncRule;
+use crate::deploy::deployer::Undo;
 use crate::filter::Filter;
 pub use crate::watch::Scope;
 pub use view::{Phase, Progress, Snapshot};
@@ -71,7 +72,8 @@ pub enum Event {
     /// The rollout of `tag` ended.
     /// `reference`: what the containers were set to run; `error`: why the deploy itself failed (a Helm error,
     /// a refused apply), when it did not get as far as a rollout to judge; `reason`: why the rollout failed,
-    /// as its watch judged it (`Exited (pod p, container c): exited with code 3`).
+    /// as its watch judged it (`Exited (pod p, container c): exited with code 3`); `undo`: what would put
+    /// back the state before a failed rollout, as its deployers say (none: their kind or config has none).
     RolledOut {
         image: String,
         tag: String,
@@ -82,7 +84,10 @@ pub enum Event {
         reference: String,
         error: Option<String>,
         reason: Option<String>,
+        undo: Vec<Undo>,
     },
+    /// The [`Action::RollBack`] of the failed rollout of `tag` is done (`ok`: its own rollout succeeded).
+    Undone { image: String, tag: String, ok: bool, at: Instant },
     /// A [`Action::Sync`] is done: `files` copied and `deleted` removed in `pods` pods.
     Synced { image: String, files: usize, deleted: usize, pods: usize, took: Duration, at: Instant },
     /// A [`Action::Sync`] failed; `unsupported`: the containers cannot take it (no `tar`), so stop syncing;
@@ -113,6 +118,8 @@ pub enum Action {
     Forget(String),
     /// Roll the image's workloads to this tag.
     Deploy { image: String, tag: String, digest: String },
+    /// The rollout of `tag` failed: put back what ran before it, as its deployers said how.
+    RollBack { image: String, tag: String, undo: Vec<Undo> },
     /// Copy these context paths (deleting those gone from disk; a directory with what `filter` lets through
     /// below it) into the image's running containers (`pods`: only these, a replay into pods that came
     /// later).
@@ -246,6 +253,8 @@ struct ImageState {
     deploying_digest: Option<String>,
     /// The rollout under way puts `fallback` back after a crash.
     rolling_back: bool,
+    /// The failed rollout of `deploying` is being undone ([`Action::RollBack`]).
+    undoing: bool,
     /// The last (tag, digest) whose rollout succeeded and did not crash soon after, and when it rolled out;
     /// and the one before it, which a crash soon after a rollout goes back to.
     good: Option<(String, String)>,
@@ -469,9 +478,21 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
             // hash again rather than wait for a change that has come and gone.
             changed(state, image, Scope::Paths(Default::default()), at, Duration::ZERO, &mut out);
         }
-        Event::RolledOut { image, tag, ok, took, at, pod, reference, error, reason } => {
+        Event::Undone { image, tag, ok: _, at } => {
             let Some(s) = state.images.get_mut(&image) else { return out };
-            if s.deploying.as_ref() != Some(&tag) {
+            if !s.undoing || s.deploying.as_ref() != Some(&tag) {
+                return out;
+            }
+            // What it said is said; the failure was reported already. One rollout at a time: the next one now.
+            (s.undoing, s.deploying) = (false, None);
+            if let Some((next, digest)) = s.queued.take().filter(|(next, _)| s.disk.as_ref() == Some(next)) {
+                s.started = Some(at);
+                deploy(s, image, next, digest, &mut out);
+            }
+        }
+        Event::RolledOut { image, tag, ok, took, at, pod, reference, error, reason, undo } => {
+            let Some(s) = state.images.get_mut(&image) else { return out };
+            if s.deploying.as_ref() != Some(&tag) || s.undoing {
                 return out;
             }
             s.deploying = None;
@@ -479,7 +500,8 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
             if ok {
                 s.running = Some(reference);
             }
-            if ok && std::mem::take(&mut s.rolling_back) {
+            let was_rollback = std::mem::take(&mut s.rolling_back);
+            if ok && was_rollback {
                 // Not an iteration: the crash was the news, and a change may be on its way meanwhile.
                 s.deployed = Some(tag.clone());
                 s.live.rolled_out();
@@ -490,7 +512,6 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
                 }
                 return out;
             }
-            s.rolling_back = false;
             if ok {
                 s.deployed = Some(tag.clone());
                 s.live.rolled_out();
@@ -516,6 +537,13 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
                     Some(error) => Report::Failed { image: image.clone(), tag: Some(tag.clone()), error },
                     None => Report::RolloutFailed { image: image.clone(), tag: tag.clone(), reason },
                 }));
+                // Undone where its deployers can, before anything else rolls out — but not a rollout that
+                // was itself the rollback after a crash: undoing it would put back what crashed.
+                if !undo.is_empty() && !was_rollback {
+                    (s.deploying, s.undoing, s.started) = (Some(tag.clone()), true, None);
+                    out.push(Action::RollBack { image, tag, undo });
+                    return out;
+                }
             }
             s.started = None;
             if let Some((next, digest)) = s.queued.take() {

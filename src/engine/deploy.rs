@@ -1,9 +1,10 @@
 //! `devloop deploy`: resolve each deployed image to `repo:tag@digest` (building it when the registry lacks
-//! the tag), change the workloads, watch their rollouts, and roll back on failure when asked.
+//! the tag), change the workloads, watch their rollouts, and roll back on failure when asked. And `up`'s
+//! workers that go through the same deployers: deploy, roll back (as the core decides), watch for a crash,
+//! follow the new pods' logs, and clean up on exit (`--cleanup`).
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -12,14 +13,20 @@ use kube::api::Api;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::decide::{self, Event};
+use super::out::{self, Out};
+use super::up::Ctx;
 use super::{build_images, hash_images, Error, Outcome};
-use crate::config::{Config, Deploy, DeployTarget, Helm, ManifestSource};
-use super::decide::Event;
 use crate::cluster::{self, KubeOptions, Target};
-use crate::deploy::rollout::{self, Failure, Timeline, Verdict};
-use crate::deploy::{self, helm, images, manifests, pull_secret, Patched};
-use crate::interrupt::{until, Interrupt};
+use crate::config::Config;
 use crate::deliver::Destination;
+use crate::deploy::deployer::{place, Cleaned, Deployed, Deployers, Kind, Rolled, Stop, Undo};
+use crate::deploy::{self, pull_secret, rollout};
+use crate::forward;
+use crate::interrupt::{until, Interrupt};
 
 /// Choices for one deploy run.
 #[derive(Debug, Clone, Default)]
@@ -42,7 +49,8 @@ pub async fn deploy_all(cfg: &Config, opts: &DeployOptions, out: &mut (dyn Write
     }
     // The allow-list is checked here, before any build, registry or API request.
     let target = cluster::connect(&cfg.kube, &opts.kube).await?;
-    check_patch_targets(cfg, &target).await?;
+    let deployers = Deployers::of(cfg);
+    deployers.check_patch_targets(&target).await?;
     let Some(references) = until(intr.stop(), resolve_all(cfg, opts, out)).await else {
         let _ = writeln!(out, "deploy: interrupted ({}) before any workload was changed", intr.name());
         return Err(Error::Interrupted(intr.name()));
@@ -52,34 +60,40 @@ pub async fn deploy_all(cfg: &Config, opts: &DeployOptions, out: &mut (dyn Write
     if let Some(created) = cluster::namespace::ensure(&target, "deploy").await? {
         let _ = writeln!(out, "deploy: {created}");
     }
-    pull_access(cfg, &target, out).await?;
     let mut ok = true;
-    let mut done = Vec::new();
+    let mut images: Vec<&str> = Vec::new();
     for d in &cfg.deploys {
-        ok &= deploy_one(cfg, &target, d, &references, out, &mut done, Some(intr)).await?;
+        if !images.contains(&d.image.as_str()) {
+            images.push(&d.image);
+        }
+    }
+    pull_access(cfg, &target, out).await?;
+    for image in images {
+        ok &= deployers.deploy(&target, image, &references, out, Some(intr), Some(&Stop::First(intr))).await?.ok;
     }
     Ok(ok)
 }
 
-/// Deploys every `[[deploy]]` of `image`; Ok(false) when a rollout failed. `references` maps image names to
-/// the references to put in — all that are known, not just `image`'s, since one manifest may name several
-/// images and applying it must not reset the others. The Deployments that rolled are appended to `rolled`.
+/// Deploys every `[[deploy]]` of `image` through its deployers (the one route of `deploy`, `up` and
+/// `check`). `references` maps image names to the references to put in — all that are known, not just
+/// `image`'s, since one manifest may name several images and applying it must not reset the others. With
+/// `intr`, a signal during a rollout watch is handled ([`Error::Interrupted`]); with `undo_now`, a failed
+/// rollout is rolled back at once where its deployer says how (else that is returned, for `up`'s core).
+#[allow(clippy::too_many_arguments)]
 pub async fn deploy_image(
     cfg: &Config,
+    deployers: &Deployers,
     target: &Target,
     image: &str,
     references: &HashMap<String, String>,
     out: &mut (dyn Write + Send),
-    rolled: &mut Vec<Rolled>,
-) -> Result<bool, Error> {
-    if cfg.deploys.iter().any(|d| d.image == image) {
+    intr: Option<&Interrupt>,
+    undo_now: Option<Stop<'_>>,
+) -> Result<Deployed, Error> {
+    if deployers.of_image(image).next().is_some() {
         pull_access(cfg, target, out).await?;
     }
-    let mut ok = true;
-    for d in cfg.deploys.iter().filter(|d| d.image == image) {
-        ok &= deploy_one(cfg, target, d, references, out, rolled, None).await?;
-    }
-    Ok(ok)
+    Ok(deployers.deploy(target, image, references, out, intr, undo_now.as_ref()).await?)
 }
 
 /// The pull secret the deployed pod templates reference (`[registry] pull-secret`, for a registry only).
@@ -108,76 +122,6 @@ async fn pull_access(cfg: &Config, t: &Target, out: &mut (dyn Write + Send)) -> 
         Some((_, pull_secret::Ensured::Unchanged)) | None => {}
     }
     Ok(())
-}
-
-async fn deploy_one(
-    cfg: &Config,
-    target: &Target,
-    d: &Deploy,
-    references: &HashMap<String, String>,
-    out: &mut (dyn Write + Send),
-    rolled: &mut Vec<Rolled>,
-    intr: Option<&Interrupt>,
-) -> Result<bool, Error> {
-    match &d.target {
-        DeployTarget::Patch { deployment, container } => {
-            let (ok, timeline, failure) = patch_one(cfg, target, d, deployment, container.as_deref(), &references[&d.image], out, intr).await?;
-            rolled.push(Rolled { deployment: deployment.clone(), timeline, failure });
-            Ok(ok)
-        }
-        DeployTarget::Manifests(source) => apply_manifests(cfg, target, d, source, references, out, rolled, intr).await,
-        DeployTarget::Helm(h) => helm_release(cfg, target, d, h, &references[&d.image], out, rolled, intr).await,
-    }
-}
-
-/// Watches a rollout; with `intr`, None when its first signal comes first (the watch is dropped).
-async fn watch_unless_stopped(
-    t: &Target,
-    name: &str,
-    refs: &[String],
-    timeout: std::time::Duration,
-    intr: Option<&Interrupt>,
-) -> Result<Option<Verdict>, Error> {
-    let watch = deploy::watch_rollout(t, name, refs, timeout);
-    match intr {
-        Some(i) => until(i.stop(), watch).await.transpose().map_err(Error::from),
-        None => Ok(Some(watch.await?)),
-    }
-}
-
-/// `deployment ns/name: <its state>` (see [`crate::deploy::rollout::describe`]), or why it is unknown.
-async fn state_of(t: &Target, name: &str) -> String {
-    let api: Api<Deployment> = Api::namespaced(t.client.clone(), &t.namespace);
-    let what = format!("deployment {}/{name}", t.namespace);
-    // Bounded: this is said on the way out, and the API server may be what is failing.
-    match tokio::time::timeout(std::time::Duration::from_secs(10), api.get(name)).await {
-        Ok(Ok(dep)) => format!("{what}: {}", crate::deploy::rollout::describe(&dep)),
-        Ok(Err(e)) => format!("{what}: state unknown ({e})"),
-        Err(_) => format!("{what}: state unknown (the API server did not answer within 10s)"),
-    }
-}
-
-/// A Deployment that rolled to the new image.
-#[derive(Debug, Clone)]
-pub struct Rolled {
-    /// Its name.
-    pub deployment: String,
-    /// When its first new pod reached each stage (empty if it did not roll or failed).
-    pub timeline: Timeline,
-    /// Why its rollout failed, as the watch judged it (`Exited (pod p, container c): exited with code 3`).
-    pub failure: Option<String>,
-}
-
-impl Rolled {
-    /// A Deployment whose rollout was judged `v`.
-    fn of(deployment: &str, v: &Verdict) -> Rolled {
-        let failure = match v {
-            Verdict::Failed(f) => Some(format!("{}{}: {}", f.reason, place(f), f.message)),
-            Verdict::Progressing(w) => Some(format!("not finished: {w}")),
-            Verdict::Done { .. } => None,
-        };
-        Rolled { deployment: deployment.to_string(), timeline: timeline_of(v), failure }
-    }
 }
 
 /// What deployed containers run (`<pull host>/<name>:<tag>@<digest>` for a registry).
@@ -217,113 +161,33 @@ async fn resolve(cfg: &Config, name: &str, opts: &DeployOptions, out: &mut (dyn 
     Ok(reference(cfg, name, &tag, &digest))
 }
 
-/// Prints a verdict; true when the rollout succeeded.
-fn report(out: &mut (dyn Write + Send), image: &str, what: &str, started: Instant, v: &Verdict) -> bool {
-    match v {
-        Verdict::Done { ready, timeline } => {
-            let after = |i: Option<Instant>| i.map(|i| format!("{:.2}s", i.saturating_duration_since(started).as_secs_f64()));
-            let stages: Vec<String> = [("pod created", timeline.created), ("running", timeline.running), ("ready", timeline.ready)]
-                .into_iter()
-                .filter_map(|(what, at)| after(at).map(|t| format!("{what} {t}")))
-                .collect();
-            let stages = if stages.is_empty() { String::new() } else { format!("; {}", stages.join(", ")) };
-            let settle = if timeline.settle.is_zero() {
-                String::new()
-            } else {
-                format!("; no exit in the {} after ready", humantime::format_duration(timeline.settle))
-            };
-            let _ = writeln!(out, "{image}: rollout of {what} done in {:.1}s ({ready} ready{stages}{settle})", started.elapsed().as_secs_f64());
-            true
-        }
-        Verdict::Failed(f) => {
-            let place = place(f);
-            let _ = writeln!(out, "{image}: rollout of {what} FAILED after {:.1}s: {}{place}: {}", started.elapsed().as_secs_f64(), f.reason, f.message);
-            if !f.logs.is_empty() {
-                let _ = writeln!(out, "{image}:   last log lines:");
-                for l in &f.logs {
-                    let _ = writeln!(out, "{image}:     {l}");
-                }
-            }
-            false
-        }
-        Verdict::Progressing(w) => {
-            let _ = writeln!(out, "{image}: rollout of {what} not finished: {w}");
-            false
-        }
-    }
-}
-
-/// Before any build: every Deployment a `[[deploy]]` patches exists in `t`'s namespace and has the container
-/// to patch — else the build and push would be for nothing. Not when the config also applies manifests or a
-/// chart (one of them may create it). A missing one is [`Error::Usage`], a container that cannot be told
-/// [`deploy::Error::Container`]; an API error is itself.
-pub async fn check_patch_targets(cfg: &Config, t: &Target) -> Result<(), Error> {
-    if cfg.deploys.iter().any(|d| !matches!(d.target, DeployTarget::Patch { .. })) {
-        return Ok(());
-    }
-    for d in &cfg.deploys {
-        if let DeployTarget::Patch { deployment, container } = &d.target {
-            patch_target(cfg, t, d, deployment, container.as_deref()).await?;
-        }
-    }
-    Ok(())
-}
-
-/// The Deployment `name` that `d` patches, the container to patch and its current image.
-async fn patch_target(
-    cfg: &Config,
-    t: &Target,
-    d: &Deploy,
-    name: &str,
-    container: Option<&str>,
-) -> Result<(Deployment, String, String), Error> {
-    let ns = &t.namespace;
-    let what = format!("deployment {ns}/{name}");
-    let api: Api<Deployment> = Api::namespaced(t.client.clone(), ns);
-    let dep = api
-        .get_opt(name)
-        .await
-        .map_err(|e| deploy::Error::Api { what: format!("reading {what}"), source: e })?
-        .ok_or_else(|| Error::Usage(format!("{what} does not exist in context {}: create it, or use `manifests`", t.context)))?;
-    let reg = &cfg.registry;
-    let ours = |i: &str| images::is_ours(i, &d.image, &reg.host, reg.pull_host());
-    let (container, current) = deploy::pick_container(&dep, container, &ours)
-        .map_err(|message| deploy::Error::Container { namespace: ns.clone(), deployment: name.into(), message })?;
-    Ok((dep, container, current))
-}
-
-/// ` (pod p, container c)`: where a failure shows.
-fn place(f: &Failure) -> String {
-    match (&f.pod, &f.container) {
-        (Some(p), Some(c)) => format!(" (pod {p}, container {c})"),
-        (Some(p), None) => format!(" (pod {p})"),
-        _ => String::new(),
-    }
-}
-
-/// `up`, after the rollout of `image` at `tag` to `deployment` (begun at `since`) succeeded: watches its pods
+/// `up`, after the rollout of `image` at `tag` to `rolled` (begun at `since`) succeeded: watches its pods
 /// running `reference` until one crashes ([`crate::deploy::rollout::guard`]), then tells the core
-/// ([`Event::Crashed`]); or until `stop` (the image's next rollout, or the end of `up`).
+/// ([`Event::Crashed`], with whether the image's deployers roll a failed rollout back); or until `stop` (the
+/// image's next rollout, or the end of `up`).
 #[allow(clippy::too_many_arguments)]
 pub async fn watch_for_crash(
-    cfg: Arc<Config>,
     t: Target,
-    deployment: String,
+    rolled: Rolled,
     image: String,
     tag: String,
     reference: String,
+    rollback: bool,
     since: k8s_openapi::jiff::Timestamp,
     events: mpsc::Sender<Event>,
     stop: CancellationToken,
 ) {
-    let what = format!("deployment {}/{deployment}", t.namespace);
+    let what = format!("deployment {}/{}", t.namespace, rolled.deployment);
     let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
     let deployments: Api<Deployment> = Api::namespaced(t.client.clone(), &t.namespace);
     let refs = [reference];
     let failure = loop {
         let watched = async {
-            let dep = deployments.get(&deployment).await.map_err(|e| e.to_string())?;
-            rollout::guard(&pods, &cluster::selector(&dep), &refs, since).await.map_err(|e| e.to_string())
+            let selector = match &rolled.selector {
+                Some(s) => s.clone(),
+                None => cluster::selector(&deployments.get(&rolled.deployment).await.map_err(|e| e.to_string())?),
+            };
+            rollout::guard(&pods, &selector, &refs, since).await.map_err(|e| e.to_string())
         };
         match until(&stop, watched).await {
             None => return,
@@ -344,294 +208,168 @@ pub async fn watch_for_crash(
             error.push_str(&format!("\n    {l}"));
         }
     }
-    // As a failed rollout would be: Helm releases always, patched Deployments with rollback-on-failure.
-    let rolls_back = |d: &Deploy| match d.target {
-        DeployTarget::Helm(_) => true,
-        DeployTarget::Patch { .. } => d.rollback_on_failure,
-        DeployTarget::Manifests(_) => false,
-    };
-    let rollback = cfg.deploys.iter().filter(|d| d.image == image).any(rolls_back);
     let _ = events.send(Event::Crashed { image, tag, error, at: Instant::now(), rollback }).await;
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn patch_one(
-    cfg: &Config,
-    t: &Target,
-    d: &Deploy,
-    name: &str,
-    container: Option<&str>,
-    reference: &str,
-    out: &mut (dyn Write + Send),
-    intr: Option<&Interrupt>,
-) -> Result<(bool, Timeline, Option<String>), Error> {
-    let ns = &t.namespace;
-    let what = format!("deployment {ns}/{name}");
-    let api: Api<Deployment> = Api::namespaced(t.client.clone(), ns);
-    let (dep, container, current) = patch_target(cfg, t, d, name, container).await?;
-    let destination = Destination::of(cfg);
-    let policy = deploy::pull_policy_of(&dep, &container);
-    let set_policy =
-        images::managed_pull_policy(reference, policy.as_deref(), destination.pull_policy(), &destination.describe());
-    let secret = pull_secret_name(cfg).filter(|s| !deploy::has_pull_secret(&dep, s));
-    let outcome = if current == reference && set_policy.is_none() && secret.is_none() {
-        Patched::Unchanged { container }
-    } else {
-        if let Some(h) = &set_policy {
-            let _ = writeln!(out, "{}: hint: {h}", d.image);
-        }
-        let wanted = set_policy.is_some().then(|| destination.pull_policy()).flatten();
-        deploy::patch_image_and_policy(&api, name, &container, reference, wanted, secret.as_deref()).await?;
-        if let Some(s) = &secret {
-            let _ = writeln!(out, "{}: {what}: imagePullSecrets += {s}", d.image);
-        }
-        Patched::Changed { container, previous: current }
-    };
-    let Patched::Changed { container, previous } = outcome else {
-        let _ = writeln!(out, "{}: {what} already runs {reference}, nothing to do", d.image);
-        return Ok((true, Timeline::default(), None));
-    };
-    let _ = writeln!(out, "{}: {what} container {container}: {previous} -> {reference}", d.image);
+/// `up`'s worker for [`decide::Action::Deploy`]: deploys `tag` through the image's deployers and reports
+/// [`Event::RolledOut`] (with what would undo a failed rollout); after a good one, follows the new pods'
+/// logs and watches them for a crash.
+pub(super) async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String, logs: CancellationToken) {
     let started = Instant::now();
-    let Some(verdict) = watch_unless_stopped(t, name, &[reference.to_string()], d.rollout_timeout, intr).await? else {
-        let intr = intr.expect("only a watch with an Interrupt stops early");
-        return Err(interrupted_patch(t, d, &api, name, &container, &previous, out, intr).await);
-    };
-    if report(out, &d.image, &what, started, &verdict) {
-        return Ok((true, timeline_of(&verdict), None));
-    }
-    let failure = Rolled::of(name, &verdict).failure;
-    if d.rollback_on_failure && !previous.is_empty() {
-        let _ = writeln!(out, "{}: rolling {what} back to {previous}", d.image);
-        // A signal while this rollback is watched stops the waiting (the rollback itself is already asked for).
-        let never = tokio_util::sync::CancellationToken::new();
-        if roll_back(t, d, &api, name, &container, &previous, out, intr.map_or(&never, Interrupt::stop)).await?.is_none() {
-            let intr = intr.expect("only a watch with an Interrupt stops early");
-            let _ = writeln!(out, "{}: interrupted ({}): stopped waiting for the rollback of {what}", d.image, intr.name());
-            let _ = writeln!(out, "{}: {}; rollback NOT finished", d.image, state_of(t, name).await);
-            return Err(Error::Interrupted(intr.name()));
-        }
-    }
-    Ok((false, Timeline::default(), failure))
-}
-
-/// Puts `previous` back into the Deployment's container and watches that rollout until `stop`: Some(true)
-/// when it is back (said so), Some(false) when that rollout failed too (reported), None when `stop` came
-/// first (the rollback is asked for, not verified).
-#[allow(clippy::too_many_arguments)]
-async fn roll_back(
-    t: &Target,
-    d: &Deploy,
-    api: &Api<Deployment>,
-    name: &str,
-    container: &str,
-    previous: &str,
-    out: &mut (dyn Write + Send),
-    stop: &tokio_util::sync::CancellationToken,
-) -> Result<Option<bool>, Error> {
-    let what = format!("deployment {}/{name}", t.namespace);
-    deploy::patch_image(api, name, container, previous).await?;
-    let started = Instant::now();
-    let refs = [previous.to_string()];
-    let Some(verdict) = until(stop, deploy::watch_rollout(t, name, &refs, d.rollout_timeout)).await.transpose()? else {
-        return Ok(None);
-    };
-    let back = report(out, &d.image, &format!("{what} (rollback)"), started, &verdict);
-    if back {
-        let _ = writeln!(out, "{}: {what} rolled back: it is back on {previous}", d.image);
-    }
-    Ok(Some(back))
-}
-
-/// A signal came while a patched Deployment's rollout was watched: the new image is unverified. With
-/// `rollback-on-failure`, put the previous image back and wait for it (until a second signal); then say what
-/// state the Deployment is in.
-#[allow(clippy::too_many_arguments)]
-async fn interrupted_patch(
-    t: &Target,
-    d: &Deploy,
-    api: &Api<Deployment>,
-    name: &str,
-    container: &str,
-    previous: &str,
-    out: &mut (dyn Write + Send),
-    intr: &Interrupt,
-) -> Error {
-    let what = format!("deployment {}/{name}", t.namespace);
-    let image = &d.image;
-    let _ = writeln!(out, "{image}: interrupted ({}) while watching the rollout of {what}: the new image is not verified", intr.name());
-    let mut rollback = "";
-    if d.rollback_on_failure && !previous.is_empty() {
-        let _ = writeln!(out, "{image}: rolling {what} back to {previous} (a second signal stops waiting)");
-        rollback = match roll_back(t, d, api, name, container, previous, out, intr.abort()).await {
-            Ok(Some(true)) => "; rollback finished",
-            Ok(Some(false)) => "; rollback NOT finished",
-            Err(e) => {
-                let _ = writeln!(out, "{image}: rolling {what} back failed: {e}");
-                "; rollback NOT finished"
-            }
-            Ok(None) => {
-                let _ = writeln!(out, "{image}: second signal: stopped waiting for the rollback of {what}");
-                "; rollback NOT finished"
-            }
-        };
-    }
-    let _ = writeln!(out, "{image}: {}{rollback}", state_of(t, name).await);
-    Error::Interrupted(intr.name())
-}
-
-fn timeline_of(v: &Verdict) -> Timeline {
-    match v {
-        Verdict::Done { timeline, .. } => *timeline,
-        _ => Timeline::default(),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn apply_manifests(
-    cfg: &Config,
-    t: &Target,
-    d: &Deploy,
-    source: &ManifestSource,
-    references: &HashMap<String, String>,
-    out: &mut (dyn Write + Send),
-    rolled: &mut Vec<Rolled>,
-    intr: Option<&Interrupt>,
-) -> Result<bool, Error> {
-    let reg = &cfg.registry;
-    let subst = |image: &str| {
-        references.iter().find(|(name, _)| images::is_ours(image, name, &reg.host, reg.pull_host())).map(|(_, r)| r.clone())
-    };
-    let destination = Destination::of(cfg);
-    let store = destination.describe();
-    let pull = destination.pull_policy().map(|p| (p, store.as_str()));
-    let secret = pull_secret_name(cfg);
-    let mut objects = Vec::new();
-    for (file, mut value) in super::off_runtime(|| manifests::load(&cfg.root, source))? {
-        let (refs, hints) = manifests::substitute_with_policy(&mut value, &subst, pull);
-        for h in hints {
-            let _ = writeln!(out, "{}: hint: {h}", d.image);
-        }
-        if let Some(s) = &secret {
-            // After substitution: the pod specs that now run one of devloop's references.
-            pull_secret::add_to_pod_specs(&mut value, s, &|i| refs.iter().any(|r| r == i));
-        }
-        objects.push(manifests::Object { file, value, refs });
-    }
-    let applied = manifests::apply(t, objects).await?;
-    let mut ok = true;
-    let rolls = |a: &manifests::Applied| a.changed && a.object.kind() == "Deployment" && !a.object.refs.is_empty();
-    for (i, a) in applied.iter().enumerate() {
-        let scope = if a.cluster_scoped { String::new() } else { format!("{}/", t.namespace) };
-        let what = format!("{} {scope}{}", a.object.kind().to_lowercase(), a.object.name());
-        let state = if a.changed { "applied" } else { "unchanged" };
-        let _ = writeln!(out, "{}: {what} {state} (server-side apply, field manager devloop)", d.image);
-        if rolls(a) {
-            let started = Instant::now();
-            let Some(v) = watch_unless_stopped(t, a.object.name(), &a.object.refs, d.rollout_timeout, intr).await? else {
-                let intr = intr.expect("only a watch with an Interrupt stops early");
-                let _ = writeln!(out, "{}: interrupted ({}) while watching the rollout of {what}: not verified", d.image, intr.name());
-                // This Deployment and the ones applied after it that were still to be watched.
-                for later in applied[i..].iter().filter(|a| rolls(a)) {
-                    let _ = writeln!(out, "{}: {}", d.image, state_of(t, later.object.name()).await);
+    let began = k8s_openapi::jiff::Timestamp::now();
+    let (cfg, deployers) = (ctx.config(), ctx.deployers());
+    let reference = reference(&cfg, &image, &tag, &digest);
+    let mut references = ctx.references();
+    references.insert(image.clone(), reference.clone());
+    let mut attempt = 0;
+    let (latest, name, rolling) = (ctx.progress.clone(), image.clone(), tag.clone());
+    let progress: deploy::rollout::OnProgress =
+        Arc::new(move |deployment, what| latest.tell(&name, &rolling, decide::Progress::Waiting(format!("{deployment}: {what}"))));
+    // The rollout watch tells the core what it waits for (the status block and the page show it).
+    let deploying = async {
+        loop {
+            let mut lines = LineWriter { ui: ctx.out.clone(), image: image.clone(), buf: Vec::new() };
+            // A failed rollout is not undone here: its undo goes to the core, which decides.
+            let r = deploy_image(&cfg, &deployers, &ctx.target, &image, &references, &mut lines, None, None).await;
+            match r {
+                Err(ref e) if api_unreachable(e) && !logs.is_cancelled() => {
+                    // The API server is down (restarting, a laptop waking up): wait and try again.
+                    let wait = Duration::from_secs(1 << attempt.min(4));
+                    ctx.out.line(&image, "retry", &format!("the API server is unreachable ({e}); retrying in {}s", wait.as_secs()));
+                    tokio::select! {
+                        _ = logs.cancelled() => break r,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    attempt += 1;
                 }
-                return Err(Error::Interrupted(intr.name()));
-            };
-            ok &= report(out, &d.image, &what, started, &v);
-            rolled.push(Rolled::of(a.object.name(), &v));
+                r => break r,
+            }
         }
-    }
-    Ok(ok)
-}
-
-/// Deletes the objects of these manifests from the target namespace (`up --cleanup`, `down`); returns the
-/// deleted ones (see [`manifests::delete`]).
-pub async fn delete_manifests(cfg: &Config, t: &Target, source: &ManifestSource) -> Result<Vec<String>, Error> {
-    let objects = super::off_runtime(|| manifests::load(&cfg.root, source))?;
-    Ok(manifests::delete(t, &objects).await?)
-}
-
-/// `helm upgrade --install` the release with `reference`, then watch its Deployments that run our image.
-/// A failed rollout rolls the release back to its previous revision (like `helm --atomic`, but judged by
-/// devloop's own rollout watch so the failure has its reason).
-#[allow(clippy::too_many_arguments)]
-async fn helm_release(
-    cfg: &Config,
-    t: &Target,
-    d: &Deploy,
-    h: &Helm,
-    reference: &str,
-    out: &mut (dyn Write + Send),
-    rolled: &mut Vec<Rolled>,
-    intr: Option<&Interrupt>,
-) -> Result<bool, Error> {
-    let secret = pull_secret_name(cfg);
-    let what = format!("helm release {}/{}", t.namespace, h.release);
-    let upgrade = helm::upgrade(h, &cfg.root, &t.namespace, &t.context, reference, secret.as_deref());
-    let upgraded = match intr {
-        Some(i) => until(i.stop(), upgrade).await,
-        None => Some(upgrade.await),
     };
-    let Some(release) = upgraded else {
-        let intr = intr.expect("only an upgrade with an Interrupt stops early");
-        let _ = writeln!(out, "{}: interrupted ({}) during the upgrade of {what}: stopping helm", d.image, intr.name());
-        for said in helm::stopped().await {
-            let _ = writeln!(out, "{}: {said}", d.image);
-        }
-        return Err(Error::Interrupted(intr.name()));
+    let result = deploy::rollout::ON_PROGRESS.scope(progress, deploying).await;
+    // The core reports a deploy's own error (once, whole) with the rollout's result.
+    let (deployed, error) = match result {
+        Ok(d) => (d, None),
+        Err(e) => (Default::default(), Some(e.to_string())),
     };
-    let release = release.map_err(deploy::Error::from)?;
-    let _ = writeln!(out, "{}: {what} upgraded to revision {} ({reference})", d.image, release.revision);
-    let reg = &cfg.registry;
-    // The release's Deployments that run this image, each with its references to it.
-    let ours = |deployments: &[(String, Vec<String>)]| -> Vec<(String, Vec<String>)> {
-        deployments
-            .iter()
-            .filter_map(|(name, imgs)| {
-                let refs: Vec<String> =
-                    imgs.iter().filter(|i| images::is_ours(i, &d.image, &reg.host, reg.pull_host())).cloned().collect();
-                (!refs.is_empty()).then(|| (name.clone(), refs))
-            })
-            .collect()
-    };
-    let mut ok = true;
-    for (name, refs) in &ours(&release.deployments) {
-        let dep = format!("deployment {}/{name}", t.namespace);
-        let started = Instant::now();
-        let Some(v) = watch_unless_stopped(t, name, refs, d.rollout_timeout, intr).await? else {
-            let intr = intr.expect("only a watch with an Interrupt stops early");
-            let _ = writeln!(out, "{}: interrupted ({}) while watching the rollout of {dep}: not verified", d.image, intr.name());
-            let _ = writeln!(out, "{}: {}", d.image, state_of(t, name).await);
-            return Err(Error::Interrupted(intr.name()));
-        };
-        let good = report(out, &d.image, &dep, started, &v);
-        rolled.push(Rolled::of(name, &v));
-        ok &= good;
-        if !good {
-            break;
-        }
-    }
+    let rolled = deployed.rolled;
+    ctx.progress.tell(&image, &tag, decide::Progress::Rolled(rolled.iter().map(|r| r.deployment.clone()).collect()));
+    let ok = deployed.ok && error.is_none();
+    let (took, at) = (started.elapsed(), Instant::now());
+    let since = |i: Option<Instant>| i.map(|i| i.saturating_duration_since(started));
+    let pod = rolled.first().map_or_else(Default::default, |r| decide::PodStages {
+        created: since(r.timeline.created),
+        running: since(r.timeline.running),
+        ready: since(r.timeline.ready),
+    });
+    // The result first: following the new pods' logs costs two API calls the summary need not wait for.
+    let reason = rolled.iter().find_map(|r| r.failure.clone()).filter(|_| !ok);
+    let undo = deployed.undo;
+    let ev = Event::RolledOut { image: image.clone(), tag: tag.clone(), ok, took, at, pod, reference: reference.clone(), error, reason, undo };
+    let _ = ctx.events.send(ev).await;
     if ok {
-        return Ok(true);
-    }
-    if release.revision <= 1 {
-        let _ = writeln!(out, "{}: {what} has no previous revision to roll back to", d.image);
-        return Ok(false);
-    }
-    let _ = writeln!(out, "{}: rolling {what} back to its previous revision (helm rollback)", d.image);
-    let back = helm::rollback(h, &t.namespace, &t.context).await.map_err(deploy::Error::from)?;
-    for (name, refs) in &ours(&back) {
-        let dep = format!("deployment {}/{name} (rollback)", t.namespace);
-        let started = Instant::now();
-        // Bounded by the rollout timeout; a signal stops only the waiting (the rollback is already done).
-        let Some(v) = watch_unless_stopped(t, name, refs, d.rollout_timeout, intr).await? else {
-            let intr = intr.expect("only a watch with an Interrupt stops early");
-            let _ = writeln!(out, "{}: interrupted ({}): stopped waiting for the rollback of {what}", d.image, intr.name());
-            return Err(Error::Interrupted(intr.name()));
-        };
-        if report(out, &d.image, &dep, started, &v) {
-            let _ = writeln!(out, "{}: {what} rolled back: deployment {name} is back on {}", d.image, refs.join(", "));
+        // Pods the rollout left in place may still run files synced earlier (by this or an earlier `up`).
+        if ctx.config().image(&image).is_some_and(|i| !i.sync.is_empty()) {
+            tokio::spawn(super::live::replace_stale(ctx.clone(), image.clone(), reference.clone()));
+            if !ctx.no_sync {
+                tokio::spawn(super::live::warm(ctx.clone(), image.clone(), reference.clone()));
+            }
+        }
+        let rollback = deployers.rolls_back(&image);
+        for r in rolled {
+            // A crash after the rollout is told too (a line, the status block, the page) and handled by the core.
+            follow_logs(&ctx, &r, &image, &reference, &logs).await;
+            let (t, events) = (ctx.target.clone(), ctx.events.clone());
+            let crash = watch_for_crash(t, r, image.clone(), tag.clone(), reference.clone(), rollback, began, events, logs.clone());
+            tokio::spawn(crash);
         }
     }
-    Ok(false)
+}
+
+/// Carries out the core's [`Action::RollBack`] of the failed rollout of `tag` through the deployers, saying
+/// what it does as `deploy` lines, and tells the core when it is done.
+pub(super) async fn rollback_worker(ctx: Arc<Ctx>, image: String, tag: String, undo: Vec<Undo>) {
+    let deployers = ctx.deployers();
+    let mut lines = LineWriter { ui: ctx.out.clone(), image: image.clone(), buf: Vec::new() };
+    let mut ok = true;
+    for u in &undo {
+        match deployers.rollback(&ctx.target, u, &mut lines, None).await {
+            Ok(back) => ok &= back == Some(true),
+            Err(e) => {
+                ctx.out.line(&image, "deploy", &format!("rolling back failed: {e}"));
+                ok = false;
+            }
+        }
+    }
+    let _ = ctx.events.send(Event::Undone { image, tag, ok, at: Instant::now() }).await;
+}
+
+/// Turns the deploy's text output into `deploy` events as each line completes.
+struct LineWriter {
+    ui: Out,
+    image: String,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for LineWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        while let Some(i) = self.buf.iter().position(|&c| c == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=i).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end();
+            let text = line.strip_prefix(&format!("{}: ", self.image)).unwrap_or(line);
+            self.ui.line(&self.image, "deploy", text);
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether a deploy error means the API server could not be reached (as opposed to it refusing something).
+fn api_unreachable(e: &Error) -> bool {
+    let source = match e {
+        Error::Deploy(deploy::Error::Api { source, .. }) => source,
+        Error::Deploy(deploy::Error::Watch(_)) => return true,
+        _ => return false,
+    };
+    !matches!(source, kube::Error::Api(_))
+}
+
+/// Follows the logs of the rolled Deployment's pods (by its selector: the pods its deployer owns) that run
+/// `reference`, as they come and restart, read from the namespace's one pod watch.
+async fn follow_logs(ctx: &Ctx, rolled: &deploy::deployer::Rolled, image: &str, reference: &str, cancel: &CancellationToken) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let t = &ctx.target;
+    let selector = match &rolled.selector {
+        // `k=v,…`, as the deployer read it from the Deployment's matchLabels.
+        Some(s) => s.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        None => match kube::Api::<Deployment>::namespaced(t.client.clone(), &t.namespace).get(&rolled.deployment).await {
+            Ok(dep) => cluster::selector_labels(&dep),
+            Err(_) => return,
+        },
+    };
+    let say = out::say(&ctx.out, image, "log");
+    tokio::spawn(forward::logs::follow(ctx.pods(), t.clone(), selector, reference.to_string(), say, cancel.clone()));
+}
+
+/// `--cleanup`: each deployer this session started deletes what it created (every manifest set applied,
+/// every Helm release), whether or not its rollout succeeded (a crashing first rollout still created them).
+pub(super) async fn cleanup(ctx: &Ctx) {
+    let ns = &ctx.target.namespace;
+    for d in ctx.deployers().started() {
+        let line = match (d.cleanup(&ctx.target).await, &d.kind) {
+            (Ok(Cleaned::Uninstalled(true)), Kind::Helm(h)) => format!("helm release {ns}/{} uninstalled", h.release),
+            (Ok(Cleaned::Uninstalled(false)), Kind::Helm(h)) => format!("helm release {ns}/{} was not installed", h.release),
+            (Err(e), Kind::Helm(h)) => format!("uninstalling helm release {ns}/{} failed: {e}", h.release),
+            (Ok(Cleaned::Deleted(deleted)), Kind::Manifests(source)) => {
+                format!("deleted {} object(s) of {source} from namespace {ns}", deleted.len())
+            }
+            (Err(e), Kind::Manifests(source)) => format!("cleanup of {source} failed: {e}"),
+            _ => continue,
+        };
+        ctx.out.line("devloop", "cleanup", &line);
+    }
 }

@@ -6,40 +6,33 @@
 use std::io::Write;
 
 use super::Error;
-use crate::config::{Config, DeployTarget, ManifestSource};
 use crate::cluster::namespace::{self, Down};
 use crate::cluster::{self, KubeOptions};
+use crate::config::Config;
 use crate::deploy;
+use crate::deploy::deployer::{Cleaned, Deployers, Kind};
 
 /// Runs `down` against the configured (or overridden) context and namespace, one line per deleted or kept
 /// thing on `out`. The allow-list is checked before any request, as for `deploy`.
 pub async fn down(cfg: &Config, kube: &KubeOptions, out: &mut (dyn Write + Send)) -> Result<(), Error> {
     let target = cluster::connect(&cfg.kube, kube).await?;
     let ns = &target.namespace;
-    let mut seen: Vec<&ManifestSource> = Vec::new();
-    for d in &cfg.deploys {
-        match &d.target {
-            DeployTarget::Manifests(source) => {
-                // Two [[deploy]] tables may share one manifest set: delete it once.
-                if seen.contains(&source) {
-                    continue;
-                }
-                seen.push(source);
-                for what in super::deploy::delete_manifests(cfg, &target, source).await? {
+    // Each deployer's own cleanup, once per thing it created (two [[deploy]] tables may share a manifest set).
+    for d in Deployers::of(cfg).distinct() {
+        match (d.cleanup(&target).await?, &d.kind) {
+            (Cleaned::Deleted(deleted), _) => {
+                for what in deleted {
                     let _ = writeln!(out, "down: {what} deleted");
                 }
             }
-            DeployTarget::Helm(h) => {
+            (Cleaned::Uninstalled(was), Kind::Helm(h)) => {
                 let what = format!("helm release {ns}/{}", h.release);
-                match deploy::helm::uninstall(h, ns, &target.context).await.map_err(deploy::Error::from)? {
-                    true => writeln!(out, "down: {what} uninstalled"),
-                    false => writeln!(out, "down: {what} is not installed"),
-                }
-                .ok();
+                let _ = writeln!(out, "down: {what} {}", if was { "uninstalled" } else { "is not installed" });
             }
-            DeployTarget::Patch { deployment, .. } => {
+            (Cleaned::Kept, Kind::Patch { deployment, .. }) => {
                 let _ = writeln!(out, "down: deployment {ns}/{deployment} kept: devloop patched it but did not create it");
             }
+            _ => {}
         }
     }
     for name in deploy::pull_secret::delete_ours(&target).await? {

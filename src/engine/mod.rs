@@ -40,7 +40,7 @@ pub enum Error {
     Buildkit(#[from] buildkit::Error),
     /// Deploying failed before a rollout could be judged.
     #[error(transparent)]
-    Deploy(#[from] crate::deploy::Error),
+    Deploy(crate::deploy::Error),
     /// The cluster's `local-registry-hosting` ConfigMap could not be read or used.
     #[error(transparent)]
     Discovery(#[from] registry::discover::Error),
@@ -74,6 +74,17 @@ impl From<crate::resolve::Error> for Error {
     }
 }
 
+impl From<crate::deploy::Error> for Error {
+    fn from(e: crate::deploy::Error) -> Self {
+        match e {
+            // The deployers' usage errors and interruptions are the run's own (their exit codes).
+            crate::deploy::Error::Usage(m) => Error::Usage(m),
+            crate::deploy::Error::Interrupted(signal) => Error::Interrupted(signal),
+            e => Error::Deploy(e),
+        }
+    }
+}
+
 impl From<deliver::Error> for Error {
     fn from(e: deliver::Error) -> Self {
         match e {
@@ -89,15 +100,7 @@ impl From<deliver::Error> for Error {
     }
 }
 
-/// Runs blocking file work (walking a context, reading manifests) without stalling the async workers that
-/// keep streams, watches and timers going: moved off them in a multi-threaded runtime, run in place
-/// otherwise (a single-threaded runtime has no other worker to stall).
-pub fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
+pub use crate::util::off_runtime;
 
 /// An image with its filter and current content snapshot.
 pub struct Hashed<'a> {

@@ -4,7 +4,7 @@
 //! `devloop.toml` is read again and applied without a restart (a broken one is reported and the last good
 //! config kept). Ctrl-C cancels everything: a running BuildKit solve is cancelled, not abandoned.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -17,9 +17,10 @@ use super::decide::{self, Action, Event, Hashed, Scope};
 use super::out::{self, Out};
 use super::Error;
 use crate::buildkit::{self, progress::Progress, BuildSpec};
-use crate::config::{Config, DeployTarget, ManifestSource};
+use crate::config::Config;
 use crate::cluster::{self, KubeOptions, Target};
 use crate::deploy;
+use crate::deploy::deployer::Deployers;
 use crate::deliver::Destination;
 use crate::filter::Filter;
 use crate::hash::merkle::Tree;
@@ -46,6 +47,8 @@ pub struct UpOptions {
 pub(super) struct Ctx {
     /// The config in force; replaced when devloop.toml is edited. Workers take a snapshot when they start.
     cfg: RwLock<Arc<Config>>,
+    /// Its deployers, replaced with it; they keep the record of what this session deployed (`--cleanup`).
+    deployers: RwLock<Arc<Deployers>>,
     pub(super) target: Target,
     /// The command line's kube choices (a BuildKit in the cluster is reached with them).
     kube: KubeOptions,
@@ -67,7 +70,7 @@ pub(super) struct Ctx {
     /// Per container, the shell syncs are sent to.
     pub(super) sessions: crate::sync::session::Sessions,
     /// `--no-sync`: no sync, so no shell is opened in any container either.
-    no_sync: bool,
+    pub(super) no_sync: bool,
     /// Workers' progress, on its way to the core (coalesced).
     pub(super) progress: Arc<super::progress::Latest>,
     /// Per image, the tree the hasher keeps. Only the hash worker locks it: nothing on the build or deploy
@@ -89,6 +92,9 @@ impl Ctx {
     pub(super) fn config(&self) -> Arc<Config> {
         self.cfg.read().expect("not poisoned").clone()
     }
+    pub(super) fn deployers(&self) -> Arc<Deployers> {
+        self.deployers.read().expect("not poisoned").clone()
+    }
     /// The namespace's pod watch.
     pub(super) fn pods(&self) -> Arc<crate::cluster::pods::Reflector> {
         self.pods.clone()
@@ -98,6 +104,10 @@ impl Ctx {
         let mut rx = self.deployed.clone();
         let wait = rx.wait_for(|m| m.get(image).is_some_and(|r| r == reference));
         let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
+    }
+    /// The reference each image's pods run, as the core last said.
+    pub(super) fn references(&self) -> HashMap<String, String> {
+        self.deployed.borrow().clone().into_iter().collect()
     }
     /// The reference `image`'s pods run, as the core last said.
     pub(super) fn reference(&self, image: &str) -> Option<String> {
@@ -140,7 +150,8 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
     }
     // Before the first build: a Deployment to patch that is not there (or not the expected shape) stops `up`.
     // An API server that does not answer does not (see below).
-    let checked = super::deploy::check_patch_targets(&cfg, &target).await;
+    let deployers = Deployers::of(&cfg);
+    let checked = deployers.check_patch_targets(&target).await.map_err(Error::from);
     if let Err(e @ (Error::Usage(_) | Error::Deploy(deploy::Error::Container { .. }))) = checked {
         return Err(e);
     }
@@ -186,6 +197,7 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
     let (deployed_tx, deployed_rx) = tokio::sync::watch::channel(BTreeMap::new());
     let ctx = Arc::new(Ctx {
         cfg: RwLock::new(Arc::new(cfg)),
+        deployers: RwLock::new(Arc::new(deployers)),
         target,
         kube: opts.kube.clone(),
         out: ui.clone(),
@@ -211,10 +223,6 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
     let mut shown = out::Publisher::default();
     let mut builds: HashMap<String, CancellationToken> = HashMap::new();
     let mut logs: HashMap<String, CancellationToken> = HashMap::new();
-    // The manifest sets a deploy was started with: `--cleanup` deletes them even if no rollout succeeded.
-    let mut applied: BTreeSet<ManifestSource> = BTreeSet::new();
-    // …and the Helm releases: `--cleanup` uninstalls them.
-    let mut releases: Vec<crate::config::Helm> = Vec::new();
     let _ = events_tx.send(Event::Changed { changes: all, outside: Default::default(), at: Instant::now(), debounce: Duration::ZERO }).await;
     loop {
         let evs = tokio::select! {
@@ -272,16 +280,10 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
                         if let Some(old) = logs.insert(image.clone(), token.clone()) {
                             old.cancel(); // the previous pods' logs
                         }
-                        for d in ctx.config().deploys.iter().filter(|d| d.image == image) {
-                            match &d.target {
-                                DeployTarget::Manifests(source) => {
-                                    applied.insert(source.clone());
-                                }
-                                DeployTarget::Helm(h) if !releases.iter().any(|r| r.release == h.release) => releases.push(h.clone()),
-                                _ => {}
-                            }
-                        }
-                        tasks.spawn(deploy_worker(ctx.clone(), image, tag, digest, token));
+                        tasks.spawn(super::deploy::deploy_worker(ctx.clone(), image, tag, digest, token));
+                    }
+                    Action::RollBack { image, tag, undo } => {
+                        tasks.spawn(super::deploy::rollback_worker(ctx.clone(), image, tag, undo));
                     }
                     Action::Sync { image, paths, pods, filter } => {
                         tasks.spawn(super::live::sync_worker(ctx.clone(), image, paths, pods, filter.0));
@@ -301,7 +303,7 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
         ui.line("devloop", "helm", &said);
     }
     if opts.cleanup {
-        cleanup(&ctx, &applied, &releases).await;
+        super::deploy::cleanup(&ctx).await;
     } else {
         super::live::left_as_they_are(&ui, &state);
     }
@@ -395,6 +397,8 @@ async fn reload(ctx: &Ctx) -> Option<Event> {
         Err(e) => ctx.out.line("devloop", "config", &format!("{e}; still watching what the last config named")),
     }
     ctx.out.line("devloop", "config", &format!("{} reloaded; {} image(s)", new.path.display(), new.images.len()));
+    let deployers = Deployers::of(&new).after(&ctx.deployers());
+    *ctx.deployers.write().expect("not poisoned") = Arc::new(deployers);
     *ctx.cfg.write().expect("not poisoned") = Arc::new(new);
     let rules = rules(&ctx.config(), ctx.no_sync);
     Some(Event::Reconfigured { rescan, redeploy, removed, rules, at: Instant::now() })
@@ -518,139 +522,4 @@ async fn build_inner(ctx: &Ctx, image: &str, tag: &str, filter: &Hashed) -> Resu
     let spec = BuildSpec { image: img, filter, reference: destination.build_reference(image, tag), destination: &destination };
     let built = buildkit::build(&mut client, &spec, &mut progress).await?;
     Ok((built.digest, built.steps, false, built.export))
-}
-
-async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String, logs: CancellationToken) {
-    let started = Instant::now();
-    let began = k8s_openapi::jiff::Timestamp::now();
-    let cfg = ctx.config();
-    let reference = super::deploy::reference(&cfg, &image, &tag, &digest);
-    let mut references: HashMap<String, String> = ctx.deployed.borrow().clone().into_iter().collect();
-    references.insert(image.clone(), reference.clone());
-    let mut rolled = Vec::new();
-    let mut attempt = 0;
-    let (latest, name, rolling) = (ctx.progress.clone(), image.clone(), tag.clone());
-    let progress: deploy::rollout::OnProgress =
-        Arc::new(move |deployment, what| latest.tell(&name, &rolling, decide::Progress::Waiting(format!("{deployment}: {what}"))));
-    // The rollout watch tells the core what it waits for (the status block and the page show it).
-    let deploying = async {
-        loop {
-            let mut lines = LineWriter { ui: ctx.out.clone(), image: image.clone(), buf: Vec::new() };
-            let r = super::deploy::deploy_image(&cfg, &ctx.target, &image, &references, &mut lines, &mut rolled).await;
-            match r {
-                Err(ref e) if api_unreachable(e) && !logs.is_cancelled() => {
-                    // The API server is down (restarting, a laptop waking up): wait and try again.
-                    let wait = Duration::from_secs(1 << attempt.min(4));
-                    ctx.out.line(&image, "retry", &format!("the API server is unreachable ({e}); retrying in {}s", wait.as_secs()));
-                    tokio::select! {
-                        _ = logs.cancelled() => break r,
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                    attempt += 1;
-                    rolled.clear();
-                }
-                r => break r,
-            }
-        }
-    };
-    let result = deploy::rollout::ON_PROGRESS.scope(progress, deploying).await;
-    ctx.progress.tell(&image, &tag, decide::Progress::Rolled(rolled.iter().map(|r| r.deployment.clone()).collect()));
-    // The core reports a deploy's own error (once, whole) with the rollout's result.
-    let (ok, error) = match result {
-        Ok(ok) => (ok, None),
-        Err(e) => (false, Some(e.to_string())),
-    };
-    let (took, at) = (started.elapsed(), Instant::now());
-    let since = |i: Option<Instant>| i.map(|i| i.saturating_duration_since(started));
-    let pod = rolled.first().map_or_else(Default::default, |r| decide::PodStages {
-        created: since(r.timeline.created),
-        running: since(r.timeline.running),
-        ready: since(r.timeline.ready),
-    });
-    // The result first: following the new pods' logs costs two API calls the summary need not wait for.
-    let reason = rolled.iter().find_map(|r| r.failure.clone()).filter(|_| !ok);
-    let ev = Event::RolledOut { image: image.clone(), tag: tag.clone(), ok, took, at, pod, reference: reference.clone(), error, reason };
-    let _ = ctx.events.send(ev).await;
-    if ok {
-        // Pods the rollout left in place may still run files synced earlier (by this or an earlier `up`).
-        if ctx.config().image(&image).is_some_and(|i| !i.sync.is_empty()) {
-            tokio::spawn(super::live::replace_stale(ctx.clone(), image.clone(), reference.clone()));
-            if !ctx.no_sync {
-                tokio::spawn(super::live::warm(ctx.clone(), image.clone(), reference.clone()));
-            }
-        }
-        for r in rolled {
-            // A crash after the rollout is told too (a line, the status block, the page) and handled by the core.
-            let (cfg, t, events) = (ctx.config(), ctx.target.clone(), ctx.events.clone());
-            let crash = super::deploy::watch_for_crash(cfg, t, r.deployment.clone(), image.clone(), tag.clone(), reference.clone(), began, events, logs.clone());
-            tokio::spawn(crash);
-            follow_logs(&ctx, &r.deployment, &image, &reference, &logs).await;
-        }
-    }
-}
-
-/// Turns the deploy's text output into `deploy` events as each line completes.
-struct LineWriter {
-    ui: Out,
-    image: String,
-    buf: Vec<u8>,
-}
-
-impl std::io::Write for LineWriter {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(b);
-        while let Some(i) = self.buf.iter().position(|&c| c == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=i).collect();
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim_end();
-            let text = line.strip_prefix(&format!("{}: ", self.image)).unwrap_or(line);
-            self.ui.line(&self.image, "deploy", text);
-        }
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Whether a deploy error means the API server could not be reached (as opposed to it refusing something).
-fn api_unreachable(e: &Error) -> bool {
-    let source = match e {
-        Error::Deploy(deploy::Error::Api { source, .. }) => source,
-        Error::Deploy(deploy::Error::Watch(_)) => return true,
-        _ => return false,
-    };
-    !matches!(source, kube::Error::Api(_))
-}
-
-/// Streams the logs of the Deployment's pods that run `reference`.
-async fn follow_logs(ctx: &Ctx, deployment: &str, image: &str, reference: &str, cancel: &CancellationToken) {
-    use k8s_openapi::api::apps::v1::Deployment;
-    let t = &ctx.target;
-    let Ok(dep) = kube::Api::<Deployment>::namespaced(t.client.clone(), &t.namespace).get(deployment).await else { return };
-    let selector = cluster::selector_labels(&dep);
-    let say = out::say(&ctx.out, image, "log");
-    tokio::spawn(forward::logs::follow(ctx.pods(), t.clone(), selector, reference.to_string(), say, cancel.clone()));
-}
-
-/// `--cleanup`: delete the objects of every manifest set a deploy was started with and uninstall every Helm
-/// release, whether or not its rollout succeeded (a crashing first rollout still created them).
-async fn cleanup(ctx: &Ctx, applied: &BTreeSet<ManifestSource>, releases: &[crate::config::Helm]) {
-    let cfg = ctx.config();
-    let ns = &ctx.target.namespace;
-    for h in releases {
-        let line = match deploy::helm::uninstall(h, ns, &ctx.target.context).await {
-            Ok(true) => format!("helm release {ns}/{} uninstalled", h.release),
-            Ok(false) => format!("helm release {ns}/{} was not installed", h.release),
-            Err(e) => format!("uninstalling helm release {ns}/{} failed: {e}", h.release),
-        };
-        ctx.out.line("devloop", "cleanup", &line);
-    }
-    for source in applied {
-        let what = source.to_string();
-        match super::deploy::delete_manifests(&cfg, &ctx.target, source).await {
-            Ok(deleted) => ctx.out.line("devloop", "cleanup", &format!("deleted {} object(s) of {what} from namespace {}", deleted.len(), ctx.target.namespace)),
-            Err(e) => ctx.out.line("devloop", "cleanup", &format!("cleanup of {what} failed: {e}")),
-        }
-    }
 }

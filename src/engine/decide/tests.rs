@@ -23,7 +23,7 @@ fn built(image: &str, tag: &str) -> Event {
     Event::Built { image: image.into(), tag: tag.into(), digest: format!("sha256:{tag}"), took: Duration::from_millis(500), steps: (5, 3), cached: false, export: Some(Duration::from_millis(120)) }
 }
 fn rolled(image: &str, tag: &str, ok: bool) -> Event {
-    Event::RolledOut { image: image.into(), tag: tag.into(), ok, took: Duration::from_secs(1), at: Instant::now(), pod: PodStages::default(), reference: format!("reg/{image}:{tag}"), error: None, reason: None }
+    Event::RolledOut { image: image.into(), tag: tag.into(), ok, took: Duration::from_secs(1), at: Instant::now(), pod: PodStages::default(), reference: format!("reg/{image}:{tag}"), error: None, reason: None, undo: vec![] }
 }
 
 /// The actions, without reports, as short strings.
@@ -38,6 +38,7 @@ fn acts(actions: &[Action]) -> Vec<String> {
             Action::CancelBuild(i) => Some(format!("cancel {i}")),
             Action::Forget(i) => Some(format!("forget {i}")),
             Action::Deploy { image, tag, .. } => Some(format!("deploy {image} {tag}")),
+            Action::RollBack { image, tag, .. } => Some(format!("roll back {image} {tag}")),
             Action::Sync { image, paths, pods: None, .. } => Some(format!("sync {image} {}", paths.iter().cloned().collect::<Vec<_>>().join(","))),
             Action::Sync { image, paths, pods: Some(pods), .. } => {
                 Some(format!("replay {image} {} → {}", paths.iter().cloned().collect::<Vec<_>>().join(","), pods.iter().cloned().collect::<Vec<_>>().join(",")))
@@ -147,7 +148,7 @@ fn only_changed_images_are_touched_and_summaries_carry_the_figures() {
     run(&mut s, vec![rolled("a", "a1", true), rolled("b", "b1", true)]);
     assert_eq!(run(&mut s, vec![changed(&["b"]), hashed("b", "b2"), built("b", "b2")]), ["hash b", "build b b2", "deploy b b2"]);
     let stages = PodStages { created: Some(Duration::from_millis(20)), running: Some(Duration::from_millis(400)), ready: Some(Duration::from_millis(900)) };
-    let a = step(&mut s, Event::RolledOut { image: "b".into(), tag: "b2".into(), ok: true, took: Duration::from_secs(1), at: Instant::now(), pod: stages, reference: String::new(), error: None, reason: None });
+    let a = step(&mut s, Event::RolledOut { image: "b".into(), tag: "b2".into(), ok: true, took: Duration::from_secs(1), at: Instant::now(), pod: stages, reference: String::new(), error: None, reason: None, undo: vec![] });
     let [Action::Report(Report::Iteration(sum))] = a.as_slice() else { panic!("{a:?}") };
     assert_eq!((sum.image.as_str(), sum.tag.as_str(), sum.steps), ("b", "b2", (5, 3)));
     assert_eq!((sum.hash, sum.build, sum.rollout), (Duration::from_millis(3), Duration::from_millis(500), Duration::from_secs(1)));
@@ -164,12 +165,12 @@ fn the_iteration_counts_the_debounce_of_the_batch_that_started_it_not_of_later_o
     };
     // A second batch while the first is hashed joins the same iteration: its wait is not the iteration's.
     run(&mut s, vec![batch(250), batch(90), hashed("app", "t2"), hashed("app", "t2"), built("app", "t2")]);
-    let a = step(&mut s, Event::RolledOut { image: "app".into(), tag: "t2".into(), ok: true, took: Duration::from_secs(1), at: Instant::now(), pod: PodStages::default(), reference: String::new(), error: None, reason: None });
+    let a = step(&mut s, Event::RolledOut { image: "app".into(), tag: "t2".into(), ok: true, took: Duration::from_secs(1), at: Instant::now(), pod: PodStages::default(), reference: String::new(), error: None, reason: None, undo: vec![] });
     let [Action::Report(Report::Iteration(sum))] = a.as_slice() else { panic!("{a:?}") };
     assert_eq!(sum.debounce, Duration::from_millis(250));
     // The next iteration starts afresh.
     run(&mut s, vec![batch(40), hashed("app", "t3"), built("app", "t3")]);
-    let a = step(&mut s, Event::RolledOut { image: "app".into(), tag: "t3".into(), ok: true, took: Duration::from_secs(1), at: Instant::now(), pod: PodStages::default(), reference: String::new(), error: None, reason: None });
+    let a = step(&mut s, Event::RolledOut { image: "app".into(), tag: "t3".into(), ok: true, took: Duration::from_secs(1), at: Instant::now(), pod: PodStages::default(), reference: String::new(), error: None, reason: None, undo: vec![] });
     let [Action::Report(Report::Iteration(sum))] = a.as_slice() else { panic!("{a:?}") };
     assert_eq!(sum.debounce, Duration::from_millis(40));
 }
@@ -460,7 +461,7 @@ fn a_sync_sends_what_the_filter_of_the_latest_hash_allows() {
 }
 
 fn rolled_at(image: &str, tag: &str, at: Instant) -> Event {
-    Event::RolledOut { image: image.into(), tag: tag.into(), ok: true, took: Duration::from_secs(1), at, pod: PodStages::default(), reference: format!("reg/{image}:{tag}"), error: None, reason: None }
+    Event::RolledOut { image: image.into(), tag: tag.into(), ok: true, took: Duration::from_secs(1), at, pod: PodStages::default(), reference: format!("reg/{image}:{tag}"), error: None, reason: None, undo: vec![] }
 }
 fn crashed(image: &str, tag: &str, at: Instant, rollback: bool) -> Event {
     Event::Crashed { image: image.into(), tag: tag.into(), error: "Exited (pod p, container web): exited with code 3 (Error)".into(), at, rollback }
@@ -576,6 +577,7 @@ fn the_core_alone_says_which_reference_each_image_runs_and_reports_a_deploy_erro
         reference: "reg/b:b3".into(),
         error: Some(error.into()),
         reason: None,
+        undo: vec![],
     };
     assert_eq!(reports(&step(&mut s, failed)), [Report::Failed { image: "b".into(), tag: Some("b3".into()), error: error.into() }]);
     step(&mut s, Event::Reconfigured { rescan: vec![], redeploy: vec![], removed: vec!["a".into()], rules: Rules::new(), at: Instant::now() });
@@ -605,4 +607,70 @@ fn a_build_with_no_server_is_retried_with_doubling_waits_until_superseded() {
     let a = step(&mut s, deferred("t2"));
     assert!(a.iter().any(|a| matches!(a, Action::Build { after, .. } if *after == Duration::from_secs(1))), "{a:?}");
     assert_eq!(run(&mut s, vec![built("app", "t2")]), ["deploy app t2"]);
+}
+
+/// A failed rollout of `image` at `tag` whose deployers say how to undo it (a patch's previous image).
+fn failed_undoable(image: &str, tag: &str, at: Instant) -> Event {
+    let undo = crate::deploy::deployer::Undo::Image {
+        image: image.into(),
+        deployment: image.into(),
+        container: "web".into(),
+        previous: format!("reg/{image}:t1"),
+        timeout: Duration::from_secs(60),
+    };
+    Event::RolledOut {
+        image: image.into(),
+        tag: tag.into(),
+        ok: false,
+        took: Duration::from_secs(1),
+        at,
+        pod: PodStages::default(),
+        reference: format!("reg/{image}:{tag}"),
+        error: None,
+        reason: Some("Exited (pod p, container web): exited with code 3".into()),
+        undo: vec![undo],
+    }
+}
+fn undone(image: &str, tag: &str, at: Instant) -> Event {
+    Event::Undone { image: image.into(), tag: tag.into(), ok: true, at }
+}
+
+/// The core decides the rollback of a failed rollout: once the failure is reported, the rollback is the
+/// image's one rollout (a build done meanwhile waits for it, then rolls out); a rollout nobody can undo is
+/// only reported.
+#[test]
+fn a_failed_rollout_is_rolled_back_by_the_core_where_its_deployers_can_and_what_comes_meanwhile_waits() {
+    let t0 = Instant::now();
+    let mut s = deployed_at_t1();
+    run(&mut s, vec![changed(&["app"]), hashed("app", "t2"), built("app", "t2")]);
+    let a = step(&mut s, failed_undoable("app", "t2", t0));
+    assert_eq!(acts(&a), ["roll back app t2"]);
+    assert!(matches!(reports(&a).as_slice(), [Report::RolloutFailed { tag, .. }] if tag == "t2"), "the failure is said first: {a:?}");
+    assert!(s.busy(), "the rollback is a rollout");
+    // A save meanwhile is built, and rolls out only once the rollback is done.
+    assert_eq!(run(&mut s, vec![changed(&["app"]), hashed("app", "t3"), built("app", "t3")]), ["hash app", "build app t3"]);
+    assert_eq!(run(&mut s, vec![rolled("app", "t2", false)]), Vec::<String>::new(), "a late result of the failed rollout changes nothing");
+    let a = step(&mut s, undone("app", "t2", t0 + Duration::from_secs(5)));
+    assert_eq!(acts(&a), ["deploy app t3"]);
+    assert!(reports(&a).is_empty(), "the rollback's own lines said it: {a:?}");
+    assert_eq!(step(&mut s, undone("app", "t2", t0)), vec![], "once");
+    assert_eq!(s.references()["app"], "reg/app:t1", "what runs is still the last good rollout's");
+
+    // Nothing to undo with (manifests, no rollback-on-failure): reported, and the next save goes ahead.
+    let mut s = deployed_at_t1();
+    run(&mut s, vec![changed(&["app"]), hashed("app", "t2"), built("app", "t2")]);
+    assert_eq!(run(&mut s, vec![rolled("app", "t2", false)]), Vec::<String>::new());
+    assert!(!s.busy());
+}
+
+/// A rollout that was itself the rollback after a crash is not undone when it fails: that would put back
+/// the tag that crashed.
+#[test]
+fn a_failed_rollback_after_a_crash_is_not_undone() {
+    let t0 = Instant::now();
+    let mut s = t2_rolled_out_at(t0);
+    assert_eq!(run(&mut s, vec![crashed("app", "t2", t0 + Duration::from_secs(3), true)]), ["deploy app t1"]);
+    let a = step(&mut s, failed_undoable("app", "t1", t0 + Duration::from_secs(9)));
+    assert_eq!(acts(&a), Vec::<String>::new(), "{a:?}");
+    assert!(!s.busy());
 }

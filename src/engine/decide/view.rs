@@ -208,6 +208,9 @@ fn phase(s: &ImageState) -> Phase {
             _ => Phase::Building { step: 0, of: 0, name: String::new() },
         };
     }
+    if let Some(tag) = s.deploying.as_ref().filter(|_| s.undoing) {
+        return Phase::RollingOut(format!("rolling back the failed {}", &tag[..tag.len().min(6)]));
+    }
     if let Some(tag) = &s.deploying {
         let what = s.view.rollout.as_ref().filter(|(t, _)| t == tag).map(|(_, w)| w.clone());
         return Phase::RollingOut(what.unwrap_or_default());
@@ -310,7 +313,7 @@ pub(crate) mod fake {
     pub(crate) fn rolled(image: &str, tag: &str, ok: bool) -> Event {
         let reference = format!("reg/{image}:{tag}");
         let (took, pod) = (Duration::from_secs(1), PodStages::default());
-        Event::RolledOut { image: image.into(), tag: tag.into(), ok, took, at: Instant::now(), pod, reference, error: None, reason: None }
+        Event::RolledOut { image: image.into(), tag: tag.into(), ok, took, at: Instant::now(), pod, reference, error: None, reason: None, undo: vec![] }
     }
     /// A worker's news about `tag`.
     pub(crate) fn progress(image: &str, tag: &str, progress: Progress) -> Event {

@@ -1,0 +1,77 @@
+//! Manifest mode (files or a kustomization): the objects with devloop's references substituted (and the pull
+//! policy and pull secret they need), server-side applied; the Deployments that changed and run one of the
+//! references are watched. There is no undo: the files are what the user wrote.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::Instant;
+
+use super::{report, Deployed, Deployer, Rolled};
+use crate::cluster::Target;
+use crate::config::ManifestSource;
+use crate::deploy::{manifests, pull_secret, Error};
+use crate::interrupt::Interrupt;
+
+impl Deployer {
+    /// Applies `source`'s objects with `references` put in, and watches the Deployments that roll.
+    pub(super) async fn apply(
+        &self,
+        t: &Target,
+        source: &ManifestSource,
+        references: &HashMap<String, String>,
+        out: &mut (dyn Write + Send),
+        intr: Option<&Interrupt>,
+    ) -> Result<Deployed, Error> {
+        let (image, env) = (&self.image, &self.env);
+        let objects = render(env, source, references, &mut |h| {
+            let _ = writeln!(out, "{image}: hint: {h}");
+        })?;
+        let applied = manifests::apply(t, objects).await?;
+        let mut deployed = Deployed { ok: true, ..Default::default() };
+        let rolls = |a: &manifests::Applied| a.changed && a.object.kind() == "Deployment" && !a.object.refs.is_empty();
+        for (i, a) in applied.iter().enumerate() {
+            let scope = if a.cluster_scoped { String::new() } else { format!("{}/", t.namespace) };
+            let what = format!("{} {scope}{}", a.object.kind().to_lowercase(), a.object.name());
+            let state = if a.changed { "applied" } else { "unchanged" };
+            let _ = writeln!(out, "{image}: {what} {state} (server-side apply, field manager devloop)");
+            if !rolls(a) {
+                continue;
+            }
+            let started = Instant::now();
+            let Some((selector, v)) = self.watch(t, a.object.name(), &a.object.refs, intr).await? else {
+                let intr = intr.expect("only a watch with an Interrupt stops early");
+                // This Deployment and the ones applied after it that were still to be watched.
+                let pending: Vec<String> = applied[i..].iter().filter(|a| rolls(a)).map(|a| a.object.name().to_string()).collect();
+                return Err(self.interrupted(t, &pending, None, out, intr).await);
+            };
+            deployed.ok &= report(out, image, &what, started, &v);
+            deployed.rolled.push(Rolled::of(a.object.name(), &a.object.refs, selector, &v));
+        }
+        Ok(deployed)
+    }
+}
+
+/// `source`'s objects, each image of devloop's replaced by its reference in `references`; `hint` is told what
+/// the user may want to change (a pull policy, a tag-less image).
+fn render(
+    env: &super::Env,
+    source: &ManifestSource,
+    references: &HashMap<String, String>,
+    hint: &mut dyn FnMut(&str),
+) -> Result<Vec<manifests::Object>, Error> {
+    let subst = |image: &str| references.iter().find(|(name, _)| env.ours(image, name)).map(|(_, r)| r.clone());
+    let pull = env.pull.map(|p| (p, env.store.as_str()));
+    let mut objects = Vec::new();
+    for (file, mut value) in crate::util::off_runtime(|| manifests::load(&env.root, source))? {
+        let (refs, hints) = manifests::substitute_with_policy(&mut value, &subst, pull);
+        for h in hints {
+            hint(&h);
+        }
+        if let Some(s) = &env.secret {
+            // After substitution: the pod specs that now run one of devloop's references.
+            pull_secret::add_to_pod_specs(&mut value, s, &|i| refs.iter().any(|r| r == i));
+        }
+        objects.push(manifests::Object { file, value, refs });
+    }
+    Ok(objects)
+}

@@ -1,0 +1,95 @@
+use super::*;
+
+/// Two images: `web` applies a manifest set and installs a release; `api` shares that manifest set and
+/// patches a Deployment; `worker` applies a kustomization.
+fn deployers() -> Deployers {
+    let text = r#"
+[registry]
+host = "reg:5000"
+[[image]]
+name = "web"
+context = "."
+[[image]]
+name = "api"
+context = "."
+[[image]]
+name = "worker"
+context = "."
+[[deploy]]
+image = "web"
+manifests = ["k8s/*.yaml"]
+[[deploy]]
+image = "web"
+helm = { chart = "chart", release = "web" }
+[[deploy]]
+image = "api"
+manifests = ["k8s/*.yaml"]
+[[deploy]]
+image = "api"
+deployment = "api"
+rollback-on-failure = true
+[[deploy]]
+image = "worker"
+kustomize = "overlays/dev"
+"#;
+    let cfg = crate::config::parse(std::path::Path::new("/p/devloop.toml"), text).expect("a good config");
+    Deployers::of(&cfg)
+}
+
+fn names(list: &[Deployer]) -> Vec<String> {
+    list.iter().map(Deployer::key).collect()
+}
+
+#[test]
+fn cleanup_removes_what_was_started_once_each_helm_first() {
+    let d = deployers();
+    assert!(d.started().is_empty(), "nothing deployed, nothing to clean up");
+    d.note("api");
+    assert_eq!(names(&d.started()), ["manifests Files([\"k8s/*.yaml\"])"], "a patched Deployment is not devloop's to delete");
+    d.note("web");
+    d.note("api");
+    assert_eq!(names(&d.started()), ["helm web", "manifests Files([\"k8s/*.yaml\"])"], "the shared manifest set once");
+    // A reloaded config keeps the record of what the session started.
+    let reloaded = deployers().after(&d);
+    reloaded.note("worker");
+    assert_eq!(
+        names(&reloaded.started()),
+        ["helm web", "manifests Files([\"k8s/*.yaml\"])", "manifests Kustomize(\"overlays/dev\")"]
+    );
+}
+
+#[test]
+fn down_cleans_up_every_deployer_once_in_config_order() {
+    let d = deployers();
+    let keys: Vec<String> = d.distinct().into_iter().map(Deployer::key).collect();
+    assert_eq!(keys, ["manifests Files([\"k8s/*.yaml\"])", "helm web", "patch api", "manifests Kustomize(\"overlays/dev\")"]);
+}
+
+#[test]
+fn a_crash_rolls_back_where_a_failed_rollout_would() {
+    let d = deployers();
+    assert!(d.rolls_back("web"), "a Helm release always has its previous revision");
+    assert!(d.rolls_back("api"), "rollback-on-failure on the patch");
+    assert!(!d.rolls_back("worker"), "manifests: nothing but the files to go back to");
+    assert_eq!(d.patched().collect::<Vec<_>>(), ["api"]);
+}
+
+#[test]
+fn a_failed_rollout_is_described_with_where_it_shows() {
+    let f = Failure {
+        pod: Some("p".into()),
+        container: Some("web".into()),
+        reason: "Exited".into(),
+        message: "exited with code 3".into(),
+        previous_logs: false,
+        logs: vec!["boom".into()],
+    };
+    let r = Rolled::of("web", &["reg:5000/web:t".into()], "app=web".into(), &Verdict::Failed(f.clone()));
+    assert_eq!(r.failure.as_deref(), Some("Exited (pod p, container web): exited with code 3"));
+    assert_eq!((r.selector.as_deref(), r.refs.as_slice()), (Some("app=web"), ["reg:5000/web:t".to_string()].as_slice()));
+    let mut out = Vec::new();
+    assert!(!report(&mut out, "web", "deployment ns/web", Instant::now(), &Verdict::Failed(f)));
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with("web: rollout of deployment ns/web FAILED after "), "{out}");
+    assert!(out.ends_with(": Exited (pod p, container web): exited with code 3\nweb:   last log lines:\nweb:     boom\n"), "{out}");
+}
