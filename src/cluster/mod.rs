@@ -62,6 +62,20 @@ pub struct Target {
     /// When set, the cluster-scoped objects that applies through this target create are recorded here:
     /// deleting the namespace does not delete them, so `check` deletes them itself.
     pub created: Option<Created>,
+    /// The one pod watch per namespace, shared by every clone of this target (see [`Target::pods`]).
+    pub reflectors: Reflectors,
+}
+
+/// Per namespace, its pod watch: started by the first [`Target::pods`] for it, dropped with the last target.
+pub type Reflectors = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<pods::Reflector>>>>;
+
+impl Target {
+    /// The pods of this target's namespace: the one watch every reader shares (rollouts, the crash watch,
+    /// logs, port-forwards, live update), started on first use. Must be called within the runtime.
+    pub fn pods(&self) -> std::sync::Arc<pods::Reflector> {
+        let mut all = self.reflectors.lock().expect("not poisoned");
+        all.entry(self.namespace.clone()).or_insert_with(|| pods::Reflector::start(self)).clone()
+    }
 }
 
 /// Cluster-scoped objects created through a [`Target`], each recorded before its request is sent, so one
@@ -126,7 +140,7 @@ pub async fn connect(cfg: &crate::config::Kube, opts: &KubeOptions) -> Result<Ta
         .await
         .map_err(|e| Error::Kubeconfig(format!("context {context}: {e}")))?;
     let client = client(kc).map_err(Error::api(format!("client for context {context}")))?;
-    Ok(Target { context, namespace, client, kinds: Default::default(), created: None })
+    Ok(Target { context, namespace, client, kinds: Default::default(), created: None, reflectors: Default::default() })
 }
 
 /// A client like `Client::try_from(config)` but with TCP_NODELAY on its connections. Without it, a fresh

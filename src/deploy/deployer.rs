@@ -105,7 +105,7 @@ pub struct Rolled {
     /// The references to devloop's images the deployer rendered into its pod template.
     pub refs: Vec<String>,
     /// The label selector of its pods (the pods this deployer owns), when it was read.
-    pub selector: Option<String>,
+    pub selector: Option<std::collections::BTreeMap<String, String>>,
     /// When its first new pod reached each stage (empty if it did not roll or failed).
     pub timeline: Timeline,
     /// Why its rollout failed, as the watch judged it (`Exited (pod p, container c): exited with code 3`).
@@ -114,7 +114,7 @@ pub struct Rolled {
 
 impl Rolled {
     /// A Deployment whose rollout to `refs` was judged `v`.
-    fn of(deployment: &str, refs: &[String], selector: String, v: &Verdict) -> Rolled {
+    fn of(deployment: &str, refs: &[String], selector: std::collections::BTreeMap<String, String>, v: &Verdict) -> Rolled {
         let (timeline, failure) = match v {
             Verdict::Failed(f) => (Timeline::default(), Some(format!("{}{}: {}", f.reason, place(f), f.message))),
             Verdict::Progressing(w) => (Timeline::default(), Some(format!("not finished: {w}"))),
@@ -278,7 +278,7 @@ impl Deployer {
 
     /// Watches the rollout of `name` to `refs`: the pods' selector and the verdict; None when `intr`'s first
     /// signal comes first (the watch is dropped).
-    async fn watch(&self, t: &Target, name: &str, refs: &[String], intr: Option<&Interrupt>) -> Result<Option<(String, Verdict)>, Error> {
+    async fn watch(&self, t: &Target, name: &str, refs: &[String], intr: Option<&Interrupt>) -> Result<Option<(std::collections::BTreeMap<String, String>, Verdict)>, Error> {
         let watch = super::watch_rollout(t, name, refs, self.timeout);
         match intr {
             Some(i) => until(i.stop(), watch).await.transpose(),

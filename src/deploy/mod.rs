@@ -16,7 +16,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 
-use crate::cluster::{selector, Target, FIELD_MANAGER};
+use crate::cluster::{selector_labels, Target, FIELD_MANAGER};
 
 /// Errors deploying.
 #[derive(Debug, thiserror::Error)]
@@ -142,15 +142,15 @@ pub fn pull_policy_of(dep: &Deployment, container: &str) -> Option<String> {
     spec.containers.iter().find(|c| c.name == container)?.image_pull_policy.clone()
 }
 
-/// Watches the rollout of `name` to `refs` (see [`rollout::watch`]); also returns the label selector of the
-/// Deployment's pods.
-pub async fn watch_rollout(t: &Target, name: &str, refs: &[String], timeout: std::time::Duration) -> Result<(String, rollout::Verdict), Error> {
+/// Watches the rollout of `name` to `refs` (see [`rollout::watch`]), its pods read from the namespace's one
+/// pod watch; also returns the Deployment's pod selector (its `matchLabels`).
+pub async fn watch_rollout(t: &Target, name: &str, refs: &[String], timeout: std::time::Duration) -> Result<(std::collections::BTreeMap<String, String>, rollout::Verdict), Error> {
     let deployments: Api<Deployment> = Api::namespaced(t.client.clone(), &t.namespace);
     let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
     let dep = deployments.get(name).await.map_err(Error::api(format!("reading deployment {}/{name}", t.namespace)))?;
-    let selector = selector(&dep);
-    let verdict = rollout::watch(&deployments, &pods, name, &selector, refs, timeout).await?;
-    Ok((selector, verdict))
+    let labels = selector_labels(&dep);
+    let verdict = rollout::watch(&deployments, &t.pods(), &pods, name, &labels, refs, timeout).await?;
+    Ok((labels, verdict))
 }
 
 #[cfg(test)]
@@ -171,6 +171,6 @@ mod tests {
         assert!(pick_container(&dep, Some("nope"), &ours).unwrap_err().contains("has: web, sidecar"));
         let none = |_: &str| false;
         assert!(pick_container(&dep, None, &none).unwrap_err().contains("set `container`"));
-        assert_eq!(selector(&dep), "app=a,tier=web");
+        assert_eq!(crate::cluster::selector(&dep), "app=a,tier=web");
     }
 }

@@ -3,7 +3,7 @@
 //! unschedulable pods, the progress deadline), with the pod, reason, message and the container's last log
 //! lines. Only pods running the new image are judged, so pods that were failing before are not blamed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -12,6 +12,8 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, LogParams};
 use kube::runtime::watcher;
+
+use crate::cluster::pods::{selected, Change, Reflector};
 
 /// Container states that mean the rollout will not succeed by waiting.
 pub const FAILING_REASONS: &[&str] = &[
@@ -419,31 +421,44 @@ pub enum Error {
     Watch(String, String),
 }
 
-/// Watches `namespace/name` until the rollout to `refs` is done or failed, or `timeout` passes (a failure
-/// with reason `Timeout`). Uses watch streams, not polling.
+/// The pods of `selector` among the namespace's, by name.
+fn selected_pods(pods: &Reflector, selector: &BTreeMap<String, String>) -> HashMap<String, Pod> {
+    pods.now().iter().filter(|p| selected(p, selector)).map(|p| (p.metadata.name.clone().unwrap_or_default(), Pod::clone(p))).collect()
+}
+
+/// Watches `name` until the rollout to `refs` is done or failed, or `timeout` passes (a failure with
+/// reason `Timeout`): the Deployment through a watch of its own, its pods (those `selector` selects) as the
+/// namespace's one pod watch sees them. `pods_api` reads a failing container's last lines.
 pub async fn watch(
     deployments: &Api<Deployment>,
+    pods: &Reflector,
     pods_api: &Api<Pod>,
     name: &str,
-    selector: &str,
+    selector: &BTreeMap<String, String>,
     refs: &[String],
     timeout: Duration,
 ) -> Result<Verdict, Error> {
     let werr = |e: watcher::Error| Error::Watch(name.to_string(), e.to_string());
     let dep_stream = watcher(deployments.clone(), watcher::Config::default().fields(&format!("metadata.name={name}")));
-    let pod_stream = watcher(pods_api.clone(), watcher::Config::default().labels(selector));
-    futures::pin_mut!(dep_stream, pod_stream);
+    futures::pin_mut!(dep_stream);
     let mut dep: Option<Deployment> = None;
-    let mut pods: HashMap<String, Pod> = HashMap::new();
+    let mut seen: HashMap<String, Pod> = HashMap::new();
     let mut last = String::from("waiting for the first status");
     let mut timeline = Timeline::default();
     let mut judge = Judge::default();
-    let mut listed = false;
     // Nothing may change while a grace or a settle window runs out (an unschedulable pod, a Ready pod get no
     // new events): judge again every 250 ms.
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let judged = async {
+        // Subscribed before the store is read, so that no change falls between the two.
+        let mut changes = pods.subscribe();
+        pods.pods().await;
+        seen = selected_pods(pods, selector);
+        for p in seen.values() {
+            judge.existed(p);
+            timeline.saw(p, refs, None);
+        }
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -454,25 +469,31 @@ pub async fn watch(
                     Some(Err(e)) => return Err(werr(e)),
                     None => return Err(Error::Watch(name.into(), "the watch ended".into())),
                 },
-                ev = pod_stream.next() => match ev {
-                    Some(Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => {
-                        if !listed {
-                            judge.existed(&p);
+                ch = changes.recv() => match ch {
+                    Ok(Change::Applied(p)) => {
+                        let key = p.metadata.name.clone().unwrap_or_default();
+                        if selected(&p, selector) {
+                            timeline.saw(&p, refs, dep.as_ref());
+                            seen.insert(key, Pod::clone(&p));
+                        } else {
+                            seen.remove(&key); // relabelled out of the Deployment
                         }
-                        timeline.saw(&p, refs, dep.as_ref());
-                        pods.insert(p.metadata.name.clone().unwrap_or_default(), p);
                     }
-                    Some(Ok(watcher::Event::Delete(p))) => {
-                        pods.remove(p.metadata.name.as_deref().unwrap_or_default());
+                    Ok(Change::Deleted(p)) => {
+                        seen.remove(p.metadata.name.as_deref().unwrap_or_default());
                     }
-                    Some(Ok(watcher::Event::Init)) => pods.clear(),
-                    Some(Ok(watcher::Event::InitDone)) => listed = true,
-                    Some(Err(e)) => return Err(werr(e)),
-                    None => return Err(Error::Watch(name.into(), "the pod watch ended".into())),
+                    // A relist (the watch reconnected) or a lag: the store is the truth now.
+                    Ok(Change::Listed) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        seen = selected_pods(pods, selector);
+                        for p in seen.values() {
+                            timeline.saw(p, refs, dep.as_ref());
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Err(Error::Watch(name.into(), "the pod watch ended".into())),
                 },
             }
             let Some(d) = &dep else { continue };
-            let list: Vec<Pod> = pods.values().cloned().collect();
+            let list: Vec<Pod> = seen.values().cloned().collect();
             match judge.judge(d, &list, refs, Instant::now(), Timestamp::now()) {
                 Verdict::Progressing(what) => {
                     if what != last {
@@ -522,42 +543,42 @@ async fn last_logs(pods: &Api<Pod>, f: &Failure) -> Vec<String> {
     }
 }
 
-/// After a rollout succeeded: watches the pods that `selector` selects and that run one of `refs` until a
-/// container of one exits, restarts or fails to start again ([`crashed`]), and returns that failure with
-/// its last log lines. Restarts counted when the watch begins are not blamed (they came before), except a
-/// last one that ended after `since` (the rollout's start: it came between the verdict and this watch).
-pub async fn guard(pods_api: &Api<Pod>, selector: &str, refs: &[String], since: Timestamp) -> Result<Failure, Error> {
-    let stream = watcher(pods_api.clone(), watcher::Config::default().labels(selector));
-    futures::pin_mut!(stream);
+/// After a rollout succeeded: watches the pods that `selector` selects and that run one of `refs` (as the
+/// namespace's one pod watch sees them) until a container of one exits, restarts or fails to start again
+/// ([`crashed`]), and returns that failure with its last log lines. Restarts counted when the watch begins
+/// are not blamed (they came before), except a last one that ended after `since` (the rollout's start: it
+/// came between the verdict and this watch).
+pub async fn guard(pods: &Reflector, pods_api: &Api<Pod>, selector: &BTreeMap<String, String>, refs: &[String], since: Timestamp) -> Result<Failure, Error> {
+    let mut changes = pods.subscribe();
     let mut before = Restarts::new();
-    let mut listed = false;
-    loop {
-        let pod = match stream.next().await {
-            Some(Ok(watcher::Event::InitApply(p))) if !listed => {
-                record_restarts(&mut before, &p);
-                let name = p.metadata.name.clone().unwrap_or_default();
-                for c in p.status.iter().flat_map(|s| s.container_statuses.iter().flatten()) {
-                    let ended = c.last_state.as_ref().and_then(|l| l.terminated.as_ref()).and_then(|t| t.finished_at.as_ref());
-                    if ended.is_some_and(|t| t.0 >= since) {
-                        before.entry((name.clone(), c.name.clone())).and_modify(|n| *n -= 1);
-                    }
-                }
-                p
+    let check = |p: &Pod, before: &Restarts| crashed(p, refs, before);
+    pods.pods().await;
+    let now = pods.now();
+    for p in now.iter().filter(|p| selected(p, selector)) {
+        record_restarts(&mut before, p);
+        let name = p.metadata.name.clone().unwrap_or_default();
+        for c in p.status.iter().flat_map(|s| s.container_statuses.iter().flatten()) {
+            let ended = c.last_state.as_ref().and_then(|l| l.terminated.as_ref()).and_then(|t| t.finished_at.as_ref());
+            if ended.is_some_and(|t| t.0 >= since) {
+                before.entry((name.clone(), c.name.clone())).and_modify(|n| *n -= 1);
             }
-            Some(Ok(watcher::Event::InitDone)) => {
-                listed = true;
-                continue;
-            }
-            Some(Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => p,
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(Error::Watch(selector.into(), e.to_string())),
-            None => return Err(Error::Watch(selector.into(), "the pod watch ended".into())),
-        };
-        if let Some(mut f) = crashed(&pod, refs, &before) {
-            f.logs = last_logs(pods_api, &f).await;
-            return Ok(f);
         }
     }
+    let mut found = now.iter().filter(|p| selected(p, selector)).find_map(|p| check(p, &before));
+    while found.is_none() {
+        found = match changes.recv().await {
+            Ok(Change::Applied(p)) if selected(&p, selector) => check(&p, &before),
+            Ok(_) => None,
+            // Fell behind: look at every pod as it is now.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                pods.now().iter().filter(|p| selected(p, selector)).find_map(|p| check(p, &before))
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return Err(Error::Watch(format!("{selector:?}"), "the pod watch ended".into())),
+        };
+    }
+    let mut f = found.expect("the loop ends on a failure");
+    f.logs = last_logs(pods_api, &f).await;
+    Ok(f)
 }
 
 #[cfg(test)]

@@ -185,7 +185,6 @@ async fn run_in(
         }
         let mut env = Vec::new();
         // One pod watch for all the forwards, started with the first.
-        let mut pods: Option<std::sync::Arc<crate::cluster::pods::Reflector>> = None;
         for f in &cfg.forwards {
             let listener = forward::bind(&f.deployment, 0).await.map_err(|e| Error::Usage(e.to_string()))?;
             let port = listener.local_addr().map_err(|e| Error::Usage(e.to_string()))?.port();
@@ -195,7 +194,7 @@ async fn run_in(
             // The forward's troubles go to stderr, as `{deployment}: …` lines, beside the check's own output.
             let name = f.deployment.clone();
             let say: forward::Say = std::sync::Arc::new(move |text: &str| eprintln!("{name}: {text}"));
-            let pods = pods.get_or_insert_with(|| crate::cluster::pods::Reflector::start(target)).clone();
+            let pods = target.pods();
             tokio::spawn(forward::serve(listener, target.clone(), f.deployment.clone(), f.remote, pods, say, forwards.child_token()));
         }
         env.push(("DEVLOOP_NAMESPACE".to_string(), target.namespace.clone()));
@@ -298,7 +297,7 @@ mod tests {
             std::future::pending::<Result<http::Response<kube::client::Body>, std::convert::Infallible>>()
         });
         let ns = "devloop-check-00000000";
-        let t = Target { context: "test".into(), namespace: ns.into(), client: kube::Client::new(never, ns), kinds: Default::default(), created: None };
+        let t = Target { context: "test".into(), namespace: ns.into(), client: kube::Client::new(never, ns), kinds: Default::default(), created: None, reflectors: Default::default() };
         let role = cluster::ClusterObject {
             resource: kube::discovery::ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRole>(&()),
             name: "devloop-e2e-role".into(),

@@ -185,9 +185,9 @@ pub async fn watch_for_crash(
         let watched = async {
             let selector = match &rolled.selector {
                 Some(s) => s.clone(),
-                None => cluster::selector(&deployments.get(&rolled.deployment).await.map_err(|e| e.to_string())?),
+                None => cluster::selector_labels(&deployments.get(&rolled.deployment).await.map_err(|e| e.to_string())?),
             };
-            rollout::guard(&pods, &selector, &refs, since).await.map_err(|e| e.to_string())
+            rollout::guard(&t.pods(), &pods, &selector, &refs, since).await.map_err(|e| e.to_string())
         };
         match until(&stop, watched).await {
             None => return,
@@ -344,15 +344,14 @@ async fn follow_logs(ctx: &Ctx, rolled: &deploy::deployer::Rolled, image: &str, 
     use k8s_openapi::api::apps::v1::Deployment;
     let t = &ctx.target;
     let selector = match &rolled.selector {
-        // `k=v,…`, as the deployer read it from the Deployment's matchLabels.
-        Some(s) => s.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        Some(s) => s.clone(),
         None => match kube::Api::<Deployment>::namespaced(t.client.clone(), &t.namespace).get(&rolled.deployment).await {
             Ok(dep) => cluster::selector_labels(&dep),
             Err(_) => return,
         },
     };
     let say = out::say(&ctx.out, image, "log");
-    tokio::spawn(forward::logs::follow(ctx.pods(), t.clone(), selector, reference.to_string(), say, cancel.clone()));
+    tokio::spawn(forward::logs::follow(t.pods(), t.clone(), selector, reference.to_string(), say, cancel.clone()));
 }
 
 /// `--cleanup`: each deployer this session started deletes what it created (every manifest set applied,

@@ -181,8 +181,8 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
             }
         });
     }
-    // One watch on the namespace's pods, read by the port-forwards and live update.
-    let pods = crate::cluster::pods::Reflector::start(&target);
+    // The one watch on the namespace's pods, read by the port-forwards, live update, rollouts and logs.
+    let pods = target.pods();
     let mut forwarded = Vec::new();
     for f in &cfg.forwards {
         let listener = forward::bind(&f.deployment, f.local).await.map_err(|e| Error::Usage(e.to_string()))?;

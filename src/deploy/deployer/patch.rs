@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 
 use super::{report, state_of, stopped_waiting, unless, Deployed, Deployer, Env, Rolled, Stop, Undo};
-use crate::cluster::{selector, Target};
+use crate::cluster::{selector_labels, Target};
 use crate::deploy::{self, images, Error};
 use crate::interrupt::Interrupt;
 
@@ -34,7 +34,7 @@ impl Deployer {
         let refs = vec![reference.to_string()];
         if previous == reference && set_policy.is_none() && secret.is_none() {
             let _ = writeln!(out, "{image}: {what} already runs {reference}, nothing to do");
-            let rolled = Rolled { deployment: name.into(), refs, selector: Some(selector(&dep)), ..Default::default() };
+            let rolled = Rolled { deployment: name.into(), refs, selector: Some(selector_labels(&dep)), ..Default::default() };
             return Ok(Deployed { ok: true, rolled: vec![rolled], undo: vec![] });
         }
         if let Some(h) = &set_policy {
