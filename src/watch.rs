@@ -235,7 +235,20 @@ pub struct Debounce {
     pub quiet: Duration,
     /// …or this long after its first change, even if changes keep coming.
     pub max: Duration,
+    /// …or after this much quiet, when the caller says the batch may close early (every path synced, none
+    /// missing: see [`QUICK`]).
+    pub quick: Duration,
 }
+
+/// The quiet time of a batch that may close early. An editor's save is one burst of syscalls from one
+/// process — vim: probe `4913`, rename the file to its backup, write it anew, drop the backup; JetBrains:
+/// write `…___jb_tmp___`, rename the file to `…___jb_old___`, rename the new one over it; VS Code: truncate
+/// and write in place, or write a temporary file and rename it over — whose events arrive within a
+/// millisecond or two. The one dangerous moment in them, the file missing between the renames of a
+/// rename-over save, is never closed early (the caller checks that every path is there); closing after a
+/// truncate but before the write lands only costs a second sync, the write's own event bringing the final
+/// bytes. 10 ms leaves a margin of several times a save's own length.
+pub const QUICK: Duration = Duration::from_millis(10);
 
 /// What changed in one batch.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -272,21 +285,34 @@ impl Batch {
 }
 
 /// Waits for the next batch: opened by the first change, closed after `quiet` with no further change or
-/// `max` after it opened. Returns None when the sender is gone.
-pub async fn next_batch(rx: &mut mpsc::Receiver<Change>, overflowed: &AtomicBool, d: Debounce) -> Option<Batch> {
+/// `max` after it opened — or after `quick` with no further change when `early` says this batch may close
+/// sooner (asked once per lull: a batch it turns down waits out the full `quiet`). Returns None when the
+/// sender is gone.
+pub async fn next_batch(rx: &mut mpsc::Receiver<Change>, overflowed: &AtomicBool, d: Debounce, early: impl Fn(&Batch) -> bool) -> Option<Batch> {
     let first = rx.recv().await?;
     let opened = Instant::now();
+    let cap = opened + d.max;
     let mut batch = Batch::default();
     batch.add(first);
-    let mut deadline = opened + d.quiet;
+    let mut last = opened;
+    // Whether `early` may still be asked in this lull.
+    let mut ask = d.quick < d.quiet;
     loop {
-        let cap = opened + d.max;
-        match tokio::time::timeout_at(deadline.min(cap), rx.recv()).await {
+        let wake = (last + if ask { d.quick } else { d.quiet }).min(cap);
+        match tokio::time::timeout_at(wake, rx.recv()).await {
             Ok(Some(c)) => {
                 batch.add(c);
-                deadline = Instant::now() + d.quiet;
+                last = Instant::now();
+                ask = d.quick < d.quiet;
             }
-            Ok(None) | Err(_) => break,
+            Ok(None) => break,
+            Err(_) if !ask || wake == cap => break,
+            Err(_) => {
+                if !overflowed.load(Ordering::Relaxed) && early(&batch) {
+                    break;
+                }
+                ask = false;
+            }
         }
     }
     batch.everything = overflowed.swap(false, Ordering::Relaxed);
