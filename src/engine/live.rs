@@ -113,10 +113,9 @@ async fn run(ctx: &Arc<Ctx>, image: &str, paths: &BTreeSet<String>, only: Option
     if targets.is_empty() && only.is_none() {
         return Err(sync::Error::NoTakers);
     }
-    let argv = sync::command(&prepared);
     let jobs = targets.iter().flat_map(|(pod, containers)| containers.iter().map(move |c| (pod, c))).map(|(pod, c)| {
-        let (prepared, argv) = (&prepared, &argv);
-        async move { (pod, ctx.sessions.sync(&ctx.target, pod, c, prepared, argv).await) }
+        let prepared = &prepared;
+        async move { (pod, ctx.sessions.sync(&ctx.target, pod, c, prepared).await) }
     });
     let results = futures::future::join_all(jobs).await;
     let (mut synced, mut touched) = (BTreeSet::new(), BTreeSet::new());

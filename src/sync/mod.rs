@@ -281,16 +281,50 @@ pub(crate) const RUN_FAILED: i32 = 98;
 /// In the command line of devloop's session shells (`sh -s <mark>`), so a restart spares them.
 pub(crate) const SESSION_MARK: &str = "devloop-sync-session";
 
-/// The command one exec runs: `sh -c <script> devloop-sync <paths to delete…>`; the tar stream (if any
-/// files) comes on stdin.
-pub fn command(p: &Prepared) -> Vec<String> {
+/// The script's exit code when the container has no `base64` (a session's tar comes base64-encoded).
+pub(crate) const NO_BASE64: i32 = 95;
+
+/// How the tar stream reaches the script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carry {
+    /// On the script's stdin (one exec per sync: `sh -c <script>`, the tar after it).
+    Stdin,
+    /// Inside the script, base64-encoded in a here-document (a session's shell reads scripts from its stdin,
+    /// and may read ahead: raw bytes after a command could be lost to it).
+    HereDoc,
+}
+
+/// A word the shell takes as it is: in single quotes, each `'` as `'\''`. Spaces, `$`, backquotes, glob
+/// characters and newlines are all literal inside single quotes.
+pub fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The one script a sync runs in a container, whichever way it gets there: check for `tar`, delete, unpack,
+/// run the rules' commands, restart. Paths to delete are quoted words after `rm -rf --` (a name starting with
+/// `-` is not an option).
+pub fn script(p: &Prepared, carry: Carry) -> String {
     let mut script = format!("command -v tar >/dev/null 2>&1 || exit {NO_TAR}\n");
-    if !p.deletes.is_empty() {
-        script.push_str("rm -rf -- \"$@\" || exit 1\n");
+    if p.files > 0 && carry == Carry::HereDoc {
+        script.push_str(&format!("command -v base64 >/dev/null 2>&1 || exit {NO_BASE64}\n"));
     }
-    if p.files > 0 {
-        // -m: the time of the sync as mtime, so servers that cache by mtime see a change.
-        script.push_str("tar -xmf - -C / || exit 1\n");
+    if !p.deletes.is_empty() {
+        script.push_str(&format!("rm -rf -- {} || exit 1\n", p.deletes.iter().map(|d| quote(d)).collect::<Vec<_>>().join(" ")));
+    }
+    // -m: the time of the sync as mtime, so servers that cache by mtime see a change.
+    match carry {
+        _ if p.files == 0 => {}
+        Carry::Stdin => script.push_str("tar -xmf - -C / || exit 1\n"),
+        Carry::HereDoc => {
+            use base64::Engine as _;
+            script.push_str("base64 -d <<'@@DEVLOOP_TAR' | tar -xmf - -C / || exit 1\n");
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&p.tar);
+            for line in b64.as_bytes().chunks(76) {
+                script.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+                script.push('\n');
+            }
+            script.push_str("@@DEVLOOP_TAR\n");
+        }
     }
     for cmd in &p.run {
         script.push_str(&format!("(cd / && {cmd}) >&2 || exit {RUN_FAILED}\n"));
@@ -307,9 +341,12 @@ pub fn command(p: &Prepared) -> Vec<String> {
              [ -n \"$pids\" ] || exit {NO_SUPERVISOR}\nkill -TERM $pids 2>/dev/null; exit 0\n"
         ));
     }
-    let mut argv = vec!["sh".to_string(), "-c".to_string(), script, "devloop-sync".to_string()];
-    argv.extend(p.deletes.iter().cloned());
-    argv
+    script
+}
+
+/// The command one exec runs: `sh -c <script>`, the tar stream (if any files) on stdin.
+pub fn command(p: &Prepared) -> Vec<String> {
+    vec!["sh".to_string(), "-c".to_string(), script(p, Carry::Stdin)]
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ fn run_commands_of_the_touched_rules_follow_their_triggers_and_restart_follows_i
     let script = command(&p);
     assert_eq!(&script[..2], ["sh", "-c"]);
     assert!(script[2].contains("tar -xmf - -C /") && script[2].contains("npm ci") && !script[2].contains("rm -rf"), "{}", script[2]);
-    assert_eq!(script.len(), 4, "no paths to delete");
+    assert_eq!(script.len(), 3, "sh -c <script>: the paths to delete are quoted inside it");
 }
 
 /// The script, run by a real `sh` against a scratch root instead of `/`: deletes, unpacks, runs, and says
@@ -257,4 +257,61 @@ fn applying_what_a_sync_read_matches_a_fresh_scan() {
     let (mut fresh, _) = crate::hash::merkle::Tree::scan(ctx, &filter, &mut crate::hash::DigestCache::in_memory()).unwrap();
     assert_eq!(tree.paths(), fresh.paths());
     assert_eq!(hex::encode(tree.root_digest()), hex::encode(fresh.root_digest()));
+}
+
+/// Names a shell could take for something else: spaces, quotes, `$`, backquotes, a glob, a newline, a
+/// leading `-`, a backslash, a `;`.
+const HOSTILE: [&str; 11] = ["a b.html", "it's.html", "$HOME.html", "`id`.html", "new\nline.html", "-rf.html", "--", "\"q\".html", "*.html", "back\\slash", "semi;colon"];
+
+/// The one quoting function: the shell gives back every hostile name as it was.
+#[test]
+fn quote_gives_the_shell_each_name_as_it_is() {
+    for name in HOSTILE {
+        let out = std::process::Command::new("sh").args(["-c", &format!("printf %s {}", quote(name))]).output().unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), name, "{}", quote(name));
+    }
+}
+
+/// Both ways the script travels (one exec, the tar on stdin; a session, the tar in a here-document), run by
+/// a real `sh` against a scratch root: files with hostile names are deleted and unpacked as named, and
+/// nothing else is touched (not by the glob, not by a name that looks like an option).
+#[test]
+fn hostile_names_are_deleted_and_unpacked_as_named_either_way() {
+    for carry in [Carry::Stdin, Carry::HereDoc] {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, root) = (dir.path().join("ctx"), dir.path().join("root"));
+        std::fs::create_dir_all(ctx.join("www")).unwrap();
+        std::fs::create_dir_all(root.join("www")).unwrap();
+        std::fs::write(root.join("www/keep.html"), "keep").unwrap();
+        let mut paths = BTreeSet::new();
+        for name in HOSTILE {
+            std::fs::write(root.join("www").join(name), "old").unwrap();
+            paths.insert(format!("www/{name}")); // gone from the context: a delete
+            std::fs::write(ctx.join("www").join(format!("new {name}")), name).unwrap();
+            paths.insert(format!("www/new {name}"));
+        }
+        let rules = rules(&format!("[[image.sync]]\nsrc = \"www/**\"\ndest = \"{}/www\"\n", root.display()));
+        let p = prepare(&rules, &ctx, &none(), &paths).unwrap();
+        assert_eq!((p.files, p.deletes.len()), (HOSTILE.len(), HOSTILE.len()));
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", &script(&p, carry)])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if carry == Carry::Stdin {
+            std::io::Write::write_all(child.stdin.as_mut().unwrap(), &p.tar).unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{carry:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let mut left: Vec<String> = std::fs::read_dir(root.join("www")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        let mut want: Vec<String> = HOSTILE.iter().map(|n| format!("new {n}")).chain(["keep.html".to_string()]).collect();
+        want.sort();
+        assert_eq!(left, want, "{carry:?}");
+        for name in HOSTILE {
+            assert_eq!(std::fs::read_to_string(root.join("www").join(format!("new {name}"))).unwrap(), name, "{carry:?}");
+        }
+    }
 }
