@@ -75,7 +75,8 @@ impl Live {
 }
 
 /// Whether `scope` of `image` can be synced: every path is covered by a rule, a rollout of this session
-/// runs, and nothing is being built or rolled out (a build under way will carry the change).
+/// runs, and nothing is being built or rolled out (a build under way will carry the change), nor waits to be
+/// hashed (after a failed hash, the rescan owed: the hasher's tree is gone).
 pub(super) fn covered(state: &State, image: &str, scope: &Scope) -> bool {
     let (Some(rules), Some(s), Scope::Paths(paths)) = (state.rules.get(image), state.images.get(image), scope) else { return false };
     !paths.is_empty()
@@ -84,6 +85,7 @@ pub(super) fn covered(state: &State, image: &str, scope: &Scope) -> bool {
         && s.building.is_none()
         && s.deploying.is_none()
         && s.queued.is_none()
+        && s.pending.is_none()
         && !(s.hashing && s.hash_builds)
         && !s.pending_builds
         && !s.live.disabled

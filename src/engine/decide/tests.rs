@@ -367,6 +367,15 @@ fn a_change_that_needs_a_build_carries_the_paths_waiting_for_a_sync() {
     assert_eq!(s.live()[0].2, 1);
 }
 
+/// After a failed hash the hasher's tree is gone and a rescan is owed: a covered save goes into it and builds.
+#[test]
+fn after_a_failed_hash_a_covered_save_rescans_and_builds() {
+    let mut s = live_at_t1();
+    run(&mut s, vec![changed_paths("app", &["serve.sh"]), hash_failed("app")]);
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/a"])]), ["rescan app"]);
+    assert_eq!(run(&mut s, vec![hashed("app", "t2")]), ["build app t2"]);
+}
+
 /// A sync that fails before it could put what it read into the tree (too large, nothing to take it): the
 /// core's hash is not left waiting for it, and the build hashes its paths.
 #[test]
