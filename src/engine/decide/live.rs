@@ -24,8 +24,9 @@ pub(super) struct Live {
     pub(super) content: Option<String>,
     /// A sync is under way.
     pub(super) running: bool,
-    /// …to every pod, with these paths; it has not yet reported the content tag of what it read.
+    /// The paths of the running sync to every pod (a fallback build hashes them again).
     sending: BTreeSet<String>,
+    /// The running sync has not yet reported the content tag of what it read ([`Event::Hashed`]).
     owes_hash: bool,
     /// …and it is a replay.
     running_replay: bool,
