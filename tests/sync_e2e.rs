@@ -318,6 +318,57 @@ fn a_new_or_moved_directory_is_synced_with_its_contents() {
     assert!(builds(&up.seen[seen_before..]).is_empty(), "no build: {:#?}", &up.seen[seen_before..]);
 }
 
+/// The saves of vim (probe file, backup by rename, write anew, swap updates), JetBrains (safe write: a temp
+/// file renamed over the original, moved aside first) and VS Code (in place), replayed on a synced file: each
+/// is one sync (the batch closes early, but never in the middle), and the pod serves the final bytes.
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn each_editor_save_is_one_sync_with_the_final_bytes() {
+    let ns = Namespace::new("sync-editors");
+    let p = sync_project(&ns);
+    let mut up = Up::start(&p);
+    let url = forward_url(&mut up);
+    up.wait("iteration", 120);
+    let file = p.path("app/www/index.html");
+    let dir = file.parent().unwrap().to_path_buf();
+    let saves: [(&str, &dyn Fn(&str)); 3] = [
+        ("vim", &|body: &str| {
+            std::fs::write(dir.join("4913"), "").unwrap();
+            std::fs::remove_file(dir.join("4913")).unwrap();
+            std::fs::write(dir.join(".index.html.swp"), "swap").unwrap();
+            std::fs::rename(&file, dir.join("index.html~")).unwrap();
+            std::fs::write(&file, body).unwrap();
+            std::fs::remove_file(dir.join("index.html~")).unwrap();
+            std::fs::write(dir.join(".index.html.swp"), "swap2").unwrap();
+        }),
+        ("JetBrains", &|body: &str| {
+            std::fs::write(dir.join("index.html___jb_tmp___"), body).unwrap();
+            std::fs::rename(&file, dir.join("index.html___jb_old___")).unwrap();
+            std::fs::rename(dir.join("index.html___jb_tmp___"), &file).unwrap();
+            std::fs::remove_file(dir.join("index.html___jb_old___")).unwrap();
+        }),
+        ("VS Code", &|body: &str| {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&file).unwrap();
+            f.write_all(body.as_bytes()).unwrap();
+        }),
+    ];
+    for (editor, save) in saves {
+        let before = up.seen.len();
+        let body = format!("<p>saved by {editor}</p>\n");
+        save(&body);
+        let s = up.wait("sync", 20);
+        assert_eq!((s["files"].as_u64(), s["deleted"].as_u64()), (Some(1), Some(0)), "{editor}: {s}");
+        assert!(s["debounce_ms"].as_u64().unwrap() < 50, "{editor}: closed early: {s}");
+        served(&url, &format!("saved by {editor}"));
+        up.settle(std::time::Duration::from_millis(300), 20);
+        let events = &up.seen[before..];
+        assert_eq!(events.iter().filter(|e| e["event"] == "sync").count(), 1, "{editor}: one save, one sync: {events:#?}");
+        assert!(builds(events).is_empty(), "{editor}: no build: {events:#?}");
+        assert_eq!(events.iter().find(|e| e["event"] == "sync").unwrap()["content"].as_str(), Some(p.tag().as_str()), "{editor}");
+    }
+}
+
 /// The names in a directory of the pod's container, each followed by `/` (which no name holds).
 fn names_in_pod(ns: &str, pod: &str, dir: &str) -> Result<String, String> {
     try_kubectl(&["-n", ns, "exec", pod, "--", "sh", "-c", &format!("cd {dir} && for f in *; do printf '%s/' \"$f\"; done")])
