@@ -331,7 +331,8 @@ fn each_editor_save_is_one_sync_with_the_final_bytes() {
     up.wait("iteration", 120);
     let file = p.path("app/www/index.html");
     let dir = file.parent().unwrap().to_path_buf();
-    let saves: [(&str, &dyn Fn(&str)); 3] = [
+    type Save<'a> = &'a dyn Fn(&str);
+    let saves: [(&str, Save); 3] = [
         ("vim", &|body: &str| {
             std::fs::write(dir.join("4913"), "").unwrap();
             std::fs::remove_file(dir.join("4913")).unwrap();
