@@ -1,5 +1,6 @@
-//! `devloop up`'s live update: carrying out [`decide::Action::Sync`] (files read now, one exec per
-//! running container, every pod in parallel) and telling, at exit, which pods were left with synced files.
+//! `devloop up`'s live update: when a batch may close early ([`closes_early`]), carrying out
+//! [`decide::Action::Sync`] (files read once, into the tar and the hasher's tree; one script per running
+//! container, every pod in parallel) and telling, at exit, which pods were left with synced files.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
