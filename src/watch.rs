@@ -95,6 +95,16 @@ pub enum Change {
     },
     /// `devloop.toml`.
     Config,
+    /// A file of an image's tree was written to (`open`), or closed after writing, renamed or removed: while
+    /// a writer may still hold it, its bytes may be half there, and its batch does not close early.
+    Writing {
+        /// The image.
+        image: String,
+        /// The path, relative to the context.
+        path: String,
+        /// Written to, not closed yet.
+        open: bool,
+    },
 }
 
 /// What an image's next hash must look at again.
@@ -205,7 +215,10 @@ pub fn start(watched: Vec<Watched>, config: &Path, tx: mpsc::Sender<Change>, ove
             flag.store(true, Ordering::Relaxed); // an error from notify: rescan to be safe
             return;
         };
-        if matches!(event.kind, notify::EventKind::Access(_)) {
+        let open = writing(&event.kind);
+        // Reading is no change; closing after a write only tells that the writer is done.
+        let closed = open == Some(false) && matches!(event.kind, notify::EventKind::Access(_));
+        if matches!(event.kind, notify::EventKind::Access(_)) && !closed {
             return;
         }
         if event.need_rescan() {
@@ -215,8 +228,18 @@ pub fn start(watched: Vec<Watched>, config: &Path, tx: mpsc::Sender<Change>, ove
         let watched = shared.read().expect("not poisoned");
         for p in &event.paths {
             for change in relevant(&watched, &config, p) {
-                if tx.try_send(change).is_err() {
-                    flag.store(true, Ordering::Relaxed);
+                let write = match (&change, open) {
+                    (Change::Image { image, touch: Touch::Path(path) }, Some(open)) => {
+                        Some(Change::Writing { image: image.clone(), path: path.clone(), open })
+                    }
+                    _ => None,
+                };
+                // The write's state first: the batch it opens must not close early on the change alone.
+                let changes = write.into_iter().chain((!closed).then_some(change));
+                for c in changes {
+                    if tx.try_send(c).is_err() {
+                        flag.store(true, Ordering::Relaxed);
+                    }
                 }
             }
         }
@@ -228,6 +251,18 @@ pub fn start(watched: Vec<Watched>, config: &Path, tx: mpsc::Sender<Change>, ove
     Ok(Handle { _watcher: watcher, overflowed, watched })
 }
 
+/// What an event says of a writer: Some(true) bytes were written (the file may still be open for more),
+/// Some(false) the writer closed it, or it was renamed or removed; None: nothing about writing.
+fn writing(kind: &notify::EventKind) -> Option<bool> {
+    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
+    use notify::EventKind as K;
+    match kind {
+        K::Create(CreateKind::File | CreateKind::Any) | K::Modify(ModifyKind::Data(_) | ModifyKind::Any) => Some(true),
+        K::Access(AccessKind::Close(AccessMode::Write)) | K::Remove(_) | K::Modify(ModifyKind::Name(_)) => Some(false),
+        _ => None,
+    }
+}
+
 /// Debounce settings (`[watch]`).
 #[derive(Debug, Clone, Copy)]
 pub struct Debounce {
@@ -235,7 +270,20 @@ pub struct Debounce {
     pub quiet: Duration,
     /// …or this long after its first change, even if changes keep coming.
     pub max: Duration,
+    /// …or after this much quiet, when the caller says the batch may close early (every path synced, none
+    /// missing: see [`QUICK`]).
+    pub quick: Duration,
 }
+
+/// The quiet time of a batch that may close early. An editor's save is one burst of syscalls from one
+/// process — vim: probe `4913`, rename the file to its backup, write it anew, drop the backup; JetBrains:
+/// write `…___jb_tmp___`, rename the file to `…___jb_old___`, rename the new one over it; VS Code: truncate
+/// and write in place, or write a temporary file and rename it over — whose events arrive within a
+/// millisecond or two. The one dangerous moment in them, the file missing between the renames of a
+/// rename-over save, is never closed early (the caller checks that every path is there); nor is a batch
+/// with a file written to and not closed yet (a large copy, a writer that pauses mid-file: its bytes may be
+/// half there, and a sync would send them). 10 ms leaves a margin of several times a save's own length.
+pub const QUICK: Duration = Duration::from_millis(10);
 
 /// What changed in one batch.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -252,6 +300,8 @@ pub struct Batch {
     pub outside: BTreeSet<String>,
     /// From its first change to its close: the debounce's share of an iteration.
     pub waited: Duration,
+    /// (image, path) written to and not closed since: the batch does not close early while there is one.
+    pub writing: BTreeSet<(String, String)>,
 }
 
 impl Batch {
@@ -261,6 +311,12 @@ impl Batch {
         }
         match c {
             Change::Config => self.config = true,
+            Change::Writing { image, path, open: true } => {
+                self.writing.insert((image, path));
+            }
+            Change::Writing { image, path, open: false } => {
+                self.writing.remove(&(image, path));
+            }
             Change::Image { image, touch } => match self.images.entry(image) {
                 std::collections::btree_map::Entry::Vacant(e) => {
                     e.insert(Scope::of(touch));
@@ -272,21 +328,34 @@ impl Batch {
 }
 
 /// Waits for the next batch: opened by the first change, closed after `quiet` with no further change or
-/// `max` after it opened. Returns None when the sender is gone.
-pub async fn next_batch(rx: &mut mpsc::Receiver<Change>, overflowed: &AtomicBool, d: Debounce) -> Option<Batch> {
+/// `max` after it opened — or after `quick` with no further change when `early` says this batch may close
+/// sooner (asked once per lull: a batch it turns down waits out the full `quiet`). Returns None when the
+/// sender is gone.
+pub async fn next_batch(rx: &mut mpsc::Receiver<Change>, overflowed: &AtomicBool, d: Debounce, early: impl Fn(&Batch) -> bool) -> Option<Batch> {
     let first = rx.recv().await?;
     let opened = Instant::now();
+    let cap = opened + d.max;
     let mut batch = Batch::default();
     batch.add(first);
-    let mut deadline = opened + d.quiet;
+    let mut last = opened;
+    // Whether `early` may still be asked in this lull.
+    let mut ask = d.quick < d.quiet;
     loop {
-        let cap = opened + d.max;
-        match tokio::time::timeout_at(deadline.min(cap), rx.recv()).await {
+        let wake = (last + if ask { d.quick } else { d.quiet }).min(cap);
+        match tokio::time::timeout_at(wake, rx.recv()).await {
             Ok(Some(c)) => {
                 batch.add(c);
-                deadline = Instant::now() + d.quiet;
+                last = Instant::now();
+                ask = d.quick < d.quiet;
             }
-            Ok(None) | Err(_) => break,
+            Ok(None) => break,
+            Err(_) if !ask || wake == cap => break,
+            Err(_) => {
+                if !overflowed.load(Ordering::Relaxed) && batch.writing.is_empty() && early(&batch) {
+                    break;
+                }
+                ask = false;
+            }
         }
     }
     batch.everything = overflowed.swap(false, Ordering::Relaxed);

@@ -318,6 +318,101 @@ fn a_new_or_moved_directory_is_synced_with_its_contents() {
     assert!(builds(&up.seen[seen_before..]).is_empty(), "no build: {:#?}", &up.seen[seen_before..]);
 }
 
+/// The saves of vim (probe file, backup by rename, write anew, swap updates), JetBrains (safe write: a temp
+/// file renamed over the original, moved aside first) and VS Code (in place), replayed on a synced file: each
+/// is one sync (the batch closes early, but never in the middle), and the pod serves the final bytes.
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn each_editor_save_is_one_sync_with_the_final_bytes() {
+    let ns = Namespace::new("sync-editors");
+    let p = sync_project(&ns);
+    let mut up = Up::start(&p);
+    let url = forward_url(&mut up);
+    up.wait("iteration", 120);
+    let file = p.path("app/www/index.html");
+    let dir = file.parent().unwrap().to_path_buf();
+    type Save<'a> = &'a dyn Fn(&str);
+    let saves: [(&str, Save); 3] = [
+        ("vim", &|body: &str| {
+            std::fs::write(dir.join("4913"), "").unwrap();
+            std::fs::remove_file(dir.join("4913")).unwrap();
+            std::fs::write(dir.join(".index.html.swp"), "swap").unwrap();
+            std::fs::rename(&file, dir.join("index.html~")).unwrap();
+            std::fs::write(&file, body).unwrap();
+            std::fs::remove_file(dir.join("index.html~")).unwrap();
+            std::fs::write(dir.join(".index.html.swp"), "swap2").unwrap();
+        }),
+        ("JetBrains", &|body: &str| {
+            std::fs::write(dir.join("index.html___jb_tmp___"), body).unwrap();
+            std::fs::rename(&file, dir.join("index.html___jb_old___")).unwrap();
+            std::fs::rename(dir.join("index.html___jb_tmp___"), &file).unwrap();
+            std::fs::remove_file(dir.join("index.html___jb_old___")).unwrap();
+        }),
+        ("VS Code", &|body: &str| {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&file).unwrap();
+            f.write_all(body.as_bytes()).unwrap();
+        }),
+    ];
+    for (editor, save) in saves {
+        let before = up.seen.len();
+        let body = format!("<p>saved by {editor}</p>\n");
+        save(&body);
+        let s = up.wait("sync", 20);
+        assert_eq!((s["files"].as_u64(), s["deleted"].as_u64()), (Some(1), Some(0)), "{editor}: {s}");
+        assert!(s["debounce_ms"].as_u64().unwrap() < 50, "{editor}: closed early: {s}");
+        served(&url, &format!("saved by {editor}"));
+        up.settle(std::time::Duration::from_millis(300), 20);
+        let events = &up.seen[before..];
+        assert_eq!(events.iter().filter(|e| e["event"] == "sync").count(), 1, "{editor}: one save, one sync: {events:#?}");
+        assert!(builds(events).is_empty(), "{editor}: no build: {events:#?}");
+        assert_eq!(events.iter().find(|e| e["event"] == "sync").unwrap()["content"].as_str(), Some(p.tag().as_str()), "{editor}");
+    }
+}
+
+/// The names in a directory of the pod's container, each followed by `/` (which no name holds).
+fn names_in_pod(ns: &str, pod: &str, dir: &str) -> Result<String, String> {
+    try_kubectl(&["-n", ns, "exec", pod, "--", "sh", "-c", &format!("cd {dir} && for f in *; do printf '%s/' \"$f\"; done")])
+}
+
+/// File names a shell could take for something else — spaces, quotes, `$`, backquotes, a glob, a newline, a
+/// leading `-` — are synced into the real container and deleted there as named, nothing else touched.
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn hostile_file_names_are_synced_and_deleted_as_named() {
+    const NAMES: [&str; 9] = ["a b.html", "it's.html", "$HOME.html", "`id`.html", "new\nline.html", "-rf", "\"q\".html", "*", "semi;colon"];
+    let ns = Namespace::new("sync-names");
+    let p = sync_project(&ns);
+    let mut up = Up::start(&p);
+    up.wait("iteration", 120);
+    let pod = eventually("one pod", 30, || match live_pods(&ns.0, "hello").as_slice() {
+        [one] => Ok(one.clone()),
+        other => Err(format!("{other:?}")),
+    });
+    let seen_before = up.seen.len();
+    p.write("app/www/odd/keep.html", "keep\n");
+    for name in NAMES {
+        p.write(&format!("app/www/odd/{name}"), &format!("{name}\n"));
+    }
+    let mut all: Vec<&str> = NAMES.iter().copied().chain(["keep.html"]).collect();
+    all.sort();
+    let want: String = all.iter().map(|n| format!("{n}/")).collect();
+    eventually("every name in the pod", 20, || names_in_pod(&ns.0, &pod, "/www/odd").and_then(|got| if got == want { Ok(()) } else { Err(got) }));
+    for name in NAMES {
+        let body = try_kubectl(&["-n", &ns.0, "exec", &pod, "--", "cat", &format!("/www/odd/{name}")]).unwrap();
+        assert_eq!(body, format!("{name}\n"));
+    }
+    for name in NAMES {
+        std::fs::remove_file(p.path(&format!("app/www/odd/{name}"))).unwrap();
+    }
+    eventually("only keep.html left in the pod", 20, || names_in_pod(&ns.0, &pod, "/www/odd").and_then(|got| if got == "keep.html/" { Ok(()) } else { Err(got) }));
+    up.settle(std::time::Duration::from_millis(500), 20);
+    let last = up.seen[seen_before..].iter().rfind(|e| e["event"] == "sync").cloned().expect("a sync");
+    assert_eq!(last["content"].as_str(), Some(p.tag().as_str()), "{last}");
+    assert!(builds(&up.seen[seen_before..]).is_empty(), "no build: {:#?}", &up.seen[seen_before..]);
+    assert_eq!(live_pods(&ns.0, "hello"), [pod], "the same pod");
+}
+
 /// The status of a pod's Ready condition ("True", "False").
 fn ready(ns: &str, pod: &str) -> String {
     kubectl(&["-n", ns, "get", "pod", pod, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])

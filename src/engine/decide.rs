@@ -9,7 +9,7 @@
 //!
 //! Live update (`[[image.sync]]`, see [`live`]): a batch whose paths all match the image's sync rules, while
 //! a rollout of this session runs and nothing is being built or rolled out, is copied into the running pods
-//! ([`Action::Sync`]) and hashed only to know the content tag the synced tree would have; anything else
+//! ([`Action::Sync`]), whose own read gives the content tag the synced tree has; anything else
 //! (a path no rule covers, the Dockerfile, a build arg, a rescan) builds and rolls out as above, which clears
 //! the synced state.
 //!
@@ -122,7 +122,8 @@ pub enum Action {
     RollBack { image: String, tag: String, undo: Vec<Undo> },
     /// Copy these context paths (deleting those gone from disk; a directory with what `filter` lets through
     /// below it) into the image's running containers (`pods`: only these, a replay into pods that came
-    /// later).
+    /// later). A sync to every pod is also the image's hash: it reports [`Event::Hashed`] for what it read
+    /// before it sends.
     Sync { image: String, paths: BTreeSet<String>, pods: Option<BTreeSet<String>>, filter: Hashed },
     /// Tell the user.
     Report(Report),
@@ -367,6 +368,7 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
         Event::Hashed { image, tag, filter, took } => {
             let Some(s) = state.images.get_mut(&image) else { return out };
             s.hashing = false;
+            s.live.hashed();
             s.live.filter = Some(filter.clone());
             if let Some(scope) = s.pending.take() {
                 // More changes came while hashing: only the newest content counts.
@@ -590,8 +592,9 @@ fn crashed(state: &mut State, image: String, tag: String, error: String, at: Ins
 /// An image's inputs changed and need a build: hash now, or after the running hash (the changes wait in
 /// `pending`).
 /// `debounce` is the batch's wait, counted in the iteration it starts.
-fn changed(state: &mut State, image: String, scope: Scope, at: Instant, debounce: Duration, out: &mut Vec<Action>) {
+fn changed(state: &mut State, image: String, mut scope: Scope, at: Instant, debounce: Duration, out: &mut Vec<Action>) {
     let s = state.images.entry(image.clone()).or_default();
+    live::fold_queued(s, &mut scope);
     if s.started.is_none() {
         s.summary.debounce = debounce;
     }

@@ -1,5 +1,6 @@
-//! `devloop up`'s live update: carrying out [`decide::Action::Sync`] (files read now, one exec per
-//! running container, every pod in parallel) and telling, at exit, which pods were left with synced files.
+//! `devloop up`'s live update: when a batch may close early ([`closes_early`]), carrying out
+//! [`decide::Action::Sync`] (files read once, into the tar and the hasher's tree; one script per running
+//! container, every pod in parallel) and telling, at exit, which pods were left with synced files.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -32,8 +33,25 @@ fn pod_watch(ctx: &Arc<Ctx>, image: &str) -> Arc<PodWatch> {
     w
 }
 
+/// Whether a batch may close after [`crate::watch::QUICK`] instead of the full debounce: every path of it
+/// is one a sync rule covers (it is likely a sync, where the debounce would be most of the wait), and is
+/// there (a path missing may be the middle of an editor's rename-over save). Anything else — a path no rule
+/// covers, the Dockerfile, an ignore file, the config, a delete — waits the full debounce.
+pub(super) fn closes_early(ctx: &Ctx, batch: &crate::watch::Batch) -> bool {
+    if ctx.no_sync || batch.config || batch.everything || !batch.outside.is_empty() || batch.images.is_empty() {
+        return false;
+    }
+    let cfg = ctx.config();
+    batch.images.iter().all(|(image, scope)| {
+        let (Some(img), crate::watch::Scope::Paths(paths)) = (cfg.image(image), scope) else { return false };
+        !paths.is_empty()
+            && paths.iter().all(|p| crate::config::sync_route(&img.sync, p).is_some() && std::fs::symlink_metadata(img.context.join(p)).is_ok())
+    })
+}
+
 /// Syncs `paths` into the image's running containers (`only`: in these pods) and reports the result to the
-/// core.
+/// core. A sync to every pod first puts what it read into the hasher's tree and reports the content tag
+/// ([`Event::Hashed`]), before sending: the tag describes the bytes the pods receive.
 pub(super) async fn sync_worker(ctx: Arc<Ctx>, image: String, paths: BTreeSet<String>, only: Option<BTreeSet<String>>, filter: Arc<Filter>) {
     let started = Instant::now();
     // Dropping the sync on timeout drops its exec streams, which ends them in the containers' runtimes.
@@ -45,16 +63,48 @@ pub(super) async fn sync_worker(ctx: Arc<Ctx>, image: String, paths: BTreeSet<St
     let _ = ctx.events.send(ev).await;
 }
 
+/// Reads `paths` into what a sync sends and, for a sync to every pod (`hash`), puts what it read into the
+/// image's kept tree: Some(the content tag). The tree must be the one the core's last hash left, judged by
+/// the same filter; else (a failed hash dropped it) the sync is skipped and the image built.
+fn prepare(ctx: &Ctx, img: &crate::config::Image, paths: &BTreeSet<String>, filter: &Arc<Filter>, hash: bool) -> Result<(sync::Prepared, Option<String>), sync::Error> {
+    if !hash {
+        return sync::prepare(&img.sync, &img.context, filter, paths).map(|p| (p, None));
+    }
+    let kept = ctx.kept(&img.name);
+    let mut kept = kept.lock().expect("not poisoned");
+    let kept = &mut *kept;
+    let (Some(tree), Some(true)) = (kept.tree.as_mut(), kept.filter.as_ref().map(|f| Arc::ptr_eq(f, filter))) else {
+        return Err(sync::Error::Tag("the hasher's tree is not at hand (a hash failed, or the filter changed)".into()));
+    };
+    let p = sync::prepare(&img.sync, &img.context, filter, paths)?;
+    let tagged = tree.apply(&img.context, filter, &p.judged, &p.read).and_then(|()| tree.tag(img));
+    match tagged {
+        Ok(tag) => Ok((p, Some(tag))),
+        Err(e) => {
+            // Half applied: dropped, so the next hash scans afresh.
+            kept.tree = None;
+            Err(sync::Error::Tag(e.to_string()))
+        }
+    }
+}
+
 /// (entries sent, paths deleted, pods synced). A sync is done only when every running container of the
 /// deployed image has it: none to take it is an error (the core builds instead), except for a replay, whose
 /// pod will be replayed into again if it runs again.
 async fn run(ctx: &Arc<Ctx>, image: &str, paths: &BTreeSet<String>, only: Option<&BTreeSet<String>>, filter: Arc<Filter>) -> Result<(usize, usize, usize), sync::Error> {
     let cfg = ctx.config();
-    let Some(img) = cfg.image(image) else { return Ok((0, 0, 0)) };
-    let (rules, context, paths) = (img.sync.clone(), img.context.clone(), paths.clone());
-    let prepared = tokio::task::spawn_blocking(move || sync::prepare(&rules, &context, &filter, &paths))
+    if cfg.image(image).is_none() {
+        return Ok((0, 0, 0));
+    }
+    let t0 = Instant::now();
+    let (c, cfg, name, paths, f, hash) = (ctx.clone(), cfg.clone(), image.to_string(), paths.clone(), filter.clone(), only.is_none());
+    let (prepared, content) = tokio::task::spawn_blocking(move || prepare(&c, cfg.image(&name).expect("looked up above"), &paths, &f, hash))
         .await
         .map_err(|e| sync::Error::Exec { pod: String::new(), message: e.to_string() })??;
+    tracing::debug!(image, files = prepared.files, bytes = prepared.tar.len(), hashed = content.is_some(), took_us = t0.elapsed().as_micros() as u64, "sync: read and tagged");
+    if let Some(tag) = content {
+        let _ = ctx.events.send(Event::Hashed { image: image.to_string(), tag, filter: decide::Hashed(filter), took: t0.elapsed() }).await;
+    }
     let Some(reference) = ctx.reference(image) else { return Ok((0, 0, 0)) };
     let watch = pod_watch(ctx, image);
     let targets = watch.targets(&reference, only).await;
@@ -63,10 +113,9 @@ async fn run(ctx: &Arc<Ctx>, image: &str, paths: &BTreeSet<String>, only: Option
     if targets.is_empty() && only.is_none() {
         return Err(sync::Error::NoTakers);
     }
-    let argv = sync::command(&prepared);
     let jobs = targets.iter().flat_map(|(pod, containers)| containers.iter().map(move |c| (pod, c))).map(|(pod, c)| {
-        let (prepared, argv) = (&prepared, &argv);
-        async move { (pod, ctx.sessions.sync(&ctx.target, pod, c, prepared, argv).await) }
+        let prepared = &prepared;
+        async move { (pod, ctx.sessions.sync(&ctx.target, pod, c, prepared).await) }
     });
     let results = futures::future::join_all(jobs).await;
     let (mut synced, mut touched) = (BTreeSet::new(), BTreeSet::new());

@@ -73,8 +73,8 @@ pub(super) struct Ctx {
     pub(super) no_sync: bool,
     /// Workers' progress, on its way to the core (coalesced).
     pub(super) progress: Arc<super::progress::Latest>,
-    /// Per image, the tree the hasher keeps. Only the hash worker locks it: nothing on the build or deploy
-    /// path waits for a scan.
+    /// Per image, the tree the hasher keeps. Only the hash worker and a sync (which puts what it sent into
+    /// it) lock it: nothing on the build or deploy path waits for a scan.
     trees: std::sync::Mutex<HashMap<String, Arc<std::sync::Mutex<KeptTree>>>>,
 }
 
@@ -83,9 +83,9 @@ pub(super) struct Ctx {
 /// and every build of a tag hashed with it receives. (The persistent digest cache is loaded only for a full
 /// scan: the tree holds every digest a later save needs.)
 #[derive(Default)]
-struct KeptTree {
-    tree: Option<Tree>,
-    filter: Option<Arc<Filter>>,
+pub(super) struct KeptTree {
+    pub(super) tree: Option<Tree>,
+    pub(super) filter: Option<Arc<Filter>>,
 }
 
 impl Ctx {
@@ -113,7 +113,7 @@ impl Ctx {
     pub(super) fn reference(&self, image: &str) -> Option<String> {
         self.deployed.borrow().get(image).cloned()
     }
-    fn kept(&self, image: &str) -> Arc<std::sync::Mutex<KeptTree>> {
+    pub(super) fn kept(&self, image: &str) -> Arc<std::sync::Mutex<KeptTree>> {
         self.trees.lock().expect("not poisoned").entry(image.to_string()).or_default().clone()
     }
     fn set_filter(&self, image: &str, filter: &Filter) {
@@ -169,18 +169,7 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
     let handle = watch::start(watched(&cfg, false)?, &cfg.path, change_tx.clone(), overflowed.clone()).map_err(|e| Error::Usage(e.to_string()))?;
     let (events_tx, mut events) = mpsc::channel::<Event>(256);
     let (batch_tx, mut batches) = mpsc::channel::<watch::Batch>(16);
-    let debounce = watch::Debounce { quiet: cfg.watch.debounce, max: cfg.watch.max_wait.max(cfg.watch.debounce) };
-
-    {
-        let overflowed = overflowed.clone();
-        tasks.spawn(async move {
-            while let Some(batch) = watch::next_batch(&mut change_rx, &overflowed, debounce).await {
-                if batch_tx.send(batch).await.is_err() {
-                    break;
-                }
-            }
-        });
-    }
+    let debounce = watch::Debounce { quiet: cfg.watch.debounce, max: cfg.watch.max_wait.max(cfg.watch.debounce), quick: watch::QUICK };
     // The one watch on the namespace's pods, read by the port-forwards, live update, rollouts and logs.
     let pods = target.pods();
     let mut forwarded = Vec::new();
@@ -215,6 +204,17 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
         progress: Default::default(),
         trees: Default::default(),
     });
+    {
+        let (ctx, overflowed) = (ctx.clone(), ctx.overflowed.clone());
+        tasks.spawn(async move {
+            let early = |b: &watch::Batch| super::live::closes_early(&ctx, b);
+            while let Some(batch) = watch::next_batch(&mut change_rx, &overflowed, debounce, early).await {
+                if batch_tx.send(batch).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
     let mut state = decide::State::new(rules(&ctx.config(), opts.no_sync));
     for (deployment, url) in &forwarded {
         state.forwarded(deployment, url);

@@ -102,6 +102,16 @@ impl Dir {
     }
 }
 
+/// One entry as a sync read it (its file's bytes went into the tar): the entry, with the mode of the file it
+/// opened, and the digest of the bytes it sent (files only).
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// The entry (path relative to the context).
+    pub entry: tree::Entry,
+    /// SHA-256 of the bytes sent, for a file.
+    pub digest: Option<[u8; 32]>,
+}
+
 /// What one scan saw.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ScanStats {
@@ -148,6 +158,26 @@ impl Tree {
             }
         }
         Ok(read)
+    }
+
+    /// Applies what a sync read (see [`Sent`]) instead of reading again: each of `judged` (the changed paths
+    /// it looked at) is dropped with everything below it, then `sent` goes in as it was read, in walk order.
+    /// The tag then describes exactly the bytes the sync sent.
+    pub fn apply(&mut self, root: &Path, filter: &Filter, judged: &BTreeSet<String>, sent: &[Sent]) -> Result<(), Error> {
+        for path in judged {
+            self.remove(path, filter);
+        }
+        for s in sent {
+            let e = &s.entry;
+            let node = match (e.kind, s.digest) {
+                (Kind::File, Some(digest)) => Node::File { perm: e.perm, digest },
+                (Kind::Symlink, _) => Node::Link { perm: e.perm, target: e.link.clone().unwrap_or_default().into() },
+                (Kind::Dir, _) => Node::Dir(Box::new(Dir { perm: e.perm, ..Dir::default() })),
+                (Kind::File, None) => return Err(Error::Io { path: root.join(&e.path), source: std::io::Error::other("a file sent without its digest") }),
+            };
+            self.put(root, &e.path, node)?;
+        }
+        Ok(())
     }
 
     /// The root directory's digest (what the tag is computed from), re-hashing only what changed.

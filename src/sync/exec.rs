@@ -1,5 +1,5 @@
 //! One sync into one container through the exec API (a WebSocket through the API server to the kubelet):
-//! the script of [`super::command`] with the tar stream on stdin.
+//! the sync's one script ([`super::command`]) with the tar stream on stdin.
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams};
@@ -18,12 +18,12 @@ pub enum Outcome {
 }
 
 /// Runs the sync in `container` of `pod`.
-pub async fn into_container(t: &Target, pod: &str, container: &str, p: &Prepared, argv: &[String]) -> Result<Outcome, Error> {
+pub async fn into_container(t: &Target, pod: &str, container: &str, p: &Prepared) -> Result<Outcome, Error> {
     let t0 = std::time::Instant::now();
     let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
     let params = AttachParams::default().container(container).stdin(p.files > 0).stdout(false).stderr(true);
     let fail = |message: String| Error::Exec { pod: pod.to_string(), message };
-    let mut proc = match pods.exec(pod, argv.to_vec(), &params).await {
+    let mut proc = match pods.exec(pod, super::command(p), &params).await {
         Ok(proc) => proc,
         Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Outcome::Gone),
         Err(e) => {

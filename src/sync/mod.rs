@@ -1,16 +1,27 @@
 //! Live update, carried out: the changed context paths an `[[image.sync]]` rule covers become one tar stream
 //! (files as they are on disk now, directories with what the image's filter lets through below them, mapped
 //! to their container paths; at most [`MAX_BYTES`] and [`MAX_ENTRIES`]) plus a list of container paths to
-//! delete (those gone from disk), and one exec per container (`sh -c`: delete, `tar -xmf - -C /`, the rules'
-//! `run` commands, the restart) sent to every running container of the deployed image, all pods in parallel
-//! ([`exec`]). Pods are known from a watch ([`pods`]), which also notices pods that come
-//! later, for a replay.
+//! delete (those gone from disk), and one script per container (delete, `tar -xmf - -C /`, the rules' `run`
+//! commands, the restart) sent to every running container of the deployed image, all pods in parallel
+//! (down a long-lived shell, [`session`], or one exec, [`exec`]). Pods are known from a watch ([`pods`]),
+//! which also notices pods that come later, for a replay.
+//!
+//! Each file is read once: the bytes that go into the tar are the bytes whose digest [`Prepared::read`]
+//! hands to the hasher's tree ([`crate::hash::merkle::Tree::apply`]), so the content tag a sync reports
+//! describes exactly what the pods received, even when the file changes again meanwhile (that change has
+//! its own event, and its own sync). Checking afterwards instead (as a build's `ContextChanged` does) would
+//! need a second read and a retry; one read needs neither.
 
 use std::collections::BTreeSet;
+use std::io::Read as _;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
+
+use sha2::{Digest, Sha256};
 
 use crate::config::{sync_route, SyncRule};
 use crate::filter::Filter;
+use crate::hash::merkle::Sent;
 use crate::tree;
 
 pub mod exec;
@@ -49,6 +60,9 @@ pub enum Error {
     /// A synced directory holds a file the image would have but no rule covers.
     #[error("{path} is below a synced directory, but no sync rule covers it")]
     Uncovered { path: String },
+    /// The content tag of what the sync read could not be computed: nothing was sent.
+    #[error("the content tag of the sync: {0}")]
+    Tag(String),
     /// No container running the deployed image can take a sync now.
     #[error("no running container of the deployed image can take the sync (none running, or all being replaced)")]
     NoTakers,
@@ -63,7 +77,7 @@ impl Error {
     /// Nothing was sent to any container: the sync was judged unfit before it began (too large, a file no
     /// rule covers, no container to take it), not tried and failed.
     pub fn skipped(&self) -> bool {
-        matches!(self, Error::TooLarge { .. } | Error::Uncovered { .. } | Error::NoTakers)
+        matches!(self, Error::TooLarge { .. } | Error::Uncovered { .. } | Error::NoTakers | Error::Tag(_))
     }
 }
 
@@ -84,6 +98,10 @@ pub struct Prepared {
     pub run: Vec<String>,
     /// Restart the container's processes.
     pub restart: bool,
+    /// The context paths judged (sent, deleted, or found not to be part of the image).
+    pub judged: BTreeSet<String>,
+    /// What went into the tar, as read: the hasher's tree takes these to compute the content tag.
+    pub read: Vec<Sent>,
 }
 
 /// The most one sync sends: beyond it, building the image is the better deal. The tar is held in memory and
@@ -145,6 +163,7 @@ pub fn prepare(rules: &[SyncRule], context: &Path, filter: &Filter, paths: &BTre
     let mut added = BTreeSet::new();
     for rel in paths {
         let Some((rule, dest)) = sync_route(rules, rel) else { continue };
+        out.judged.insert(rel.clone());
         let local = context.join(rel);
         let read = |source| Error::Read { path: local.display().to_string(), source };
         match parents_are_dirs(context, rel) {
@@ -182,19 +201,14 @@ pub fn prepare(rules: &[SyncRule], context: &Path, filter: &Filter, paths: &BTre
             let (r, dest) = if e.path == *rel { (rule, dest.clone()) } else { sync_route(rules, &e.path).ok_or_else(|| Error::Uncovered { path: e.path.clone() })? };
             budget.take(e.size)?;
             let full = context.join(&e.path);
-            let name = dest.trim_start_matches('/');
-            let appended = match e.kind {
-                tree::Kind::Dir => b.append_dir(name, &full),
-                _ => b.append_path_with_name(&full, name),
+            // Gone since it was listed (None): its own event follows (a delete).
+            let Some(sent) = append(&mut b, &full, dest.trim_start_matches('/'), e).map_err(|source| Error::Read { path: full.display().to_string(), source })? else {
+                continue;
             };
-            match appended {
-                // Gone since it was listed: its own event follows (a delete).
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
-                r => r.map_err(|source| Error::Read { path: full.display().to_string(), source })?,
-            }
             out.files += 1;
-            added.insert(e.path.clone());
-            touched[r].push(e.path);
+            added.insert(sent.entry.path.clone());
+            touched[r].push(sent.entry.path.clone());
+            out.read.push(sent);
         }
     }
     out.tar = b.into_inner().map_err(|source| Error::Read { path: context.display().to_string(), source })?;
@@ -209,6 +223,57 @@ pub fn prepare(rules: &[SyncRule], context: &Path, filter: &Filter, paths: &BTre
     Ok(out)
 }
 
+/// Appends one listed entry to the tar under `name`, reading it once: a file's bytes (and its mode, from
+/// the open file) go into the tar and their digest into the returned [`Sent`]; a symlink goes with the target
+/// the listing read. None: gone since it was listed, or no longer what it was (a fifo swapped in).
+fn append(b: &mut tar::Builder<Vec<u8>>, full: &Path, name: &str, e: tree::Entry) -> std::io::Result<Option<Sent>> {
+    let gone = |r: std::io::Result<std::fs::Metadata>| match r {
+        Ok(md) => Ok(Some(md)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err),
+    };
+    match e.kind {
+        tree::Kind::Dir => {
+            match b.append_dir(name, full) {
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                r => r?,
+            }
+            Ok(Some(Sent { entry: e, digest: None }))
+        }
+        tree::Kind::Symlink => {
+            let Some(md) = gone(std::fs::symlink_metadata(full))? else { return Ok(None) };
+            let target = e.link.clone().unwrap_or_default();
+            let mut h = tar::Header::new_gnu();
+            h.set_metadata_in_mode(&md, tar::HeaderMode::Deterministic);
+            h.set_size(0);
+            b.append_link(&mut h, name, &target)?;
+            Ok(Some(Sent { entry: e, digest: None }))
+        }
+        tree::Kind::File => {
+            // O_NONBLOCK: a fifo swapped in since the listing must not hang the open;
+            // O_NOFOLLOW: nor a symlink, which might lead out of the context.
+            let f = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW).open(full) {
+                Ok(f) => f,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound || err.raw_os_error() == Some(libc::ELOOP) => return Ok(None),
+                Err(err) => return Err(err),
+            };
+            let md = f.metadata()?;
+            if !md.is_file() {
+                return Ok(None);
+            }
+            let mut bytes = Vec::with_capacity(md.len() as usize);
+            (&f).read_to_end(&mut bytes)?;
+            let mut h = tar::Header::new_gnu();
+            h.set_metadata_in_mode(&md, tar::HeaderMode::Deterministic);
+            h.set_size(bytes.len() as u64);
+            b.append_data(&mut h, name, bytes.as_slice())?;
+            let digest: [u8; 32] = Sha256::digest(&bytes).into();
+            let entry = tree::Entry { perm: md.mode() & 0o7777, size: bytes.len() as u64, ..e };
+            Ok(Some(Sent { entry, digest: Some(digest) }))
+        }
+    }
+}
+
 /// Exit codes of the sync script that mean something to devloop.
 pub(crate) const NO_TAR: i32 = 97;
 pub(crate) const NO_SUPERVISOR: i32 = 96;
@@ -216,16 +281,50 @@ pub(crate) const RUN_FAILED: i32 = 98;
 /// In the command line of devloop's session shells (`sh -s <mark>`), so a restart spares them.
 pub(crate) const SESSION_MARK: &str = "devloop-sync-session";
 
-/// The command one exec runs: `sh -c <script> devloop-sync <paths to delete…>`; the tar stream (if any
-/// files) comes on stdin.
-pub fn command(p: &Prepared) -> Vec<String> {
+/// The script's exit code when the container has no `base64` (a session's tar comes base64-encoded).
+pub(crate) const NO_BASE64: i32 = 95;
+
+/// How the tar stream reaches the script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carry {
+    /// On the script's stdin (one exec per sync: `sh -c <script>`, the tar after it).
+    Stdin,
+    /// Inside the script, base64-encoded in a here-document (a session's shell reads scripts from its stdin,
+    /// and may read ahead: raw bytes after a command could be lost to it).
+    HereDoc,
+}
+
+/// A word the shell takes as it is: in single quotes, each `'` as `'\''`. Spaces, `$`, backquotes, glob
+/// characters and newlines are all literal inside single quotes.
+pub fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The one script a sync runs in a container, whichever way it gets there: check for `tar`, delete, unpack,
+/// run the rules' commands, restart. Paths to delete are quoted words after `rm -rf --` (a name starting with
+/// `-` is not an option).
+pub fn script(p: &Prepared, carry: Carry) -> String {
     let mut script = format!("command -v tar >/dev/null 2>&1 || exit {NO_TAR}\n");
-    if !p.deletes.is_empty() {
-        script.push_str("rm -rf -- \"$@\" || exit 1\n");
+    if p.files > 0 && carry == Carry::HereDoc {
+        script.push_str(&format!("command -v base64 >/dev/null 2>&1 || exit {NO_BASE64}\n"));
     }
-    if p.files > 0 {
-        // -m: the time of the sync as mtime, so servers that cache by mtime see a change.
-        script.push_str("tar -xmf - -C / || exit 1\n");
+    if !p.deletes.is_empty() {
+        script.push_str(&format!("rm -rf -- {} || exit 1\n", p.deletes.iter().map(|d| quote(d)).collect::<Vec<_>>().join(" ")));
+    }
+    // -m: the time of the sync as mtime, so servers that cache by mtime see a change.
+    match carry {
+        _ if p.files == 0 => {}
+        Carry::Stdin => script.push_str("tar -xmf - -C / || exit 1\n"),
+        Carry::HereDoc => {
+            use base64::Engine as _;
+            script.push_str("base64 -d <<'@@DEVLOOP_TAR' | tar -xmf - -C / || exit 1\n");
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&p.tar);
+            for line in b64.as_bytes().chunks(76) {
+                script.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+                script.push('\n');
+            }
+            script.push_str("@@DEVLOOP_TAR\n");
+        }
     }
     for cmd in &p.run {
         script.push_str(&format!("(cd / && {cmd}) >&2 || exit {RUN_FAILED}\n"));
@@ -242,9 +341,12 @@ pub fn command(p: &Prepared) -> Vec<String> {
              [ -n \"$pids\" ] || exit {NO_SUPERVISOR}\nkill -TERM $pids 2>/dev/null; exit 0\n"
         ));
     }
-    let mut argv = vec!["sh".to_string(), "-c".to_string(), script, "devloop-sync".to_string()];
-    argv.extend(p.deletes.iter().cloned());
-    argv
+    script
+}
+
+/// The command one exec runs: `sh -c <script>`, the tar stream (if any files) on stdin.
+pub fn command(p: &Prepared) -> Vec<String> {
+    vec!["sh".to_string(), "-c".to_string(), script(p, Carry::Stdin)]
 }
 
 #[cfg(test)]

@@ -9,20 +9,17 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use base64::Engine as _;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams, AttachedProcess};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, ReadHalf, SimplexStream, WriteHalf};
 use tokio::sync::Mutex;
 
 use super::exec::{self, Outcome};
-use super::{Error, Prepared, NO_SUPERVISOR, NO_TAR, RUN_FAILED, SESSION_MARK};
+use super::{Carry, Error, Prepared, NO_BASE64, NO_SUPERVISOR, NO_TAR, RUN_FAILED, SESSION_MARK};
 #[cfg(test)]
 use super::prepare;
 use crate::cluster::Target;
 
-/// The script's exit code when the container has no `base64`.
-const NO_BASE64: i32 = 95;
 /// Ends a script's output; followed by its exit code.
 const DONE: &str = "@@devloop-sync-done";
 
@@ -51,33 +48,11 @@ pub struct Sessions {
     slots: Mutex<HashMap<Key, Arc<Mutex<Slot>>>>,
 }
 
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-/// The script one sync sends down a session: a subshell (so `exit` ends it, not the session), its output and
-/// errors on stdout, then the end marker with its exit code.
+/// What one sync sends down a session: the sync's one script ([`super::script`], its tar in a here-document)
+/// in a subshell (so `exit` ends it, not the session), its output and errors on stdout, then the end marker
+/// with its exit code.
 pub fn script(p: &Prepared) -> String {
-    let mut body = format!("command -v tar >/dev/null 2>&1 || exit {NO_TAR}\n");
-    if p.files > 0 {
-        body.push_str(&format!("command -v base64 >/dev/null 2>&1 || exit {NO_BASE64}\n"));
-    }
-    if !p.deletes.is_empty() {
-        body.push_str(&format!("rm -rf -- {} || exit 1\n", p.deletes.iter().map(|d| quote(d)).collect::<Vec<_>>().join(" ")));
-    }
-    if p.files > 0 {
-        body.push_str("base64 -d <<'@@DEVLOOP_TAR' | tar -xmf - -C / || exit 1\n");
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&p.tar);
-        for line in b64.as_bytes().chunks(76) {
-            body.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-            body.push('\n');
-        }
-        body.push_str("@@DEVLOOP_TAR\n");
-    }
-    for cmd in &p.run {
-        body.push_str(&format!("(cd / && {cmd}) >&2 || exit {RUN_FAILED}\n"));
-    }
-    format!("(\n{body}) 2>&1 </dev/null; echo \"{DONE} $?\"\n")
+    format!("(\n{}) 2>&1 </dev/null; echo \"{DONE} $?\"\n", super::script(p, Carry::HereDoc))
 }
 
 async fn open(t: &Target, pod: &str, container: &str) -> Result<Option<Session>, Error> {
@@ -148,16 +123,16 @@ impl Sessions {
     }
 
     /// Syncs `p` into `container` of `pod`.
-    pub async fn sync(&self, t: &Target, pod: &str, container: &str, p: &Prepared, argv: &[String]) -> Result<Outcome, Error> {
+    pub async fn sync(&self, t: &Target, pod: &str, container: &str, p: &Prepared) -> Result<Outcome, Error> {
         if p.restart {
-            return exec::into_container(t, pod, container, p, argv).await;
+            return exec::into_container(t, pod, container, p).await;
         }
         let slot = self.slots.lock().await.entry((pod.to_string(), container.to_string())).or_insert_with(|| Arc::new(Mutex::new(Slot::Empty))).clone();
         let mut slot = slot.lock().await;
         let script = script(p);
         for attempt in 0..2 {
             if matches!(*slot, Slot::OneShot) {
-                return exec::into_container(t, pod, container, p, argv).await;
+                return exec::into_container(t, pod, container, p).await;
             }
             if matches!(*slot, Slot::Empty) {
                 match open(t, pod, container).await? {
@@ -193,7 +168,7 @@ impl Sessions {
             }
         }
         // Twice no session: let one exec say why (no `sh`, the pod gone, …).
-        exec::into_container(t, pod, container, p, argv).await
+        exec::into_container(t, pod, container, p).await
     }
 }
 

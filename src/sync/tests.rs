@@ -64,7 +64,7 @@ fn run_commands_of_the_touched_rules_follow_their_triggers_and_restart_follows_i
     let script = command(&p);
     assert_eq!(&script[..2], ["sh", "-c"]);
     assert!(script[2].contains("tar -xmf - -C /") && script[2].contains("npm ci") && !script[2].contains("rm -rf"), "{}", script[2]);
-    assert_eq!(script.len(), 4, "no paths to delete");
+    assert_eq!(script.len(), 3, "sh -c <script>: the paths to delete are quoted inside it");
 }
 
 /// The script, run by a real `sh` against a scratch root instead of `/`: deletes, unpacks, runs, and says
@@ -192,4 +192,126 @@ fn a_sync_over_the_caps_is_refused() {
     assert_eq!(prepare(&rules, dir.path(), &none(), &set(&["www/small.bin"])).unwrap().files, 1, "just under");
     let e = prepare(&rules, dir.path(), &none(), &set(&["www/many"])).unwrap_err();
     assert!(matches!(e, Error::TooLarge { entries, .. } if entries == MAX_ENTRIES + 1), "the directory and its {MAX_ENTRIES} files: {e}");
+}
+
+/// The content tag a tree would have if its files held what `tar` carries: the tar unpacked into a scratch
+/// context (the tar's paths are the container's; here `/www` ↔ `www`) and scanned.
+fn tag_of_tar(context: &Path, tar: &[u8], filter: &Filter) -> [u8; 32] {
+    let copy = tempfile::tempdir().unwrap();
+    for e in crate::tree::walk(context, filter).unwrap() {
+        let (from, to) = (context.join(&e.path), copy.path().join(&e.path));
+        match e.kind {
+            crate::tree::Kind::Dir => std::fs::create_dir_all(&to).unwrap(),
+            _ => drop(std::fs::copy(&from, &to).unwrap()),
+        }
+    }
+    tar::Archive::new(tar).unpack(copy.path()).unwrap();
+    let (mut t, _) = crate::hash::merkle::Tree::scan(copy.path(), filter, &mut crate::hash::DigestCache::in_memory()).unwrap();
+    t.root_digest()
+}
+
+/// A file rewritten between the sync's read and the content tag's: the tag must still describe the bytes
+/// the tar carried to the pods, not the later ones.
+#[test]
+fn the_content_tag_describes_the_bytes_the_tar_carried() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("www")).unwrap();
+    std::fs::write(dir.path().join("www/index.html"), "v1").unwrap();
+    std::fs::write(dir.path().join("www/other.html"), "o").unwrap();
+    let rules = rules("[[image.sync]]\nsrc = \"www/**\"\ndest = \"/www\"\n");
+    let (mut tree, _) = crate::hash::merkle::Tree::scan(dir.path(), &none(), &mut crate::hash::DigestCache::in_memory()).unwrap();
+    std::fs::write(dir.path().join("www/index.html"), "v2, the save").unwrap();
+    let paths: BTreeSet<String> = ["www/index.html".to_string()].into();
+    let p = prepare(&rules, dir.path(), &none(), &paths).unwrap();
+    // The next save lands before the tree is updated: the tree takes what the sync read, not the disk.
+    std::fs::write(dir.path().join("www/index.html"), "v3, the next save").unwrap();
+    tree.apply(dir.path(), &none(), &p.judged, &p.read).unwrap();
+    let sent = tag_of_tar(dir.path(), &p.tar, &none());
+    assert_eq!(hex::encode(tree.root_digest()), hex::encode(sent), "the tree's digest is not that of what the tar carried");
+}
+
+/// When nothing changes between the reads, applying what a sync read gives the tree a fresh scan gives: new
+/// and renamed directories, deletes, symlinks, excluded paths, a mode change.
+#[test]
+fn applying_what_a_sync_read_matches_a_fresh_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path();
+    for (f, body) in [("www/a.html", "A"), ("www/old/b.html", "B"), ("www/keep.env", "k"), ("app.js", "x")] {
+        std::fs::create_dir_all(ctx.join(f).parent().unwrap()).unwrap();
+        std::fs::write(ctx.join(f), body).unwrap();
+    }
+    let filter = Filter::new(&["**/*.env"]).unwrap();
+    let rules = rules("[[image.sync]]\nsrc = \"www/**\"\ndest = \"/www\"\n");
+    let (mut tree, _) = crate::hash::merkle::Tree::scan(ctx, &filter, &mut crate::hash::DigestCache::in_memory()).unwrap();
+    std::fs::write(ctx.join("www/a.html"), "A2").unwrap();
+    std::fs::set_permissions(ctx.join("www/a.html"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::rename(ctx.join("www/old"), ctx.join("www/new")).unwrap();
+    std::fs::create_dir_all(ctx.join("www/sub/deep")).unwrap();
+    std::fs::write(ctx.join("www/sub/deep/c.html"), "C").unwrap();
+    std::fs::write(ctx.join("www/sub/x.env"), "excluded").unwrap();
+    std::os::unix::fs::symlink("a.html", ctx.join("www/link")).unwrap();
+    let paths: BTreeSet<String> = ["www/a.html", "www/old", "www/new", "www/sub", "www/link", "www/sub/x.env", "app.js"].iter().map(|s| s.to_string()).collect();
+    let p = prepare(&rules, ctx, &filter, &paths).unwrap();
+    assert!(!p.judged.contains("app.js"), "no rule covers it: not the sync's to judge");
+    tree.apply(ctx, &filter, &p.judged, &p.read).unwrap();
+    let (mut fresh, _) = crate::hash::merkle::Tree::scan(ctx, &filter, &mut crate::hash::DigestCache::in_memory()).unwrap();
+    assert_eq!(tree.paths(), fresh.paths());
+    assert_eq!(hex::encode(tree.root_digest()), hex::encode(fresh.root_digest()));
+}
+
+/// Names a shell could take for something else: spaces, quotes, `$`, backquotes, a glob, a newline, a
+/// leading `-`, a backslash, a `;`.
+const HOSTILE: [&str; 11] = ["a b.html", "it's.html", "$HOME.html", "`id`.html", "new\nline.html", "-rf.html", "--", "\"q\".html", "*.html", "back\\slash", "semi;colon"];
+
+/// The one quoting function: the shell gives back every hostile name as it was.
+#[test]
+fn quote_gives_the_shell_each_name_as_it_is() {
+    for name in HOSTILE {
+        let out = std::process::Command::new("sh").args(["-c", &format!("printf %s {}", quote(name))]).output().unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), name, "{}", quote(name));
+    }
+}
+
+/// Both ways the script travels (one exec, the tar on stdin; a session, the tar in a here-document), run by
+/// a real `sh` against a scratch root: files with hostile names are deleted and unpacked as named, and
+/// nothing else is touched (not by the glob, not by a name that looks like an option).
+#[test]
+fn hostile_names_are_deleted_and_unpacked_as_named_either_way() {
+    for carry in [Carry::Stdin, Carry::HereDoc] {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, root) = (dir.path().join("ctx"), dir.path().join("root"));
+        std::fs::create_dir_all(ctx.join("www")).unwrap();
+        std::fs::create_dir_all(root.join("www")).unwrap();
+        std::fs::write(root.join("www/keep.html"), "keep").unwrap();
+        let mut paths = BTreeSet::new();
+        for name in HOSTILE {
+            std::fs::write(root.join("www").join(name), "old").unwrap();
+            paths.insert(format!("www/{name}")); // gone from the context: a delete
+            std::fs::write(ctx.join("www").join(format!("new {name}")), name).unwrap();
+            paths.insert(format!("www/new {name}"));
+        }
+        let rules = rules(&format!("[[image.sync]]\nsrc = \"www/**\"\ndest = \"{}/www\"\n", root.display()));
+        let p = prepare(&rules, &ctx, &none(), &paths).unwrap();
+        assert_eq!((p.files, p.deletes.len()), (HOSTILE.len(), HOSTILE.len()));
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", &script(&p, carry)])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if carry == Carry::Stdin {
+            std::io::Write::write_all(child.stdin.as_mut().unwrap(), &p.tar).unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{carry:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let mut left: Vec<String> = std::fs::read_dir(root.join("www")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        let mut want: Vec<String> = HOSTILE.iter().map(|n| format!("new {n}")).chain(["keep.html".to_string()]).collect();
+        want.sort();
+        assert_eq!(left, want, "{carry:?}");
+        for name in HOSTILE {
+            assert_eq!(std::fs::read_to_string(root.join("www").join(format!("new {name}"))).unwrap(), name, "{carry:?}");
+        }
+    }
 }

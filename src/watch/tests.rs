@@ -98,7 +98,7 @@ fn scopes_merge_paths_and_a_rescan_absorbs_them() {
 
 #[tokio::test(start_paused = true)]
 async fn a_burst_is_one_batch_and_a_steady_stream_is_capped() {
-    let d = Debounce { quiet: Duration::from_millis(100), max: Duration::from_secs(1) };
+    let d = Debounce { quiet: Duration::from_millis(100), max: Duration::from_secs(1), quick: QUICK };
     let flag = AtomicBool::new(false);
     let (tx, mut rx) = mpsc::channel(64);
     // An editor's save: a few events within a few ms.
@@ -107,7 +107,7 @@ async fn a_burst_is_one_batch_and_a_steady_stream_is_capped() {
     }
     tx.send(Change::Config).await.unwrap();
     let t0 = Instant::now();
-    let batch = next_batch(&mut rx, &flag, d).await.unwrap();
+    let batch = next_batch(&mut rx, &flag, d, |_| false).await.unwrap();
     assert_eq!(batch.images.keys().collect::<Vec<_>>(), ["a", "b"]);
     assert_eq!(batch.images["a"], Scope::Paths(BTreeSet::from(["x".to_string()])));
     assert!(batch.config && !batch.everything);
@@ -123,18 +123,18 @@ async fn a_burst_is_one_batch_and_a_steady_stream_is_capped() {
         }
     });
     let t0 = Instant::now();
-    next_batch(&mut rx, &flag, d).await.unwrap();
+    next_batch(&mut rx, &flag, d, |_| false).await.unwrap();
     assert!(t0.elapsed() <= Duration::from_millis(1050), "{:?}", t0.elapsed());
     writer.abort();
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_overflow_turns_the_batch_into_a_rescan_of_everything() {
-    let d = Debounce { quiet: Duration::from_millis(100), max: Duration::from_secs(1) };
+    let d = Debounce { quiet: Duration::from_millis(100), max: Duration::from_secs(1), quick: QUICK };
     let flag = AtomicBool::new(true);
     let (tx, mut rx) = mpsc::channel(4);
     tx.send(change("a", "x")).await.unwrap();
-    let batch = next_batch(&mut rx, &flag, d).await.unwrap();
+    let batch = next_batch(&mut rx, &flag, d, |_| false).await.unwrap();
     assert!(batch.everything, "{batch:?}");
     assert!(!flag.load(Ordering::Relaxed));
 }
@@ -190,13 +190,157 @@ async fn the_real_watcher_sees_inputs_the_filter_excludes() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dockerfile_change_is_remembered_even_when_paths_of_the_tree_came_with_it() {
-    let d = Debounce { quiet: Duration::from_millis(50), max: Duration::from_secs(1) };
+    let d = Debounce { quiet: Duration::from_millis(50), max: Duration::from_secs(1), quick: QUICK };
     let flag = AtomicBool::new(false);
     let (tx, mut rx) = mpsc::channel(64);
     tx.send(change("a", "www/x")).await.unwrap();
     tx.send(Change::Image { image: "a".into(), touch: Touch::Inputs }).await.unwrap();
     tx.send(change("b", "y")).await.unwrap();
-    let batch = next_batch(&mut rx, &flag, d).await.unwrap();
+    let batch = next_batch(&mut rx, &flag, d, |_| false).await.unwrap();
     assert_eq!(batch.images["a"], Scope::Paths(BTreeSet::from(["www/x".to_string()])), "the tree's paths");
     assert_eq!(batch.outside, BTreeSet::from(["a".to_string()]), "…and that the Dockerfile changed: a sync cannot carry it");
+}
+
+/// A batch the caller approves closes after the quick quiet; one it turns down (asked once per lull) waits
+/// out the full quiet, and a change after the ask asks again.
+#[tokio::test(start_paused = true)]
+async fn a_batch_the_caller_approves_closes_after_the_quick_quiet() {
+    let d = Debounce { quiet: Duration::from_millis(50), max: Duration::from_secs(1), quick: Duration::from_millis(10) };
+    let flag = AtomicBool::new(false);
+    let (tx, mut rx) = mpsc::channel(64);
+    let asked = std::sync::atomic::AtomicUsize::new(0);
+    let only_www = |b: &Batch| {
+        asked.fetch_add(1, Ordering::Relaxed);
+        b.images.values().all(|s| matches!(s, Scope::Paths(p) if p.iter().all(|p| p.starts_with("www/"))))
+    };
+    tx.send(change("a", "www/x")).await.unwrap();
+    let t0 = Instant::now();
+    next_batch(&mut rx, &flag, d, only_www).await.unwrap();
+    assert_eq!((t0.elapsed(), asked.swap(0, Ordering::Relaxed)), (Duration::from_millis(10), 1));
+
+    tx.send(change("a", "www/x")).await.unwrap();
+    tx.send(change("a", "serve.sh")).await.unwrap();
+    let t0 = Instant::now();
+    next_batch(&mut rx, &flag, d, only_www).await.unwrap();
+    assert_eq!((t0.elapsed(), asked.swap(0, Ordering::Relaxed)), (Duration::from_millis(50), 1), "turned down: the full quiet");
+
+    // A change 30 ms in (after a refused ask): asked again 10 ms after it.
+    tx.send(change("a", "www/x")).await.unwrap();
+    let tx2 = tx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        tx2.send(change("a", "www/y")).await.unwrap();
+    });
+    let refuse_first = |b: &Batch| asked.fetch_add(1, Ordering::Relaxed) > 0 && only_www(b);
+    let t0 = Instant::now();
+    let batch = next_batch(&mut rx, &flag, d, refuse_first).await.unwrap();
+    assert_eq!(t0.elapsed(), Duration::from_millis(40));
+    assert_eq!(batch.images["a"], Scope::Paths(BTreeSet::from(["www/x".to_string(), "www/y".to_string()])));
+
+    // Never early when changes were dropped: the batch is a rescan.
+    flag.store(true, Ordering::Relaxed);
+    tx.send(change("a", "www/x")).await.unwrap();
+    let t0 = Instant::now();
+    assert!(next_batch(&mut rx, &flag, d, |_| true).await.unwrap().everything);
+    assert_eq!(t0.elapsed(), Duration::from_millis(50));
+}
+
+/// The editor saves the end-to-end tests replay, through the real watcher with [`QUICK`] and the check
+/// `up` makes (every path there): each save is one batch, closed early, and the file then holds the final
+/// bytes.
+#[tokio::test]
+async fn each_editor_save_is_one_batch_with_the_final_bytes_at_the_quick_quiet() {
+    let d = tempfile::tempdir().unwrap();
+    let ctx = std::fs::canonicalize(d.path()).unwrap().join("ctx");
+    std::fs::create_dir_all(ctx.join("www")).unwrap();
+    std::fs::write(ctx.join("www/index.html"), "v0").unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\n").unwrap();
+    let img = crate::config::Image::new("a", &ctx);
+    let (tx, mut rx) = mpsc::channel(1024);
+    let _h = start(vec![Watched::of(&img, img.filter().unwrap())], &d.path().join("devloop.toml"), tx, Default::default()).unwrap();
+    let flag = AtomicBool::new(false);
+    let debounce = Debounce { quiet: Duration::from_millis(50), max: Duration::from_secs(1), quick: QUICK };
+    // Whether the last ask approved: the batch then closed early (timed by its path, not by the clock, which
+    // a loaded machine stretches).
+    let approved = std::sync::atomic::AtomicBool::new(false);
+    let present = |b: &Batch| {
+        let ok = b.images.values().all(|s| matches!(s, Scope::Paths(p) if p.iter().all(|p| ctx.join(p).symlink_metadata().is_ok())));
+        approved.store(ok, Ordering::Relaxed);
+        ok
+    };
+    let www = ctx.join("www");
+    let file = www.join("index.html");
+    type Save<'a> = Box<dyn Fn(&str) + 'a>;
+    let saves: Vec<(&str, Save)> = vec![
+        ("vim", Box::new(|body: &str| {
+            std::fs::write(www.join("4913"), "").unwrap();
+            std::fs::remove_file(www.join("4913")).unwrap();
+            std::fs::write(www.join(".index.html.swp"), "swap").unwrap();
+            std::fs::rename(&file, www.join("index.html~")).unwrap();
+            std::fs::write(&file, body).unwrap();
+            std::fs::remove_file(www.join("index.html~")).unwrap();
+            std::fs::write(www.join(".index.html.swp"), "swap2").unwrap();
+        })),
+        ("JetBrains safe write", Box::new(|body: &str| {
+            std::fs::write(www.join("index.html___jb_tmp___"), body).unwrap();
+            std::fs::rename(&file, www.join("index.html___jb_old___")).unwrap();
+            std::fs::rename(www.join("index.html___jb_tmp___"), &file).unwrap();
+            std::fs::remove_file(www.join("index.html___jb_old___")).unwrap();
+        })),
+        ("VS Code in place", Box::new(|body: &str| {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&file).unwrap();
+            f.write_all(body.as_bytes()).unwrap();
+        })),
+        ("VS Code atomic", Box::new(|body: &str| {
+            std::fs::write(www.join(".index.html.tmp~"), body).unwrap();
+            std::fs::rename(www.join(".index.html.tmp~"), &file).unwrap();
+        })),
+    ];
+    for (i, (editor, save)) in saves.iter().enumerate() {
+        let body = format!("saved by {editor} ({i})");
+        save(&body);
+        approved.store(false, Ordering::Relaxed);
+        let batch = tokio::time::timeout(Duration::from_secs(5), next_batch(&mut rx, &flag, debounce, present)).await.unwrap().unwrap();
+        assert_eq!(batch.images["a"], Scope::Paths(BTreeSet::from(["www/index.html".to_string()])), "{editor}");
+        assert!(approved.load(Ordering::Relaxed), "{editor}: closed early, not after the full quiet ({:?})", batch.waited);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), body, "{editor}");
+        // Nothing more came of it.
+        let more = tokio::time::timeout(Duration::from_millis(150), next_batch(&mut rx, &flag, debounce, present)).await;
+        assert!(more.is_err(), "{editor}: a second batch {more:?}");
+    }
+}
+
+/// A file still being written (its writer paused mid-file, as a large copy or a slow tool does) keeps its
+/// batch from closing early: the batch closes once the writer closes it, so the sync reads the whole file.
+/// A paused clock cannot drive the real watcher: real time, with a full quiet far above the pause.
+#[tokio::test]
+async fn a_file_still_open_for_writing_keeps_its_batch_from_closing_early() {
+    use std::io::Write;
+    let d = tempfile::tempdir().unwrap();
+    let ctx = d.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("www")).unwrap();
+    std::fs::write(d.path().join("devloop.toml"), "").unwrap();
+    let img = crate::config::Image::new("a", &ctx);
+    let watched = vec![Watched::of(&img, img.filter().unwrap())];
+    let (tx, mut rx) = mpsc::channel(64);
+    let _h = start(watched, &d.path().join("devloop.toml"), tx, Default::default()).unwrap();
+    let dq = Debounce { quiet: Duration::from_millis(2000), max: Duration::from_secs(5), quick: QUICK };
+    let flag = AtomicBool::new(false);
+    let path = ctx.join("www/big.txt");
+    let writer = std::thread::spawn(move || {
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(b"first half\n").unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        f.write_all(b"second half\n").unwrap();
+        drop(f);
+    });
+    let t0 = std::time::Instant::now();
+    let batch = next_batch(&mut rx, &flag, dq, |_| true).await.unwrap();
+    let waited = t0.elapsed();
+    writer.join().unwrap();
+    assert_eq!(batch.images["a"], Scope::Paths(BTreeSet::from(["www/big.txt".to_string()])));
+    assert!(waited >= Duration::from_millis(150) && waited < Duration::from_millis(1500), "closed after {waited:?}: before the writer was done, or not early");
+    assert!(batch.writing.is_empty(), "{batch:?}");
+    assert_eq!(std::fs::read_to_string(ctx.join("www/big.txt")).unwrap(), "first half\nsecond half\n");
 }

@@ -3,6 +3,14 @@
 //! when a sync fails or cannot be done (a rollout even to the deployed tag: the pods may hold what no image
 //! does), and the honest state: the image the pods run, how many paths were synced on top of it, and the
 //! content tag that synced tree has — cleared only once the pods are known to hold the image's content.
+//!
+//! A sync to every pod is also the hash of its paths: it reads each file once, puts those bytes in the tar
+//! and their digests in the hasher's tree, and reports the content tag ([`Event::Hashed`]) before it sends.
+//! So the core counts it as the image's running hash (no other hash runs meanwhile, and one that comes
+//! waits for it), and queued paths go into the tree only with their own sync — or, when a build comes
+//! first, with the build's hash. A replay into a pod that came later reads the synced set again and hashes
+//! nothing: if the disk has moved on since, that change's own event is on its way and its sync goes to
+//! every pod, the replayed one too.
 
 use super::*;
 use crate::config::sync_route;
@@ -16,6 +24,10 @@ pub(super) struct Live {
     pub(super) content: Option<String>,
     /// A sync is under way.
     pub(super) running: bool,
+    /// The paths of the running sync to every pod (a fallback build hashes them again).
+    sending: BTreeSet<String>,
+    /// The running sync has not yet reported the content tag of what it read ([`Event::Hashed`]).
+    owes_hash: bool,
     /// …and it is a replay.
     running_replay: bool,
     /// When the oldest change of the running sync was seen.
@@ -42,6 +54,11 @@ pub(super) struct Live {
 }
 
 impl Live {
+    /// A hash reported: whichever it was, the running sync's is no longer owed (hashes run one at a time).
+    pub(super) fn hashed(&mut self) {
+        self.owes_hash = false;
+    }
+
     /// The deployed image now holds everything: nothing is synced on top of it.
     pub(super) fn rolled_out(&mut self) {
         self.synced.clear();
@@ -59,7 +76,8 @@ impl Live {
 }
 
 /// Whether `scope` of `image` can be synced: every path is covered by a rule, a rollout of this session
-/// runs, and nothing is being built or rolled out (a build under way will carry the change).
+/// runs, and nothing is being built or rolled out (a build under way will carry the change), nor waits to be
+/// hashed (after a failed hash, the rescan owed: the hasher's tree is gone).
 pub(super) fn covered(state: &State, image: &str, scope: &Scope) -> bool {
     let (Some(rules), Some(s), Scope::Paths(paths)) = (state.rules.get(image), state.images.get(image), scope) else { return false };
     !paths.is_empty()
@@ -68,6 +86,7 @@ pub(super) fn covered(state: &State, image: &str, scope: &Scope) -> bool {
         && s.building.is_none()
         && s.deploying.is_none()
         && s.queued.is_none()
+        && s.pending.is_none()
         && !(s.hashing && s.hash_builds)
         && !s.pending_builds
         && !s.live.disabled
@@ -75,24 +94,46 @@ pub(super) fn covered(state: &State, image: &str, scope: &Scope) -> bool {
         && !s.live.reroll
 }
 
-/// Syncs a covered change (now, or after the running sync), and hashes it only to learn the content tag.
+/// Syncs a covered change: now, or after the running sync.
 pub(super) fn sync(state: &mut State, image: String, scope: Scope, at: Instant, debounce: Duration, out: &mut Vec<Action>) {
     let s = state.images.get_mut(&image).expect("covered");
-    let Scope::Paths(paths) = &scope else { unreachable!("covered") };
-    s.live.synced.extend(paths.iter().cloned());
+    let Scope::Paths(paths) = scope else { unreachable!("covered") };
     if s.live.running {
-        s.live.queued.extend(paths.iter().cloned());
+        s.live.queued.extend(paths);
         s.live.queued_at.get_or_insert(at);
         s.live.queued_debounce.get_or_insert(debounce);
     } else {
-        s.live.running = true;
-        s.live.started = Some(at);
-        s.live.debounce = debounce;
-        s.live.hash = Duration::ZERO;
-        let filter = s.live.filter.clone().expect("covered");
-        out.push(Action::Sync { image: image.clone(), paths: paths.clone(), pods: None, filter });
+        start(s, image, paths, None, at, debounce, out);
     }
-    hash(s, image, scope, out);
+}
+
+/// Starts a sync of `paths` (into `pods` only: a replay). One to every pod is the image's hash too.
+fn start(s: &mut ImageState, image: String, paths: BTreeSet<String>, pods: Option<BTreeSet<String>>, at: Instant, debounce: Duration, out: &mut Vec<Action>) {
+    s.live.running = true;
+    s.live.running_replay = pods.is_some();
+    s.live.started = Some(at);
+    s.live.debounce = debounce;
+    s.live.hash = Duration::ZERO;
+    if pods.is_none() {
+        debug_assert!(!s.hashing, "no hash runs while a sync may start");
+        s.live.synced.extend(paths.iter().cloned());
+        s.live.sending = paths.clone();
+        s.live.owes_hash = true;
+        s.hashing = true;
+        s.hash_builds = false;
+    }
+    let filter = s.live.filter.clone().expect("synced with it");
+    out.push(Action::Sync { image, paths, pods, filter });
+}
+
+/// A change that needs a build while covered paths wait for the running sync: the build carries them (their
+/// sync is dropped, and they go into the build's hash).
+pub(super) fn fold_queued(s: &mut ImageState, scope: &mut Scope) {
+    if !s.live.queued.is_empty() {
+        scope.merge(Scope::Paths(std::mem::take(&mut s.live.queued)));
+        s.live.queued_at = None;
+        s.live.queued_debounce = None;
+    }
 }
 
 /// A hash of synced content is done: its tag is the content tag, nothing is built.
@@ -120,6 +161,7 @@ pub(super) fn step(state: &mut State, event: Event, out: &mut Vec<Action>) {
             let Some(s) = state.images.get_mut(&image) else { return };
             let replay = std::mem::take(&mut s.live.running_replay);
             s.live.running = false;
+            s.live.sending.clear();
             let total = s.live.started.take().map_or(took, |t| at.saturating_duration_since(t));
             let tag = s.deployed.clone().unwrap_or_default();
             s.live.waiting = Some(SyncSummary {
@@ -149,9 +191,12 @@ pub(super) fn step(state: &mut State, event: Event, out: &mut Vec<Action>) {
             s.live.running = false;
             s.live.running_replay = false;
             s.live.started = None;
-            s.live.queued.clear();
-            s.live.queued_at = None;
-            s.live.queued_debounce = None;
+            if std::mem::take(&mut s.live.owes_hash) {
+                s.hashing = false; // it failed before putting what it read into the tree
+            }
+            // The build hashes what the sync was to send and what waited for it: the tree may not hold them.
+            let mut scope = Scope::Paths(std::mem::take(&mut s.live.sending));
+            fold_queued(s, &mut scope);
             s.live.replay.clear();
             s.live.waiting = None;
             s.live.disabled |= unsupported;
@@ -160,7 +205,7 @@ pub(super) fn step(state: &mut State, event: Event, out: &mut Vec<Action>) {
             // (the rollout then replaces the pods marked as synced).
             s.live.reroll = true;
             out.push(Action::Report(Report::SyncFallback { image: image.clone(), error, for_good: unsupported, skipped }));
-            changed(state, image, Scope::Paths(BTreeSet::new()), at, Duration::ZERO, out);
+            changed(state, image, scope, at, Duration::ZERO, out);
         }
         Event::PodReady { image, pod, at } => {
             let Some(s) = state.images.get_mut(&image) else { return };
@@ -173,12 +218,8 @@ pub(super) fn step(state: &mut State, event: Event, out: &mut Vec<Action>) {
                 s.live.replay.insert(pod);
                 s.live.queued_at.get_or_insert(at);
             } else {
-                s.live.running = true;
-                s.live.running_replay = true;
-                s.live.started = Some(at);
-                s.live.hash = Duration::ZERO;
-                let filter = s.live.filter.clone().expect("synced with it");
-                out.push(Action::Sync { image, paths: s.live.synced.clone(), pods: Some(BTreeSet::from([pod])), filter });
+                let paths = s.live.synced.clone();
+                start(s, image, paths, Some(BTreeSet::from([pod])), at, Duration::ZERO, out);
             }
         }
         _ => unreachable!("only sync events come here"),
@@ -194,13 +235,9 @@ fn next(s: &mut ImageState, image: String, at: Instant, out: &mut Vec<Action>) {
         (true, true) => return,
         (false, true) => (queued, None),
         (true, false) => (s.live.synced.clone(), Some(replay)),
-        (false, false) => (s.live.synced.clone(), None),
+        (false, false) => (s.live.synced.iter().chain(&queued).cloned().collect(), None),
     };
-    s.live.running = true;
-    s.live.running_replay = pods.is_some();
-    s.live.started = Some(s.live.queued_at.take().unwrap_or(at));
-    s.live.debounce = s.live.queued_debounce.take().unwrap_or_default();
-    s.live.hash = Duration::ZERO;
-    let filter = s.live.filter.clone().expect("synced with it");
-    out.push(Action::Sync { image, paths, pods, filter });
+    let started = s.live.queued_at.take().unwrap_or(at);
+    let debounce = s.live.queued_debounce.take().unwrap_or_default();
+    start(s, image, paths, pods, started, debounce, out);
 }

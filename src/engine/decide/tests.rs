@@ -280,13 +280,13 @@ fn reports(actions: &[Action]) -> Vec<Report> {
     actions.iter().filter_map(|a| if let Action::Report(r) = a { Some(r.clone()) } else { None }).collect()
 }
 
-/// (the batch, what it does): covered paths sync and are hashed only for the content tag; anything else
+/// (the batch, what it does): covered paths sync (the sync's own read gives the content tag); anything else
 /// builds.
 #[test]
 fn a_batch_syncs_only_when_every_path_is_covered_else_it_builds() {
     let cases: Vec<(&str, Event, Vec<&str>)> = vec![
-        ("a covered file", changed_paths("app", &["www/index.html"]), vec!["sync app www/index.html", "hash app www/index.html"]),
-        ("two covered files", changed_paths("app", &["www/a", "www/b/c"]), vec!["sync app www/a,www/b/c", "hash app www/a,www/b/c"]),
+        ("a covered file", changed_paths("app", &["www/index.html"]), vec!["sync app www/index.html"]),
+        ("two covered files", changed_paths("app", &["www/a", "www/b/c"]), vec!["sync app www/a,www/b/c"]),
         ("one path outside the rules", changed_paths("app", &["www/a", "serve.sh"]), vec!["hash app serve.sh,www/a"]),
         ("the Dockerfile with a covered file", dockerfile_and(&["www/a"]), vec!["hash app www/a"]),
         ("the Dockerfile alone", dockerfile_and(&[]), vec!["hash app "]),
@@ -298,7 +298,7 @@ fn a_batch_syncs_only_when_every_path_is_covered_else_it_builds() {
     }
     // The build case goes on to build; the sync case never does.
     let mut s = live_at_t1();
-    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/a"]), hashed("app", "t2"), synced(1)]), ["sync app www/a", "hash app www/a"]);
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/a"]), hashed("app", "t2"), synced(1)]), ["sync app www/a"]);
     assert_eq!(s.deployed("app"), Some("t1"));
     assert_eq!(s.live(), [("app".to_string(), "t1".to_string(), 1, Some("t2".to_string()))], "image t1 + 1 synced file, content t2");
     assert!(!s.busy());
@@ -324,18 +324,18 @@ fn without_rules_or_a_rollout_or_while_building_a_covered_change_builds() {
 }
 
 #[test]
-fn the_sync_report_waits_for_the_content_tag_and_tells_the_honest_state() {
+fn the_sync_report_tells_the_content_tag_of_what_it_sent_and_the_honest_state() {
     let mut s = live_at_t1();
-    run(&mut s, vec![changed_paths("app", &["www/a", "www/b"])]);
-    let a = step(&mut s, synced(2));
-    assert!(reports(&a).is_empty(), "the content tag is still being hashed: {a:?}");
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/a", "www/b"])]), ["sync app www/a,www/b"], "no hash of its own: the sync reads once");
+    assert!(s.busy());
     let a = step(&mut s, hashed("app", "t2"));
+    assert!(reports(&a).is_empty(), "the tag of what it read, before it is in the pods: {a:?}");
+    let a = step(&mut s, synced(2));
     let [Report::Synced(sum)]: [Report; 1] = reports(&a).try_into().unwrap() else { panic!("{a:?}") };
     assert_eq!((sum.files, sum.pods, sum.tag.as_str(), sum.synced, sum.content.as_deref()), (2, 1, "t1", 2, Some("t2")));
     assert_eq!(sum.sync, Duration::from_millis(60));
-    // Hash first, then the sync: reported at once.
     let a = run(&mut s, vec![changed_paths("app", &["www/c"]), hashed("app", "t3")]);
-    assert_eq!(a, ["sync app www/c", "hash app www/c"]);
+    assert_eq!(a, ["sync app www/c"]);
     let [Report::Synced(sum)]: [Report; 1] = reports(&step(&mut s, synced(1))).try_into().unwrap() else { panic!() };
     assert_eq!((sum.synced, sum.content.as_deref()), (3, Some("t3")));
     // Reverting every synced file: the tree is the image's again, nothing is synced on top of it.
@@ -348,13 +348,46 @@ fn the_sync_report_waits_for_the_content_tag_and_tells_the_honest_state() {
 #[test]
 fn one_sync_at_a_time_what_comes_meanwhile_goes_next_in_one() {
     let mut s = live_at_t1();
-    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/a"])]), ["sync app www/a", "hash app www/a"]);
-    assert_eq!(run(&mut s, vec![hashed("app", "t2"), changed_paths("app", &["www/b"]), changed_paths("app", &["www/c"])]), ["hash app www/b"]);
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/a"])]), ["sync app www/a"]);
+    assert_eq!(run(&mut s, vec![hashed("app", "t2"), changed_paths("app", &["www/b"]), changed_paths("app", &["www/c"])]), Vec::<String>::new());
+    assert_eq!(s.live()[0].2, 1, "queued paths are not synced yet");
     assert_eq!(run(&mut s, vec![synced(1)]), ["sync app www/b,www/c"]);
-    assert_eq!(run(&mut s, vec![hashed("app", "t3"), synced(2)]), ["hash app www/c"]);
-    assert_eq!(run(&mut s, vec![hashed("app", "t4")]), Vec::<String>::new());
+    assert_eq!(run(&mut s, vec![hashed("app", "t3"), synced(2)]), Vec::<String>::new());
     assert!(!s.busy());
-    assert_eq!(s.live(), [("app".to_string(), "t1".to_string(), 3, Some("t4".to_string()))]);
+    assert_eq!(s.live(), [("app".to_string(), "t1".to_string(), 3, Some("t3".to_string()))]);
+}
+
+/// A change that needs a build while covered paths wait for the running sync: the build's hash waits for the
+/// sync's (which puts what it sent into the tree), and carries the waiting paths; they are not synced.
+#[test]
+fn a_change_that_needs_a_build_carries_the_paths_waiting_for_a_sync() {
+    let mut s = live_at_t1();
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/a"]), changed_paths("app", &["www/b"])]), ["sync app www/a"]);
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["serve.sh"])]), Vec::<String>::new(), "the sync's own hash runs");
+    assert_eq!(run(&mut s, vec![hashed("app", "t2")]), ["hash app serve.sh,www/b"]);
+    assert_eq!(run(&mut s, vec![synced(1)]), Vec::<String>::new(), "www/b goes with the build, not by a sync");
+    assert_eq!(run(&mut s, vec![hashed("app", "t3")]), ["build app t3"]);
+    assert_eq!(s.live()[0].2, 1);
+}
+
+/// After a failed hash the hasher's tree is gone and a rescan is owed: a covered save goes into it and builds.
+#[test]
+fn after_a_failed_hash_a_covered_save_rescans_and_builds() {
+    let mut s = live_at_t1();
+    run(&mut s, vec![changed_paths("app", &["serve.sh"]), hash_failed("app")]);
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/a"])]), ["rescan app"]);
+    assert_eq!(run(&mut s, vec![hashed("app", "t2")]), ["build app t2"]);
+}
+
+/// A sync that fails before it could put what it read into the tree (too large, nothing to take it): the
+/// core's hash is not left waiting for it, and the build hashes its paths.
+#[test]
+fn a_sync_that_fails_before_its_hash_leaves_no_hash_waiting() {
+    let mut s = live_at_t1();
+    run(&mut s, vec![changed_paths("app", &["www/a"])]);
+    let a = step(&mut s, Event::SyncFailed { image: "app".into(), error: "too large".into(), unsupported: false, skipped: true, at: Instant::now() });
+    assert_eq!(acts(&a), ["hash app www/a"]);
+    assert_eq!(run(&mut s, vec![hashed("app", "t2")]), ["build app t2"]);
 }
 
 #[test]
@@ -370,7 +403,7 @@ fn a_change_no_rule_covers_rebuilds_and_the_rollout_clears_the_synced_state() {
     run(&mut s, vec![rolled("app", "t4", true)]);
     assert_eq!((s.deployed("app"), s.live()), (Some("t4"), vec![]));
     // And syncing works again on top of the new image.
-    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/c"])]), ["sync app www/c", "hash app www/c"]);
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/c"])]), ["sync app www/c"]);
 }
 
 #[test]
@@ -398,9 +431,9 @@ fn a_failed_sync_rebuilds_and_one_without_tar_stops_syncing() {
     run(&mut s, vec![changed_paths("app", &["www/a"]), hashed("app", "t2")]);
     let a = step(&mut s, Event::SyncFailed { image: "app".into(), error: "pod gone".into(), unsupported: false, skipped: false, at: Instant::now() });
     assert!(matches!(reports(&a).as_slice(), [Report::SyncFallback { for_good: false, .. }]), "{a:?}");
-    assert_eq!(acts(&a), ["hash app "]);
+    assert_eq!(acts(&a), ["hash app www/a"]);
     assert_eq!(run(&mut s, vec![hashed("app", "t2"), built("app", "t2"), rolled("app", "t2", true)]), ["build app t2", "deploy app t2"]);
-    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/b"])]), ["sync app www/b", "hash app www/b"], "a passing failure: sync again");
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/b"])]), ["sync app www/b"], "a passing failure: sync again");
 
     let mut s = live_at_t1();
     run(&mut s, vec![changed_paths("app", &["www/a"]), hashed("app", "t2")]);
@@ -420,11 +453,11 @@ fn sync_failed() -> Event {
 fn a_revert_whose_sync_fails_rolls_out_the_image_again() {
     let mut s = live_at_t1();
     run(&mut s, vec![changed_paths("app", &["www/a"]), hashed("app", "t2"), synced(1)]);
-    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/a"])]), ["sync app www/a", "hash app www/a"], "the revert");
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/a"])]), ["sync app www/a"], "the revert");
     run(&mut s, vec![hashed("app", "t1")]);
     assert_eq!(s.live().len(), 1, "the revert is not in the pods yet: {:?}", s.live());
     let a = step(&mut s, sync_failed());
-    assert_eq!(acts(&a), ["hash app "]);
+    assert_eq!(acts(&a), ["hash app www/a"]);
     assert_eq!(s.live().len(), 1, "until the rollout, the pods still run the edit (said at exit)");
     let a = step(&mut s, hashed("app", "t1"));
     assert!(!reports(&a).iter().any(|r| matches!(r, Report::Unchanged { .. })), "{a:?}");
@@ -446,7 +479,7 @@ fn a_restore_that_reaches_no_pod_rolls_out_even_to_the_deployed_tag() {
     assert_eq!(run(&mut s, vec![changed_paths("app", &["www/b"])]), Vec::<String>::new());
     assert_eq!(run(&mut s, vec![hashed("app", "t1")]), ["hash app www/b"]);
     assert_eq!(run(&mut s, vec![hashed("app", "t3"), built("app", "t3"), rolled("app", "t3", true)]), ["build app t3", "deploy app t3"]);
-    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/c"])]), ["sync app www/c", "hash app www/c"], "syncing again after it");
+    assert_eq!(run(&mut s, vec![changed_paths("app", &["www/c"])]), ["sync app www/c"], "syncing again after it");
 }
 
 #[test]
