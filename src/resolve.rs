@@ -36,29 +36,31 @@ pub fn load(path: &Path, kube_context: Option<&str>) -> Result<Config, config::E
     }
     config::contexts::check(&cfg, &text)?;
     crate::docker::settle(&mut cfg, &text, kube_context);
-    if cfg.registry.load == Load::Docker {
-        cfg.registry.engine = Some(match crate::docker::engine_of(&cfg.buildkit, &crate::docker::Env::current()) {
-            Some(Ok(engine)) => engine,
-            Some(Err(m)) => return Err(located(path, "buildkit.addr", m)),
-            None => {
-                return Err(config::located_in(
-                    path,
-                    &text,
-                    "registry",
-                    "load",
-                    "load = true loads images into Docker Engine's image store, which only its own BuildKit can \
-                     do: set [buildkit] addr = \"docker://\" (or leave addr unset with Docker Engine running), \
-                     or push to a registry instead"
-                        .into(),
-                ))
-            }
-        });
-    }
+    docker_engine(&mut cfg, &text, &crate::docker::Env::current())?;
     if let Some(ns) = &cfg.kube.namespace {
         let ns = crate::cluster::namespace::resolve(ns, &cfg.root).map_err(|m| located(path, "kube.namespace", m))?;
         cfg.kube.namespace = Some(ns);
     }
     Ok(cfg)
+}
+
+/// For `load = true`: the Docker Engine images are loaded into, found once (`env`: DOCKER_HOST and its TLS
+/// files); a config error naming `registry.load` when BuildKit is not that engine's.
+fn docker_engine(cfg: &mut Config, text: &str, env: &crate::docker::Env) -> Result<(), config::Error> {
+    if cfg.registry.load != Load::Docker {
+        return Ok(());
+    }
+    cfg.registry.engine = Some(match crate::docker::engine_of(&cfg.buildkit, env) {
+        Some(Ok(engine)) => engine,
+        Some(Err(m)) => return Err(located(&cfg.path, "buildkit.addr", m)),
+        None => {
+            let m = "load = true loads images into Docker Engine's image store, which only its own BuildKit can do: \
+                     set [buildkit] addr = \"docker://\" (or leave addr unset with Docker Engine running), or push to a \
+                     registry instead";
+            return Err(config::located_in(&cfg.path, text, "registry", "load", m.into()));
+        }
+    });
+    Ok(())
 }
 
 /// Loads the config again for a running `up` (`kube_context`: the context it runs on), keeping the registry
@@ -162,13 +164,16 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("devloop.toml");
         let text = "[buildkit]\naddr = \"unix:///run/buildkit.sock\"\n[registry]\nload = true\n[[image]]\nname = \"a\"\ncontext = \".\"\n";
-        std::fs::write(&path, text).unwrap();
-        let msg = super::load(&path, None).unwrap_err().to_string();
+        // The file as read, without the environment's overrides (BUILDKIT_HOST): the check alone.
+        let env = crate::docker::Env::default();
+        let mut cfg = crate::config::parse(&path, text).unwrap();
+        let msg = super::docker_engine(&mut cfg, text, &env).unwrap_err().to_string();
         assert!(msg.starts_with(&format!("{}:4:1: ", path.display())) && msg.contains("key `registry.load`"), "{msg}");
         assert!(msg.contains("docker://"), "{msg}");
         // With the engine's BuildKit, the engine is found once and every destination reads it.
-        std::fs::write(&path, text.replace("unix:///run/buildkit.sock", "docker-unix:///run/e.sock")).unwrap();
-        let cfg = super::load(&path, None).unwrap();
+        let text = text.replace("unix:///run/buildkit.sock", "docker-unix:///run/e.sock");
+        let mut cfg = crate::config::parse(&path, &text).unwrap();
+        super::docker_engine(&mut cfg, &text, &env).unwrap();
         let want = crate::docker::Addr::Unix("/run/e.sock".into());
         assert_eq!(cfg.registry.engine.as_ref(), Some(&want));
         assert!(matches!(crate::deliver::Destination::of(&cfg), crate::deliver::Destination::Docker { engine } if engine == want));
