@@ -67,6 +67,9 @@ pub enum Event {
     /// Building `tag` could not start: BuildKit or the registry did not answer (`error` says which, where).
     /// Nothing ran; the core decides when to try again.
     BuildDeferred { image: String, tag: String, error: String },
+    /// Deploying `tag` could not go on: the API server did not answer (`error`). The core decides when to try
+    /// again.
+    DeployDeferred { image: String, tag: String, error: String },
     /// Files changed while BuildKit read them (a save mid-build): the build is void, nothing was pushed.
     BuildStale { image: String, tag: String, reason: String, at: Instant },
     /// The rollout of `tag` ended.
@@ -116,8 +119,8 @@ pub enum Action {
     /// The image is no longer configured: stop what runs for it (log streams, pod watch) and drop what is
     /// kept for it (its hashed tree, its deployed reference).
     Forget(String),
-    /// Roll the image's workloads to this tag.
-    Deploy { image: String, tag: String, digest: String },
+    /// Roll the image's workloads to this tag, once `after` has passed (a retry's backoff; zero at first).
+    Deploy { image: String, tag: String, digest: String, after: Duration },
     /// The rollout of `tag` failed: put back what ran before it, as its deployers said how.
     RollBack { image: String, tag: String, undo: Vec<Undo> },
     /// Copy these context paths (deleting those gone from disk; a directory with what `filter` lets through
@@ -164,6 +167,12 @@ pub enum Report {
 /// at most 32 s — soon enough to notice a restarted buildkitd, rare enough not to flood its log.
 pub fn retry_after(n: u32) -> Duration {
     Duration::from_secs(1 << n.saturating_sub(1).min(5))
+}
+
+/// The same for a deploy whose API server did not answer, at most 16 s: a restarting API server or a laptop
+/// waking up is back within seconds, and the save is waiting to be served.
+pub fn deploy_retry_after(n: u32) -> Duration {
+    retry_after(n).min(Duration::from_secs(16))
 }
 
 /// A crash this soon after a rollout succeeded is taken for the rollout's failure (a crash after the settle
@@ -249,6 +258,8 @@ struct ImageState {
     /// The filter `building` was hashed with, for a retry; and how many tries found no server.
     build_filter: Option<Hashed>,
     retries: u32,
+    /// Tries of the rollout under way that found no API server.
+    deploy_retries: u32,
     deploying: Option<String>,
     /// The digest of `deploying`.
     deploying_digest: Option<String>,
@@ -469,6 +480,17 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
             out.push(Action::Report(Report::Retrying { image: image.clone(), error, after }));
             out.push(Action::Build { image, tag, filter, after });
         }
+        Event::DeployDeferred { image, tag, error } => {
+            let Some(s) = state.images.get_mut(&image) else { return out };
+            if s.deploying.as_ref() != Some(&tag) || s.undoing {
+                return out;
+            }
+            let Some(digest) = s.deploying_digest.clone() else { return out };
+            s.deploy_retries += 1;
+            let after = deploy_retry_after(s.deploy_retries);
+            out.push(Action::Report(Report::Retrying { image: image.clone(), error, after }));
+            out.push(Action::Deploy { image, tag, digest, after });
+        }
         Event::BuildStale { image, tag, reason, at } => {
             let Some(s) = state.images.get_mut(&image) else { return out };
             if s.building.as_ref() != Some(&tag) {
@@ -563,7 +585,8 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
 fn deploy(s: &mut ImageState, image: String, tag: String, digest: String, out: &mut Vec<Action>) {
     s.deploying = Some(tag.clone());
     s.deploying_digest = Some(digest.clone());
-    out.push(Action::Deploy { image, tag, digest });
+    s.deploy_retries = 0;
+    out.push(Action::Deploy { image, tag, digest, after: Duration::ZERO });
 }
 
 /// Pods of `tag` crashed after its rollout succeeded. Only the tag the image runs, with no rollout under way

@@ -211,42 +211,38 @@ pub async fn watch_for_crash(
     let _ = events.send(Event::Crashed { image, tag, error, at: Instant::now(), rollback }).await;
 }
 
-/// `up`'s worker for [`decide::Action::Deploy`]: deploys `tag` through the image's deployers and reports
-/// [`Event::RolledOut`] (with what would undo a failed rollout); after a good one, follows the new pods'
-/// logs and watches them for a crash.
-pub(super) async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String, logs: CancellationToken) {
+/// `up`'s worker for [`decide::Action::Deploy`]: once `after` has passed, deploys `tag` through the image's
+/// deployers and reports [`Event::RolledOut`] (with what would undo a failed rollout), or
+/// [`Event::DeployDeferred`] when the API server did not answer (the core decides when to try again); after a
+/// good rollout, follows the new pods' logs and watches them for a crash.
+pub(super) async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, digest: String, logs: CancellationToken, after: Duration) {
+    if until(&logs, tokio::time::sleep(after)).await.is_none() {
+        return; // `up` is stopping, or the image is gone
+    }
     let started = Instant::now();
     let began = k8s_openapi::jiff::Timestamp::now();
     let (cfg, deployers) = (ctx.config(), ctx.deployers());
     let reference = reference(&cfg, &image, &tag, &digest);
     let mut references = ctx.references();
     references.insert(image.clone(), reference.clone());
-    let mut attempt = 0;
     let (latest, name, rolling) = (ctx.progress.clone(), image.clone(), tag.clone());
     let progress: deploy::rollout::OnProgress =
         Arc::new(move |deployment, what| latest.tell(&name, &rolling, decide::Progress::Waiting(format!("{deployment}: {what}"))));
     // The rollout watch tells the core what it waits for (the status block and the page show it).
     let deploying = async {
-        loop {
-            let mut lines = LineWriter { ui: ctx.out.clone(), image: image.clone(), buf: Vec::new() };
-            // A failed rollout is not undone here: its undo goes to the core, which decides.
-            let r = deploy_image(&cfg, &deployers, &ctx.target, &image, &references, &mut lines, None, None).await;
-            match r {
-                Err(ref e) if api_unreachable(e) && !logs.is_cancelled() => {
-                    // The API server is down (restarting, a laptop waking up): wait and try again.
-                    let wait = Duration::from_secs(1 << attempt.min(4));
-                    ctx.out.line(&image, "retry", &format!("the API server is unreachable ({e}); retrying in {}s", wait.as_secs()));
-                    tokio::select! {
-                        _ = logs.cancelled() => break r,
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                    attempt += 1;
-                }
-                r => break r,
-            }
-        }
+        let mut lines = LineWriter { ui: ctx.out.clone(), image: image.clone(), buf: Vec::new() };
+        // A failed rollout is not undone here: its undo goes to the core, which decides.
+        deploy_image(&cfg, &deployers, &ctx.target, &image, &references, &mut lines, None, None).await
     };
     let result = deploy::rollout::ON_PROGRESS.scope(progress, deploying).await;
+    if let Err(e) = &result {
+        if api_unreachable(e) && !logs.is_cancelled() {
+            // The API server is down (restarting, a laptop waking up): nothing was judged.
+            let error = format!("the API server is unreachable ({e})");
+            let _ = ctx.events.send(Event::DeployDeferred { image, tag, error }).await;
+            return;
+        }
+    }
     // The core reports a deploy's own error (once, whole) with the rollout's result.
     let (deployed, error) = match result {
         Ok(d) => (d, None),

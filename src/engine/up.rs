@@ -275,12 +275,12 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
                             t.cancel();
                         }
                     }
-                    Action::Deploy { image, tag, digest } => {
+                    Action::Deploy { image, tag, digest, after } => {
                         let token = stop.child_token();
                         if let Some(old) = logs.insert(image.clone(), token.clone()) {
                             old.cancel(); // the previous pods' logs
                         }
-                        tasks.spawn(super::deploy::deploy_worker(ctx.clone(), image, tag, digest, token));
+                        tasks.spawn(super::deploy::deploy_worker(ctx.clone(), image, tag, digest, token, after));
                     }
                     Action::RollBack { image, tag, undo } => {
                         tasks.spawn(super::deploy::rollback_worker(ctx.clone(), image, tag, undo));

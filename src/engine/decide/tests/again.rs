@@ -92,3 +92,30 @@ fn a_failed_rollback_after_a_crash_is_not_undone() {
     assert_eq!(acts(&a), Vec::<String>::new(), "{a:?}");
     assert!(!s.busy());
 }
+
+/// The API server down during a rollout: the core decides the next try (doubling, at most 16 s) with the same
+/// tag and digest; the image stays busy meanwhile (a build done then waits), and the rollout that gets through
+/// ends it as any rollout.
+#[test]
+fn a_deploy_with_no_api_server_is_retried_by_the_core_and_what_comes_meanwhile_waits() {
+    let mut s = deployed_at_t1();
+    run(&mut s, vec![changed(&["app"]), hashed("app", "t2"), built("app", "t2")]);
+    let deferred = |tag: &str| Event::DeployDeferred { image: "app".into(), tag: tag.into(), error: "the API server is unreachable (connection refused)".into() };
+    let mut waits = Vec::new();
+    for _ in 0..6 {
+        let a = step(&mut s, deferred("t2"));
+        let Some(Action::Deploy { tag, digest, after, .. }) = a.iter().find(|a| matches!(a, Action::Deploy { .. })) else { panic!("{a:?}") };
+        assert_eq!((tag.as_str(), digest.as_str()), ("t2", "sha256:t2"));
+        assert!(matches!(reports(&a).as_slice(), [Report::Retrying { after: said, .. }] if said == after), "{a:?}");
+        waits.push(after.as_secs());
+    }
+    assert_eq!(waits, [1, 2, 4, 8, 16, 16]);
+    assert!(s.busy());
+    // A save meanwhile is built, and waits for the rollout; a deferral of another tag is not retried.
+    assert_eq!(run(&mut s, vec![changed(&["app"]), hashed("app", "t3"), built("app", "t3")]), ["hash app", "build app t3"]);
+    assert_eq!(run(&mut s, vec![deferred("t3")]), Vec::<String>::new());
+    assert_eq!(run(&mut s, vec![rolled("app", "t2", true)]), ["deploy app t3"]);
+    // The next rollout's first retry waits 1 s again.
+    let a = step(&mut s, deferred("t3"));
+    assert!(a.iter().any(|a| matches!(a, Action::Deploy { after, .. } if *after == Duration::from_secs(1))), "{a:?}");
+}
