@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 
 use super::decide::{self, Event};
 use super::up::Ctx;
@@ -177,8 +177,8 @@ async fn mark(ctx: Arc<Ctx>, pods: BTreeSet<String>) {
 /// Deployment replaces it from the image.
 pub(super) async fn replace_stale(ctx: Arc<Ctx>, image: String, reference: String) {
     let api: Api<Pod> = Api::namespaced(ctx.target.client.clone(), &ctx.target.namespace);
-    let Ok(list) = api.list(&ListParams::default()).await else { return };
-    for p in list.items {
+    // The namespace's one pod watch (its first listing awaited): the pods as they are now.
+    for p in ctx.target.pods().pods().await {
         let marked = p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(SYNCED));
         if !marked || p.metadata.deletion_timestamp.is_some() || sync::pods::containers(&p, &reference).is_empty() {
             continue;
