@@ -121,6 +121,10 @@ pub enum Action {
     Forget(String),
     /// Roll the image's workloads to this tag, once `after` has passed (a retry's backoff; zero at first).
     Deploy { image: String, tag: String, digest: String, after: Duration },
+    /// A rollout to `reference` succeeded: replace the pods it left in place that run files synced earlier
+    /// (by this `up` or an earlier one; they hold what no image does), and, `warm` (the image syncs), open the
+    /// sync sessions into its containers now rather than at the first save.
+    ReplaceStale { image: String, reference: String, warm: bool },
     /// The rollout of `tag` failed: put back what ran before it, as its deployers said how.
     RollBack { image: String, tag: String, undo: Vec<Undo> },
     /// Copy these context paths (deleting those gone from disk; a directory with what `filter` lets through
@@ -515,6 +519,7 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
             }
         }
         Event::RolledOut { image, tag, ok, took, at, pod, reference, error, reason, undo } => {
+            let warm = state.rules.contains_key(&image);
             let Some(s) = state.images.get_mut(&image) else { return out };
             if s.deploying.as_ref() != Some(&tag) || s.undoing {
                 return out;
@@ -522,6 +527,7 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
             s.deploying = None;
             let digest = s.deploying_digest.take().unwrap_or_default();
             if ok {
+                out.push(Action::ReplaceStale { image: image.clone(), reference: reference.clone(), warm });
                 s.running = Some(reference);
             }
             let was_rollback = std::mem::take(&mut s.rolling_back);

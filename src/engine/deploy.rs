@@ -264,13 +264,6 @@ pub(super) async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, dig
     let ev = Event::RolledOut { image: image.clone(), tag: tag.clone(), ok, took, at, pod, reference: reference.clone(), error, reason, undo };
     let _ = ctx.events.send(ev).await;
     if ok {
-        // Pods the rollout left in place may still run files synced earlier (by this or an earlier `up`).
-        if ctx.config().image(&image).is_some_and(|i| !i.sync.is_empty()) {
-            tokio::spawn(super::live::replace_stale(ctx.clone(), image.clone(), reference.clone()));
-            if !ctx.no_sync {
-                tokio::spawn(super::live::warm(ctx.clone(), image.clone(), reference.clone()));
-            }
-        }
         let rollback = deployers.rolls_back(&image);
         for r in rolled {
             // A crash after the rollout is told too (a line, the status block, the page) and handled by the core.

@@ -282,6 +282,12 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
                         }
                         tasks.spawn(super::deploy::deploy_worker(ctx.clone(), image, tag, digest, token, after));
                     }
+                    Action::ReplaceStale { image, reference, warm } => {
+                        tasks.spawn(super::live::replace_stale(ctx.clone(), image.clone(), reference.clone()));
+                        if warm {
+                            tasks.spawn(super::live::warm(ctx.clone(), image, reference));
+                        }
+                    }
                     Action::RollBack { image, tag, undo } => {
                         tasks.spawn(super::deploy::rollback_worker(ctx.clone(), image, tag, undo));
                     }

@@ -43,7 +43,7 @@ fn acts(actions: &[Action]) -> Vec<String> {
             Action::Sync { image, paths, pods: Some(pods), .. } => {
                 Some(format!("replay {image} {} → {}", paths.iter().cloned().collect::<Vec<_>>().join(","), pods.iter().cloned().collect::<Vec<_>>().join(",")))
             }
-            Action::Report(_) => None,
+            Action::Report(_) | Action::ReplaceStale { .. } => None,
         })
         .collect()
 }
@@ -149,7 +149,7 @@ fn only_changed_images_are_touched_and_summaries_carry_the_figures() {
     assert_eq!(run(&mut s, vec![changed(&["b"]), hashed("b", "b2"), built("b", "b2")]), ["hash b", "build b b2", "deploy b b2"]);
     let stages = PodStages { created: Some(Duration::from_millis(20)), running: Some(Duration::from_millis(400)), ready: Some(Duration::from_millis(900)) };
     let a = step(&mut s, Event::RolledOut { image: "b".into(), tag: "b2".into(), ok: true, took: Duration::from_secs(1), at: Instant::now(), pod: stages, reference: String::new(), error: None, reason: None, undo: vec![] });
-    let [Action::Report(Report::Iteration(sum))] = a.as_slice() else { panic!("{a:?}") };
+    let [Action::ReplaceStale { .. }, Action::Report(Report::Iteration(sum))] = a.as_slice() else { panic!("{a:?}") };
     assert_eq!((sum.image.as_str(), sum.tag.as_str(), sum.steps), ("b", "b2", (5, 3)));
     assert_eq!((sum.hash, sum.build, sum.rollout), (Duration::from_millis(3), Duration::from_millis(500), Duration::from_secs(1)));
     assert_eq!((sum.export, sum.pod), (Some(Duration::from_millis(120)), stages), "where the time went");
@@ -166,12 +166,12 @@ fn the_iteration_counts_the_debounce_of_the_batch_that_started_it_not_of_later_o
     // A second batch while the first is hashed joins the same iteration: its wait is not the iteration's.
     run(&mut s, vec![batch(250), batch(90), hashed("app", "t2"), hashed("app", "t2"), built("app", "t2")]);
     let a = step(&mut s, Event::RolledOut { image: "app".into(), tag: "t2".into(), ok: true, took: Duration::from_secs(1), at: Instant::now(), pod: PodStages::default(), reference: String::new(), error: None, reason: None, undo: vec![] });
-    let [Action::Report(Report::Iteration(sum))] = a.as_slice() else { panic!("{a:?}") };
+    let [Action::ReplaceStale { .. }, Action::Report(Report::Iteration(sum))] = a.as_slice() else { panic!("{a:?}") };
     assert_eq!(sum.debounce, Duration::from_millis(250));
     // The next iteration starts afresh.
     run(&mut s, vec![batch(40), hashed("app", "t3"), built("app", "t3")]);
     let a = step(&mut s, Event::RolledOut { image: "app".into(), tag: "t3".into(), ok: true, took: Duration::from_secs(1), at: Instant::now(), pod: PodStages::default(), reference: String::new(), error: None, reason: None, undo: vec![] });
-    let [Action::Report(Report::Iteration(sum))] = a.as_slice() else { panic!("{a:?}") };
+    let [Action::ReplaceStale { .. }, Action::Report(Report::Iteration(sum))] = a.as_slice() else { panic!("{a:?}") };
     assert_eq!(sum.debounce, Duration::from_millis(40));
 }
 
@@ -619,3 +619,5 @@ fn the_core_alone_says_which_reference_each_image_runs_and_reports_a_deploy_erro
 
 /// Failures the core answers by trying again or undoing: a build with no server, a failed rollout.
 mod again;
+/// What the core has done after a rollout succeeds.
+mod after;
