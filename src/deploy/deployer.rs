@@ -104,8 +104,8 @@ pub struct Rolled {
     pub deployment: String,
     /// The references to devloop's images the deployer rendered into its pod template.
     pub refs: Vec<String>,
-    /// The label selector of its pods (the pods this deployer owns), when it was read.
-    pub selector: Option<std::collections::BTreeMap<String, String>>,
+    /// The label selector of its pods (the Deployment's `matchLabels`: the pods this deployer owns).
+    pub selector: std::collections::BTreeMap<String, String>,
     /// When its first new pod reached each stage (empty if it did not roll or failed).
     pub timeline: Timeline,
     /// Why its rollout failed, as the watch judged it (`Exited (pod p, container c): exited with code 3`).
@@ -120,7 +120,7 @@ impl Rolled {
             Verdict::Progressing(w) => (Timeline::default(), Some(format!("not finished: {w}"))),
             Verdict::Done { timeline, .. } => (*timeline, None),
         };
-        Rolled { deployment: deployment.to_string(), refs: refs.to_vec(), selector: Some(selector), timeline, failure }
+        Rolled { deployment: deployment.to_string(), refs: refs.to_vec(), selector, timeline, failure }
     }
 }
 

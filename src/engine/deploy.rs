@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::Instant;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use tokio::sync::mpsc;
@@ -179,26 +178,14 @@ pub async fn watch_for_crash(
 ) {
     let what = format!("deployment {}/{}", t.namespace, rolled.deployment);
     let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
-    let deployments: Api<Deployment> = Api::namespaced(t.client.clone(), &t.namespace);
     let refs = [reference];
-    let failure = loop {
-        let watched = async {
-            let selector = match &rolled.selector {
-                Some(s) => s.clone(),
-                None => cluster::selector_labels(&deployments.get(&rolled.deployment).await.map_err(|e| e.to_string())?),
-            };
-            rollout::guard(&t.pods(), &pods, &selector, &refs, since).await.map_err(|e| e.to_string())
-        };
-        match until(&stop, watched).await {
-            None => return,
-            Some(Ok(f)) => break f,
-            Some(Err(e)) => {
-                // The API server went away for a moment: watch again (restarts meanwhile count from then).
-                tracing::info!("watching the pods of {what} for a crash: {e}; again in 2s");
-                if until(&stop, tokio::time::sleep(std::time::Duration::from_secs(2))).await.is_none() {
-                    return;
-                }
-            }
+    // The namespace's pod watch reconnects by itself (an API server restart): nothing to retry here.
+    let failure = match until(&stop, rollout::guard(&t.pods(), &pods, &rolled.selector, &refs, since)).await {
+        None => return,
+        Some(Ok(f)) => f,
+        Some(Err(e)) => {
+            tracing::info!("watching the pods of {what} for a crash: {e}");
+            return;
         }
     };
     let mut error = format!("{what}: {}{}: {}", failure.reason, place(&failure), failure.message);
@@ -267,7 +254,7 @@ pub(super) async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, dig
         let rollback = deployers.rolls_back(&image);
         for r in rolled {
             // A crash after the rollout is told too (a line, the status block, the page) and handled by the core.
-            follow_logs(&ctx, &r, &image, &reference, &logs).await;
+            follow_logs(&ctx, &r, &image, &reference, &logs);
             let (t, events) = (ctx.target.clone(), ctx.events.clone());
             let crash = watch_for_crash(t, r, image.clone(), tag.clone(), reference.clone(), rollback, began, events, logs.clone());
             tokio::spawn(crash);
@@ -329,16 +316,8 @@ fn api_unreachable(e: &Error) -> bool {
 
 /// Follows the logs of the rolled Deployment's pods (by its selector: the pods its deployer owns) that run
 /// `reference`, as they come and restart, read from the namespace's one pod watch.
-async fn follow_logs(ctx: &Ctx, rolled: &deploy::deployer::Rolled, image: &str, reference: &str, cancel: &CancellationToken) {
-    use k8s_openapi::api::apps::v1::Deployment;
-    let t = &ctx.target;
-    let selector = match &rolled.selector {
-        Some(s) => s.clone(),
-        None => match kube::Api::<Deployment>::namespaced(t.client.clone(), &t.namespace).get(&rolled.deployment).await {
-            Ok(dep) => cluster::selector_labels(&dep),
-            Err(_) => return,
-        },
-    };
+fn follow_logs(ctx: &Ctx, rolled: &deploy::deployer::Rolled, image: &str, reference: &str, cancel: &CancellationToken) {
+    let (t, selector) = (&ctx.target, rolled.selector.clone());
     let say = out::say(&ctx.out, image, "log");
     tokio::spawn(forward::logs::follow(t.pods(), t.clone(), selector, reference.to_string(), say, cancel.clone()));
 }

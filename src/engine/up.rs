@@ -63,8 +63,6 @@ pub(super) struct Ctx {
     /// The reference each image's last successful rollout put in place, as the core last said (it alone
     /// keeps it: `decide::State::references`, published after every step).
     deployed: tokio::sync::watch::Receiver<BTreeMap<String, String>>,
-    /// The namespace's one pod watch, shared by the port-forwards and every image's live update.
-    pods: Arc<crate::cluster::pods::Reflector>,
     /// Per image, the watch of the pods syncs go to (started by the first sync).
     pub(super) pod_watches: std::sync::Mutex<HashMap<String, Arc<crate::sync::pods::PodWatch>>>,
     /// Per container, the shell syncs are sent to.
@@ -97,7 +95,7 @@ impl Ctx {
     }
     /// The namespace's pod watch.
     pub(super) fn pods(&self) -> Arc<crate::cluster::pods::Reflector> {
-        self.pods.clone()
+        self.target.pods()
     }
     /// Waits (at most 10 s) until the core has published `reference` as `image`'s.
     pub(super) async fn published(&self, image: &str, reference: &str) {
@@ -198,7 +196,6 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
         overflowed,
         deployed: deployed_rx,
         pod_watches: Default::default(),
-        pods,
         sessions: Default::default(),
         no_sync: opts.no_sync,
         progress: Default::default(),

@@ -34,7 +34,7 @@ impl Deployer {
         let refs = vec![reference.to_string()];
         if previous == reference && set_policy.is_none() && secret.is_none() {
             let _ = writeln!(out, "{image}: {what} already runs {reference}, nothing to do");
-            let rolled = Rolled { deployment: name.into(), refs, selector: Some(selector_labels(&dep)), ..Default::default() };
+            let rolled = Rolled { deployment: name.into(), refs, selector: selector_labels(&dep), ..Default::default() };
             return Ok(Deployed { ok: true, rolled: vec![rolled], undo: vec![] });
         }
         if let Some(h) = &set_policy {

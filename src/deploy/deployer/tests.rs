@@ -87,7 +87,7 @@ fn a_failed_rollout_is_described_with_where_it_shows() {
     let labels = std::collections::BTreeMap::from([("app".to_string(), "web".to_string())]);
     let r = Rolled::of("web", &["reg:5000/web:t".into()], labels.clone(), &Verdict::Failed(f.clone()));
     assert_eq!(r.failure.as_deref(), Some("Exited (pod p, container web): exited with code 3"));
-    assert_eq!((r.selector.as_ref(), r.refs.as_slice()), (Some(&labels), ["reg:5000/web:t".to_string()].as_slice()));
+    assert_eq!((&r.selector, r.refs.as_slice()), (&labels, ["reg:5000/web:t".to_string()].as_slice()));
     let mut out = Vec::new();
     assert!(!report(&mut out, "web", "deployment ns/web", Instant::now(), &Verdict::Failed(f)));
     let out = String::from_utf8(out).unwrap();
