@@ -81,6 +81,18 @@ pub fn state_line(s: &SyncSummary) -> String {
     }
 }
 
+/// What `up` leaves behind when it stops without `--cleanup`: which pods run files synced on top of which
+/// image, and what brings the real image back.
+fn left_synced_text(tag: &str, synced: usize, content: Option<&str>, pods: &[String]) -> String {
+    let content = content.map(|c| format!(" (content {})", &c[..c.len().min(12)])).unwrap_or_default();
+    let which = if pods.is_empty() { "the running pods are".to_string() } else { format!("pod(s) {} are", pods.join(", ")) };
+    format!(
+        "{which} left as they are: image {} + {synced} synced file(s){content}, which no image holds; \
+         the next `devloop up` or `devloop deploy` rolls out the real image",
+        &tag[..tag.len().min(12)]
+    )
+}
+
 /// What a crash after a rollout says: where, how, its last lines, and what devloop does about it.
 fn crash_text(image: &str, tag: &str, error: &str, after: Duration, rollback: Option<&str>, late: bool) -> String {
     let mut text = format!("{image}: {tag} CRASHED {} after its rollout: ", short(after));
@@ -245,6 +257,13 @@ impl Ui {
                 self.emit(&format!("{image}: rolled back: {tag} runs again"), json!({"event": "rolled-back", "image": image, "tag": tag}))
             }
             Report::Retrying { image, error, after } => self.line(image, "retry", &format!("{error}; retrying in {}s", after.as_secs())),
+            Report::LeftSynced { image, tag, synced, content, pods } => {
+                let text = left_synced_text(tag, *synced, content.as_deref(), pods);
+                self.emit(
+                    &format!("{image}: {text}"),
+                    json!({"event": "synced-left", "image": image, "message": text, "tag": tag, "synced": synced, "content": content, "pods": pods}),
+                )
+            }
         }
     }
 }

@@ -103,6 +103,7 @@ fn a_save_is_synced_into_the_running_pod_without_a_build_and_the_state_is_told()
     let rest: Vec<serde_json::Value> = up.events.try_iter().collect();
     let left = rest.iter().find(|e| e["event"] == "synced-left").unwrap_or_else(|| panic!("no synced-left in {rest:#?}"));
     assert!(left["message"].as_str().unwrap().contains("+ 1 synced file(s)"), "{left}");
+    assert_eq!(left["pods"], serde_json::json!([rolled]), "the pod the sync reached, by name: {left}");
     assert_eq!(live_pods(&ns.0, "hello"), std::slice::from_ref(&rolled));
     assert!(page(&ns.0, &rolled).unwrap().contains("synced-2"), "left as it was");
 }

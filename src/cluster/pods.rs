@@ -18,6 +18,81 @@ pub fn selected(p: &Pod, selector: &std::collections::BTreeMap<String, String>) 
     selector.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
 }
 
+/// One run of one container of a pod: a restart starts another (from the image again, with its own logs),
+/// and a pod replaced under the same name is another pod (another uid).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Incarnation {
+    /// The pod's uid.
+    pub uid: String,
+    /// The pod's name.
+    pub pod: String,
+    /// The container.
+    pub container: String,
+    /// Its restart count when this run started.
+    pub restarts: i32,
+}
+
+/// What the layers above need to know of a pod, as plain data: which containers run which image, and how
+/// each is doing. The core keeps these (not the API objects), so it is unit-tested without a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodFacts {
+    /// Its uid.
+    pub uid: String,
+    /// Its name.
+    pub name: String,
+    /// It is being deleted: nothing new goes into it.
+    pub deleting: bool,
+    /// Its containers, in spec order.
+    pub containers: Vec<ContainerFacts>,
+}
+
+/// One container of a [`PodFacts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerFacts {
+    /// Its name.
+    pub name: String,
+    /// The image reference its spec asks for.
+    pub image: String,
+    /// It runs now.
+    pub running: bool,
+    /// It is Ready.
+    pub ready: bool,
+    /// How often it restarted.
+    pub restarts: i32,
+}
+
+impl PodFacts {
+    /// The facts of `p`; none for a pod without a name or uid (not one the API server returned).
+    pub fn of(p: &Pod) -> Option<PodFacts> {
+        let statuses = p.status.as_ref().and_then(|s| s.container_statuses.as_deref()).unwrap_or_default();
+        let containers = p.spec.iter().flat_map(|s| &s.containers).map(|c| {
+            let status = statuses.iter().find(|s| s.name == c.name);
+            ContainerFacts {
+                name: c.name.clone(),
+                image: c.image.clone().unwrap_or_default(),
+                running: status.and_then(|s| s.state.as_ref()).is_some_and(|s| s.running.is_some()),
+                ready: status.is_some_and(|s| s.ready),
+                restarts: status.map_or(0, |s| s.restart_count),
+            }
+        });
+        Some(PodFacts {
+            uid: p.metadata.uid.clone()?,
+            name: p.metadata.name.clone()?,
+            deleting: p.metadata.deletion_timestamp.is_some(),
+            containers: containers.collect(),
+        })
+    }
+
+    /// The runs of the containers that run `reference` now, unless the pod is going away. Ready or not: a
+    /// pod a sync made un-Ready (the file its readiness probe reads deleted) is healed by the next sync.
+    pub fn running<'a>(&'a self, reference: &'a str) -> impl Iterator<Item = (Incarnation, &'a ContainerFacts)> + 'a {
+        self.containers.iter().filter(move |c| !self.deleting && c.running && c.image == reference).map(|c| {
+            let run = Incarnation { uid: self.uid.clone(), pod: self.name.clone(), container: c.name.clone(), restarts: c.restarts };
+            (run, c)
+        })
+    }
+}
+
 /// What happened to one of a namespace's pods, as the [`Reflector`] tells its subscribers.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -105,5 +180,30 @@ mod tests {
         assert!(!selected(&pod(serde_json::json!({"app": "hello"})), &sel), "a label missing");
         assert!(!selected(&pod(serde_json::json!({"app": "hello", "tier": "db"})), &sel), "a label with another value");
         assert!(!selected(&pod(serde_json::Value::Null), &sel), "no labels");
+    }
+
+    /// `web` runs `image` in `state`, after `restarts` restarts; `side` runs another image.
+    fn with_web(image: &str, state: &str, restarts: i32, deleting: bool) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "uid": "u1", "deletionTimestamp": if deleting { Some("2026-01-01T00:00:09Z") } else { None }},
+            "spec": {"containers": [{"name": "web", "image": image}, {"name": "side", "image": "other"}]},
+            "status": {"containerStatuses": [
+                {"name": "side", "image": "other", "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}},
+                {"name": "web", "image": image, "imageID": "", "ready": state == "running", "restartCount": restarts, "state": {state: {}}},
+            ]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_runs_of_a_reference_are_its_running_containers_each_restart_another_run() {
+        let runs = |p: &Pod, r: &str| PodFacts::of(p).unwrap().running(r).map(|(i, _)| format!("{}/{}#{}", i.pod, i.container, i.restarts)).collect::<Vec<_>>();
+        assert_eq!(runs(&with_web("r/app:t1", "running", 0, false), "r/app:t1"), ["p/web#0"], "the sidecar of another image is not one");
+        assert_eq!(runs(&with_web("r/app:t1", "running", 2, false), "r/app:t1"), ["p/web#2"], "a restart is another run");
+        assert!(runs(&with_web("r/app:t1", "waiting", 0, false), "r/app:t1").is_empty(), "not running");
+        assert!(runs(&with_web("r/app:t1", "running", 0, true), "r/app:t1").is_empty(), "going away");
+        assert!(runs(&with_web("r/app:t0", "running", 0, false), "r/app:t1").is_empty(), "another reference");
+        let facts = PodFacts::of(&with_web("r/app:t1", "running", 0, false)).unwrap();
+        assert_eq!((facts.containers[0].name.as_str(), facts.containers[0].ready), ("web", true), "spec order, statuses matched by name");
     }
 }

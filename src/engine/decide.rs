@@ -13,6 +13,10 @@
 //! (a path no rule covers, the Dockerfile, a build arg, a rescan) builds and rolls out as above, which clears
 //! the synced state.
 //!
+//! The namespace's pods come in from their one watch ([`Event::Pods`], see [`pods`]): the core alone knows
+//! which containers run each image's deployed reference, each run apart, and what was synced into each; a
+//! sync goes to the runs it names. What a rollout's end means is in [`rollout`].
+//!
 //! The changed paths travel only through here: [`Event::Changed`] brings them, [`Action::Hash`] hands them
 //! to the hasher.
 //!
@@ -27,6 +31,7 @@ use crate::config::SyncRule;
 use crate::deploy::deployer::Undo;
 use crate::filter::Filter;
 pub use crate::watch::Scope;
+pub use pods::{Incarnation, PodChange, PodFacts};
 pub use view::{Phase, Progress, Snapshot};
 
 /// The filter a tag was hashed with, which decides what its build may send. Compared by identity.
@@ -91,19 +96,22 @@ pub enum Event {
     },
     /// The [`Action::RollBack`] of the failed rollout of `tag` is done (`ok`: its own rollout succeeded).
     Undone { image: String, tag: String, ok: bool, at: Instant },
-    /// A [`Action::Sync`] is done: `files` copied and `deleted` removed in `pods` pods.
-    Synced { image: String, files: usize, deleted: usize, pods: usize, took: Duration, at: Instant },
+    /// A [`Action::Sync`] is done: `files` copied and `deleted` removed in the runs it named, but for
+    /// `missed` (gone meanwhile).
+    Synced { image: String, files: usize, deleted: usize, missed: Vec<Incarnation>, took: Duration, at: Instant },
     /// A [`Action::Sync`] failed; `unsupported`: the containers cannot take it (no `tar`), so stop syncing;
     /// `skipped`: it was not tried (too large, no container to take it), nothing was sent.
     SyncFailed { image: String, error: String, unsupported: bool, skipped: bool, at: Instant },
-    /// A pod's containers of the deployed image started running after the syncs began (a scale-up, a
-    /// restart): Ready or not, it can take the synced set.
-    PodReady { image: String, pod: String, at: Instant },
+    /// The namespace's pods changed, as its one pod watch saw ([`pods`]).
+    Pods { change: PodChange, at: Instant },
     /// A pod running `tag`, rolled out earlier, crashed (`error`: where, the exit code, its last log lines);
     /// `rollback`: the image's deploys roll a failed rollout back.
     Crashed { image: String, tag: String, error: String, at: Instant, rollback: bool },
     /// A worker's news about the build or rollout of `tag` (shown while `tag` is the one at work; see [`view`]).
     Progress { image: String, tag: String, progress: Progress },
+    /// `up` is stopping (Ctrl-C), its workers stopped; `cleanup` (`--cleanup`): what this session deployed is
+    /// to go.
+    Stopping { cleanup: bool },
 }
 
 /// Something to do.
@@ -128,10 +136,12 @@ pub enum Action {
     /// The rollout of `tag` failed: put back what ran before it, as its deployers said how.
     RollBack { image: String, tag: String, undo: Vec<Undo> },
     /// Copy these context paths (deleting those gone from disk; a directory with what `filter` lets through
-    /// below it) into the image's running containers (`pods`: only these, a replay into pods that came
-    /// later). A sync to every pod is also the image's hash: it reports [`Event::Hashed`] for what it read
-    /// before it sends.
-    Sync { image: String, paths: BTreeSet<String>, pods: Option<BTreeSet<String>>, filter: Hashed },
+    /// below it) into the containers of these runs of the deployed reference (`replay`: the synced set, into
+    /// runs that lack it). A sync that is not a replay goes to every run and is also the image's hash: it
+    /// reports [`Event::Hashed`] for what it read before it sends.
+    Sync { image: String, paths: BTreeSet<String>, into: Vec<Incarnation>, replay: bool, filter: Hashed },
+    /// Remove what this session deployed, as its deployers recorded it (`up --cleanup`, at the end).
+    CleanUp,
     /// Tell the user.
     Report(Report),
 }
@@ -165,6 +175,9 @@ pub enum Report {
     RolledBack { image: String, tag: String },
     /// A build could not start (`error`: which server did not answer); it is tried again `after` this.
     Retrying { image: String, error: String, after: Duration },
+    /// At the end of `up`, pods are left running files synced on top of image `tag` (`synced` paths, whose
+    /// tree has the `content` tag), which no image holds: these `pods` (empty: not known which).
+    LeftSynced { image: String, tag: String, synced: usize, content: Option<String>, pods: Vec<String> },
 }
 
 /// How long to wait before the `n`th try (1-based) of a build whose server did not answer: doubling from 1 s,
@@ -302,6 +315,8 @@ pub struct State {
     images: BTreeMap<String, ImageState>,
     /// Per image, its sync rules (none: always build).
     rules: BTreeMap<String, Arc<Vec<SyncRule>>>,
+    /// The namespace's pods, as its pod watch last said.
+    pods: pods::Pods,
     views: view::Views,
 }
 
@@ -334,6 +349,12 @@ impl State {
             .filter_map(|(i, s)| Some((i.clone(), s.deployed.clone()?, s.live.synced.len(), s.live.content.clone())))
             .collect()
     }
+    /// The pods whose containers hold the files synced on top of `image`, by name.
+    pub fn holding(&self, image: &str) -> Vec<String> {
+        let holds = self.images.get(image).filter(|s| !s.live.synced.is_empty()).map(|s| &s.live.holds);
+        let pods: BTreeSet<String> = holds.into_iter().flatten().map(|r| r.pod.clone()).collect();
+        pods.into_iter().collect()
+    }
     /// Whether anything is under way.
     pub fn busy(&self) -> bool {
         self.images.values().any(|s| s.hashing || s.building.is_some() || s.deploying.is_some() || s.live.running)
@@ -361,8 +382,16 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
                 }
             }
         }
-        Event::Synced { .. } | Event::SyncFailed { .. } | Event::PodReady { .. } => live::step(state, event, &mut out),
-        Event::Crashed { image, tag, error, at, rollback } => crashed(state, image, tag, error, at, rollback, &mut out),
+        Event::Synced { .. } | Event::SyncFailed { .. } => live::step(state, event, &mut out),
+        Event::Pods { change, at } => pods::changed(state, change, at, &mut out),
+        Event::Stopping { cleanup: true } => out.push(Action::CleanUp),
+        Event::Stopping { cleanup: false } => {
+            // Without a cleanup the pods stay as they are: say which hold what no image does.
+            for (image, tag, synced, content) in state.live() {
+                let pods = state.holding(&image);
+                out.push(Action::Report(Report::LeftSynced { image, tag, synced, content, pods }));
+            }
+        }
         Event::Reconfigured { rescan, redeploy, removed, rules, at } => {
             state.set_rules(rules);
             for image in removed {
@@ -460,7 +489,7 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
             if s.deploying.is_some() {
                 s.queued = Some((tag, digest));
             } else {
-                deploy(s, image, tag, digest, &mut out);
+                rollout::deploy(s, image, tag, digest, &mut out);
             }
         }
         Event::BuildFailed { image, tag, error, cancelled } => {
@@ -506,116 +535,9 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
             // hash again rather than wait for a change that has come and gone.
             changed(state, image, Scope::Paths(Default::default()), at, Duration::ZERO, &mut out);
         }
-        Event::Undone { image, tag, ok: _, at } => {
-            let Some(s) = state.images.get_mut(&image) else { return out };
-            if !s.undoing || s.deploying.as_ref() != Some(&tag) {
-                return out;
-            }
-            // What it said is said; the failure was reported already. One rollout at a time: the next one now.
-            (s.undoing, s.deploying) = (false, None);
-            if let Some((next, digest)) = s.queued.take().filter(|(next, _)| s.disk.as_ref() == Some(next)) {
-                s.started = Some(at);
-                deploy(s, image, next, digest, &mut out);
-            }
-        }
-        Event::RolledOut { image, tag, ok, took, at, pod, reference, error, reason, undo } => {
-            let warm = state.rules.contains_key(&image);
-            let Some(s) = state.images.get_mut(&image) else { return out };
-            if s.deploying.as_ref() != Some(&tag) || s.undoing {
-                return out;
-            }
-            s.deploying = None;
-            let digest = s.deploying_digest.take().unwrap_or_default();
-            if ok {
-                out.push(Action::ReplaceStale { image: image.clone(), reference: reference.clone(), warm });
-                s.running = Some(reference);
-            }
-            let was_rollback = std::mem::take(&mut s.rolling_back);
-            if ok && was_rollback {
-                // Not an iteration: the crash was the news, and a change may be on its way meanwhile.
-                s.deployed = Some(tag.clone());
-                s.live.rolled_out();
-                (s.good, s.rolled_at) = (Some((tag.clone(), digest)), Some(at));
-                out.push(Action::Report(Report::RolledBack { image: image.clone(), tag }));
-                if let Some((next, digest)) = s.queued.take().filter(|(next, _)| s.disk.as_ref() == Some(next)) {
-                    deploy(s, image, next, digest, &mut out);
-                }
-                return out;
-            }
-            if ok {
-                s.deployed = Some(tag.clone());
-                s.live.rolled_out();
-                s.live.reroll = false;
-                if s.good.as_ref().is_none_or(|(g, _)| *g != tag) {
-                    s.fallback = s.good.take();
-                }
-                (s.good, s.rolled_at) = (Some((tag.clone(), digest)), Some(at));
-                let mut summary = std::mem::take(&mut s.summary);
-                summary.image = image.clone();
-                summary.tag = tag.clone();
-                summary.rollout = took;
-                summary.pod = pod;
-                summary.total = s.started.map_or(took, |t0| at.saturating_duration_since(t0));
-                out.push(Action::Report(Report::Iteration(summary)));
-            } else {
-                // The Deployment now asks for `tag`, whatever its pods run: going back to the last good content
-                // must deploy that again, not be taken for "unchanged".
-                s.deployed = None;
-                s.summary = Summary::default();
-                // One report: the deploy's own error when it has one (every line of it), else the rollout's.
-                out.push(Action::Report(match error {
-                    Some(error) => Report::Failed { image: image.clone(), tag: Some(tag.clone()), error },
-                    None => Report::RolloutFailed { image: image.clone(), tag: tag.clone(), reason },
-                }));
-                // Undone where its deployers can, before anything else rolls out — but not a rollout that
-                // was itself the rollback after a crash: undoing it would put back what crashed.
-                if !undo.is_empty() && !was_rollback {
-                    (s.deploying, s.undoing, s.started) = (Some(tag.clone()), true, None);
-                    out.push(Action::RollBack { image, tag, undo });
-                    return out;
-                }
-            }
-            s.started = None;
-            if let Some((next, digest)) = s.queued.take() {
-                if s.disk.as_ref() == Some(&next) {
-                    s.started = Some(at);
-                    deploy(s, image, next, digest, &mut out);
-                }
-            }
-        }
+        Event::Undone { .. } | Event::RolledOut { .. } | Event::Crashed { .. } => rollout::step(state, event, &mut out),
     }
     out
-}
-
-/// Rolls the image out to `tag`.
-fn deploy(s: &mut ImageState, image: String, tag: String, digest: String, out: &mut Vec<Action>) {
-    s.deploying = Some(tag.clone());
-    s.deploying_digest = Some(digest.clone());
-    s.deploy_retries = 0;
-    out.push(Action::Deploy { image, tag, digest, after: Duration::ZERO });
-}
-
-/// Pods of `tag` crashed after its rollout succeeded. Only the tag the image runs, with no rollout under way
-/// (that one replaces these pods), and once: a crash loop is one report. The Deployment then asks for a tag
-/// that does not work, so the next save deploys even the same content again (as after a failed rollout); a
-/// crash within [`ROLLOUT_CRASH_WINDOW`] puts the last good tag back when `rollback`.
-fn crashed(state: &mut State, image: String, tag: String, error: String, at: Instant, rollback: bool, out: &mut Vec<Action>) {
-    let Some(s) = state.images.get_mut(&image) else { return };
-    if s.deployed.as_ref() != Some(&tag) || s.deploying.is_some() {
-        return;
-    }
-    s.deployed = None;
-    let after = s.rolled_at.map_or(Duration::ZERO, |t| at.saturating_duration_since(t));
-    let late = after >= ROLLOUT_CRASH_WINDOW;
-    // `tag` is no good: the last good one is what a later crash falls back to.
-    s.good = s.fallback.take().filter(|(t, _)| *t != tag);
-    let back = s.good.clone().filter(|_| rollback && !late);
-    out.push(Action::Report(Report::Crashed { image: image.clone(), tag, error, after, rollback: back.as_ref().map(|b| b.0.clone()), late }));
-    if let Some((tag, digest)) = back {
-        s.good = None; // good again once it is back
-        s.rolling_back = true;
-        deploy(s, image, tag, digest, out);
-    }
 }
 
 /// An image's inputs changed and need a build: hash now, or after the running hash (the changes wait in
@@ -646,6 +568,8 @@ fn hash(s: &mut ImageState, image: String, scope: Scope, out: &mut Vec<Action>) 
 }
 
 mod live;
+pub mod pods;
+mod rollout;
 pub mod view;
 
 #[cfg(test)]

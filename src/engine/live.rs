@@ -1,6 +1,7 @@
 //! `devloop up`'s live update: when a batch may close early ([`closes_early`]), carrying out
-//! [`decide::Action::Sync`] (files read once, into the tar and the hasher's tree; one script per running
-//! container, every pod in parallel) and telling, at exit, which pods were left with synced files.
+//! [`decide::Action::Sync`] (files read once, into the tar and the hasher's tree; one script into each run
+//! the core named, every pod in parallel), feeding the core the namespace's pods ([`feed_pods`]), and
+//! telling, at exit, which pods were left with synced files.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -9,28 +10,36 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 
-use super::decide::{self, Event};
+use super::decide::{self, Event, Incarnation, PodChange, PodFacts};
 use super::up::Ctx;
+use crate::cluster::pods::{Change, Reflector};
 use crate::filter::Filter;
-use crate::sync::{self, exec::Outcome, pods::PodWatch};
+use crate::sync::{self, exec::Outcome};
 
-/// The image's pod watch, started on first use.
-fn pod_watch(ctx: &Arc<Ctx>, image: &str) -> Arc<PodWatch> {
-    let mut watches = ctx.pod_watches.lock().expect("not poisoned");
-    if let Some(w) = watches.get(image) {
-        return w.clone();
+/// Tells the core every change to the namespace's pods, as its one pod watch sees them, until `cancel`:
+/// the core keeps which containers run each image and what was synced into each.
+pub(super) async fn feed_pods(pods: Arc<Reflector>, events: tokio::sync::mpsc::Sender<Event>, cancel: tokio_util::sync::CancellationToken) {
+    let mut changes = pods.subscribe();
+    let all = |list: Vec<Arc<Pod>>| PodChange::All(list.iter().filter_map(|p| PodFacts::of(p)).collect());
+    let mut next = Some(all(pods.pods().await));
+    loop {
+        if let Some(change) = next.take() {
+            if events.send(Event::Pods { change, at: Instant::now() }).await.is_err() {
+                return;
+            }
+        }
+        let change = tokio::select! {
+            _ = cancel.cancelled() => return,
+            c = changes.recv() => c,
+        };
+        next = match change {
+            Ok(Change::Applied(p)) => PodFacts::of(&p).map(PodChange::Applied),
+            Ok(Change::Deleted(p)) => p.metadata.uid.clone().map(PodChange::Deleted),
+            // A relist, or fell behind: the store has every pod as it is now (and not those gone meanwhile).
+            Ok(Change::Listed) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some(all(pods.now())),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
     }
-    let (c1, c2, i1, i2) = (ctx.clone(), ctx.clone(), image.to_string(), image.to_string());
-    let reference = move || c1.reference(&i1);
-    let became_ready = move |pod: String| {
-        let ev = Event::PodReady { image: i2.clone(), pod, at: Instant::now() };
-        // From the watch's task: never block it on a full queue.
-        let events = c2.events.clone();
-        tokio::spawn(async move { events.send(ev).await });
-    };
-    let w = Arc::new(PodWatch::start(ctx.pods(), reference, became_ready));
-    watches.insert(image.to_string(), w.clone());
-    w
 }
 
 /// Whether a batch may close after [`crate::watch::QUICK`] instead of the full debounce: every path of it
@@ -49,15 +58,16 @@ pub(super) fn closes_early(ctx: &Ctx, batch: &crate::watch::Batch) -> bool {
     })
 }
 
-/// Syncs `paths` into the image's running containers (`only`: in these pods) and reports the result to the
-/// core. A sync to every pod first puts what it read into the hasher's tree and reports the content tag
-/// ([`Event::Hashed`]), before sending: the tag describes the bytes the pods receive.
-pub(super) async fn sync_worker(ctx: Arc<Ctx>, image: String, paths: BTreeSet<String>, only: Option<BTreeSet<String>>, filter: Arc<Filter>) {
+/// Syncs `paths` into the containers of the runs `into` (`replay`: the synced set into runs that lack it)
+/// and reports the result to the core. A sync that is not a replay first puts what it read into the hasher's
+/// tree and reports the content tag ([`Event::Hashed`]), before sending: the tag describes the bytes the pods
+/// receive.
+pub(super) async fn sync_worker(ctx: Arc<Ctx>, image: String, paths: BTreeSet<String>, into: Vec<Incarnation>, replay: bool, filter: Arc<Filter>) {
     let started = Instant::now();
     // Dropping the sync on timeout drops its exec streams, which ends them in the containers' runtimes.
-    let result = tokio::time::timeout(sync::TIMEOUT, run(&ctx, &image, &paths, only.as_ref(), filter)).await.unwrap_or(Err(sync::Error::Timeout));
+    let result = tokio::time::timeout(sync::TIMEOUT, run(&ctx, &image, &paths, &into, replay, filter)).await.unwrap_or(Err(sync::Error::Timeout));
     let ev = match result {
-        Ok((files, deleted, pods)) => Event::Synced { image, files, deleted, pods, took: started.elapsed(), at: Instant::now() },
+        Ok((files, deleted, missed)) => Event::Synced { image, files, deleted, missed, took: started.elapsed(), at: Instant::now() },
         Err(e) => Event::SyncFailed { unsupported: e.unsupported(), skipped: e.skipped(), image, error: e.to_string(), at: Instant::now() },
     };
     let _ = ctx.events.send(ev).await;
@@ -88,16 +98,16 @@ fn prepare(ctx: &Ctx, img: &crate::config::Image, paths: &BTreeSet<String>, filt
     }
 }
 
-/// (entries sent, paths deleted, pods synced). A sync is done only when every running container of the
-/// deployed image has it: none to take it is an error (the core builds instead), except for a replay, whose
-/// pod will be replayed into again if it runs again.
-async fn run(ctx: &Arc<Ctx>, image: &str, paths: &BTreeSet<String>, only: Option<&BTreeSet<String>>, filter: Arc<Filter>) -> Result<(usize, usize, usize), sync::Error> {
+/// (entries sent, paths deleted, the runs that went away before they got it). A sync is done only when
+/// every run the core named has it, or is gone: a sync to every run that reached none is an error (the core
+/// builds instead); a replay's run that is gone will be replayed into again if it runs again.
+async fn run(ctx: &Arc<Ctx>, image: &str, paths: &BTreeSet<String>, into: &[Incarnation], replay: bool, filter: Arc<Filter>) -> Result<(usize, usize, Vec<Incarnation>), sync::Error> {
     let cfg = ctx.config();
     if cfg.image(image).is_none() {
-        return Ok((0, 0, 0));
+        return Ok((0, 0, Vec::new()));
     }
     let t0 = Instant::now();
-    let (c, cfg, name, paths, f, hash) = (ctx.clone(), cfg.clone(), image.to_string(), paths.clone(), filter.clone(), only.is_none());
+    let (c, cfg, name, paths, f, hash) = (ctx.clone(), cfg.clone(), image.to_string(), paths.clone(), filter.clone(), !replay);
     let (prepared, content) = tokio::task::spawn_blocking(move || prepare(&c, cfg.image(&name).expect("looked up above"), &paths, &f, hash))
         .await
         .map_err(|e| sync::Error::Exec { pod: String::new(), message: e.to_string() })??;
@@ -105,28 +115,22 @@ async fn run(ctx: &Arc<Ctx>, image: &str, paths: &BTreeSet<String>, only: Option
     if let Some(tag) = content {
         let _ = ctx.events.send(Event::Hashed { image: image.to_string(), tag, filter: decide::Hashed(filter), took: t0.elapsed() }).await;
     }
-    let Some(reference) = ctx.reference(image) else { return Ok((0, 0, 0)) };
-    let watch = pod_watch(ctx, image);
-    let targets = watch.targets(&reference, only).await;
     // Sessions into pods that are gone are closed (the watch sees the whole namespace).
-    ctx.sessions.retain(&watch.pods().await).await;
-    if targets.is_empty() && only.is_none() {
-        return Err(sync::Error::NoTakers);
-    }
-    let jobs = targets.iter().flat_map(|(pod, containers)| containers.iter().map(move |c| (pod, c))).map(|(pod, c)| {
+    ctx.sessions.retain(&ctx.pods().now().iter().filter_map(|p| p.metadata.name.clone()).collect()).await;
+    let jobs = into.iter().map(|run| {
         let prepared = &prepared;
-        async move { (pod, ctx.sessions.sync(&ctx.target, pod, c, prepared).await) }
+        async move { (run, ctx.sessions.sync(&ctx.target, &run.pod, &run.container, prepared).await) }
     });
     let results = futures::future::join_all(jobs).await;
-    let (mut synced, mut touched) = (BTreeSet::new(), BTreeSet::new());
+    let (mut missed, mut touched) = (Vec::new(), BTreeSet::new());
     let mut failed = None;
-    for (pod, r) in results {
+    for (run, r) in results {
+        let pod = &run.pod;
         match r {
             Ok(Outcome::Done) => {
-                synced.insert(pod.clone());
                 touched.insert(pod.clone());
             }
-            Ok(Outcome::Gone) => {}
+            Ok(Outcome::Gone) => missed.push(run.clone()),
             Err(e) => {
                 // It may hold part of the sync: marked all the same, so a rollout to the same tag replaces it.
                 touched.insert(pod.clone());
@@ -138,9 +142,9 @@ async fn run(ctx: &Arc<Ctx>, image: &str, paths: &BTreeSet<String>, only: Option
     tokio::spawn(mark(ctx.clone(), touched));
     match failed {
         Some(e) => Err(e),
-        // Every chosen pod went away meanwhile: nothing has it.
-        None if synced.is_empty() && only.is_none() => Err(sync::Error::NoTakers),
-        None => Ok((prepared.files, prepared.deletes.len(), synced.len())),
+        // Every run went away meanwhile: nothing has it.
+        None if missed.len() == into.len() && !replay => Err(sync::Error::NoTakers),
+        None => Ok((prepared.files, prepared.deletes.len(), missed)),
     }
 }
 
@@ -151,8 +155,9 @@ pub(super) async fn warm(ctx: Arc<Ctx>, image: String, reference: String) {
     // publishes, so it starts once that is `reference` (else the pods running it now would be taken, on
     // their next change, for pods that started later).
     ctx.published(&image, &reference).await;
-    let targets = pod_watch(&ctx, &image).targets(&reference, None).await;
-    let opens = targets.iter().flat_map(|(pod, cs)| cs.iter().map(move |c| (pod, c))).map(|(pod, c)| ctx.sessions.warm(&ctx.target, pod, c));
+    let pods = ctx.pods().pods().await;
+    let runs: Vec<Incarnation> = pods.iter().filter_map(|p| PodFacts::of(p)).flat_map(|p| p.running(&reference).map(|(run, _)| run).collect::<Vec<_>>()).collect();
+    let opens = runs.iter().map(|run| ctx.sessions.warm(&ctx.target, &run.pod, &run.container));
     futures::future::join_all(opens).await;
 }
 
@@ -180,7 +185,8 @@ pub(super) async fn replace_stale(ctx: Arc<Ctx>, image: String, reference: Strin
     // The namespace's one pod watch (its first listing awaited): the pods as they are now.
     for p in ctx.target.pods().pods().await {
         let marked = p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(SYNCED));
-        if !marked || p.metadata.deletion_timestamp.is_some() || sync::pods::containers(&p, &reference).is_empty() {
+        let runs_it = PodFacts::of(&p).is_some_and(|f| f.containers.iter().any(|c| c.image == reference));
+        if !marked || p.metadata.deletion_timestamp.is_some() || !runs_it {
             continue;
         }
         let Some(name) = p.metadata.name.clone() else { continue };
@@ -189,21 +195,5 @@ pub(super) async fn replace_stale(ctx: Arc<Ctx>, image: String, reference: Strin
             Err(e) => format!("could not delete it ({e}): delete it by hand"),
         };
         ctx.out.line(&image, "synced-stale", &format!("pod {name} runs files synced earlier, which its image does not hold: {what}"));
-    }
-}
-
-/// At exit (without `--cleanup`): the pods that run synced files keep them; say so.
-pub(super) fn left_as_they_are(ui: &super::out::Out, state: &decide::State) {
-    for (image, tag, n, content) in state.live() {
-        let content = content.map(|c| format!(" (content {})", &c[..c.len().min(12)])).unwrap_or_default();
-        ui.line(
-            &image,
-            "synced-left",
-            &format!(
-                "the running pods are left as they are: image {} + {n} synced file(s){content}, which no image holds; \
-                 the next `devloop up` or `devloop deploy` rolls out the real image",
-                &tag[..tag.len().min(12)]
-            ),
-        );
     }
 }

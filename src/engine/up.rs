@@ -63,8 +63,6 @@ pub(super) struct Ctx {
     /// The reference each image's last successful rollout put in place, as the core last said (it alone
     /// keeps it: `decide::State::references`, published after every step).
     deployed: tokio::sync::watch::Receiver<BTreeMap<String, String>>,
-    /// Per image, the watch of the pods syncs go to (started by the first sync).
-    pub(super) pod_watches: std::sync::Mutex<HashMap<String, Arc<crate::sync::pods::PodWatch>>>,
     /// Per container, the shell syncs are sent to.
     pub(super) sessions: crate::sync::session::Sessions,
     /// `--no-sync`: no sync, so no shell is opened in any container either.
@@ -106,10 +104,6 @@ impl Ctx {
     /// The reference each image's pods run, as the core last said.
     pub(super) fn references(&self) -> HashMap<String, String> {
         self.deployed.borrow().clone().into_iter().collect()
-    }
-    /// The reference `image`'s pods run, as the core last said.
-    pub(super) fn reference(&self, image: &str) -> Option<String> {
-        self.deployed.borrow().get(image).cloned()
     }
     pub(super) fn kept(&self, image: &str) -> Arc<std::sync::Mutex<KeptTree>> {
         self.trees.lock().expect("not poisoned").entry(image.to_string()).or_default().clone()
@@ -195,7 +189,6 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
         changes: change_tx,
         overflowed,
         deployed: deployed_rx,
-        pod_watches: Default::default(),
         sessions: Default::default(),
         no_sync: opts.no_sync,
         progress: Default::default(),
@@ -212,6 +205,8 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
             }
         });
     }
+    // The core learns the namespace's pods from their one watch: which containers run each image.
+    tasks.spawn(super::live::feed_pods(ctx.pods(), events_tx.clone(), stop.child_token()));
     let mut state = decide::State::new(rules(&ctx.config(), opts.no_sync));
     for (deployment, url) in &forwarded {
         state.forwarded(deployment, url);
@@ -265,7 +260,6 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
                             token.cancel();
                         }
                         ctx.trees.lock().expect("not poisoned").remove(&image);
-                        ctx.pod_watches.lock().expect("not poisoned").remove(&image);
                     }
                     Action::CancelBuild(image) => {
                         if let Some(t) = builds.remove(&image) {
@@ -288,10 +282,11 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
                     Action::RollBack { image, tag, undo } => {
                         tasks.spawn(super::deploy::rollback_worker(ctx.clone(), image, tag, undo));
                     }
-                    Action::Sync { image, paths, pods, filter } => {
-                        tasks.spawn(super::live::sync_worker(ctx.clone(), image, paths, pods, filter.0));
+                    Action::Sync { image, paths, into, replay, filter } => {
+                        tasks.spawn(super::live::sync_worker(ctx.clone(), image, paths, into, replay, filter.0));
                     }
                     Action::Report(r) => ui.report(&r),
+                    Action::CleanUp => {} // only at the end, below
                 }
             }
         }
@@ -305,10 +300,12 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
     for said in deploy::helm::stopped().await {
         ui.line("devloop", "helm", &said);
     }
-    if opts.cleanup {
-        super::deploy::cleanup(&ctx).await;
-    } else {
-        super::live::left_as_they_are(&ui, &state);
+    for action in decide::step(&mut state, Event::Stopping { cleanup: opts.cleanup }) {
+        match action {
+            Action::CleanUp => super::deploy::cleanup(&ctx).await,
+            Action::Report(r) => ui.report(&r),
+            _ => {}
+        }
     }
     ui.line("devloop", "stop", "stopped");
     Ok(())

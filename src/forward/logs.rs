@@ -12,21 +12,9 @@ use kube::api::{Api, LogParams};
 use tokio_util::sync::CancellationToken;
 
 use super::Say;
+pub use crate::cluster::pods::Incarnation;
 use crate::cluster::pods::{selected, Change, Reflector};
 use crate::cluster::Target;
-
-/// One run of one container: its logs are a stream of their own (a restart starts another).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Incarnation {
-    /// The pod's uid (a pod replaced under the same name is another pod).
-    pub uid: String,
-    /// The pod's name.
-    pub pod: String,
-    /// The container running the image.
-    pub container: String,
-    /// Its restart count when this run started.
-    pub restarts: i32,
-}
 
 /// The runs of containers of `reference` in `pod` that have started (and so have logs to stream), when the
 /// pod carries `selector`'s labels and is not being deleted.

@@ -25,7 +25,6 @@ use crate::hash::merkle::Sent;
 use crate::tree;
 
 pub mod exec;
-pub mod pods;
 pub mod session;
 
 /// Errors of a sync.

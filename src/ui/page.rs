@@ -183,8 +183,8 @@ impl Hub {
         self.push(&s.image, &s.tag, "sync", sync_segments(s), note);
     }
 
-    /// The page's data now, as JSON: `header`, `images` (state, text, `for_ms`, urls), `iterations`,
-    /// `failures`.
+    /// The page's data now, as JSON: `header`, `images` (state, text, `for_ms`, urls, the containers running
+    /// it: `runs`), `iterations`, `failures`.
     pub fn snapshot(&self) -> String {
         let m = self.model.lock().expect("not poisoned");
         let images: Vec<Value> = m
@@ -192,8 +192,13 @@ impl Hub {
             .images
             .iter()
             .map(|(image, v)| {
+                let runs: Vec<Value> = v
+                    .runs
+                    .iter()
+                    .map(|r| serde_json::json!({"pod": r.pod, "container": r.container, "restarts": r.restarts, "ready": r.ready, "synced": r.synced}))
+                    .collect();
                 serde_json::json!({"image": image, "state": v.phase.kind(), "text": describe(&v.phase), "busy": v.phase.busy(),
-                                   "for_ms": ms(v.since.elapsed()), "urls": v.urls})
+                                   "for_ms": ms(v.since.elapsed()), "urls": v.urls, "runs": runs})
             })
             .collect();
         let failures: Vec<Value> = m

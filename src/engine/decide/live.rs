@@ -4,6 +4,10 @@
 //! does), and the honest state: the image the pods run, how many paths were synced on top of it, and the
 //! content tag that synced tree has — cleared only once the pods are known to hold the image's content.
 //!
+//! Where a sync goes is the core's to say: the runs of the deployed reference its pod state names
+//! ([`pods`]), Ready or not. None to take it means build and roll out instead, said in one line. Which runs
+//! hold the synced set is kept per run; one that lacks it gets it replayed.
+//!
 //! A sync to every pod is also the hash of its paths: it reads each file once, puts those bytes in the tar
 //! and their digests in the hasher's tree, and reports the content tag ([`Event::Hashed`]) before it sends.
 //! So the core counts it as the image's running hash (no other hash runs meanwhile, and one that comes
@@ -12,6 +16,7 @@
 //! nothing: if the disk has moved on since, that change's own event is on its way and its sync goes to
 //! every pod, the replayed one too.
 
+use super::pods::{Incarnation, Pods};
 use super::*;
 use crate::config::sync_route;
 
@@ -40,8 +45,13 @@ pub(super) struct Live {
     /// The debounce wait of the running sync's first batch, and of the queued one's.
     debounce: Duration,
     queued_debounce: Option<Duration>,
-    /// Pods waiting for a replay.
-    replay: BTreeSet<String>,
+    /// The runs of the deployed reference that hold the whole synced set: what was synced into each.
+    pub(super) holds: BTreeSet<Incarnation>,
+    /// The runs the running sync goes to.
+    sending_to: Vec<Incarnation>,
+    /// Runs a sync found gone before the pod watch said so: not replayed into while they are the runs the
+    /// watch knows (its news of them is on its way).
+    pub(super) missed: BTreeSet<Incarnation>,
     /// The containers cannot take a sync (no `tar`): build from now on.
     disabled: bool,
     /// A sync done, waiting for its content tag to be reported.
@@ -63,6 +73,7 @@ impl Live {
     pub(super) fn rolled_out(&mut self) {
         self.synced.clear();
         self.content = None;
+        self.holds.clear();
     }
 
     /// Reports the sync waiting for its content tag.
@@ -103,27 +114,85 @@ pub(super) fn sync(state: &mut State, image: String, scope: Scope, at: Instant, 
         s.live.queued_at.get_or_insert(at);
         s.live.queued_debounce.get_or_insert(debounce);
     } else {
-        start(s, image, paths, None, at, debounce, out);
+        to_every_run(state, image, paths, at, debounce, out);
     }
 }
 
-/// Starts a sync of `paths` (into `pods` only: a replay). One to every pod is the image's hash too.
-fn start(s: &mut ImageState, image: String, paths: BTreeSet<String>, pods: Option<BTreeSet<String>>, at: Instant, debounce: Duration, out: &mut Vec<Action>) {
+/// Syncs `paths` into every run of the deployed reference; with none to take it, builds instead.
+fn to_every_run(state: &mut State, image: String, paths: BTreeSet<String>, at: Instant, debounce: Duration, out: &mut Vec<Action>) {
+    let State { images, pods, .. } = &mut *state;
+    let Some(s) = images.get_mut(&image) else { return };
+    let reference = s.running.clone().unwrap_or_default();
+    let into = pods.running(&reference);
+    if into.is_empty() {
+        let error = format!("no running container of {reference} can take the sync (none running, or all being replaced)");
+        fall_back(state, image, paths, error, false, true, at, out);
+    } else {
+        start(s, image, paths, into, false, at, debounce, out);
+    }
+}
+
+/// Starts a sync of `paths` into the runs `into` (`replay`: the synced set into runs that lack it). One to
+/// every run is the image's hash too.
+#[allow(clippy::too_many_arguments)]
+fn start(s: &mut ImageState, image: String, paths: BTreeSet<String>, into: Vec<Incarnation>, replay: bool, at: Instant, debounce: Duration, out: &mut Vec<Action>) {
     s.live.running = true;
-    s.live.running_replay = pods.is_some();
+    s.live.running_replay = replay;
     s.live.started = Some(at);
     s.live.debounce = debounce;
     s.live.hash = Duration::ZERO;
-    if pods.is_none() {
+    if !replay {
         debug_assert!(!s.hashing, "no hash runs while a sync may start");
         s.live.synced.extend(paths.iter().cloned());
         s.live.sending = paths.clone();
         s.live.owes_hash = true;
         s.hashing = true;
         s.hash_builds = false;
+        // The set grew: no run holds all of it until this sync reaches it.
+        s.live.holds.clear();
     }
+    s.live.sending_to = into.clone();
     let filter = s.live.filter.clone().expect("synced with it");
-    out.push(Action::Sync { image, paths, pods, filter });
+    out.push(Action::Sync { image, paths, into, replay, filter });
+}
+
+/// The runs of the deployed reference that lack the synced set and may get it now: none while nothing is
+/// synced, or while a rollout (under way, or a fallback build's, to come) will replace them with an image
+/// that has it all.
+pub(super) fn lacking<'a>(s: &'a ImageState, pods: &'a Pods) -> impl Iterator<Item = Incarnation> + 'a {
+    let syncs = !s.live.synced.is_empty() && s.deploying.is_none() && !s.live.reroll && !s.live.disabled;
+    let reference = s.running.as_deref().filter(|_| syncs);
+    reference.into_iter().flat_map(|r| pods.running(r)).filter(|run| !s.live.holds.contains(run) && !s.live.missed.contains(run))
+}
+
+/// Replays the synced set into the runs that lack it: now, or after the running sync.
+pub(super) fn replay(state: &mut State, image: String, at: Instant, out: &mut Vec<Action>) {
+    let State { images, pods, .. } = &mut *state;
+    let Some(s) = images.get_mut(&image) else { return };
+    if s.live.running {
+        s.live.queued_at.get_or_insert(at);
+        return;
+    }
+    let into: Vec<Incarnation> = lacking(s, pods).collect();
+    if !into.is_empty() {
+        let paths = s.live.synced.clone();
+        start(s, image, paths, into, true, at, Duration::ZERO, out);
+    }
+}
+
+/// A sync failed or could not be done: the image is built from what is on disk (the paths it was to send
+/// and those queued behind it) and rolled out even to the deployed tag, since the pods may hold part of it,
+/// or the earlier syncs it was to undo (a revert hashes to the deployed tag). Nothing syncs until then.
+#[allow(clippy::too_many_arguments)]
+fn fall_back(state: &mut State, image: String, paths: BTreeSet<String>, error: String, unsupported: bool, skipped: bool, at: Instant, out: &mut Vec<Action>) {
+    let Some(s) = state.images.get_mut(&image) else { return };
+    let mut scope = Scope::Paths(paths);
+    fold_queued(s, &mut scope);
+    s.live.waiting = None;
+    s.live.disabled |= unsupported;
+    s.live.reroll = true;
+    out.push(Action::Report(Report::SyncFallback { image: image.clone(), error, for_good: unsupported, skipped }));
+    changed(state, image, scope, at, Duration::ZERO, out);
 }
 
 /// A change that needs a build while covered paths wait for the running sync: the build carries them (their
@@ -154,14 +223,19 @@ pub(super) fn settle(s: &mut ImageState) {
     }
 }
 
-/// Sync results and pods that came later.
+/// Sync results.
 pub(super) fn step(state: &mut State, event: Event, out: &mut Vec<Action>) {
     match event {
-        Event::Synced { image, files, deleted, pods, took, at } => {
+        Event::Synced { image, files, deleted, missed, took, at } => {
             let Some(s) = state.images.get_mut(&image) else { return };
             let replay = std::mem::take(&mut s.live.running_replay);
             s.live.running = false;
             s.live.sending.clear();
+            // What was synced into each run: the set, into those it reached (a run gone meanwhile missed it).
+            let into: Vec<Incarnation> = std::mem::take(&mut s.live.sending_to).into_iter().filter(|r| !missed.contains(r)).collect();
+            let pods = into.iter().map(|r| &r.uid).collect::<BTreeSet<_>>().len();
+            s.live.holds.extend(into);
+            s.live.missed.extend(missed);
             let total = s.live.started.take().map_or(took, |t| at.saturating_duration_since(t));
             let tag = s.deployed.clone().unwrap_or_default();
             s.live.waiting = Some(SyncSummary {
@@ -184,60 +258,44 @@ pub(super) fn step(state: &mut State, event: Event, out: &mut Vec<Action>) {
                 settle(s);
                 s.live.report_waiting(content, out);
             }
-            next(s, image, at, out);
+            next(state, image, at, out);
         }
         Event::SyncFailed { image, error, unsupported, skipped, at } => {
             let Some(s) = state.images.get_mut(&image) else { return };
             s.live.running = false;
             s.live.running_replay = false;
             s.live.started = None;
+            s.live.sending_to.clear();
             if std::mem::take(&mut s.live.owes_hash) {
                 s.hashing = false; // it failed before putting what it read into the tree
             }
             // The build hashes what the sync was to send and what waited for it: the tree may not hold them.
-            let mut scope = Scope::Paths(std::mem::take(&mut s.live.sending));
-            fold_queued(s, &mut scope);
-            s.live.replay.clear();
-            s.live.waiting = None;
-            s.live.disabled |= unsupported;
-            // The pods may hold part of it, or earlier syncs this one was to undo (a revert hashes to the
-            // deployed tag): roll them all to an image of what is on disk, even when that is the deployed tag
-            // (the rollout then replaces the pods marked as synced).
-            s.live.reroll = true;
-            out.push(Action::Report(Report::SyncFallback { image: image.clone(), error, for_good: unsupported, skipped }));
-            changed(state, image, scope, at, Duration::ZERO, out);
+            let paths = std::mem::take(&mut s.live.sending);
+            fall_back(state, image, paths, error, unsupported, skipped, at, out);
         }
-        Event::PodReady { image, pod, at } => {
-            let Some(s) = state.images.get_mut(&image) else { return };
-            // A rollout under way (or a fallback build's, to come) replaces the pods with an image that has it
-            // all.
-            if s.live.synced.is_empty() || s.deploying.is_some() || s.live.reroll || s.live.disabled {
-                return;
-            }
-            if s.live.running {
-                s.live.replay.insert(pod);
-                s.live.queued_at.get_or_insert(at);
-            } else {
-                let paths = s.live.synced.clone();
-                start(s, image, paths, Some(BTreeSet::from([pod])), at, Duration::ZERO, out);
-            }
-        }
-        _ => unreachable!("only sync events come here"),
+        _ => unreachable!("only sync results come here"),
     }
 }
 
-/// Starts the next sync, if any came in meanwhile: the queued paths into every pod, and the whole synced set
-/// into pods that came later (both at once: the synced set to every pod).
-fn next(s: &mut ImageState, image: String, at: Instant, out: &mut Vec<Action>) {
+/// Starts the next sync, if any is owed: the paths queued meanwhile into every run, and the whole synced
+/// set into runs that lack it (both at once: the synced set to every run).
+fn next(state: &mut State, image: String, at: Instant, out: &mut Vec<Action>) {
+    let State { images, pods, .. } = &mut *state;
+    let Some(s) = images.get_mut(&image) else { return };
     let queued = std::mem::take(&mut s.live.queued);
-    let replay = std::mem::take(&mut s.live.replay);
-    let (paths, pods) = match (queued.is_empty(), replay.is_empty() || s.live.synced.is_empty()) {
-        (true, true) => return,
-        (false, true) => (queued, None),
-        (true, false) => (s.live.synced.clone(), Some(replay)),
-        (false, false) => (s.live.synced.iter().chain(&queued).cloned().collect(), None),
-    };
+    let lacking: Vec<Incarnation> = lacking(s, pods).collect();
     let started = s.live.queued_at.take().unwrap_or(at);
     let debounce = s.live.queued_debounce.take().unwrap_or_default();
-    start(s, image, paths, pods, started, debounce, out);
+    match (queued.is_empty(), lacking.is_empty()) {
+        (true, true) => {}
+        (true, false) => {
+            let paths = s.live.synced.clone();
+            start(s, image, paths, lacking, true, started, debounce, out);
+        }
+        (false, true) => to_every_run(state, image, queued, started, debounce, out),
+        (false, false) => {
+            let paths = s.live.synced.iter().chain(&queued).cloned().collect();
+            to_every_run(state, image, paths, started, debounce, out);
+        }
+    }
 }

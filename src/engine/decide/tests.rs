@@ -39,10 +39,12 @@ fn acts(actions: &[Action]) -> Vec<String> {
             Action::Forget(i) => Some(format!("forget {i}")),
             Action::Deploy { image, tag, .. } => Some(format!("deploy {image} {tag}")),
             Action::RollBack { image, tag, .. } => Some(format!("roll back {image} {tag}")),
-            Action::Sync { image, paths, pods: None, .. } => Some(format!("sync {image} {}", paths.iter().cloned().collect::<Vec<_>>().join(","))),
-            Action::Sync { image, paths, pods: Some(pods), .. } => {
-                Some(format!("replay {image} {} → {}", paths.iter().cloned().collect::<Vec<_>>().join(","), pods.iter().cloned().collect::<Vec<_>>().join(",")))
+            Action::Sync { image, paths, replay: false, .. } => Some(format!("sync {image} {}", paths.iter().cloned().collect::<Vec<_>>().join(","))),
+            Action::Sync { image, paths, into, replay: true, .. } => {
+                let pods: Vec<String> = into.iter().map(|r| r.pod.clone()).collect();
+                Some(format!("replay {image} {} → {}", paths.iter().cloned().collect::<Vec<_>>().join(","), pods.join(",")))
             }
+            Action::CleanUp => Some("clean up".into()),
             Action::Report(_) | Action::ReplaceStale { .. } => None,
         })
         .collect()
@@ -261,20 +263,34 @@ fn rules() -> Vec<crate::config::SyncRule> {
     let text = "[registry]\nhost = \"r\"\n[[image]]\nname = \"app\"\ncontext = \".\"\n[[image.sync]]\nsrc = \"www/**\"\ndest = \"/www\"\n";
     crate::config::parse(std::path::Path::new("/p/devloop.toml"), text).unwrap().images.remove(0).sync
 }
-/// `app` deployed at t1, with a rule syncing `www/**`.
+/// The facts of pod `name` whose container `web` runs `reference` (`restarts` restarts), Ready.
+fn pod(name: &str, reference: &str, restarts: i32) -> PodFacts {
+    let web = crate::cluster::pods::ContainerFacts { name: "web".into(), image: reference.into(), running: true, ready: true, restarts };
+    PodFacts { uid: format!("uid-{name}"), name: name.into(), deleting: false, containers: vec![web] }
+}
+/// Pod `name` runs `app`'s t1 now.
+fn runs_t1(name: &str) -> Event {
+    Event::Pods { change: PodChange::Applied(pod(name, "reg/app:t1", 0)), at: Instant::now() }
+}
+/// A pod of the rollout of `tag` runs it now.
+fn runs(tag: &str) -> Event {
+    Event::Pods { change: PodChange::Applied(pod(&format!("p-{tag}"), &format!("reg/app:{tag}"), 0)), at: Instant::now() }
+}
+/// `app` deployed at t1 in pod p1, with a rule syncing `www/**`.
 fn live_at_t1() -> State {
     let mut s = deployed_at_t1();
     // The rules came with a reload of devloop.toml: nothing to rescan or redeploy.
     let rules = Rules::from([("app".to_string(), rules())]);
     let a = step(&mut s, Event::Reconfigured { rescan: vec![], redeploy: vec![], removed: vec![], rules, at: Instant::now() });
     assert!(a.is_empty(), "{a:?}");
+    assert!(step(&mut s, runs_t1("p1")).is_empty());
     s
 }
 fn dockerfile_and(p: &[&str]) -> Event {
     Event::Changed { changes: BTreeMap::from([("app".to_string(), paths(p))]), outside: BTreeSet::from(["app".to_string()]), at: Instant::now(), debounce: Duration::ZERO }
 }
 fn synced(files: usize) -> Event {
-    Event::Synced { image: "app".into(), files, deleted: 0, pods: 1, took: Duration::from_millis(60), at: Instant::now() }
+    Event::Synced { image: "app".into(), files, deleted: 0, missed: vec![], took: Duration::from_millis(60), at: Instant::now() }
 }
 fn reports(actions: &[Action]) -> Vec<Report> {
     actions.iter().filter_map(|a| if let Action::Report(r) = a { Some(r.clone()) } else { None }).collect()
@@ -400,7 +416,7 @@ fn a_change_no_rule_covers_rebuilds_and_the_rollout_clears_the_synced_state() {
     // While it rolls out, covered changes build too (the new pods would not have them).
     assert_eq!(run(&mut s, vec![changed_paths("app", &["www/b"])]), ["hash app www/b"]);
     run(&mut s, vec![hashed("app", "t4"), built("app", "t4"), rolled("app", "t3", true)]);
-    run(&mut s, vec![rolled("app", "t4", true)]);
+    run(&mut s, vec![rolled("app", "t4", true), runs("t4")]);
     assert_eq!((s.deployed("app"), s.live()), (Some("t4"), vec![]));
     // And syncing works again on top of the new image.
     assert_eq!(run(&mut s, vec![changed_paths("app", &["www/c"])]), ["sync app www/c"]);
@@ -409,7 +425,7 @@ fn a_change_no_rule_covers_rebuilds_and_the_rollout_clears_the_synced_state() {
 #[test]
 fn pods_that_come_later_get_the_synced_set_replayed() {
     let mut s = live_at_t1();
-    let ready = |pod: &str| Event::PodReady { image: "app".into(), pod: pod.into(), at: Instant::now() };
+    let ready = runs_t1;
     // Nothing synced yet: nothing to replay.
     assert_eq!(run(&mut s, vec![ready("p0")]), Vec::<String>::new());
     run(&mut s, vec![changed_paths("app", &["www/a"]), hashed("app", "t2"), synced(1), changed_paths("app", &["www/b"]), hashed("app", "t3"), synced(1)]);
@@ -432,7 +448,7 @@ fn a_failed_sync_rebuilds_and_one_without_tar_stops_syncing() {
     let a = step(&mut s, Event::SyncFailed { image: "app".into(), error: "pod gone".into(), unsupported: false, skipped: false, at: Instant::now() });
     assert!(matches!(reports(&a).as_slice(), [Report::SyncFallback { for_good: false, .. }]), "{a:?}");
     assert_eq!(acts(&a), ["hash app www/a"]);
-    assert_eq!(run(&mut s, vec![hashed("app", "t2"), built("app", "t2"), rolled("app", "t2", true)]), ["build app t2", "deploy app t2"]);
+    assert_eq!(run(&mut s, vec![hashed("app", "t2"), built("app", "t2"), rolled("app", "t2", true), runs("t2")]), ["build app t2", "deploy app t2"]);
     assert_eq!(run(&mut s, vec![changed_paths("app", &["www/b"])]), ["sync app www/b"], "a passing failure: sync again");
 
     let mut s = live_at_t1();
@@ -478,7 +494,7 @@ fn a_restore_that_reaches_no_pod_rolls_out_even_to_the_deployed_tag() {
     // A covered save meanwhile goes into the build: nothing syncs until the rollout.
     assert_eq!(run(&mut s, vec![changed_paths("app", &["www/b"])]), Vec::<String>::new());
     assert_eq!(run(&mut s, vec![hashed("app", "t1")]), ["hash app www/b"]);
-    assert_eq!(run(&mut s, vec![hashed("app", "t3"), built("app", "t3"), rolled("app", "t3", true)]), ["build app t3", "deploy app t3"]);
+    assert_eq!(run(&mut s, vec![hashed("app", "t3"), built("app", "t3"), rolled("app", "t3", true), runs("t3")]), ["build app t3", "deploy app t3"]);
     assert_eq!(run(&mut s, vec![changed_paths("app", &["www/c"])]), ["sync app www/c"], "syncing again after it");
 }
 
@@ -621,3 +637,5 @@ fn the_core_alone_says_which_reference_each_image_runs_and_reports_a_deploy_erro
 mod again;
 /// What the core has done after a rollout succeeds.
 mod after;
+
+mod pods;

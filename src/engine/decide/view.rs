@@ -110,8 +110,26 @@ pub struct ImageView {
     pub deployments: Vec<String>,
     /// Their forwarded URLs.
     pub urls: Vec<String>,
+    /// The containers running its deployed reference now, from the namespace's pod watch.
+    pub runs: Vec<Run>,
     /// Its last failure, kept after a success (the page marks it fixed).
     pub failure: Option<Failure>,
+}
+
+/// One container running an image's deployed reference: where, how it is doing, and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// The pod.
+    pub pod: String,
+    /// The container.
+    pub container: String,
+    /// How often it restarted (each restart starts from the image again).
+    pub restarts: i32,
+    /// It is Ready.
+    pub ready: bool,
+    /// The synced paths it holds on top of the image: the image's count when it has them all, 0 when it has
+    /// none (nothing synced, or a replay into it is owed).
+    pub synced: usize,
 }
 
 /// An image's last failure, whole.
@@ -183,6 +201,9 @@ impl State {
                 Failure { n: *n, tag: tag.clone(), error: error.clone(), at }
             });
             let urls = s.view.deployments.iter().filter_map(|d| self.views.forwards.get(d).cloned()).collect();
+            let holds = |run: &Incarnation| if s.live.holds.contains(run) { s.live.synced.len() } else { 0 };
+            let runs = s.running.as_deref().into_iter().flat_map(|r| self.pods.runs(r));
+            let runs = runs.map(|(run, c)| Run { synced: holds(&run), pod: run.pod, container: run.container, restarts: run.restarts, ready: c.ready }).collect();
             let view = ImageView {
                 phase,
                 since,
@@ -190,6 +211,7 @@ impl State {
                 synced: s.live.synced.len(),
                 deployments: s.view.deployments.clone(),
                 urls,
+                runs,
                 failure,
             };
             (image.clone(), view)
@@ -264,7 +286,7 @@ pub(super) fn note(state: &mut State, actions: &[Action]) {
                 }
                 continue;
             }
-            Report::Stale { .. } | Report::Superseded { .. } | Report::SyncFallback { .. } | Report::Retrying { .. } => continue,
+            Report::Stale { .. } | Report::Superseded { .. } | Report::SyncFallback { .. } | Report::Retrying { .. } | Report::LeftSynced { .. } => continue,
             Report::Failed { image, tag, error } => (image, Some((first(error), tag.clone(), error.clone()))),
             Report::RolloutFailed { image, tag, reason: Some(why) } => (image, Some((format!("rollout: {why}"), Some(tag.clone()), why.clone()))),
             Report::RolloutFailed { image, tag, reason: None } => {
@@ -308,6 +330,12 @@ pub(crate) mod fake {
     pub(crate) fn built(image: &str, tag: &str) -> Event {
         let (took, export) = (Duration::from_millis(500), Some(Duration::from_millis(120)));
         Event::Built { image: image.into(), tag: tag.into(), digest: format!("sha256:{tag}"), took, steps: (5, 3), cached: false, export }
+    }
+    /// Pod `pod`'s container `web` runs `image`'s `tag` (as [`rolled`] deploys it).
+    pub(crate) fn runs(image: &str, tag: &str, pod: &str) -> Event {
+        let web = crate::cluster::pods::ContainerFacts { name: "web".into(), image: format!("reg/{image}:{tag}"), running: true, ready: true, restarts: 0 };
+        let facts = PodFacts { uid: format!("uid-{pod}"), name: pod.into(), deleting: false, containers: vec![web] };
+        Event::Pods { change: PodChange::Applied(facts), at: Instant::now() }
     }
     /// The rollout of `tag` ended.
     pub(crate) fn rolled(image: &str, tag: &str, ok: bool) -> Event {

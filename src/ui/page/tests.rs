@@ -38,7 +38,7 @@ fn state(hub: &Hub) -> Value {
 
 /// A snapshot of one image `hello` in `phase`, with `failure`.
 fn one(phase: Phase, failure: Option<Failure>) -> Arc<Snapshot> {
-    let v = ImageView { phase, since: std::time::Instant::now(), deployed: None, synced: 0, deployments: vec![], urls: vec![], failure };
+    let v = ImageView { phase, since: std::time::Instant::now(), deployed: None, synced: 0, deployments: vec![], urls: vec![], runs: vec![], failure };
     Arc::new(Snapshot { images: [("hello".to_string(), v)].into() })
 }
 
@@ -151,6 +151,10 @@ fn the_page_follows_the_images_state_even_without_a_terminal() {
     assert_eq!((row["state"].as_str(), row["busy"].as_bool()), (Some("serving"), Some(false)));
     assert_eq!(row["urls"], json!(["http://127.0.0.1:8080"]));
     assert!(row["text"].as_str().unwrap().contains("a1b2c3"), "{row}");
+    // Where it runs, as the core's pod state says: the page lists each container of the deployed image.
+    core.step(vec![crate::engine::decide::view::fake::runs("hello", "a1b2c3", "hello-7d9f")]);
+    let v = state(&hub);
+    assert_eq!(v["images"][0]["runs"], json!([{"pod": "hello-7d9f", "container": "web", "restarts": 0, "ready": true, "synced": 0}]));
 }
 
 /// Reads one HTTP response from `addr` for `path`, up to `until` in its body (an event stream never ends).

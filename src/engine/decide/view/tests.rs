@@ -1,4 +1,4 @@
-use super::fake::{built, changed, hashed, progress, rolled};
+use super::fake::{built, changed, hashed, progress, rolled, runs};
 use super::*;
 
 /// The core, stepped as `up` steps it, with the snapshot published after each step.
@@ -135,19 +135,28 @@ fn a_sync_shows_as_syncing_until_its_report_then_the_synced_files_on_top_of_the_
     let rules = crate::config::parse(std::path::Path::new("/p/devloop.toml"), text).unwrap().images.remove(0).sync;
     let mut c = Core::new();
     c.state = State::new(crate::engine::decide::Rules::from([("app".to_string(), rules)]));
-    for ev in [changed(&["app"]), hashed("app", "t1"), built("app", "t1"), rolled("app", "t1", true)] {
+    for ev in [changed(&["app"]), hashed("app", "t1"), built("app", "t1"), rolled("app", "t1", true), runs("app", "t1", "p1")] {
         c.step(ev);
     }
+    let run = |c: &Core| c.shown.images["app"].runs.iter().map(|r| (r.pod.clone(), r.ready, r.synced)).collect::<Vec<_>>();
+    assert_eq!(run(&c), [("p1".to_string(), true, 0)], "the container running the image, with nothing synced into it");
     let paths = BTreeSet::from(["www/a".to_string()]);
     let change = Event::Changed { changes: BTreeMap::from([("app".into(), Scope::Paths(paths))]), outside: BTreeSet::new(), at: Instant::now(), debounce: Duration::ZERO };
     c.step(change);
     assert_eq!(c.phase("app"), Phase::Syncing);
-    c.step(Event::Synced { image: "app".into(), files: 1, deleted: 0, pods: 1, took: Duration::from_millis(60), at: Instant::now() });
+    c.step(Event::Synced { image: "app".into(), files: 1, deleted: 0, missed: vec![], took: Duration::from_millis(60), at: Instant::now() });
     assert_eq!(c.phase("app"), Phase::Syncing, "its content tag is still being hashed");
     let a = c.step(hashed("app", "t2"));
     assert!(matches!(a.as_slice(), [Action::Report(Report::Synced(_))]), "{a:?}");
     let v = &c.shown.images["app"];
     assert_eq!((&v.phase, v.synced), (&Phase::Serving { tag: "t1".into(), synced: 1 }, 1));
+    assert_eq!(run(&c), [("p1".to_string(), true, 1)], "the synced file is in it");
+    // A pod that comes later lacks it until its replay is done.
+    c.step(runs("app", "t1", "p2"));
+    assert_eq!(run(&c), [("p1".to_string(), true, 1), ("p2".to_string(), true, 0)]);
+    assert_eq!(c.phase("app"), Phase::Syncing, "the replay");
+    c.step(Event::Synced { image: "app".into(), files: 1, deleted: 0, missed: vec![], took: Duration::from_millis(60), at: Instant::now() });
+    assert_eq!(run(&c), [("p1".to_string(), true, 1), ("p2".to_string(), true, 1)]);
 }
 
 #[test]
