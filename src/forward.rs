@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::pods::{newest_ready, selected, Reflector};
-use crate::cluster::{selector, selector_labels, Target};
+use crate::cluster::pods::{newest_ready_selected, Reflector};
+use crate::cluster::{selector_labels, Target};
 
 /// Where a forward or a log stream tells what happened to it: one line at a time, never waiting.
 pub type Say = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
@@ -35,8 +35,8 @@ pub async fn bind(deployment: &str, port: u16) -> Result<TcpListener, Error> {
     TcpListener::bind(("127.0.0.1", port)).await.map_err(|source| Error::Bind { deployment: deployment.into(), port, source })
 }
 
-/// The newest Ready pod of a Deployment, asked of the API server, and the Deployment's pod selector.
-async fn ready_pod_and_selector(t: &Target, deployment: &str) -> Result<(String, BTreeMap<String, String>), String> {
+/// The pod selector of a Deployment, asked of the API server.
+async fn deployment_selector(t: &Target, deployment: &str) -> Result<BTreeMap<String, String>, String> {
     let deps: Api<Deployment> = Api::namespaced(t.client.clone(), &t.namespace);
     let dep = deps.get(deployment).await.map_err(|e| match e {
         kube::Error::Api(ae) if ae.code == 404 => {
@@ -44,15 +44,12 @@ async fn ready_pod_and_selector(t: &Target, deployment: &str) -> Result<(String,
         }
         e => format!("deployment {}/{deployment}: {e}", t.namespace),
     })?;
-    let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
-    let list = pods.list(&ListParams::default().labels(&selector(&dep))).await.map_err(|e| e.to_string())?;
-    let pod = newest_ready(list.items.iter()).ok_or_else(|| format!("no Ready pod of deployment {}/{deployment}", t.namespace))?;
-    Ok((pod, selector_labels(&dep)))
+    Ok(selector_labels(&dep))
 }
 
 /// Chooses the pod for each new connection from the namespace's one pod watch (so a connection costs no API
-/// round trip: a browser opens many), by the Deployment's selector; until the watch has a Ready pod of it,
-/// the API server is asked directly (which also learns the selector).
+/// round trip: a browser opens many), by the Deployment's selector. The selector is read once, and again
+/// whenever no Ready pod matches it (the Deployment may have been deleted or replaced since).
 struct Picker {
     t: Target,
     deployment: String,
@@ -64,14 +61,16 @@ impl Picker {
     async fn pick(&self) -> Result<String, String> {
         let mut selector = self.selector.lock().await;
         if let Some(sel) = selector.as_ref() {
-            let now = self.pods.now();
-            if let Some(pod) = newest_ready(now.iter().map(|p| &**p).filter(|p| selected(p, sel))) {
+            if let Some(pod) = newest_ready_selected(&self.pods.now(), sel) {
                 return Ok(pod);
             }
         }
-        let (pod, sel) = ready_pod_and_selector(&self.t, &self.deployment).await?;
+        let sel = deployment_selector(&self.t, &self.deployment).await?;
+        // The watch may not have listed yet (a connection right after `up` started): wait for its listing.
+        let pods = self.pods.listed().await?;
+        let pod = newest_ready_selected(&pods, &sel);
         *selector = Some(sel);
-        Ok(pod)
+        pod.ok_or_else(|| format!("no Ready pod of deployment {}/{}", self.t.namespace, self.deployment))
     }
 }
 
@@ -220,35 +219,5 @@ mod tests {
         assert_eq!(b.succeeded(), 111);
         assert_eq!(b.succeeded(), 0);
         assert_eq!(b.failed(), (Duration::from_millis(10), true), "a new streak starts over and is logged again");
-    }
-
-    fn pod(name: &str, created: &str, ready: bool, deleting: bool) -> Pod {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {
-                "name": name,
-                "creationTimestamp": created,
-                "deletionTimestamp": if deleting { Some("2026-01-01T00:00:09Z") } else { None },
-            },
-            "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn connections_go_to_the_newest_ready_pod_that_is_not_going_away() {
-        let old = pod("old", "2026-01-01T00:00:01Z", true, false);
-        let starting = pod("starting", "2026-01-01T00:00:05Z", false, false);
-        let leaving = pod("leaving", "2026-01-01T00:00:07Z", true, true);
-        let new = pod("new", "2026-01-01T00:00:03Z", true, false);
-        // (pods, chosen)
-        let cases: &[(&[&Pod], Option<&str>)] = &[
-            (&[&old, &starting], Some("old")),
-            (&[&old, &new, &starting, &leaving], Some("new")),
-            (&[&starting, &leaving], None),
-            (&[], None),
-        ];
-        for (pods, want) in cases {
-            assert_eq!(newest_ready(pods.iter().copied()).as_deref(), *want, "{:?}", pods.iter().map(|p| &p.metadata.name).collect::<Vec<_>>());
-        }
     }
 }

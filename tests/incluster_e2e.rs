@@ -307,7 +307,8 @@ fn a_user_with_the_documented_rbac_builds_and_without_portforward_is_told_what_i
     install(&p, &bk.0);
     // A ServiceAccount with what the README says a developer needs in BuildKit's namespace, and no more.
     kubectl(&["-n", &bk.0, "create", "serviceaccount", "dev"]);
-    kubectl(&["-n", &bk.0, "create", "role", "find", "--verb=get,list", "--resource=deployments.apps,pods"]);
+    // First only the Deployment: the pod watch cannot list, and says so.
+    kubectl(&["-n", &bk.0, "create", "role", "find", "--verb=get,list", "--resource=deployments.apps"]);
     kubectl(&["-n", &bk.0, "create", "rolebinding", "find", "--role=find", &format!("--serviceaccount={}:dev", bk.0)]);
     let token = kubectl(&["-n", &bk.0, "create", "token", "dev"]);
     let server = kubectl(&["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"]);
@@ -329,6 +330,15 @@ fn a_user_with_the_documented_rbac_builds_and_without_portforward_is_told_what_i
     let out = build();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("cannot watch the pods in namespace {}: ", bk.0)) && err.contains("forbidden"), "{err}");
+
+    kubectl(&["-n", &bk.0, "create", "role", "watch", "--verb=get,list,watch", "--resource=pods"]);
+    kubectl(&["-n", &bk.0, "create", "rolebinding", "watch", "--role=watch", &format!("--serviceaccount={}:dev", bk.0)]);
+    let err = eventually("a build refused only the port-forward", 30, || {
+        let out = build();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        if out.status.code() == Some(1) && err.contains("pods/portforward") { Ok(err) } else { Err(err) }
+    });
     assert!(err.contains("forbidden") && err.contains(&format!("`get` and `create` on pods/portforward in {}", bk.0)), "{err}");
 
     kubectl(&["-n", &bk.0, "create", "role", "forward", "--verb=get,create", "--resource=pods/portforward"]);

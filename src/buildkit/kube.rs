@@ -3,8 +3,10 @@
 //! connection helpers, but in-process: every gRPC connection is a port-forward (kube-rs, WebSocket) to the
 //! pod's BuildKit TCP port, so no Service, NodePort or load balancer is needed and the kube credentials are
 //! the only ones used. For a Deployment a Ready pod is picked on every (re)connect, so a restarted pod is
-//! found again; a dropped stream is simply dialled again by tonic through the same connector.
+//! found again; a dropped stream is simply dialled again by tonic through the same connector. Pods are
+//! picked from one watch on BuildKit's namespace per connector ([`Reflector`]), not listed per connect.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -14,12 +16,13 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::Error;
 use crate::config;
+use crate::cluster::pods::Reflector;
 use crate::cluster::{self, KubeOptions};
 
 pub use crate::config::addr::kube::{Kind, KubeAddr, DEFAULT_PORT};
@@ -62,27 +65,21 @@ struct Dialer {
     addr: KubeAddr,
     namespace: String,
     client: kube::Client,
+    /// The watch on BuildKit's namespace's pods, started with the connector and shared by its (re)connects.
+    pods: Arc<Reflector>,
     /// The last dial failure, said in full: tonic reports a failed connector only as a transport error.
     last_error: Arc<Mutex<Option<String>>>,
     via: Via,
 }
 
 impl Dialer {
-    /// The pod to forward to: the named one if it is Running, else the newest Ready pod of the Deployment.
+    /// The pod to forward to: the named one if it is Running, else the newest Ready pod of the Deployment,
+    /// both from the watch on BuildKit's namespace. The Deployment itself is read on every (re)connect: one
+    /// GET for its selector (rarely changed, and a connection lives long), which also tells when it is gone.
     async fn pod(&self) -> Result<String, String> {
         let ns = &self.namespace;
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         match self.addr.kind {
-            Kind::Pod => {
-                let pod = pods.get_opt(&self.addr.name).await.map_err(|e| format!("reading pod {ns}/{}: {e}", self.addr.name))?;
-                let pod = pod.ok_or_else(|| format!("no such pod {ns}/{}", self.addr.name))?;
-                let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
-                if phase != "Running" || pod.metadata.deletion_timestamp.is_some() {
-                    let state = if pod.metadata.deletion_timestamp.is_some() { "being deleted".into() } else { format!("phase {phase}") };
-                    return Err(format!("pod {ns}/{} is not running ({state})", self.addr.name));
-                }
-                Ok(self.addr.name.clone())
-            }
+            Kind::Pod => running_pod(ns, &self.addr.name, &self.pods.listed().await?),
             Kind::Deployment => {
                 let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
                 let name = &self.addr.name;
@@ -90,13 +87,7 @@ impl Dialer {
                 let dep = dep.ok_or_else(|| {
                     format!("no such deployment {ns}/{name} (install one with `devloop buildkit install --namespace {ns} --name {name}`)")
                 })?;
-                let selector = cluster::selector(&dep);
-                let list = pods.list(&ListParams::default().labels(&selector)).await.map_err(|e| format!("listing pods of deployment {ns}/{name}: {e}"))?;
-                crate::cluster::pods::newest_ready(list.items.iter()).ok_or_else(|| {
-                    let states: Vec<String> = list.items.iter().map(pod_state).collect();
-                    let pods = if states.is_empty() { "no pods".to_string() } else { states.join(", ") };
-                    format!("no Ready pod of deployment {ns}/{name} ({pods})")
-                })
+                ready_pod_of_deployment(ns, name, &cluster::selector_labels(&dep), &self.pods.listed().await?)
             }
         }
     }
@@ -137,6 +128,27 @@ impl Dialer {
         });
         Ok(Forwarded { inner: stream, link: self.via.clone() })
     }
+}
+
+/// The pod `name` among `pods` (BuildKit's namespace's) if it is Running and not being deleted.
+fn running_pod(ns: &str, name: &str, pods: &[Arc<Pod>]) -> Result<String, String> {
+    let pod = pods.iter().find(|p| p.metadata.name.as_deref() == Some(name)).ok_or_else(|| format!("no such pod {ns}/{name}"))?;
+    let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+    if phase != "Running" || pod.metadata.deletion_timestamp.is_some() {
+        let state = if pod.metadata.deletion_timestamp.is_some() { "being deleted".into() } else { format!("phase {phase}") };
+        return Err(format!("pod {ns}/{name} is not running ({state})"));
+    }
+    Ok(name.to_string())
+}
+
+/// The newest Ready pod among `pods` (BuildKit's namespace's) that Deployment `name`'s `selector` selects;
+/// else an error saying what state its pods are in.
+fn ready_pod_of_deployment(ns: &str, name: &str, selector: &BTreeMap<String, String>, pods: &[Arc<Pod>]) -> Result<String, String> {
+    cluster::pods::newest_ready_selected(pods, selector).ok_or_else(|| {
+        let states: Vec<String> = pods.iter().filter(|p| cluster::pods::selected(p, selector)).map(|p| pod_state(p)).collect();
+        let pods = if states.is_empty() { "no pods".to_string() } else { states.join(", ") };
+        format!("no Ready pod of deployment {ns}/{name} ({pods})")
+    })
 }
 
 /// One line about a pod that is not Ready: its name, phase and the reason a container waits, if any.
@@ -206,7 +218,9 @@ pub(super) async fn channel(raw: &str, addr: &KubeAddr, cluster: Cluster<'_>) ->
     let namespace = addr.namespace.clone().unwrap_or_else(|| target.namespace.clone());
     let last_error: Arc<Mutex<Option<String>>> = Default::default();
     let via: Via = Default::default();
-    let dialer = Dialer { addr: addr.clone(), namespace: namespace.clone(), client: target.client, last_error: last_error.clone(), via: via.clone() };
+    // Dropped with the channel (the connector owns it), which stops the watch.
+    let pods = Reflector::watch(target.client.clone(), &namespace);
+    let dialer = Dialer { addr: addr.clone(), namespace: namespace.clone(), client: target.client, pods, last_error: last_error.clone(), via: via.clone() };
     tracing::debug!("BuildKit at {} through context {}", addr.describe(&namespace), target.context);
     let connector = tower::service_fn(move |_: Uri| {
         let d = dialer.clone();
@@ -298,5 +312,63 @@ mod tests {
         let mut f = Forwarded { inner: a, link: Via::default() };
         assert_eq!(f.read(&mut [0u8; 8]).await.unwrap(), 0);
         assert_eq!(f.write_all(b"x").await.unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    /// A pod of BuildKit's namespace, as the watch has it: `status` is its status object.
+    fn pod(name: &str, app: &str, created: u32, deleting: bool, status: serde_json::Value) -> Arc<Pod> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {
+                    "name": name,
+                    "labels": {"app": app},
+                    "creationTimestamp": format!("2026-01-01T00:00:{created:02}Z"),
+                    "deletionTimestamp": if deleting { Some("2026-01-01T00:00:59Z") } else { None },
+                },
+                "status": status,
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn ready() -> serde_json::Value {
+        serde_json::json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]})
+    }
+
+    fn waiting(reason: &str) -> serde_json::Value {
+        serde_json::json!({"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [{"name": "buildkitd", "image": "b", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": reason}}}]})
+    }
+
+    #[test]
+    fn a_deployment_connects_to_its_newest_ready_pod_or_says_what_state_its_pods_are_in() {
+        let sel: BTreeMap<String, String> = [("app".to_string(), "buildkitd".to_string())].into();
+        let old = pod("buildkitd-old", "buildkitd", 1, false, ready());
+        let new = pod("buildkitd-new", "buildkitd", 3, false, ready());
+        let leaving = pod("buildkitd-leaving", "buildkitd", 5, true, ready());
+        let pulling = pod("buildkitd-pulling", "buildkitd", 7, false, waiting("ImagePullBackOff"));
+        let stranger = pod("web-1", "web", 9, false, ready());
+        let pick = |pods: &[&Arc<Pod>]| ready_pod_of_deployment("ci", "buildkitd", &sel, &pods.iter().map(|p| (*p).clone()).collect::<Vec<_>>());
+        assert_eq!(pick(&[&old, &new, &leaving, &pulling, &stranger]), Ok("buildkitd-new".into()));
+        assert_eq!(pick(&[&old, &stranger]), Ok("buildkitd-old".into()), "another workload's newer pod is not BuildKit");
+        assert_eq!(
+            pick(&[&pulling, &leaving, &stranger]),
+            Err("no Ready pod of deployment ci/buildkitd (buildkitd-pulling: Pending, ImagePullBackOff, buildkitd-leaving: Running, not Ready, being deleted)".into()),
+            "only the Deployment's own pods are described"
+        );
+        assert_eq!(pick(&[&stranger]), Err("no Ready pod of deployment ci/buildkitd (no pods)".into()));
+    }
+
+    #[test]
+    fn a_named_pod_is_connected_to_only_while_it_runs() {
+        let pods = vec![
+            pod("bk", "buildkitd", 1, false, ready()),
+            pod("bk-pending", "buildkitd", 2, false, waiting("ContainerCreating")),
+            pod("bk-leaving", "buildkitd", 3, true, ready()),
+        ];
+        assert_eq!(running_pod("ci", "bk", &pods), Ok("bk".into()));
+        assert_eq!(running_pod("ci", "bk-pending", &pods), Err("pod ci/bk-pending is not running (phase Pending)".into()));
+        assert_eq!(running_pod("ci", "bk-leaving", &pods), Err("pod ci/bk-leaving is not running (being deleted)".into()));
+        assert_eq!(running_pod("ci", "gone", &pods), Err("no such pod ci/gone".into()));
     }
 }

@@ -12,6 +12,12 @@ pub fn newest_ready<'a>(pods: impl Iterator<Item = &'a Pod>) -> Option<String> {
         .and_then(|p| p.metadata.name.clone())
 }
 
+/// The newest Ready pod (as [`newest_ready`] chooses) among those of `pods` that `selector` selects: how a
+/// port-forward and BuildKit's in-cluster connector pick the pod of a Deployment.
+pub fn newest_ready_selected(pods: &[std::sync::Arc<Pod>], selector: &std::collections::BTreeMap<String, String>) -> Option<String> {
+    newest_ready(pods.iter().map(|p| &**p).filter(|p| selected(p, selector)))
+}
+
 /// Whether `p` carries every label of `selector` (a Deployment's `matchLabels`).
 pub fn selected(p: &Pod, selector: &std::collections::BTreeMap<String, String>) -> bool {
     let labels = p.metadata.labels.as_ref();
@@ -108,8 +114,12 @@ pub enum Change {
 /// and the pods a sync goes to): a store of the pods as they are now, and a stream of changes to subscribe
 /// to. Dropping the last handle stops the watch.
 pub struct Reflector {
+    namespace: String,
     store: kube::runtime::reflector::Store<Pod>,
     changes: tokio::sync::broadcast::Sender<Change>,
+    /// The watch's last error, until a listing completes: what [`Reflector::listed`] says when there is none
+    /// (a user allowed to port-forward but not to list pods would otherwise be told of no pods at all).
+    failed: tokio::sync::watch::Sender<Option<String>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -119,27 +129,53 @@ impl Drop for Reflector {
     }
 }
 
+/// A watch error in a line: the API server's own message when it answered (its status carries it again, in
+/// debug form, in the error's text).
+fn said(e: &kube::runtime::watcher::Error) -> String {
+    use kube::runtime::watcher::Error as W;
+    match e {
+        W::InitialListFailed(kube::Error::Api(s)) | W::WatchStartFailed(kube::Error::Api(s)) | W::WatchFailed(kube::Error::Api(s)) => {
+            s.message.clone()
+        }
+        W::WatchError(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// How many changes a subscriber may fall behind by before it is told it lagged (and looks at the store).
 const CHANGES: usize = 1024;
 
 impl Reflector {
-    /// Starts watching the pods of `t`'s namespace.
+    /// Starts watching the pods of `t`'s namespace. Within a [`super::Target`], use [`super::Target::pods`]:
+    /// it starts one per namespace.
     pub fn start(t: &super::Target) -> std::sync::Arc<Reflector> {
+        Reflector::watch(t.client.clone(), &t.namespace)
+    }
+
+    /// Starts watching the pods of `namespace` through `client` (for a namespace no [`super::Target`] deploys
+    /// to: BuildKit's).
+    pub fn watch(client: kube::Client, namespace: &str) -> std::sync::Arc<Reflector> {
         use futures::StreamExt;
         use kube::runtime::{reflector, watcher, WatchStreamExt};
         let (store, writer) = reflector::store();
         let (changes, _) = tokio::sync::broadcast::channel(CHANGES);
-        let api: kube::Api<Pod> = kube::Api::namespaced(t.client.clone(), &t.namespace);
+        let (failed, _) = tokio::sync::watch::channel(None);
+        let api: kube::Api<Pod> = kube::Api::namespaced(client, namespace);
         let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer);
         let tx = changes.clone();
+        let fail = failed.clone();
         let task = tokio::spawn(stream.for_each(move |ev| {
             let change = match ev {
                 Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => Some(Change::Applied(std::sync::Arc::new(p))),
                 Ok(watcher::Event::Delete(p)) => Some(Change::Deleted(std::sync::Arc::new(p))),
-                Ok(watcher::Event::InitDone) => Some(Change::Listed),
+                Ok(watcher::Event::InitDone) => {
+                    fail.send_replace(None);
+                    Some(Change::Listed)
+                }
                 Ok(watcher::Event::Init) => None,
                 Err(e) => {
                     tracing::debug!("watching pods: {e}");
+                    fail.send_replace(Some(said(&e)));
                     None
                 }
             };
@@ -148,13 +184,32 @@ impl Reflector {
             }
             std::future::ready(())
         }));
-        std::sync::Arc::new(Reflector { store, changes, task })
+        std::sync::Arc::new(Reflector { namespace: namespace.to_string(), store, changes, failed, task })
     }
 
     /// The pods now, once the first listing is in (waiting at most 10 s for it).
     pub async fn pods(&self) -> Vec<std::sync::Arc<Pod>> {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.store.wait_until_ready()).await;
         self.store.state()
+    }
+
+    /// The pods now, once the first listing is in: waiting at most 10 s for it, and not at all once the watch
+    /// has failed before it (then the failure is the error, e.g. a user not allowed to list or watch pods).
+    pub async fn listed(&self) -> Result<Vec<std::sync::Arc<Pod>>, String> {
+        let mut failed = self.failed.subscribe();
+        let ns = &self.namespace;
+        let wait = async {
+            tokio::select! {
+                biased;
+                _ = self.store.wait_until_ready() => Ok(()),
+                e = failed.wait_for(|e| e.is_some()) => Err(e.map(|e| e.clone().unwrap_or_default()).unwrap_or_default()),
+            }
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(10), wait).await {
+            Ok(Ok(())) => Ok(self.store.state()),
+            Ok(Err(e)) => Err(format!("cannot watch the pods in namespace {ns}: {e}")),
+            Err(_) => Err(format!("the pods in namespace {ns} were not listed within 10 s")),
+        }
     }
 
     /// The pods now, without waiting for the first listing (empty before it).
@@ -205,5 +260,48 @@ mod tests {
         assert!(runs(&with_web("r/app:t0", "running", 0, false), "r/app:t1").is_empty(), "another reference");
         let facts = PodFacts::of(&with_web("r/app:t1", "running", 0, false)).unwrap();
         assert_eq!((facts.containers[0].name.as_str(), facts.containers[0].ready), ("web", true), "spec order, statuses matched by name");
+    }
+
+    /// A pod labelled `app`, created at second `created` of a day, Ready or not, being deleted or not.
+    fn pod(name: &str, app: &str, created: u32, ready: bool, deleting: bool) -> std::sync::Arc<Pod> {
+        std::sync::Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {
+                    "name": name,
+                    "labels": {"app": app},
+                    "creationTimestamp": format!("2026-01-01T00:00:{created:02}Z"),
+                    "deletionTimestamp": if deleting { Some("2026-01-01T00:00:59Z") } else { None },
+                },
+                "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_pick_is_the_newest_ready_pod_of_the_selector_that_is_not_going_away() {
+        let old = pod("old", "web", 1, true, false);
+        let new = pod("new", "web", 3, true, false);
+        let starting = pod("starting", "web", 5, false, false);
+        let leaving = pod("leaving", "web", 7, true, true);
+        let other = pod("other", "db", 9, true, false);
+        let web: std::collections::BTreeMap<String, String> = [("app".to_string(), "web".to_string())].into();
+        // (pods, chosen)
+        let cases: &[(&[&std::sync::Arc<Pod>], Option<&str>)] = &[
+            (&[&old, &starting], Some("old")),
+            (&[&old, &new, &starting, &leaving], Some("new")),
+            (&[&old, &new, &other], Some("new")),
+            (&[&starting, &leaving, &other], None),
+            (&[], None),
+        ];
+        for (pods, want) in cases {
+            let pods: Vec<std::sync::Arc<Pod>> = pods.iter().map(|p| (*p).clone()).collect();
+            let names: Vec<_> = pods.iter().map(|p| p.metadata.name.clone().unwrap()).collect();
+            assert_eq!(newest_ready_selected(&pods, &web).as_deref(), *want, "{names:?}");
+            // Without a selector the same rule holds over every pod (the newest Ready one of any workload).
+            let any = newest_ready(pods.iter().map(|p| &**p));
+            let want_any = if names.iter().any(|n| n == "other") { Some("other") } else { *want };
+            assert_eq!(any.as_deref(), want_any, "{names:?}");
+        }
     }
 }
