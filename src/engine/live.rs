@@ -1,7 +1,7 @@
 //! `devloop up`'s live update: when a batch may close early ([`closes_early`]), carrying out
 //! [`decide::Action::Sync`] (files read once, into the tar and the hasher's tree; one script into each run
 //! the core named, every pod in parallel), feeding the core the namespace's pods ([`feed_pods`]), and
-//! telling, at exit, which pods were left with synced files.
+//! replacing pods a rollout left running files synced earlier.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -148,13 +148,10 @@ async fn run(ctx: &Arc<Ctx>, image: &str, paths: &BTreeSet<String>, into: &[Inca
     }
 }
 
-/// After a rollout: the pod watch started and every target container's session opened, so the first save
-/// after it is as fast as the next ones.
-pub(super) async fn warm(ctx: Arc<Ctx>, image: String, reference: String) {
-    // The rollout's result is on its way to the core: the pod watch judges pods by the reference the core
-    // publishes, so it starts once that is `reference` (else the pods running it now would be taken, on
-    // their next change, for pods that started later).
-    ctx.published(&image, &reference).await;
+/// After a rollout: a session opened into every container running `reference`, so the first save after it
+/// is as fast as the next ones. Read from the pod watch's store, which has the rollout's pods by now (the
+/// core's copy of it may be a moment behind); a container missed here gets its session at its first sync.
+pub(super) async fn warm(ctx: Arc<Ctx>, reference: String) {
     let pods = ctx.pods().pods().await;
     let runs: Vec<Incarnation> = pods.iter().filter_map(|p| PodFacts::of(p)).flat_map(|p| p.running(&reference).map(|(run, _)| run).collect::<Vec<_>>()).collect();
     let opens = runs.iter().map(|run| ctx.sessions.warm(&ctx.target, &run.pod, &run.container));

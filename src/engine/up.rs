@@ -95,12 +95,6 @@ impl Ctx {
     pub(super) fn pods(&self) -> Arc<crate::cluster::pods::Reflector> {
         self.target.pods()
     }
-    /// Waits (at most 10 s) until the core has published `reference` as `image`'s.
-    pub(super) async fn published(&self, image: &str, reference: &str) {
-        let mut rx = self.deployed.clone();
-        let wait = rx.wait_for(|m| m.get(image).is_some_and(|r| r == reference));
-        let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
-    }
     /// The reference each image's pods run, as the core last said.
     pub(super) fn references(&self) -> HashMap<String, String> {
         self.deployed.borrow().clone().into_iter().collect()
@@ -276,7 +270,7 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
                     Action::ReplaceStale { image, reference, warm } => {
                         tasks.spawn(super::live::replace_stale(ctx.clone(), image.clone(), reference.clone()));
                         if warm {
-                            tasks.spawn(super::live::warm(ctx.clone(), image, reference));
+                            tasks.spawn(super::live::warm(ctx.clone(), reference));
                         }
                     }
                     Action::RollBack { image, tag, undo } => {
