@@ -23,3 +23,20 @@ impl Write for SharedBuf {
         Ok(())
     }
 }
+
+/// A pod labelled `app=<app>`, created at second `created` of a day, being deleted or not, with `status` as
+/// its status object: the pickers' tests choose among these.
+pub fn labelled_pod(name: &str, app: &str, created: u32, deleting: bool, status: serde_json::Value) -> Arc<k8s_openapi::api::core::v1::Pod> {
+    Arc::new(
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": name,
+                "labels": {"app": app},
+                "creationTimestamp": format!("2026-01-01T00:00:{created:02}Z"),
+                "deletionTimestamp": if deleting { Some("2026-01-01T00:00:59Z") } else { None },
+            },
+            "status": status,
+        }))
+        .unwrap(),
+    )
+}

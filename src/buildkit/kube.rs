@@ -316,18 +316,7 @@ mod tests {
 
     /// A pod of BuildKit's namespace, as the watch has it: `status` is its status object.
     fn pod(name: &str, app: &str, created: u32, deleting: bool, status: serde_json::Value) -> Arc<Pod> {
-        Arc::new(
-            serde_json::from_value(serde_json::json!({
-                "metadata": {
-                    "name": name,
-                    "labels": {"app": app},
-                    "creationTimestamp": format!("2026-01-01T00:00:{created:02}Z"),
-                    "deletionTimestamp": if deleting { Some("2026-01-01T00:00:59Z") } else { None },
-                },
-                "status": status,
-            }))
-            .unwrap(),
-        )
+        crate::test_util::labelled_pod(name, app, created, deleting, status)
     }
 
     fn ready() -> serde_json::Value {

@@ -264,18 +264,8 @@ mod tests {
 
     /// A pod labelled `app`, created at second `created` of a day, Ready or not, being deleted or not.
     fn pod(name: &str, app: &str, created: u32, ready: bool, deleting: bool) -> std::sync::Arc<Pod> {
-        std::sync::Arc::new(
-            serde_json::from_value(serde_json::json!({
-                "metadata": {
-                    "name": name,
-                    "labels": {"app": app},
-                    "creationTimestamp": format!("2026-01-01T00:00:{created:02}Z"),
-                    "deletionTimestamp": if deleting { Some("2026-01-01T00:00:59Z") } else { None },
-                },
-                "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
-            }))
-            .unwrap(),
-        )
+        let status = serde_json::json!({"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]});
+        crate::test_util::labelled_pod(name, app, created, deleting, status)
     }
 
     #[test]
