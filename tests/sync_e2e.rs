@@ -1,6 +1,6 @@
 //! Live update (`[[image.sync]]`) against the real stack: a save under `www/` reaches the running pod through
 //! the exec API — served through the forward, same pod, no build; a delete removes the file in the pod; a
-//! pod that comes later (the synced pod deleted) gets the synced set replayed; a Dockerfile change builds
+//! pod that comes later (the synced pod deleted) and a container restarted in its pod get the synced set replayed; a Dockerfile change builds
 //! and rolls a new pod, which clears the synced state; Ctrl-C says what the pods were left with.
 //! Run through scripts/test.
 
@@ -505,4 +505,40 @@ fn a_save_no_pod_can_take_is_built_instead() {
         [one] => page(&ns.0, one).and_then(|b| if b.contains("nobody-home") { Ok(()) } else { Err(b) }),
         other => Err(format!("{other:?}")),
     });
+}
+
+/// A container that restarts in the same pod (here: killed through the node's containerd) starts from its
+/// image again: the core sees a new run of the deployed image (same pod, restart count up), which lacks the
+/// synced set, and replays it; the page is served with the synced content again, with no build.
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_restarted_container_gets_the_synced_set_replayed() {
+    let ns = Namespace::new("sync-restart");
+    let p = sync_project(&ns);
+    let mut up = Up::start(&p);
+    let url = forward_url(&mut up);
+    up.wait("iteration", 120);
+    let pod = eventually("one pod", 30, || match live_pods(&ns.0, "hello").as_slice() {
+        [one] => Ok(one.clone()),
+        other => Err(format!("{other:?}")),
+    });
+    p.write("app/www/index.html", "<p>synced-before-restart</p>\n");
+    up.wait("sync", 20);
+    served(&url, "synced-before-restart");
+    let seen_before = up.seen.len();
+
+    let id = kubectl(&["-n", &ns.0, "get", "pod", &pod, "-o", "jsonpath={.status.containerStatuses[0].containerID}"]);
+    let id = id.trim().strip_prefix("containerd://").unwrap_or_else(|| panic!("a containerd container: {id}")).to_string();
+    let socket = std::env::var("DEVLOOP_STACK_CONTAINERD").expect("the stack's env");
+    let out = Command::new("ctr").args(["-a", &socket, "-n", "k8s.io", "task", "kill", "-s", "SIGKILL", &id]).output().expect("ctr");
+    assert!(out.status.success(), "ctr task kill: {}", String::from_utf8_lossy(&out.stderr));
+
+    let r = up.wait_for("a replay", 90, |e| e["event"] == "sync" && e["replay"] == true);
+    assert_eq!((r["pods"].as_u64(), r["files"].as_u64()), (Some(1), Some(1)), "{r}");
+    let restarts = kubectl(&["-n", &ns.0, "get", "pod", &pod, "-o", "jsonpath={.status.containerStatuses[0].restartCount}"]);
+    assert_eq!(restarts.trim(), "1", "the same pod, its container restarted once");
+    let replayed = eventually("the replayed page in the restarted container", 10, || page(&ns.0, &pod).and_then(|b| if b.contains("synced-before-restart") { Ok(b) } else { Err(b) }));
+    assert!(replayed.contains("synced-before-restart"));
+    served(&url, "synced-before-restart");
+    assert!(builds(&up.seen[seen_before..]).is_empty(), "no build: {:#?}", &up.seen[seen_before..]);
 }
