@@ -349,6 +349,8 @@ pub struct Image {
     pub frontend_opts: BTreeMap<String, String>,
     /// `[[image.sync]]` live-update rules, in file order.
     pub sync: Vec<SyncRule>,
+    /// The tag it is pushed and deployed under, made of its content hash (`tag`; default `{hash}`).
+    pub tag: TagTemplate,
 }
 
 impl Image {
@@ -372,6 +374,7 @@ impl Image {
             frontend_source: String::new(),
             frontend_opts: BTreeMap::new(),
             sync: vec![],
+            tag: TagTemplate::default(),
         }
     }
 }
@@ -461,5 +464,7 @@ mod helm;
 pub use helm::{Helm, ImageValues, SetValue};
 mod registry;
 pub use registry::PullSecret;
+pub mod template;
+pub use template::{TagTemplate, Template, Var, HASH_LEN};
 mod sync;
 pub use sync::{route as sync_route, RunStep, SyncRule};

@@ -33,13 +33,14 @@ pub enum Error {
     Io { path: PathBuf, source: std::io::Error },
 }
 
-/// Length of the tag in hex characters (128 bits of the SHA-256).
-pub const TAG_LEN: usize = 32;
+/// Length of the content hash in hex characters (128 bits of the SHA-256): the tag, unless the image's `tag`
+/// template adds to it.
+pub const TAG_LEN: usize = crate::config::HASH_LEN;
 
 /// The result of hashing one image's inputs.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    /// The content tag.
+    /// The content tag: the content hash, in the image's `tag` template.
     pub tag: String,
     /// Number of entries (files, directories, symlinks) the build can see.
     pub entries: usize,
@@ -140,7 +141,7 @@ fn now_ns() -> i64 {
 pub fn snapshot(image: &Image, filter: &Filter, cache: &mut DigestCache) -> Result<Snapshot, Error> {
     let dockerfile = dockerfile_digest(image)?;
     let (mut tree, stats) = Tree::scan(&image.context, filter, cache)?;
-    let tag = tag(&BuildInputs::of(image, dockerfile), &tree.root_digest());
+    let tag = image.tag.tag(&tag(&BuildInputs::of(image, dockerfile), &tree.root_digest()));
     Ok(Snapshot { tag, entries: stats.entries, bytes: stats.bytes, files_read: stats.files_read })
 }
 

@@ -16,6 +16,29 @@ fn a_bad_config_exits_2_naming_file_line_and_key() {
     assert!(err.contains("did you mean `context`"), "{err}");
 }
 
+/// `[[image]] tag = "{hash}-kiamol"` is the tag `hash` prints (and every command pushes and deploys); a
+/// template that cannot make a tag, or a `set` placeholder devloop does not know, exits 2 at its place.
+#[test]
+fn a_tag_template_makes_the_tag_and_template_mistakes_exit_2_at_their_line_and_key() {
+    let p = Project::hello("127.0.0.1:1");
+    let plain = p.tag();
+    p.write_config("tag = \"{hash}-kiamol\"");
+    assert_eq!(p.tag(), format!("{plain}-kiamol"), "the same content hash, in the template");
+    let deploy = format!("[[deploy]]\nimage = \"{}\"\nhelm = {{ chart = \"app/chart\", release = \"r\", set = {{ n = \"{{tag}}\", server = \"{{registy}}\" }} }}", p.name);
+    let cases = [
+        ("tag = \"{hash}:1\"".to_string(), "devloop.toml:10:7: key `image[0].tag`", "does not make a valid tag"),
+        ("tag = \"build-1\"".to_string(), "devloop.toml:10:7: key `image[0].tag`", "has no {hash}"),
+        (format!("tag = \"{{hash}}-kiamol\"\n{deploy}"), "devloop.toml:13:", "key `deploy[0].helm.set.server`: `{registy}`: unknown placeholder `{registy}`"),
+    ];
+    for (extra, place, says) in cases {
+        p.write_config(&extra);
+        let out = p.devloop(&["hash"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra}: {err}");
+        assert!(err.contains(place) && err.contains(says), "{extra}: {err}");
+    }
+}
+
 #[test]
 fn a_context_directory_that_does_not_exist_exits_2_naming_it_with_line_and_key() {
     let p = Project::hello("127.0.0.1:1");

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::template::{Template, Var};
+
 /// A `[[deploy]]`'s Helm release.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Helm {
@@ -28,6 +30,9 @@ pub struct Helm {
 pub enum SetValue {
     /// A string, passed with `--set-string` so helm does not retype it.
     String(String),
+    /// A string with placeholders (`{registry}`, `{tag}`, … see [`Var`]), expanded for each deploy and passed
+    /// with `--set-string`.
+    Template(Template),
     /// A number or boolean, passed with `--set`.
     Literal(String),
 }
@@ -45,6 +50,9 @@ pub enum ImageValues {
     },
     /// The full `repo:tag@digest` reference into one value.
     Full(String),
+    /// None: `set` templates name the build (`{tag}`, `{hash}`, `{digest}` or `{image}`) and no
+    /// `image-values` was given, so the templates are how the chart takes the image.
+    InSet,
 }
 
 impl Default for ImageValues {
@@ -62,7 +70,7 @@ pub(super) struct RawHelm {
     #[serde(default)]
     values: Vec<String>,
     #[serde(default)]
-    set: BTreeMap<String, toml::Value>,
+    set: BTreeMap<String, toml::Spanned<toml::Value>>,
     image_values: Option<RawImageValues>,
 }
 
@@ -75,9 +83,12 @@ struct RawImageValues {
     pull_secrets: Option<String>,
 }
 
-/// Validates a `helm` table; errors are (key below `helm.`, message).
-pub(super) fn validate(raw: RawHelm) -> Result<Helm, (String, String)> {
-    let bad = |k: &str, m: String| (k.to_string(), m);
+/// A `helm` table's error: the key below `helm.`, the message, and where the key's value is when known.
+pub(super) type Bad = (String, String, Option<std::ops::Range<usize>>);
+
+/// Validates a `helm` table.
+pub(super) fn validate(raw: RawHelm) -> Result<Helm, Bad> {
+    let bad = |k: &str, m: String| (k.to_string(), m, None);
     let chart = raw.chart.filter(|c| !c.trim().is_empty()).ok_or_else(|| {
         bad("chart", "missing: name the chart's directory (relative to devloop.toml) or a chart reference".into())
     })?;
@@ -96,22 +107,29 @@ pub(super) fn validate(raw: RawHelm) -> Result<Helm, (String, String)> {
     }
     let mut set = BTreeMap::new();
     for (k, v) in raw.set {
-        let v = match v {
-            toml::Value::String(s) => SetValue::String(s),
+        let span = v.span();
+        let at = |m: String| (format!("set.{k}"), m, Some(span.clone()));
+        let v = match v.into_inner() {
+            toml::Value::String(s) => match Template::parse(&s, &Var::ALL).map_err(at)? {
+                t if t.is_plain() => SetValue::String(s),
+                t => SetValue::Template(t),
+            },
             toml::Value::Integer(i) => SetValue::Literal(i.to_string()),
             toml::Value::Float(f) => SetValue::Literal(f.to_string()),
             toml::Value::Boolean(b) => SetValue::Literal(b.to_string()),
-            other => {
-                return Err(bad(&format!("set.{k}"), format!("a {} : set takes strings, numbers and booleans", other.type_str())))
-            }
+            other => return Err(at(format!("a {} : set takes strings, numbers and booleans", other.type_str()))),
         };
         set.insert(k, v);
     }
+    // A template naming the build is how the chart takes the image, unless image-values says where else.
+    let pinned = set.values().any(|v| matches!(v, SetValue::Template(t) if t.vars().any(Var::pins_build)));
     let pull_secrets = raw.image_values.as_ref().and_then(|v| v.pull_secrets.clone());
     if pull_secrets.as_ref().is_some_and(|p| p.trim().is_empty()) {
         return Err(bad("image-values.pull-secrets", "an empty value path: name the chart's list, like \"imagePullSecrets\"".into()));
     }
+    let named = raw.image_values.as_ref().is_some_and(|v| v.image.is_some() || v.repository.is_some() || v.tag.is_some());
     let image_values = match raw.image_values {
+        _ if pinned && !named => ImageValues::InSet,
         None => ImageValues::default(),
         Some(RawImageValues { image: Some(_), repository: Some(_), .. } | RawImageValues { image: Some(_), tag: Some(_), .. }) => {
             return Err(bad("image-values", "set either `image` (one full reference) or `repository` and `tag`, not both".into()))
@@ -125,6 +143,7 @@ pub(super) fn validate(raw: RawHelm) -> Result<Helm, (String, String)> {
     if let Some(p) = match &image_values {
         ImageValues::Split { repository, tag } => [repository, tag].into_iter().find(|p| p.trim().is_empty()),
         ImageValues::Full(p) => Some(p).filter(|p| p.trim().is_empty()),
+        ImageValues::InSet => None,
     } {
         return Err(bad("image-values", format!("`{p}` is not a value path like \"image.repository\"")));
     }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{
     addr, default_buildkit_addr, helm, registry, sync, unset_buildkit, Buildkit, Check, Config, Deploy, DeployTarget, Error, Forward, Image,
-    Kube, Located, ManifestSource, PullSecret, Registry, WatchConfig, DEFAULT_CHECK_TIMEOUT,
+    Kube, Located, ManifestSource, PullSecret, Registry, TagTemplate, WatchConfig, DEFAULT_CHECK_TIMEOUT,
 };
 
 #[derive(Default, Deserialize)]
@@ -88,6 +88,7 @@ struct RawImage {
     frontend_opts: BTreeMap<String, String>,
     #[serde(default)]
     sync: Vec<toml::Spanned<sync::RawSync>>,
+    tag: Option<toml::Spanned<String>>,
 }
 
 fn default_dockerfile() -> toml::Spanned<String> {
@@ -176,6 +177,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
             let rule = sync::validate(r.into_inner()).map_err(|(sub, m)| err(Some(span), key(&format!("sync[{j}].{sub}")), m))?;
             rules.push(rule);
         }
+        let tag = match &img.tag {
+            None => TagTemplate::default(),
+            Some(t) => TagTemplate::parse(t.get_ref()).map_err(|m| err(Some(t.span()), key("tag"), m))?,
+        };
         let context = root.join(img.context.get_ref());
         images.push(Image {
             name: name.clone(),
@@ -190,6 +195,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
             frontend_source: img.frontend_source,
             frontend_opts: img.frontend_opts,
             sync: rules,
+            tag,
         });
     }
     let mut deploys = Vec::new();
@@ -223,7 +229,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
                 if d.deployment.is_some() || source.is_some() || d.container.is_some() {
                     return Err(err(Some(span), key("helm"), "set `helm` alone: not with `deployment`, `container`, `manifests` or `kustomize`".into()));
                 }
-                Some(helm::validate(h).map_err(|(sub, m)| err(Some(span.clone()), k(&sub), m))?)
+                Some(helm::validate(h).map_err(|(sub, m, at)| err(Some(at.unwrap_or_else(|| span.clone())), k(&sub), m))?)
             }
         };
         let target = match (d.deployment, source) {

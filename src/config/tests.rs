@@ -303,3 +303,49 @@ fn registry_ca_is_relative_to_the_file_and_pull_secret_takes_a_bool_or_a_name() 
     let bad = parse_err(&format!("{base}pull-secret = 3\n"));
     assert!(bad.key == "registry.pull-secret" && bad.message.contains("true, false or a Secret name"), "{bad}");
 }
+
+/// `[[image]] tag` and `set` templates: read and checked at load, each mistake named at its line and key.
+#[test]
+fn tag_and_set_templates_are_checked_where_they_are_written() {
+    use crate::config::{ImageValues, SetValue};
+    let head = "[registry]\nhost = \"r\"\n[[image]]\nname = \"kiamol/bb\"\ncontext = \".\"\n";
+    let c = parse(Path::new("/p/devloop.toml"), &format!("{head}tag = \"{{hash}}-kiamol\"\n")).unwrap();
+    assert_eq!(c.images[0].tag.tag("h"), "h-kiamol");
+    assert!(parse(Path::new("/p/devloop.toml"), head).unwrap().images[0].tag.is_default(), "no key: the hash is the tag");
+
+    let helm = |set: &str, more: &str| {
+        format!("{head}[[deploy]]\nimage = \"kiamol/bb\"\nhelm = {{ chart = \"c\", release = \"bb\", set = {{ {set} }}{more} }}\n")
+    };
+    let deployed = |text: &str| {
+        let c = parse(Path::new("/p/devloop.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+        let DeployTarget::Helm(h) = c.deploys[0].target.clone() else { panic!() };
+        h
+    };
+    // The book's chart: the templates name the build, so devloop sets no image.* value of its own.
+    let h = deployed(&helm("registryServer = \"{registry}\", registryUser = \"kiamol\", imageBuildNumber = \"{hash}\"", ""));
+    assert_eq!(h.image_values, ImageValues::InSet);
+    assert!(matches!(&h.set["registryServer"], SetValue::Template(t) if t.as_str() == "{registry}"));
+    assert_eq!(h.set["registryUser"], SetValue::String("kiamol".into()));
+    // A pull-secrets path alone keeps that; naming the image's values sets them too.
+    let h = deployed(&helm("n = \"{tag}\"", ", image-values = { pull-secrets = \"imagePullSecrets\" }"));
+    assert_eq!((h.image_values, h.pull_secrets.as_deref()), (ImageValues::InSet, Some("imagePullSecrets")));
+    assert_eq!(deployed(&helm("n = \"{tag}\"", ", image-values = { image = \"img\" }")).image_values, ImageValues::Full("img".into()));
+    // Placeholders that do not pin the build, and Go templates, leave the default image values.
+    assert_eq!(deployed(&helm("host = \"{registry}\"", "")).image_values, ImageValues::default());
+    let h = deployed(&helm("host = \"{{ .Release.Name }}.local\"", ""));
+    assert_eq!((h.set["host"].clone(), h.image_values), (SetValue::String("{{ .Release.Name }}.local".into()), ImageValues::default()));
+
+    // (text, line, column, key, a fragment of the message)
+    let cases: Vec<(String, usize, usize, &str, &str)> = vec![
+        (format!("{head}tag = \"latest\"\n"), 6, 7, "image[0].tag", "has no {hash}"),
+        (format!("{head}tag = \"{{hash}}/x\"\n"), 6, 7, "image[0].tag", "does not make a valid tag"),
+        (format!("{head}tag = \"{{hash}}-{{tag}}\"\n"), 6, 7, "image[0].tag", "{tag} is not known here (known: {hash})"),
+        (format!("{head}tag = \"{{hash}}{{hash}}\"\n"), 6, 7, "image[0].tag", "more than once"),
+        (helm("a = 1, registryServer = \"{registy}\"", ""), 8, 71, "deploy[0].helm.set.registryServer", "unknown placeholder `{registy}` (known: {registry},"),
+    ];
+    for (text, line, col, key, fragment) in &cases {
+        let e = parse_err(text);
+        assert_eq!((e.line_col, e.key.as_str()), (Some((*line, *col)), *key), "{text}: {e}");
+        assert!(e.message.contains(fragment), "{text}: {e}");
+    }
+}

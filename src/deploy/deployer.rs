@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::rollout::{Failure, Timeline, Verdict};
 use super::{images, Error};
 use crate::cluster::Target;
-use crate::config::{Config, Deploy, Helm, Load, ManifestSource};
+use crate::config::{Config, Deploy, Helm, Load, ManifestSource, TagTemplate};
 use crate::deliver::Destination;
 use crate::interrupt::{until, Interrupt};
 
@@ -52,7 +52,7 @@ pub enum Kind {
 }
 
 /// What every deployer of one config shares, read from the config once.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct Env {
     /// devloop.toml's directory: manifests, charts and values files are relative to it.
     root: PathBuf,
@@ -64,6 +64,9 @@ struct Env {
     /// The pull policy deployed containers need (images not in a registry), and where the images are.
     pull: Option<&'static str>,
     store: String,
+    /// What `{registry}` stands for in `set` templates: the pull host, or `docker.io` for an image loaded
+    /// into a node's store (the name runtimes give an image loaded as `<name>:<tag>`).
+    registry: String,
 }
 
 impl Env {
@@ -77,11 +80,17 @@ impl Env {
             secret: (reg.load == Load::Push).then(|| reg.pull_secret.name(&reg.host)).flatten(),
             pull: destination.pull_policy(),
             store: destination.describe(),
+            registry: match destination {
+                Destination::Registry(_) => reg.pull_host().to_string(),
+                Destination::Docker { .. } | Destination::Containerd { .. } => "docker.io".into(),
+            },
         }
     }
-    /// Whether `reference` names `image` (in the registry, or as configured).
+    /// Whether `reference` names `image` (in the registry, or as configured; for an image loaded into a
+    /// node's store, also as the runtime names it: `docker.io/[library/]<name>`).
     fn ours(&self, reference: &str, image: &str) -> bool {
         images::is_ours(reference, image, &self.host, &self.pull_host)
+            || (self.pull.is_some() && images::is_ours(reference, image, "docker.io", "docker.io/library"))
     }
 }
 
@@ -92,6 +101,8 @@ pub struct Deployer {
     pub image: String,
     /// What it changes.
     pub kind: Kind,
+    /// The image's `tag` template (what `{hash}` is read back from).
+    tag: TagTemplate,
     timeout: Duration,
     rollback_on_failure: bool,
     env: Arc<Env>,
@@ -163,6 +174,20 @@ pub struct Deployed {
 }
 
 impl Deployed {
+    /// The reference the rolled pods of `image`, deployed as `reference`, run: itself, or a chart's own
+    /// rendering of the same build (its tag without the digest, …), which is what their specs say.
+    pub fn runs(&self, image: &str, reference: &str) -> String {
+        let refs: Vec<&String> = self.rolled.iter().flat_map(|r| &r.refs).collect();
+        if refs.iter().any(|r| *r == reference) {
+            return reference.to_string();
+        }
+        let named = |r: &str| {
+            let repo = images::repository(r);
+            repo == image || repo.ends_with(&format!("/{image}"))
+        };
+        refs.into_iter().find(|r| named(r.as_str()) && images::same_build(r.as_str(), reference)).cloned().unwrap_or_else(|| reference.to_string())
+    }
+
     fn add(&mut self, other: Deployed) {
         self.ok &= other.ok;
         self.rolled.extend(other.rolled);
@@ -213,8 +238,8 @@ impl Stop<'_> {
 }
 
 impl Deployer {
-    /// The deployer of `d`, sharing `env`.
-    fn new(d: &Deploy, env: Arc<Env>) -> Deployer {
+    /// The deployer of `d`, whose image's tag template is `tag`, sharing `env`.
+    fn new(d: &Deploy, tag: TagTemplate, env: Arc<Env>) -> Deployer {
         let kind = match &d.target {
             crate::config::DeployTarget::Patch { deployment, container } => {
                 Kind::Patch { deployment: deployment.clone(), container: container.clone() }
@@ -222,7 +247,7 @@ impl Deployer {
             crate::config::DeployTarget::Manifests(source) => Kind::Manifests(source.clone()),
             crate::config::DeployTarget::Helm(h) => Kind::Helm(h.clone()),
         };
-        Deployer { image: d.image.clone(), kind, timeout: d.rollout_timeout, rollback_on_failure: d.rollback_on_failure, env }
+        Deployer { image: d.image.clone(), kind, tag, timeout: d.rollout_timeout, rollback_on_failure: d.rollback_on_failure, env }
     }
 
     /// Whether a crash soon after a successful rollout is to be rolled back as a failed rollout would be:
@@ -325,7 +350,8 @@ impl Deployers {
     /// The deployers of `cfg`'s `[[deploy]]` tables, in order.
     pub fn of(cfg: &Config) -> Deployers {
         let env = Arc::new(Env::of(cfg));
-        let list = cfg.deploys.iter().map(|d| Deployer::new(d, env.clone())).collect();
+        let tag = |d: &Deploy| cfg.image(&d.image).map(|i| i.tag.clone()).unwrap_or_default();
+        let list = cfg.deploys.iter().map(|d| Deployer::new(d, tag(d), env.clone())).collect();
         Deployers { list, env: Some(env), started: Default::default() }
     }
 
@@ -436,12 +462,6 @@ impl Deployers {
         });
         out.extend(manifests);
         out
-    }
-}
-
-impl Default for Env {
-    fn default() -> Env {
-        Env { root: PathBuf::new(), host: String::new(), pull_host: String::new(), secret: None, pull: None, store: String::new() }
     }
 }
 

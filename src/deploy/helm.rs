@@ -18,7 +18,8 @@ use tokio::task::JoinHandle;
 
 use serde::Deserialize as _;
 
-use crate::config::{Helm, ImageValues, SetValue};
+use crate::config::{Helm, ImageValues, SetValue, Var};
+use crate::reference::Reference;
 
 /// Errors running helm.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,9 @@ pub enum Error {
     /// helm's output was not what devloop expects.
     #[error("helm {what} for release {release}: {message}")]
     Output { what: String, release: String, message: String },
+    /// A `set` template has no value in this deploy (`{digest}` of an image without one, …).
+    #[error("helm release {release}: `set.{key}` = \"{template}\": {message}")]
+    Template { release: String, key: String, template: String, message: String },
 }
 
 /// What `helm upgrade --install` made.
@@ -44,6 +48,40 @@ pub struct Release {
     pub revision: u64,
     /// Its Deployments: name and the images their containers run.
     pub deployments: Vec<(String, Vec<String>)>,
+    /// The images of every pod template in it, of any kind (containers and init containers).
+    pub images: Vec<String>,
+}
+
+/// What the placeholders of `set` templates stand for in one deploy.
+#[derive(Debug, Clone, Copy)]
+pub struct Vars<'a> {
+    /// `{registry}`: the registry host the cluster pulls from.
+    pub registry: &'a str,
+    /// `{name}`: the image's name.
+    pub name: &'a str,
+    /// `{image}`: the reference deployed; `{repository}`, `{tag}` and `{digest}` are its parts.
+    pub reference: &'a str,
+    /// `{hash}`: the content hash in the tag (None: the tag is not of the image's `tag` template, a `--tag`).
+    pub hash: Option<&'a str>,
+}
+
+impl Vars<'_> {
+    /// The value of `v`, or why there is none.
+    pub fn value(&self, v: Var) -> Result<String, String> {
+        let r = Reference::parse(self.reference);
+        let missing = |what: &str| format!("{v}: the reference {} has no {what}", self.reference);
+        match v {
+            Var::Registry => Ok(self.registry.to_string()),
+            Var::Name => Ok(self.name.to_string()),
+            Var::Repository => Ok(r.repository.to_string()),
+            Var::Tag => r.tag.map(String::from).ok_or_else(|| missing("tag")),
+            Var::Digest => r.digest.map(String::from).ok_or_else(|| missing("digest (an image in Docker Engine's store has none)")),
+            Var::Hash => self.hash.map(String::from).ok_or_else(|| {
+                format!("{v}: the tag `{}` is not of the image's `tag` template: it holds no content hash", r.tag_or_latest())
+            }),
+            Var::Image => Ok(self.reference.to_string()),
+        }
+    }
 }
 
 /// Splits `host/name:tag@digest` into (`host/name`, `tag@digest`); a reference without a tag gets the
@@ -62,9 +100,10 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace(',', "\\,")
 }
 
-/// The arguments of `helm upgrade --install` for this release and image reference; `pull_secret` goes
-/// into the chart's `image-values.pull-secrets` list, when the config names one.
-pub fn upgrade_args(h: &Helm, root: &Path, scope: &Scope, reference: &str, pull_secret: Option<&str>) -> Vec<String> {
+/// The arguments of `helm upgrade --install` for this release and the image `vars` describe (the reference
+/// into the chart's image values, the placeholders of `set` expanded); `pull_secret` goes into the chart's
+/// `image-values.pull-secrets` list, when the config names one.
+pub fn upgrade_args(h: &Helm, root: &Path, scope: &Scope, vars: &Vars, pull_secret: Option<&str>) -> Result<Vec<String>, Error> {
     let local = root.join(&h.chart);
     let chart = if local.exists() { local.display().to_string() } else { h.chart.clone() };
     let mut a = scope.args(&["upgrade", "--install", &h.release, &chart]);
@@ -75,10 +114,16 @@ pub fn upgrade_args(h: &Helm, root: &Path, scope: &Scope, reference: &str, pull_
     for (k, v) in &h.set {
         match v {
             SetValue::String(s) => a.extend(["--set-string".into(), format!("{k}={}", escape(s))]),
+            SetValue::Template(t) => {
+                let bad = |message| Error::Template { release: h.release.clone(), key: k.clone(), template: t.to_string(), message };
+                let s = t.expand(&|v| vars.value(v)).map_err(bad)?;
+                a.extend(["--set-string".into(), format!("{k}={}", escape(&s))]);
+            }
             SetValue::Literal(l) => a.extend(["--set".into(), format!("{k}={l}")]),
         }
     }
     // The image last, so it wins over `set` and values files.
+    let reference = vars.reference;
     match &h.image_values {
         ImageValues::Split { repository, tag } => {
             let (r, t) = split_reference(reference);
@@ -86,12 +131,13 @@ pub fn upgrade_args(h: &Helm, root: &Path, scope: &Scope, reference: &str, pull_
             a.extend(["--set-string".into(), format!("{tag}={}", escape(&t))]);
         }
         ImageValues::Full(path) => a.extend(["--set-string".into(), format!("{path}={}", escape(reference))]),
+        ImageValues::InSet => {}
     }
     if let (Some(path), Some(secret)) = (&h.pull_secrets, pull_secret) {
         a.extend(["--set-string".into(), format!("{path}[0].name={}", escape(secret))]);
     }
     a.extend(["--output".into(), "json".into()]);
-    a
+    Ok(a)
 }
 
 /// How long helm gets to exit after SIGINT before it is killed.
@@ -221,18 +267,18 @@ async fn recover(release: String, scope: Scope) -> String {
     }
 }
 
-/// Installs or upgrades the release with `reference` in the chart's image values (and `pull_secret` in its
-/// pull secrets value, see [`upgrade_args`]).
-pub async fn upgrade(h: &Helm, root: &Path, scope: &Scope, reference: &str, pull_secret: Option<&str>) -> Result<Release, Error> {
+/// Installs or upgrades the release with the image `vars` describe in the chart's values (and `pull_secret`
+/// in its pull secrets value, see [`upgrade_args`]).
+pub async fn upgrade(h: &Helm, root: &Path, scope: &Scope, vars: &Vars<'_>, pull_secret: Option<&str>) -> Result<Release, Error> {
+    let args = upgrade_args(h, root, scope, vars, pull_secret)?;
     let recovery: Recovery = Box::pin(recover(h.release.clone(), scope.clone()));
-    let args = upgrade_args(h, root, scope, reference, pull_secret);
     let out = run_program("helm", &h.release, &args, Some(recovery)).await?;
     let bad = |message: String| Error::Output { what: "upgrade --output json".into(), release: h.release.clone(), message };
     let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| bad(format!("not JSON: {e}")))?;
     let revision = v["version"].as_u64().ok_or_else(|| bad("no `version`".into()))?;
     let manifest = v["manifest"].as_str().unwrap_or_default();
     let deployments = deployments(manifest).map_err(bad)?;
-    Ok(Release { revision, deployments })
+    Ok(Release { revision, deployments, images: pod_images(manifest) })
 }
 
 /// Rolls the release back to its previous revision; then its Deployments as `helm get manifest` shows them.
@@ -250,6 +296,36 @@ pub async fn uninstall(h: &Helm, scope: &Scope) -> Result<bool, Error> {
         Err(Error::Failed { stderr, .. }) if stderr.contains("not found") => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// The images of every container and init container in a rendered manifest (YAML documents), wherever the
+/// pod template sits (Deployment, StatefulSet, CronJob, Pod, a custom resource's…), in order.
+pub fn pod_images(manifest: &str) -> Vec<String> {
+    fn walk(v: &serde_yaml_ng::Value, out: &mut Vec<String>) {
+        match v {
+            serde_yaml_ng::Value::Mapping(m) => {
+                for (k, sub) in m {
+                    let list = matches!(k.as_str(), Some("containers" | "initContainers")).then(|| sub.as_sequence()).flatten();
+                    for c in list.into_iter().flatten() {
+                        if let Some(i) = c.get("image").and_then(|i| i.as_str()) {
+                            out.push(i.to_string());
+                        }
+                    }
+                    walk(sub, out);
+                }
+            }
+            serde_yaml_ng::Value::Sequence(s) => s.iter().for_each(|x| walk(x, out)),
+            serde_yaml_ng::Value::Tagged(t) => walk(&t.value, out),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(manifest) {
+        if let Ok(v) = serde_yaml_ng::Value::deserialize(doc) {
+            walk(&v, &mut out);
+        }
+    }
+    out
 }
 
 /// The Deployments in a rendered manifest (YAML documents), each with its containers' images.
@@ -287,6 +363,58 @@ mod tests {
         assert_eq!(split_reference("reg:5000/a/b"), ("reg:5000/a/b".into(), "latest".into()));
     }
 
+    /// `helm upgrade`'s arguments for image `hello` deployed as `reference`, joined.
+    fn args(h: &Helm, reference: &str, secret: Option<&str>) -> String {
+        let scope = Scope { namespace: "ns".into(), context: "ctx".into() };
+        let vars = Vars { registry: "reg", name: "hello", reference, hash: None };
+        upgrade_args(h, Path::new("/p"), &scope, &vars, secret).unwrap().join(" ")
+    }
+
+    /// The book's chart takes its image as three values and a fixed suffix: the templates fill them, and
+    /// devloop sets no `image.*` value of its own.
+    #[test]
+    fn set_templates_expand_per_deploy() {
+        let t = |s: &str| SetValue::Template(crate::config::Template::parse(s, &Var::ALL).unwrap());
+        let mut set = std::collections::BTreeMap::new();
+        set.insert("registryServer".to_string(), t("{registry}"));
+        set.insert("registryUser".to_string(), SetValue::String("kiamol".into()));
+        set.insert("imageBuildNumber".to_string(), t("{hash}"));
+        set.insert("note".to_string(), t("{image}, {digest}"));
+        let h = Helm { chart: "c".into(), release: "bb".into(), values: vec![], set, image_values: ImageValues::InSet, pull_secrets: None };
+        let scope = Scope { namespace: "ns".into(), context: "ctx".into() };
+        let reference = "10.0.0.1:5000/kiamol/bulletin-board:abc-kiamol@sha256:1";
+        let vars = Vars { registry: "10.0.0.1:5000", name: "kiamol/bulletin-board", reference, hash: Some("abc") };
+        let a = upgrade_args(&h, Path::new("/p"), &scope, &vars, None).unwrap().join(" ");
+        assert_eq!(
+            a,
+            "upgrade --install bb c --namespace ns --kube-context ctx --set-string imageBuildNumber=abc \
+             --set-string note=10.0.0.1:5000/kiamol/bulletin-board:abc-kiamol@sha256:1\\, sha256:1 \
+             --set-string registryServer=10.0.0.1:5000 --set-string registryUser=kiamol --output json"
+        );
+        // A value that this deploy does not have is an error naming the key, before helm runs.
+        let by_hand = Vars { hash: None, reference: "hello:mine", ..vars };
+        let e = upgrade_args(&h, Path::new("/p"), &scope, &by_hand, None).unwrap_err().to_string();
+        assert_eq!(e, "helm release bb: `set.imageBuildNumber` = \"{hash}\": {hash}: the tag `mine` is not of the image's `tag` template: it holds no content hash");
+        let mut only_digest = h.clone();
+        only_digest.set.retain(|k, _| k == "note");
+        let e = upgrade_args(&only_digest, Path::new("/p"), &scope, &by_hand, None).unwrap_err().to_string();
+        assert!(e.contains("`set.note`") && e.contains("{digest}: the reference hello:mine has no digest"), "{e}");
+        let repo = Vars { reference: "r:5/a/b:t", ..vars };
+        assert_eq!(repo.value(Var::Repository).unwrap(), "r:5/a/b");
+        assert_eq!(repo.value(Var::Tag).unwrap(), "t");
+        assert_eq!(repo.value(Var::Name).unwrap(), "kiamol/bulletin-board");
+    }
+
+    #[test]
+    fn pod_images_of_every_kind() {
+        let m = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  template:\n    spec:\n      \
+                 initContainers: [{name: i, image: init:1}]\n      containers: [{name: a, image: 'reg/db:t'}]\n---\n\
+                 apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: c}\nspec:\n  jobTemplate:\n    spec:\n      template:\n        \
+                 spec:\n          containers: [{name: j, image: job:2}]\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: m}\n\
+                 data: {containers: x}\n";
+        assert_eq!(pod_images(m), ["init:1", "reg/db:t", "job:2"]);
+    }
+
     #[test]
     fn upgrade_arguments() {
         let mut set = std::collections::BTreeMap::new();
@@ -300,20 +428,19 @@ mod tests {
             image_values: ImageValues::default(),
             pull_secrets: None,
         };
-        let scope = Scope { namespace: "ns".into(), context: "ctx".into() };
-        let a = upgrade_args(&h, Path::new("/p"), &scope, "reg/hello:t@sha256:1", Some("s")).join(" ");
+        let a = args(&h, "reg/hello:t@sha256:1", Some("s"));
         assert_eq!(
             a,
             "upgrade --install web chart --namespace ns --kube-context ctx -f /p/dev.yaml --set-string greeting=hi\\, there \
              --set replicas=2 --set-string image.repository=reg/hello --set-string image.tag=t@sha256:1 --output json"
         );
         let full = Helm { image_values: ImageValues::Full("image.ref".into()), ..h.clone() };
-        assert!(upgrade_args(&full, Path::new("/p"), &scope, "r/h:t@d", None).join(" ").contains("--set-string image.ref=r/h:t@d"));
+        assert!(args(&full, "r/h:t@d", None).contains("--set-string image.ref=r/h:t@d"));
         // The pull secret goes in only where the chart takes it, and only when there is one.
         let with = Helm { pull_secrets: Some("imagePullSecrets".into()), ..h };
-        let a = upgrade_args(&with, Path::new("/p"), &scope, "r/h:t@d", Some("devloop-registry-r")).join(" ");
+        let a = args(&with, "r/h:t@d", Some("devloop-registry-r"));
         assert!(a.ends_with("--set-string imagePullSecrets[0].name=devloop-registry-r --output json"), "{a}");
-        assert!(!upgrade_args(&with, Path::new("/p"), &scope, "r/h:t@d", None).join(" ").contains("imagePullSecrets"));
+        assert!(!args(&with, "r/h:t@d", None).contains("imagePullSecrets"));
     }
 
     /// Every helm command names the namespace and the context once each, from the one [`Scope`].
@@ -328,7 +455,8 @@ mod tests {
             image_values: ImageValues::default(),
             pull_secrets: None,
         };
-        let upgrade = upgrade_args(&h, Path::new("/p"), &scope, "r/h:t", None);
+        let vars = Vars { registry: "r", name: "h", reference: "r/h:t", hash: None };
+        let upgrade = upgrade_args(&h, Path::new("/p"), &scope, &vars, None).unwrap();
         let others = [["rollback", "web"], ["get", "manifest"], ["uninstall", "web"], ["history", "web"]].map(|c| scope.args(&c));
         for a in std::iter::once(&upgrade).chain(others.iter()) {
             for (flag, value) in [("--namespace", "ns"), ("--kube-context", "ctx")] {

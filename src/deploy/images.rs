@@ -15,6 +15,16 @@ pub fn is_ours(reference: &str, name: &str, host: &str, pull_host: &str) -> bool
     repo == name || repo == format!("{host}/{name}") || repo == format!("{pull_host}/{name}")
 }
 
+/// Whether `rendered` (a reference to the image as a chart or manifest writes it) names the build `deployed`:
+/// the same tag, or no tag and the same digest; a digest it has must be the same. A chart may leave the
+/// digest out: the content tag still names one build.
+pub fn same_build(rendered: &str, deployed: &str) -> bool {
+    let (r, d) = (Reference::parse(rendered), Reference::parse(deployed));
+    let digest = r.digest.is_none() || r.digest == d.digest;
+    let tag = r.tag == d.tag || (r.tag.is_none() && r.digest.is_some());
+    r.pinned() && digest && tag
+}
+
 /// A one-line explanation for an image reference in a manifest, if it deserves one. `managed` is true for
 /// references devloop replaces with `repo:tag@digest`.
 pub fn hint(reference: &str, pull_policy: Option<&str>, managed: bool) -> Option<String> {
@@ -111,6 +121,26 @@ mod tests {
         assert!(is_ours("h:5000/hello", "hello", "h:5000", "p:5000"));
         assert!(!is_ours("h:5000/hello-db:1", "hello", "h:5000", "p:5000"));
         assert!(!is_ours("other/hello:1", "hello", "h:5000", "p:5000"));
+    }
+
+    #[test]
+    fn a_rendering_names_the_build_by_its_tag_and_any_digest_it_has() {
+        let d = "reg/kiamol/bb:abc-kiamol@sha256:1";
+        // (rendered, same build)
+        let table = [
+            ("reg/kiamol/bb:abc-kiamol@sha256:1", true),
+            ("reg/kiamol/bb:abc-kiamol", true),
+            ("docker.io/kiamol/bb:abc-kiamol", true),
+            ("reg/kiamol/bb@sha256:1", true),
+            ("reg/kiamol/bb:abc-kiamol-kiamol", false),
+            ("reg/kiamol/bb:dev-kiamol", false),
+            ("reg/kiamol/bb:abc-kiamol@sha256:2", false),
+            ("reg/kiamol/bb@sha256:2", false),
+            ("reg/kiamol/bb", false),
+        ];
+        for (rendered, same) in table {
+            assert_eq!(same_build(rendered, d), same, "{rendered}");
+        }
     }
 
     #[test]

@@ -235,6 +235,8 @@ pub(super) async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, dig
         Ok(d) => (d, None),
         Err(e) => (Default::default(), Some(e.to_string())),
     };
+    // What the pods run: a chart may write the reference its own way (`set` templates: no digest).
+    let reference = deployed.runs(&image, &reference);
     let rolled = deployed.rolled;
     ctx.progress.tell(&image, &tag, decide::Progress::Rolled(rolled.iter().map(|r| r.deployment.clone()).collect()));
     let ok = deployed.ok && error.is_none();

@@ -185,10 +185,10 @@ impl Tree {
         self.root.digest()
     }
 
-    /// The content tag of the tree as it stands, for `image`'s other inputs.
+    /// The content tag of the tree as it stands, for `image`'s other inputs, in its `tag` template.
     pub fn tag(&mut self, image: &crate::config::Image) -> Result<String, Error> {
         let inputs = super::BuildInputs::of(image, super::dockerfile_digest(image)?);
-        Ok(super::tag(&inputs, &self.root_digest()))
+        Ok(image.tag.tag(&super::tag(&inputs, &self.root_digest())))
     }
 
     /// Number of entries.

@@ -236,3 +236,21 @@ fn the_diffcopy_walk_and_the_parallel_scan_see_the_same_entries() {
     assert_eq!(t.paths(), paths);
     assert_eq!((stats.entries, t.len()), (walked.len(), walked.len()));
 }
+
+/// `[[image]] tag = "{hash}-kiamol"`: the content hash inside a fixed form; same bytes, same tag, from a scan
+/// and from `up`'s kept tree alike; new bytes, a new hash in the same form.
+#[test]
+fn a_tag_template_wraps_the_content_hash() {
+    let d = project();
+    let plain = tag_of(&image(d.path()));
+    let img = Image { tag: crate::config::TagTemplate::parse("{hash}-kiamol").unwrap(), ..image(d.path()) };
+    let tag = tag_of(&img);
+    assert_eq!(tag, format!("{plain}-kiamol"), "the hash is the content tag's");
+    assert_eq!(img.tag.hash_of(&tag), Some(plain.as_str()));
+    let (mut t, _) = merkle::Tree::scan(d.path(), &img.filter().unwrap(), &mut DigestCache::in_memory()).unwrap();
+    assert_eq!(t.tag(&img).unwrap(), tag, "the kept tree gives the same tag");
+    assert_eq!(tag_of(&Image { tag: crate::config::TagTemplate::parse("{hash}-kiamol").unwrap(), ..image(project().path()) }), tag, "same bytes elsewhere");
+    write(d.path(), "src/main.sh", "echo changed\n");
+    let changed = tag_of(&img);
+    assert!(changed.ends_with("-kiamol") && changed != tag, "{changed}");
+}

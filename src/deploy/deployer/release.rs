@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::{helm_scope, report, stopped_waiting, unless, Deployed, Deployer, Env, Rolled, Stop, Undo};
 use crate::cluster::Target;
-use crate::config::Helm;
-use crate::deploy::{helm, Error};
+use crate::config::{Helm, ImageValues};
+use crate::deploy::{helm, images, Error};
 use crate::interrupt::{until, Interrupt};
 
 impl Deployer {
@@ -25,7 +25,9 @@ impl Deployer {
         let image = &self.image;
         let what = format!("helm release {}/{}", t.namespace, h.release);
         let scope = helm_scope(t);
-        let upgrade = helm::upgrade(h, &self.env.root, &scope, reference, self.env.secret.as_deref());
+        let tag = crate::reference::Reference::parse(reference).tag.unwrap_or_default();
+        let vars = helm::Vars { registry: &self.env.registry, name: image, reference, hash: self.tag.hash_of(tag) };
+        let upgrade = helm::upgrade(h, &self.env.root, &scope, &vars, self.env.secret.as_deref());
         let upgraded = match intr {
             Some(i) => until(i.stop(), upgrade).await,
             None => Some(upgrade.await),
@@ -39,7 +41,16 @@ impl Deployer {
             return Err(Error::Interrupted(intr.name()));
         };
         let release = release?;
-        let _ = writeln!(out, "{image}: {what} upgraded to revision {} ({reference})", release.revision);
+        let rendered = rendered(&self.env, image, &release.images);
+        // What the pods are to run: the reference, or the chart's own writing of it.
+        let runs = match rendered.as_slice() {
+            [one] if one != reference => format!("{reference}, rendered as {one}"),
+            _ => reference.to_string(),
+        };
+        let _ = writeln!(out, "{image}: {what} upgraded to revision {} ({runs})", release.revision);
+        if let Err(why) = took_image(image, reference, &release.images, &rendered, &h.image_values) {
+            return Err(Error::Usage(format!("{what} (revision {}): {why}", release.revision)));
+        }
         let mut deployed = Deployed { ok: true, ..Default::default() };
         let ours = ours(&self.env, image, &release.deployments);
         for (i, (name, refs)) in ours.iter().enumerate() {
@@ -65,6 +76,44 @@ impl Deployer {
         }
         Ok(deployed)
     }
+}
+
+/// The distinct references to `image` among a release's pod images, in order.
+fn rendered(env: &Env, image: &str, images: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for i in images.iter().filter(|i| env.ours(i, image)) {
+        if !out.contains(i) {
+            out.push(i.clone());
+        }
+    }
+    out
+}
+
+/// Whether the chart took the image: its pod templates run the build deployed as `reference` (`rendered`:
+/// their references to `image`, out of `all` their images), written as devloop gave it or the chart's own way
+/// (the same tag, without the digest). Err says what the chart runs instead, and what to change.
+fn took_image(image: &str, reference: &str, all: &[String], rendered: &[String], how: &ImageValues) -> Result<(), String> {
+    let given = match how {
+        ImageValues::Split { repository, tag } => format!("devloop set `{repository}` and `{tag}`"),
+        ImageValues::Full(path) => format!("devloop set `{path}`"),
+        ImageValues::InSet => "devloop set it through the `set` templates".into(),
+    };
+    if rendered.is_empty() {
+        let runs = if all.is_empty() { "no container at all".to_string() } else { all.join(", ") };
+        return Err(format!(
+            "the chart did not take image {image} ({given}): its containers run {runs}. Tell devloop where the chart \
+             takes the image: `image-values = {{ repository = \"…\", tag = \"…\" }}`, `image-values = {{ image = \"…\" }}`, \
+             or placeholders in `set` (`{{registry}}`, `{{repository}}`, `{{tag}}`, `{{hash}}`, `{{image}}`: see the README)"
+        ));
+    }
+    if let Some(other) = rendered.iter().find(|r| !images::same_build(r, reference)) {
+        return Err(format!(
+            "the chart runs {other}, not the build deployed, {reference} ({given}): compare the chart's image line with \
+             the `set` templates; a suffix the chart adds to the tag belongs in the image's `tag` template \
+             (`tag = \"{{hash}}-suffix\"` with `{{hash}}` in `set`)"
+        ));
+    }
+    Ok(())
 }
 
 /// The Deployments (of a release's manifest) that run `image`, each with its references to it.
@@ -108,4 +157,45 @@ pub(super) async fn roll_back(
         }
     }
     Ok(Some(all))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chart whose image is spread over values is judged by what it rendered: devloop's build, or a clear
+    /// error saying what it runs instead.
+    #[test]
+    fn a_chart_that_did_not_take_the_image_is_an_error_saying_what_it_runs() {
+        let env = Env { host: "reg:5000".into(), pull_host: "reg:5000".into(), ..Env::default() };
+        let reference = "reg:5000/kiamol/bb:abc-kiamol@sha256:1";
+        let judge = |images: &[&str]| {
+            let images: Vec<String> = images.iter().map(|s| s.to_string()).collect();
+            let r = rendered(&env, "kiamol/bb", &images);
+            took_image("kiamol/bb", reference, &images, &r, &ImageValues::InSet)
+        };
+        assert_eq!(judge(&["reg:5000/kiamol/bb:abc-kiamol", "envoy:1"]), Ok(()), "the chart's own writing, no digest");
+        assert_eq!(judge(&[reference, reference]), Ok(()));
+        let e = judge(&["docker.io/kiamol/bb:dev-kiamol", "envoy:1"]).unwrap_err();
+        assert!(e.starts_with("the chart did not take image kiamol/bb (devloop set it through the `set` templates): its containers run docker.io/kiamol/bb:dev-kiamol, envoy:1."), "{e}");
+        assert!(judge(&[]).unwrap_err().contains("its containers run no container at all"));
+        let e = judge(&["reg:5000/kiamol/bb:abc-kiamol-kiamol"]).unwrap_err();
+        assert!(e.starts_with("the chart runs reg:5000/kiamol/bb:abc-kiamol-kiamol, not the build deployed, reg:5000/kiamol/bb:abc-kiamol@sha256:1"), "{e}");
+        assert!(e.contains("tag = \"{hash}-suffix\""), "{e}");
+        let split = ImageValues::Split { repository: "image.repository".into(), tag: "image.tag".into() };
+        let e = took_image("kiamol/bb", reference, &["nginx".into()], &[], &split).unwrap_err();
+        assert!(e.contains("(devloop set `image.repository` and `image.tag`)"), "{e}");
+    }
+
+    /// With an image loaded into a node's store, `{registry}` is `docker.io`: the chart's `docker.io/<name>`
+    /// is devloop's image.
+    #[test]
+    fn a_loaded_image_is_known_by_the_runtime_s_name_too() {
+        let env = Env { pull: Some("Never"), registry: "docker.io".into(), ..Env::default() };
+        let images = vec!["docker.io/kiamol/bb:t".to_string(), "docker.io/library/hello:t".to_string(), "docker.io/other/bb:t".to_string()];
+        assert_eq!(rendered(&env, "kiamol/bb", &images), ["docker.io/kiamol/bb:t"]);
+        assert_eq!(rendered(&env, "hello", &images), ["docker.io/library/hello:t"]);
+        let registry = Env { host: "reg:5000".into(), pull_host: "reg:5000".into(), ..Env::default() };
+        assert!(rendered(&registry, "kiamol/bb", &images).is_empty(), "a registry's images are named by its host");
+    }
 }

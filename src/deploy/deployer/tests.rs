@@ -94,3 +94,20 @@ fn a_failed_rollout_is_described_with_where_it_shows() {
     assert!(out.starts_with("web: rollout of deployment ns/web FAILED after "), "{out}");
     assert!(out.ends_with(": Exited (pod p, container web): exited with code 3\nweb:   last log lines:\nweb:     boom\n"), "{out}");
 }
+
+/// A chart that writes the tag its own way (no digest) runs the same build: the pods are known by what it
+/// rendered. Another image that happens to have the same tag is not it.
+#[test]
+fn the_pods_run_the_reference_or_a_chart_s_rendering_of_the_same_build() {
+    let rolled = |refs: &[&str]| Deployed {
+        ok: true,
+        rolled: vec![Rolled { deployment: "bb".into(), refs: refs.iter().map(|s| s.to_string()).collect(), ..Default::default() }],
+        undo: vec![],
+    };
+    let r = "reg:5000/u/bulletin-board:h-kiamol@sha256:1";
+    assert_eq!(rolled(&[r]).runs("u/bulletin-board", r), r);
+    assert_eq!(rolled(&["reg:5000/u/bulletin-board:h-kiamol"]).runs("u/bulletin-board", r), "reg:5000/u/bulletin-board:h-kiamol");
+    assert_eq!(rolled(&["reg:5000/other:h-kiamol"]).runs("u/bulletin-board", r), r);
+    assert_eq!(rolled(&["reg:5000/u/bulletin-board:h-kiamol-kiamol"]).runs("u/bulletin-board", r), r);
+    assert_eq!(Deployed::default().runs("u/bulletin-board", r), r, "nothing rolled");
+}
