@@ -223,14 +223,14 @@ pub async fn install(t: &Target, spec: &Install, out: &mut (dyn Write + Send)) -
         .map_err(|source| deploy::Error::Api { what: format!("applying deployment {ns}/{name}"), source })?;
     let _ = writeln!(out, "buildkit: deployment {ns}/{name} applied (image {}); waiting for it to be ready", spec.image);
     let started = Instant::now();
-    match deploy::watch_rollout(t, name, std::slice::from_ref(&spec.image), spec.timeout).await?.1 {
+    match deploy::watch_rollout(t, deploy::workload::Kind::Deployment, name, std::slice::from_ref(&spec.image), spec.timeout).await?.1 {
         Verdict::Done { .. } => {}
         Verdict::Failed(f) => {
             let pod = f.pod.map(|p| format!("pod {p}: ")).unwrap_or_default();
             let logs = if f.logs.is_empty() { String::new() } else { format!("\n  {}", f.logs.join("\n  ")) };
             return Err(Error::NotReady { namespace: ns.clone(), name: name.clone(), reason: format!("{pod}{}: {}{logs}", f.reason, f.message) });
         }
-        Verdict::Progressing(p) => return Err(Error::NotReady { namespace: ns.clone(), name: name.clone(), reason: p }),
+        Verdict::Progressing(p) | Verdict::Manual(p) => return Err(Error::NotReady { namespace: ns.clone(), name: name.clone(), reason: p }),
     }
     let _ = writeln!(out, "buildkit: deployment {ns}/{name} ready in {:.1}s", started.elapsed().as_secs_f64());
     let _ = writeln!(out, "put this in devloop.toml (the context is [kube] context / --kube-context, as for deploying):");

@@ -2,7 +2,7 @@
 //! Deployment ([`patch`]), server-side apply manifests, files or a kustomization ([`apply`]), upgrade a Helm
 //! release ([`release`]) — and the one route every command takes through it: `deploy`, `up`, `check`,
 //! `down` and `up --cleanup`. Each deployer answers for:
-//! - deploy: change the workloads and watch their rollouts ([`Deployed`]: the Deployments that rolled, the
+//! - deploy: change the workloads and watch their rollouts ([`Deployed`]: the workloads that rolled, the
 //!   references it rendered into them, the selector of their pods: the pods it owns);
 //! - rollback: what puts back the state before a failed rollout ([`Undo`]: the previous image, the previous
 //!   revision), where its kind has one — the deployer says what it would be, its caller decides (`up`'s
@@ -24,11 +24,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::Api;
 use tokio_util::sync::CancellationToken;
 
 use super::rollout::{Failure, Timeline, Verdict};
+use super::workload::Kind as Workload;
 use super::{images, Error};
 use crate::cluster::Target;
 use crate::config::{Config, Deploy, Helm, Load, ManifestSource, TagTemplate};
@@ -108,14 +107,16 @@ pub struct Deployer {
     env: Arc<Env>,
 }
 
-/// A Deployment that rolled (or was to roll) to the new image.
+/// A workload (Deployment, StatefulSet, DaemonSet) that rolled (or was to roll) to the new image.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rolled {
+    /// Its kind.
+    pub kind: Workload,
     /// Its name.
-    pub deployment: String,
+    pub name: String,
     /// The references to devloop's images the deployer rendered into its pod template.
     pub refs: Vec<String>,
-    /// The label selector of its pods (the Deployment's `matchLabels`: the pods this deployer owns).
+    /// The label selector of its pods (the workload's `matchLabels`: the pods this deployer owns).
     pub selector: std::collections::BTreeMap<String, String>,
     /// When its first new pod reached each stage (empty if it did not roll or failed).
     pub timeline: Timeline,
@@ -124,14 +125,29 @@ pub struct Rolled {
 }
 
 impl Rolled {
-    /// A Deployment whose rollout to `refs` was judged `v`.
-    fn of(deployment: &str, refs: &[String], selector: std::collections::BTreeMap<String, String>, v: &Verdict) -> Rolled {
+    /// A workload whose rollout to `refs` was judged `v`.
+    fn of(kind: Workload, name: &str, refs: &[String], selector: std::collections::BTreeMap<String, String>, v: &Verdict) -> Rolled {
         let (timeline, failure) = match v {
             Verdict::Failed(f) => (Timeline::default(), Some(format!("{}{}: {}", f.reason, place(f), f.message))),
             Verdict::Progressing(w) => (Timeline::default(), Some(format!("not finished: {w}"))),
             Verdict::Done { timeline, .. } => (*timeline, None),
+            Verdict::Manual(_) => (Timeline::default(), None),
         };
-        Rolled { deployment: deployment.to_string(), refs: refs.to_vec(), selector, timeline, failure }
+        Rolled { kind, name: name.to_string(), refs: refs.to_vec(), selector, timeline, failure }
+    }
+
+    /// `deployment ns/name`, `statefulset ns/name`: as lines say it.
+    pub fn what(&self, namespace: &str) -> String {
+        format!("{} {namespace}/{}", self.kind.noun(), self.name)
+    }
+
+    /// How the status block and the page name it: a Deployment by its name (what `[[port-forward]]` names),
+    /// another kind as `kind/name`.
+    pub fn shown(&self) -> String {
+        match self.kind {
+            Workload::Deployment => self.name.clone(),
+            k => format!("{}/{}", k.noun(), self.name),
+        }
     }
 }
 
@@ -166,7 +182,7 @@ pub enum Undo {
 pub struct Deployed {
     /// Every rollout watched succeeded.
     pub ok: bool,
-    /// The Deployments it rolled (or tried to), in order.
+    /// The workloads it rolled (or tried to), in order.
     pub rolled: Vec<Rolled>,
     /// What puts back the state before a failed rollout, where the kind has one and the config asks for it
     /// (Helm: always; patch: `rollback-on-failure`). Empty when `ok`.
@@ -301,10 +317,10 @@ impl Deployer {
         }
     }
 
-    /// Watches the rollout of `name` to `refs`: the pods' selector and the verdict; None when `intr`'s first
-    /// signal comes first (the watch is dropped).
-    async fn watch(&self, t: &Target, name: &str, refs: &[String], intr: Option<&Interrupt>) -> Result<Option<(std::collections::BTreeMap<String, String>, Verdict)>, Error> {
-        let watch = super::watch_rollout(t, name, refs, self.timeout);
+    /// Watches the rollout of the `kind` workload `name` to `refs`: the pods' selector and the verdict; None
+    /// when `intr`'s first signal comes first (the watch is dropped).
+    async fn watch(&self, t: &Target, kind: Workload, name: &str, refs: &[String], intr: Option<&Interrupt>) -> Result<Option<(std::collections::BTreeMap<String, String>, Verdict)>, Error> {
+        let watch = super::watch_rollout(t, kind, name, refs, self.timeout);
         match intr {
             Some(i) => until(i.stop(), watch).await.transpose(),
             None => Ok(Some(watch.await?)),
@@ -312,12 +328,12 @@ impl Deployer {
     }
 
     /// A signal came while the rollout of `pending[0]` was watched: its new image is not verified, nor that
-    /// of the Deployments after it that were still to be watched. `undo` (a patch with
+    /// of the workloads after it that were still to be watched. `undo` (a patch with
     /// `rollback-on-failure`) is carried out, until a second signal; then each one's state is said.
-    async fn interrupted(&self, t: &Target, pending: &[String], undo: Option<Undo>, out: &mut (dyn Write + Send), intr: &Interrupt) -> Error {
+    async fn interrupted(&self, t: &Target, pending: &[(Workload, String)], undo: Option<Undo>, out: &mut (dyn Write + Send), intr: &Interrupt) -> Error {
         let image = &self.image;
-        let first = pending.first().map(String::as_str).unwrap_or_default();
-        let _ = writeln!(out, "{image}: interrupted ({}) while watching the rollout of deployment {}/{first}: the new image is not verified", intr.name(), t.namespace);
+        let (kind, first) = pending.first().map(|(k, n)| (k.noun(), n.as_str())).unwrap_or_default();
+        let _ = writeln!(out, "{image}: interrupted ({}) while watching the rollout of {kind} {}/{first}: the new image is not verified", intr.name(), t.namespace);
         let mut note = "";
         if let Some(undo) = undo {
             note = match rollback(&self.env, t, &undo, out, Some(&Stop::Second(intr))).await {
@@ -330,8 +346,8 @@ impl Deployer {
                 }
             };
         }
-        for name in pending {
-            let _ = writeln!(out, "{image}: {}{note}", state_of(t, name).await);
+        for (kind, name) in pending {
+            let _ = writeln!(out, "{image}: {}{note}", state_of(t, *kind, name).await);
         }
         Error::Interrupted(intr.name())
     }
@@ -475,6 +491,17 @@ async fn rollback(env: &Env, t: &Target, undo: &Undo, out: &mut (dyn Write + Sen
     }
 }
 
+/// Before the rollout of the `kind` workload `name` is watched: a StatefulSet's pods that a failed template
+/// left not Ready are deleted and said (see [`super::unstick`]), or the fix (or the rollback) would never roll.
+async fn unstick(t: &Target, kind: Workload, name: &str, image: &str, out: &mut (dyn Write + Send)) -> Result<(), Error> {
+    if kind == Workload::StatefulSet {
+        for said in super::unstick(t, name).await? {
+            let _ = writeln!(out, "{image}: {said}");
+        }
+    }
+    Ok(())
+}
+
 /// Says that `stop` ended the wait for the rollback of `what` (it is asked for, not verified).
 fn stopped_waiting(out: &mut (dyn Write + Send), image: &str, stop: Option<&Stop<'_>>, what: &str) {
     let why = stop.map(Stop::why).unwrap_or_default();
@@ -494,13 +521,12 @@ pub fn helm_scope(t: &Target) -> super::helm::Scope {
     super::helm::Scope { namespace: t.namespace.clone(), context: t.context.clone() }
 }
 
-/// `deployment ns/name: <its state>` (see [`super::rollout::describe`]), or why it is unknown.
-pub async fn state_of(t: &Target, name: &str) -> String {
-    let api: Api<Deployment> = Api::namespaced(t.client.clone(), &t.namespace);
-    let what = format!("deployment {}/{name}", t.namespace);
+/// `deployment ns/name: <its state>` (see [`super::workload::Workload::describe`]), or why it is unknown.
+pub async fn state_of(t: &Target, kind: Workload, name: &str) -> String {
+    let what = format!("{} {}/{name}", kind.noun(), t.namespace);
     // Bounded: this is said on the way out, and the API server may be what is failing.
-    match tokio::time::timeout(Duration::from_secs(10), api.get(name)).await {
-        Ok(Ok(dep)) => format!("{what}: {}", super::rollout::describe(&dep)),
+    match tokio::time::timeout(Duration::from_secs(10), super::get_workload(t, kind, name)).await {
+        Ok(Ok(w)) => format!("{what}: {}", w.describe()),
         Ok(Err(e)) => format!("{what}: state unknown ({e})"),
         Err(_) => format!("{what}: state unknown (the API server did not answer within 10s)"),
     }
@@ -547,6 +573,10 @@ fn report(out: &mut (dyn Write + Send), image: &str, what: &str, started: Instan
         Verdict::Progressing(w) => {
             let _ = writeln!(out, "{image}: rollout of {what} not finished: {w}");
             false
+        }
+        Verdict::Manual(w) => {
+            let _ = writeln!(out, "{image}: {what}: template updated after {:.1}s, pods not rolled: {w}", started.elapsed().as_secs_f64());
+            true
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Helm releases: `helm upgrade --install` a chart with the built image in its values, find the release's
-//! Deployments in its manifest (to watch their rollouts), and `helm rollback` one whose rollout failed.
+//! workloads in its manifest (to watch their rollouts), and `helm rollback` one whose rollout failed.
 //! The helm binary comes from PATH; KUBECONFIG is inherited, the context is always passed explicitly.
 //!
 //! helm runs in a process group of its own (a Ctrl-C reaches devloop, which decides), and is never killed
@@ -46,8 +46,8 @@ pub enum Error {
 pub struct Release {
     /// The release's revision now.
     pub revision: u64,
-    /// Its Deployments: name and the images their containers run.
-    pub deployments: Vec<(String, Vec<String>)>,
+    /// Its workloads whose rollouts are watched (see [`Rendered`]).
+    pub workloads: Vec<Rendered>,
     /// The images of every pod template in it, of any kind (containers and init containers).
     pub images: Vec<String>,
 }
@@ -277,15 +277,15 @@ pub async fn upgrade(h: &Helm, root: &Path, scope: &Scope, vars: &Vars<'_>, pull
     let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| bad(format!("not JSON: {e}")))?;
     let revision = v["version"].as_u64().ok_or_else(|| bad("no `version`".into()))?;
     let manifest = v["manifest"].as_str().unwrap_or_default();
-    let deployments = deployments(manifest).map_err(bad)?;
-    Ok(Release { revision, deployments, images: pod_images(manifest) })
+    let workloads = workloads(manifest).map_err(bad)?;
+    Ok(Release { revision, workloads, images: pod_images(manifest) })
 }
 
-/// Rolls the release back to its previous revision; then its Deployments as `helm get manifest` shows them.
-pub async fn rollback(h: &Helm, scope: &Scope) -> Result<Vec<(String, Vec<String>)>, Error> {
+/// Rolls the release back to its previous revision; then its workloads as `helm get manifest` shows them.
+pub async fn rollback(h: &Helm, scope: &Scope) -> Result<Vec<Rendered>, Error> {
     run(&h.release, &scope.args(&["rollback", &h.release])).await?;
     let manifest = run(&h.release, &scope.args(&["get", "manifest", &h.release])).await?;
-    deployments(&manifest).map_err(|message| Error::Output { what: "get manifest".into(), release: h.release.clone(), message })
+    workloads(&manifest).map_err(|message| Error::Output { what: "get manifest".into(), release: h.release.clone(), message })
 }
 
 /// Uninstalls the release (`devloop down`); false when there was none.
@@ -328,14 +328,16 @@ pub fn pod_images(manifest: &str) -> Vec<String> {
     out
 }
 
-/// The Deployments in a rendered manifest (YAML documents), each with its containers' images.
-pub fn deployments(manifest: &str) -> Result<Vec<(String, Vec<String>)>, String> {
+/// A workload of a rendered manifest: its kind, name and its containers' images.
+pub type Rendered = (super::workload::Kind, String, Vec<String>);
+
+/// The workloads (Deployments, StatefulSets, DaemonSets) in a rendered manifest (YAML documents), each with
+/// its containers' images.
+pub fn workloads(manifest: &str) -> Result<Vec<Rendered>, String> {
     let mut found = Vec::new();
     for doc in serde_yaml_ng::Deserializer::from_str(manifest) {
         let v = serde_yaml_ng::Value::deserialize(doc).map_err(|e| format!("the manifest is not YAML: {e}"))?;
-        if v.get("kind").and_then(|k| k.as_str()) != Some("Deployment") {
-            continue;
-        }
+        let Some(kind) = v.get("kind").and_then(|k| k.as_str()).and_then(super::workload::Kind::of) else { continue };
         let Some(name) = v.get("metadata").and_then(|m| m.get("name")).and_then(|n| n.as_str()) else { continue };
         let images = v
             .get("spec")
@@ -345,7 +347,7 @@ pub fn deployments(manifest: &str) -> Result<Vec<(String, Vec<String>)>, String>
             .and_then(|c| c.as_sequence())
             .map(|cs| cs.iter().filter_map(|c| c.get("image").and_then(|i| i.as_str()).map(String::from)).collect())
             .unwrap_or_default();
-        found.push((name.to_string(), images));
+        found.push((kind, name.to_string(), images));
     }
     Ok(found)
 }
@@ -491,10 +493,14 @@ mod tests {
     }
 
     #[test]
-    fn deployments_from_a_manifest() {
+    fn workloads_from_a_manifest() {
+        use crate::deploy::workload::Kind;
         let m = "---\n# Source: c/templates/service.yaml\napiVersion: v1\nkind: Service\nmetadata: {name: web}\n---\n\
                  apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    spec:\n      containers:\n      \
-                 - {name: a, image: 'reg/hello:t@sha256:1'}\n      - {name: b, image: envoy}\n";
-        assert_eq!(deployments(m).unwrap(), vec![("web".to_string(), vec!["reg/hello:t@sha256:1".to_string(), "envoy".to_string()])]);
+                 - {name: a, image: 'reg/hello:t@sha256:1'}\n      - {name: b, image: envoy}\n---\n\
+                 apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  template:\n    spec:\n      containers:\n      \
+                 - {name: a, image: 'reg/db:t'}\n---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: once}\n";
+        let web = (Kind::Deployment, "web".to_string(), vec!["reg/hello:t@sha256:1".to_string(), "envoy".to_string()]);
+        assert_eq!(workloads(m).unwrap(), vec![web, (Kind::StatefulSet, "db".to_string(), vec!["reg/db:t".to_string()])], "a Job is not watched yet");
     }
 }

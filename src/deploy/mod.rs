@@ -1,7 +1,9 @@
 //! Rolling workloads to a new image on the cluster a [`Target`] names (see [`crate::cluster`]): change the pod
 //! template (patch one container's image, or
 //! server-side apply manifests with image references substituted — [`manifests`]), and watch the rollout
-//! ([`rollout`]). devloop never deletes a pod: changing the template makes the Deployment controller roll.
+//! ([`rollout`]) of each workload kind ([`workload`]). devloop deletes no pod to roll: changing the template
+//! makes the controller roll (the one exception: a reverted StatefulSet's pods that never became Ready,
+//! which its controller would wait for forever, see [`workload::stuck_pods`]).
 //! Every command reaches these through one interface, [`deployer`] (deploy, undo, cleanup per kind).
 
 pub mod buildkitd;
@@ -11,12 +13,13 @@ pub mod images;
 pub mod manifests;
 pub mod pull_secret;
 pub mod rollout;
+pub mod workload;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 
-use crate::cluster::{selector_labels, Target, FIELD_MANAGER};
+use crate::cluster::{Target, FIELD_MANAGER};
 
 /// Errors deploying.
 #[derive(Debug, thiserror::Error)]
@@ -142,15 +145,71 @@ pub fn pull_policy_of(dep: &Deployment, container: &str) -> Option<String> {
     spec.containers.iter().find(|c| c.name == container)?.image_pull_policy.clone()
 }
 
-/// Watches the rollout of `name` to `refs` (see [`rollout::watch`]), its pods read from the namespace's one
-/// pod watch; also returns the Deployment's pod selector (its `matchLabels`).
-pub async fn watch_rollout(t: &Target, name: &str, refs: &[String], timeout: std::time::Duration) -> Result<(std::collections::BTreeMap<String, String>, rollout::Verdict), Error> {
-    let deployments: Api<Deployment> = Api::namespaced(t.client.clone(), &t.namespace);
+/// Watches the rollout of the `kind` workload `name` to `refs` (see [`rollout::watch`]), its pods read from
+/// the namespace's one pod watch; also returns its pod selector (its `matchLabels`).
+pub async fn watch_rollout(t: &Target, kind: workload::Kind, name: &str, refs: &[String], timeout: std::time::Duration) -> Result<(std::collections::BTreeMap<String, String>, rollout::Verdict), Error> {
+    match kind {
+        workload::Kind::Deployment => watch_kind::<Deployment>(t, name, refs, timeout).await,
+        workload::Kind::StatefulSet => watch_kind::<StatefulSet>(t, name, refs, timeout).await,
+        workload::Kind::DaemonSet => watch_kind::<DaemonSet>(t, name, refs, timeout).await,
+    }
+}
+
+/// [`watch_rollout`] for one kind `K`.
+async fn watch_kind<K>(t: &Target, name: &str, refs: &[String], timeout: std::time::Duration) -> Result<(std::collections::BTreeMap<String, String>, rollout::Verdict), Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    workload::Workload: From<K>,
+{
+    let api: Api<K> = Api::namespaced(t.client.clone(), &t.namespace);
     let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
-    let dep = deployments.get(name).await.map_err(Error::api(format!("reading deployment {}/{name}", t.namespace)))?;
-    let labels = selector_labels(&dep);
-    let verdict = rollout::watch(&deployments, &t.pods(), &pods, name, &labels, refs, timeout).await?;
+    let what = format!("reading {} {}/{name}", K::kind(&()).to_lowercase(), t.namespace);
+    let labels = workload::Workload::from(api.get(name).await.map_err(Error::api(what))?).selector_labels();
+    let verdict = rollout::watch(&api, &t.pods(), &pods, name, &labels, refs, timeout).await?;
     Ok((labels, verdict))
+}
+
+/// After the template of the StatefulSet `name` went back (a rollback): deletes its pods that the failed
+/// template left not Ready ([`workload::stuck_pods`]), once its controller has seen the reverted template (up
+/// to 30 s), so that it makes them again from that template; says each.
+pub async fn unstick(t: &Target, name: &str) -> Result<Vec<String>, Error> {
+    let api: Api<StatefulSet> = Api::namespaced(t.client.clone(), &t.namespace);
+    let what = format!("statefulset {}/{name}", t.namespace);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let st = loop {
+        let st = api.get(name).await.map_err(Error::api(format!("reading {what}")))?;
+        if workload::Workload::from(st.clone()).observed() || std::time::Instant::now() > deadline {
+            break st;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let labels = workload::Workload::from(st.clone()).selector_labels();
+    let reflector = t.pods();
+    reflector.pods().await;
+    let pods: Vec<Pod> = reflector.now().iter().filter(|p| crate::cluster::pods::selected(p, &labels)).map(|p| Pod::clone(p)).collect();
+    let api: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
+    let mut said = Vec::new();
+    for pod in workload::stuck_pods(&st, &pods) {
+        match api.delete(&pod, &Default::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(Error::Api { what: format!("deleting pod {}/{pod}", t.namespace), source: e }),
+        }
+        said.push(format!(
+            "{what}: deleted pod {pod}: the failed template left it not Ready, and a StatefulSet's controller replaces no pod while one is not Ready"
+        ));
+    }
+    Ok(said)
+}
+
+/// The `kind` workload `name` of `t`'s namespace.
+pub async fn get_workload(t: &Target, kind: workload::Kind, name: &str) -> Result<workload::Workload, kube::Error> {
+    let (client, ns) = (t.client.clone(), t.namespace.as_str());
+    Ok(match kind {
+        workload::Kind::Deployment => Api::<Deployment>::namespaced(client, ns).get(name).await?.into(),
+        workload::Kind::StatefulSet => Api::<StatefulSet>::namespaced(client, ns).get(name).await?.into(),
+        workload::Kind::DaemonSet => Api::<DaemonSet>::namespaced(client, ns).get(name).await?.into(),
+    })
 }
 
 #[cfg(test)]

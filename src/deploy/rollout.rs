@@ -1,18 +1,19 @@
-//! Watching a Deployment's rollout to a new image: success when the new pods are all available and no old
-//! replicas remain; failure as soon as the evidence is there (pull errors, crash loops, config errors,
-//! unschedulable pods, the progress deadline), with the pod, reason, message and the container's last log
-//! lines. Only pods running the new image are judged, so pods that were failing before are not blamed.
+//! Watching a workload's rollout to a new image (a Deployment, StatefulSet or DaemonSet: what each waits for
+//! is [`super::workload`]'s): success when the new pods are all available and no old ones remain; failure as
+//! soon as the evidence is there (pull errors, crash loops, config errors, unschedulable pods, the progress
+//! deadline), with the pod, reason, message and the container's last log lines. Only pods running the new
+//! image are judged, so pods that were failing before are not blamed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, LogParams};
 use kube::runtime::watcher;
 
+use super::workload::{Progress, Workload};
 use crate::cluster::pods::{selected, Change, Reflector};
 
 /// Container states that mean the rollout will not succeed by waiting.
@@ -53,11 +54,11 @@ pub const SETTLE: Duration = Duration::from_secs(5);
 /// window here would add its length to every save's loop for the apps that did the work of a probe.
 pub const SETTLE_PROBED: Duration = Duration::ZERO;
 
-/// Told (Deployment, what its rollout waits for).
+/// Told (workload, what its rollout waits for).
 pub type OnProgress = std::sync::Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 tokio::task_local! {
-    /// Where [`watch`] tells (Deployment, what it waits for) each time that changes, when the caller set it
+    /// Where [`watch`] tells (workload, what it waits for) each time that changes, when the caller set it
     /// (`up`'s status block). A task-local, so the deploy paths between `up` and the watch (manifests, patch,
     /// Helm) need not all carry it.
     pub static ON_PROGRESS: OnProgress;
@@ -66,7 +67,7 @@ tokio::task_local! {
 /// Why a rollout failed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
-    /// The pod that shows it (none for Deployment-level failures).
+    /// The pod that shows it (none for workload-level failures).
     pub pod: Option<String>,
     /// The failing container.
     pub container: Option<String>,
@@ -85,7 +86,7 @@ pub struct Failure {
 pub enum Verdict {
     /// Still going; what it waits for.
     Progressing(String),
-    /// All new pods available, no old replicas left.
+    /// All new pods available, no old ones left.
     Done {
         /// Pods ready.
         ready: i32,
@@ -94,6 +95,9 @@ pub enum Verdict {
     },
     /// It will not succeed.
     Failed(Failure),
+    /// The template is changed but its controller replaces no pod by itself (`updateStrategy: OnDelete`):
+    /// what the rollout waits for. Not a failure (nothing to roll back), not done either: said as it is.
+    Manual(String),
 }
 
 /// When the watch first saw a new pod (one running the rollout's image) reach each stage: where a rollout's
@@ -112,8 +116,8 @@ pub struct Timeline {
 
 impl Timeline {
     /// Notes what `pod` shows, if it is one of the rollout's new pods.
-    fn saw(&mut self, pod: &Pod, refs: &[String], dep: Option<&Deployment>) {
-        if !is_new(pod, refs, dep) || pod.metadata.deletion_timestamp.is_some() {
+    fn saw(&mut self, pod: &Pod, refs: &[String], w: Option<&Workload>) {
+        if !is_new(pod, refs, w) || pod.metadata.deletion_timestamp.is_some() {
             return;
         }
         let now = std::time::Instant::now();
@@ -131,19 +135,19 @@ impl Timeline {
 }
 
 /// Whether `pod` runs one of the rollout's images (a container's spec image equals one of `refs`) with the
-/// pull secrets of the Deployment's template (when known): adding devloop's pull secret rolls pods without
+/// pull secrets of the workload's template (when known): adding devloop's pull secret rolls pods without
 /// changing the image, and the old pods that could not pull are then not the rollout's.
-fn is_new(pod: &Pod, refs: &[String], dep: Option<&Deployment>) -> bool {
+fn is_new(pod: &Pod, refs: &[String], w: Option<&Workload>) -> bool {
     let Some(spec) = &pod.spec else { return false };
     let runs = spec.containers.iter().chain(spec.init_containers.iter().flatten()).any(|c| c.image.as_ref().is_some_and(|i| refs.contains(i)));
-    let wanted = dep.and_then(|d| d.spec.as_ref()).and_then(|s| s.template.spec.as_ref()).and_then(|s| s.image_pull_secrets.as_ref());
+    let wanted = w.and_then(Workload::template).and_then(|t| t.spec.as_ref()).and_then(|s| s.image_pull_secrets.as_ref());
     let has = spec.image_pull_secrets.as_deref().unwrap_or_default();
     runs && wanted.into_iter().flatten().all(|w| has.iter().any(|h| h.name == w.name))
 }
 
-/// Judges a rollout from the Deployment and its pods. Pure, so tests drive it without a cluster.
-pub fn assess(dep: &Deployment, pods: &[Pod], refs: &[String]) -> Verdict {
-    assess_with(dep, pods, refs, &|_, _| false)
+/// Judges a rollout from the workload and its pods. Pure, so tests drive it without a cluster.
+pub fn assess(w: &Workload, pods: &[Pod], refs: &[String]) -> Verdict {
+    assess_with(w, pods, refs, &|_, _| false)
 }
 
 /// Whether `f` is a registry refusing the pull (401/403) of a pod that has pull secrets (see
@@ -170,34 +174,20 @@ fn grace(pod: &Pod, f: &Failure) -> Option<(&'static str, Duration)> {
 
 /// [`assess`], where `tolerated(pod name, kind)` says that a failure with a [`grace`] of that kind is not one
 /// yet.
-pub fn assess_with(dep: &Deployment, pods: &[Pod], refs: &[String], tolerated: &dyn Fn(&str, &str) -> bool) -> Verdict {
-    assess_from(dep, pods, refs, tolerated, &Restarts::new())
+pub fn assess_with(w: &Workload, pods: &[Pod], refs: &[String], tolerated: &dyn Fn(&str, &str) -> bool) -> Verdict {
+    assess_from(w, pods, refs, tolerated, &Restarts::new())
 }
 
 /// Restart counts by (pod, container): those a pod had before a watch began, which are not its to blame.
 pub type Restarts = HashMap<(String, String), i32>;
 
 /// [`assess_with`], blaming only the restarts beyond `before`.
-fn assess_from(dep: &Deployment, pods: &[Pod], refs: &[String], tolerated: &dyn Fn(&str, &str) -> bool, before: &Restarts) -> Verdict {
-    let status = dep.status.clone().unwrap_or_default();
-    let generation = dep.metadata.generation.unwrap_or(0);
-    let observed = status.observed_generation.unwrap_or(0);
-    if observed >= generation {
-        for c in status.conditions.iter().flatten() {
-            if c.type_ == "Progressing" && c.status == "False" && c.reason.as_deref() == Some("ProgressDeadlineExceeded") {
-                return Verdict::Failed(Failure {
-                    pod: None,
-                    container: None,
-                    reason: "ProgressDeadlineExceeded".into(),
-                    message: c.message.clone().unwrap_or_default(),
-                    previous_logs: false,
-                    logs: vec![],
-                });
-            }
-        }
+fn assess_from(w: &Workload, pods: &[Pod], refs: &[String], tolerated: &dyn Fn(&str, &str) -> bool, before: &Restarts) -> Verdict {
+    let progress = w.progress(pods);
+    if let Progress::Stalled(reason, message) = progress {
+        return Verdict::Failed(Failure { pod: None, container: None, reason, message, previous_logs: false, logs: vec![] });
     }
-    let mut new_pods: Vec<&Pod> =
-        pods.iter().filter(|p| is_new(p, refs, Some(dep)) && p.metadata.deletion_timestamp.is_none()).collect();
+    let mut new_pods: Vec<&Pod> = pods.iter().filter(|p| is_new(p, refs, Some(w)) && p.metadata.deletion_timestamp.is_none()).collect();
     new_pods.sort_by_key(|p| p.metadata.name.clone());
     for pod in &new_pods {
         if let Some(f) = pod_failure(pod, before) {
@@ -207,46 +197,11 @@ fn assess_from(dep: &Deployment, pods: &[Pod], refs: &[String], tolerated: &dyn 
             return Verdict::Failed(f);
         }
     }
-    let want = dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let updated = status.updated_replicas.unwrap_or(0);
-    let available = status.available_replicas.unwrap_or(0);
-    let total = status.replicas.unwrap_or(0);
-    if observed < generation {
-        return Verdict::Progressing("the Deployment controller has not seen the change yet".into());
+    match progress {
+        Progress::Done { ready } => Verdict::Done { ready, timeline: Timeline::default() },
+        Progress::Manual(what) => Verdict::Manual(what),
+        Progress::Waiting(what) | Progress::Stalled(_, what) => Verdict::Progressing(what),
     }
-    if updated == want && available >= want && total == want {
-        return Verdict::Done { ready: available, timeline: Timeline::default() };
-    }
-    Verdict::Progressing(format!(
-        "{updated}/{want} pods updated, {available} available, {} old",
-        (total - updated).max(0)
-    ))
-}
-
-/// Where a Deployment stands, in one line: its pod template's image(s) and its replica counts, e.g.
-/// `template image reg/app:1@sha256:…; 1 desired, 0 updated, 1 ready, 1 available, 2 total`. Told when a
-/// rollout was interrupted, so the user knows what is running without asking kubectl.
-pub fn describe(dep: &Deployment) -> String {
-    let containers = dep.spec.as_ref().and_then(|s| s.template.spec.as_ref()).map(|s| s.containers.as_slice()).unwrap_or_default();
-    let image = |c: &k8s_openapi::api::core::v1::Container| c.image.clone().unwrap_or_else(|| "(none)".into());
-    let images = match containers {
-        [one] => format!("template image {}", image(one)),
-        many => format!("template images {}", many.iter().map(|c| format!("{}={}", c.name, image(c))).collect::<Vec<_>>().join(", ")),
-    };
-    let status = dep.status.clone().unwrap_or_default();
-    let n = |v: Option<i32>| v.unwrap_or(0);
-    let mut line = format!(
-        "{images}; {} desired, {} updated, {} ready, {} available, {} total",
-        dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-        n(status.updated_replicas),
-        n(status.ready_replicas),
-        n(status.available_replicas),
-        n(status.replicas),
-    );
-    if status.observed_generation.unwrap_or(0) < dep.metadata.generation.unwrap_or(0) {
-        line.push_str(" (the controller has not seen the latest template yet)");
-    }
-    line
 }
 
 /// The first failing container of a pod, if any.
@@ -318,11 +273,11 @@ fn container_failure(pod: &Pod, before: &dyn Fn(&str) -> i32) -> Option<Failure>
 }
 
 /// The settle window of a new pod: [`SETTLE`], or [`SETTLE_PROBED`] (none) when every container has a readiness
-/// probe, or the Deployment's `minReadySeconds` when longer.
-fn settle_for(pod: &Pod, dep: &Deployment) -> Duration {
+/// probe, or the workload's `minReadySeconds` when longer.
+fn settle_for(pod: &Pod, w: &Workload) -> Duration {
     let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
     let probed = !containers.is_empty() && containers.iter().all(|c| c.readiness_probe.is_some());
-    let min_ready = dep.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0).max(0) as u64;
+    let min_ready = w.min_ready_seconds().max(0) as u64;
     (if probed { SETTLE_PROBED } else { SETTLE }).max(Duration::from_secs(min_ready))
 }
 
@@ -350,7 +305,7 @@ impl Judge {
 
     /// Where the rollout stands at `now` (`wall`: the same moment in the API server's time, to read how long
     /// a pod was Ready before the watch saw it).
-    pub fn judge(&mut self, dep: &Deployment, pods: &[Pod], refs: &[String], now: Instant, wall: Timestamp) -> Verdict {
+    pub fn judge(&mut self, w: &Workload, pods: &[Pod], refs: &[String], now: Instant, wall: Timestamp) -> Verdict {
         let start = *self.start.get_or_insert(now);
         for p in pods {
             let name = p.metadata.name.clone().unwrap_or_default();
@@ -361,7 +316,7 @@ impl Judge {
                 });
             }
             let ready = p.status.iter().flat_map(|s| s.conditions.iter().flatten()).find(|c| c.type_ == "Ready" && c.status == "True");
-            if let (Some(c), true) = (ready, is_new(p, refs, Some(dep))) {
+            if let (Some(c), true) = (ready, is_new(p, refs, Some(w))) {
                 // Ready before the watch saw it (a rollback to pods still running): by the API server's clock,
                 // less the second its timestamps are cut to.
                 let before: Duration = c.last_transition_time.as_ref().and_then(|t| wall.duration_since(t.0).try_into().ok()).unwrap_or_default();
@@ -372,15 +327,15 @@ impl Judge {
         let tolerated = |pod: &str, kind: &str| {
             self.waiting.iter().any(|((p, k), (t, g))| p == pod && *k == kind && now.saturating_duration_since(*t) < *g)
         };
-        let (ready, mut timeline) = match assess_from(dep, pods, refs, &tolerated, &self.before) {
+        let (ready, mut timeline) = match assess_from(w, pods, refs, &tolerated, &self.before) {
             Verdict::Done { ready, timeline } => (ready, timeline),
             other => return other,
         };
-        let mut new: Vec<&Pod> = pods.iter().filter(|p| is_new(p, refs, Some(dep)) && p.metadata.deletion_timestamp.is_none()).collect();
+        let mut new: Vec<&Pod> = pods.iter().filter(|p| is_new(p, refs, Some(w)) && p.metadata.deletion_timestamp.is_none()).collect();
         new.sort_by_key(|p| p.metadata.name.clone());
         for p in new {
             let name = p.metadata.name.as_deref().unwrap_or_default();
-            let window = settle_for(p, dep);
+            let window = settle_for(p, w);
             let Some(since) = self.ready.get(name) else {
                 return Verdict::Progressing(format!("pod {name} is available but not seen Ready yet"));
             };
@@ -417,7 +372,7 @@ fn record_restarts(before: &mut Restarts, pod: &Pod) {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The watch itself failed.
-    #[error("watching deployment {0}: {1}")]
+    #[error("watching {0}: {1}")]
     Watch(String, String),
 }
 
@@ -426,22 +381,32 @@ fn selected_pods(pods: &Reflector, selector: &BTreeMap<String, String>) -> HashM
     pods.now().iter().filter(|p| selected(p, selector)).map(|p| (p.metadata.name.clone().unwrap_or_default(), Pod::clone(p))).collect()
 }
 
-/// Watches `name` until the rollout to `refs` is done or failed, or `timeout` passes (a failure with
-/// reason `Timeout`): the Deployment through a watch of its own, its pods (those `selector` selects) as the
-/// namespace's one pod watch sees them. `pods_api` reads a failing container's last lines.
-pub async fn watch(
-    deployments: &Api<Deployment>,
+/// Watches the workload `name` of `api`'s kind until the rollout to `refs` is done or failed, or `timeout`
+/// passes (a failure with reason `Timeout`): the workload through a watch of its own, its pods (those
+/// `selector` selects) as the namespace's one pod watch sees them. `pods_api` reads a failing container's
+/// last lines.
+pub async fn watch<K>(
+    api: &Api<K>,
     pods: &Reflector,
     pods_api: &Api<Pod>,
     name: &str,
     selector: &BTreeMap<String, String>,
     refs: &[String],
     timeout: Duration,
-) -> Result<Verdict, Error> {
-    let werr = |e: watcher::Error| Error::Watch(name.to_string(), e.to_string());
-    let dep_stream = watcher(deployments.clone(), watcher::Config::default().fields(&format!("metadata.name={name}")));
+) -> Result<Verdict, Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+    Workload: From<K>,
+{
+    let kind = K::kind(&Default::default()).to_string();
+    let label = format!("{} {name}", kind.to_lowercase());
+    // Told as `up` told it for Deployments (the name); another kind with its kind.
+    let shown = if kind == "Deployment" { name.to_string() } else { label.clone() };
+    let werr = |e: watcher::Error| Error::Watch(label.clone(), e.to_string());
+    let dep_stream = watcher(api.clone(), watcher::Config::default().fields(&format!("metadata.name={name}")));
     futures::pin_mut!(dep_stream);
-    let mut dep: Option<Deployment> = None;
+    let mut dep: Option<Workload> = None;
     let mut seen: HashMap<String, Pod> = HashMap::new();
     let mut last = String::from("waiting for the first status");
     let mut timeline = Timeline::default();
@@ -463,11 +428,11 @@ pub async fn watch(
             tokio::select! {
                 _ = tick.tick() => {}
                 ev = dep_stream.next() => match ev {
-                    Some(Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d))) => dep = Some(d),
+                    Some(Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d))) => dep = Some(Workload::from(d)),
                     Some(Ok(watcher::Event::Delete(_))) => dep = None,
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => return Err(werr(e)),
-                    None => return Err(Error::Watch(name.into(), "the watch ended".into())),
+                    None => return Err(Error::Watch(label.clone(), "the watch ended".into())),
                 },
                 ch = changes.recv() => match ch {
                     Ok(Change::Applied(p)) => {
@@ -476,7 +441,7 @@ pub async fn watch(
                             timeline.saw(&p, refs, dep.as_ref());
                             seen.insert(key, Pod::clone(&p));
                         } else {
-                            seen.remove(&key); // relabelled out of the Deployment
+                            seen.remove(&key); // relabelled out of the workload
                         }
                     }
                     Ok(Change::Deleted(p)) => {
@@ -489,7 +454,7 @@ pub async fn watch(
                             timeline.saw(p, refs, dep.as_ref());
                         }
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Err(Error::Watch(name.into(), "the pod watch ended".into())),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Err(Error::Watch(label.clone(), "the pod watch ended".into())),
                 },
             }
             let Some(d) = &dep else { continue };
@@ -497,8 +462,8 @@ pub async fn watch(
             match judge.judge(d, &list, refs, Instant::now(), Timestamp::now()) {
                 Verdict::Progressing(what) => {
                     if what != last {
-                        tracing::info!(deployment = name, "{what}");
-                        let _ = ON_PROGRESS.try_with(|f| f(name, &what));
+                        tracing::info!(workload = name, "{what}");
+                        let _ = ON_PROGRESS.try_with(|f| f(&shown, &what));
                         last = what;
                     }
                 }

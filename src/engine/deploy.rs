@@ -176,7 +176,7 @@ pub async fn watch_for_crash(
     events: mpsc::Sender<Event>,
     stop: CancellationToken,
 ) {
-    let what = format!("deployment {}/{}", t.namespace, rolled.deployment);
+    let what = rolled.what(&t.namespace);
     let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
     let refs = [reference];
     // The namespace's pod watch reconnects by itself (an API server restart): nothing to retry here.
@@ -238,7 +238,7 @@ pub(super) async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, dig
     // What the pods run: a chart may write the reference its own way (`set` templates: no digest).
     let reference = deployed.runs(&image, &reference);
     let rolled = deployed.rolled;
-    ctx.progress.tell(&image, &tag, decide::Progress::Rolled(rolled.iter().map(|r| r.deployment.clone()).collect()));
+    ctx.progress.tell(&image, &tag, decide::Progress::Rolled(rolled.iter().map(|r| r.shown()).collect()));
     let ok = deployed.ok && error.is_none();
     let (took, at) = (started.elapsed(), Instant::now());
     let since = |i: Option<Instant>| i.map(|i| i.saturating_duration_since(started));

@@ -1,19 +1,20 @@
 //! Manifest mode (files or a kustomization): the objects with devloop's references substituted (and the pull
-//! policy and pull secret they need), server-side applied; the Deployments that changed and run one of the
-//! references are watched. There is no undo: the files are what the user wrote.
+//! policy and pull secret they need), server-side applied; the workloads (Deployments, StatefulSets,
+//! DaemonSets) that changed and run one of the references are watched. There is no undo: the files are what
+//! the user wrote.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::Instant;
 
-use super::{report, Deployed, Deployer, Rolled};
+use super::{report, Deployed, Deployer, Rolled, Workload};
 use crate::cluster::Target;
 use crate::config::ManifestSource;
 use crate::deploy::{manifests, pull_secret, Error};
 use crate::interrupt::Interrupt;
 
 impl Deployer {
-    /// Applies `source`'s objects with `references` put in, and watches the Deployments that roll.
+    /// Applies `source`'s objects with `references` put in, and watches the workloads that roll.
     pub(super) async fn apply(
         &self,
         t: &Target,
@@ -28,24 +29,24 @@ impl Deployer {
         })?;
         let applied = manifests::apply(t, objects).await?;
         let mut deployed = Deployed { ok: true, ..Default::default() };
-        let rolls = |a: &manifests::Applied| a.changed && a.object.kind() == "Deployment" && !a.object.refs.is_empty();
+        let rolls = |a: &manifests::Applied| a.changed && Workload::of(a.object.kind()).is_some() && !a.object.refs.is_empty();
         for (i, a) in applied.iter().enumerate() {
             let scope = if a.cluster_scoped { String::new() } else { format!("{}/", t.namespace) };
             let what = format!("{} {scope}{}", a.object.kind().to_lowercase(), a.object.name());
             let state = if a.changed { "applied" } else { "unchanged" };
             let _ = writeln!(out, "{image}: {what} {state} (server-side apply, field manager devloop)");
-            if !rolls(a) {
-                continue;
-            }
+            let Some(kind) = Workload::of(a.object.kind()).filter(|_| rolls(a)) else { continue };
             let started = Instant::now();
-            let Some((selector, v)) = self.watch(t, a.object.name(), &a.object.refs, intr).await? else {
+            super::unstick(t, kind, a.object.name(), image, out).await?;
+            let Some((selector, v)) = self.watch(t, kind, a.object.name(), &a.object.refs, intr).await? else {
                 let intr = intr.expect("only a watch with an Interrupt stops early");
-                // This Deployment and the ones applied after it that were still to be watched.
-                let pending: Vec<String> = applied[i..].iter().filter(|a| rolls(a)).map(|a| a.object.name().to_string()).collect();
+                // This workload and the ones applied after it that were still to be watched.
+                let pending: Vec<(Workload, String)> =
+                    applied[i..].iter().filter(|a| rolls(a)).filter_map(|a| Some((Workload::of(a.object.kind())?, a.object.name().to_string()))).collect();
                 return Err(self.interrupted(t, &pending, None, out, intr).await);
             };
             deployed.ok &= report(out, image, &what, started, &v);
-            deployed.rolled.push(Rolled::of(a.object.name(), &a.object.refs, selector, &v));
+            deployed.rolled.push(Rolled::of(kind, a.object.name(), &a.object.refs, selector, &v));
         }
         Ok(deployed)
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 
-use super::{report, state_of, stopped_waiting, unless, Deployed, Deployer, Env, Rolled, Stop, Undo};
+use super::{report, state_of, stopped_waiting, unless, Deployed, Deployer, Env, Rolled, Stop, Undo, Workload};
 use crate::cluster::{selector_labels, Target};
 use crate::deploy::{self, images, Error};
 use crate::interrupt::Interrupt;
@@ -34,7 +34,7 @@ impl Deployer {
         let refs = vec![reference.to_string()];
         if previous == reference && set_policy.is_none() && secret.is_none() {
             let _ = writeln!(out, "{image}: {what} already runs {reference}, nothing to do");
-            let rolled = Rolled { deployment: name.into(), refs, selector: selector_labels(&dep), ..Default::default() };
+            let rolled = Rolled { name: name.into(), refs, selector: selector_labels(&dep), ..Default::default() };
             return Ok(Deployed { ok: true, rolled: vec![rolled], undo: vec![] });
         }
         if let Some(h) = &set_policy {
@@ -54,12 +54,12 @@ impl Deployer {
             timeout: self.timeout,
         });
         let started = Instant::now();
-        let Some((selector, verdict)) = self.watch(t, name, &refs, intr).await? else {
+        let Some((selector, verdict)) = self.watch(t, Workload::Deployment, name, &refs, intr).await? else {
             let intr = intr.expect("only a watch with an Interrupt stops early");
-            return Err(self.interrupted(t, &[name.to_string()], undo, out, intr).await);
+            return Err(self.interrupted(t, &[(Workload::Deployment, name.to_string())], undo, out, intr).await);
         };
         let ok = report(out, image, &what, started, &verdict);
-        let rolled = Rolled::of(name, &refs, selector, &verdict);
+        let rolled = Rolled::of(Workload::Deployment, name, &refs, selector, &verdict);
         Ok(Deployed { ok, rolled: vec![rolled], undo: undo.filter(|_| !ok).into_iter().collect() })
     }
 
@@ -119,9 +119,9 @@ pub(super) async fn roll_back(
     deploy::patch_image(&api, name, container, previous).await?;
     let started = Instant::now();
     let refs = [previous.to_string()];
-    let Some(verdict) = unless(stop, deploy::watch_rollout(t, name, &refs, timeout)).await.transpose()? else {
+    let Some(verdict) = unless(stop, deploy::watch_rollout(t, Workload::Deployment, name, &refs, timeout)).await.transpose()? else {
         stopped_waiting(out, image, stop, &what);
-        let _ = writeln!(out, "{image}: {}; rollback NOT finished", state_of(t, name).await);
+        let _ = writeln!(out, "{image}: {}; rollback NOT finished", state_of(t, Workload::Deployment, name).await);
         return Ok(None);
     };
     let back = report(out, image, &format!("{what} (rollback)"), started, &verdict.1);

@@ -1,18 +1,18 @@
 //! Helm mode: `helm upgrade --install` the release with the reference in the chart's values, then watch the
-//! release's Deployments that run the image. A failed rollout's undo is `helm rollback` to the previous
+//! release's workloads (Deployments, StatefulSets, DaemonSets) that run the image. A failed rollout's undo is `helm rollback` to the previous
 //! revision (like `helm --atomic`, but judged by devloop's own rollout watch so the failure has its reason).
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use super::{helm_scope, report, stopped_waiting, unless, Deployed, Deployer, Env, Rolled, Stop, Undo};
+use super::{helm_scope, report, stopped_waiting, unless, Deployed, Deployer, Env, Rolled, Stop, Undo, Workload};
 use crate::cluster::Target;
 use crate::config::{Helm, ImageValues};
 use crate::deploy::{helm, images, Error};
 use crate::interrupt::{until, Interrupt};
 
 impl Deployer {
-    /// Upgrades (or installs) the release with `reference` and watches its Deployments that run the image,
+    /// Upgrades (or installs) the release with `reference` and watches its workloads that run the image,
     /// until the first that fails.
     pub(super) async fn release(
         &self,
@@ -52,17 +52,18 @@ impl Deployer {
             return Err(Error::Usage(format!("{what} (revision {}): {why}", release.revision)));
         }
         let mut deployed = Deployed { ok: true, ..Default::default() };
-        let ours = ours(&self.env, image, &release.deployments);
-        for (i, (name, refs)) in ours.iter().enumerate() {
-            let dep = format!("deployment {}/{name}", t.namespace);
+        let ours = ours(&self.env, image, &release.workloads);
+        for (i, (kind, name, refs)) in ours.iter().enumerate() {
+            let dep = format!("{} {}/{name}", kind.noun(), t.namespace);
             let started = Instant::now();
-            let Some((selector, v)) = self.watch(t, name, refs, intr).await? else {
+            super::unstick(t, *kind, name, image, out).await?;
+            let Some((selector, v)) = self.watch(t, *kind, name, refs, intr).await? else {
                 let intr = intr.expect("only a watch with an Interrupt stops early");
-                let pending: Vec<String> = ours[i..].iter().map(|(n, _)| n.clone()).collect();
+                let pending: Vec<(Workload, String)> = ours[i..].iter().map(|(k, n, _)| (*k, n.clone())).collect();
                 return Err(self.interrupted(t, &pending, None, out, intr).await);
             };
             deployed.ok &= report(out, image, &dep, started, &v);
-            deployed.rolled.push(Rolled::of(name, refs, selector, &v));
+            deployed.rolled.push(Rolled::of(*kind, name, refs, selector, &v));
             if !deployed.ok {
                 break;
             }
@@ -116,19 +117,20 @@ fn took_image(image: &str, reference: &str, all: &[String], rendered: &[String],
     Ok(())
 }
 
-/// The Deployments (of a release's manifest) that run `image`, each with its references to it.
-fn ours(env: &Env, image: &str, deployments: &[(String, Vec<String>)]) -> Vec<(String, Vec<String>)> {
-    deployments
+/// The workloads (of a release's manifest) that run `image`, each with its references to it.
+fn ours(env: &Env, image: &str, workloads: &[helm::Rendered]) -> Vec<helm::Rendered> {
+    workloads
         .iter()
-        .filter_map(|(name, imgs)| {
+        .filter_map(|(kind, name, imgs)| {
             let refs: Vec<String> = imgs.iter().filter(|i| env.ours(i, image)).cloned().collect();
-            (!refs.is_empty()).then(|| (name.clone(), refs))
+            (!refs.is_empty()).then(|| (*kind, name.clone(), refs))
         })
         .collect()
 }
 
-/// Rolls the release back to its previous revision and watches its Deployments that run `image` (see
-/// [`super::Deployers::rollback`]).
+/// Rolls the release back to its previous revision and watches its workloads that run `image` (see
+/// [`super::Deployers::rollback`]); a StatefulSet's pods that the failed revision left not Ready are deleted
+/// (its controller would wait for them forever, see [`super::unstick`]).
 pub(super) async fn roll_back(
     env: &Env,
     t: &Target,
@@ -142,16 +144,17 @@ pub(super) async fn roll_back(
     let _ = writeln!(out, "{image}: rolling {what} back to its previous revision (helm rollback)");
     let back = helm::rollback(h, &helm_scope(t)).await?;
     let mut all = true;
-    for (name, refs) in &ours(env, image, &back) {
-        let dep = format!("deployment {}/{name} (rollback)", t.namespace);
+    for (kind, name, refs) in &ours(env, image, &back) {
+        let dep = format!("{} {}/{name} (rollback)", kind.noun(), t.namespace);
         let started = Instant::now();
+        super::unstick(t, *kind, name, image, out).await?;
         // Bounded by the rollout timeout; a stop ends only the waiting (the rollback is already done).
-        let Some(v) = unless(stop, crate::deploy::watch_rollout(t, name, refs, timeout)).await.transpose()? else {
+        let Some(v) = unless(stop, crate::deploy::watch_rollout(t, *kind, name, refs, timeout)).await.transpose()? else {
             stopped_waiting(out, image, stop, &what);
             return Ok(None);
         };
         if report(out, image, &dep, started, &v.1) {
-            let _ = writeln!(out, "{image}: {what} rolled back: deployment {name} is back on {}", refs.join(", "));
+            let _ = writeln!(out, "{image}: {what} rolled back: {} {name} is back on {}", kind.noun(), refs.join(", "));
         } else {
             all = false;
         }

@@ -85,7 +85,7 @@ fn a_failed_rollout_is_described_with_where_it_shows() {
         logs: vec!["boom".into()],
     };
     let labels = std::collections::BTreeMap::from([("app".to_string(), "web".to_string())]);
-    let r = Rolled::of("web", &["reg:5000/web:t".into()], labels.clone(), &Verdict::Failed(f.clone()));
+    let r = Rolled::of(Workload::Deployment, "web", &["reg:5000/web:t".into()], labels.clone(), &Verdict::Failed(f.clone()));
     assert_eq!(r.failure.as_deref(), Some("Exited (pod p, container web): exited with code 3"));
     assert_eq!((&r.selector, r.refs.as_slice()), (&labels, ["reg:5000/web:t".to_string()].as_slice()));
     let mut out = Vec::new();
@@ -95,13 +95,30 @@ fn a_failed_rollout_is_described_with_where_it_shows() {
     assert!(out.ends_with(": Exited (pod p, container web): exited with code 3\nweb:   last log lines:\nweb:     boom\n"), "{out}");
 }
 
+/// A StatefulSet with `updateStrategy: OnDelete` is not rolled by its controller: the deploy says what it
+/// waits for and does not count it failed (nothing to roll back); lines and the status name its kind.
+#[test]
+fn a_rollout_waiting_for_the_user_is_said_not_failed() {
+    let v = Verdict::Manual("updateStrategy OnDelete: … until you delete them (kubectl delete pod db-0)".into());
+    let r = Rolled::of(Workload::StatefulSet, "db", &["reg:5000/db:t".into()], Default::default(), &v);
+    assert_eq!(r.failure, None);
+    assert_eq!((r.what("ns"), r.shown()), ("statefulset ns/db".to_string(), "statefulset/db".to_string()));
+    let web = Rolled { name: "web".into(), ..Default::default() };
+    assert_eq!(web.shown(), "web", "a Deployment by its name, as [[port-forward]] names it");
+    let mut out = Vec::new();
+    assert!(report(&mut out, "db", "statefulset ns/db", Instant::now(), &v));
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with("db: statefulset ns/db: template updated after "), "{out}");
+    assert!(out.ends_with("s, pods not rolled: updateStrategy OnDelete: … until you delete them (kubectl delete pod db-0)\n"), "{out}");
+}
+
 /// A chart that writes the tag its own way (no digest) runs the same build: the pods are known by what it
 /// rendered. Another image that happens to have the same tag is not it.
 #[test]
 fn the_pods_run_the_reference_or_a_chart_s_rendering_of_the_same_build() {
     let rolled = |refs: &[&str]| Deployed {
         ok: true,
-        rolled: vec![Rolled { deployment: "bb".into(), refs: refs.iter().map(|s| s.to_string()).collect(), ..Default::default() }],
+        rolled: vec![Rolled { name: "bb".into(), refs: refs.iter().map(|s| s.to_string()).collect(), ..Default::default() }],
         undo: vec![],
     };
     let r = "reg:5000/u/bulletin-board:h-kiamol@sha256:1";

@@ -1,4 +1,5 @@
 use super::*;
+use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::json;
 
 const NEW: &str = "reg/app:new@sha256:1";
@@ -11,6 +12,10 @@ fn deployment(generation: i64, observed: i64, replicas: i32, updated: i32, avail
         "status": {"observedGeneration": observed, "updatedReplicas": updated, "availableReplicas": available, "replicas": total}
     }))
     .unwrap()
+}
+
+fn w(d: &Deployment) -> Workload {
+    Workload::Deployment(d.clone())
 }
 
 fn pod(name: &str, image: &str, status: serde_json::Value) -> Pod {
@@ -33,6 +38,7 @@ fn reason(v: &Verdict) -> &str {
         Verdict::Failed(f) => &f.reason,
         Verdict::Done { .. } => "done",
         Verdict::Progressing(_) => "progressing",
+        Verdict::Manual(_) => "manual",
     }
 }
 
@@ -57,7 +63,7 @@ fn verdicts() {
         ("unschedulable", deployment(2, 2, 1, 1, 0, 2), vec![pod("n", NEW, json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes"}]}))], "Unschedulable"),
     ];
     for (name, dep, pods, want) in cases {
-        assert_eq!(reason(&assess(&dep, &pods, &refs)), want, "{name}");
+        assert_eq!(reason(&assess(&w(&dep), &pods, &refs)), want, "{name}");
     }
 }
 
@@ -68,9 +74,9 @@ fn progress_deadline_and_crash_details() {
     dep.status.as_mut().unwrap().conditions = Some(vec![serde_json::from_value(json!({
         "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "took too long"
     })).unwrap()]);
-    assert_eq!(reason(&assess(&dep, &[], &refs)), "ProgressDeadlineExceeded");
+    assert_eq!(reason(&assess(&w(&dep), &[], &refs)), "ProgressDeadlineExceeded");
 
-    let v = assess(&deployment(2, 2, 1, 1, 0, 2), &[pod("n", NEW, waiting("CrashLoopBackOff"))], &refs);
+    let v = assess(&w(&deployment(2, 2, 1, 1, 0, 2)), &[pod("n", NEW, waiting("CrashLoopBackOff"))], &refs);
     let Verdict::Failed(f) = v else { panic!("{v:?}") };
     assert_eq!((f.pod.as_deref(), f.container.as_deref(), f.previous_logs), (Some("n"), Some("web"), true));
     assert!(f.message.starts_with("exited with code 1"), "{}", f.message);
@@ -81,11 +87,11 @@ fn a_deployment_is_described_by_its_template_images_and_replica_counts() {
     let mut d = deployment(3, 3, 2, 1, 1, 3);
     d.spec.as_mut().unwrap().template.spec = Some(serde_json::from_value(json!({"containers": [{"name": "web", "image": NEW}]})).unwrap());
     d.status.as_mut().unwrap().ready_replicas = Some(2);
-    assert_eq!(describe(&d), format!("template image {NEW}; 2 desired, 1 updated, 2 ready, 1 available, 3 total"));
+    assert_eq!(w(&d).describe(), format!("template image {NEW}; 2 desired, 1 updated, 2 ready, 1 available, 3 total"));
     d.spec.as_mut().unwrap().template.spec =
         Some(serde_json::from_value(json!({"containers": [{"name": "web", "image": NEW}, {"name": "log", "image": OLD}]})).unwrap());
     d.metadata.generation = Some(4);
-    let line = describe(&d);
+    let line = w(&d).describe();
     assert!(line.starts_with(&format!("template images web={NEW}, log={OLD}; ")), "{line}");
     assert!(line.ends_with("(the controller has not seen the latest template yet)"), "{line}");
 }
@@ -99,10 +105,10 @@ fn adding_a_pull_secret_rolls_without_a_new_image_and_the_old_pods_that_could_no
     let old = pod("o", NEW, waiting("ImagePullBackOff"));
     let mut new = pod("n", NEW, json!({}));
     new.spec.as_mut().unwrap().image_pull_secrets = Some(vec![k8s_openapi::api::core::v1::LocalObjectReference { name: "s".into() }]);
-    assert_eq!(reason(&assess(&dep, &[old.clone(), new.clone()], &refs)), "progressing");
+    assert_eq!(reason(&assess(&w(&dep), &[old.clone(), new.clone()], &refs)), "progressing");
     let mut failing = new.clone();
     failing.status = serde_json::from_value(waiting("ErrImagePull")).unwrap();
-    assert_eq!(reason(&assess(&dep, &[old, failing], &refs)), "ErrImagePull", "a new pod that cannot pull is");
+    assert_eq!(reason(&assess(&w(&dep), &[old, failing], &refs)), "ErrImagePull", "a new pod that cannot pull is");
 }
 
 #[test]
@@ -113,13 +119,13 @@ fn a_refused_pull_of_a_pod_with_pull_secrets_may_wait_for_the_kubelets_retry() {
         "state": {"waiting": {"reason": "ErrImagePull", "message": "failed to resolve reference: pulling from host r failed with status code [manifests sha256:1]: 401 Unauthorized"}}}]});
     let mut with_secret = pod("n", NEW, refused.clone());
     with_secret.spec.as_mut().unwrap().image_pull_secrets = Some(vec![k8s_openapi::api::core::v1::LocalObjectReference { name: "s".into() }]);
-    assert_eq!(reason(&assess_with(&dep, std::slice::from_ref(&with_secret), &refs, &|p, r| p == "n" && r == "refused pull")), "progressing");
-    assert_eq!(reason(&assess_with(&dep, &[with_secret], &refs, &|_, _| false)), "ErrImagePull", "after the grace");
+    assert_eq!(reason(&assess_with(&w(&dep), std::slice::from_ref(&with_secret), &refs, &|p, r| p == "n" && r == "refused pull")), "progressing");
+    assert_eq!(reason(&assess_with(&w(&dep), &[with_secret], &refs, &|_, _| false)), "ErrImagePull", "after the grace");
     // Without pull secrets there is nothing to wait for; other pull errors are not refusals.
-    assert_eq!(reason(&assess_with(&dep, &[pod("n", NEW, refused)], &refs, &|_, _| true)), "ErrImagePull");
+    assert_eq!(reason(&assess_with(&w(&dep), &[pod("n", NEW, refused)], &refs, &|_, _| true)), "ErrImagePull");
     let mut not_found = pod("n", NEW, waiting("ErrImagePull"));
     not_found.spec.as_mut().unwrap().image_pull_secrets = Some(vec![k8s_openapi::api::core::v1::LocalObjectReference { name: "s".into() }]);
-    assert_eq!(reason(&assess_with(&dep, &[not_found], &refs, &|_, _| true)), "ErrImagePull");
+    assert_eq!(reason(&assess_with(&w(&dep), &[not_found], &refs, &|_, _| true)), "ErrImagePull");
 }
 
 #[test]
@@ -131,10 +137,10 @@ fn a_pod_unschedulable_for_a_nodes_taint_waits_for_it_to_clear_and_other_reasons
     };
     // The message 1.34's scheduler gives while the node lifecycle controller has tainted a node it lost touch with.
     let tainted = unschedulable("0/1 nodes are available: 1 node(s) had untolerated taint(s). no new claims to deallocate");
-    assert_eq!(reason(&assess_with(&dep, std::slice::from_ref(&tainted), &refs, &|p, r| p == "n" && r == "tainted node")), "progressing");
-    assert_eq!(reason(&assess_with(&dep, &[tainted], &refs, &|_, _| false)), "Unschedulable", "after the grace");
+    assert_eq!(reason(&assess_with(&w(&dep), std::slice::from_ref(&tainted), &refs, &|p, r| p == "n" && r == "tainted node")), "progressing");
+    assert_eq!(reason(&assess_with(&w(&dep), &[tainted], &refs, &|_, _| false)), "Unschedulable", "after the grace");
     let full = unschedulable("0/1 nodes are available: 1 Insufficient cpu.");
-    assert_eq!(reason(&assess_with(&dep, &[full], &refs, &|_, _| true)), "Unschedulable", "no grace for a pod too big for any node");
+    assert_eq!(reason(&assess_with(&w(&dep), &[full], &refs, &|_, _| true)), "Unschedulable", "no grace for a pod too big for any node");
 }
 
 /// A pod of the new image whose Ready condition changed at `since` (server time) and whose container `web`
@@ -159,7 +165,7 @@ fn a_container_that_exited_after_ready_fails_the_rollout_with_its_exit_code_thou
     let refs = vec![NEW.to_string()];
     let dep = deployment(2, 2, 1, 1, 1, 1);
     let exited = ready_pod("n", T0, json!({"terminated": {"exitCode": 3, "reason": "Error"}}), 0, json!({}));
-    let v = assess(&dep, &[exited], &refs);
+    let v = assess(&w(&dep), &[exited], &refs);
     let Verdict::Failed(f) = v else { panic!("a container that exited was called {v:?}") };
     assert_eq!((f.reason.as_str(), f.pod.as_deref(), f.container.as_deref()), ("Exited", Some("n"), Some("web")));
     assert!(f.message.starts_with("exited with code 3 (Error)"), "{}", f.message);
@@ -167,7 +173,7 @@ fn a_container_that_exited_after_ready_fails_the_rollout_with_its_exit_code_thou
 
     // The kubelet has already started it again: running, Ready, one restart.
     let restarted = ready_pod("n", T0, json!({"running": {}}), 1, json!({"terminated": {"exitCode": 3, "reason": "Error"}}));
-    let v = assess(&dep, &[restarted], &refs);
+    let v = assess(&w(&dep), &[restarted], &refs);
     let Verdict::Failed(f) = v else { panic!("a restarted container was called {v:?}") };
     assert_eq!(f.reason, "Exited");
     assert!(f.message.starts_with("exited with code 3 (Error)") && f.message.contains("restarted 1 time"), "{}", f.message);
@@ -177,11 +183,11 @@ fn a_container_that_exited_after_ready_fails_the_rollout_with_its_exit_code_thou
     let mut init_ok = ready_pod("n", T0, json!({"running": {}}), 0, json!({}));
     init_ok.status.as_mut().unwrap().init_container_statuses = Some(vec![serde_json::from_value(json!({"name": "init", "image": "x",
         "imageID": "", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}})).unwrap()]);
-    assert_eq!(reason(&assess(&dep, &[init_ok.clone()], &refs)), "done");
+    assert_eq!(reason(&assess(&w(&dep), &[init_ok.clone()], &refs)), "done");
     let mut init_failed = init_ok;
     init_failed.status.as_mut().unwrap().init_container_statuses.as_mut().unwrap()[0].state =
         serde_json::from_value(json!({"terminated": {"exitCode": 1, "reason": "Error"}})).unwrap();
-    assert_eq!(reason(&assess(&dep, &[init_failed], &refs)), "Exited");
+    assert_eq!(reason(&assess(&w(&dep), &[init_failed], &refs)), "Exited");
 }
 
 #[test]
@@ -191,14 +197,14 @@ fn a_pod_without_a_readiness_probe_is_done_only_after_the_settle_window_and_one_
     let running = ready_pod("n", T0, json!({"running": {}}), 0, json!({}));
     let mut judge = Judge::default();
     let t0 = std::time::Instant::now();
-    assert_eq!(reason(&judge.judge(&dep, std::slice::from_ref(&running), &refs, t0, wall(T0))), "progressing", "Ready only means started");
+    assert_eq!(reason(&judge.judge(&w(&dep), std::slice::from_ref(&running), &refs, t0, wall(T0))), "progressing", "Ready only means started");
     let almost = t0 + SETTLE - Duration::from_millis(1);
-    assert_eq!(reason(&judge.judge(&dep, std::slice::from_ref(&running), &refs, almost, wall(T0))), "progressing");
+    assert_eq!(reason(&judge.judge(&w(&dep), std::slice::from_ref(&running), &refs, almost, wall(T0))), "progressing");
     // It exits within the window: the rollout fails, whatever the Deployment's counts say.
     let exited = ready_pod("n", T0, json!({"terminated": {"exitCode": 3, "reason": "Error"}}), 0, json!({}));
-    assert_eq!(reason(&judge.judge(&dep, &[exited], &refs, almost, wall(T0))), "Exited");
+    assert_eq!(reason(&judge.judge(&w(&dep), &[exited], &refs, almost, wall(T0))), "Exited");
     // It does not: done once the window has passed, and the verdict says how long it was watched.
-    let v = judge.judge(&dep, &[running], &refs, t0 + SETTLE, wall(T0));
+    let v = judge.judge(&w(&dep), &[running], &refs, t0 + SETTLE, wall(T0));
     let Verdict::Done { timeline, .. } = v else { panic!("{v:?}") };
     assert_eq!(timeline.settle, SETTLE);
 }
@@ -207,7 +213,7 @@ fn a_pod_without_a_readiness_probe_is_done_only_after_the_settle_window_and_one_
 fn the_settle_window_is_shorter_with_a_readiness_probe_longer_with_min_ready_seconds_and_not_waited_again_for_pods_ready_long_before() {
     let refs = vec![NEW.to_string()];
     let at = |judge: &mut Judge, dep: &Deployment, pod: &Pod, after: Duration, t0: std::time::Instant| {
-        reason(&judge.judge(dep, std::slice::from_ref(pod), &refs, t0 + after, wall(T0))).to_string()
+        reason(&judge.judge(&w(dep), std::slice::from_ref(pod), &refs, t0 + after, wall(T0))).to_string()
     };
     let dep = deployment(2, 2, 1, 1, 1, 1);
     let mut probed = ready_pod("n", T0, json!({"running": {}}), 0, json!({}));
@@ -225,7 +231,7 @@ fn the_settle_window_is_shorter_with_a_readiness_probe_longer_with_min_ready_sec
     // A pod the API says has been Ready since long before the watch (a rollback to pods still running): done
     // at once. One Ready for less than the window (plus the timestamps' second) is still watched.
     let long_ago = ready_pod("n", "2026-12-06T14:59:50Z", json!({"running": {}}), 0, json!({}));
-    let v = Judge::default().judge(&dep, &[long_ago], &refs, std::time::Instant::now(), wall(T0));
+    let v = Judge::default().judge(&w(&dep), &[long_ago], &refs, std::time::Instant::now(), wall(T0));
     assert!(matches!(v, Verdict::Done { timeline: Timeline { settle: Duration::ZERO, .. }, .. }), "not waited for, and not said to be: {v:?}");
     let just = ready_pod("n", "2026-12-06T14:59:56Z", json!({"running": {}}), 0, json!({}));
     assert_eq!(at(&mut Judge::default(), &dep, &just, Duration::ZERO, std::time::Instant::now()), "progressing");
@@ -238,10 +244,10 @@ fn the_judge_keeps_the_graces_of_passing_failures() {
     let tainted = pod("n", NEW, json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
         "message": "0/1 nodes are available: 1 node(s) had untolerated taint(s)."}]}));
     let (mut judge, t0) = (Judge::default(), std::time::Instant::now());
-    assert_eq!(reason(&judge.judge(&dep, std::slice::from_ref(&tainted), &refs, t0, wall(T0))), "progressing");
+    assert_eq!(reason(&judge.judge(&w(&dep), std::slice::from_ref(&tainted), &refs, t0, wall(T0))), "progressing");
     let later = t0 + TAINTED_NODE_GRACE - Duration::from_millis(1);
-    assert_eq!(reason(&judge.judge(&dep, std::slice::from_ref(&tainted), &refs, later, wall(T0))), "progressing");
-    assert_eq!(reason(&judge.judge(&dep, &[tainted], &refs, t0 + TAINTED_NODE_GRACE, wall(T0))), "Unschedulable");
+    assert_eq!(reason(&judge.judge(&w(&dep), std::slice::from_ref(&tainted), &refs, later, wall(T0))), "progressing");
+    assert_eq!(reason(&judge.judge(&w(&dep), &[tainted], &refs, t0 + TAINTED_NODE_GRACE, wall(T0))), "Unschedulable");
 }
 
 #[test]
@@ -275,6 +281,49 @@ fn restarts_a_pod_had_before_the_watch_are_not_the_rollouts_but_one_more_is() {
     let mut judge = Judge::default();
     judge.existed(&old_restarts(3));
     let t0 = std::time::Instant::now();
-    assert_eq!(reason(&judge.judge(&dep, &[old_restarts(3)], &refs, t0, wall(T0))), "done", "restarted long before this rollout");
-    assert_eq!(reason(&judge.judge(&dep, &[old_restarts(4)], &refs, t0, wall(T0))), "Exited");
+    assert_eq!(reason(&judge.judge(&w(&dep), &[old_restarts(3)], &refs, t0, wall(T0))), "done", "restarted long before this rollout");
+    assert_eq!(reason(&judge.judge(&w(&dep), &[old_restarts(4)], &refs, t0, wall(T0))), "Exited");
+}
+
+/// A StatefulSet and a DaemonSet are judged like a Deployment: their new pods' failures with the reason and
+/// exit code, the settle window after Ready (the workload's `minReadySeconds` when longer), old pods' failures
+/// not theirs; and what each kind's status says it waits for.
+#[test]
+fn stateful_sets_and_daemon_sets_are_judged_by_their_new_pods_and_their_own_counts() {
+    let refs = vec![NEW.to_string()];
+    let sts = |ready: i32, current: &str, min_ready: i32| -> Workload {
+        Workload::StatefulSet(serde_json::from_value(json!({
+            "metadata": {"name": "db", "generation": 2},
+            "spec": {"replicas": 1, "serviceName": "db", "minReadySeconds": min_ready, "selector": {"matchLabels": {"app": "db"}}, "template": {}},
+            "status": {"observedGeneration": 2, "replicas": 1, "readyReplicas": ready, "updatedReplicas": 1, "currentRevision": current, "updateRevision": "db-2"}
+        })).unwrap())
+    };
+    let ds = |updated: i32, available: i32| -> Workload {
+        Workload::DaemonSet(serde_json::from_value(json!({
+            "metadata": {"name": "agent", "generation": 2},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": {}},
+            "status": {"observedGeneration": 2, "desiredNumberScheduled": 1, "currentNumberScheduled": 1, "numberMisscheduled": 0,
+                "numberReady": available, "numberAvailable": available, "updatedNumberScheduled": updated}
+        })).unwrap())
+    };
+    let exited = ready_pod("db-0", T0, json!({"terminated": {"exitCode": 3, "reason": "Error"}}), 0, json!({}));
+    let Verdict::Failed(f) = assess(&sts(1, "db-2", 0), &[exited], &refs) else { panic!("an exit is a failure") };
+    assert_eq!((f.reason.as_str(), f.pod.as_deref(), f.message.as_str()), ("Exited", Some("db-0"), "exited with code 3 (Error)"));
+    assert_eq!(reason(&assess(&sts(0, "db-1", 0), &[pod("db-0", NEW, waiting("CrashLoopBackOff"))], &refs)), "CrashLoopBackOff");
+    assert_eq!(reason(&assess(&sts(0, "db-1", 0), &[pod("db-0", OLD, waiting("CrashLoopBackOff"))], &refs)), "progressing", "an old pod's crash is not this rollout's");
+    assert_eq!(reason(&assess(&ds(1, 0), &[pod("agent-x", NEW, waiting("ImagePullBackOff"))], &refs)), "ImagePullBackOff");
+    assert_eq!(reason(&assess(&ds(0, 1), &[], &refs)), "progressing");
+
+    // Ready, then watched for its settle window: 5 s without a probe, minReadySeconds when longer.
+    let running = ready_pod("db-0", T0, json!({"running": {}}), 0, json!({}));
+    let t0 = std::time::Instant::now();
+    for (w, window) in [(sts(1, "db-2", 0), SETTLE), (sts(1, "db-2", 8), Duration::from_secs(8)), (ds(1, 1), SETTLE)] {
+        let mut judge = Judge::default();
+        assert_eq!(reason(&judge.judge(&w, std::slice::from_ref(&running), &refs, t0, wall(T0))), "progressing");
+        let almost = t0 + window - Duration::from_millis(1);
+        assert_eq!(reason(&judge.judge(&w, std::slice::from_ref(&running), &refs, almost, wall(T0))), "progressing");
+        let v = judge.judge(&w, std::slice::from_ref(&running), &refs, t0 + window, wall(T0));
+        assert!(matches!(v, Verdict::Done { ready: 1, timeline: Timeline { settle, .. } } if settle == window), "{:?}: {v:?}", w.kind());
+    }
+    assert_eq!(reason(&assess(&sts(1, "db-1", 0), std::slice::from_ref(&running), &refs)), "progressing", "the revision is not current yet");
 }
