@@ -161,6 +161,65 @@ fn init_on_the_example_without_manifests_deploys_its_helm_chart() {
     assert!(template_image(&ns.0, "hello").starts_with(&format!("{}/hello:", env("DEVLOOP_REGISTRY"))), "{said}");
 }
 
+/// Issue 22: `init` on a folder holding the book's bulletin-board chart (its image spread over three values
+/// with a fixed suffix, tests/charts/bulletin-board, unchanged) and examples/hello's app renders the chart
+/// with markers and writes the `set` and `tag` templates that make the build land there: `deploy` then runs
+/// devloop's image, forwarded on the chart's Service port.
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn init_maps_a_chart_that_takes_its_image_its_own_way_and_the_config_deploys_the_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("board");
+    copy_dir(&repo().join("examples/hello"), &app);
+    std::fs::remove_dir_all(app.join("k8s")).unwrap();
+    std::fs::remove_dir_all(app.join("chart")).unwrap();
+    copy_dir(&repo().join("tests/charts/bulletin-board"), &app.join("helm/bulletin-board"));
+    let out = init(&app, &[], &[]);
+    let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{o}\n{e}");
+    assert!(!e.contains("not decided"), "{e}");
+    let text = std::fs::read_to_string(app.join("devloop.toml")).unwrap();
+    for line in [
+        "name = \"kiamol/bulletin-board\"",
+        "tag = \"{hash}-kiamol\"",
+        "helm = { chart = \"helm/bulletin-board\", release = \"bulletin-board\", set = { registryServer = \"{registry}\", registryUser = \"kiamol\", imageBuildNumber = \"{hash}\" } }",
+        "deployment = \"bulletin-board\"",
+        "local = 8012",
+        "remote = 8080",
+        "# src = \"www/**\"",
+    ] {
+        assert!(text.lines().any(|l| l.starts_with(line)), "{line:?} missing:\n{text}");
+    }
+    let said = text.replace("\n# ", " ");
+    assert!(said.contains("`registryUser` is part of the image's name (`kiamol/bulletin-board`): it is pinned to its default `kiamol`"), "{text}");
+
+    let devloop = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_devloop")).args(args).current_dir(&app).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "devloop {args:?}: {text}");
+        text
+    };
+    let hash = devloop(&["hash"]);
+    let reference = hash.split_whitespace().nth(1).unwrap_or_else(|| panic!("{hash}")).to_string();
+    assert!(reference.starts_with(&format!("{}/kiamol/bulletin-board:", env("DEVLOOP_REGISTRY"))) && reference.ends_with("-kiamol"), "{hash}");
+    let ns = Namespace(format!("init-chart-{}", nonce()));
+    let deployed = devloop(&["deploy", "--namespace", &ns.0]);
+    assert!(deployed.contains(&format!("rollout of deployment {}/bulletin-board done", ns.0)), "{deployed}");
+    // The chart's own image line, filled by the templates init wrote: the build, under its content tag.
+    assert_eq!(template_image(&ns.0, "bulletin-board"), reference);
+    let pod = eventually("one pod", 60, || {
+        let out = kubectl(&[
+            "-n", &ns.0, "get", "pods", "-l", "app.kubernetes.io/instance=bulletin-board",
+            "-o", "jsonpath={range .items[*]}{.metadata.name} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+        ]);
+        match out.lines().filter(|l| l.split_whitespace().count() == 1).collect::<Vec<_>>().as_slice() {
+            [one] => Ok(one.trim().to_string()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    assert!(eventually("the app's page", 30, || page(&ns.0, &pod)).contains("Hello from devloop"), "the build serves, not the book's image");
+}
+
 fn page_at(ns: &str, pod: &str, path: &str) -> Result<String, String> {
     try_kubectl(&["get", "--raw", &format!("/api/v1/namespaces/{ns}/pods/{pod}:8080/proxy/{path}")])
 }

@@ -2,9 +2,11 @@
 //! `devloop.toml` that loads, saying in it (and on stderr) what it could not decide. It asks nothing: the
 //! folder and the kubeconfig say enough for a first config, and a file is quicker to fix than prompts.
 //!
-//! [`scan`] finds Dockerfiles, manifests, charts and kustomizations; [`plan`] pairs them; [`render`] writes
+//! [`scan`] finds Dockerfiles, manifests, charts and kustomizations; [`chart`] renders each chart (`helm
+//! template`) to learn where it takes the image and what it runs; [`plan`] pairs them; [`render`] writes
 //! the text; [`probe`] asks the kubeconfig and the cluster (the registry, discovered as `up` does).
 
+pub mod chart;
 pub mod plan;
 pub mod render;
 pub mod scan;
@@ -105,7 +107,15 @@ pub fn generate(dir: &Path, force: bool, cluster: &Cluster) -> Result<Written, E
     let found = scan::scan(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
     let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let folder = abs.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let plan = plan::plan(&found, &folder);
+    let rendered: Vec<Option<Result<chart::Rendered, String>>> = found
+        .charts
+        .iter()
+        .map(|c| {
+            let last = c.dir.rsplit('/').next().unwrap_or(&c.dir);
+            Some(chart::render(&dir.join(&c.dir), &plan::release(&c.name), &c.values, &[c.name.as_str(), last, folder.as_str()]))
+        })
+        .collect();
+    let plan = plan::plan(&found, &folder, &rendered);
     let text = render::render(&plan, cluster);
     config::parse(&path, &text).map_err(|e| Error::Generated(e.to_string()))?;
     std::fs::write(&path, &text).map_err(|source| Error::Io { path: path.clone(), source })?;

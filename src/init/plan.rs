@@ -3,7 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use super::scan::{self, Found};
+use super::chart::{ImageMapping, Rendered};
+use super::scan::{self, Found, SyncProposal};
 use crate::deploy::images::repository;
 
 /// One `[[image]]` to write.
@@ -21,6 +22,12 @@ pub struct Image {
     pub dockerfile: String,
     /// The Dockerfile's ARGs and defaults.
     pub args: Vec<(String, String)>,
+    /// `tag`: a tag template the chart needs (None: the default).
+    pub tag: Option<String>,
+    /// Sync rules to propose (commented).
+    pub sync: Vec<SyncProposal>,
+    /// The final stage's base image.
+    pub base: String,
 }
 
 /// How one `[[deploy]]` deploys.
@@ -30,8 +37,19 @@ pub enum Target {
     Manifests(Vec<String>),
     /// `kustomize = "dir"`.
     Kustomize(String),
-    /// `helm = { chart, release, image-values }`.
-    Helm { chart: String, release: String, image_values: Option<scan::ImageValues> },
+    /// `helm = { chart, release, image-values, set }`.
+    Helm { chart: String, release: String, image: ChartImage },
+}
+
+/// How a chart takes devloop's image.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChartImage {
+    /// Learnt by rendering it.
+    Mapped(Box<ImageMapping>),
+    /// Not rendered (why), but its values.yaml has an `image` value, which devloop sets.
+    Unchecked(scan::ImageValues, String),
+    /// Not known (why): the `[[deploy]]` is written commented.
+    Unmapped(String),
 }
 
 /// One `[[deploy]]` to write.
@@ -54,6 +72,8 @@ pub struct Forward {
     pub local: u16,
     /// The container port.
     pub remote: u16,
+    /// The Service whose port the local port is.
+    pub service: Option<String>,
 }
 
 /// The whole plan.
@@ -89,8 +109,9 @@ fn last_component(reference: &str) -> &str {
     repo.rsplit('/').next().unwrap_or(repo)
 }
 
-/// Decides the plan. `folder_name` names the image built from a Dockerfile at the folder's top.
-pub fn plan(found: &Found, folder_name: &str) -> Plan {
+/// Decides the plan. `folder_name` names the image built from a Dockerfile at the folder's top; `rendered`
+/// holds what rendering each of `found.charts` gave (None: not rendered).
+pub fn plan(found: &Found, folder_name: &str, rendered: &[Option<Result<Rendered, String>>]) -> Plan {
     let mut plan = Plan::default();
     // Names: the context directory's name (plus the Dockerfile's variant), unique.
     for d in &found.dockerfiles {
@@ -114,6 +135,9 @@ pub fn plan(found: &Found, folder_name: &str) -> Plan {
             context_why: d.context_why.clone(),
             dockerfile,
             args: d.args.clone(),
+            tag: None,
+            sync: d.sync.clone(),
+            base: d.base.clone(),
         });
     }
     // Every container image reference in the manifests: (file, workload index, container image).
@@ -150,7 +174,8 @@ pub fn plan(found: &Found, folder_name: &str) -> Plan {
     // Each file goes to the first image it references.
     let mut claimed: BTreeSet<String> = BTreeSet::new();
     let mut deploy_dirs: Vec<(String, String)> = Vec::new(); // (dir, image) of each deploy's manifest files
-    for img in plan.images.clone() {
+    let services: Vec<&scan::Service> = found.manifests.iter().flat_map(|m| m.services.iter()).collect();
+    for (idx, img) in plan.images.clone().into_iter().enumerate() {
         let mine: Vec<(&str, &scan::Workload, &str)> = refs.iter().copied().filter(|(_, _, r)| matches(&img.name, r)).collect();
         let mut notes = Vec::new();
         for (file, _, r) in &mine {
@@ -189,9 +214,9 @@ pub fn plan(found: &Found, folder_name: &str) -> Plan {
             }
             None
         } else if let Some(c) = charts.first() {
-            Some(helm_target(c))
+            Some(helm_target(found, c, rendered))
         } else if found.charts.len() == 1 && plan.images.len() == 1 && found.manifests.iter().all(|m| m.workloads.is_empty()) {
-            Some(helm_target(&found.charts[0]))
+            Some(helm_target(found, &found.charts[0], rendered))
         } else {
             plan.undecided.push(format!(
                 "image `{}`: no manifest, kustomization or chart runs it, so it gets no [[deploy]] (devloop builds it; \
@@ -206,17 +231,39 @@ pub fn plan(found: &Found, folder_name: &str) -> Plan {
             }
         }
         for (_, w, _) in &mine {
-            if w.kind == "Deployment" && !plan.forwards.iter().any(|f| f.deployment == w.name) {
-                let port = w.containers.iter().filter(|c| matches(&img.name, &c.1)).flat_map(|c| c.2.iter()).next();
-                if let Some(&remote) = port {
-                    let taken = plan.forwards.iter().any(|f| f.local == remote);
-                    let local = if remote >= 1024 && !taken { remote } else { 0 };
-                    plan.forwards.push(Forward { deployment: w.name.clone(), local, remote });
+            forward(&mut plan, w, &|image| matches(&img.name, image), &services);
+        }
+        let mut name = img.name.clone();
+        if let Some(Target::Helm { chart, image, .. }) = &target {
+            let at = found.charts.iter().position(|c| &c.dir == chart);
+            let r = at.and_then(|i| rendered.get(i)).and_then(|r| r.as_ref()).and_then(|r| r.as_ref().ok());
+            match image {
+                ChartImage::Mapped(m) => {
+                    if let Some(n) = m.name.as_ref().filter(|n| **n != name && !plan.images.iter().any(|o| &o.name == *n)) {
+                        plan.images[idx].name_why = format!("Named as the chart's image is (`{}`)", m.default);
+                        plan.images[idx].name = n.clone();
+                        name = n.clone();
+                    }
+                    if let Some(n) = m.name.as_ref().filter(|n| **n != name) {
+                        plan.undecided.push(format!("image `{name}`: chart {chart} runs it as `{n}`, a name another image has: rename one"));
+                    }
+                    plan.images[idx].tag = m.tag.clone();
+                    if let Some(r) = r {
+                        let chart_services: Vec<&scan::Service> = r.services.iter().collect();
+                        for w in &r.workloads {
+                            forward(&mut plan, w, &|image| image == m.default, &chart_services);
+                        }
+                    }
                 }
+                ChartImage::Unmapped(why) => plan.undecided.push(format!(
+                    "image `{name}`: devloop init could not tell where chart {chart} takes the image ({why}); its [[deploy]] is \
+                     written commented out"
+                )),
+                ChartImage::Unchecked(..) => {}
             }
         }
         if let Some(target) = target {
-            plan.deploys.push(Deploy { image: img.name.clone(), target, notes });
+            plan.deploys.push(Deploy { image: name, target, notes });
         }
     }
     attach_objects(found, &mut plan, &claimed, &deploy_dirs);
@@ -226,13 +273,46 @@ pub fn plan(found: &Found, folder_name: &str) -> Plan {
     plan
 }
 
-fn release(chart_name: &str) -> String {
+/// The release name for a chart named `chart_name`.
+pub fn release(chart_name: &str) -> String {
     let r = sanitize(chart_name).replace('_', "-");
-    r.chars().take(53).collect()
+    let r: String = r.chars().take(53).collect();
+    r.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()).to_string()
 }
 
-fn helm_target(c: &scan::Chart) -> Target {
-    Target::Helm { chart: c.dir.clone(), release: release(&c.name), image_values: c.image_values.clone() }
+fn helm_target(found: &Found, c: &scan::Chart, rendered: &[Option<Result<Rendered, String>>]) -> Target {
+    let at = found.charts.iter().position(|o| o.dir == c.dir);
+    let image = match at.and_then(|i| rendered.get(i)).and_then(Option::as_ref) {
+        Some(Ok(Rendered { image: Some(Ok(m)), .. })) => ChartImage::Mapped(Box::new(m.clone())),
+        Some(Ok(Rendered { image: Some(Err(why)), .. })) => ChartImage::Unmapped(why.clone()),
+        Some(Ok(Rendered { image: None, .. })) => ChartImage::Unmapped("it was not rendered with markers".into()),
+        Some(Err(why)) => match &c.image_values {
+            Some(iv) => ChartImage::Unchecked(iv.clone(), why.clone()),
+            None => ChartImage::Unmapped(format!("it could not be rendered ({why}), and its values.yaml has no `image` value")),
+        },
+        None => match &c.image_values {
+            Some(iv) => ChartImage::Unchecked(iv.clone(), "not rendered".into()),
+            None => ChartImage::Unmapped("it was not rendered, and its values.yaml has no `image` value".into()),
+        },
+    };
+    Target::Helm { chart: c.dir.clone(), release: release(&c.name), image }
+}
+
+/// A `[[port-forward]]` to Deployment `w`'s first port of a container running the image (`is_image`): the
+/// port of a Service that selects it and reaches that port as the local port when there is one and it is
+/// not privileged (the port the project already knows it by), else the container port; 0 (any free port)
+/// when that is taken or privileged.
+fn forward(plan: &mut Plan, w: &scan::Workload, is_image: &dyn Fn(&str) -> bool, services: &[&scan::Service]) {
+    if w.kind != "Deployment" || plan.forwards.iter().any(|f| f.deployment == w.name) {
+        return;
+    }
+    let Some(&remote) = w.containers.iter().filter(|c| is_image(&c.1)).flat_map(|c| c.2.iter()).next() else { return };
+    // A privileged Service port (80) would need root locally: the container port then.
+    let via = services.iter().find_map(|s| s.port_for(&w.labels, &w.port_names, remote).filter(|p| *p >= 1024).map(|p| (s.name.clone(), p)));
+    let wanted = via.as_ref().map_or(remote, |v| v.1);
+    let taken = plan.forwards.iter().any(|f| f.local == wanted);
+    let local = if wanted >= 1024 && !taken { wanted } else { 0 };
+    plan.forwards.push(Forward { deployment: w.name.clone(), local, remote, service: via.map(|v| v.0) });
 }
 
 /// The kustomization that contains `files` (directly or through a resource directory), preferring an overlay of

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::plan::{Plan, Target};
+use super::plan::{ChartImage, Plan, Target};
 use super::scan::ImageValues;
 use super::{Buildkit, Cluster, Registry};
 
@@ -94,6 +94,9 @@ pub fn render(plan: &Plan, cluster: &Cluster) -> String {
         let _ = writeln!(w, "# {}; context: {}.", img.name_why, img.context_why);
         let _ = writeln!(w, "name = {}", q(&img.name));
         let _ = writeln!(w, "context = {}", q(&img.context));
+        if let Some(t) = &img.tag {
+            let _ = writeln!(w, "tag = {}                  # the tag the chart's image line makes: the content hash and its fixed text", q(t));
+        }
         if img.dockerfile != "Dockerfile" {
             let _ = writeln!(w, "dockerfile = {}", q(&img.dockerfile));
         }
@@ -102,11 +105,15 @@ pub fn render(plan: &Plan, cluster: &Cluster) -> String {
             let _ = writeln!(w, "# build-args = {{ {} }}   # the Dockerfile's ARGs and defaults", args.join(", "));
         }
         let _ = writeln!(w, "# ignore = [\"*.log\"]                 # on top of .dockerignore (and editor temp files, .git)");
+        sync(w, img);
     }
 
     for d in &plan.deploys {
-        let _ = writeln!(w, "\n[[deploy]]");
-        let _ = writeln!(w, "image = {}", q(&d.image));
+        // A chart whose image line init could not map: the whole table commented, so nothing deploys the
+        // chart's own image by mistake.
+        let off = matches!(&d.target, Target::Helm { image: ChartImage::Unmapped(_), .. });
+        let _ = writeln!(w, "\n{}[[deploy]]", if off { "# " } else { "" });
+        let _ = writeln!(w, "{}image = {}", if off { "# " } else { "" }, q(&d.image));
         match &d.target {
             Target::Manifests(files) => {
                 let _ = writeln!(w, "# Server-side applied, with `image: {}` replaced by the built <registry>/{}:<tag>@<digest>.", d.image, d.image);
@@ -116,21 +123,10 @@ pub fn render(plan: &Plan, cluster: &Cluster) -> String {
                 let _ = writeln!(w, "# Rendered by kustomize (or kubectl kustomize), `image: {}` replaced, server-side applied.", d.image);
                 let _ = writeln!(w, "kustomize = {}", q(dir));
             }
-            Target::Helm { chart, release, image_values } => {
-                let _ = writeln!(w, "# `helm upgrade --install` with the built image in the chart's values.");
-                let iv = match image_values {
-                    Some(ImageValues::Split(p)) if p == "image" => String::new(),
-                    Some(ImageValues::Split(p)) => {
-                        format!(", image-values = {{ repository = {}, tag = {} }}", q(&format!("{p}.repository")), q(&format!("{p}.tag")))
-                    }
-                    Some(ImageValues::Full(p)) => format!(", image-values = {{ image = {} }}", q(p)),
-                    None => {
-                        let _ = writeln!(w, "# Its values.yaml has no `image` value: devloop sets image.repository and image.tag; make the");
-                        let _ = writeln!(w, "# chart read them, or set image-values.");
-                        String::new()
-                    }
-                };
-                let _ = writeln!(w, "helm = {{ chart = {}, release = {}{iv} }}", q(chart), q(release));
+            Target::Helm { chart, release, image } => {
+                if helm(w, chart, release, image) {
+                    continue;
+                }
             }
         }
         for n in &d.notes {
@@ -142,6 +138,9 @@ pub fn render(plan: &Plan, cluster: &Cluster) -> String {
     for f in &plan.forwards {
         let _ = writeln!(w, "\n[[port-forward]]");
         let _ = writeln!(w, "deployment = {}                # `devloop up` forwards 127.0.0.1:{} to its newest Ready pod", q(&f.deployment), if f.local == 0 { "<free port>".to_string() } else { f.local.to_string() });
+        if let Some(s) = &f.service {
+            let _ = writeln!(w, "# The local port is Service {s}'s port, which reaches this container port.");
+        }
         let _ = writeln!(w, "local = {}", f.local);
         let _ = writeln!(w, "remote = {}", f.remote);
     }
@@ -152,6 +151,112 @@ pub fn render(plan: &Plan, cluster: &Cluster) -> String {
     let _ = writeln!(w, "\n# [check]                           # `devloop check`: run these against a throwaway deployment");
     let _ = writeln!(w, "# commands = [\"curl -sf $DEVLOOP_URL_<DEPLOYMENT>\"]");
     o
+}
+
+/// A `set` key: bare when TOML allows it (a dotted value path must be quoted, or TOML would nest it).
+fn set_key(k: &str) -> String {
+    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') { k.to_string() } else { q(k) }
+}
+
+/// The `helm = …` line of a [[deploy]] (already opened with `image = …`) and its comments. True when the
+/// [[deploy]] was written commented out (the caller then writes nothing more of it).
+fn helm(w: &mut String, chart: &str, release: &str, image: &ChartImage) -> bool {
+    let head = format!("chart = {}, release = {}", q(chart), q(release));
+    match image {
+        ChartImage::Mapped(m) => {
+            comment_wrapped(
+                w,
+                "# ",
+                "# ",
+                &format!(
+                    "`helm upgrade --install`. Rendered with a marker in each string value (`helm template`), the chart builds \
+                     the image of {} as `{}`: {}.",
+                    m.container,
+                    m.shape,
+                    m.why.join("; ")
+                ),
+            );
+            let mut extra = String::new();
+            if let Some((r, t)) = &m.split {
+                if r != "image.repository" || t != "image.tag" {
+                    extra = format!(", image-values = {{ repository = {}, tag = {} }}", q(r), q(t));
+                }
+            }
+            if let Some(p) = &m.full {
+                extra = format!(", image-values = {{ image = {} }}", q(p));
+            }
+            if !m.set.is_empty() {
+                let set: Vec<String> = m.set.iter().map(|(k, v)| format!("{} = {}", set_key(k), q(v))).collect();
+                extra = format!(", set = {{ {} }}", set.join(", "));
+            }
+            let _ = writeln!(w, "helm = {{ {head}{extra} }}");
+            false
+        }
+        ChartImage::Unchecked(iv, why) => {
+            comment_wrapped(
+                w,
+                "# ",
+                "# ",
+                &format!("`helm upgrade --install` with the built image in the chart's values (from values.yaml; not checked by rendering the chart: {why})."),
+            );
+            let iv = match iv {
+                ImageValues::Split(p) if p == "image" => String::new(),
+                ImageValues::Split(p) => {
+                    format!(", image-values = {{ repository = {}, tag = {} }}", q(&format!("{p}.repository")), q(&format!("{p}.tag")))
+                }
+                ImageValues::Full(p) => format!(", image-values = {{ image = {} }}", q(p)),
+            };
+            let _ = writeln!(w, "helm = {{ {head}{iv} }}");
+            false
+        }
+        ChartImage::Unmapped(why) => {
+            comment_wrapped(
+                w,
+                "# ",
+                "# ",
+                &format!(
+                    "TODO: devloop init could not tell where this chart takes the image: {why}. As it is, `helm = {{ {head} }}` \
+                     would deploy the chart's own image, not the one devloop builds, so this [[deploy]] is commented out. Make \
+                     the chart's image line read values (`{{{{ .Values.image.repository }}}}:{{{{ .Values.image.tag }}}}`), or \
+                     name them with `set` templates (README, \"A chart as it is\"), then uncomment it."
+                ),
+            );
+            let _ = writeln!(w, "# helm = {{ {head} }}");
+            let _ = writeln!(w, "# rollout-timeout = \"2m\"");
+            true
+        }
+    }
+}
+
+/// Commented `[[image.sync]]` proposals: what the final stage copies after its last RUN.
+fn sync(w: &mut String, img: &super::plan::Image) {
+    if img.sync.is_empty() {
+        return;
+    }
+    let srcs: Vec<&str> = img.sync.iter().map(|s| s.src.as_str()).collect();
+    comment_wrapped(
+        w,
+        "# ",
+        "# ",
+        &format!(
+            "Live update (README, \"Live update\"): the Dockerfile's final stage copies {} after its last RUN, so a save \
+             there could be copied into the running containers (~100 ms) instead of building and rolling out. Before you \
+             uncomment a rule, answer: does the server read these files on each request (then nothing more is needed), \
+             or load them when it starts (then `restart = true`, which needs PID 1 to be a supervisor that starts the \
+             server again, or a `run` command that makes it reload)?",
+            srcs.join(", ")
+        ),
+    );
+    let base = img.base.to_ascii_lowercase();
+    if base == "scratch" || base.contains("distroless") {
+        let _ = writeln!(w, "# Its base ({}) has no `sh` and `tar`, which a sync needs: devloop would build instead.", img.base);
+    }
+    for s in &img.sync {
+        let _ = writeln!(w, "# [[image.sync]]");
+        let _ = writeln!(w, "# src = {}", q(&s.src));
+        let _ = writeln!(w, "# dest = {}", q(&s.dest));
+        let _ = writeln!(w, "# restart = true                   # if the server loads these files at start");
+    }
 }
 
 /// Writes `text` as comment lines of at most ~110 characters.

@@ -1,6 +1,7 @@
 //! What `devloop init` finds in a project folder: Dockerfiles and their build contexts, Kubernetes manifests
 //! and the images their workloads run, Helm charts and kustomizations. Pure file work, no cluster.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::Value;
@@ -38,6 +39,19 @@ pub struct Dockerfile {
     pub context_why: String,
     /// `ARG`s with their defaults (empty when none), in file order.
     pub args: Vec<(String, String)>,
+    /// What the final stage copies from the context after its last `RUN`: candidates for `[[image.sync]]`.
+    pub sync: Vec<SyncProposal>,
+    /// The final stage's base image (`FROM …`), as written.
+    pub base: String,
+}
+
+/// A `COPY`/`ADD` of the final stage after its last `RUN`, as a sync rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncProposal {
+    /// The `src` glob (relative to the context).
+    pub src: String,
+    /// The `dest` (absolute in the container).
+    pub dest: String,
 }
 
 /// One YAML file of Kubernetes objects.
@@ -49,6 +63,19 @@ pub struct ManifestFile {
     pub workloads: Vec<Workload>,
     /// How many objects it holds in all.
     pub objects: usize,
+    /// The Services in it.
+    pub services: Vec<Service>,
+}
+
+/// A Service: which pods it selects and its ports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    /// `metadata.name`.
+    pub name: String,
+    /// `spec.selector`.
+    pub selector: BTreeMap<String, String>,
+    /// (`port`, `targetPort` as written: a number, a container port's name, or None for `port` itself).
+    pub ports: Vec<(u16, Option<String>)>,
 }
 
 /// A Deployment, StatefulSet, … and its containers.
@@ -60,6 +87,27 @@ pub struct Workload {
     pub name: String,
     /// (container name, image reference, container ports).
     pub containers: Vec<(String, String, Vec<u16>)>,
+    /// The pod template's labels.
+    pub labels: BTreeMap<String, String>,
+    /// Named container ports (name, port), of every container.
+    pub port_names: Vec<(String, u16)>,
+}
+
+impl Service {
+    /// The Service port that reaches container port `remote` of a pod labelled `labels`, if this Service
+    /// selects it.
+    pub fn port_for(&self, labels: &BTreeMap<String, String>, port_names: &[(String, u16)], remote: u16) -> Option<u16> {
+        if self.selector.is_empty() || !self.selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+            return None;
+        }
+        self.ports.iter().find_map(|(port, target)| {
+            let to = match target {
+                None => Some(*port),
+                Some(t) => t.parse().ok().or_else(|| port_names.iter().find(|(n, _)| n == t).map(|p| p.1)),
+            };
+            (to == Some(remote)).then_some(*port)
+        })
+    }
 }
 
 /// A Helm chart.
@@ -72,6 +120,8 @@ pub struct Chart {
     /// Where values.yaml takes an image: `Split(prefix)` for `<prefix>.repository` + `<prefix>.tag`,
     /// `Full(path)` for one string value; None when values.yaml has neither.
     pub image_values: Option<ImageValues>,
+    /// values.yaml, parsed (Null when missing or unreadable).
+    pub values: Value,
 }
 
 /// Where a chart's values take the image.
@@ -109,7 +159,8 @@ pub fn scan(root: &Path) -> std::io::Result<Found> {
         if is_dockerfile(name) {
             let text = std::fs::read_to_string(&abs).unwrap_or_default();
             let (context, context_why) = context_of(root, rel, &text);
-            found.dockerfiles.push(Dockerfile { path: rel.clone(), context, context_why, args: args_of(&text) });
+            let (base, sync) = sync_proposals(&text, &root.join(&context));
+            found.dockerfiles.push(Dockerfile { path: rel.clone(), context, context_why, args: args_of(&text), sync, base });
         } else if name == "Chart.yaml" {
             found.charts.push(chart(root, rel));
         } else if matches!(name, "kustomization.yaml" | "kustomization.yml" | "Kustomization") {
@@ -119,7 +170,8 @@ pub fn scan(root: &Path) -> std::io::Result<Found> {
             match objects(&text) {
                 Ok(objs) if !objs.is_empty() => {
                     let workloads = objs.iter().filter_map(workload).collect();
-                    found.manifests.push(ManifestFile { path: rel.clone(), workloads, objects: objs.len() });
+                    let services = objs.iter().filter_map(service).collect();
+                    found.manifests.push(ManifestFile { path: rel.clone(), workloads, objects: objs.len(), services });
                 }
                 Ok(_) => {}
                 Err(e) if text.contains("apiVersion") && text.contains("kind") => found.unreadable.push((rel.clone(), e)),
@@ -252,6 +304,71 @@ fn copy_sources(text: &str) -> Vec<String> {
     out
 }
 
+/// The final stage's base image, and what that stage copies from the context after its last `RUN` (all its
+/// context copies when it runs nothing): files a save could sync into the running container, since no
+/// later step of the image derives anything from them. `context` tells a directory source from a file.
+pub fn sync_proposals(text: &str, context: &Path) -> (String, Vec<SyncProposal>) {
+    let all = instructions(text);
+    let start = all.iter().rposition(|(kw, _)| kw == "FROM").map_or(0, |i| i + 1);
+    let stage = &all[start..];
+    let base = start.checked_sub(1).and_then(|i| all.get(i)).map(|(_, rest)| rest.split_whitespace().find(|w| !w.starts_with("--")).unwrap_or("").to_string()).unwrap_or_default();
+    let after_run = stage.iter().rposition(|(kw, _)| kw == "RUN").map_or(0, |i| i + 1);
+    // WORKDIR as it stands at each instruction: relative destinations resolve against it.
+    let mut workdir = "/".to_string();
+    let mut out: Vec<SyncProposal> = Vec::new();
+    for (i, (kw, rest)) in stage.iter().enumerate() {
+        if kw == "WORKDIR" {
+            let w = rest.trim().trim_matches('"');
+            workdir = if w.starts_with('/') { w.to_string() } else { format!("{}/{w}", workdir.trim_end_matches('/')) };
+            continue;
+        }
+        if i < after_run || (kw != "COPY" && kw != "ADD") {
+            continue;
+        }
+        let words: Vec<String> = if rest.starts_with('[') {
+            serde_json::from_str::<Vec<String>>(rest).unwrap_or_default()
+        } else {
+            rest.split_whitespace().map(str::to_string).collect()
+        };
+        if words.iter().any(|w| w.starts_with("--from")) || rest.contains("<<") {
+            continue;
+        }
+        let args: Vec<&String> = words.iter().filter(|w| !w.starts_with("--")).collect();
+        let Some((dest, srcs)) = args.split_last() else { continue };
+        if dest.contains('$') {
+            continue;
+        }
+        let dest_dir = dest.ends_with('/') || srcs.len() > 1 || *dest == ".";
+        let dest = if dest.starts_with('/') { dest.to_string() } else { format!("{}/{}", workdir.trim_end_matches('/'), dest.trim_start_matches("./")) };
+        let dest = dest.trim_end_matches(['/', '.']).to_string();
+        let dest = if dest.is_empty() { "/".to_string() } else { dest };
+        for s in srcs {
+            // ADD unpacks a local archive: its bytes are not what the container holds.
+            let archive = kw == "ADD" && [".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip"].iter().any(|x| s.ends_with(x));
+            if s.contains('$') || s.contains("://") || s.starts_with("git@") || archive {
+                continue;
+            }
+            // Sources are relative to the context, a leading `/` included.
+            let s = s.trim_start_matches("./").trim_start_matches('/').trim_end_matches('/');
+            let glob = s.contains(['*', '?', '[']);
+            let is_dir = !glob && (s.is_empty() || s == "." || context.join(s).is_dir());
+            let p = if is_dir {
+                // A directory's contents go under dest (Docker copies what is in it, not the directory).
+                let src = if s.is_empty() || s == "." { "**".to_string() } else { format!("{s}/**") };
+                SyncProposal { src, dest: dest.clone() }
+            } else if glob || dest_dir {
+                SyncProposal { src: s.to_string(), dest: format!("{}/", dest.trim_end_matches('/')) }
+            } else {
+                SyncProposal { src: s.to_string(), dest: dest.clone() }
+            };
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    (base, out)
+}
+
 /// `ARG NAME[=default]` lines.
 fn args_of(text: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
@@ -270,7 +387,7 @@ fn args_of(text: &str) -> Vec<(String, String)> {
 }
 
 /// The Kubernetes objects (mappings with `apiVersion` and `kind`) of a multi-document YAML text.
-fn objects(text: &str) -> Result<Vec<Value>, String> {
+pub(super) fn objects(text: &str) -> Result<Vec<Value>, String> {
     use serde::Deserialize;
     let mut out = Vec::new();
     for doc in serde_yaml_ng::Deserializer::from_str(text) {
@@ -282,7 +399,8 @@ fn objects(text: &str) -> Result<Vec<Value>, String> {
     Ok(out)
 }
 
-fn workload(v: &Value) -> Option<Workload> {
+/// The workload an object is (one with a pod template), with its containers.
+pub(super) fn workload(v: &Value) -> Option<Workload> {
     let kind = v.get("kind")?.as_str()?.to_string();
     let spec = v.get("spec")?;
     let pod = match kind.as_str() {
@@ -293,22 +411,67 @@ fn workload(v: &Value) -> Option<Workload> {
     };
     let name = v.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
     let mut containers = Vec::new();
+    let mut port_names = Vec::new();
     for key in ["initContainers", "containers"] {
         for c in pod.get(key).and_then(Value::as_sequence).into_iter().flatten() {
             let Some(image) = c.get("image").and_then(Value::as_str) else { continue };
             let cname = c.get("name").and_then(Value::as_str).unwrap_or("").to_string();
-            let ports = c
-                .get("ports")
-                .and_then(Value::as_sequence)
-                .into_iter()
-                .flatten()
-                .filter_map(|p| p.get("containerPort").and_then(Value::as_u64))
-                .filter_map(|p| u16::try_from(p).ok())
-                .collect();
+            let mut ports = Vec::new();
+            for p in c.get("ports").and_then(Value::as_sequence).into_iter().flatten() {
+                let Some(n) = p.get("containerPort").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()) else { continue };
+                ports.push(n);
+                if let Some(pn) = p.get("name").and_then(Value::as_str) {
+                    port_names.push((pn.to_string(), n));
+                }
+            }
             containers.push((cname, image.to_string(), ports));
         }
     }
-    Some(Workload { kind, name, containers })
+    // The pod template's labels (a bare Pod's own).
+    let meta = if kind == "Pod" { v.get("metadata") } else { template_of(&kind, spec).and_then(|t| t.get("metadata")) };
+    let labels = string_map(meta.and_then(|m| m.get("labels")));
+    Some(Workload { kind, name, containers, labels, port_names })
+}
+
+fn template_of<'a>(kind: &str, spec: &'a Value) -> Option<&'a Value> {
+    match kind {
+        "CronJob" => spec.get("jobTemplate")?.get("spec")?.get("template"),
+        _ => spec.get("template"),
+    }
+}
+
+fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
+    let Some(m) = v.and_then(Value::as_mapping) else { return BTreeMap::new() };
+    m.iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), scalar(v)?))).collect()
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A Service object's selector and ports.
+pub(super) fn service(v: &Value) -> Option<Service> {
+    if v.get("kind")?.as_str()? != "Service" {
+        return None;
+    }
+    let name = v.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
+    let spec = v.get("spec")?;
+    let ports = spec
+        .get("ports")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let port = u16::try_from(p.get("port")?.as_u64()?).ok()?;
+            Some((port, p.get("targetPort").and_then(scalar)))
+        })
+        .collect();
+    Some(Service { name, selector: string_map(spec.get("selector")), ports })
 }
 
 fn chart(root: &Path, rel: &str) -> Chart {
@@ -317,7 +480,7 @@ fn chart(root: &Path, rel: &str) -> Chart {
     let name = meta.get("name").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| name_of(&dir).to_string());
     let values: Value =
         std::fs::read_to_string(root.join(&dir).join("values.yaml")).ok().and_then(|t| serde_yaml_ng::from_str(&t).ok()).unwrap_or(Value::Null);
-    Chart { dir: dot(&dir), name, image_values: image_values(&values, "", 0) }
+    Chart { dir: dot(&dir), name, image_values: image_values(&values, "", 0), values }
 }
 
 /// The first `image` key (breadth of the file order, at most 3 levels deep) that is a string, or a mapping with

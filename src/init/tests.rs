@@ -116,7 +116,10 @@ fn folders_become_images_and_deploys_mapped_by_name() {
                 ("Dockerfile", "FROM scratch\n".into()),
                 ("chart/Chart.yaml", "apiVersion: v2\nname: shop\nversion: 0.1.0\n".into()),
                 ("chart/values.yaml", "shop:\n  image:\n    repository: x\n    tag: y\n".into()),
-                ("chart/templates/d.yaml", "kind: {{ .Values.kind }}\n".into()),
+                (
+                    "chart/templates/d.yaml",
+                    "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: shop}\nspec:\n  template:\n    spec:\n      containers:\n        - name: c\n          image: \"{{ .Values.shop.image.repository }}:{{ .Values.shop.image.tag }}\"\n".into(),
+                ),
             ],
             vec![("proj", "", "Dockerfile")],
             vec![("proj", "helm chart shop")],
@@ -269,4 +272,102 @@ fn the_repositorys_example_gets_the_config_the_repository_uses() {
     assert!(w.text.contains("helm = { chart = \"chart\", release = \"hello\" }"), "{}", w.text);
     assert_eq!(cfg.forwards.len(), 1);
     assert!(matches!(&w.plan.deploys[0].target, Target::Manifests(_)));
+}
+
+#[test]
+fn a_chart_whose_image_init_cannot_map_gets_a_commented_deploy_with_a_todo() {
+    let files = [
+        ("Dockerfile", "FROM scratch\n"),
+        ("chart/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n"),
+        ("chart/values.yaml", "replicas: 1\nname: web\n"),
+        ("chart/templates/d.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    spec:\n      containers:\n        - {name: c, image: \"nginx:1.25\"}\n"),
+    ];
+    let (_dir, w, cfg) = init(&files, &local_stack());
+    // Nothing deploys the chart's own nginx in place of the build.
+    assert!(cfg.deploys.is_empty(), "{}", w.text);
+    assert!(w.text.contains("# [[deploy]]\n# image = \"proj\"\n# TODO: devloop init could not tell where this chart takes the image"), "{}", w.text);
+    assert!(w.text.contains("# helm = { chart = \"chart\", release = \"web\" }"), "{}", w.text);
+    assert!(w.plan.undecided.iter().any(|u| u.contains("could not tell where chart chart takes the image")), "{:?}", w.plan.undecided);
+}
+
+#[test]
+fn files_the_final_stage_copies_after_its_last_run_become_sync_proposals() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), &[("www/index.html", "x"), ("static/a.css", "x"), ("app.py", "x")]);
+    // (Dockerfile, (src, dest) proposed)
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        (
+            "FROM busybox\nRUN mkdir -p /www\nCOPY serve.sh /serve.sh\nCOPY www/ /www/\nCMD [\"/serve.sh\"]\n",
+            &[("serve.sh", "/serve.sh"), ("www/**", "/www")],
+        ),
+        // Copied before the RUN (which may use it): not proposed.
+        ("FROM node:20\nWORKDIR /app\nCOPY package.json .\nRUN npm ci\nCOPY . .\nCMD [\"node\", \"server.js\"]\n", &[("**", "/app")]),
+        ("FROM golang AS build\nCOPY . .\nRUN go build -o /x\nFROM scratch\nCOPY --from=build /x /x\n", &[]),
+        ("FROM nginx\nCOPY www /usr/share/nginx/html\nCOPY *.conf /etc/nginx/conf.d/\n", &[("www/**", "/usr/share/nginx/html"), ("*.conf", "/etc/nginx/conf.d/")]),
+        ("FROM python:3\nWORKDIR /srv\nRUN pip install flask\nCOPY app.py ./\nCOPY static static\nCOPY [\"app.py\", \"/opt/app.py\"]\n", &[("app.py", "/srv/"), ("static/**", "/srv/static"), ("app.py", "/opt/app.py")]),
+        ("FROM python:3\nCOPY app.py /\nRUN python -m compileall /app.py\n", &[]),
+    ];
+    for (dockerfile, want) in cases {
+        let (_, got) = scan::sync_proposals(dockerfile, dir.path());
+        let got: Vec<(&str, &str)> = got.iter().map(|p| (p.src.as_str(), p.dest.as_str())).collect();
+        assert_eq!(got, *want, "{dockerfile}");
+    }
+    assert_eq!(scan::sync_proposals(cases[2].0, dir.path()).0, "scratch");
+}
+
+#[test]
+fn service_ports_give_the_local_port_when_one_reaches_the_container() {
+    let svc = |name: &str, port: u16, target: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  ports:\n    - port: {port}\n      targetPort: {target}\n")
+    };
+    let named = deployment("a", "a", 8080).replace("- containerPort: 8080", "- containerPort: 8080\n              name: http");
+    let files = [
+        ("a/Dockerfile", "FROM scratch\n".to_string()),
+        ("b/Dockerfile", "FROM scratch\n".to_string()),
+        ("c/Dockerfile", "FROM scratch\n".to_string()),
+        ("k8s/a.yaml", format!("{named}---\n{}", svc("a", 8012, "http"))),
+        ("k8s/b.yaml", format!("{}---\n{}", deployment("b", "b", 3000), svc("b", 80, "3000"))),
+        ("k8s/c.yaml", format!("{}---\n{}", deployment("c", "c", 9000), svc("other", 9900, "9000"))),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, b)| (*p, b.as_str())).collect();
+    let (_dir, w, cfg) = init(&files, &local_stack());
+    let fwd: Vec<(&str, u16, u16)> = cfg.forwards.iter().map(|f| (f.deployment.as_str(), f.local, f.remote)).collect();
+    // a: its Service's port 8012 reaches port `http`; b: the Service's port 80 is privileged, the container's
+    // 3000 then; c: the Service selects other pods.
+    assert_eq!(fwd, [("a", 8012, 8080), ("b", 3000, 3000), ("c", 9000, 9000)], "{}", w.text);
+    assert!(w.text.contains("# The local port is Service a's port, which reaches this container port."), "{}", w.text);
+}
+
+#[test]
+fn the_example_s_sync_proposals_load_once_uncommented() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = dir.path().join("hello");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello");
+    for rel in ["Dockerfile", "serve.sh", ".dockerignore", "www/index.html", "k8s/deployment.yaml", "k8s/service.yaml"] {
+        std::fs::create_dir_all(hello.join(rel).parent().unwrap()).unwrap();
+        std::fs::copy(src.join(rel), hello.join(rel)).unwrap();
+    }
+    let w = generate(&hello, false, &local_stack()).unwrap();
+    let said = w.text.replace("\n# ", " ");
+    assert!(said.contains("copies serve.sh, www/** after its last RUN"), "{}", w.text);
+    assert!(said.contains("does the server read these files on each request"), "{}", w.text);
+    assert!(said.contains("or load them when it starts (then `restart = true`"), "{}", w.text);
+    let loaded = crate::config::load_text(&w.path, &w.text, |_| None).unwrap();
+    assert!(loaded.images[0].sync.is_empty(), "proposed, not enabled");
+    // Uncommented as written (the restart left a comment), the rules load and map as the COPYs do.
+    let on: String = w
+        .text
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(r) if r.starts_with("[[image.sync]]") || r.starts_with("src = ") || r.starts_with("dest = ") => r,
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cfg = crate::config::load_text(&w.path, &on, |_| None).unwrap_or_else(|e| panic!("{e}\n{on}"));
+    let rules = &cfg.images[0].sync;
+    assert_eq!(rules.len(), 2, "{on}");
+    assert_eq!(crate::config::sync_route(rules, "www/a/b.html").map(|(_, d)| d), Some("/www/a/b.html".to_string()));
+    assert_eq!(crate::config::sync_route(rules, "serve.sh").map(|(_, d)| d), Some("/serve.sh".to_string()));
+    assert_eq!(crate::config::sync_route(rules, "Dockerfile"), None);
 }
