@@ -120,10 +120,10 @@ fn main() {
         sy.join("devloop.toml"),
         std::fs::read_to_string(dl.join("devloop.toml"))
             .unwrap()
-            // The namespace first: the image's rename would turn `bench-loop-…` into `bench-loop-sync-…`, a
-            // namespace nobody deletes.
+            // The image renamed by its quoted name only: the namespace holds `loop-<nonce>` too, and a rename
+            // of it would send the project to a namespace nobody deletes.
+            .replace(&format!("\"loop-{nonce}\""), &format!("\"loop-sync-{nonce}\""))
             .replace(&format!("namespace = \"{ns}\""), &format!("namespace = \"{sync_ns}\""))
-            .replace(&format!("loop-{nonce}"), &format!("loop-sync-{nonce}"))
             + "[[image.sync]]\nsrc = \"www/**\"\ndest = \"/www\"\n",
     )
     .unwrap();
