@@ -175,14 +175,3 @@ pub fn selector_labels(dep: &Deployment) -> std::collections::BTreeMap<String, S
     dep.spec.as_ref().and_then(|s| s.selector.match_labels.clone()).unwrap_or_default()
 }
 
-/// The label selector of a Deployment's pods, as a `k=v,…` string.
-pub fn selector(dep: &Deployment) -> String {
-    dep.spec
-        .as_ref()
-        .and_then(|s| s.selector.match_labels.clone())
-        .unwrap_or_default()
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}

@@ -230,6 +230,5 @@ mod tests {
         assert!(pick_container(&dep, Some("nope"), &ours).unwrap_err().contains("has: web, sidecar"));
         let none = |_: &str| false;
         assert!(pick_container(&dep, None, &none).unwrap_err().contains("set `container`"));
-        assert_eq!(crate::cluster::selector(&dep), "app=a,tier=web");
     }
 }
