@@ -74,6 +74,9 @@ pub struct Config {
     pub forwards: Vec<Forward>,
     /// `devloop check`'s commands.
     pub check: Check,
+    /// Images configured but left out of this session (`devloop up IMAGE…`): not watched, built or deployed;
+    /// their workloads stay as deployed (see [`Config::only`]).
+    pub left_out: Vec<String>,
 }
 
 /// `[watch]`.
@@ -202,9 +205,24 @@ pub struct Buildkit {
     /// Accept a plain `tcp://` address without TLS (credentials and the context then travel in the clear).
     #[serde(default)]
     pub insecure: bool,
+    /// At most this many builds at once (default [`DEFAULT_PARALLEL`]); more wait for a slot, first come
+    /// first served.
+    pub parallel: Option<usize>,
 }
 
+/// `[buildkit] parallel` when unset: see BENCHMARKS.md §6 for the measurement behind it.
+pub const DEFAULT_PARALLEL: usize = 4;
+
 impl Buildkit {
+    /// How many builds may run at once.
+    pub fn parallel(&self) -> usize {
+        self.parallel.unwrap_or(DEFAULT_PARALLEL).max(1)
+    }
+    /// The same BuildKit, whatever the number of builds at once (a reload that changes only that keeps the
+    /// connection and hashes nothing again).
+    pub fn same_server(&self, other: &Buildkit) -> bool {
+        Buildkit { parallel: None, ..self.clone() } == Buildkit { parallel: None, ..other.clone() }
+    }
     /// A `tcp://` address without TLS (neither `tls-ca` nor `tls-cert`).
     pub fn plain_tcp(&self) -> bool {
         self.addr.starts_with("tcp://") && self.tls_ca.is_none() && self.tls_cert.is_none()
@@ -230,6 +248,7 @@ impl Default for Buildkit {
             tls_key: None,
             tls_server_name: None,
             insecure: false,
+            parallel: None,
         }
     }
 }
@@ -351,6 +370,21 @@ pub struct Image {
     pub sync: Vec<SyncRule>,
     /// The tag it is pushed and deployed under, made of its content hash (`tag`; default `{hash}`).
     pub tag: TagTemplate,
+    /// When a change is built: at once, or when asked (`trigger = "manual"`).
+    pub trigger: Trigger,
+    /// Images whose first rollout of a session comes before this one's (`depends-on`).
+    pub depends_on: Vec<String>,
+}
+
+/// `[[image]] trigger`: what a change to the image's inputs starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Trigger {
+    /// Hash, build (or sync) and roll out at once (the default).
+    #[default]
+    Auto,
+    /// Note the change and show it; build when asked (Enter in `up`'s terminal, the page's button,
+    /// `devloop trigger IMAGE`). The first build of a session still comes by itself.
+    Manual,
 }
 
 impl Image {
@@ -375,6 +409,8 @@ impl Image {
             frontend_opts: BTreeMap::new(),
             sync: vec![],
             tag: TagTemplate::default(),
+            trigger: Trigger::Auto,
+            depends_on: vec![],
         }
     }
 }
@@ -383,6 +419,24 @@ impl Config {
     /// The image named `name`, if configured.
     pub fn image(&self, name: &str) -> Option<&Image> {
         self.images.iter().find(|i| i.name == name)
+    }
+
+    /// This config for a session of only the images `names` (`devloop up IMAGE…`; none: all of them): the
+    /// others and their `[[deploy]]` tables are left out and named in [`Config::left_out`], so their
+    /// workloads stay as deployed. An unknown name is an error naming the configured ones.
+    pub fn only(mut self, names: &[String]) -> Result<Config, String> {
+        if names.is_empty() {
+            return Ok(self);
+        }
+        if let Some(unknown) = names.iter().find(|n| self.image(n).is_none()) {
+            let known: Vec<&str> = self.images.iter().map(|i| i.name.as_str()).collect();
+            return Err(format!("no [[image]] named `{unknown}` in {} (configured: {})", self.path.display(), known.join(", ")));
+        }
+        let (kept, out): (Vec<Image>, Vec<Image>) = self.images.into_iter().partition(|i| names.contains(&i.name));
+        self.images = kept;
+        self.left_out = out.into_iter().map(|i| i.name).collect();
+        self.deploys.retain(|d| names.contains(&d.image));
+        Ok(self)
     }
 }
 

@@ -44,7 +44,10 @@ enum Command {
         action: BuildkitAction,
     },
     /// Watch, and on every change build, push, roll out, stream logs and keep port-forwards (Ctrl-C stops).
+    /// Enter (or a list of image names, then Enter) builds what `trigger = "manual"` images hold.
     Up {
+        /// Only these images (default: all); the others' workloads stay as deployed.
+        images: Vec<String>,
         #[command(flatten)]
         kube: KubeArgs,
         /// One JSON object per line instead of text.
@@ -68,6 +71,12 @@ enum Command {
         /// Keep the namespace for debugging.
         #[arg(long)]
         keep: bool,
+    },
+    /// Ask the running `devloop up` of this project to build what its manual images hold (the named ones;
+    /// default: every image holding a change).
+    Trigger {
+        /// Images to build.
+        images: Vec<String>,
     },
     /// Write a commented devloop.toml for the project in DIR (default: here) from its Dockerfiles, manifests,
     /// charts and kustomizations, the kube context and the registry it finds. Asks nothing.
@@ -370,7 +379,7 @@ async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt) -> Result<bool, 
         Command::Deploy { kube, .. } | Command::Check { kube, .. } | Command::Up { kube, .. } | Command::Build { kube, .. } => {
             Some(kube.options(cfg)?)
         }
-        Command::Hash { .. } | Command::Hook { .. } | Command::Down { .. } | Command::Buildkit { .. } | Command::Init { .. } => None,
+        Command::Hash { .. } | Command::Hook { .. } | Command::Down { .. } | Command::Buildkit { .. } | Command::Init { .. } | Command::Trigger { .. } => None,
     };
     let mut cfg = cfg.clone();
     if let Some(kube) = kube {
@@ -411,8 +420,20 @@ async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt) -> Result<bool, 
         Command::Down { kube } => {
             engine::down::down(cfg, &kube.options(cfg)?, &mut stdout).await?;
         }
-        Command::Up { kube, json, cleanup, no_sync, ui } => {
+        Command::Trigger { images } => {
+            // An image `up` does not run is a usage error (2); no `up` to ask is a plain failure (1).
+            match engine::control::trigger(&cfg.path, images).await {
+                Ok(said) => println!("triggered: {said}"),
+                Err(e @ engine::control::Error::Refused(_)) => return Err(engine::Error::BadFlag(e.to_string())),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(false);
+                }
+            }
+        }
+        Command::Up { images, kube, json, cleanup, no_sync, ui } => {
             use devloop::ui::{page, Ui};
+            let triggers = engine::control::Triggers::new();
             // With -v, BuildKit's steps go to stderr line by line; a block redrawn on stdout would be torn by them.
             let mut out = Ui::stdout(*json, cli.verbose == 0);
             let mut served = None;
@@ -421,6 +442,7 @@ async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt) -> Result<bool, 
                 let listener = page::server::bind(*addr).await.map_err(|e| engine::Error::BadFlag(format!("--ui: {e}")))?;
                 served = Some(listener.local_addr().map_err(|e| engine::Error::Usage(e.to_string()))?);
                 let hub = std::sync::Arc::new(page::Hub::default());
+                hub.take_triggers(triggers.clone());
                 out = out.with_page(hub.clone());
                 tokio::spawn(page::server::serve(listener, hub, intr.stop().child_token()));
             }
@@ -431,6 +453,8 @@ async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt) -> Result<bool, 
                 verbose: cli.verbose > 0,
                 no_sync: *no_sync,
                 page: served,
+                only: images.clone(),
+                triggers: Some(triggers),
             };
             // SIGINT (Ctrl-C) or SIGTERM stops the loop.
             let done = engine::up::up(cfg.clone(), opts, std::sync::Arc::new(out.clone()), intr.stop().clone()).await;

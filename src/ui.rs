@@ -83,6 +83,15 @@ pub fn state_line(s: &SyncSummary) -> String {
 
 /// What `up` leaves behind when it stops without `--cleanup`: which pods run files synced on top of which
 /// image, and what brings the real image back.
+/// `n` and `one`, pluralized with an `s`.
+fn plural(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
 fn left_synced_text(tag: &str, synced: usize, content: Option<&str>, pods: &[String]) -> String {
     let content = content.map(|c| format!(" (content {})", &c[..c.len().min(12)])).unwrap_or_default();
     let which = if pods.is_empty() { "the running pods are".to_string() } else { format!("pod(s) {} are", pods.join(", ")) };
@@ -109,15 +118,15 @@ fn crash_text(image: &str, tag: &str, error: &str, after: Duration, rollback: Op
 impl Ui {
     /// Text (or JSON lines) to `out`.
     pub fn new(json: bool, out: Box<dyn Write + Send>) -> Self {
-        Self::start(out, None, Box::new(|| 80), json)
+        Self::start(out, None, Box::new(|| (80, 24)), json)
     }
 
     /// Text to `out` with a status block `width` columns wide below it (as on a terminal).
     pub fn with_board(out: Box<dyn Write + Send>, width: usize) -> Self {
-        Self::start(out, Some(Board::default()), Box::new(move || width), false)
+        Self::start(out, Some(Board::default()), Box::new(move || (width, usize::MAX)), false)
     }
 
-    fn start(out: Box<dyn Write + Send>, board: Option<Board>, width: Box<dyn Fn() -> usize + Send>, json: bool) -> Self {
+    fn start(out: Box<dyn Write + Send>, board: Option<Board>, width: Box<dyn Fn() -> (usize, usize) + Send>, json: bool) -> Self {
         Ui { out: Arc::new(writer::Writer::start(out, writer::Block { board, width }, json)), page: None }
     }
 
@@ -127,7 +136,7 @@ impl Ui {
         if json || !board || !board::wanted() {
             return Self::new(json, Box::new(std::io::stdout()));
         }
-        let ui = Self::start(Box::new(std::io::stdout()), Some(Board::default()), Box::new(|| board::terminal_width().unwrap_or(80)), false);
+        let ui = Self::start(Box::new(std::io::stdout()), Some(Board::default()), Box::new(|| board::terminal_size().unwrap_or((80, 24))), false);
         let out = Arc::downgrade(&ui.out);
         std::thread::spawn(move || {
             while let Some(strong) = out.upgrade() {
@@ -257,6 +266,31 @@ impl Ui {
                 self.emit(&format!("{image}: rolled back: {tag} runs again"), json!({"event": "rolled-back", "image": image, "tag": tag}))
             }
             Report::Retrying { image, error, after } => self.line(image, "retry", &format!("{error}; retrying in {}s", after.as_secs())),
+            Report::Held { image, changes } => {
+                let what = if *changes == 0 { "a change to everything".to_string() } else { plural(*changes, "changed path") };
+                let text = format!("{what} held: trigger = \"manual\" (Enter here, the page's button, or `devloop trigger {image}`)");
+                self.emit(&format!("{image}: {text}"), json!({"event": "held", "image": image, "changes": changes, "message": text}))
+            }
+            Report::Triggered { image, changes } => {
+                let text = match changes {
+                    Some(0) => "triggered: looking at everything again".to_string(),
+                    Some(n) => format!("triggered: {} released", plural(*n, "held path")),
+                    None => "triggered: nothing was held; looking again".to_string(),
+                };
+                self.emit(&format!("{image}: {text}"), json!({"event": "triggered", "image": image, "changes": changes, "message": text}))
+            }
+            Report::NothingToTrigger => {
+                let text = "trigger: no image holds a change";
+                self.emit(&format!("devloop: {text}"), json!({"event": "triggered", "image": "devloop", "changes": null, "message": text}))
+            }
+            Report::QueuedBuild { image, tag, running, limit } => {
+                let text = format!("{tag} waits for a build slot ({running} of {limit} running; [buildkit] parallel = {limit})");
+                self.emit(&format!("{image}: {text}"), json!({"event": "queued", "image": image, "tag": tag, "running": running, "limit": limit, "message": text}))
+            }
+            Report::WaitsFor { image, tag, on } => {
+                let text = format!("{tag} is built; its first rollout waits for {}'s (depends-on)", on.join(", "));
+                self.emit(&format!("{image}: {text}"), json!({"event": "waiting", "image": image, "tag": tag, "on": on, "message": text}))
+            }
             Report::LeftSynced { image, tag, synced, content, pods } => {
                 let text = left_synced_text(tag, *synced, content.as_deref(), pods);
                 self.emit(

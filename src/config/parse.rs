@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{
     addr, default_buildkit_addr, helm, registry, sync, unset_buildkit, Buildkit, Check, Config, Deploy, DeployTarget, Error, Forward, Image,
-    Kube, Located, ManifestSource, PullSecret, Registry, TagTemplate, WatchConfig, DEFAULT_CHECK_TIMEOUT,
+    Kube, Located, ManifestSource, PullSecret, Registry, TagTemplate, Trigger, WatchConfig, DEFAULT_CHECK_TIMEOUT,
 };
 
 #[derive(Default, Deserialize)]
@@ -89,6 +89,8 @@ struct RawImage {
     #[serde(default)]
     sync: Vec<toml::Spanned<sync::RawSync>>,
     tag: Option<toml::Spanned<String>>,
+    trigger: Option<toml::Spanned<String>>,
+    depends_on: Option<toml::Spanned<Vec<String>>>,
 }
 
 fn default_dockerfile() -> toml::Spanned<String> {
@@ -128,6 +130,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
         return Err(err(None, "registry.host".into(), format!("`{}` is not a registry host[:port]", registry.host)));
     }
     let mut buildkit = raw.buildkit;
+    if buildkit.parallel == Some(0) {
+        return Err(err(None, "buildkit.parallel".into(), "must be at least 1 (builds at once)".into()));
+    }
     if buildkit.addr.is_empty() {
         buildkit.addr = default_buildkit_addr();
     } else {
@@ -136,6 +141,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
     }
 
     let mut images: Vec<Image> = Vec::new();
+    // (index, span, image, what it depends on): checked once every image is known.
+    let mut depends = Vec::new();
     for (i, img) in raw.images.into_iter().enumerate() {
         let img_span = img.span();
         let img = img.into_inner();
@@ -181,6 +188,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
             None => TagTemplate::default(),
             Some(t) => TagTemplate::parse(t.get_ref()).map_err(|m| err(Some(t.span()), key("tag"), m))?,
         };
+        let trigger = match img.trigger.as_ref().map(|t| t.get_ref().as_str()) {
+            None | Some("auto") => Trigger::Auto,
+            Some("manual") => Trigger::Manual,
+            Some(other) => {
+                let span = img.trigger.as_ref().map(|t| t.span());
+                return Err(err(span, key("trigger"), format!("`{other}` is not a trigger: use \"auto\" (build on every change) or \"manual\" (build when asked)")));
+            }
+        };
+        let depends_on: Vec<String> = img.depends_on.as_ref().map(|d| d.get_ref().clone()).unwrap_or_default();
+        depends.push((i, img.depends_on.as_ref().map_or(img_span.clone(), |d| d.span()), name.clone(), depends_on.clone()));
         let context = root.join(img.context.get_ref());
         images.push(Image {
             name: name.clone(),
@@ -196,8 +213,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
             frontend_opts: img.frontend_opts,
             sync: rules,
             tag,
+            trigger,
+            depends_on,
         });
     }
+    check_depends(&images, &depends).map_err(|(i, span, m)| err(Some(span), format!("image[{i}].depends-on"), m))?;
     let mut deploys = Vec::new();
     for (i, d) in raw.deploys.into_iter().enumerate() {
         let span = d.span();
@@ -292,7 +312,45 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
         watch,
         forwards: raw.forwards,
         check,
+        left_out: vec![],
     })
+}
+
+type Span = std::ops::Range<usize>;
+
+/// `depends-on` names configured images, not the image itself, and makes no cycle (which no first
+/// rollout could end).
+fn check_depends(images: &[Image], depends: &[(usize, Span, String, Vec<String>)]) -> Result<(), (usize, Span, String)> {
+    let known = || images.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ");
+    for (i, span, name, deps) in depends {
+        for d in deps {
+            if d == name {
+                return Err((*i, span.clone(), format!("image `{name}` cannot depend on itself")));
+            }
+            if !images.iter().any(|img| &img.name == d) {
+                return Err((*i, span.clone(), format!("no [[image]] named `{d}` (configured: {})", known())));
+            }
+        }
+    }
+    let of = |n: &str| images.iter().find(|i| i.name == n).map(|i| i.depends_on.as_slice()).unwrap_or_default();
+    for (i, span, name, _) in depends {
+        // Depth-first from `name`, the path so far kept to name the cycle.
+        let mut stack: Vec<(String, Vec<String>)> = vec![(name.clone(), vec![name.clone()])];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some((at, path)) = stack.pop() {
+            for d in of(&at) {
+                if d == name {
+                    return Err((*i, span.clone(), format!("a cycle: {} -> {name}; no first rollout could start", path.join(" -> "))));
+                }
+                if seen.insert(d.clone()) {
+                    let mut p = path.clone();
+                    p.push(d.clone());
+                    stack.push((d.clone(), p));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn validate_addr(addr: &str) -> Result<(), String> {

@@ -349,3 +349,74 @@ fn tag_and_set_templates_are_checked_where_they_are_written() {
         assert!(e.message.contains(fragment), "{text}: {e}");
     }
 }
+
+const SERVICES: &str = r#"
+[registry]
+host = "127.0.0.1:5000"
+[buildkit]
+parallel = 2
+[[image]]
+name = "db"
+context = "db"
+[[image]]
+name = "api"
+context = "api"
+depends-on = ["db"]
+trigger = "manual"
+[[image]]
+name = "web"
+context = "web"
+[[deploy]]
+image = "db"
+manifests = ["db/k8s/*.yaml"]
+[[deploy]]
+image = "api"
+manifests = ["api/k8s/*.yaml"]
+[[deploy]]
+image = "web"
+manifests = ["web/k8s/*.yaml"]
+"#;
+
+#[test]
+fn many_services_take_a_trigger_an_order_and_a_build_limit() {
+    let cfg = parse(Path::new("/p/devloop.toml"), SERVICES).unwrap();
+    let api = cfg.image("api").unwrap();
+    assert_eq!((api.trigger, api.depends_on.clone()), (Trigger::Manual, vec!["db".to_string()]));
+    assert_eq!((cfg.image("web").unwrap().trigger, cfg.buildkit.parallel()), (Trigger::Auto, 2));
+    let unset = parse(Path::new("/p/devloop.toml"), GOOD).unwrap();
+    assert_eq!(unset.buildkit.parallel(), DEFAULT_PARALLEL);
+    assert!(unset.buildkit.same_server(&Buildkit { parallel: Some(9), ..unset.buildkit.clone() }));
+}
+
+#[test]
+fn a_bad_trigger_order_or_limit_names_its_key_and_line() {
+    let e = parse_err(&SERVICES.replace("trigger = \"manual\"", "trigger = \"later\""));
+    assert_eq!((e.key.as_str(), e.line_col.map(|l| l.0)), ("image[1].trigger", Some(13)));
+    assert!(e.message.contains("\"manual\""), "{}", e.message);
+    let e = parse_err(&SERVICES.replace("depends-on = [\"db\"]", "depends-on = [\"cache\"]"));
+    assert_eq!((e.key.as_str(), e.line_col.map(|l| l.0)), ("image[1].depends-on", Some(12)));
+    assert!(e.message.contains("no [[image]] named `cache` (configured: db, api, web)"), "{}", e.message);
+    let e = parse_err(&SERVICES.replace("depends-on = [\"db\"]", "depends-on = [\"api\"]"));
+    assert!(e.message.contains("cannot depend on itself"), "{}", e.message);
+    // db -> web -> api -> db
+    let cycle = SERVICES.replace("name = \"db\"\ncontext = \"db\"", "name = \"db\"\ncontext = \"db\"\ndepends-on = [\"web\"]")
+        .replace("name = \"web\"\ncontext = \"web\"", "name = \"web\"\ncontext = \"web\"\ndepends-on = [\"api\"]");
+    let e = parse_err(&cycle);
+    assert_eq!(e.key, "image[0].depends-on");
+    assert!(e.message.contains("a cycle: db -> web -> api -> db"), "{}", e.message);
+    let e = parse_err(&SERVICES.replace("parallel = 2", "parallel = 0"));
+    assert_eq!(e.key, "buildkit.parallel");
+}
+
+#[test]
+fn a_session_of_some_images_leaves_the_others_and_their_deploys_out() {
+    let cfg = parse(Path::new("/p/devloop.toml"), SERVICES).unwrap();
+    let some = cfg.clone().only(&["web".into(), "db".into()]).unwrap();
+    let names: Vec<&str> = some.images.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["db", "web"]);
+    assert_eq!(some.deploys.iter().map(|d| d.image.as_str()).collect::<Vec<_>>(), ["db", "web"]);
+    assert_eq!(some.left_out, ["api"]);
+    assert_eq!(cfg.clone().only(&[]).unwrap(), cfg);
+    let e = cfg.only(&["wbe".into()]).unwrap_err();
+    assert!(e.contains("no [[image]] named `wbe`") && e.contains("configured: db, api, web"), "{e}");
+}

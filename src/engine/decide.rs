@@ -31,6 +31,7 @@ use crate::config::SyncRule;
 use crate::deploy::deployer::Undo;
 use crate::filter::Filter;
 pub use crate::watch::Scope;
+pub use plan::Plan;
 pub use pods::{Incarnation, PodChange, PodFacts};
 pub use view::{Phase, Progress, Snapshot};
 
@@ -60,7 +61,11 @@ pub enum Event {
     /// The config was read again: `rescan` images changed (hash them afresh), `redeploy` images' deploys
     /// changed (deploy their tag even if it is the one running), `removed` images are gone; `rules`: every
     /// image's sync rules now (none: always build).
-    Reconfigured { rescan: Vec<String>, redeploy: Vec<String>, removed: Vec<String>, rules: Rules, at: Instant },
+    /// `plan`: which images wait for a trigger, their order, the build limit ([`plan`]).
+    Reconfigured { rescan: Vec<String>, redeploy: Vec<String>, removed: Vec<String>, rules: Rules, plan: Plan, at: Instant },
+    /// Build what these images hold (none named: every image holding a change), as asked (Enter in the
+    /// terminal, the page's button, `devloop trigger`).
+    Trigger { images: Vec<String>, at: Instant },
     /// An image's inputs hash to `tag`, judged by `filter`.
     Hashed { image: String, tag: String, filter: Hashed, took: Duration },
     /// Hashing failed (e.g. the Dockerfile is gone).
@@ -175,6 +180,16 @@ pub enum Report {
     RolledBack { image: String, tag: String },
     /// A build could not start (`error`: which server did not answer); it is tried again `after` this.
     Retrying { image: String, error: String, after: Duration },
+    /// A change to a manual image is held until a trigger: `changes` paths held so far (0: everything).
+    Held { image: String, changes: usize },
+    /// A trigger released `changes` held paths (none held: the image is looked at again).
+    Triggered { image: String, changes: Option<usize> },
+    /// A trigger found no image holding a change.
+    NothingToTrigger,
+    /// A build waits for a slot: `running` builds of at most `limit` run.
+    QueuedBuild { image: String, tag: String, running: usize, limit: usize },
+    /// `tag` is built; its first rollout waits for these images' first rollouts (`depends-on`).
+    WaitsFor { image: String, tag: String, on: Vec<String> },
     /// At the end of `up`, pods are left running files synced on top of image `tag` (`synced` paths, whose
     /// tree has the `content` tag), which no image holds: these `pods` (empty: not known which).
     LeftSynced { image: String, tag: String, synced: usize, content: Option<String>, pods: Vec<String> },
@@ -302,6 +317,15 @@ struct ImageState {
     hash_builds: bool,
     /// A change waiting in `pending` needs a build.
     pending_builds: bool,
+    /// A manual image's changes since its last trigger, and whether inputs outside the context changed too.
+    held: Option<Scope>,
+    held_outside: bool,
+    /// Built (`queued`), its first rollout waiting for these dependencies' (none: not waiting).
+    gated: Vec<String>,
+    /// A rollout of this session succeeded.
+    served: bool,
+    /// A build waiting for a slot: its tag, filter and backoff.
+    slot_wait: Option<(String, Hashed, Duration)>,
     live: live::Live,
     view: view::View,
 }
@@ -318,6 +342,11 @@ pub struct State {
     /// The namespace's pods, as its pod watch last said.
     pods: pods::Pods,
     views: view::Views,
+    /// Triggers, order and build limit.
+    plan: Plan,
+    /// Images whose build holds a slot, and those waiting for one, first come first.
+    slots: BTreeSet<String>,
+    waiting: std::collections::VecDeque<String>,
 }
 
 impl State {
@@ -336,6 +365,11 @@ impl State {
         let mut s = State::default();
         s.set_rules(rules);
         s
+    }
+    /// Sets the triggers, order and build limit (at the start; a reload brings them in
+    /// [`Event::Reconfigured`]).
+    pub fn plan(&mut self, plan: Plan) {
+        self.plan = plan;
     }
     fn set_rules(&mut self, rules: Rules) {
         self.rules = rules.into_iter().filter(|(_, r)| !r.is_empty()).map(|(i, r)| (i, Arc::new(r))).collect();
@@ -363,7 +397,8 @@ impl State {
 
 /// Decides what to do about `event`.
 pub fn step(state: &mut State, event: Event) -> Vec<Action> {
-    let out = decide(state, event);
+    let mut out = decide(state, event);
+    plan::admit(state, &mut out);
     view::note(state, &out);
     out
 }
@@ -374,12 +409,17 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
         Event::Progress { image, tag, progress } => view::progress(state, image, tag, progress),
         Event::Changed { changes, outside, at, debounce } => {
             for (image, scope) in changes {
-                let syncable = !outside.contains(&image) && live::covered(state, &image, &scope);
-                if syncable {
-                    live::sync(state, image, scope, at, debounce, &mut out);
+                let outside = outside.contains(&image);
+                if plan::holds(state, &image) {
+                    plan::hold(state, image, scope, outside, &mut out);
                 } else {
-                    changed(state, image, scope, at, debounce, &mut out);
+                    change(state, image, scope, outside, at, debounce, &mut out);
                 }
+            }
+        }
+        Event::Trigger { images, at } => {
+            for (image, scope, outside) in plan::trigger(state, images, &mut out) {
+                change(state, image, scope, outside, at, Duration::ZERO, &mut out);
             }
         }
         Event::Synced { .. } | Event::SyncFailed { .. } => live::step(state, event, &mut out),
@@ -392,8 +432,11 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
                 out.push(Action::Report(Report::LeftSynced { image, tag, synced, content, pods }));
             }
         }
-        Event::Reconfigured { rescan, redeploy, removed, rules, at } => {
+        Event::Reconfigured { rescan, redeploy, removed, rules, plan, at } => {
             state.set_rules(rules);
+            for (image, scope, outside) in plan::replan(state, plan) {
+                change(state, image, scope, outside, at, Duration::ZERO, &mut out);
+            }
             for image in removed {
                 if state.images.remove(&image).is_some_and(|s| s.building.is_some()) {
                     out.push(Action::CancelBuild(image.clone()));
@@ -406,8 +449,13 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
                 }
             }
             for image in rescan {
-                changed(state, image, Scope::Rescan, at, Duration::ZERO, &mut out);
+                if plan::holds(state, &image) {
+                    plan::hold(state, image, Scope::Rescan, false, &mut out);
+                } else {
+                    changed(state, image, Scope::Rescan, at, Duration::ZERO, &mut out);
+                }
             }
+            plan::release(state, at, &mut out); // a dependency may be gone
         }
         Event::Hashed { image, tag, filter, took } => {
             let Some(s) = state.images.get_mut(&image) else { return out };
@@ -474,6 +522,7 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
             out.push(Action::Report(Report::Failed { image, tag: None, error }));
         }
         Event::Built { image, tag, digest, took, steps, cached, export } => {
+            let waits = plan::waits_for(state, &image);
             let Some(s) = state.images.get_mut(&image) else { return out };
             if s.building.as_ref() != Some(&tag) {
                 return out; // superseded: a newer build owns this image now
@@ -488,6 +537,10 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
             s.summary.export = export;
             if s.deploying.is_some() {
                 s.queued = Some((tag, digest));
+            } else if !waits.is_empty() {
+                // Its first rollout comes after its dependencies' ([`plan::release`]).
+                (s.queued, s.gated) = (Some((tag.clone(), digest)), waits.clone());
+                out.push(Action::Report(Report::WaitsFor { image, tag, on: waits }));
             } else {
                 rollout::deploy(s, image, tag, digest, &mut out);
             }
@@ -535,9 +588,22 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
             // hash again rather than wait for a change that has come and gone.
             changed(state, image, Scope::Paths(Default::default()), at, Duration::ZERO, &mut out);
         }
-        Event::Undone { .. } | Event::RolledOut { .. } | Event::Crashed { .. } => rollout::step(state, event, &mut out),
+        Event::Undone { .. } | Event::RolledOut { .. } | Event::Crashed { .. } => {
+            rollout::step(state, event, &mut out);
+            plan::release(state, Instant::now(), &mut out);
+        }
     }
     out
+}
+
+/// A change to act on now: synced when the image's sync rules cover it (and nothing outside the context
+/// changed), else hashed to build.
+fn change(state: &mut State, image: String, scope: Scope, outside: bool, at: Instant, debounce: Duration, out: &mut Vec<Action>) {
+    if !outside && live::covered(state, &image, &scope) {
+        live::sync(state, image, scope, at, debounce, out);
+    } else {
+        changed(state, image, scope, at, debounce, out);
+    }
 }
 
 /// An image's inputs changed and need a build: hash now, or after the running hash (the changes wait in
@@ -568,6 +634,7 @@ fn hash(s: &mut ImageState, image: String, scope: Scope, out: &mut Vec<Action>) 
 }
 
 mod live;
+pub mod plan;
 pub mod pods;
 mod rollout;
 pub mod view;

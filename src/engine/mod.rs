@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod command;
+pub mod control;
 pub mod decide;
 pub mod deploy;
 pub mod down;

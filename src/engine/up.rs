@@ -41,6 +41,11 @@ pub struct UpOptions {
     pub no_sync: bool,
     /// `--ui`: the status page is served on this address (bound and served by the caller; `up` says where).
     pub page: Option<std::net::SocketAddr>,
+    /// `up IMAGE…`: only these images (none: all); the others stay as deployed.
+    pub only: Vec<String>,
+    /// Where triggers come from besides the terminal and the socket (the page's button); `up` makes its own
+    /// when none is given.
+    pub triggers: Option<Arc<super::control::Triggers>>,
 }
 
 /// Everything the workers share.
@@ -63,6 +68,8 @@ pub(super) struct Ctx {
     /// The reference each image's last successful rollout put in place, as the core last said (it alone
     /// keeps it: `decide::State::references`, published after every step).
     deployed: tokio::sync::watch::Receiver<BTreeMap<String, String>>,
+    /// `up IMAGE…`: the images of this session (none: all), kept across reloads.
+    only: Vec<String>,
     /// Per container, the shell syncs are sent to.
     pub(super) sessions: crate::sync::session::Sessions,
     /// `--no-sync`: no sync, so no shell is opened in any container either.
@@ -125,8 +132,13 @@ fn watched(cfg: &Config, lenient: bool) -> Result<Vec<watch::Watched>, Error> {
 /// Runs the loop until Ctrl-C (or `stop` is cancelled).
 /// Everything it has to say goes to `ui`.
 pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) -> Result<(), Error> {
+    let cfg = cfg.only(&opts.only).map_err(Error::BadFlag)?;
     let target = cluster::connect(&cfg.kube, &opts.kube).await?;
-    ui.line("devloop", "start", &format!("context {}, namespace {}; watching {} image(s)", target.context, target.namespace, cfg.images.len()));
+    let left = match cfg.left_out.len() {
+        0 => String::new(),
+        _ => format!(" (left as deployed: {})", cfg.left_out.join(", ")),
+    };
+    ui.line("devloop", "start", &format!("context {}, namespace {}; watching {} image(s){left}", target.context, target.namespace, cfg.images.len()));
     let mut tasks = JoinSet::new();
     if let Some(addr) = opts.page {
         ui.page_url(&format!("http://{addr}/"));
@@ -185,6 +197,7 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
         deployed: deployed_rx,
         sessions: Default::default(),
         no_sync: opts.no_sync,
+        only: opts.only.clone(),
         progress: Default::default(),
         trees: Default::default(),
     });
@@ -201,7 +214,24 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
     }
     // The core learns the namespace's pods from their one watch: which containers run each image.
     tasks.spawn(super::live::feed_pods(ctx.pods(), events_tx.clone(), stop.child_token()));
+    // Triggers: the page's (if any), the terminal's Enter, `devloop trigger` through the project's socket.
+    let triggers = opts.triggers.clone().unwrap_or_else(super::control::Triggers::new);
+    let mut asked = triggers.take().ok_or_else(|| Error::Usage("the trigger queue is taken".into()))?;
+    let known: super::control::Known = {
+        let ctx = ctx.clone();
+        Arc::new(move |image: &str| known_image(&ctx.config(), image))
+    };
+    {
+        let (config, say, known, triggers, stop) = (ctx.config().path.clone(), out::say(&ui, "devloop", "trigger"), known.clone(), triggers.clone(), stop.child_token());
+        tasks.spawn(async move {
+            if let Err(e) = super::control::serve(&config, known, triggers, stop).await {
+                say(&format!("`devloop trigger` cannot reach this `up`: {e}"));
+            }
+        });
+    }
+    tasks.spawn(super::control::read_terminal(known, triggers.clone(), out::say(&ui, "devloop", "trigger"), stop.child_token()));
     let mut state = decide::State::new(rules(&ctx.config(), opts.no_sync));
+    state.plan(plan(&ctx.config()));
     for (deployment, url) in &forwarded {
         state.forwarded(deployment, url);
     }
@@ -220,6 +250,7 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
                 None => break,
             },
             ev = events.recv() => match ev { Some(ev) => vec![ev], None => break },
+            Some(images) = asked.recv() => vec![Event::Trigger { images, at: Instant::now() }],
             _ = ctx.progress.told() => vec![],
             // Reap finished workers, so a long session does not pile up their results.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
@@ -334,8 +365,15 @@ async fn reload(ctx: &Ctx) -> Option<Event> {
     let path = old.path.clone();
     let context = ctx.target.context.clone();
     let last = old.clone();
+    let only = ctx.only.clone();
     let loaded = tokio::task::spawn_blocking(move || -> Result<(Config, Vec<watch::Watched>), String> {
         let cfg = crate::resolve::reload(&path, &context, &last).map_err(|e| e.to_string())?;
+        // The session's images, as `up IMAGE…` chose them; one removed from the file is just gone.
+        let names: Vec<String> = only.iter().filter(|n| cfg.image(n).is_some()).cloned().collect();
+        if !only.is_empty() && names.is_empty() {
+            return Err(format!("none of the images this `up` runs ({}) is configured any more", only.join(", ")));
+        }
+        let cfg = cfg.only(&names)?;
         let w = watched(&cfg, true).map_err(|e| e.to_string())?;
         Ok((cfg, w))
     })
@@ -367,8 +405,8 @@ async fn reload(ctx: &Ctx) -> Option<Event> {
     if new == *old {
         return None;
     }
-    let everything = new.registry != old.registry || new.buildkit != old.buildkit;
-    if new.buildkit != old.buildkit {
+    let everything = new.registry != old.registry || !new.buildkit.same_server(&old.buildkit);
+    if !new.buildkit.same_server(&old.buildkit) {
         *ctx.buildkit.lock().await = None;
     }
     let deploys = |cfg: &Config, image: &str| cfg.deploys.iter().filter(|d| d.image == image).cloned().collect::<Vec<_>>();
@@ -394,13 +432,38 @@ async fn reload(ctx: &Ctx) -> Option<Event> {
     let deployers = Deployers::of(&new).after(&ctx.deployers());
     *ctx.deployers.write().expect("not poisoned") = Arc::new(deployers);
     *ctx.cfg.write().expect("not poisoned") = Arc::new(new);
-    let rules = rules(&ctx.config(), ctx.no_sync);
-    Some(Event::Reconfigured { rescan, redeploy, removed, rules, at: Instant::now() })
+    let (rules, plan) = (rules(&ctx.config(), ctx.no_sync), plan(&ctx.config()));
+    Some(Event::Reconfigured { rescan, redeploy, removed, rules, plan, at: Instant::now() })
 }
 
 /// Each image's sync rules, as the core is to apply them (`--no-sync`: none, always build).
 fn rules(cfg: &Config, no_sync: bool) -> decide::Rules {
     cfg.images.iter().map(|i| (i.name.clone(), if no_sync { Vec::new() } else { i.sync.clone() })).collect()
+}
+
+/// Whether `image` can be triggered in this session: an error names the images that can.
+fn known_image(cfg: &Config, image: &str) -> Result<(), String> {
+    if cfg.image(image).is_some() {
+        return Ok(());
+    }
+    let names: Vec<&str> = cfg.images.iter().map(|i| i.name.as_str()).collect();
+    if cfg.left_out.iter().any(|i| i == image) {
+        return Err(format!("image `{image}` is left out of this `devloop up` (it runs: {})", names.join(", ")));
+    }
+    Err(format!("no image named `{image}` in {} (configured: {})", cfg.path.display(), names.join(", ")))
+}
+
+/// The images' triggers, first-rollout order (among this session's images: one left out stays as deployed)
+/// and the build limit, as the core is to apply them.
+fn plan(cfg: &Config) -> decide::Plan {
+    let manual = cfg.images.iter().filter(|i| i.trigger == crate::config::Trigger::Manual).map(|i| i.name.clone()).collect();
+    let depends = cfg
+        .images
+        .iter()
+        .map(|i| (i.name.clone(), i.depends_on.iter().filter(|d| cfg.image(d).is_some()).cloned().collect::<Vec<_>>()))
+        .filter(|(_, d)| !d.is_empty())
+        .collect();
+    decide::Plan { manual, depends, parallel: cfg.buildkit.parallel() }
 }
 
 /// Hashes an image: only `scope`'s paths in the kept tree when it can (no walk), else a full scan with a

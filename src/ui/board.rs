@@ -14,11 +14,22 @@ pub use crate::engine::out::Phase;
 use crate::engine::out::{ImageView, Snapshot};
 
 /// The snapshot the block draws (the core's, shared with the page) and how many lines the last drawing took.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Board {
     shown: Arc<Snapshot>,
     drawn: usize,
+    /// At most this many lines (a third of the terminal): the log lines above must stay readable.
+    max_rows: usize,
 }
+
+impl Default for Board {
+    fn default() -> Self {
+        Board { shown: Arc::default(), drawn: 0, max_rows: usize::MAX }
+    }
+}
+
+/// Rows the block may take at least, however short the terminal.
+const MIN_ROWS: usize = 6;
 
 impl Board {
     /// Draws `snapshot` from now on.
@@ -41,10 +52,41 @@ impl Board {
         self.shown.images.get(image).map(|v| &v.phase)
     }
 
-    /// The block's lines, each cut to `width` columns.
+    /// Fits the block to a terminal `rows` high: at most a third of it (at least [`MIN_ROWS`]).
+    pub fn fit(&mut self, rows: usize) {
+        self.max_rows = (rows / 3).max(MIN_ROWS);
+    }
+
+    /// The block's lines, each cut to `width` columns: a row per image, or when there are more images than
+    /// rows, a row per image that needs an eye (at work, failed, holding changes) and one line for the
+    /// quiet rest (serving or watching), by name.
     pub fn lines(&self, width: usize) -> Vec<String> {
-        let name_width = self.shown.images.keys().map(|k| k.chars().count()).max().unwrap_or(0);
-        self.shown.images.iter().map(|(image, v)| cut(&format!("{} {image:<name_width$}  {}", marker(&v.phase), row_text(v)), width)).collect()
+        let images = &self.shown.images;
+        let quiet = |v: &ImageView| matches!(v.phase, Phase::Serving { .. } | Phase::Watching);
+        let shown: Vec<(&String, &ImageView)> = if images.len() <= self.max_rows {
+            images.iter().collect()
+        } else {
+            images.iter().filter(|(_, v)| !quiet(v)).take(self.max_rows - 1).collect()
+        };
+        let name_width = shown.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+        let mut lines: Vec<String> =
+            shown.iter().map(|(image, v)| cut(&format!("{} {image:<name_width$}  {}", marker(&v.phase), row_text(v)), width)).collect();
+        if shown.len() < images.len() {
+            let rest: Vec<(&String, &ImageView)> = images.iter().filter(|(i, _)| !shown.iter().any(|(s, _)| s == i)).collect();
+            let count = |f: &dyn Fn(&Phase) -> bool| rest.iter().filter(|(_, v)| f(&v.phase)).count();
+            let serving = count(&|p| matches!(p, Phase::Serving { .. }));
+            let watching = count(&|p| matches!(p, Phase::Watching));
+            let mut head = format!("● {serving} more serving");
+            if watching > 0 {
+                head.push_str(&format!(", {watching} watching"));
+            }
+            if rest.len() > serving + watching {
+                head.push_str(&format!(", {} more at work", rest.len() - serving - watching));
+            }
+            let names: Vec<&str> = rest.iter().map(|(i, _)| i.as_str()).collect();
+            lines.push(cut(&format!("{head}: {}", names.join(" ")), width));
+        }
+        lines
     }
 
     /// Writes `text` (lines that scroll) above the block and draws the block again below it.
@@ -96,6 +138,11 @@ pub fn describe(phase: &Phase) -> String {
         Phase::RollingOut(what) if what.is_empty() => "rolling out".into(),
         Phase::RollingOut(what) => format!("rolling out: {what}"),
         Phase::Syncing => "syncing".into(),
+        Phase::Queued => "waiting for a build slot".into(),
+        Phase::Waiting(on) => format!("built; first rollout waits for {}", on.join(", ")),
+        Phase::Held { changes: 0 } => "changes held: trigger to build".into(),
+        Phase::Held { changes: 1 } => "1 changed path held: trigger to build".into(),
+        Phase::Held { changes } => format!("{changes} changed paths held: trigger to build"),
         Phase::Serving { tag: t, synced: 0 } => format!("serving {}", tag(t)),
         Phase::Serving { tag: t, synced } => format!("serving {} + {synced} synced file(s)", tag(t)),
         Phase::Failed(why) => format!("failed: {why}"),
@@ -106,6 +153,7 @@ fn marker(phase: &Phase) -> &'static str {
     match phase {
         Phase::Failed(_) => "✗",
         Phase::Serving { .. } => "●",
+        Phase::Held { .. } => "◆",
         Phase::Watching => "○",
         _ => "…",
     }
@@ -132,12 +180,13 @@ fn cut(s: &str, width: usize) -> String {
     out
 }
 
-/// The terminal's width in columns, if stdout is one.
-pub fn terminal_width() -> Option<usize> {
+/// The terminal's size (columns, rows), if stdout is one.
+pub fn terminal_size() -> Option<(usize, usize)> {
     // SAFETY: TIOCGWINSZ fills the winsize it is given and nothing else; fd 1 is only read.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
-    (ok && ws.ws_col > 0).then_some(ws.ws_col as usize)
+    let rows = if ws.ws_row > 0 { ws.ws_row as usize } else { usize::MAX };
+    (ok && ws.ws_col > 0).then_some((ws.ws_col as usize, rows))
 }
 
 /// Whether `up` should keep a status block: stdout is a terminal that can move its cursor.

@@ -28,6 +28,8 @@ const FAILURE_LINES: usize = 25;
 /// The page's state, shared by the loop (which reports into it) and the server (which sends snapshots).
 pub struct Hub {
     model: Mutex<Model>,
+    /// Where the trigger button's requests go (`up`'s queue).
+    triggers: std::sync::OnceLock<Arc<crate::engine::control::Triggers>>,
     /// Bumped on every change: each open page waits on it for the next snapshot.
     changed: watch::Sender<u64>,
 }
@@ -99,7 +101,7 @@ pub fn sync_segments(s: &SyncSummary) -> Vec<(&'static str, u64)> {
 
 impl Default for Hub {
     fn default() -> Self {
-        Hub { model: Mutex::default(), changed: watch::channel(0).0 }
+        Hub { model: Mutex::default(), triggers: std::sync::OnceLock::new(), changed: watch::channel(0).0 }
     }
 }
 
@@ -107,6 +109,24 @@ impl Hub {
     fn change(&self, f: impl FnOnce(&mut Model)) {
         f(&mut self.model.lock().expect("not poisoned"));
         self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Takes the trigger button's requests to `triggers` (set once, before `up` starts).
+    pub fn take_triggers(&self, triggers: Arc<crate::engine::control::Triggers>) {
+        let _ = self.triggers.set(triggers);
+    }
+
+    /// Asks `up` to build `image` (one the page shows); the status to answer and why not.
+    pub fn trigger(&self, image: &str) -> Result<(), (axum::http::StatusCode, String)> {
+        use axum::http::StatusCode;
+        if !self.shown().images.contains_key(image) {
+            return Err((StatusCode::NOT_FOUND, format!("no image `{image}` in this `devloop up`")));
+        }
+        let Some(t) = self.triggers.get() else { return Err((StatusCode::SERVICE_UNAVAILABLE, "this page takes no triggers".into())) };
+        if !t.send(vec![image.to_string()]) {
+            return Err((StatusCode::SERVICE_UNAVAILABLE, "devloop up is not taking triggers now".into()));
+        }
+        Ok(())
     }
 
     /// Waits on this for changes (its value means nothing; that it changed does).

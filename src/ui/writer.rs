@@ -22,8 +22,8 @@ pub const QUEUE: usize = 1024;
 /// What the status block is drawn from, shared by the senders (who change it) and the writer (who draws it).
 pub(super) struct Block {
     pub(super) board: Option<Board>,
-    /// The block's width: the terminal's, asked at each drawing (it may be resized).
-    pub(super) width: Box<dyn Fn() -> usize + Send>,
+    /// The block's width and the terminal's height (columns, rows), asked at each drawing (it may be resized).
+    pub(super) width: Box<dyn Fn() -> (usize, usize) + Send>,
 }
 
 enum Item {
@@ -132,9 +132,10 @@ fn run(
     let draw = |text: Option<&str>| -> Vec<u8> {
         let mut buf = Vec::new();
         let mut b = block.lock().expect("not poisoned");
-        let width = (b.width)();
+        let (width, rows) = (b.width)();
         match b.board.as_mut() {
             Some(board) => {
+                board.fit(rows);
                 let _ = board.write_above(&mut buf, text, width);
             }
             None => {
@@ -208,7 +209,7 @@ mod tests {
     #[test]
     fn a_stalled_reader_never_blocks_the_sender_and_is_told_what_it_missed() {
         let out = Stalled::default();
-        let w = Writer::start(Box::new(out.clone()), Block { board: None, width: Box::new(|| 80) }, true);
+        let w = Writer::start(Box::new(out.clone()), Block { board: None, width: Box::new(|| (80, 24)) }, true);
         let t0 = Instant::now();
         // Three queues' worth while nothing is read: every call returns at once.
         for i in 0..QUEUE * 3 {

@@ -30,6 +30,7 @@ pub(super) fn step(state: &mut State, event: Event, out: &mut Vec<Action>) {
             if ok {
                 out.push(Action::ReplaceStale { image: image.clone(), reference: reference.clone(), warm });
                 s.running = Some(reference);
+                s.served = true;
             }
             let was_rollback = std::mem::take(&mut s.rolling_back);
             if ok && was_rollback {

@@ -232,7 +232,7 @@ fn a_new_config_rescans_changed_images_redeploys_changed_deploys_and_drops_remov
     run(&mut s, vec![changed(&["a", "b", "c"]), hashed("a", "a1"), hashed("b", "b1"), hashed("c", "c1")]);
     run(&mut s, vec![built("a", "a1"), built("b", "b1"), rolled("a", "a1", true), rolled("b", "b1", true)]);
     // c is still building when the config drops it; a's build args changed; b's deploy target changed.
-    let a = step(&mut s, Event::Reconfigured { rescan: vec!["a".into(), "b".into()], redeploy: vec!["b".into()], removed: vec!["c".into()], rules: Rules::new(), at: Instant::now() });
+    let a = step(&mut s, Event::Reconfigured { rescan: vec!["a".into(), "b".into()], redeploy: vec!["b".into()], removed: vec!["c".into()], rules: Rules::new(), plan: Plan::default(), at: Instant::now() });
     // …and everything it left running (its pods' log streams, its pod watch) is stopped.
     assert_eq!(acts(&a), ["cancel c", "forget c", "rescan a", "rescan b"]);
     // a: same tag as before, nothing to do; b: same tag but its deploy changed, so it is deployed again.
@@ -281,7 +281,7 @@ fn live_at_t1() -> State {
     let mut s = deployed_at_t1();
     // The rules came with a reload of devloop.toml: nothing to rescan or redeploy.
     let rules = Rules::from([("app".to_string(), rules())]);
-    let a = step(&mut s, Event::Reconfigured { rescan: vec![], redeploy: vec![], removed: vec![], rules, at: Instant::now() });
+    let a = step(&mut s, Event::Reconfigured { rescan: vec![], redeploy: vec![], removed: vec![], rules, plan: Plan::default(), at: Instant::now() });
     assert!(a.is_empty(), "{a:?}");
     assert!(step(&mut s, runs_t1("p1")).is_empty());
     s
@@ -629,7 +629,7 @@ fn the_core_alone_says_which_reference_each_image_runs_and_reports_a_deploy_erro
         undo: vec![],
     };
     assert_eq!(reports(&step(&mut s, failed)), [Report::Failed { image: "b".into(), tag: Some("b3".into()), error: error.into() }]);
-    step(&mut s, Event::Reconfigured { rescan: vec![], redeploy: vec![], removed: vec!["a".into()], rules: Rules::new(), at: Instant::now() });
+    step(&mut s, Event::Reconfigured { rescan: vec![], redeploy: vec![], removed: vec!["a".into()], rules: Rules::new(), plan: Plan::default(), at: Instant::now() });
     assert_eq!(s.references(), want(&[("b", "reg/b:b1")]));
 }
 
@@ -639,3 +639,5 @@ mod again;
 mod after;
 
 mod pods;
+/// Many services: triggers, the order of first rollouts, build slots.
+mod plan;

@@ -32,6 +32,15 @@ pub enum Phase {
     RollingOut(String),
     /// Changed files are being copied into the running containers.
     Syncing,
+    /// A build waits for a slot (`[buildkit] parallel`).
+    Queued,
+    /// Built; its first rollout waits for these images' first rollouts (`depends-on`).
+    Waiting(Vec<String>),
+    /// A manual image holds `changes` changed paths (0: everything) until a trigger.
+    Held {
+        /// Paths held.
+        changes: usize,
+    },
     /// The pods run `tag` (plus `synced` files synced since).
     Serving {
         /// The content tag deployed.
@@ -53,6 +62,9 @@ impl Phase {
             Phase::Pushing => "pushing",
             Phase::RollingOut(_) => "rolling-out",
             Phase::Syncing => "syncing",
+            Phase::Queued => "queued",
+            Phase::Waiting(_) => "waiting",
+            Phase::Held { .. } => "held",
             Phase::Serving { .. } => "serving",
             Phase::Failed(_) => "failed",
         }
@@ -60,7 +72,7 @@ impl Phase {
 
     /// Whether the phase is work in progress (shown with its running time).
     pub fn busy(&self) -> bool {
-        !matches!(self, Phase::Watching | Phase::Serving { .. } | Phase::Failed(_))
+        !matches!(self, Phase::Watching | Phase::Serving { .. } | Phase::Failed(_) | Phase::Held { .. })
     }
 }
 
@@ -223,6 +235,9 @@ impl State {
 /// The phase, read from the image's state: the work under way first (a build before a rollout, which the
 /// build's own rollout will follow), then how the last iteration ended.
 fn phase(s: &ImageState) -> Phase {
+    if s.slot_wait.is_some() {
+        return Phase::Queued;
+    }
     if let Some(tag) = &s.building {
         return match &s.view.build {
             Some((t, Progress::Step { step, of, name })) if t == tag => Phase::Building { step: *step, of: *of, name: name.clone() },
@@ -243,6 +258,12 @@ fn phase(s: &ImageState) -> Phase {
     }
     if s.hashing {
         return Phase::Hashing;
+    }
+    if !s.gated.is_empty() {
+        return Phase::Waiting(s.gated.clone());
+    }
+    if s.held.is_some() {
+        return Phase::Held { changes: plan::held_count(s) };
     }
     match (&s.view.failed, &s.deployed) {
         (Some(why), _) => Phase::Failed(why.clone()),
@@ -287,6 +308,8 @@ pub(super) fn note(state: &mut State, actions: &[Action]) {
                 continue;
             }
             Report::Stale { .. } | Report::Superseded { .. } | Report::SyncFallback { .. } | Report::Retrying { .. } | Report::LeftSynced { .. } => continue,
+            // Phases of their own, read from the state.
+            Report::Held { .. } | Report::Triggered { .. } | Report::NothingToTrigger | Report::QueuedBuild { .. } | Report::WaitsFor { .. } => continue,
             Report::Failed { image, tag, error } => (image, Some((first(error), tag.clone(), error.clone()))),
             Report::RolloutFailed { image, tag, reason: Some(why) } => (image, Some((format!("rollout: {why}"), Some(tag.clone()), why.clone()))),
             Report::RolloutFailed { image, tag, reason: None } => {

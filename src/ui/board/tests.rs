@@ -70,3 +70,31 @@ fn writing_above_clears_the_last_block_first() {
     b.write_above(&mut out, None, 80).unwrap();
     assert_eq!(String::from_utf8_lossy(&out), "\r\x1b[2A\x1b[J○ a  watching\n○ b  watching\n", "up two lines, clear, redraw");
 }
+
+#[test]
+fn with_more_images_than_a_third_of_the_terminal_the_quiet_ones_share_one_line() {
+    let serving = || view(Phase::Serving { tag: "a1b2c3d4e5".into(), synced: 0 }, &[]);
+    let mut rows: Vec<(String, ImageView)> = (0..30).map(|i| (format!("svc{i:02}"), serving())).collect();
+    rows[3].1 = view(Phase::Failed("rollout: CrashLoopBackOff".into()), &[]);
+    rows[7].1 = view(Phase::Held { changes: 2 }, &[]);
+    rows[9].1 = view(building(2, 5, "[2/4] RUN make"), &[]);
+    rows[12].1 = view(Phase::Watching, &[]);
+    let mut b = Board::default();
+    b.show(Arc::new(Snapshot { images: rows.into_iter().collect() }));
+    assert_eq!(b.lines(80).len(), 30, "a terminal of unknown height gets a row per image");
+    b.fit(40); // 13 rows
+    let lines = b.lines(200);
+    assert_eq!(
+        lines[..3],
+        ["✗ svc03  failed: rollout: CrashLoopBackOff", "◆ svc07  2 changed paths held: trigger to build", "… svc09  building step 2 of 5: [2/4] RUN make · 0.0s"]
+    );
+    assert_eq!(lines.len(), 4);
+    assert!(lines[3].starts_with("● 26 more serving, 1 watching: svc00 svc01 svc02 svc04 svc05 svc06 svc08 svc10"), "{}", lines[3]);
+    // More images at work than rows: the ones not shown are counted.
+    let busy: Vec<(String, ImageView)> = (0..30).map(|i| (format!("svc{i:02}"), view(Phase::Hashing, &[]))).collect();
+    b.show(Arc::new(Snapshot { images: busy.into_iter().collect() }));
+    let lines = b.lines(60);
+    assert_eq!(lines.len(), 13);
+    assert!(lines[12].starts_with("● 0 more serving, 18 more at work: svc12"), "{}", lines[12]);
+    assert!(lines.iter().all(|l| l.chars().count() <= 60));
+}

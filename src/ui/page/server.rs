@@ -1,6 +1,7 @@
 //! Serves the status page: `/` (one self-contained HTML file: no build step, nothing from a CDN), `/state`
-//! (the data as JSON) and `/events` (the same data again on every change, as server-sent events). Read-only:
-//! it has no route that changes anything. It answers only requests that name it by a loopback name or the
+//! (the data as JSON), `/events` (the same data again on every change, as server-sent events) and one
+//! action, `POST /trigger?image=NAME` (build what the image holds, as `devloop trigger` does), taken only on a
+//! loopback address. It answers only requests that name it by a loopback name or the
 //! address it is bound to, and none from another origin: a DNS-rebinding page, whose own name resolves to
 //! 127.0.0.1, could otherwise read the build and pod logs ([`Allowed`]).
 
@@ -14,7 +15,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use futures::Stream;
 use tokio::net::TcpListener;
@@ -35,12 +36,30 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// The routes, over `hub`, for a server bound to `addr`; event streams end when `stop` is cancelled.
 pub fn router(hub: Arc<Hub>, stop: CancellationToken, addr: SocketAddr) -> Router {
-    let state = hub.clone();
+    let (state, trigger_hub) = (hub.clone(), hub.clone());
+    let loopback = addr.ip().is_loopback();
     Router::new()
         .route("/", get(|| async { ([("cache-control", "no-store")], Html(PAGE)) }))
         .route("/state", get(move || async move { ([("content-type", "application/json")], state.snapshot()) }))
-        .route("/events", get(move || async move { events(hub, stop).into_response() }))
+        .route("/events", get(move || async move { events(hub.clone(), stop).into_response() }))
+        .route("/trigger", post(move |uri: Uri| async move { trigger(&trigger_hub, loopback, &uri) }))
         .layer(middleware::from_fn_with_state(Arc::new(Allowed::for_addr(addr)), guard))
+}
+
+/// Queues a trigger of `image`: 403 off loopback (whoever reaches a shared address may read, not act), 404
+/// for an image the page does not show, 503 when `up` takes no trigger now.
+fn trigger(hub: &Hub, loopback: bool, uri: &Uri) -> (StatusCode, String) {
+    if !loopback {
+        return (StatusCode::FORBIDDEN, "the page takes triggers only on a loopback address; use `devloop trigger`\n".into());
+    }
+    let query = uri.query().unwrap_or_default().as_bytes();
+    let Some((_, image)) = form_urlencoded::parse(query).find(|(k, _)| k == "image") else {
+        return (StatusCode::BAD_REQUEST, "name the image: /trigger?image=NAME\n".into());
+    };
+    match hub.trigger(&image) {
+        Ok(()) => (StatusCode::ACCEPTED, format!("triggered {image}\n")),
+        Err((code, why)) => (code, format!("{why}\n")),
+    }
 }
 
 /// Whom the page answers: requests whose Host (and Origin, when sent) name it by `localhost`, `127.0.0.1` or

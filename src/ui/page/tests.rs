@@ -339,3 +339,40 @@ fn bound_elsewhere_the_page_answers_its_own_address_and_bound_to_all_any_ip_but_
         assert_eq!(answers(bound, host, origin), want, "bound to {bound}, Host {host}, Origin {origin:?}");
     }
 }
+
+#[tokio::test]
+async fn the_trigger_button_queues_a_build_of_a_shown_image_from_the_page_s_own_origin_only() {
+    let hub = Arc::new(Hub::default());
+    hub.state(one(Phase::Held { changes: 2 }, None));
+    let triggers = crate::engine::control::Triggers::new();
+    hub.take_triggers(triggers.clone());
+    let mut asked = triggers.take_for_test();
+    let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let served = tokio::spawn(server::serve(listener, hub.clone(), stop.clone()));
+    let post = |path: &str, origin: Option<&str>| {
+        let origin = origin.map(|o| format!("origin: {o}\r\n")).unwrap_or_default();
+        let head = format!("POST {path} HTTP/1.1\r\nhost: {addr}\r\n{origin}content-length: 0\r\n");
+        async move { request(addr, &head, "\n\n").await }
+    };
+    let r = post("/trigger?image=hello", Some(&format!("http://{addr}"))).await;
+    assert!(r.starts_with("HTTP/1.1 202"), "{r}");
+    assert_eq!(asked.try_recv().unwrap(), ["hello"]);
+    // The page shows a button for it, labelled by what it holds.
+    let v = state(&hub);
+    assert_eq!((v["images"][0]["state"].as_str(), v["images"][0]["text"].as_str()), (Some("held"), Some("2 changed paths held: trigger to build")));
+    for (path, origin, status) in [
+        ("/trigger?image=nope", None, "404"),
+        ("/trigger", None, "400"),
+        ("/trigger?image=hello", Some("http://evil.example"), "403"),
+    ] {
+        let r = post(path, origin).await;
+        assert!(r.starts_with(&format!("HTTP/1.1 {status}")), "{path} {origin:?}: {r}");
+    }
+    assert!(asked.try_recv().is_err(), "nothing queued for a refused request");
+    let page = get(addr, "/", "</html>").await;
+    assert!(page.contains(r#"fetch(`/trigger?image="#), "the page posts triggers");
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), served).await.expect("the server stops when told").unwrap();
+}
