@@ -224,7 +224,7 @@ pub async fn install(t: &Target, spec: &Install, out: &mut (dyn Write + Send)) -
     let _ = writeln!(out, "buildkit: deployment {ns}/{name} applied (image {}); waiting for it to be ready", spec.image);
     let started = Instant::now();
     match deploy::watch_rollout(t, deploy::workload::Kind::Deployment, name, std::slice::from_ref(&spec.image), spec.timeout).await?.1 {
-        Verdict::Done { .. } => {}
+        Verdict::Done { .. } | Verdict::Completed { .. } => {}
         Verdict::Failed(f) => {
             let pod = f.pod.map(|p| format!("pod {p}: ")).unwrap_or_default();
             let logs = if f.logs.is_empty() { String::new() } else { format!("\n  {}", f.logs.join("\n  ")) };

@@ -107,7 +107,7 @@ pub struct Deployer {
     env: Arc<Env>,
 }
 
-/// A workload (Deployment, StatefulSet, DaemonSet) that rolled (or was to roll) to the new image.
+/// A workload (Deployment, StatefulSet, DaemonSet, Job, bare Pod) that rolled (or was to roll) to the new image.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rolled {
     /// Its kind.
@@ -130,7 +130,7 @@ impl Rolled {
         let (timeline, failure) = match v {
             Verdict::Failed(f) => (Timeline::default(), Some(format!("{}{}: {}", f.reason, place(f), f.message))),
             Verdict::Progressing(w) => (Timeline::default(), Some(format!("not finished: {w}"))),
-            Verdict::Done { timeline, .. } => (*timeline, None),
+            Verdict::Done { timeline, .. } | Verdict::Completed { timeline, .. } => (*timeline, None),
             Verdict::Manual(_) => (Timeline::default(), None),
         };
         Rolled { kind, name: name.to_string(), refs: refs.to_vec(), selector, timeline, failure }
@@ -573,6 +573,13 @@ fn report(out: &mut (dyn Write + Send), image: &str, what: &str, started: Instan
         Verdict::Progressing(w) => {
             let _ = writeln!(out, "{image}: rollout of {what} not finished: {w}");
             false
+        }
+        Verdict::Completed { succeeded, timeline } => {
+            let after = |i: Option<Instant>| i.map(|i| format!("{:.2}s", i.saturating_duration_since(started).as_secs_f64()));
+            let stages: Vec<String> =
+                [("pod created", timeline.created), ("running", timeline.running)].into_iter().filter_map(|(what, at)| after(at).map(|t| format!(", {what} {t}"))).collect();
+            let _ = writeln!(out, "{image}: {what} succeeded in {:.1}s ({succeeded} pod(s) succeeded{})", started.elapsed().as_secs_f64(), stages.concat());
+            true
         }
         Verdict::Manual(w) => {
             let _ = writeln!(out, "{image}: {what}: template updated after {:.1}s, pods not rolled: {w}", started.elapsed().as_secs_f64());

@@ -337,7 +337,9 @@ pub fn workloads(manifest: &str) -> Result<Vec<Rendered>, String> {
     let mut found = Vec::new();
     for doc in serde_yaml_ng::Deserializer::from_str(manifest) {
         let v = serde_yaml_ng::Value::deserialize(doc).map_err(|e| format!("the manifest is not YAML: {e}"))?;
-        let Some(kind) = v.get("kind").and_then(|k| k.as_str()).and_then(super::workload::Kind::of) else { continue };
+        // A chart's Job or Pod is not replaced by devloop (helm upgrade refuses a changed one; charts run
+        // Jobs as hooks): not watched.
+        let Some(kind) = v.get("kind").and_then(|k| k.as_str()).and_then(super::workload::Kind::of).filter(|k| !k.replaced()) else { continue };
         let Some(name) = v.get("metadata").and_then(|m| m.get("name")).and_then(|n| n.as_str()) else { continue };
         let images = v
             .get("spec")

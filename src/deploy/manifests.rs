@@ -1,10 +1,12 @@
 //! Manifest mode: read YAML files (globs, several documents each), put every object in the target
 //! namespace, replace the references to devloop's images with `repo:tag@digest`, and server-side apply
-//! them under the `devloop` field manager.
+//! them under the `devloop` field manager. A Job or bare Pod whose images change (or whose apply is refused
+//! as a change of an immutable field) is deleted, with its pods, and created anew: the API server changes
+//! neither's pod template in place.
 
 use std::path::Path;
 
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{self, ApiCapabilities, ApiResource, Scope};
 use serde_json::Value;
@@ -182,6 +184,51 @@ pub struct Applied {
     pub changed: bool,
     /// It lives outside any namespace.
     pub cluster_scoped: bool,
+    /// It was deleted and created anew (a Job, a bare Pod: see [`replace`]).
+    pub replaced: bool,
+}
+
+/// How long the deletion of an object being replaced may take (its pods' grace periods).
+const REPLACE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The images of `v`'s pod spec(s) under `spec` (containers and init containers), in order.
+fn images_of(v: &Value) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, child) in map {
+                    if k == "containers" || k == "initContainers" {
+                        out.extend(child.as_array().into_iter().flatten().filter_map(|c| c["image"].as_str().map(str::to_string)));
+                    } else {
+                        walk(child, out);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(&v["spec"], &mut out);
+    out
+}
+
+/// Deletes `name` (its dependents too: a Job's pods, in the foreground so that they are gone first) and waits
+/// until it is gone, so that it can be created anew under the same name.
+async fn replace(api: &Api<DynamicObject>, name: &str, what: &str) -> Result<(), Error> {
+    match api.delete(name, &DeleteParams::foreground()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+        Err(e) => return Err(Error::Api { what: format!("deleting {what} to replace it"), source: e }),
+    }
+    let deadline = std::time::Instant::now() + REPLACE_TIMEOUT;
+    while api.get_opt(name).await.map_err(super::Error::api(format!("reading {what}")))?.is_some() {
+        if std::time::Instant::now() > deadline {
+            return Err(Error::Manifest(format!("{what}: still being deleted after {}: not replaced", humantime::format_duration(REPLACE_TIMEOUT))));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Ok(())
 }
 
 /// Server-side applies `objects` into the target namespace (namespaced kinds), in order.
@@ -206,12 +253,30 @@ pub async fn apply(t: &Target, objects: Vec<Object>) -> Result<Vec<Applied>, Err
             created.lock().expect("not poisoned").push(ClusterObject { resource: ar.clone(), name: name.clone() });
         }
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        let after = api
-            .patch(&name, &params, &Patch::Apply(&obj.value))
-            .await
-            .map_err(super::Error::api(format!("applying {} from {}", obj.id(), obj.file)))?;
-        let changed = before.and_then(|b| b.metadata.resource_version) != after.metadata.resource_version;
-        out.push(Applied { object: obj, changed, cluster_scoped: caps.scope == Scope::Cluster });
+        let what = format!("{} {}/{name}", obj.kind().to_lowercase(), t.namespace);
+        // A Job's or Pod's pod template cannot change in place (a Pod's image can, but then its container
+        // restarts in the old pod, which is not what a new build should get): replaced when its images change.
+        let replaceable = caps.scope == Scope::Namespaced && super::workload::Kind::of(obj.kind()).is_some_and(super::workload::Kind::replaced);
+        let mut replaced = false;
+        if let Some(b) = before.as_ref().filter(|_| replaceable) {
+            if images_of(&serde_json::to_value(b).unwrap_or_default()) != images_of(&obj.value) {
+                replace(&api, &name, &what).await?;
+                replaced = true;
+            }
+        }
+        let applying = || format!("applying {} from {}", obj.id(), obj.file);
+        let after = match api.patch(&name, &params, &Patch::Apply(&obj.value)).await {
+            // Another change of an immutable field (a Job's command): replaced too.
+            Err(kube::Error::Api(e)) if e.code == 422 && replaceable && !replaced && before.is_some() => {
+                tracing::info!("{what}: {}; replacing it", e.message);
+                replace(&api, &name, &what).await?;
+                replaced = true;
+                api.patch(&name, &params, &Patch::Apply(&obj.value)).await.map_err(super::Error::api(applying()))?
+            }
+            r => r.map_err(super::Error::api(applying()))?,
+        };
+        let changed = replaced || before.and_then(|b| b.metadata.resource_version) != after.metadata.resource_version;
+        out.push(Applied { object: obj, changed, cluster_scoped: caps.scope == Scope::Cluster, replaced });
     }
     Ok(out)
 }
@@ -241,7 +306,8 @@ pub async fn delete(t: &Target, objects: &[(String, Value)]) -> Result<Vec<Strin
         let namespaced = caps.scope == Scope::Namespaced;
         let api: Api<DynamicObject> =
             if namespaced { Api::namespaced_with(t.client.clone(), &t.namespace, &ar) } else { Api::all_with(t.client.clone(), &ar) };
-        match api.delete(name, &Default::default()).await {
+        // In the background, as kubectl does: a Job deleted with the API's default would leave its pods.
+        match api.delete(name, &DeleteParams::background()).await {
             Ok(_) if namespaced => deleted.push(format!("{} {}/{name}", kind.to_lowercase(), t.namespace)),
             Ok(_) => deleted.push(format!("{} {name}", kind.to_lowercase())),
             Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -287,6 +353,26 @@ mod tests {
         assert_eq!(containers[1]["imagePullPolicy"], "Always", "not devloop's image: left alone");
         assert_eq!(hints.len(), 1, "{hints:?}");
         assert!(hints[0].starts_with("hello:t: imagePullPolicy Always -> Never"), "{hints:?}");
+    }
+
+    /// A CronJob's pod template is nested under its jobTemplate, a bare Pod's spec is its own: both reached;
+    /// a Job or Pod is replaced when these images differ from the live object's.
+    #[test]
+    fn a_cron_jobs_nested_template_and_a_bare_pods_spec_are_substituted_and_their_images_compared() {
+        let subst = |i: &str| (i == "hello").then(|| "reg/hello:t@sha256:1".to_string());
+        let mut cron: Value = serde_yaml_ng::from_str(
+            "kind: CronJob\nspec:\n  schedule: '0 0 1 1 *'\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          containers: [{name: c, image: hello}]\n",
+        )
+        .unwrap();
+        assert_eq!(substitute(&mut cron, &subst).0, ["reg/hello:t@sha256:1"]);
+        assert_eq!(cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"], "reg/hello:t@sha256:1");
+        let mut pod: Value = serde_yaml_ng::from_str("kind: Pod\nspec:\n  initContainers: [{name: i, image: busybox}]\n  containers: [{name: c, image: hello}]\n").unwrap();
+        let live: Value = serde_json::json!({"kind": "Pod", "spec": {"initContainers": [{"name": "i", "image": "busybox"}], "containers": [{"name": "c", "image": "hello"}]},
+            "status": {"containerStatuses": [{"image": "docker.io/library/hello:latest"}]}});
+        assert_eq!(images_of(&live), images_of(&pod), "the status' images are not the spec's");
+        substitute(&mut pod, &subst);
+        assert_eq!(images_of(&pod), ["reg/hello:t@sha256:1", "busybox"]);
+        assert_ne!(images_of(&live), images_of(&pod), "a new build: replaced");
     }
 
     #[test]

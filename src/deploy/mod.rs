@@ -2,8 +2,9 @@
 //! template (patch one container's image, or
 //! server-side apply manifests with image references substituted — [`manifests`]), and watch the rollout
 //! ([`rollout`]) of each workload kind ([`workload`]). devloop deletes no pod to roll: changing the template
-//! makes the controller roll (the one exception: a reverted StatefulSet's pods that never became Ready,
-//! which its controller would wait for forever, see [`workload::stuck_pods`]).
+//! makes the controller roll (the exceptions: a reverted StatefulSet's pods that never became Ready, which
+//! its controller would wait for forever, see [`workload::stuck_pods`]; a Job or bare Pod, whose template is
+//! immutable, is replaced whole, see [`manifests::apply`]).
 //! Every command reaches these through one interface, [`deployer`] (deploy, undo, cleanup per kind).
 
 pub mod buildkitd;
@@ -16,6 +17,7 @@ pub mod rollout;
 pub mod workload;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 
@@ -152,6 +154,8 @@ pub async fn watch_rollout(t: &Target, kind: workload::Kind, name: &str, refs: &
         workload::Kind::Deployment => watch_kind::<Deployment>(t, name, refs, timeout).await,
         workload::Kind::StatefulSet => watch_kind::<StatefulSet>(t, name, refs, timeout).await,
         workload::Kind::DaemonSet => watch_kind::<DaemonSet>(t, name, refs, timeout).await,
+        workload::Kind::Job => watch_kind::<Job>(t, name, refs, timeout).await,
+        workload::Kind::Pod => watch_kind::<Pod>(t, name, refs, timeout).await,
     }
 }
 
@@ -209,6 +213,8 @@ pub async fn get_workload(t: &Target, kind: workload::Kind, name: &str) -> Resul
         workload::Kind::Deployment => Api::<Deployment>::namespaced(client, ns).get(name).await?.into(),
         workload::Kind::StatefulSet => Api::<StatefulSet>::namespaced(client, ns).get(name).await?.into(),
         workload::Kind::DaemonSet => Api::<DaemonSet>::namespaced(client, ns).get(name).await?.into(),
+        workload::Kind::Job => Api::<Job>::namespaced(client, ns).get(name).await?.into(),
+        workload::Kind::Pod => Api::<Pod>::namespaced(client, ns).get(name).await?.into(),
     })
 }
 

@@ -1,8 +1,9 @@
-//! Watching a workload's rollout to a new image (a Deployment, StatefulSet or DaemonSet: what each waits for
-//! is [`super::workload`]'s): success when the new pods are all available and no old ones remain; failure as
-//! soon as the evidence is there (pull errors, crash loops, config errors, unschedulable pods, the progress
-//! deadline), with the pod, reason, message and the container's last log lines. Only pods running the new
-//! image are judged, so pods that were failing before are not blamed.
+//! Watching a workload's rollout to a new image (a Deployment, StatefulSet or DaemonSet, a Job or bare Pod
+//! made anew: what each waits for is [`super::workload`]'s): success when the new pods are all available and
+//! no old ones remain (a Job's pods succeeded); failure as soon as the evidence is there (pull errors, crash
+//! loops, config errors, unschedulable pods, the progress deadline, a Job's Failed condition), with the pod,
+//! reason, message and the container's last log lines. Only pods running the new image are judged, so pods
+//! that were failing before are not blamed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -98,6 +99,13 @@ pub enum Verdict {
     /// The template is changed but its controller replaces no pod by itself (`updateStrategy: OnDelete`):
     /// what the rollout waits for. Not a failure (nothing to roll back), not done either: said as it is.
     Manual(String),
+    /// A Job's pods (a bare Pod) ran to completion.
+    Completed {
+        /// Pods that succeeded.
+        succeeded: i32,
+        /// When the watch saw its first pod reach each stage.
+        timeline: Timeline,
+    },
 }
 
 /// When the watch first saw a new pod (one running the rollout's image) reach each stage: where a rollout's
@@ -140,7 +148,7 @@ impl Timeline {
 fn is_new(pod: &Pod, refs: &[String], w: Option<&Workload>) -> bool {
     let Some(spec) = &pod.spec else { return false };
     let runs = spec.containers.iter().chain(spec.init_containers.iter().flatten()).any(|c| c.image.as_ref().is_some_and(|i| refs.contains(i)));
-    let wanted = w.and_then(Workload::template).and_then(|t| t.spec.as_ref()).and_then(|s| s.image_pull_secrets.as_ref());
+    let wanted = w.and_then(Workload::pod_spec).and_then(|s| s.image_pull_secrets.as_ref());
     let has = spec.image_pull_secrets.as_deref().unwrap_or_default();
     runs && wanted.into_iter().flatten().all(|w| has.iter().any(|h| h.name == w.name))
 }
@@ -187,10 +195,16 @@ fn assess_from(w: &Workload, pods: &[Pod], refs: &[String], tolerated: &dyn Fn(&
     if let Progress::Stalled(reason, message) = progress {
         return Verdict::Failed(Failure { pod: None, container: None, reason, message, previous_logs: false, logs: vec![] });
     }
+    if let Progress::Failed { reason, message, pod, container } = progress {
+        return Verdict::Failed(Failure { pod, container, reason, message, previous_logs: false, logs: vec![] });
+    }
     let mut new_pods: Vec<&Pod> = pods.iter().filter(|p| is_new(p, refs, Some(w)) && p.metadata.deletion_timestamp.is_none()).collect();
     new_pods.sort_by_key(|p| p.metadata.name.clone());
     for pod in &new_pods {
         if let Some(f) = pod_failure(pod, before) {
+            if w.kind().completes() && f.reason == "Exited" {
+                continue; // a Job's pod exits by design; a failed one is retried or not as its Job says (Failed)
+            }
             if grace(pod, &f).is_some_and(|(kind, _)| tolerated(pod.metadata.name.as_deref().unwrap_or_default(), kind)) {
                 continue;
             }
@@ -200,7 +214,8 @@ fn assess_from(w: &Workload, pods: &[Pod], refs: &[String], tolerated: &dyn Fn(&
     match progress {
         Progress::Done { ready } => Verdict::Done { ready, timeline: Timeline::default() },
         Progress::Manual(what) => Verdict::Manual(what),
-        Progress::Waiting(what) | Progress::Stalled(_, what) => Verdict::Progressing(what),
+        Progress::Complete { succeeded } => Verdict::Completed { succeeded, timeline: Timeline::default() },
+        Progress::Waiting(what) | Progress::Stalled(_, what) | Progress::Failed { message: what, .. } => Verdict::Progressing(what),
     }
 }
 
@@ -428,7 +443,13 @@ where
             tokio::select! {
                 _ = tick.tick() => {}
                 ev = dep_stream.next() => match ev {
-                    Some(Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d))) => dep = Some(Workload::from(d)),
+                    Some(Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d))) => {
+                        let w = Workload::from(d);
+                        if let Workload::Pod(p) = &w {
+                            timeline.saw(p, refs, None);
+                        }
+                        dep = Some(w);
+                    }
                     Some(Ok(watcher::Event::Delete(_))) => dep = None,
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => return Err(werr(e)),
@@ -458,7 +479,11 @@ where
                 },
             }
             let Some(d) = &dep else { continue };
-            let list: Vec<Pod> = seen.values().cloned().collect();
+            // A bare Pod is its own pod: others with its labels are not judged with it.
+            let list: Vec<Pod> = match d {
+                Workload::Pod(p) => vec![p.clone()],
+                _ => seen.values().cloned().collect(),
+            };
             match judge.judge(d, &list, refs, Instant::now(), Timestamp::now()) {
                 Verdict::Progressing(what) => {
                     if what != last {
@@ -468,6 +493,7 @@ where
                     }
                 }
                 Verdict::Done { ready, timeline: judged } => return Ok(Verdict::Done { ready, timeline: Timeline { settle: judged.settle, ..timeline } }),
+                Verdict::Completed { succeeded, .. } => return Ok(Verdict::Completed { succeeded, timeline }),
                 other => return Ok(other),
             }
         }

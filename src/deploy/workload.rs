@@ -4,12 +4,16 @@
 //! `updateRevision`/`currentRevision` (or the partition); DaemonSet: `updatedNumberScheduled` and
 //! `numberAvailable` against `desiredNumberScheduled`. Pure over the objects, so the rollout judge
 //! ([`super::rollout`]) is the same for every kind and another kind (Job, CronJob, a bare Pod, a custom
-//! resource with a readiness rule) is one more arm here.
+//! resource with a readiness rule) is one more arm here. The kinds devloop replaces rather than rolls (a Job,
+//! a bare Pod: their pod templates are immutable) are judged in [`replaced`].
 
 use std::collections::BTreeMap;
 
+mod replaced;
+
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// A kind of workload whose rollout is watched.
@@ -22,6 +26,10 @@ pub enum Kind {
     StatefulSet,
     /// `apps/v1` DaemonSet.
     DaemonSet,
+    /// `batch/v1` Job: replaced when its template changes, waited for until it succeeds or fails.
+    Job,
+    /// `v1` Pod (a bare one): replaced when its images change, waited for until Running and Ready.
+    Pod,
 }
 
 impl Kind {
@@ -31,6 +39,8 @@ impl Kind {
             "Deployment" => Some(Kind::Deployment),
             "StatefulSet" => Some(Kind::StatefulSet),
             "DaemonSet" => Some(Kind::DaemonSet),
+            "Job" => Some(Kind::Job),
+            "Pod" => Some(Kind::Pod),
             _ => None,
         }
     }
@@ -40,6 +50,8 @@ impl Kind {
             Kind::Deployment => "Deployment",
             Kind::StatefulSet => "StatefulSet",
             Kind::DaemonSet => "DaemonSet",
+            Kind::Job => "Job",
+            Kind::Pod => "Pod",
         }
     }
     /// Its name as said in lines (`deployment ns/x`), lower case as kubectl writes it.
@@ -48,7 +60,18 @@ impl Kind {
             Kind::Deployment => "deployment",
             Kind::StatefulSet => "statefulset",
             Kind::DaemonSet => "daemonset",
+            Kind::Job => "job",
+            Kind::Pod => "pod",
         }
+    }
+    /// Whether a change of its pod template is refused by the API server (immutable), so that devloop
+    /// deletes and creates it anew instead of letting a controller roll it.
+    pub fn replaced(self) -> bool {
+        matches!(self, Kind::Job | Kind::Pod)
+    }
+    /// Whether its pods end by design (a Job's): an exit is its result, not a crash to watch for.
+    pub fn completes(self) -> bool {
+        self == Kind::Job
     }
 }
 
@@ -61,6 +84,10 @@ pub enum Workload {
     StatefulSet(StatefulSet),
     /// A DaemonSet.
     DaemonSet(DaemonSet),
+    /// A Job.
+    Job(Job),
+    /// A bare Pod.
+    Pod(Pod),
 }
 
 impl From<Deployment> for Workload {
@@ -78,6 +105,16 @@ impl From<DaemonSet> for Workload {
         Workload::DaemonSet(d)
     }
 }
+impl From<Job> for Workload {
+    fn from(j: Job) -> Self {
+        Workload::Job(j)
+    }
+}
+impl From<Pod> for Workload {
+    fn from(p: Pod) -> Self {
+        Workload::Pod(p)
+    }
+}
 
 /// Where a workload's rollout stands by its own status (its pods' failures are judged apart).
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +130,23 @@ pub enum Progress {
     },
     /// The controller replaces no pod by itself (`updateStrategy: OnDelete`): what the rollout waits for.
     Manual(String),
+    /// A Job reached its completions (a bare Pod exited 0 and is not restarted): how many pods succeeded.
+    Complete {
+        /// Pods that succeeded.
+        succeeded: i32,
+    },
+    /// A Job failed (its condition Failed): the reason (`BackoffLimitExceeded`, `DeadlineExceeded`) and
+    /// message, and its last failed pod with the container that failed, whose logs tell why.
+    Failed {
+        /// The Job's reason.
+        reason: String,
+        /// Its message, and how the pod's container ended.
+        message: String,
+        /// The last failed pod.
+        pod: Option<String>,
+        /// Its container that failed.
+        container: Option<String>,
+    },
 }
 
 impl Workload {
@@ -102,6 +156,8 @@ impl Workload {
             Workload::Deployment(_) => Kind::Deployment,
             Workload::StatefulSet(_) => Kind::StatefulSet,
             Workload::DaemonSet(_) => Kind::DaemonSet,
+            Workload::Job(_) => Kind::Job,
+            Workload::Pod(_) => Kind::Pod,
         }
     }
 
@@ -110,24 +166,39 @@ impl Workload {
             Workload::Deployment(d) => &d.metadata,
             Workload::StatefulSet(s) => &s.metadata,
             Workload::DaemonSet(d) => &d.metadata,
+            Workload::Job(j) => &j.metadata,
+            Workload::Pod(p) => &p.metadata,
         }
     }
 
-    /// Its pod template.
+    /// Its pod template (none for a bare Pod).
     pub fn template(&self) -> Option<&PodTemplateSpec> {
         match self {
             Workload::Deployment(d) => d.spec.as_ref().map(|s| &s.template),
             Workload::StatefulSet(s) => s.spec.as_ref().map(|s| &s.template),
             Workload::DaemonSet(d) => d.spec.as_ref().map(|s| &s.template),
+            Workload::Job(j) => j.spec.as_ref().map(|s| &s.template),
+            Workload::Pod(_) => None,
         }
     }
 
-    /// The labels its selector matches (`matchLabels`): its pods.
+    /// The spec of its pods: its template's, a bare Pod's own.
+    pub fn pod_spec(&self) -> Option<&PodSpec> {
+        match self {
+            Workload::Pod(p) => p.spec.as_ref(),
+            w => w.template().and_then(|t| t.spec.as_ref()),
+        }
+    }
+
+    /// The labels its selector matches (`matchLabels`): its pods (a Job's: the `controller-uid` the API
+    /// server put in; a bare Pod's: its own labels).
     pub fn selector_labels(&self) -> BTreeMap<String, String> {
         let labels = match self {
             Workload::Deployment(d) => d.spec.as_ref().and_then(|s| s.selector.match_labels.clone()),
             Workload::StatefulSet(s) => s.spec.as_ref().and_then(|s| s.selector.match_labels.clone()),
             Workload::DaemonSet(d) => d.spec.as_ref().and_then(|s| s.selector.match_labels.clone()),
+            Workload::Job(j) => j.spec.as_ref().and_then(|s| s.selector.as_ref()).and_then(|s| s.match_labels.clone()),
+            Workload::Pod(p) => p.metadata.labels.clone(),
         };
         labels.unwrap_or_default()
     }
@@ -138,16 +209,19 @@ impl Workload {
             Workload::Deployment(d) => d.spec.as_ref().and_then(|s| s.min_ready_seconds),
             Workload::StatefulSet(s) => s.spec.as_ref().and_then(|s| s.min_ready_seconds),
             Workload::DaemonSet(d) => d.spec.as_ref().and_then(|s| s.min_ready_seconds),
+            Workload::Job(_) | Workload::Pod(_) => None,
         };
         m.unwrap_or(0)
     }
 
-    /// Whether its controller has seen its latest template.
+    /// Whether its controller has seen its latest template (a Job's and a Pod's are never changed: devloop
+    /// makes them anew).
     pub fn observed(&self) -> bool {
         let observed = match self {
             Workload::Deployment(d) => d.status.as_ref().and_then(|s| s.observed_generation),
             Workload::StatefulSet(s) => s.status.as_ref().and_then(|s| s.observed_generation),
             Workload::DaemonSet(d) => d.status.as_ref().and_then(|s| s.observed_generation),
+            Workload::Job(_) | Workload::Pod(_) => return true,
         };
         observed.unwrap_or(0) >= self.meta().generation.unwrap_or(0)
     }
@@ -172,13 +246,15 @@ impl Workload {
             Workload::Deployment(d) => deployment(d),
             Workload::StatefulSet(s) => stateful_set(s, pods),
             Workload::DaemonSet(d) => daemon_set(d, pods),
+            Workload::Job(j) => replaced::job(j, pods),
+            Workload::Pod(p) => replaced::pod(p),
         }
     }
 
     /// Where it stands, in one line: its template's image(s) and its counts, e.g. `template image
     /// reg/app:1@sha256:…; 1 desired, 0 updated, 1 ready, 1 available, 2 total`.
     pub fn describe(&self) -> String {
-        let containers = self.template().and_then(|t| t.spec.as_ref()).map(|s| s.containers.as_slice()).unwrap_or_default();
+        let containers = self.pod_spec().map(|s| s.containers.as_slice()).unwrap_or_default();
         let image = |c: &k8s_openapi::api::core::v1::Container| c.image.clone().unwrap_or_else(|| "(none)".into());
         let images = match containers {
             [one] => format!("template image {}", image(one)),
@@ -222,6 +298,8 @@ impl Workload {
                     n(s.number_available)
                 )
             }
+            Workload::Job(j) => replaced::describe_job(j),
+            Workload::Pod(p) => replaced::describe_pod(p),
         };
         let mut line = format!("{images}; {counts}");
         if !self.observed() {

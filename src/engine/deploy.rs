@@ -254,7 +254,8 @@ pub(super) async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, dig
     let _ = ctx.events.send(ev).await;
     if ok {
         let rollback = deployers.rolls_back(&image);
-        for r in rolled {
+        // A Job's pods have ended: their exit is its result, not a crash to watch for.
+        for r in rolled.into_iter().filter(|r| !r.kind.completes()) {
             // A crash after the rollout is told too (a line, the status block, the page) and handled by the core.
             follow_logs(&ctx, &r, &image, &reference, &logs);
             let (t, events) = (ctx.target.clone(), ctx.events.clone());

@@ -1,7 +1,8 @@
 //! Manifest mode (files or a kustomization): the objects with devloop's references substituted (and the pull
 //! policy and pull secret they need), server-side applied; the workloads (Deployments, StatefulSets,
-//! DaemonSets) that changed and run one of the references are watched. There is no undo: the files are what
-//! the user wrote.
+//! DaemonSets, Jobs and bare Pods, the last two replaced whole) that changed and run one of the references are
+//! watched; a CronJob's template is only updated (its next run is at its schedule). There is no undo: the
+//! files are what the user wrote.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -33,8 +34,15 @@ impl Deployer {
         for (i, a) in applied.iter().enumerate() {
             let scope = if a.cluster_scoped { String::new() } else { format!("{}/", t.namespace) };
             let what = format!("{} {scope}{}", a.object.kind().to_lowercase(), a.object.name());
-            let state = if a.changed { "applied" } else { "unchanged" };
-            let _ = writeln!(out, "{image}: {what} {state} (server-side apply, field manager devloop)");
+            if a.replaced {
+                let _ = writeln!(out, "{image}: {what} replaced (its pod template is immutable: deleted with its pods, created anew)");
+            } else {
+                let state = if a.changed { "applied" } else { "unchanged" };
+                let _ = writeln!(out, "{image}: {what} {state} (server-side apply, field manager devloop)");
+            }
+            if a.object.kind() == "CronJob" && a.changed && !a.object.refs.is_empty() {
+                let _ = writeln!(out, "{image}: {what}: template updated; next run at its schedule (nothing to wait for)");
+            }
             let Some(kind) = Workload::of(a.object.kind()).filter(|_| rolls(a)) else { continue };
             let started = Instant::now();
             super::unstick(t, kind, a.object.name(), image, out).await?;
@@ -45,7 +53,11 @@ impl Deployer {
                     applied[i..].iter().filter(|a| rolls(a)).filter_map(|a| Some((Workload::of(a.object.kind())?, a.object.name().to_string()))).collect();
                 return Err(self.interrupted(t, &pending, None, out, intr).await);
             };
-            deployed.ok &= report(out, image, &what, started, &v);
+            let ok = report(out, image, &what, started, &v);
+            if !ok && kind == Workload::Job {
+                let _ = writeln!(out, "{image}: {what}: no rollback for a Job (nothing to roll back to: its previous run is gone)");
+            }
+            deployed.ok &= ok;
             deployed.rolled.push(Rolled::of(kind, a.object.name(), &a.object.refs, selector, &v));
         }
         Ok(deployed)

@@ -39,6 +39,7 @@ fn reason(v: &Verdict) -> &str {
         Verdict::Done { .. } => "done",
         Verdict::Progressing(_) => "progressing",
         Verdict::Manual(_) => "manual",
+        Verdict::Completed { .. } => "completed",
     }
 }
 
@@ -326,4 +327,64 @@ fn stateful_sets_and_daemon_sets_are_judged_by_their_new_pods_and_their_own_coun
         assert!(matches!(v, Verdict::Done { ready: 1, timeline: Timeline { settle, .. } } if settle == window), "{:?}: {v:?}", w.kind());
     }
     assert_eq!(reason(&assess(&sts(1, "db-1", 0), std::slice::from_ref(&running), &refs)), "progressing", "the revision is not current yet");
+}
+
+fn job(status: serde_json::Value) -> Workload {
+    Workload::Job(
+        serde_json::from_value(json!({
+            "metadata": {"name": "task"},
+            "spec": {"backoffLimit": 1, "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "u1"}},
+                "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "web", "image": NEW}]}}},
+            "status": status
+        }))
+        .unwrap(),
+    )
+}
+
+fn terminated(code: i32) -> serde_json::Value {
+    json!({"phase": if code == 0 { "Succeeded" } else { "Failed" }, "containerStatuses": [{"name": "web", "image": "x", "imageID": "", "ready": false,
+        "restartCount": 0, "state": {"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }}}}]})
+}
+
+/// A Job's pod that exited is its result, judged by the Job (a retry may follow): not a failure by itself, as
+/// a Deployment's would be; a pod that cannot pull is, as for a Deployment; the Job's Failed condition is,
+/// with the failed pod and container (whose logs are then read); its completion is `Completed`.
+#[test]
+fn a_job_succeeds_by_its_completions_and_fails_by_its_condition_or_its_pods_pull_errors() {
+    let refs = vec![NEW.to_string()];
+    let retrying = job(json!({"active": 1, "failed": 1}));
+    let first = pod("task-a", NEW, terminated(1));
+    assert_eq!(reason(&assess(&retrying, &[first.clone(), pod("task-b", NEW, json!({}))], &refs)), "progressing", "the Job retries");
+    assert_eq!(reason(&assess(&retrying, &[pod("task-b", NEW, waiting("ImagePullBackOff"))], &refs)), "ImagePullBackOff");
+    let failed = job(json!({"failed": 2, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}));
+    let Verdict::Failed(f) = assess(&failed, &[first], &refs) else { panic!("not failed") };
+    assert_eq!((f.reason.as_str(), f.pod.as_deref(), f.container.as_deref()), ("BackoffLimitExceeded", Some("task-a"), Some("web")));
+    assert!(f.message.ends_with("pod task-a: container web exited with code 1 (Error)"), "{}", f.message);
+    let done = job(json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}));
+    // The Judge, too, returns it at once: a Job's pods are never Ready, there is no settle window to wait.
+    let verdict = Judge::default().judge(&done, &[pod("task-a", NEW, terminated(0))], &refs, Instant::now(), wall("2026-01-01T00:00:00Z"));
+    assert_eq!(verdict, Verdict::Completed { succeeded: 1, timeline: Timeline::default() });
+}
+
+/// A bare Pod is judged as a Deployment's pod is: its crash loop with its reason, its exit, done once Ready
+/// and settled.
+#[test]
+fn a_bare_pod_fails_with_the_reasons_of_a_deployments_pod() {
+    let refs = vec![NEW.to_string()];
+    let bare = |status: serde_json::Value| {
+        let mut p = pod("solo", NEW, status);
+        p.status.get_or_insert_with(Default::default).phase = Some("Running".into());
+        p
+    };
+    let crashing = bare(waiting("CrashLoopBackOff"));
+    let Verdict::Failed(f) = assess(&Workload::Pod(crashing.clone()), &[crashing], &refs) else { panic!("not failed") };
+    assert_eq!((f.reason.as_str(), f.pod.as_deref(), f.previous_logs), ("CrashLoopBackOff", Some("solo"), true));
+    let pulling = bare(waiting("ImagePullBackOff"));
+    assert_eq!(reason(&assess(&Workload::Pod(pulling.clone()), &[pulling], &refs)), "ImagePullBackOff");
+    let ready = bare(json!({"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+        "containerStatuses": [{"name": "web", "image": "x", "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}}]}));
+    let mut judge = Judge::default();
+    let (w, t0) = (Workload::Pod(ready.clone()), Instant::now());
+    assert_eq!(reason(&judge.judge(&w, std::slice::from_ref(&ready), &refs, t0, wall("2026-01-01T00:00:00Z"))), "progressing", "settling");
+    assert_eq!(reason(&judge.judge(&w, &[ready], &refs, t0 + SETTLE, wall("2026-01-01T00:00:05Z"))), "done");
 }

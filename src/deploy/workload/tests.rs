@@ -41,14 +41,19 @@ fn kind_of(p: &Progress) -> &'static str {
         Progress::Waiting(_) => "waiting",
         Progress::Done { .. } => "done",
         Progress::Manual(_) => "manual",
+        Progress::Complete { .. } => "complete",
+        Progress::Failed { .. } => "failed",
     }
 }
 
 #[test]
 fn kinds_are_known_by_their_manifest_names() {
-    assert_eq!(["Deployment", "StatefulSet", "DaemonSet"].map(|k| Kind::of(k).map(Kind::name)), [Some("Deployment"), Some("StatefulSet"), Some("DaemonSet")]);
-    assert_eq!(Kind::of("Job"), None, "not watched yet");
+    let kinds = ["Deployment", "StatefulSet", "DaemonSet", "Job", "Pod"];
+    assert_eq!(kinds.map(|k| Kind::of(k).map(Kind::name)), kinds.map(Some));
+    assert_eq!(Kind::of("CronJob"), None, "nothing to wait for: its template is only updated");
     assert_eq!(Kind::StatefulSet.noun(), "statefulset");
+    assert_eq!(kinds.map(|k| Kind::of(k).unwrap().replaced()), [false, false, false, true, true], "the immutable templates are replaced");
+    assert!(Kind::Job.completes() && !Kind::Pod.completes());
 }
 
 /// A StatefulSet's RollingUpdate is done when every replica is ready and the current revision has become the
@@ -145,4 +150,79 @@ fn stuck_pods_are_the_unready_ones_off_the_reverted_revision() {
     other.metadata.owner_references = None;
     assert!(stuck_pods(&st(2), &[other]).is_empty(), "a pod the StatefulSet does not own is not its to delete");
     assert!(stuck_pods(&st(1), &pods).is_empty(), "the controller has not seen the reverted template yet");
+}
+
+fn job(completions: i32, status: serde_json::Value) -> Workload {
+    Workload::Job(
+        serde_json::from_value(json!({
+            "metadata": {"name": "task", "generation": 1},
+            "spec": {"completions": completions, "backoffLimit": 0, "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "u1"}},
+                "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "task", "image": "reg/task:new"}]}}},
+            "status": status
+        }))
+        .unwrap(),
+    )
+}
+
+fn ended(name: &str, created: &str, code: i32) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "creationTimestamp": created},
+        "spec": {"containers": [{"name": "task", "image": "reg/task:new"}]},
+        "status": {"phase": if code == 0 { "Succeeded" } else { "Failed" }, "containerStatuses": [{"name": "task", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }}}}]}
+    }))
+    .unwrap()
+}
+
+/// A Job waits for its completions; it succeeded once they did and nothing runs, or its controller says
+/// Complete; it failed when its controller says Failed, told with its last failed pod and how that ended.
+#[test]
+fn a_job_is_complete_after_its_completions_and_failed_with_its_last_failed_pod() {
+    let running = job(2, json!({"active": 1, "succeeded": 1}));
+    assert_eq!(running.progress(&[]), Progress::Waiting("1/2 completions, 1 running, 0 failed".into()));
+    assert!(running.observed(), "a Job is made anew: nothing to observe");
+    assert_eq!(running.selector_labels(), BTreeMap::from([("batch.kubernetes.io/controller-uid".to_string(), "u1".to_string())]));
+    assert_eq!(job(2, json!({"active": 0, "succeeded": 2})).progress(&[]), Progress::Complete { succeeded: 2 });
+    let complete = job(1, json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}));
+    assert_eq!(complete.progress(&[]), Progress::Complete { succeeded: 1 });
+    assert_eq!(complete.describe(), "template image reg/task:new; 1/1 completions, 0 running, 0 failed, complete");
+    // A retry still running after a failed pod: the Job decides (backoffLimit), not devloop.
+    assert_eq!(kind_of(&job(1, json!({"active": 1, "failed": 1})).progress(&[])), "waiting");
+
+    let failed = job(1, json!({"failed": 2, "conditions": [
+        {"type": "FailureTarget", "status": "True"},
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}));
+    let pods = [ended("task-b", "2026-01-01T00:00:05Z", 1), ended("task-a", "2026-01-01T00:00:00Z", 2)];
+    assert_eq!(
+        failed.progress(&pods),
+        Progress::Failed {
+            reason: "BackoffLimitExceeded".into(),
+            message: "Job has reached the specified backoff limit; pod task-b: container task exited with code 1 (Error)".into(),
+            pod: Some("task-b".into()),
+            container: Some("task".into()),
+        },
+        "the last one that failed"
+    );
+    assert!(failed.describe().ends_with("0/1 completions, 0 running, 2 failed, failed (BackoffLimitExceeded)"), "{}", failed.describe());
+}
+
+/// A bare Pod is done once Running and Ready, waited for before; one that failed says how its container ended.
+#[test]
+fn a_bare_pod_is_done_when_running_and_ready() {
+    let bare = |status: serde_json::Value| {
+        Workload::Pod(serde_json::from_value(json!({"metadata": {"name": "solo", "labels": {"app": "solo"}},
+            "spec": {"containers": [{"name": "web", "image": "reg/solo:new"}]}, "status": status})).unwrap())
+    };
+    assert_eq!(bare(json!({"phase": "Pending"})).progress(&[]), Progress::Waiting("the pod is Pending".into()));
+    let not_ready = bare(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}));
+    assert_eq!(kind_of(&not_ready.progress(&[])), "waiting");
+    let ready = bare(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+        "containerStatuses": [{"name": "web", "image": "x", "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}}]}));
+    assert_eq!(ready.progress(&[]), Progress::Done { ready: 1 });
+    assert_eq!(ready.describe(), "template image reg/solo:new; Running, ready, 0 restarts");
+    assert_eq!(ready.selector_labels(), BTreeMap::from([("app".to_string(), "solo".to_string())]), "its own labels");
+    let Progress::Failed { message, container, .. } = bare(serde_json::to_value(ended("solo", "2026-01-01T00:00:00Z", 3).status).unwrap()).progress(&[]) else {
+        panic!("not failed")
+    };
+    assert_eq!((message.as_str(), container.as_deref()), ("container task exited with code 3 (Error)", Some("task")));
 }
