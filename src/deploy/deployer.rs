@@ -63,6 +63,8 @@ struct Env {
     /// The pull policy deployed containers need (images not in a registry), and where the images are.
     pull: Option<&'static str>,
     store: String,
+    /// Images configured but left out of this session (`up IMAGE…`): objects running them stay as deployed.
+    left_out: Vec<String>,
     /// What `{registry}` stands for in `set` templates: the pull host, or `docker.io` for an image loaded
     /// into a node's store (the name runtimes give an image loaded as `<name>:<tag>`).
     registry: String,
@@ -79,11 +81,16 @@ impl Env {
             secret: (reg.load == Load::Push).then(|| reg.pull_secret.name(&reg.host)).flatten(),
             pull: destination.pull_policy(),
             store: destination.describe(),
+            left_out: cfg.left_out.clone(),
             registry: match destination {
                 Destination::Registry(_) => reg.pull_host().to_string(),
                 Destination::Docker { .. } | Destination::Containerd { .. } => "docker.io".into(),
             },
         }
+    }
+    /// The image left out of this session that `reference` names, if any.
+    fn left_out(&self, reference: &str) -> Option<&str> {
+        self.left_out.iter().find(|i| self.ours(reference, i)).map(String::as_str)
     }
     /// Whether `reference` names `image` (in the registry, or as configured; for an image loaded into a
     /// node's store, also as the runtime names it: `docker.io/[library/]<name>`).

@@ -122,6 +122,21 @@ fn render_kustomization(dir: &Path) -> Result<String, Error> {
     ))
 }
 
+/// The image of every container (`containers`, `initContainers`) anywhere in `v`.
+pub fn images_in(v: &Value) -> Vec<String> {
+    match v {
+        Value::Object(map) => map
+            .iter()
+            .flat_map(|(k, child)| match (k.as_str(), child) {
+                ("containers" | "initContainers", Value::Array(cs)) => cs.iter().filter_map(|c| c["image"].as_str().map(str::to_string)).collect(),
+                _ => images_in(child),
+            })
+            .collect(),
+        Value::Array(items) => items.iter().flat_map(images_in).collect(),
+        _ => vec![],
+    }
+}
+
 /// Replaces image references in every `containers`/`initContainers` list of `v`. `subst` maps a reference
 /// to devloop's, for devloop's images. Returns the references put in, and the hints for the others.
 pub fn substitute(v: &mut Value, subst: &dyn Fn(&str) -> Option<String>) -> (Vec<String>, Vec<String>) {

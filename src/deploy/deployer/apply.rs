@@ -76,6 +76,13 @@ fn render(
     let pull = env.pull.map(|p| (p, env.store.as_str()));
     let mut objects = Vec::new();
     for (file, mut value) in crate::util::off_runtime(|| manifests::load(&env.root, source))? {
+        // An object running an image this session leaves out (`up IMAGE…`) would reset it to what the file
+        // says: it stays as deployed.
+        if let Some(out) = manifests::images_in(&value).iter().find_map(|i| env.left_out(i)) {
+            let what = format!("{}/{}", value["kind"].as_str().unwrap_or("object"), value["metadata"]["name"].as_str().unwrap_or(""));
+            hint(&format!("{file}: {what} left as deployed: it runs image {out}, which this `devloop up` leaves out"));
+            continue;
+        }
         let (refs, hints) = manifests::substitute_with_policy(&mut value, &subst, pull);
         for h in hints {
             hint(&h);
