@@ -9,7 +9,9 @@
 //! - `up`'s peak RSS (VmHWM) with N images and with one.
 //!
 //! Needs the stack: `eval "$(scripts/stack env)"; cargo bench --bench many`. DEVLOOP_BENCH_ROUNDS (default
-//! 3) sets the rounds of each kind of change.
+//! 3) sets the rounds of each kind of change; DEVLOOP_BENCH_PARALLEL sets `[buildkit] parallel` (builds at
+//! once; default: devloop's). For the all-changed rounds it also says where the time went: the iterations'
+//! own figures (build, rollout, waiting for a build slot).
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -25,8 +27,9 @@ use common::{copy_dir, mean, ms, pct, sh};
 /// and Service carry that name.
 fn project(dir: &Path, names: &[String], ns: &str, registry: &str, buildkit: &str) {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello");
+    let parallel = std::env::var("DEVLOOP_BENCH_PARALLEL").map(|p| format!("parallel = {p}\n")).unwrap_or_default();
     let mut cfg = format!(
-        "[buildkit]\naddr = \"{buildkit}\"\n[registry]\nhost = \"{registry}\"\ninsecure = true\n[kube]\ncontext = \"devloop-local\"\nnamespace = \"{ns}\"\n"
+        "[buildkit]\naddr = \"{buildkit}\"\n{parallel}[registry]\nhost = \"{registry}\"\ninsecure = true\n[kube]\ncontext = \"devloop-local\"\nnamespace = \"{ns}\"\n"
     );
     for name in names {
         copy_dir(&example, &dir.join(name));
@@ -67,8 +70,9 @@ impl Up {
 
     /// Waits until each of `images` has reported an iteration (or an unchanged tag, for a warm start whose
     /// rollout had nothing to change); panics on a failure.
-    fn iterations(&self, images: &BTreeSet<String>) {
+    fn iterations(&self, images: &BTreeSet<String>) -> Vec<serde_json::Value> {
         let mut left = images.clone();
+        let mut seen = Vec::new();
         while !left.is_empty() {
             let v = self.events.recv_timeout(Duration::from_secs(300)).unwrap_or_else(|_| panic!("no iteration of {left:?} within 300 s"));
             let image = v["image"].as_str().unwrap_or_default().to_string();
@@ -79,7 +83,9 @@ impl Up {
                 Some("failed" | "rollout-failed" | "crashed") => panic!("{v}"),
                 _ => {}
             }
+            seen.push(v);
         }
+        seen
     }
 
     /// `up`'s peak resident set so far, in MiB.
@@ -103,6 +109,11 @@ impl Drop for Up {
 /// Changes `names`' pages, then waits for each one's iteration: the time from the
 /// first write to the last iteration.
 fn change(up: &Up, dir: &Path, names: &[&String]) -> Duration {
+    change_seen(up, dir, names).0
+}
+
+/// [`change`], with the events seen meanwhile.
+fn change_seen(up: &Up, dir: &Path, names: &[&String]) -> (Duration, Vec<serde_json::Value>) {
     // Content never written before: every change is a new tag.
     static CHANGES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = CHANGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -110,8 +121,27 @@ fn change(up: &Up, dir: &Path, names: &[&String]) -> Duration {
     for name in names {
         std::fs::write(dir.join(name).join("www/index.html"), format!("<p>{name} change {n}</p>\n")).unwrap();
     }
-    up.iterations(&names.iter().map(|n| n.to_string()).collect());
-    t0.elapsed()
+    let seen = up.iterations(&names.iter().map(|n| n.to_string()).collect());
+    (t0.elapsed(), seen)
+}
+
+/// Where an all-changed round's time went, from its iterations: each image's build and rollout (means and
+/// the slowest), and how many builds waited for a slot.
+fn split(seen: &[serde_json::Value]) -> String {
+    let its: Vec<&serde_json::Value> = seen.iter().filter(|v| v["event"] == "iteration").collect();
+    let field = |k: &str| its.iter().map(|v| v[k].as_u64().unwrap_or(0)).collect::<Vec<u64>>();
+    let mean = |v: &[u64]| v.iter().sum::<u64>() / v.len().max(1) as u64;
+    let (build, rollout, total, pod) = (field("build_ms"), field("rollout_ms"), field("total_ms"), field("pod_running_ms"));
+    let queued = seen.iter().filter(|v| v["event"] == "queued").count();
+    format!(
+        "per image: build mean {} ms (max {}), rollout mean {} ms (max {}; pod running after {} ms mean), change to rolled out mean {} ms; {queued} build(s) waited for a slot",
+        mean(&build),
+        build.iter().max().unwrap_or(&0),
+        mean(&rollout),
+        rollout.iter().max().unwrap_or(&0),
+        mean(&pod),
+        mean(&total)
+    )
 }
 
 fn main() {
@@ -131,7 +161,7 @@ fn main() {
     let one = vec![format!("one-{nonce}")];
     project(&one_dir, &one, &ns, &registry, &buildkit);
     let up = Up::start(&one_dir);
-    up.iterations(&one.iter().cloned().collect());
+    let _ = up.iterations(&one.iter().cloned().collect());
     let single: Vec<Duration> = (0..rounds * 2).map(|_| change(&up, &one_dir, &[&one[0]])).collect();
     let single_rss = up.peak_rss_mib();
     up.stop();
@@ -143,20 +173,23 @@ fn main() {
     project(&dir, &names, &ns, &registry, &buildkit);
     let t0 = Instant::now();
     let up = Up::start(&dir);
-    up.iterations(&all);
+    let _ = up.iterations(&all);
     let cold = t0.elapsed();
     up.stop();
     let t0 = Instant::now();
     let up = Up::start(&dir);
-    up.iterations(&all);
+    let _ = up.iterations(&all);
     let warm = t0.elapsed();
     let mut one_changed = Vec::new();
     let mut all_changed = Vec::new();
+    let mut splits = Vec::new();
     for r in 1..=rounds {
         for k in 0..2 {
             one_changed.push(change(&up, &dir, &[&names[(2 * r + k) % n]]));
         }
-        all_changed.push(change(&up, &dir, &names.iter().collect::<Vec<_>>()));
+        let (took, seen) = change_seen(&up, &dir, &names.iter().collect::<Vec<_>>());
+        all_changed.push(took);
+        splits.push(split(&seen));
     }
     let many_rss = up.peak_rss_mib();
     up.stop();
@@ -178,5 +211,9 @@ fn main() {
         all_changed.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", "),
         pct(&all_changed, 0.5).as_secs_f64() / single_p50.as_secs_f64()
     );
+    for (i, s) in splits.iter().enumerate() {
+        println!("  all changed #{} : {s}", i + 1);
+    }
     println!("  peak RSS       : {many_rss} MiB with {n} images, {single_rss} MiB with one");
+    println!("  builds at once : {}", std::env::var("DEVLOOP_BENCH_PARALLEL").unwrap_or_else(|_| "devloop's default".into()));
 }
