@@ -144,6 +144,8 @@ pub struct Deploy {
     pub rollout_timeout: std::time::Duration,
     /// Put the previous image back when a rollout fails.
     pub rollback_on_failure: bool,
+    /// Custom resources' image paths and readiness, by `<group>/<Kind>` (`image-paths`, `ready-when`).
+    pub custom: BTreeMap<String, Custom>,
 }
 
 /// Patch an existing Deployment, or apply manifests.
@@ -514,6 +516,8 @@ pub mod names;
 mod parse;
 pub use parse::parse;
 use parse::{line_col, validate_addr};
+pub mod custom;
+pub use custom::{Custom, FieldPath};
 mod helm;
 pub use helm::{Helm, ImageValues, SetValue};
 mod registry;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::{
-    addr, default_buildkit_addr, helm, registry, sync, unset_buildkit, Buildkit, Check, Config, Deploy, DeployTarget, Error, Forward, Image,
+    addr, custom, default_buildkit_addr, helm, registry, sync, unset_buildkit, Buildkit, Check, Config, Deploy, DeployTarget, Error, Forward, Image,
     Kube, Located, ManifestSource, PullSecret, Registry, TagTemplate, Trigger, WatchConfig, DEFAULT_CHECK_TIMEOUT,
 };
 
@@ -61,6 +61,8 @@ struct RawDeploy {
     rollout_timeout: Option<toml::Spanned<String>>,
     #[serde(default)]
     rollback_on_failure: bool,
+    image_paths: Option<BTreeMap<String, custom::OneOrMore>>,
+    ready_when: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -272,6 +274,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
                 ))
             }
         };
+        let has_custom = d.image_paths.is_some() || d.ready_when.is_some();
+        if has_custom && !matches!(target, DeployTarget::Manifests(_)) {
+            let k = if d.image_paths.is_some() { "image-paths" } else { "ready-when" };
+            return Err(err(Some(span), key(k), "custom resources are read from manifests: set it with `manifests` or `kustomize`".into()));
+        }
+        let custom = custom::validate(d.image_paths.unwrap_or_default(), d.ready_when.unwrap_or_default()).map_err(|(k, m)| err(Some(span.clone()), key(&k), m))?;
         let rollout_timeout = match &d.rollout_timeout {
             None => std::time::Duration::from_secs(120),
             Some(t) => humantime::parse_duration(t.get_ref()).map_err(|e| {
@@ -283,6 +291,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
             target,
             rollout_timeout,
             rollback_on_failure: d.rollback_on_failure,
+            custom,
         });
     }
     let duration = |v: &Option<toml::Spanned<String>>, key: &str, default_ms: u64, like: &str| match v {

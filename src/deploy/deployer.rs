@@ -112,6 +112,8 @@ pub struct Deployer {
     timeout: Duration,
     rollback_on_failure: bool,
     env: Arc<Env>,
+    /// Custom resources' image paths and readiness (`image-paths`, `ready-when`), by `<group>/<Kind>`.
+    custom: std::collections::BTreeMap<String, crate::config::Custom>,
 }
 
 /// A workload (Deployment, StatefulSet, DaemonSet, Job, bare Pod) that rolled (or was to roll) to the new image.
@@ -270,7 +272,8 @@ impl Deployer {
             crate::config::DeployTarget::Manifests(source) => Kind::Manifests(source.clone()),
             crate::config::DeployTarget::Helm(h) => Kind::Helm(h.clone()),
         };
-        Deployer { image: d.image.clone(), kind, tag, timeout: d.rollout_timeout, rollback_on_failure: d.rollback_on_failure, env }
+        let (timeout, rollback_on_failure, custom) = (d.rollout_timeout, d.rollback_on_failure, d.custom.clone());
+        Deployer { image: d.image.clone(), kind, tag, timeout, rollback_on_failure, env, custom }
     }
 
     /// Whether a crash soon after a successful rollout is to be rolled back as a failed rollout would be:

@@ -122,21 +122,6 @@ fn render_kustomization(dir: &Path) -> Result<String, Error> {
     ))
 }
 
-/// The image of every container (`containers`, `initContainers`) anywhere in `v`.
-pub fn images_in(v: &Value) -> Vec<String> {
-    match v {
-        Value::Object(map) => map
-            .iter()
-            .flat_map(|(k, child)| match (k.as_str(), child) {
-                ("containers" | "initContainers", Value::Array(cs)) => cs.iter().filter_map(|c| c["image"].as_str().map(str::to_string)).collect(),
-                _ => images_in(child),
-            })
-            .collect(),
-        Value::Array(items) => items.iter().flat_map(images_in).collect(),
-        _ => vec![],
-    }
-}
-
 /// Replaces image references in every `containers`/`initContainers` list of `v`. `subst` maps a reference
 /// to devloop's, for devloop's images. Returns the references put in, and the hints for the others.
 pub fn substitute(v: &mut Value, subst: &dyn Fn(&str) -> Option<String>) -> (Vec<String>, Vec<String>) {
@@ -207,7 +192,7 @@ pub struct Applied {
 const REPLACE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The images of `v`'s pod spec(s) under `spec` (containers and init containers), in order.
-fn images_of(v: &Value) -> Vec<String> {
+pub fn images_of(v: &Value) -> Vec<String> {
     fn walk(v: &Value, out: &mut Vec<String>) {
         match v {
             Value::Object(map) => {
@@ -246,22 +231,33 @@ async fn replace(api: &Api<DynamicObject>, name: &str, what: &str) -> Result<(),
     Ok(())
 }
 
+/// The API of `obj`'s kind (in the target namespace when the kind is namespaced).
+pub async fn api_for(t: &Target, obj: &Object) -> Result<Api<DynamicObject>, Error> {
+    Ok(api_and_caps(t, obj).await?.0)
+}
+
+async fn api_and_caps(t: &Target, obj: &Object) -> Result<(Api<DynamicObject>, ApiCapabilities, ApiResource), Error> {
+    let api_version = obj.value["apiVersion"].as_str().unwrap_or_default().to_string();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
+    let gvk = GroupVersionKind::gvk(group, version, obj.kind());
+    let (ar, caps) = resolve_kind(t, &gvk)
+        .await
+        .map_err(super::Error::api(format!("{}: unknown kind {api_version}/{}", obj.file, obj.kind())))?;
+    let api = match caps.scope {
+        Scope::Namespaced => Api::namespaced_with(t.client.clone(), &t.namespace, &ar),
+        Scope::Cluster => Api::all_with(t.client.clone(), &ar),
+    };
+    Ok((api, caps, ar))
+}
+
 /// Server-side applies `objects` into the target namespace (namespaced kinds), in order.
 pub async fn apply(t: &Target, objects: Vec<Object>) -> Result<Vec<Applied>, Error> {
     let mut out = Vec::new();
     for mut obj in objects {
-        let api_version = obj.value["apiVersion"].as_str().unwrap_or_default().to_string();
-        let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
-        let gvk = GroupVersionKind::gvk(group, version, obj.kind());
-        let (ar, caps) = resolve_kind(t, &gvk)
-            .await
-            .map_err(super::Error::api(format!("{}: unknown kind {api_version}/{}", obj.file, obj.kind())))?;
-        let api: Api<DynamicObject> = if caps.scope == Scope::Namespaced {
+        let (api, caps, ar) = api_and_caps(t, &obj).await?;
+        if caps.scope == Scope::Namespaced {
             obj.value["metadata"]["namespace"] = Value::String(t.namespace.clone());
-            Api::namespaced_with(t.client.clone(), &t.namespace, &ar)
-        } else {
-            Api::all_with(t.client.clone(), &ar)
-        };
+        }
         let name = obj.name().to_string();
         let before = api.get_opt(&name).await.map_err(super::Error::api(format!("reading {}", obj.id())))?;
         if let (Scope::Cluster, None, Some(created)) = (&caps.scope, &before, &t.created) {

@@ -8,6 +8,7 @@
 //! Every command reaches these through one interface, [`deployer`] (deploy, undo, cleanup per kind).
 
 pub mod buildkitd;
+pub mod custom;
 pub mod deployer;
 pub mod helm;
 pub mod images;

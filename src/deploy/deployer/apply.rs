@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::{report, Deployed, Deployer, Rolled, Workload};
 use crate::cluster::Target;
 use crate::config::ManifestSource;
-use crate::deploy::{manifests, pull_secret, Error};
+use crate::deploy::{custom, manifests, pull_secret, Error};
 use crate::interrupt::Interrupt;
 
 impl Deployer {
@@ -25,7 +25,7 @@ impl Deployer {
         intr: Option<&Interrupt>,
     ) -> Result<Deployed, Error> {
         let (image, env) = (&self.image, &self.env);
-        let objects = render(env, source, references, &mut |h| {
+        let objects = render(env, &self.custom, source, references, &mut |h| {
             let _ = writeln!(out, "{image}: hint: {h}");
         })?;
         let applied = manifests::apply(t, objects).await?;
@@ -42,6 +42,11 @@ impl Deployer {
             }
             if a.object.kind() == "CronJob" && a.changed && !a.object.refs.is_empty() {
                 let _ = writeln!(out, "{image}: {what}: template updated; next run at its schedule (nothing to wait for)");
+            }
+            let condition = self.custom.get(&custom::kind_key(&a.object.value)).and_then(|c| c.ready_when.as_deref());
+            if let Some(condition) = condition.filter(|_| a.changed && !a.object.refs.is_empty()) {
+                deployed.ok &= self.watch_custom(t, a, &what, condition, out).await?;
+                continue;
             }
             let Some(kind) = Workload::of(a.object.kind()).filter(|_| rolls(a)) else { continue };
             let started = Instant::now();
@@ -62,12 +67,32 @@ impl Deployer {
         }
         Ok(deployed)
     }
+
+    /// Watches a custom resource until its `condition` says (`ready-when`); says how it ended.
+    async fn watch_custom(&self, t: &Target, a: &manifests::Applied, what: &str, condition: &str, out: &mut (dyn Write + Send)) -> Result<bool, Error> {
+        let started = Instant::now();
+        let api = manifests::api_for(t, &a.object).await?;
+        let v = custom::watch(&api, a.object.name(), condition, self.timeout).await.map_err(Error::api(format!("reading {what}")))?;
+        let image = &self.image;
+        let took = started.elapsed().as_secs_f64();
+        Ok(match v {
+            crate::deploy::rollout::Verdict::Failed(f) => {
+                let _ = writeln!(out, "{image}: rollout of {what} FAILED after {took:.1}s: {}: {}", f.reason, f.message);
+                false
+            }
+            _ => {
+                let _ = writeln!(out, "{image}: rollout of {what} done in {took:.1}s (condition {condition} True)");
+                true
+            }
+        })
+    }
 }
 
 /// `source`'s objects, each image of devloop's replaced by its reference in `references`; `hint` is told what
 /// the user may want to change (a pull policy, a tag-less image).
 fn render(
     env: &super::Env,
+    custom: &std::collections::BTreeMap<String, crate::config::Custom>,
     source: &ManifestSource,
     references: &HashMap<String, String>,
     hint: &mut dyn FnMut(&str),
@@ -78,12 +103,15 @@ fn render(
     for (file, mut value) in crate::util::off_runtime(|| manifests::load(&env.root, source))? {
         // An object running an image this session leaves out (`up IMAGE…`) would reset it to what the file
         // says: it stays as deployed.
-        if let Some(out) = manifests::images_in(&value).iter().find_map(|i| env.left_out(i)) {
+        if let Some(out) = manifests::images_of(&value).iter().find_map(|i| env.left_out(i)) {
             let what = format!("{}/{}", value["kind"].as_str().unwrap_or("object"), value["metadata"]["name"].as_str().unwrap_or(""));
             hint(&format!("{file}: {what} left as deployed: it runs image {out}, which this `devloop up` leaves out"));
             continue;
         }
-        let (refs, hints) = manifests::substitute_with_policy(&mut value, &subst, pull);
+        let (mut refs, hints) = manifests::substitute_with_policy(&mut value, &subst, pull);
+        if let Some(c) = custom.get(&custom::kind_key(&value)) {
+            refs.extend(custom::substitute(&mut value, &c.image_paths, &subst));
+        }
         for h in hints {
             hint(&h);
         }
