@@ -86,16 +86,56 @@ pub struct WatchConfig {
 }
 
 /// One `[[port-forward]]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Forward {
-    /// The Deployment whose pods are forwarded to.
-    pub deployment: String,
+    /// The kind of the workload whose pods are forwarded to (`deployment`, `statefulset` or `daemonset = …`).
+    pub kind: WorkloadKind,
+    /// Its name.
+    pub name: String,
     /// Local port on 127.0.0.1 (0: any free port).
-    #[serde(default)]
     pub local: u16,
     /// The pod's port.
     pub remote: u16,
+}
+
+/// A kind of workload: whose rollout is watched, or whose pods a port-forward goes to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WorkloadKind {
+    /// `apps/v1` Deployment.
+    #[default]
+    Deployment,
+    /// `apps/v1` StatefulSet.
+    StatefulSet,
+    /// `apps/v1` DaemonSet.
+    DaemonSet,
+}
+
+impl WorkloadKind {
+    /// The kind a manifest's `kind` names, if its rollout is watched.
+    pub fn of(kind: &str) -> Option<WorkloadKind> {
+        match kind {
+            "Deployment" => Some(WorkloadKind::Deployment),
+            "StatefulSet" => Some(WorkloadKind::StatefulSet),
+            "DaemonSet" => Some(WorkloadKind::DaemonSet),
+            _ => None,
+        }
+    }
+    /// Its name as `kind` says it.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+        }
+    }
+    /// Its name as said in lines (`deployment ns/x`), lower case as kubectl writes it.
+    pub fn noun(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "deployment",
+            WorkloadKind::StatefulSet => "statefulset",
+            WorkloadKind::DaemonSet => "daemonset",
+        }
+    }
 }
 
 /// `[check]`.

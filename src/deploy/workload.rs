@@ -12,45 +12,8 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-/// A kind of workload whose rollout is watched.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    /// `apps/v1` Deployment.
-    #[default]
-    Deployment,
-    /// `apps/v1` StatefulSet.
-    StatefulSet,
-    /// `apps/v1` DaemonSet.
-    DaemonSet,
-}
-
-impl Kind {
-    /// The kind a manifest's `kind` names, if its rollout is watched.
-    pub fn of(kind: &str) -> Option<Kind> {
-        match kind {
-            "Deployment" => Some(Kind::Deployment),
-            "StatefulSet" => Some(Kind::StatefulSet),
-            "DaemonSet" => Some(Kind::DaemonSet),
-            _ => None,
-        }
-    }
-    /// Its name as `kind` says it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Deployment => "Deployment",
-            Kind::StatefulSet => "StatefulSet",
-            Kind::DaemonSet => "DaemonSet",
-        }
-    }
-    /// Its name as said in lines (`deployment ns/x`), lower case as kubectl writes it.
-    pub fn noun(self) -> &'static str {
-        match self {
-            Kind::Deployment => "deployment",
-            Kind::StatefulSet => "statefulset",
-            Kind::DaemonSet => "daemonset",
-        }
-    }
-}
+/// A kind of workload whose rollout is watched: the config's (a port-forward names one too).
+pub use crate::config::WorkloadKind as Kind;
 
 /// A workload as the API server returned it.
 #[derive(Debug, Clone, PartialEq)]
