@@ -5,76 +5,12 @@
 //! file copied into the running pod, no build). Needs the stack: `eval "$(scripts/stack env)"; cargo bench
 //! --bench loop`. DEVLOOP_BENCH_EDITS sets N (default 20).
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{copy_dir, mean, ms, pct, sh};
-
-/// GET over plain TCP, reading exactly Content-Length bytes (not waiting for the forward to close).
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = s.read(&mut chunk).ok()?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf);
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().ok()))??;
-            if body.len() >= len {
-                return head.lines().next().is_some_and(|l| l.contains(" 200 ")).then(|| body.to_string());
-            }
-        }
-    }
-    None
-}
-
-/// Polls until `get()` returns a body containing `marker`.
-fn wait_for(marker: &str, mut get: impl FnMut() -> Option<String>) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        if get().is_some_and(|b| b.contains(marker)) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("{marker} never served");
-}
-
-/// Starts `devloop up --json` in `dir`; returns it, its events, and its forward's address once the first
-/// rollout is done.
-fn start_up(dir: &Path) -> (std::process::Child, mpsc::Receiver<serde_json::Value>, String) {
-    let mut up = Command::new(env!("CARGO_BIN_EXE_devloop")).args(["up", "--json"]).current_dir(dir).stdout(Stdio::piped()).spawn().unwrap();
-    let (tx, events) = mpsc::channel::<serde_json::Value>();
-    let stdout = up.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str(&l) {
-                let _ = tx.send(v);
-            }
-        }
-    });
-    let mut forward = String::new();
-    loop {
-        let v = events.recv_timeout(Duration::from_secs(120)).expect("devloop up started");
-        if v["event"] == "forward" {
-            forward = v["message"].as_str().unwrap().split_whitespace().nth(1).unwrap().trim_start_matches("http://").to_string();
-        }
-        if v["event"] == "iteration" {
-            break;
-        }
-    }
-    (up, events, forward)
-}
+use common::{copy_dir, http_get, mean, ms, pct, sh, start_up, wait_for};
 
 fn main() {
     let (Ok(registry), Ok(buildkit)) = (std::env::var("DEVLOOP_REGISTRY"), std::env::var("BUILDKIT_HOST")) else {
@@ -104,7 +40,7 @@ fn main() {
         ),
     )
     .unwrap();
-    let (mut up, events, forward) = start_up(&dl);
+    let (mut up, events, forward) = start_up(&dl, &[]);
 
     // The live-update project: the same example under another image name, in its own namespace, with a sync
     // rule for www/.
@@ -127,7 +63,7 @@ fn main() {
             + "[[image.sync]]\nsrc = \"www/**\"\ndest = \"/www\"\n",
     )
     .unwrap();
-    let (mut sync_up, sync_events, sync_forward) = start_up(&sy);
+    let (mut sync_up, sync_events, sync_forward) = start_up(&sy, &[]);
 
     // The floor's project: the same example, its own Deployment "floor", driven by buildctl and kubectl.
     let fl: PathBuf = tmp.path().join("floor");

@@ -89,16 +89,75 @@ pub struct WatchConfig {
 }
 
 /// One `[[port-forward]]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Forward {
-    /// The Deployment whose pods are forwarded to.
-    pub deployment: String,
+    /// The kind of the workload whose pods are forwarded to (`deployment`, `statefulset` or `daemonset = …`).
+    pub kind: WorkloadKind,
+    /// Its name.
+    pub name: String,
     /// Local port on 127.0.0.1 (0: any free port).
-    #[serde(default)]
     pub local: u16,
     /// The pod's port.
     pub remote: u16,
+}
+
+/// A kind of workload: whose rollout is watched, or whose pods a port-forward goes to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WorkloadKind {
+    /// `apps/v1` Deployment.
+    #[default]
+    Deployment,
+    /// `apps/v1` StatefulSet.
+    StatefulSet,
+    /// `apps/v1` DaemonSet.
+    DaemonSet,
+    /// `batch/v1` Job: replaced when its template changes, waited for until it succeeds or fails.
+    Job,
+    /// `v1` Pod (a bare one): replaced when its images change, waited for until Running and Ready.
+    Pod,
+}
+
+impl WorkloadKind {
+    /// The kind a manifest's `kind` names, if its rollout is watched.
+    pub fn of(kind: &str) -> Option<WorkloadKind> {
+        match kind {
+            "Deployment" => Some(WorkloadKind::Deployment),
+            "StatefulSet" => Some(WorkloadKind::StatefulSet),
+            "DaemonSet" => Some(WorkloadKind::DaemonSet),
+            "Job" => Some(WorkloadKind::Job),
+            "Pod" => Some(WorkloadKind::Pod),
+            _ => None,
+        }
+    }
+    /// Its name as `kind` says it.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::Job => "Job",
+            WorkloadKind::Pod => "Pod",
+        }
+    }
+    /// Its name as said in lines (`deployment ns/x`), lower case as kubectl writes it.
+    pub fn noun(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "deployment",
+            WorkloadKind::StatefulSet => "statefulset",
+            WorkloadKind::DaemonSet => "daemonset",
+            WorkloadKind::Job => "job",
+            WorkloadKind::Pod => "pod",
+        }
+    }
+    /// Whether a change of its pod template is refused by the API server (immutable), so that devloop
+    /// deletes and creates it anew instead of letting a controller roll it.
+    pub fn replaced(self) -> bool {
+        matches!(self, WorkloadKind::Job | WorkloadKind::Pod)
+    }
+    /// Whether its pods end by design (a Job's): an exit is its result, not a crash to watch for.
+    pub fn completes(self) -> bool {
+        self == WorkloadKind::Job
+    }
 }
 
 /// `[check]`.

@@ -1,23 +1,28 @@
 //! Port-forwards that follow rollouts, in-process through the API server: a local listener on 127.0.0.1,
-//! and for every connection a stream to the newest Ready pod of the Deployment at that moment (kept by a
-//! watch), so after a rollout new connections reach the new pod, and a broken stream is simply re-opened by
-//! the next one.
+//! and for every connection a stream to the pod of the workload chosen at that moment from the namespace's
+//! pod watch ([`choice`]). In `devloop up` a new pod takes the new connections as soon as its port answers
+//! a probe ([`probe`]: tried from the moment it is scheduled, well before the kubelet reports it Ready), the old
+//! one serving until then; a broken stream is simply re-opened by the next connection.
 //! Also: following the logs of the pods that run a rollout's image ([`logs`]).
 
+pub mod choice;
 pub mod logs;
+mod probe;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::pods::{newest_ready_selected, Reflector};
-use crate::cluster::{selector_labels, Target};
+use crate::cluster::pods::{selected, Reflector};
+use crate::cluster::Target;
+use crate::config::WorkloadKind;
+use choice::{Answered, Candidate, Switch};
 
 /// Where a forward or a log stream tells what happened to it: one line at a time, never waiting.
 pub type Say = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
@@ -26,51 +31,189 @@ pub type Say = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The local port could not be bound.
-    #[error("port-forward to deployment {deployment}: cannot listen on 127.0.0.1:{port}: {source}")]
-    Bind { deployment: String, port: u16, source: std::io::Error },
+    #[error("port-forward to {workload}: cannot listen on 127.0.0.1:{port}: {source}")]
+    Bind { workload: String, port: u16, source: std::io::Error },
 }
 
-/// Binds 127.0.0.1:`port` (0 picks a free port).
-pub async fn bind(deployment: &str, port: u16) -> Result<TcpListener, Error> {
-    TcpListener::bind(("127.0.0.1", port)).await.map_err(|source| Error::Bind { deployment: deployment.into(), port, source })
+/// Binds 127.0.0.1:`port` (0 picks a free port); `workload` names what it forwards to, for the error.
+pub async fn bind(workload: &str, port: u16) -> Result<TcpListener, Error> {
+    TcpListener::bind(("127.0.0.1", port)).await.map_err(|source| Error::Bind { workload: workload.into(), port, source })
 }
 
-/// The pod selector of a Deployment, asked of the API server.
-async fn deployment_selector(t: &Target, deployment: &str) -> Result<BTreeMap<String, String>, String> {
-    let deps: Api<Deployment> = Api::namespaced(t.client.clone(), &t.namespace);
-    let dep = deps.get(deployment).await.map_err(|e| match e {
-        kube::Error::Api(ae) if ae.code == 404 => {
-            format!("deployment {}/{deployment} does not exist yet (it will once the first rollout is done)", t.namespace)
-        }
-        e => format!("deployment {}/{deployment}: {e}", t.namespace),
+/// What a forward forwards to: a workload, by kind and name, whose pods its selector selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    /// Its kind.
+    pub kind: WorkloadKind,
+    /// Its name.
+    pub name: String,
+}
+
+/// The pod selector (`matchLabels`) of a workload, asked of the API server. The typed apps/v1 kinds, read
+/// here: the deployers sit above the forwards.
+async fn workload_selector(t: &Target, w: &Workload) -> Result<BTreeMap<String, String>, String> {
+    let (client, ns, name) = (t.client.clone(), t.namespace.as_str(), w.name.as_str());
+    let got = match w.kind {
+        WorkloadKind::Deployment => Api::<Deployment>::namespaced(client, ns).get(name).await.map(|o| o.spec.map(|s| s.selector)),
+        WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client, ns).get(name).await.map(|o| o.spec.map(|s| s.selector)),
+        WorkloadKind::DaemonSet => Api::<DaemonSet>::namespaced(client, ns).get(name).await.map(|o| o.spec.map(|s| s.selector)),
+        WorkloadKind::Job => Api::<k8s_openapi::api::batch::v1::Job>::namespaced(client, ns).get(name).await.map(|o| o.spec.and_then(|s| s.selector)),
+        // A bare pod selects itself by its labels.
+        WorkloadKind::Pod => Api::<Pod>::namespaced(client, ns).get(name).await.map(|o| {
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector { match_labels: o.metadata.labels, ..Default::default() })
+        }),
+    };
+    let noun = w.kind.noun();
+    let sel = got.map_err(|e| match e {
+        kube::Error::Api(ae) if ae.code == 404 => format!("{noun} {ns}/{name} does not exist yet (it will once the first rollout is done)"),
+        e => format!("{noun} {ns}/{name}: {e}"),
     })?;
-    Ok(selector_labels(&dep))
+    Ok(sel.and_then(|s| s.match_labels).unwrap_or_default())
 }
 
 /// Chooses the pod for each new connection from the namespace's one pod watch (so a connection costs no API
-/// round trip: a browser opens many), by the Deployment's selector. The selector is read once, and again
-/// whenever no Ready pod matches it (the Deployment may have been deleted or replaced since).
+/// round trip: a browser opens many), by the workload's selector and what the probes found. The selector is
+/// read once, and again whenever no pod serves (the workload may have been deleted or replaced since).
 struct Picker {
     t: Target,
-    deployment: String,
+    workload: Workload,
     pods: Arc<Reflector>,
+    switch: Switch,
     selector: tokio::sync::Mutex<Option<BTreeMap<String, String>>>,
+    /// The pods whose port answered a probe ([`probe`]), kept by [`Picker::tend`].
+    answered: Mutex<Answered>,
+    /// Told whenever a probe answers: a connection waiting for a pod to serve looks again.
+    changed: tokio::sync::Notify,
 }
 
+/// How long a connection waits, when no pod serves (a StatefulSet's pod replaced, a Deployment with the
+/// Recreate strategy), before it is closed: long enough for a new pod to start and answer.
+const HOLD: Duration = Duration::from_secs(10);
+
 impl Picker {
+    /// The candidates among `pods`: those `sel` selects.
+    fn candidates(pods: &[Arc<Pod>], sel: &BTreeMap<String, String>) -> Vec<Candidate> {
+        pods.iter().filter(|p| selected(p, sel)).filter_map(|p| Candidate::of(p)).collect()
+    }
+
+    /// The choice now, from the pods now (the answers forgotten that no longer hold).
+    fn choose(&self, pods: &[Arc<Pod>], sel: &BTreeMap<String, String>) -> choice::Choice {
+        let cands = Self::candidates(pods, sel);
+        let mut answered = self.answered.lock().expect("not poisoned");
+        choice::forget(&mut answered, &cands);
+        choice::choose(&cands, &answered, self.switch)
+    }
+
+    /// The pod for a new connection, or why there is none (after holding it up to [`HOLD`] for one).
     async fn pick(&self) -> Result<String, String> {
-        let mut selector = self.selector.lock().await;
-        if let Some(sel) = selector.as_ref() {
-            if let Some(pod) = newest_ready_selected(&self.pods.now(), sel) {
+        let deadline = tokio::time::Instant::now() + HOLD;
+        let mut first = true;
+        loop {
+            // Registered before looking, so an answer in between is not missed.
+            let answered = self.changed.notified();
+            let choice = self.pick_once(first).await?;
+            first = false;
+            if let Some(pod) = choice.pod {
                 return Ok(pod);
             }
+            // Between two pods (a StatefulSet's replaced, the old one gone before the new one answers): hold
+            // the connection rather than refuse it, looking again when a probe answers and every 100 ms (a
+            // pod may turn Ready meanwhile). `check` has rolled out before it connects: it does not wait.
+            if self.switch == Switch::Ready || tokio::time::Instant::now() >= deadline {
+                let (noun, ns, name) = (self.workload.kind.noun(), &self.t.namespace, &self.workload.name);
+                let what = if self.switch == Switch::Answering { "Ready or answering" } else { "Ready" };
+                return Err(format!("no {what} pod of {noun} {ns}/{name}"));
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), answered).await;
         }
-        let sel = deployment_selector(&self.t, &self.deployment).await?;
+    }
+
+    /// The choice now; the selector read again first when the one known picks no pod and `refetch`.
+    async fn pick_once(&self, refetch: bool) -> Result<choice::Choice, String> {
+        let mut selector = self.selector.lock().await;
+        if let Some(sel) = selector.as_ref() {
+            let choice = self.choose(&self.pods.now(), sel);
+            if choice.pod.is_some() || !refetch {
+                return Ok(choice);
+            }
+        }
+        let sel = workload_selector(&self.t, &self.workload).await?;
         // The watch may not have listed yet (a connection right after `up` started): wait for its listing.
         let pods = self.pods.listed().await?;
-        let pod = newest_ready_selected(&pods, &sel);
+        let choice = self.choose(&pods, &sel);
         *selector = Some(sel);
-        pod.ok_or_else(|| format!("no Ready pod of deployment {}/{}", self.t.namespace, self.deployment))
+        Ok(choice)
+    }
+
+    /// Keeps a probe running on every pod the choice says to probe, until it answers or is no longer one to
+    /// probe (Ready, going away, superseded), looking again at every change of the namespace's pods.
+    async fn tend(self: Arc<Self>, remote: u16, cancel: CancellationToken) {
+        let mut changes = self.pods.subscribe();
+        // A probe's end: (uid, its number, the restarts when it started, answered). The number tells a
+        // cancelled probe's end from that of the one started after it on the same pod.
+        let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel::<(String, u64, i32, bool)>();
+        let mut probing: HashMap<String, (u64, CancellationToken)> = HashMap::new();
+        let mut started = 0u64;
+        let api: Api<Pod> = Api::namespaced(self.t.client.clone(), &self.t.namespace);
+        let mut asked = None::<tokio::time::Instant>;
+        let mut first = true;
+        loop {
+            // The first look is at once: a new pod may be there already.
+            if !std::mem::take(&mut first) {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    c = changes.recv() => if let Err(tokio::sync::broadcast::error::RecvError::Closed) = c { break },
+                    Some((uid, n, restarts, ok)) = done.recv() => {
+                        if probing.get(&uid).is_some_and(|(m, _)| *m == n) {
+                            probing.remove(&uid);
+                        }
+                        if ok {
+                            self.answered.lock().expect("not poisoned").insert(uid, restarts);
+                            self.changed.notify_waiters();
+                        }
+                    }
+                }
+            }
+            let sel = self.selector.lock().await.clone();
+            let sel = match sel {
+                Some(sel) => sel,
+                // Not read yet (the workload not there before the first rollout): at most every 2 s, on changes.
+                None if asked.is_none_or(|a| a.elapsed() > Duration::from_secs(2)) => {
+                    asked = Some(tokio::time::Instant::now());
+                    match workload_selector(&self.t, &self.workload).await {
+                        Ok(sel) => self.selector.lock().await.insert(sel).clone(),
+                        Err(_) => continue,
+                    }
+                }
+                None => continue,
+            };
+            let pods = self.pods.now();
+            let choice = self.choose(&pods, &sel);
+            probing.retain(|uid, (_, stop)| {
+                let keep = choice.probe.iter().any(|(u, _)| u == uid);
+                if !keep {
+                    stop.cancel();
+                }
+                keep
+            });
+            for (uid, name) in choice.probe {
+                if probing.contains_key(&uid) {
+                    continue;
+                }
+                let restarts = Self::candidates(&pods, &sel).iter().find(|c| c.uid == uid).map_or(0, |c| c.restarts);
+                let stop = cancel.child_token();
+                started += 1;
+                probing.insert(uid.clone(), (started, stop.clone()));
+                let (api, done_tx, n) = (api.clone(), done_tx.clone(), started);
+                tokio::spawn(async move {
+                    let ok = probe::until_answers(api, name, remote, stop).await;
+                    let _ = done_tx.send((uid, n, restarts, ok));
+                });
+            }
+        }
+        for (_, stop) in probing.values() {
+            stop.cancel();
+        }
     }
 }
 
@@ -122,10 +265,23 @@ impl Said {
     }
 }
 
-/// Serves connections on `listener` until cancelled, each forwarded to a Ready pod's `remote` port.
-/// `pods` is the namespace's one pod watch.
-pub async fn serve(listener: TcpListener, t: Target, deployment: String, remote: u16, pods: Arc<Reflector>, say: Say, cancel: CancellationToken) {
-    let picker = Arc::new(Picker { t: t.clone(), deployment: deployment.clone(), pods, selector: Default::default() });
+/// Serves connections on `listener` until cancelled, each forwarded to the `remote` port of the pod of
+/// `workload` that [`choice::choose`] picks with `switch`. `pods` is the namespace's one pod watch.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve(listener: TcpListener, t: Target, workload: Workload, remote: u16, switch: Switch, pods: Arc<Reflector>, say: Say, cancel: CancellationToken) {
+    let name = workload.name.clone();
+    let picker = Arc::new(Picker {
+        t: t.clone(),
+        workload,
+        pods,
+        switch,
+        selector: Default::default(),
+        answered: Default::default(),
+        changed: Default::default(),
+    });
+    if switch == Switch::Answering {
+        tokio::spawn(picker.clone().tend(remote, cancel.child_token()));
+    }
     // A browser opens many connections at once and retries: say why a connection was refused once, not per
     // connection, until it changes or a connection gets through.
     let said = std::sync::Arc::new(std::sync::Mutex::new(Said::default()));
@@ -139,7 +295,7 @@ pub async fn serve(listener: TcpListener, t: Target, deployment: String, remote:
             Ok((conn, _)) => {
                 let streak = backoff.succeeded();
                 if streak > 0 {
-                    tracing::info!("port-forward to {deployment}: accepting again after {streak} failed attempt(s)");
+                    tracing::info!("port-forward to {name}: accepting again after {streak} failed attempt(s)");
                 }
                 conn
             }

@@ -12,8 +12,8 @@ pub fn newest_ready<'a>(pods: impl Iterator<Item = &'a Pod>) -> Option<String> {
         .and_then(|p| p.metadata.name.clone())
 }
 
-/// The newest Ready pod (as [`newest_ready`] chooses) among those of `pods` that `selector` selects: how a
-/// port-forward and BuildKit's in-cluster connector pick the pod of a Deployment.
+/// The newest Ready pod (as [`newest_ready`] chooses) among those of `pods` that `selector` selects: how
+/// BuildKit's in-cluster connector picks the pod of a Deployment (a port-forward has a choice of its own).
 pub fn newest_ready_selected(pods: &[std::sync::Arc<Pod>], selector: &std::collections::BTreeMap<String, String>) -> Option<String> {
     newest_ready(pods.iter().map(|p| &**p).filter(|p| selected(p, selector)))
 }

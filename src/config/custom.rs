@@ -26,21 +26,21 @@ impl FieldPath {
     pub fn parse(text: &str) -> Result<FieldPath, String> {
         let mut segments = Vec::new();
         for part in text.split('.') {
-            let (key, mut rest) = part.split_once('[').map_or((part, ""), |(k, r)| (k, r));
+            let (key, mut rest) = part.find('[').map_or((part, ""), |i| (&part[..i], &part[i..]));
             if key.is_empty() {
                 return Err(format!("`{text}`: an empty key (write keys separated by dots, lists as `name[*]` or `name[0]`)"));
             }
             segments.push(Segment::Key(key.to_string()));
-            while !rest.is_empty() {
-                let (inside, after) = rest.split_once(']').ok_or_else(|| format!("`{text}`: a `[` without its `]`"))?;
+            while let Some(open) = rest.strip_prefix('[') {
+                let (inside, after) = open.split_once(']').ok_or_else(|| format!("`{text}`: a `[` without its `]`"))?;
                 segments.push(match inside {
                     "*" => Segment::All,
                     n => Segment::Index(n.parse().map_err(|_| format!("`{text}`: `[{n}]` is neither `[*]` nor a list index"))?),
                 });
-                rest = after.strip_prefix('[').unwrap_or(after);
-                if !after.is_empty() && !after.starts_with('[') {
-                    return Err(format!("`{text}`: `{after}` after `]` (a key goes after a dot)"));
-                }
+                rest = after;
+            }
+            if !rest.is_empty() {
+                return Err(format!("`{text}`: `{rest}` after `]` (a key goes after a dot)"));
             }
         }
         Ok(FieldPath(segments))

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{
     addr, custom, default_buildkit_addr, helm, registry, sync, unset_buildkit, Buildkit, Check, Config, Deploy, DeployTarget, Error, Forward, Image,
-    Kube, Located, ManifestSource, PullSecret, Registry, TagTemplate, Trigger, WatchConfig, DEFAULT_CHECK_TIMEOUT,
+    Kube, Located, ManifestSource, PullSecret, Registry, TagTemplate, Trigger, WatchConfig, WorkloadKind, DEFAULT_CHECK_TIMEOUT,
 };
 
 #[derive(Default, Deserialize)]
@@ -36,9 +36,21 @@ struct RawConfig {
     #[serde(default)]
     watch: RawWatch,
     #[serde(default, rename = "port-forward")]
-    forwards: Vec<Forward>,
+    forwards: Vec<toml::Spanned<RawForward>>,
     #[serde(default)]
     check: RawCheck,
+}
+
+/// One `[[port-forward]]` as written: exactly one of the workload keys is set.
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawForward {
+    deployment: Option<String>,
+    statefulset: Option<String>,
+    daemonset: Option<String>,
+    #[serde(default)]
+    local: u16,
+    remote: u16,
 }
 
 #[derive(Default, Deserialize)]
@@ -310,6 +322,22 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
         return Err(err(span, "check.timeout".into(), "must be more than 0s".into()));
     }
     let check = Check { commands: raw.check.commands, timeout: check_timeout };
+    let mut forwards = Vec::new();
+    for (i, f) in raw.forwards.into_iter().enumerate() {
+        let span = f.span();
+        let f = f.into_inner();
+        let named = [(WorkloadKind::Deployment, f.deployment), (WorkloadKind::StatefulSet, f.statefulset), (WorkloadKind::DaemonSet, f.daemonset)];
+        let named: Vec<(WorkloadKind, String)> = named.into_iter().filter_map(|(k, n)| Some((k, n?))).collect();
+        let (kind, name) = match named.as_slice() {
+            [one] => one.clone(),
+            [] => return Err(err(Some(span), format!("port-forward[{i}].deployment"), "name the workload forwarded to: `deployment = \"<name>\"` (or `statefulset`, `daemonset`)".into())),
+            [first, second, ..] => {
+                let msg = format!("set one of `deployment`, `statefulset` or `daemonset`, not both `{}` and `{}`", first.0.noun(), second.0.noun());
+                return Err(err(Some(span), format!("port-forward[{i}].{}", second.0.noun()), msg));
+            }
+        };
+        forwards.push(Forward { kind, name, local: f.local, remote: f.remote });
+    }
     Ok(Config {
         path: path.to_path_buf(),
         root,
@@ -319,7 +347,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
         kube: raw.kube,
         deploys,
         watch,
-        forwards: raw.forwards,
+        forwards,
         check,
         left_out: vec![],
     })

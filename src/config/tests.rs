@@ -57,7 +57,7 @@ fn good_config_resolves_paths_and_defaults() {
     assert_eq!(c.deploys[1].rollout_timeout, std::time::Duration::from_secs(120));
     assert_eq!(c.watch.debounce, std::time::Duration::from_millis(50));
     assert_eq!(c.watch.max_wait, std::time::Duration::from_secs(1));
-    assert_eq!(c.forwards, [Forward { deployment: "hello".into(), local: 8080, remote: 8080 }]);
+    assert_eq!(c.forwards, [Forward { kind: WorkloadKind::Deployment, name: "hello".into(), local: 8080, remote: 8080 }]);
     assert_eq!(c.check.commands.len(), 1);
     assert_eq!(c.check.timeout, std::time::Duration::from_secs(300), "the default [check] timeout");
     let c = parse(Path::new("/p/devloop.toml"), &format!("{GOOD}timeout = \"90s\"\n")).unwrap();
@@ -419,4 +419,25 @@ fn a_session_of_some_images_leaves_the_others_and_their_deploys_out() {
     assert_eq!(cfg.clone().only(&[]).unwrap(), cfg);
     let e = cfg.only(&["wbe".into()]).unwrap_err();
     assert!(e.contains("no [[image]] named `wbe`") && e.contains("configured: db, api, web"), "{e}");
+}
+
+#[test]
+fn a_port_forward_names_one_workload_of_any_kind_and_else_the_key_is_named() {
+    let base = "[registry]\nhost = \"r\"\n";
+    for (key, kind) in [("deployment", WorkloadKind::Deployment), ("statefulset", WorkloadKind::StatefulSet), ("daemonset", WorkloadKind::DaemonSet)] {
+        let c = parse(Path::new("/p/devloop.toml"), &format!("{base}[[port-forward]]\n{key} = \"db\"\nremote = 5432\n")).unwrap();
+        assert_eq!(c.forwards, [Forward { kind, name: "db".into(), local: 0, remote: 5432 }], "{key}");
+    }
+    let cases = [
+        ("[[port-forward]]\nremote = 80\n", 3, "port-forward[0].deployment", "name the workload"),
+        ("[[port-forward]]\ndeployment = \"a\"\nstatefulset = \"a\"\nremote = 80\n", 3, "port-forward[0].statefulset", "not both `deployment` and `statefulset`"),
+        ("[[port-forward]]\ndaemonset = \"a\"\nstatefulset = \"a\"\nremote = 80\n", 3, "port-forward[0].daemonset", "not both `statefulset` and `daemonset`"),
+        ("[[port-forward]]\nreplicaset = \"a\"\nremote = 80\n", 4, "port-forward[0].replicaset", "unknown field"),
+    ];
+    for (text, line, key, fragment) in cases {
+        let e = parse_err(&format!("{base}{text}"));
+        assert_eq!(e.line_col.map(|l| l.0), Some(line), "{text:?}: {e}");
+        assert_eq!(e.key, key, "{text:?}: {e}");
+        assert!(e.message.contains(fragment), "{text:?}: {e}");
+    }
 }

@@ -16,64 +16,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-/// A kind of workload whose rollout is watched.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    /// `apps/v1` Deployment.
-    #[default]
-    Deployment,
-    /// `apps/v1` StatefulSet.
-    StatefulSet,
-    /// `apps/v1` DaemonSet.
-    DaemonSet,
-    /// `batch/v1` Job: replaced when its template changes, waited for until it succeeds or fails.
-    Job,
-    /// `v1` Pod (a bare one): replaced when its images change, waited for until Running and Ready.
-    Pod,
-}
-
-impl Kind {
-    /// The kind a manifest's `kind` names, if its rollout is watched.
-    pub fn of(kind: &str) -> Option<Kind> {
-        match kind {
-            "Deployment" => Some(Kind::Deployment),
-            "StatefulSet" => Some(Kind::StatefulSet),
-            "DaemonSet" => Some(Kind::DaemonSet),
-            "Job" => Some(Kind::Job),
-            "Pod" => Some(Kind::Pod),
-            _ => None,
-        }
-    }
-    /// Its name as `kind` says it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Deployment => "Deployment",
-            Kind::StatefulSet => "StatefulSet",
-            Kind::DaemonSet => "DaemonSet",
-            Kind::Job => "Job",
-            Kind::Pod => "Pod",
-        }
-    }
-    /// Its name as said in lines (`deployment ns/x`), lower case as kubectl writes it.
-    pub fn noun(self) -> &'static str {
-        match self {
-            Kind::Deployment => "deployment",
-            Kind::StatefulSet => "statefulset",
-            Kind::DaemonSet => "daemonset",
-            Kind::Job => "job",
-            Kind::Pod => "pod",
-        }
-    }
-    /// Whether a change of its pod template is refused by the API server (immutable), so that devloop
-    /// deletes and creates it anew instead of letting a controller roll it.
-    pub fn replaced(self) -> bool {
-        matches!(self, Kind::Job | Kind::Pod)
-    }
-    /// Whether its pods end by design (a Job's): an exit is its result, not a crash to watch for.
-    pub fn completes(self) -> bool {
-        self == Kind::Job
-    }
-}
+/// A kind of workload whose rollout is watched: the config's (a port-forward names one too).
+pub use crate::config::WorkloadKind as Kind;
 
 /// A workload as the API server returned it.
 #[derive(Debug, Clone, PartialEq)]

@@ -16,6 +16,7 @@ use super::command::{self, Ended};
 use super::deploy::{deploy_image, resolve_all, DeployOptions};
 use crate::deploy::deployer::{Deployers, Stop};
 use super::Error;
+use crate::forward::choice::Switch;
 use crate::config::Config;
 use crate::cluster::{self, Target};
 use crate::deploy;
@@ -186,16 +187,18 @@ async fn run_in(
         let mut env = Vec::new();
         // One pod watch for all the forwards, started with the first.
         for f in &cfg.forwards {
-            let listener = forward::bind(&f.deployment, 0).await.map_err(|e| Error::Usage(e.to_string()))?;
+            let listener = forward::bind(&f.name, 0).await.map_err(|e| Error::Usage(e.to_string()))?;
             let port = listener.local_addr().map_err(|e| Error::Usage(e.to_string()))?.port();
             let url = format!("http://127.0.0.1:{port}");
-            let _ = writeln!(out, "check: {}={url} -> deployment {}/{}:{}", url_var(&f.deployment), target.namespace, f.deployment, f.remote);
-            env.push((url_var(&f.deployment), url));
-            // The forward's troubles go to stderr, as `{deployment}: …` lines, beside the check's own output.
-            let name = f.deployment.clone();
+            let _ = writeln!(out, "check: {}={url} -> {} {}/{}:{}", url_var(&f.name), f.kind.noun(), target.namespace, f.name, f.remote);
+            env.push((url_var(&f.name), url));
+            // The forward's troubles go to stderr, as `{workload}: …` lines, beside the check's own output.
+            let name = f.name.clone();
             let say: forward::Say = std::sync::Arc::new(move |text: &str| eprintln!("{name}: {text}"));
             let pods = target.pods();
-            tokio::spawn(forward::serve(listener, target.clone(), f.deployment.clone(), f.remote, pods, say, forwards.child_token()));
+            let workload = forward::Workload { kind: f.kind, name: f.name.clone() };
+            // The commands run once everything is rolled out: the forward goes to Ready pods only, as they test.
+            tokio::spawn(forward::serve(listener, target.clone(), workload, f.remote, Switch::Ready, pods, say, forwards.child_token()));
         }
         env.push(("DEVLOOP_NAMESPACE".to_string(), target.namespace.clone()));
         Ok::<_, Error>(Some(env))

@@ -24,6 +24,7 @@ use crate::deploy::deployer::Deployers;
 use crate::deliver::Destination;
 use crate::filter::Filter;
 use crate::hash::merkle::Tree;
+use crate::forward::choice::Switch;
 use crate::{forward, registry, watch};
 
 /// Choices for `up`.
@@ -171,13 +172,17 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
     // The one watch on the namespace's pods, read by the port-forwards, live update, rollouts and logs.
     let pods = target.pods();
     let mut forwarded = Vec::new();
+    // A new pod takes the connections once its port answers, before it is Ready; DEVLOOP_FORWARD_WAIT_READY=1
+    // keeps the old way (only Ready pods), for comparing the two in benches/forward.rs.
+    let switch = if std::env::var_os("DEVLOOP_FORWARD_WAIT_READY").is_some_and(|v| v == "1") { Switch::Ready } else { Switch::Answering };
     for f in &cfg.forwards {
-        let listener = forward::bind(&f.deployment, f.local).await.map_err(|e| Error::Usage(e.to_string()))?;
+        let listener = forward::bind(&f.name, f.local).await.map_err(|e| Error::Usage(e.to_string()))?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(f.local);
-        ui.line(&f.deployment, "forward", &format!("forwarding http://127.0.0.1:{port} -> deployment {}/{}:{}", target.namespace, f.deployment, f.remote));
-        forwarded.push((f.deployment.clone(), format!("http://127.0.0.1:{port}")));
-        let say = out::say(&ui, &f.deployment, "forward");
-        tasks.spawn(forward::serve(listener, target.clone(), f.deployment.clone(), f.remote, pods.clone(), say, stop.child_token()));
+        ui.line(&f.name, "forward", &format!("forwarding http://127.0.0.1:{port} -> {} {}/{}:{}", f.kind.noun(), target.namespace, f.name, f.remote));
+        forwarded.push((f.name.clone(), format!("http://127.0.0.1:{port}")));
+        let say = out::say(&ui, &f.name, "forward");
+        let workload = forward::Workload { kind: f.kind, name: f.name.clone() };
+        tasks.spawn(forward::serve(listener, target.clone(), workload, f.remote, switch, pods.clone(), say, stop.child_token()));
     }
 
     let all: BTreeMap<String, Scope> = cfg.images.iter().map(|i| (i.name.clone(), Scope::Rescan)).collect();

@@ -66,8 +66,10 @@ pub struct Deploy {
 /// One `[[port-forward]]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Forward {
-    /// The Deployment.
-    pub deployment: String,
+    /// The workload's kind.
+    pub kind: crate::config::WorkloadKind,
+    /// Its name.
+    pub name: String,
     /// Local port (0: any free one).
     pub local: u16,
     /// The container port.
@@ -298,12 +300,13 @@ fn helm_target(found: &Found, c: &scan::Chart, rendered: &[Option<Result<Rendere
     Target::Helm { chart: c.dir.clone(), release: release(&c.name), image }
 }
 
-/// A `[[port-forward]]` to Deployment `w`'s first port of a container running the image (`is_image`): the
+/// A `[[port-forward]]` to workload `w`'s (a Deployment, StatefulSet or DaemonSet) first port of a container running the image (`is_image`): the
 /// port of a Service that selects it and reaches that port as the local port when there is one and it is
 /// not privileged (the port the project already knows it by), else the container port; 0 (any free port)
 /// when that is taken or privileged.
 fn forward(plan: &mut Plan, w: &scan::Workload, is_image: &dyn Fn(&str) -> bool, services: &[&scan::Service]) {
-    if w.kind != "Deployment" || plan.forwards.iter().any(|f| f.deployment == w.name) {
+    let Some(kind) = crate::config::WorkloadKind::of(&w.kind) else { return };
+    if plan.forwards.iter().any(|f| f.kind == kind && f.name == w.name) {
         return;
     }
     let Some(&remote) = w.containers.iter().filter(|c| is_image(&c.1)).flat_map(|c| c.2.iter()).next() else { return };
@@ -312,7 +315,7 @@ fn forward(plan: &mut Plan, w: &scan::Workload, is_image: &dyn Fn(&str) -> bool,
     let wanted = via.as_ref().map_or(remote, |v| v.1);
     let taken = plan.forwards.iter().any(|f| f.local == wanted);
     let local = if wanted >= 1024 && !taken { wanted } else { 0 };
-    plan.forwards.push(Forward { deployment: w.name.clone(), local, remote, service: via.map(|v| v.0) });
+    plan.forwards.push(Forward { kind, name: w.name.clone(), local, remote, service: via.map(|v| v.0) });
 }
 
 /// The kustomization that contains `files` (directly or through a resource directory), preferring an overlay of

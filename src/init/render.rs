@@ -137,7 +137,8 @@ pub fn render(plan: &Plan, cluster: &Cluster) -> String {
 
     for f in &plan.forwards {
         let _ = writeln!(w, "\n[[port-forward]]");
-        let _ = writeln!(w, "deployment = {}                # `devloop up` forwards 127.0.0.1:{} to its newest Ready pod", q(&f.deployment), if f.local == 0 { "<free port>".to_string() } else { f.local.to_string() });
+        let local = if f.local == 0 { "<free port>".to_string() } else { f.local.to_string() };
+        let _ = writeln!(w, "{} = {}                # `devloop up` forwards 127.0.0.1:{local} to its newest pod that answers", f.kind.noun(), q(&f.name));
         if let Some(s) = &f.service {
             let _ = writeln!(w, "# The local port is Service {s}'s port, which reaches this container port.");
         }

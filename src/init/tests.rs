@@ -186,12 +186,15 @@ fn the_port_forwards_follow_the_container_ports() {
         ("k8s/a.yaml", deployment("a", "a", 8080)),
         ("k8s/b.yaml", deployment("b", "b", 8080)),
         ("k8s/c.yaml", deployment("c", "c", 80)),
+        ("d/Dockerfile", "FROM scratch\n".to_string()),
+        ("k8s/d.yaml", deployment("d", "d", 5432).replace("kind: Deployment", "kind: StatefulSet")),
     ];
     let files: Vec<(&str, &str)> = files.iter().map(|(p, b)| (*p, b.as_str())).collect();
     let (_dir, _w, cfg) = init(&files, &local_stack());
-    let fwd: Vec<(&str, u16, u16)> = cfg.forwards.iter().map(|f| (f.deployment.as_str(), f.local, f.remote)).collect();
-    // The first gets its own port; a taken or privileged one becomes 0 (any free port).
-    assert_eq!(fwd, [("a", 8080, 8080), ("b", 0, 8080), ("c", 0, 80)]);
+    let fwd: Vec<(&str, &str, u16, u16)> = cfg.forwards.iter().map(|f| (f.kind.noun(), f.name.as_str(), f.local, f.remote)).collect();
+    // The first gets its own port; a taken or privileged one becomes 0 (any free port). A StatefulSet's
+    // forward names its kind.
+    assert_eq!(fwd, [("deployment", "a", 8080, 8080), ("deployment", "b", 0, 8080), ("deployment", "c", 0, 80), ("statefulset", "d", 5432, 5432)]);
 }
 
 #[test]
@@ -331,7 +334,7 @@ fn service_ports_give_the_local_port_when_one_reaches_the_container() {
     ];
     let files: Vec<(&str, &str)> = files.iter().map(|(p, b)| (*p, b.as_str())).collect();
     let (_dir, w, cfg) = init(&files, &local_stack());
-    let fwd: Vec<(&str, u16, u16)> = cfg.forwards.iter().map(|f| (f.deployment.as_str(), f.local, f.remote)).collect();
+    let fwd: Vec<(&str, u16, u16)> = cfg.forwards.iter().map(|f| (f.name.as_str(), f.local, f.remote)).collect();
     // a: its Service's port 8012 reaches port `http`; b: the Service's port 80 is privileged, the container's
     // 3000 then; c: the Service selects other pods.
     assert_eq!(fwd, [("a", 8012, 8080), ("b", 3000, 3000), ("c", 9000, 9000)], "{}", w.text);
