@@ -105,6 +105,17 @@ fn a_custom_resource_gets_the_image_at_its_path_and_is_judged_by_its_ready_condi
     assert_eq!(run.status.code(), Some(1), "{out}\n{}", String::from_utf8_lossy(&run.stderr));
     assert!(out.contains(&format!("rollout of widget {}/hello FAILED", ns.0)) && out.contains("PodFailing: deployment widget-hello: False"), "{out}");
 
+
+    // Under `up`, the logs of the pods its controller made (whatever owns them: they run the reference)
+    // are followed like a Deployment's.
+    std::fs::copy(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello/serve.sh"), p.path("app/serve.sh")).unwrap();
+    let mut up = Up::start(&p);
+    let it = up.wait_for("the widget's iteration", 120, |v| v["event"] == "iteration" || v["event"] == "rollout-failed");
+    assert_eq!(it["event"], "iteration", "{:#?}", up.seen);
+    let log = up.wait_for("a log line of the controller's pod", 60, |v| v["event"] == "log" && v["message"].as_str().unwrap_or("").contains("hello: serving /www"));
+    assert!(log["message"].as_str().unwrap().contains("widget-hello-"), "{log}");
+    up.interrupt();
+
     stop.store(true, Ordering::Relaxed);
     controller.join().unwrap();
 }

@@ -131,6 +131,9 @@ pub struct Rolled {
     pub timeline: Timeline,
     /// Why its rollout failed, as the watch judged it (`Exited (pod p, container c): exited with code 3`).
     pub failure: Option<String>,
+    /// A custom resource's kind in lines (`widget`), in place of `kind`: its pods are the namespace's that
+    /// run its references (its `selector` is empty), whatever owns them.
+    pub custom: Option<String>,
 }
 
 impl Rolled {
@@ -142,20 +145,29 @@ impl Rolled {
             Verdict::Done { timeline, .. } | Verdict::Completed { timeline, .. } => (*timeline, None),
             Verdict::Manual(_) => (Timeline::default(), None),
         };
-        Rolled { kind, name: name.to_string(), refs: refs.to_vec(), selector, timeline, failure }
+        Rolled { kind, name: name.to_string(), refs: refs.to_vec(), selector, timeline, failure, custom: None }
+    }
+
+    /// A custom resource of kind `noun` whose rollout to `refs` was judged `v` by its condition.
+    pub(super) fn custom(noun: &str, name: &str, refs: &[String], v: &Verdict) -> Rolled {
+        Rolled { custom: Some(noun.to_string()), ..Rolled::of(Workload::Deployment, name, refs, Default::default(), v) }
+    }
+
+    fn noun(&self) -> &str {
+        self.custom.as_deref().unwrap_or(self.kind.noun())
     }
 
     /// `deployment ns/name`, `statefulset ns/name`: as lines say it.
     pub fn what(&self, namespace: &str) -> String {
-        format!("{} {namespace}/{}", self.kind.noun(), self.name)
+        format!("{} {namespace}/{}", self.noun(), self.name)
     }
 
     /// How the status block and the page name it: a Deployment by its name (what `[[port-forward]]` names),
     /// another kind as `kind/name`.
     pub fn shown(&self) -> String {
         match self.kind {
-            Workload::Deployment => self.name.clone(),
-            k => format!("{}/{}", k.noun(), self.name),
+            Workload::Deployment if self.custom.is_none() => self.name.clone(),
+            _ => format!("{}/{}", self.noun(), self.name),
         }
     }
 }

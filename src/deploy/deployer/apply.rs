@@ -45,7 +45,9 @@ impl Deployer {
             }
             let condition = self.custom.get(&custom::kind_key(&a.object.value)).and_then(|c| c.ready_when.as_deref());
             if let Some(condition) = condition.filter(|_| a.changed && !a.object.refs.is_empty()) {
-                deployed.ok &= self.watch_custom(t, a, &what, condition, out).await?;
+                let (ok, rolled) = self.watch_custom(t, a, &what, condition, out).await?;
+                deployed.ok &= ok;
+                deployed.rolled.push(rolled);
                 continue;
             }
             let Some(kind) = Workload::of(a.object.kind()).filter(|_| rolls(a)) else { continue };
@@ -69,13 +71,13 @@ impl Deployer {
     }
 
     /// Watches a custom resource until its `condition` says (`ready-when`); says how it ended.
-    async fn watch_custom(&self, t: &Target, a: &manifests::Applied, what: &str, condition: &str, out: &mut (dyn Write + Send)) -> Result<bool, Error> {
+    async fn watch_custom(&self, t: &Target, a: &manifests::Applied, what: &str, condition: &str, out: &mut (dyn Write + Send)) -> Result<(bool, Rolled), Error> {
         let started = Instant::now();
         let api = manifests::api_for(t, &a.object).await?;
         let v = custom::watch(&api, a.object.name(), condition, self.timeout).await.map_err(Error::api(format!("reading {what}")))?;
         let image = &self.image;
         let took = started.elapsed().as_secs_f64();
-        Ok(match v {
+        let ok = match &v {
             crate::deploy::rollout::Verdict::Failed(f) => {
                 let _ = writeln!(out, "{image}: rollout of {what} FAILED after {took:.1}s: {}: {}", f.reason, f.message);
                 false
@@ -84,7 +86,8 @@ impl Deployer {
                 let _ = writeln!(out, "{image}: rollout of {what} done in {took:.1}s (condition {condition} True)");
                 true
             }
-        })
+        };
+        Ok((ok, Rolled::custom(&a.object.kind().to_lowercase(), a.object.name(), &a.object.refs, &v)))
     }
 }
 
