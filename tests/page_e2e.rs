@@ -94,3 +94,32 @@ fn a_page_address_that_is_taken_exits_2_and_names_it() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(&format!("cannot serve the status page on {addr}")), "{stderr}");
 }
+
+/// A manual image on the page: a save shows as held on its row, and the row's button builds it.
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn the_page_shows_a_held_change_and_its_button_builds_it() {
+    let ns = Namespace::new("page-trigger");
+    let p = manifest_project(&ns.0, "");
+    let image = p.name.clone();
+    // `trigger` belongs to the [[image]] table, which write_config ends with: put it there.
+    let cfg = std::fs::read_to_string(p.path("devloop.toml")).unwrap().replacen("[kube]", "trigger = \"manual\"\n[kube]", 1);
+    std::fs::write(p.path("devloop.toml"), cfg).unwrap();
+    let mut up = Up::start_with(&p, &["--ui"]);
+    let url = up.wait("ui", 60)["url"].as_str().expect("the page's URL").to_string();
+    let first = up.wait("iteration", 300);
+    let mut b = Browser::open(&url, 1200, 860);
+    b.until("the image serving", 30, &format!("{}?.dataset.state === 'serving'", row(&image)));
+
+    p.write("app/www/index.html", "<h1>held until the button</h1>\n");
+    up.wait("held", 30);
+    let text = b.until("the row held", 30, &format!("{0}.dataset.state === 'held' && {0}.textContent", row(&image)));
+    assert!(text.as_str().unwrap().contains("1 changed path held"), "{text}");
+    assert_eq!(b.eval(&format!("{}.querySelector('button.trigger').textContent", row(&image))), "build held changes");
+    b.eval(&format!("{}.querySelector('button.trigger').click()", row(&image)));
+    up.wait("triggered", 30);
+    let next = up.wait("iteration", 120);
+    assert_ne!(next["tag"], first["tag"]);
+    b.until("the row serving the new tag", 30, &format!("{}.textContent.includes('{}')", row(&image), &next["tag"].as_str().unwrap()[..6]));
+    up.interrupt();
+}
