@@ -340,6 +340,10 @@ pub struct Registry {
     /// The containerd namespace the kubelet's runtime uses (CRI: `k8s.io`).
     #[serde(default = "default_containerd_namespace")]
     pub containerd_namespace: String,
+    /// With `load`: how many images of each name to keep in the node's store (the newest, plus any a
+    /// container uses); older ones are removed after a rollout. 0: never remove any.
+    /// Unset: [`Registry::keep`]'s default.
+    pub keep: Option<usize>,
     /// A PEM file of CA certificates devloop's own HTTPS calls to the registry trust (a private CA);
     /// relative to devloop.toml.
     pub ca: Option<PathBuf>,
@@ -360,6 +364,12 @@ fn default_containerd_namespace() -> String {
 }
 
 impl Registry {
+    /// Images of each name kept in a node's store (`keep`). Unset: 5 — enough to go back a few edits without
+    /// a build (a reverted save finds its image still there), few enough that a day of saves does not fill
+    /// the node's disk.
+    pub fn keep(&self) -> usize {
+        self.keep.unwrap_or(5)
+    }
     /// The host the cluster pulls from.
     pub fn pull_host(&self) -> &str {
         self.pull_host.as_deref().unwrap_or(&self.host)

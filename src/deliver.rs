@@ -97,6 +97,27 @@ impl Destination {
         }
     }
 
+    /// Whether devloop prunes old images here (a node's store it fills one image per iteration).
+    pub fn prunes(&self) -> bool {
+        matches!(self, Destination::Containerd { .. } | Destination::Docker { .. })
+    }
+
+    /// Removes the images of `name` but the `newest`, those in use and those tagged with one of `tags`; the
+    /// line to report. None: nothing was removed (no line for every save), or this destination is not pruned.
+    pub async fn prune(&self, name: &str, newest: usize, tags: &[String]) -> Result<Option<String>, Error> {
+        match self {
+            Destination::Containerd { socket, namespace } => {
+                let p = crate::containerd::Containerd::connect(socket, namespace).await?.prune(name, newest, tags).await?;
+                Ok((p.removed > 0).then(|| format!("pruned {} old image(s) of {name} from the node's containerd; kept {}", p.removed, p.kept)))
+            }
+            Destination::Docker { engine } => {
+                let p = docker::Engine::connect(engine).await?.prune(name, newest, tags).await?;
+                Ok((p.removed > 0).then(|| format!("pruned {} old image(s) of {name} from Docker Engine's image store; kept {}", p.removed, p.kept)))
+            }
+            Destination::Registry(_) => Ok(None),
+        }
+    }
+
     /// The digest of `name:tag` when the destination already has it (then there is nothing to build).
     pub async fn present(&self, name: &str, tag: &str) -> Result<Option<String>, Error> {
         match self {

@@ -150,3 +150,63 @@ fn an_unreachable_socket_is_named_with_its_key() {
     assert!(err.contains(&format!("containerd is unreachable at {}", missing.display())), "{err}");
     assert!(err.contains("registry.containerd-socket"), "{err}");
 }
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn up_keeps_only_the_newest_images_in_containerd_and_those_in_use() {
+    // The 20 saves: about 3 s an iteration on the stack.
+    const EDITS: usize = 20;
+    let ns = Namespace::new("ctrd-prune");
+    let p = project(Some(&ns.0));
+    let cfg = std::fs::read_to_string(p.path("devloop.toml")).unwrap().replace("load = \"containerd\"\n", "load = \"containerd\"\nkeep = 3\n");
+    std::fs::write(p.path("devloop.toml"), cfg).unwrap();
+    // The manifests of this name's images in containerd (one `name@digest` record per image).
+    let stored = || -> Vec<String> {
+        let prefix = format!("docker.io/library/{}@", p.name);
+        ctr(&["images", "ls", "-q"]).lines().filter_map(|l| l.strip_prefix(&prefix).map(str::to_string)).collect()
+    };
+    let deployed = || kubectl(&["-n", &ns.0, "get", "deployment", "hello", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]);
+    let started = std::time::Instant::now();
+    let mut up = Up::start(&p);
+    up.wait("iteration", 90);
+    // A pod outside devloop's Deployment goes on running the first image: it must stay on the node.
+    let pinned = deployed();
+    kubectl(&["-n", &ns.0, "run", "pinned", &format!("--image={pinned}"), "--image-pull-policy=Never"]);
+    eventually("the pinned pod running", 60, || {
+        let phase = kubectl(&["-n", &ns.0, "get", "pod", "pinned", "-o", "jsonpath={.status.phase}"]);
+        if phase == "Running" { Ok(()) } else { Err(phase) }
+    });
+    let mut second = String::new();
+    for i in 1..=EDITS {
+        p.write("app/www/index.html", &format!("<p>edit {i}</p>\n"));
+        up.wait("iteration", 60);
+        if i == 1 {
+            second = deployed().split('@').nth(1).unwrap().to_string();
+        }
+        // The newest 3, and the pinned one once it is no longer among them: from the 5th image on, one goes
+        // each time (a prune that removes nothing says nothing).
+        if i >= 4 {
+            let line = up.wait("prune", 30);
+            assert_eq!(line["message"], format!("pruned 1 old image(s) of {} from the node's containerd; kept 4", p.name), "edit {i}: {line}");
+        }
+    }
+    eprintln!("{} iterations in {:?}", EDITS + 1, started.elapsed());
+    up.settle(std::time::Duration::from_secs(2), 30);
+    assert_eq!(up.seen.iter().filter(|e| e["event"] == "prune").count(), EDITS + 1 - 4, "{:#?}", up.seen);
+
+    // The newest 3, the running pod's among them, and the pinned one; the pod serves the last edit.
+    let left = stored();
+    assert_eq!(left.len(), 4, "{left:?}");
+    let running = deployed().split('@').nth(1).unwrap().to_string();
+    assert!(left.contains(&running), "{running} not in {left:?}");
+    assert!(left.contains(&pinned.split('@').nth(1).unwrap().to_string()), "{pinned} not in {left:?}");
+    let pod = eventually("one pod", 60, || match live_pods(&ns.0, "hello").as_slice() {
+        [one] => Ok(one.clone()),
+        more => Err(format!("{more:?}")),
+    });
+    assert_eq!(eventually("page", 30, || page(&ns.0, &pod)), format!("<p>edit {EDITS}</p>\n"));
+    // The second image's records are gone, and the collector took its manifest with them.
+    assert!(!left.contains(&second), "{second} in {left:?}");
+    let content = ctr(&["content", "ls", "-q"]);
+    assert!(!content.lines().any(|l| l == second), "{second} is still in the content store");
+}

@@ -500,3 +500,41 @@ fn a_kube_context_flag_naming_a_shared_store_cluster_gets_images_loaded() {
     assert_eq!(template_image(&ns.0, "hello"), format!("{}:{tag}", p.name), "{o}\n{e}");
     assert_eq!(registry_digest(&p.registry, &p.name, &tag), None, "loaded, not pushed");
 }
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn pruning_the_engine_store_keeps_the_newest_and_those_a_container_uses() {
+    let _one = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    tokio::runtime::Runtime::new().unwrap().block_on(prune_loaded());
+}
+
+/// Four saves loaded into the engine, the first one made into a container: a prune keeping 2 removes only
+/// the second (the prune `devloop up` runs after each rollout; the stack's kubelet cannot run engine images).
+async fn prune_loaded() {
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    through_engine(&p, "load = true");
+    let mut refs = Vec::new();
+    for i in 0..4 {
+        p.write("app/www/index.html", &format!("<p>save {i}</p>\n"));
+        let (out, _) = p.ok(&["build"]);
+        refs.push(result_line(&out, "loaded").0);
+        // One second apart: the engine dates images to the second.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let docker = bollard::Docker::connect_with_unix(&socket(), 60, bollard::API_DEFAULT_VERSION).unwrap().negotiate_version().await.unwrap();
+    let name = format!("{}-pinned", p.name);
+    let config = bollard::models::ContainerCreateBody { image: Some(refs[0].clone()), ..Default::default() };
+    docker.create_container(Some(CreateContainerOptionsBuilder::new().name(&name).build()), config).await.unwrap();
+
+    let engine = devloop::docker::Engine::connect(&devloop::docker::Addr::Unix(socket().into())).await.unwrap();
+    let pruned = engine.prune(&p.name, 2, &[]).await;
+    let _ = docker.remove_container(&name, Some(RemoveContainerOptionsBuilder::new().force(true).build())).await;
+    let pruned = pruned.unwrap();
+    let listed = docker.list_images(None::<bollard::query_parameters::ListImagesOptions>).await.unwrap();
+    let left: Vec<&String> = refs.iter().filter(|r| listed.iter().any(|i| i.repo_tags.contains(r))).collect();
+    assert_eq!(left, [&refs[0], &refs[2], &refs[3]], "{pruned:?}");
+    assert_eq!((pruned.removed, pruned.kept), (1, 3));
+    // Removing the rest leaves nothing of the name behind.
+    let again = engine.prune(&p.name, 1, &[]).await.unwrap();
+    assert_eq!((again.removed, again.kept), (2, 1));
+}

@@ -2,13 +2,15 @@
 //! Desktop, the local stack): BuildKit's `oci` exporter writes the image's blobs through a content store we
 //! serve on the build session ([`proxy`]), which passes only the blobs containerd lacks on to it; then
 //! [`image`] labels them for containerd's garbage collector, unpacks the layers into the snapshotter the
-//! kubelet's runtime uses and names the image so CRI finds it by `name:tag@digest`.
+//! kubelet's runtime uses and names the image so CRI finds it by `name:tag@digest`; [`prune`] removes the
+//! older ones.
 //!
 //! The gRPC code in [`api`] is generated from containerd's .proto files by `scripts/gen-containerd-api`.
 
 pub mod image;
 pub mod import;
 pub mod proxy;
+pub mod prune;
 
 #[allow(clippy::all, missing_docs, rustdoc::all, unreachable_pub, dead_code)]
 #[rustfmt::skip]
@@ -22,6 +24,7 @@ use std::time::{Duration, SystemTime};
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use api::containerd::services::containers::v1::containers_client::ContainersClient;
 use api::containerd::services::content::v1::content_client::ContentClient;
 use api::containerd::services::diff::v1::diff_client::DiffClient;
 use api::containerd::services::images::v1::images_client::ImagesClient;
@@ -113,6 +116,10 @@ impl Containerd {
     /// The image records.
     pub fn images(&self) -> ImagesClient<Channel> {
         ImagesClient::new(self.channel.clone())
+    }
+    /// Containers (CRI's, in `k8s.io`: which images run).
+    pub fn containers(&self) -> ContainersClient<Channel> {
+        ContainersClient::new(self.channel.clone())
     }
     /// Leases.
     pub fn leases(&self) -> LeasesClient<Channel> {

@@ -5,6 +5,7 @@
 //! BuildKit's own gRPC goes through the engine too: see [`grpc`].
 
 pub mod grpc;
+pub mod prune;
 pub mod transport;
 
 pub use crate::config::addr::docker::{auto_engine, engine_of, Addr, Env, TlsFiles, DEFAULT_SOCKET};

@@ -145,6 +145,10 @@ pub enum Action {
     /// runs that lack it). A sync that is not a replay goes to every run and is also the image's hash: it
     /// reports [`Event::Hashed`] for what it read before it sends.
     Sync { image: String, paths: BTreeSet<String>, into: Vec<Incarnation>, replay: bool, filter: Hashed },
+    /// A rollout put a new image of `image` in place in a node's store: remove its images there but the
+    /// `newest` ones, those containers use and those tagged with a tag in `keep` (the one the crash window
+    /// would go back to, one built or building).
+    Prune { image: String, newest: usize, keep: Vec<String> },
     /// Remove what this session deployed, as its deployers recorded it (`up --cleanup`, at the end).
     CleanUp,
     /// Tell the user.

@@ -265,6 +265,16 @@ pub(super) async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, dig
     }
 }
 
+/// Removes old images of `image` from the node's store ([`Action::Prune`](super::decide::Action::Prune)).
+/// A failure is a line: the images stay, and the next rollout tries again.
+pub(super) async fn prune_worker(ctx: Arc<Ctx>, image: String, newest: usize, keep: Vec<String>) {
+    match Destination::of(&ctx.config()).prune(&image, newest, &keep).await {
+        Ok(Some(line)) => ctx.out.line(&image, "prune", &line),
+        Ok(None) => {}
+        Err(e) => ctx.out.line(&image, "prune", &format!("pruning old images failed (they stay): {e}")),
+    }
+}
+
 /// Carries out the core's [`Action::RollBack`] of the failed rollout of `tag` through the deployers, saying
 /// what it does as `deploy` lines, and tells the core when it is done.
 pub(super) async fn rollback_worker(ctx: Arc<Ctx>, image: String, tag: String, undo: Vec<Undo>) {

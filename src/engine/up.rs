@@ -315,6 +315,9 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
                     Action::Sync { image, paths, into, replay, filter } => {
                         tasks.spawn(super::live::sync_worker(ctx.clone(), image, paths, into, replay, filter.0));
                     }
+                    Action::Prune { image, newest, keep } => {
+                        tasks.spawn(super::deploy::prune_worker(ctx.clone(), image, newest, keep));
+                    }
                     Action::Report(r) => ui.report(&r),
                     Action::CleanUp => {} // only at the end, below
                 }
@@ -468,7 +471,8 @@ fn plan(cfg: &Config) -> decide::Plan {
         .map(|i| (i.name.clone(), i.depends_on.iter().filter(|d| cfg.image(d).is_some()).cloned().collect::<Vec<_>>()))
         .filter(|(_, d)| !d.is_empty())
         .collect();
-    decide::Plan { manual, depends, parallel: cfg.buildkit.parallel() }
+    let keep = if Destination::of(cfg).prunes() { cfg.registry.keep() } else { 0 };
+    decide::Plan { manual, depends, parallel: cfg.buildkit.parallel(), keep }
 }
 
 /// Hashes an image: only `scope`'s paths in the kept tree when it can (no walk), else a full scan with a

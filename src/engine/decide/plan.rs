@@ -21,6 +21,9 @@ pub struct Plan {
     pub depends: BTreeMap<String, Vec<String>>,
     /// Builds at once; 0: no limit.
     pub parallel: usize,
+    /// Images of each name kept in the node's store the images are loaded into, pruned after each new
+    /// rollout ([`Action::Prune`]); 0: never pruned (images pushed to a registry, or `keep = 0`).
+    pub keep: usize,
 }
 
 /// Whether a change to `image` is held for a trigger rather than acted on.

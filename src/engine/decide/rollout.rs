@@ -20,7 +20,7 @@ pub(super) fn step(state: &mut State, event: Event, out: &mut Vec<Action>) {
             }
         }
         Event::RolledOut { image, tag, ok, took, at, pod, reference, error, reason, undo } => {
-            let warm = state.rules.contains_key(&image);
+            let (warm, newest) = (state.rules.contains_key(&image), state.plan.keep);
             let Some(s) = state.images.get_mut(&image) else { return };
             if s.deploying.as_ref() != Some(&tag) || s.undoing {
                 return;
@@ -59,6 +59,12 @@ pub(super) fn step(state: &mut State, event: Event, out: &mut Vec<Action>) {
                 summary.pod = pod;
                 summary.total = s.started.map_or(took, |t0| at.saturating_duration_since(t0));
                 out.push(Action::Report(Report::Iteration(summary)));
+                if newest > 0 {
+                    // Never what a crash would roll back to, nor what is built or being built to go next.
+                    let next = s.queued.iter().map(|(t, _)| t).chain(&s.building);
+                    let keep = s.fallback.iter().map(|(t, _)| t).chain(next).chain([&tag]).cloned().collect();
+                    out.push(Action::Prune { image: image.clone(), newest, keep });
+                }
             } else {
                 // The Deployment now asks for `tag`, whatever its pods run: going back to the last good content
                 // must deploy that again, not be taken for "unchanged".

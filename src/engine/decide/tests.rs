@@ -45,6 +45,7 @@ fn acts(actions: &[Action]) -> Vec<String> {
                 Some(format!("replay {image} {} → {}", paths.iter().cloned().collect::<Vec<_>>().join(","), pods.join(",")))
             }
             Action::CleanUp => Some("clean up".into()),
+            Action::Prune { image, newest, keep } => Some(format!("prune {image} {newest} keep {}", keep.join(","))),
             Action::Report(_) | Action::ReplaceStale { .. } => None,
         })
         .collect()

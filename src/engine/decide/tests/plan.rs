@@ -9,6 +9,7 @@ fn planned(manual: &[&str], depends: &[(&str, &[&str])], parallel: usize) -> Sta
         manual: manual.iter().map(|m| m.to_string()).collect(),
         depends: depends.iter().map(|(i, d)| (i.to_string(), d.iter().map(|d| d.to_string()).collect())).collect(),
         parallel,
+        keep: 0,
     });
     s
 }
@@ -116,4 +117,18 @@ fn a_queued_build_is_said_to_wait_and_said_to_build_when_it_starts() {
     assert_eq!(reports(&a), [Report::QueuedBuild { image: "b".into(), tag: "b1".into(), running: 1, limit: 1 }]);
     let a = step(&mut s, built("a", "a1"));
     assert!(reports(&a).contains(&Report::Building { image: "b".into(), tag: "b1".into() }), "{a:?}");
+}
+
+#[test]
+fn a_new_rollout_prunes_the_node_store_sparing_what_a_crash_or_the_next_rollout_needs() {
+    let mut s = State::default();
+    s.plan(Plan { keep: 3, ..Plan::default() });
+    assert_eq!(run(&mut s, vec![changed(&["app"]), hashed("app", "t1"), built("app", "t1"), rolled("app", "t1", true)]), ["hash app", "build app t1", "deploy app t1", "prune app 3 keep t1"]);
+    // t2 rolls out while t3 builds: t1 is what a crash goes back to, t3 what comes next.
+    assert_eq!(run(&mut s, vec![changed(&["app"]), hashed("app", "t2"), built("app", "t2"), changed(&["app"]), hashed("app", "t3")]), ["hash app", "build app t2", "deploy app t2", "hash app", "build app t3"]);
+    assert_eq!(run(&mut s, vec![rolled("app", "t2", true)]), ["prune app 3 keep t1,t3,t2"]);
+    // A failed rollout adds nothing worth pruning for; pushing to a registry (keep 0) never prunes.
+    assert_eq!(run(&mut s, vec![built("app", "t3"), rolled("app", "t3", false)]), ["deploy app t3"]);
+    let mut s = State::default();
+    assert_eq!(run(&mut s, vec![changed(&["app"]), hashed("app", "t1"), built("app", "t1"), rolled("app", "t1", true)]), ["hash app", "build app t1", "deploy app t1"]);
 }
