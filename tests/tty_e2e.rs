@@ -151,10 +151,21 @@ fn on_a_terminal_a_status_block_follows_each_image_in_place() {
     let failed = |r: &str| ["Exited", "CrashLoopBackOff"].iter().any(|why| r.starts_with(&format!("✗ {image}  failed: rollout: {why} (pod ")));
     let s = until_row(&t, &image, "the rollout failure on the block", 180, failed);
     eprintln!("after the failures:\n{}", s.join("\n"));
-    // Ctrl-C: devloop stops and says so; the block is left as the last state.
+    // Enter asks for a build of what manual images hold: none here, and it says so.
+    t.run(&["send-keys", "-t", "0", "Enter"]);
+    eventually("the trigger answered", 30, || {
+        let s = t.screen();
+        if s.iter().any(|l| l.contains("trigger: no image holds a change")) { Ok(()) } else { Err(s.join("\n")) }
+    });
+    // Ctrl-C: devloop stops and says so; the block is left as the last state; the process ends (a terminal
+    // read must not keep it waiting for another Enter).
     t.run(&["send-keys", "-t", "0", "C-c"]);
     eventually("devloop stopped", 60, || {
         let s = t.screen();
         if s.iter().any(|l| l == "devloop: stopped") { Ok(()) } else { Err(s.join("\n")) }
+    });
+    eventually("the process gone", 10, || {
+        let dead = t.run(&["display-message", "-p", "-t", "0", "#{pane_dead}"]);
+        if dead.trim() == "1" { Ok(()) } else { Err(format!("pane_dead = {dead}")) }
     });
 }

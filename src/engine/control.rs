@@ -191,13 +191,28 @@ pub async fn read_terminal(known: Known, triggers: Arc<Triggers>, say: crate::fo
     if unsafe { libc::isatty(libc::STDIN_FILENO) } != 1 {
         return;
     }
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    // A thread of its own, not tokio's stdin: a read of a terminal cannot be cancelled, and tokio's runtime
+    // waits for its blocking reads when it shuts down, so Ctrl-C would wait for an Enter. This thread is
+    // left blocked when `up` ends; the process exits anyway.
+    let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(4);
+    let reader = std::thread::Builder::new().name("devloop-stdin".into()).spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { return };
+            if tx.blocking_send(line).is_err() {
+                return;
+            }
+        }
+    });
+    if reader.is_err() {
+        return;
+    }
     loop {
         let line = tokio::select! {
             _ = stop.cancelled() => return,
-            l = lines.next_line() => match l {
-                Ok(Some(l)) => l,
-                _ => return,
+            l = lines.recv() => match l {
+                Some(l) => l,
+                None => return,
             },
         };
         let reply = answer(&format!("trigger {line}"), &*known, &triggers);
