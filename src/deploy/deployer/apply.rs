@@ -45,7 +45,7 @@ impl Deployer {
             }
             let condition = self.custom.get(&custom::kind_key(&a.object.value)).and_then(|c| c.ready_when.as_deref());
             if let Some(condition) = condition.filter(|_| a.changed && !a.object.refs.is_empty()) {
-                let (ok, rolled) = self.watch_custom(t, a, &what, condition, out).await?;
+                let (ok, rolled) = self.watch_custom(t, a, &what, condition, out, intr).await?;
                 deployed.ok &= ok;
                 deployed.rolled.push(rolled);
                 continue;
@@ -71,10 +71,29 @@ impl Deployer {
     }
 
     /// Watches a custom resource until its `condition` says (`ready-when`); says how it ended.
-    async fn watch_custom(&self, t: &Target, a: &manifests::Applied, what: &str, condition: &str, out: &mut (dyn Write + Send)) -> Result<(bool, Rolled), Error> {
+    /// A signal stops the wait (`deploy`, `check`): the object is left as applied, and said so.
+    async fn watch_custom(
+        &self,
+        t: &Target,
+        a: &manifests::Applied,
+        what: &str,
+        condition: &str,
+        out: &mut (dyn Write + Send),
+        intr: Option<&Interrupt>,
+    ) -> Result<(bool, Rolled), Error> {
         let started = Instant::now();
         let api = manifests::api_for(t, &a.object).await?;
-        let v = custom::watch(&api, a.object.name(), condition, self.timeout).await.map_err(Error::api(format!("reading {what}")))?;
+        let watch = custom::watch(&api, a.object.name(), condition, self.timeout);
+        let watched = match intr {
+            Some(i) => crate::interrupt::until(i.stop(), watch).await,
+            None => Some(watch.await),
+        };
+        let Some(v) = watched else {
+            let intr = intr.expect("only a watch with an Interrupt stops early");
+            let _ = writeln!(out, "{}: interrupted ({}) while waiting for {what}'s {condition} condition: it is applied, not verified", self.image, intr.name());
+            return Err(Error::Interrupted(intr.name()));
+        };
+        let v = v.map_err(Error::api(format!("reading {what}")))?;
         let image = &self.image;
         let took = started.elapsed().as_secs_f64();
         let ok = match &v {
