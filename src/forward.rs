@@ -49,6 +49,17 @@ pub struct Workload {
     pub name: String,
 }
 
+impl Workload {
+    /// How the status block and the page name it, as a rollout names what it rolled: a Deployment by its
+    /// name, another kind as `kind/name` (so its forwarded URL shows on the row of the image that rolls it).
+    pub fn shown(&self) -> String {
+        match self.kind {
+            WorkloadKind::Deployment => self.name.clone(),
+            k => format!("{}/{}", k.noun(), self.name),
+        }
+    }
+}
+
 /// The pod selector (`matchLabels`) of a workload, asked of the API server. The typed apps/v1 kinds, read
 /// here: the deployers sit above the forwards.
 async fn workload_selector(t: &Target, w: &Workload) -> Result<BTreeMap<String, String>, String> {

@@ -179,9 +179,9 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
         let listener = forward::bind(&f.name, f.local).await.map_err(|e| Error::Usage(e.to_string()))?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(f.local);
         ui.line(&f.name, "forward", &format!("forwarding http://127.0.0.1:{port} -> {} {}/{}:{}", f.kind.noun(), target.namespace, f.name, f.remote));
-        forwarded.push((f.name.clone(), format!("http://127.0.0.1:{port}")));
-        let say = out::say(&ui, &f.name, "forward");
         let workload = forward::Workload { kind: f.kind, name: f.name.clone() };
+        forwarded.push((workload.shown(), format!("http://127.0.0.1:{port}")));
+        let say = out::say(&ui, &f.name, "forward");
         tasks.spawn(forward::serve(listener, target.clone(), workload, f.remote, switch, pods.clone(), say, stop.child_token()));
     }
 
