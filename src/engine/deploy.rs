@@ -68,9 +68,33 @@ pub async fn deploy_all(cfg: &Config, opts: &DeployOptions, out: &mut (dyn Write
     }
     pull_access(cfg, &target, out).await?;
     for image in images {
-        ok &= deployers.deploy(&target, image, &references, out, Some(intr), Some(&Stop::First(intr))).await?.ok;
+        let rolled = deployers.deploy(&target, image, &references, out, Some(intr), Some(&Stop::First(intr))).await?.ok;
+        if rolled {
+            prune_after(cfg, image, references.get(image), out).await;
+        }
+        ok &= rolled;
     }
     Ok(ok)
+}
+
+/// After `deploy` rolled `image` out to `reference`: its older copies in the node's store go, as after
+/// `up`'s iterations (`[registry] keep`; never one a container runs, nor the one just deployed). A failure is
+/// said, never fatal: the images only take room.
+async fn prune_after(cfg: &Config, image: &str, reference: Option<&String>, out: &mut (dyn Write + Send)) {
+    let (destination, newest) = (Destination::of(cfg), cfg.registry.keep());
+    if !destination.prunes() || newest == 0 {
+        return;
+    }
+    let tags: Vec<String> = reference.and_then(|r| crate::reference::Reference::parse(r).tag.map(str::to_string)).into_iter().collect();
+    match destination.prune(image, newest, &tags).await {
+        Ok(Some(line)) => {
+            let _ = writeln!(out, "{image}: {line}");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            let _ = writeln!(out, "{image}: pruning old images failed (they stay): {e}");
+        }
+    }
 }
 
 /// Deploys every `[[deploy]]` of `image` through its deployers (the one route of `deploy`, `up` and
