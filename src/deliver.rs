@@ -118,6 +118,15 @@ impl Destination {
         }
     }
 
+    /// [`Destination::prune`] as the line to say, if any: what was removed, or that pruning failed (never
+    /// fatal: the images only take room, and the next rollout tries again).
+    pub async fn prune_said(&self, name: &str, newest: usize, tags: &[String]) -> Option<String> {
+        match self.prune(name, newest, tags).await {
+            Ok(line) => line,
+            Err(e) => Some(format!("pruning old images failed (they stay): {e}")),
+        }
+    }
+
     /// The digest of `name:tag` when the destination already has it (then there is nothing to build).
     pub async fn present(&self, name: &str, tag: &str) -> Result<Option<String>, Error> {
         match self {

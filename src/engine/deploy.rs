@@ -86,14 +86,8 @@ async fn prune_after(cfg: &Config, image: &str, reference: Option<&String>, out:
         return;
     }
     let tags: Vec<String> = reference.and_then(|r| crate::reference::Reference::parse(r).tag.map(str::to_string)).into_iter().collect();
-    match destination.prune(image, newest, &tags).await {
-        Ok(Some(line)) => {
-            let _ = writeln!(out, "{image}: {line}");
-        }
-        Ok(None) => {}
-        Err(e) => {
-            let _ = writeln!(out, "{image}: pruning old images failed (they stay): {e}");
-        }
+    if let Some(line) = destination.prune_said(image, newest, &tags).await {
+        let _ = writeln!(out, "{image}: {line}");
     }
 }
 
@@ -292,10 +286,8 @@ pub(super) async fn deploy_worker(ctx: Arc<Ctx>, image: String, tag: String, dig
 /// Removes old images of `image` from the node's store ([`Action::Prune`](super::decide::Action::Prune)).
 /// A failure is a line: the images stay, and the next rollout tries again.
 pub(super) async fn prune_worker(ctx: Arc<Ctx>, image: String, newest: usize, keep: Vec<String>) {
-    match Destination::of(&ctx.config()).prune(&image, newest, &keep).await {
-        Ok(Some(line)) => ctx.out.line(&image, "prune", &line),
-        Ok(None) => {}
-        Err(e) => ctx.out.line(&image, "prune", &format!("pruning old images failed (they stay): {e}")),
+    if let Some(line) = Destination::of(&ctx.config()).prune_said(&image, newest, &keep).await {
+        ctx.out.line(&image, "prune", &line);
     }
 }
 

@@ -454,11 +454,11 @@ fn known_image(cfg: &Config, image: &str) -> Result<(), String> {
     if cfg.image(image).is_some() {
         return Ok(());
     }
-    let names: Vec<&str> = cfg.images.iter().map(|i| i.name.as_str()).collect();
+    let known = cfg.images.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ");
     if cfg.left_out.iter().any(|i| i == image) {
-        return Err(format!("image `{image}` is left out of this `devloop up` (it runs: {})", names.join(", ")));
+        return Err(format!("image `{image}` is left out of this `devloop up` (it runs: {known})"));
     }
-    Err(format!("no image named `{image}` in {} (configured: {})", cfg.path.display(), names.join(", ")))
+    Err(Error::UnknownImage { name: image.to_string(), config: cfg.path.display().to_string(), known }.to_string())
 }
 
 /// The images' triggers, first-rollout order (among this session's images: one left out stays as deployed)
