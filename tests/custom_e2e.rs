@@ -112,7 +112,7 @@ fn a_custom_resource_gets_the_image_at_its_path_and_is_judged_by_its_ready_condi
     let mut up = Up::start(&p);
     let it = up.wait_for("the widget's iteration", 120, |v| v["event"] == "iteration" || v["event"] == "rollout-failed");
     assert_eq!(it["event"], "iteration", "{:#?}", up.seen);
-    let log = up.wait_for("a log line of the controller's pod", 60, |v| v["event"] == "log" && v["message"].as_str().unwrap_or("").contains("hello: serving /www"));
+    let log = up.seen_or_wait_for("a log line of the controller's pod", 60, |v| v["event"] == "log" && v["message"].as_str().unwrap_or("").contains("hello: serving /www"));
     assert!(log["message"].as_str().unwrap().contains("widget-hello-"), "{log}");
     up.interrupt();
 

@@ -280,7 +280,7 @@ fn the_book_s_chart_deploys_unchanged_with_set_templates_and_up_serves_an_edit_f
     });
     assert_eq!(eventually("the new page", 30, || page(&ns.0, &new)), "<p>the book's chart, unchanged</p>\n");
     // The new pod is known by the reference the chart rendered: its log is followed.
-    up.wait_for("the new pod's log line", 60, |v| {
+    up.seen_or_wait_for("the new pod's log line", 60, |v| {
         v["event"] == "log" && v["message"].as_str().is_some_and(|m| m.contains(&format!("[{new}]")) && m.contains("serving /www"))
     });
 }

@@ -46,7 +46,7 @@ fn an_editor_save_is_one_build_and_rollout_and_the_forward_follows() {
     let first = up.wait("iteration", 90);
     assert!(eventually("first page", 30, || get(&url)).contains("Hello from devloop"));
     // The new pod's log lines are streamed, prefixed by the pod.
-    let log = up.wait("log", 30);
+    let log = up.seen_or_wait_for("a log line", 30, |v| v["event"] == "log");
     assert!(log["message"].as_str().unwrap().contains("] hello: serving /www on :8080 (hello)"), "{log}");
 
     vim_save(&p, "app/www/index.html", "<p>saved from vim</p>\n");
@@ -201,9 +201,7 @@ fn logs_follow_a_pod_that_comes_after_the_rollout() {
     });
     // Its log line may come before the iteration's own line (the follower starts with the rollout's end).
     let of_first = |v: &serde_json::Value| v["event"] == "log" && v["message"].as_str().unwrap_or("").contains(&format!("[{first}]"));
-    if !up.seen.iter().any(of_first) {
-        up.wait_for("the first pod's log line", 30, of_first);
-    }
+    up.seen_or_wait_for("the first pod's log line", 30, of_first);
     kubectl(&["-n", &ns.0, "scale", "deployment", "hello", "--replicas=2"]);
     let second = eventually("a second pod", 30, || {
         live_pods(&ns.0, "hello").into_iter().find(|p| *p != first).ok_or_else(|| "only the first".to_string())

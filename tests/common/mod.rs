@@ -282,6 +282,15 @@ impl Up {
         }
     }
 
+    /// An event for which `pred` holds, already recorded or the next one within `secs`: for lines whose order
+    /// against others is not fixed (a new pod's log line may come before the iteration's own line).
+    pub fn seen_or_wait_for(&mut self, what: &str, secs: u64, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        match self.seen.iter().find(|v| pred(v)) {
+            Some(v) => v.clone(),
+            None => self.wait_for(what, secs, pred),
+        }
+    }
+
     /// Waits for the next event with `"event": kind`, failing on a `failed` event unless that is awaited.
     pub fn wait(&mut self, kind: &str, secs: u64) -> serde_json::Value {
         let v = self.wait_for(kind, secs, |v| v["event"] == kind || v["event"] == "failed");
