@@ -66,15 +66,13 @@ fn reconcile(ns: &str) {
     }
 }
 
-#[test]
-#[ignore = "needs the local stack: run scripts/test"]
-fn a_custom_resource_gets_the_image_at_its_path_and_is_judged_by_its_ready_condition() {
-    let ns = Namespace::new("custom");
+/// The Widget kind installed, and the test's controller running over `ns` until the flag is set.
+fn controller(ns: &str) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
     let _ = std::process::Command::new("sh").arg("-c").arg("printf '%s' \"$0\" | kubectl apply -f - >/dev/null").arg(CRD).status();
     eventually("the Widget kind served", 30, || try_kubectl(&["get", "--raw", "/apis/e2e.devloop.dev/v1"]).map(|_| ()));
     let stop = Arc::new(AtomicBool::new(false));
-    let controller = {
-        let (stop, ns) = (stop.clone(), ns.0.clone());
+    let handle = {
+        let (stop, ns) = (stop.clone(), ns.to_string());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 reconcile(&ns);
@@ -82,6 +80,14 @@ fn a_custom_resource_gets_the_image_at_its_path_and_is_judged_by_its_ready_condi
             }
         })
     };
+    (stop, handle)
+}
+
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_custom_resource_gets_the_image_at_its_path_and_is_judged_by_its_ready_condition() {
+    let ns = Namespace::new("custom");
+    let (stop, controller) = controller(&ns.0);
 
     let p = Project::hello(&env("DEVLOOP_REGISTRY"));
     p.write("app/k8s-widget/widget.yaml", &format!("apiVersion: e2e.devloop.dev/v1\nkind: Widget\nmetadata:\n  name: hello\nspec:\n  image: {}\n  note: {}\n", p.name, p.name));
@@ -116,6 +122,43 @@ fn a_custom_resource_gets_the_image_at_its_path_and_is_judged_by_its_ready_condi
     assert!(log["message"].as_str().unwrap().contains("widget-hello-"), "{log}");
     up.interrupt();
 
+    stop.store(true, Ordering::Relaxed);
+    controller.join().unwrap();
+}
+
+/// A chart's custom resource (the chart puts the image at `spec.image`, from a value): judged by its
+/// `ready-when` condition after the upgrade, and a `False` is the upgrade's failure, rolled back by helm.
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn a_charts_custom_resource_is_judged_by_its_ready_condition_and_a_failure_rolls_the_release_back() {
+    let ns = Namespace::new("custom-helm");
+    let (stop, controller) = controller(&ns.0);
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    p.write("app/chart-widget/Chart.yaml", "apiVersion: v2\nname: widget\nversion: 0.1.0\n");
+    p.write("app/chart-widget/values.yaml", "image: nginx:not-ours\n");
+    p.write("app/chart-widget/templates/widget.yaml", "apiVersion: e2e.devloop.dev/v1\nkind: Widget\nmetadata:\n  name: hello\nspec:\n  image: {{ .Values.image }}\n");
+    p.write_config(&format!(
+        "[kube]\ncontext = \"devloop-local\"\nnamespace = \"{}\"\n[[deploy]]\nimage = \"{}\"\n\
+         helm = {{ chart = \"app/chart-widget\", release = \"widget\", image-values = {{ image = \"image\" }} }}\n\
+         image-paths = {{ \"e2e.devloop.dev/Widget\" = \"spec.image\" }}\nready-when = {{ \"e2e.devloop.dev/Widget\" = \"Ready\" }}\nrollout-timeout = \"60s\"\n",
+        ns.0, p.name
+    ));
+    let (out, _) = p.ok(&["deploy"]);
+    assert!(out.contains(&format!("helm release {}/widget upgraded to revision 1", ns.0)), "{out}");
+    assert!(out.contains(&format!("rollout of widget {}/hello done", ns.0)) && out.contains("(condition Ready True)"), "{out}");
+    let first = kubectl(&["-n", &ns.0, "get", "widget", "hello", "-o", "jsonpath={.spec.image}"]);
+    assert!(first.contains(&format!("/{}:{}", p.name, p.tag())), "the chart put the build at spec.image: {first}");
+
+    // A crashing build: Ready=False is the upgrade's failure; helm puts revision 1's Widget back.
+    p.write("app/serve.sh", "#!/bin/sh\necho custom-marker: no config >&2\nexit 3\n");
+    let run = p.devloop(&["deploy"]);
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(1), "{out}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(out.contains(&format!("rollout of widget {}/hello FAILED", ns.0)) && out.contains("PodFailing"), "{out}");
+    assert!(out.contains("(helm rollback)"), "{out}");
+    // The rollback is judged as the upgrade was: by the Widget's condition, for the generation put back.
+    assert!(out.contains(&format!("helm release {}/widget rolled back: widget hello is back on {first} (Ready True)", ns.0)), "{out}");
+    assert_eq!(kubectl(&["-n", &ns.0, "get", "widget", "hello", "-o", "jsonpath={.spec.image}"]), first, "the Widget is back on the good build");
     stop.store(true, Ordering::Relaxed);
     controller.join().unwrap();
 }

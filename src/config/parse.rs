@@ -287,9 +287,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
             }
         };
         let has_custom = d.image_paths.is_some() || d.ready_when.is_some();
-        if has_custom && !matches!(target, DeployTarget::Manifests(_)) {
+        if has_custom && matches!(target, DeployTarget::Patch { .. }) {
             let k = if d.image_paths.is_some() { "image-paths" } else { "ready-when" };
-            return Err(err(Some(span), key(k), "custom resources are read from manifests: set it with `manifests` or `kustomize`".into()));
+            return Err(err(Some(span), key(k), "custom resources are read from manifests or a chart: set it with `manifests`, `kustomize` or `helm`".into()));
         }
         let custom = custom::validate(d.image_paths.unwrap_or_default(), d.ready_when.unwrap_or_default()).map_err(|(k, m)| err(Some(span.clone()), key(&k), m))?;
         let rollout_timeout = match &d.rollout_timeout {

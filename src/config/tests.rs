@@ -243,6 +243,9 @@ fn a_helm_release_with_defaults_and_with_its_errors_named() {
     let full = parse(Path::new("/p/devloop.toml"), &format!("{head}helm = {{ chart = \"c\", release = \"r\", image-values = {{ image = \"img.ref\" }} }}\n")).unwrap();
     let DeployTarget::Helm(h) = &full.deploys[0].target else { panic!() };
     assert_eq!(h.image_values, crate::config::ImageValues::Full("img.ref".into()));
+    // A chart's custom resources are judged as a manifest's are.
+    let crs = parse(Path::new("/p/devloop.toml"), &format!("{head}helm = {{ chart = \"c\", release = \"r\" }}\nimage-paths = {{ \"argoproj.io/Rollout\" = \"spec.template.spec.containers[*].image\" }}\nready-when = {{ \"argoproj.io/Rollout\" = \"Healthy\" }}\n")).unwrap();
+    assert_eq!(crs.deploys[0].custom["argoproj.io/Rollout"].ready_when.as_deref(), Some("Healthy"));
     for (helm, key, says) in [
         ("helm = { release = \"r\" }", "deploy[0].helm.chart", "missing"),
         ("helm = { chart = \"c\" }", "deploy[0].helm.release", "missing"),
@@ -251,6 +254,8 @@ fn a_helm_release_with_defaults_and_with_its_errors_named() {
         ("helm = { chart = \"c\", release = \"r\", image-values = { image = \"x\", tag = \"y\" } }", "deploy[0].helm.image-values", "not both"),
         ("helm = { chart = \"c\", release = \"r\", chrat = \"x\" }", "deploy[0].helm.chrat", "unknown field"),
         ("deployment = \"d\"\nhelm = { chart = \"c\", release = \"r\" }", "deploy[0].helm", "alone"),
+        ("deployment = \"d\"\nready-when = { \"x.io/W\" = \"Ready\" }", "deploy[0].ready-when", "manifests or a chart"),
+        ("helm = { chart = \"c\", release = \"r\" }\nready-when = { \"W\" = \"Ready\" }", "deploy[0].ready-when.\"W\"", "<group>/<Kind>"),
     ] {
         let l = parse_err(&format!("{head}{helm}\n"));
         assert_eq!(l.key, key, "{helm}: {l}");

@@ -34,6 +34,15 @@ pub fn substitute(v: &mut Value, paths: &[FieldPath], subst: &dyn Fn(&str) -> Op
     refs
 }
 
+/// The strings at `paths` under `v` (a chart's custom resource: the chart put the image there), in order.
+pub fn images_at(v: &Value, paths: &[FieldPath]) -> Vec<String> {
+    let (mut copy, mut out) = (v.clone(), Vec::new());
+    for p in paths {
+        visit(&mut copy, &p.0, &mut |s| out.extend(s.as_str().map(str::to_string)));
+    }
+    out
+}
+
 /// Calls `f` on every value at `path` under `v`.
 fn visit(v: &mut Value, path: &[Segment], f: &mut dyn FnMut(&mut Value)) {
     let Some((first, rest)) = path.split_first() else { return f(v) };
@@ -138,6 +147,7 @@ mod tests {
         assert_eq!(v["spec"]["sidecars"], json!([{"image": "reg/app:t1@sha256:d"}, {"image": "envoy"}]));
         assert_eq!(v["spec"]["note"], "app", "only what the paths name");
         assert_eq!(kind_key(&v), "example.com/Widget");
+        assert_eq!(images_at(&v, &paths), ["reg/app:t1@sha256:d", "reg/app:t1@sha256:d", "envoy"], "read back, as a chart wrote them");
     }
 
     #[test]

@@ -195,6 +195,8 @@ pub enum Undo {
         helm: Helm,
         /// How long each rollout may take.
         timeout: Duration,
+        /// The custom kinds `ready-when` judges (the release's custom resources are waited for too).
+        custom: std::collections::BTreeMap<String, crate::config::Custom>,
     },
 }
 
@@ -509,7 +511,7 @@ async fn rollback(env: &Env, t: &Target, undo: &Undo, out: &mut (dyn Write + Sen
         Undo::Image { image, deployment, container, previous, timeout } => {
             patch::roll_back(t, image, deployment, container, previous, *timeout, out, stop).await
         }
-        Undo::Revision { image, helm, timeout } => release::roll_back(env, t, image, helm, *timeout, out, stop).await,
+        Undo::Revision { image, helm, timeout, custom } => release::roll_back(env, t, (image, custom), helm, *timeout, out, stop).await,
     }
 }
 

@@ -50,6 +50,9 @@ pub struct Release {
     pub workloads: Vec<Rendered>,
     /// The images of every pod template in it, of any kind (containers and init containers).
     pub images: Vec<String>,
+    /// Its objects of kinds Kubernetes does not build in (custom resources), as JSON, in order: judged by
+    /// their `ready-when` condition when they run the image.
+    pub customs: Vec<serde_json::Value>,
 }
 
 /// What the placeholders of `set` templates stand for in one deploy.
@@ -278,14 +281,16 @@ pub async fn upgrade(h: &Helm, root: &Path, scope: &Scope, vars: &Vars<'_>, pull
     let revision = v["version"].as_u64().ok_or_else(|| bad("no `version`".into()))?;
     let manifest = v["manifest"].as_str().unwrap_or_default();
     let workloads = workloads(manifest).map_err(bad)?;
-    Ok(Release { revision, workloads, images: pod_images(manifest) })
+    Ok(Release { revision, workloads, images: pod_images(manifest), customs: customs(manifest) })
 }
 
-/// Rolls the release back to its previous revision; then its workloads as `helm get manifest` shows them.
-pub async fn rollback(h: &Helm, scope: &Scope) -> Result<Vec<Rendered>, Error> {
+/// Rolls the release back to its previous revision; then its workloads and custom resources (see
+/// [`customs`]) as `helm get manifest` shows them.
+pub async fn rollback(h: &Helm, scope: &Scope) -> Result<(Vec<Rendered>, Vec<serde_json::Value>), Error> {
     run(&h.release, &scope.args(&["rollback", &h.release])).await?;
     let manifest = run(&h.release, &scope.args(&["get", "manifest", &h.release])).await?;
-    workloads(&manifest).map_err(|message| Error::Output { what: "get manifest".into(), release: h.release.clone(), message })
+    let workloads = workloads(&manifest).map_err(|message| Error::Output { what: "get manifest".into(), release: h.release.clone(), message })?;
+    Ok((workloads, customs(&manifest)))
 }
 
 /// Uninstalls the release (`devloop down`); false when there was none.
@@ -326,6 +331,18 @@ pub fn pod_images(manifest: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// The objects of a rendered manifest whose API group has a dot (as every custom resource's does; of the
+/// built-in kinds, only some of `*.k8s.io`), as JSON: what `image-paths` and `ready-when` may name.
+pub fn customs(manifest: &str) -> Vec<serde_json::Value> {
+    serde_yaml_ng::Deserializer::from_str(manifest)
+        .filter_map(|doc| serde_json::Value::deserialize(doc).ok())
+        .filter(|v| {
+            let group = v["apiVersion"].as_str().and_then(|a| a.split_once('/')).map_or("", |(g, _)| g);
+            group.contains('.') && v["metadata"]["name"].is_string()
+        })
+        .collect()
 }
 
 /// A workload of a rendered manifest: its kind, name and its containers' images.
@@ -504,5 +521,10 @@ mod tests {
                  - {name: a, image: 'reg/db:t'}\n---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: once}\n";
         let web = (Kind::Deployment, "web".to_string(), vec!["reg/hello:t@sha256:1".to_string(), "envoy".to_string()]);
         assert_eq!(workloads(m).unwrap(), vec![web, (Kind::StatefulSet, "db".to_string(), vec!["reg/db:t".to_string()])], "a Job is not watched yet");
+        assert!(customs(m).is_empty(), "built-in kinds are not custom resources");
+        let crs = format!("{m}---\napiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {{name: web}}\nspec: {{image: x}}\n---\napiVersion: example.com/v1\nkind: Nameless\n");
+        let found = customs(&crs);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0]["kind"].as_str(), found[0]["spec"]["image"].as_str()), (Some("Rollout"), Some("x")));
     }
 }

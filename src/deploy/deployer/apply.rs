@@ -45,7 +45,7 @@ impl Deployer {
             }
             let condition = self.custom.get(&custom::kind_key(&a.object.value)).and_then(|c| c.ready_when.as_deref());
             if let Some(condition) = condition.filter(|_| a.changed && !a.object.refs.is_empty()) {
-                let (ok, rolled) = self.watch_custom(t, a, &what, condition, out, intr).await?;
+                let (ok, rolled) = self.watch_custom(t, &a.object, &what, condition, out, intr).await?;
                 deployed.ok &= ok;
                 deployed.rolled.push(rolled);
                 continue;
@@ -72,18 +72,18 @@ impl Deployer {
 
     /// Watches a custom resource until its `condition` says (`ready-when`); says how it ended.
     /// A signal stops the wait (`deploy`, `check`): the object is left as applied, and said so.
-    async fn watch_custom(
+    pub(super) async fn watch_custom(
         &self,
         t: &Target,
-        a: &manifests::Applied,
+        object: &manifests::Object,
         what: &str,
         condition: &str,
         out: &mut (dyn Write + Send),
         intr: Option<&Interrupt>,
     ) -> Result<(bool, Rolled), Error> {
         let started = Instant::now();
-        let api = manifests::api_for(t, &a.object).await?;
-        let watch = custom::watch(&api, a.object.name(), condition, self.timeout);
+        let api = manifests::api_for(t, object).await?;
+        let watch = custom::watch(&api, object.name(), condition, self.timeout);
         let watched = match intr {
             Some(i) => crate::interrupt::until(i.stop(), watch).await,
             None => Some(watch.await),
@@ -106,7 +106,7 @@ impl Deployer {
                 true
             }
         };
-        Ok((ok, Rolled::custom(&a.object.kind().to_lowercase(), a.object.name(), &a.object.refs, &v)))
+        Ok((ok, Rolled::custom(&object.kind().to_lowercase(), object.name(), &object.refs, &v)))
     }
 }
 

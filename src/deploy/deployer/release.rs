@@ -1,5 +1,6 @@
 //! Helm mode: `helm upgrade --install` the release with the reference in the chart's values, then watch the
-//! release's workloads (Deployments, StatefulSets, DaemonSets) that run the image. A failed rollout's undo is `helm rollback` to the previous
+//! release's workloads (Deployments, StatefulSets, DaemonSets, and custom resources with `ready-when`) that
+//! run the image. A failed rollout's undo is `helm rollback` to the previous
 //! revision (like `helm --atomic`, but judged by devloop's own rollout watch so the failure has its reason).
 
 use std::io::Write;
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::{helm_scope, report, stopped_waiting, unless, Deployed, Deployer, Env, Rolled, Stop, Undo, Workload};
 use crate::cluster::Target;
 use crate::config::{Helm, ImageValues};
-use crate::deploy::{helm, images, Error};
+use crate::deploy::{custom, helm, images, manifests, Error};
 use crate::interrupt::{until, Interrupt};
 
 impl Deployer {
@@ -41,14 +42,17 @@ impl Deployer {
             return Err(Error::Interrupted(intr.name()));
         };
         let release = release?;
-        let rendered = rendered(&self.env, image, &release.images);
+        let customs = customs(&self.env, image, &self.custom, &release.customs, &what);
+        // A custom resource's image may sit where no `containers` list is (`image-paths`).
+        let all: Vec<String> = release.images.iter().cloned().chain(customs.iter().flat_map(|(_, _, all)| all.clone())).collect();
+        let rendered = rendered(&self.env, image, &all);
         // What the pods are to run: the reference, or the chart's own writing of it.
         let runs = match rendered.as_slice() {
             [one] if one != reference => format!("{reference}, rendered as {one}"),
             _ => reference.to_string(),
         };
         let _ = writeln!(out, "{image}: {what} upgraded to revision {} ({runs})", release.revision);
-        if let Err(why) = took_image(image, reference, &release.images, &rendered, &h.image_values) {
+        if let Err(why) = took_image(image, reference, &all, &rendered, &h.image_values) {
             return Err(Error::Usage(format!("{what} (revision {}): {why}", release.revision)));
         }
         let mut deployed = Deployed { ok: true, ..Default::default() };
@@ -68,16 +72,48 @@ impl Deployer {
                 break;
             }
         }
+        for (object, condition, _) in customs.iter().filter(|(o, _, _)| !o.refs.is_empty()) {
+            if !deployed.ok {
+                break;
+            }
+            let what = format!("{} {}/{}", object.kind().to_lowercase(), t.namespace, object.name());
+            let Some(condition) = condition else {
+                let _ = writeln!(out, "{image}: {what} runs the image; without `ready-when` for its kind it is not watched");
+                continue;
+            };
+            let (ok, rolled) = self.watch_custom(t, object, &what, condition, out, intr).await?;
+            deployed.ok &= ok;
+            deployed.rolled.push(rolled);
+        }
         if !deployed.ok {
             if release.revision <= 1 {
                 let _ = writeln!(out, "{image}: {what} has no previous revision to roll back to");
             } else {
-                deployed.undo.push(Undo::Revision { image: image.clone(), helm: h.clone(), timeout: self.timeout });
+                deployed.undo.push(Undo::Revision { image: image.clone(), helm: h.clone(), timeout: self.timeout, custom: self.custom.clone() });
             }
         }
         Ok(deployed)
     }
 }
+
+/// A release's custom resources of the kinds `image-paths`/`ready-when` name (`kinds`): each as an object
+/// whose `refs` are its references to `image` (at the named paths or in any `containers` list), with the
+/// condition that judges it and all the images it names.
+fn customs(env: &Env, image: &str, kinds: &Kinds, objects: &[serde_json::Value], what: &str) -> Vec<(manifests::Object, Option<String>, Vec<String>)> {
+    objects
+        .iter()
+        .filter_map(|v| {
+            let c = kinds.get(&custom::kind_key(v))?;
+            let all: Vec<String> = custom::images_at(v, &c.image_paths).into_iter().chain(manifests::images_of(v)).collect();
+            let refs = all.iter().filter(|i| env.ours(i, image)).cloned().collect();
+            let object = manifests::Object { file: what.to_string(), value: v.clone(), refs };
+            Some((object, c.ready_when.clone(), all))
+        })
+        .collect()
+}
+
+/// The custom kinds of a `[[deploy]]`, by `<group>/<Kind>`.
+type Kinds = std::collections::BTreeMap<String, crate::config::Custom>;
 
 /// The distinct references to `image` among a release's pod images, in order.
 fn rendered(env: &Env, image: &str, images: &[String]) -> Vec<String> {
@@ -134,7 +170,7 @@ fn ours(env: &Env, image: &str, workloads: &[helm::Rendered]) -> Vec<helm::Rende
 pub(super) async fn roll_back(
     env: &Env,
     t: &Target,
-    image: &str,
+    (image, kinds): (&str, &Kinds),
     h: &Helm,
     timeout: Duration,
     out: &mut (dyn Write + Send),
@@ -142,7 +178,7 @@ pub(super) async fn roll_back(
 ) -> Result<Option<bool>, Error> {
     let what = format!("helm release {}/{}", t.namespace, h.release);
     let _ = writeln!(out, "{image}: rolling {what} back to its previous revision (helm rollback)");
-    let back = helm::rollback(h, &helm_scope(t)).await?;
+    let (back, back_customs) = helm::rollback(h, &helm_scope(t)).await?;
     let mut all = true;
     for (kind, name, refs) in &ours(env, image, &back) {
         let dep = format!("{} {}/{name} (rollback)", kind.noun(), t.namespace);
@@ -155,6 +191,22 @@ pub(super) async fn roll_back(
         };
         if report(out, image, &dep, started, &v.1) {
             let _ = writeln!(out, "{image}: {what} rolled back: {} {name} is back on {}", kind.noun(), refs.join(", "));
+        } else {
+            all = false;
+        }
+    }
+    for (object, condition, _) in customs(env, image, kinds, &back_customs, &what) {
+        let (Some(condition), false) = (condition, object.refs.is_empty()) else { continue };
+        let dep = format!("{} {}/{} (rollback)", object.kind().to_lowercase(), t.namespace, object.name());
+        let started = Instant::now();
+        let api = manifests::api_for(t, &object).await?;
+        let Some(v) = unless(stop, custom::watch(&api, object.name(), &condition, timeout)).await else {
+            stopped_waiting(out, image, stop, &what);
+            return Ok(None);
+        };
+        let v = v.map_err(Error::api(format!("reading {dep}")))?;
+        if report(out, image, &dep, started, &v) {
+            let _ = writeln!(out, "{image}: {what} rolled back: {} {} is back on {} ({condition} True)", object.kind().to_lowercase(), object.name(), object.refs.join(", "));
         } else {
             all = false;
         }
