@@ -6,7 +6,8 @@
 //!   deployed: a restart of `up`), from the start to every image's first iteration;
 //! - one image changed (rotating over the images), against the single-image loop;
 //! - all images changed at once, from the first write to the last iteration;
-//! - `up`'s peak RSS (VmHWM) with N images and with one.
+//! - `up`'s peak RSS (VmHWM) with N images and with one;
+//! - the node's floor: all N Deployments restarted at once by kubectl (no devloop, no build), and one.
 //!
 //! Needs the stack: `eval "$(scripts/stack env)"; cargo bench --bench many`. DEVLOOP_BENCH_ROUNDS (default
 //! 3) sets the rounds of each kind of change; DEVLOOP_BENCH_PARALLEL sets `[buildkit] parallel` (builds at
@@ -144,6 +145,19 @@ fn split(seen: &[serde_json::Value]) -> String {
     )
 }
 
+/// `kubectl rollout restart` of the Deployments `names` at once, and the time until the last has rolled out.
+fn restart(ns: &str, names: &[String]) -> Duration {
+    let deployments: Vec<String> = names.iter().map(|n| format!("deployment/{n}")).collect();
+    let t0 = Instant::now();
+    let mut args = vec!["-n", ns, "rollout", "restart"];
+    args.extend(deployments.iter().map(String::as_str));
+    sh("kubectl", &args);
+    for d in &deployments {
+        sh("kubectl", &["-n", ns, "rollout", "status", d, "--timeout=300s"]);
+    }
+    t0.elapsed()
+}
+
 fn main() {
     let (Ok(registry), Ok(buildkit)) = (std::env::var("DEVLOOP_REGISTRY"), std::env::var("BUILDKIT_HOST")) else {
         println!("many bench: skipped (needs the stack: eval \"$(scripts/stack env)\")");
@@ -193,6 +207,11 @@ fn main() {
     }
     let many_rss = up.peak_rss_mib();
     up.stop();
+    // The node's own floor, with devloop out of the picture: every Deployment given a new pod template at
+    // once (`kubectl rollout restart`, the image already on the node: no build, no push, no pull), until
+    // the last has rolled out; and the single one alone.
+    let floor_one: Vec<Duration> = (0..rounds).map(|_| restart(&ns, &one)).collect();
+    let floor_all: Vec<Duration> = (0..rounds).map(|_| restart(&ns, &names)).collect();
     let _ = Command::new("kubectl").args(["delete", "namespace", &ns, "--wait=false"]).output();
 
     let single_p50 = pct(&single, 0.5);
@@ -214,6 +233,14 @@ fn main() {
     for (i, s) in splits.iter().enumerate() {
         println!("  all changed #{} : {s}", i + 1);
     }
+    println!(
+        "  node floor     : all {n} restarted p50 {} (each {}) · one restarted p50 {} · all/one {:.2}x · all / the single-image loop {:.2}x",
+        ms(pct(&floor_all, 0.5)),
+        floor_all.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", "),
+        ms(pct(&floor_one, 0.5)),
+        pct(&floor_all, 0.5).as_secs_f64() / pct(&floor_one, 0.5).as_secs_f64(),
+        pct(&floor_all, 0.5).as_secs_f64() / single_p50.as_secs_f64()
+    );
     println!("  peak RSS       : {many_rss} MiB with {n} images, {single_rss} MiB with one");
     println!("  builds at once : {}", std::env::var("DEVLOOP_BENCH_PARALLEL").unwrap_or_else(|_| "devloop's default".into()));
 }
