@@ -445,6 +445,10 @@ pub struct Image {
     pub trigger: Trigger,
     /// Images whose first rollout of a session comes before this one's (`depends-on`).
     pub depends_on: Vec<String>,
+    /// Build caches read before building (`cache-from`); not part of the content tag.
+    pub cache_from: Vec<CacheSpec>,
+    /// Build caches written after building (`cache-to`); not part of the content tag.
+    pub cache_to: Vec<CacheSpec>,
 }
 
 /// `[[image]] trigger`: what a change to the image's inputs starts.
@@ -482,6 +486,8 @@ impl Image {
             tag: TagTemplate::default(),
             trigger: Trigger::Auto,
             depends_on: vec![],
+            cache_from: vec![],
+            cache_to: vec![],
         }
     }
 }
@@ -580,6 +586,8 @@ pub fn located_in(path: &Path, text: &str, table: &str, key: &str, message: Stri
 mod tests;
 
 pub mod addr;
+pub mod cache;
+pub use cache::CacheSpec;
 pub mod contexts;
 pub mod names;
 mod parse;

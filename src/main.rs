@@ -35,6 +35,14 @@ enum Command {
         /// Build even if the registry already has the tag.
         #[arg(long)]
         force: bool,
+        /// Also import this BuildKit cache (`type=registry,ref={registry}/cache/{name}`), besides the images'
+        /// `cache-from`. Repeatable.
+        #[arg(long, value_name = "SPEC")]
+        cache_from: Vec<String>,
+        /// Export the build cache here instead of the images' `cache-to` (`type=registry,ref=…,mode=max` or
+        /// `type=inline`), e.g. from CI. Repeatable.
+        #[arg(long, value_name = "SPEC")]
+        cache_to: Vec<String>,
         #[command(flatten)]
         kube: KubeArgs,
     },
@@ -307,6 +315,15 @@ fn init_command(dir: Option<&std::path::Path>, force: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `build --cache-from/--cache-to`, checked as the config's `cache-from`/`cache-to` are (exit code 2).
+fn cache_flags(from: &[String], to: &[String]) -> Result<devloop::buildkit::cache::Flags, engine::Error> {
+    use config::cache::Direction;
+    let parse = |specs: &[String], dir: Direction, flag: &str| -> Result<Vec<config::CacheSpec>, engine::Error> {
+        specs.iter().map(|s| config::CacheSpec::parse(s, dir).map_err(|m| engine::Error::BadFlag(format!("{flag} {s}: {m}")))).collect()
+    };
+    Ok(devloop::buildkit::cache::Flags { from: parse(from, Direction::From, "--cache-from")?, to: parse(to, Direction::To, "--cache-to")? })
+}
+
 /// `devloop buildkit install|status`.
 async fn buildkit_command(cfg: &config::Config, action: &BuildkitAction, out: &mut std::io::Stdout) -> Result<bool, engine::Error> {
     use devloop::buildkit::{kube::Cluster, status};
@@ -396,8 +413,9 @@ async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt) -> Result<bool, 
                 println!("{} {}", h.image.name, h.reference);
             }
         }
-        Command::Build { images, force, kube } => {
-            engine::build_images(cfg, images, *force, cli.verbose > 0, &kube.options(cfg)?, &mut stdout).await?;
+        Command::Build { images, force, kube, cache_from, cache_to } => {
+            let cache = cache_flags(cache_from, cache_to)?;
+            engine::build_images(cfg, images, *force, cli.verbose > 0, &kube.options(cfg)?, &cache, &mut stdout).await?;
         }
         Command::Buildkit { action } => return buildkit_command(cfg, action, &mut stdout).await,
         Command::Deploy { tag, kube } => {

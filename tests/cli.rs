@@ -212,3 +212,25 @@ fn buildkit_install_refuses_bad_flags_before_asking_the_cluster_and_bad_kube_add
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("key `buildkit.addr`") && err.contains("not a TCP port") && err.contains("BUILDKIT_HOST"), "{err}");
 }
+
+/// A cache spec the config or `build --cache-to/--cache-from` cannot use exits 2 before any connection, naming
+/// its place (file, line, key) or the flag; the cache settings leave the content tag as it was.
+#[test]
+fn cache_specs_do_not_change_the_tag_and_bad_ones_exit_2_naming_key_or_flag() {
+    let p = Project::hello("127.0.0.1:1");
+    let plain = p.tag();
+    p.write_config("cache-from = \"type=registry,ref={registry}/cache/{name}\"\ncache-to = [\"type=inline\"]");
+    assert_eq!(p.tag(), plain, "same bytes, same tag");
+    p.write_config("cache-to = \"type=registry,mode=max\"");
+    let out = p.devloop(&["hash"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("devloop.toml:10:12: key `image[0].cache-to`") && err.contains("needs ref="), "{err}");
+    p.write_config("");
+    for (flag, spec, says) in [("--cache-to", "type=s4,ref=x", "unknown cache type `s4`"), ("--cache-from", "type=inline", "type=inline is a cache-to")] {
+        let out = p.devloop(&["build", flag, spec]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        assert!(err.contains(&format!("{flag} {spec}: {says}")) && !err.contains("unreachable"), "{flag}: {err}");
+    }
+}

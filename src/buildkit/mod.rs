@@ -3,6 +3,7 @@
 //! Dockerfile (or a gateway) frontend and push, and render [`progress`].
 
 pub mod auth;
+pub mod cache;
 pub mod connect;
 pub mod filesync;
 pub mod kube;

@@ -31,6 +31,8 @@ pub struct BuildSpec<'a> {
     pub reference: String,
     /// Where it goes.
     pub destination: &'a Destination,
+    /// The build caches it reads and writes (see [`super::cache::for_image`]).
+    pub cache: super::cache::Cache,
 }
 
 /// A finished, pushed build.
@@ -143,6 +145,7 @@ fn solve_request(spec: &BuildSpec<'_>, export_kind: Export, session: &str, job: 
     for (k, v) in &img.frontend_opts {
         attrs.insert(k.clone(), v.clone());
     }
+    attrs.extend(spec.cache.frontend_attrs());
     let mut export: HashMap<String, String> = HashMap::new();
     export.insert("name".into(), spec.reference.clone());
     let exporter = match export_kind {
@@ -171,6 +174,7 @@ fn solve_request(spec: &BuildSpec<'_>, export_kind: Export, session: &str, job: 
         exporters: vec![Exporter { r#type: exporter.into(), attrs: export.clone() }],
         exporter_deprecated: exporter.into(),
         exporter_attrs_deprecated: export,
+        cache: spec.cache.options(),
         ..Default::default()
     }
 }
@@ -354,6 +358,30 @@ mod tests {
         let ctrd = Destination::Containerd { socket: "/c.sock".into(), namespace: "k8s.io".into() };
         assert_eq!(export_for(false, &ctrd), Ok(Export::OciImport));
         assert!(export_for(true, &ctrd).unwrap_err().contains("needs buildkitd"));
+    }
+
+    #[test]
+    fn the_solve_request_carries_the_image_caches() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut image = Image::new("api", dir.path());
+        image.cache_from = vec![crate::config::CacheSpec::parse("{registry}/cache/{name}", crate::config::cache::Direction::From).unwrap()];
+        image.cache_to = vec![crate::config::CacheSpec::parse("type=registry,ref={registry}/cache/{name},mode=max", crate::config::cache::Direction::To).unwrap()];
+        let registry = crate::config::Registry { host: "r:5000".into(), ..Default::default() };
+        let cache = super::super::cache::for_image(&image, &registry, &Default::default()).unwrap();
+        let destination = Destination::Registry(registry);
+        let filter = image.filter().unwrap();
+        let spec = BuildSpec { image: &image, filter, reference: "r:5000/api:1".into(), destination: &destination, cache };
+        let req = solve_request(&spec, Export::ImagePush, "s", "j");
+        let c = req.cache.expect("cache options");
+        assert_eq!(c.imports.len(), 1);
+        assert_eq!((c.imports[0].r#type.as_str(), c.imports[0].attrs["ref"].as_str()), ("registry", "r:5000/cache/api"));
+        assert_eq!((c.exports[0].attrs["ref"].as_str(), c.exports[0].attrs["mode"].as_str()), ("r:5000/cache/api", "max"));
+        assert!(req.frontend_attrs["cache-imports"].contains("r:5000/cache/api"), "{:?}", req.frontend_attrs);
+        // No cache configured: none asked for.
+        let plain = Image::new("api", dir.path());
+        let spec = BuildSpec { image: &plain, filter: plain.filter().unwrap(), reference: "r:5000/api:1".into(), destination: &destination, cache: Default::default() };
+        let req = solve_request(&spec, Export::ImagePush, "s", "j");
+        assert!(req.cache.is_none() && !req.frontend_attrs.contains_key("cache-imports"));
     }
 
     #[test]

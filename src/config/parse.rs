@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::{
-    addr, custom, default_buildkit_addr, helm, registry, sync, unset_buildkit, Buildkit, Check, Config, Deploy, DeployTarget, Error, Forward, Image,
+    addr, cache, custom, default_buildkit_addr, CacheSpec, helm, registry, sync, unset_buildkit, Buildkit, Check, Config, Deploy, DeployTarget, Error, Forward, Image,
     Kube, Located, ManifestSource, PullSecret, Registry, TagTemplate, Trigger, WatchConfig, WorkloadKind, DEFAULT_CHECK_TIMEOUT,
 };
 
@@ -105,6 +105,8 @@ struct RawImage {
     tag: Option<toml::Spanned<String>>,
     trigger: Option<toml::Spanned<String>>,
     depends_on: Option<toml::Spanned<Vec<String>>>,
+    cache_from: Option<toml::Spanned<custom::OneOrMore>>,
+    cache_to: Option<toml::Spanned<custom::OneOrMore>>,
 }
 
 fn default_dockerfile() -> toml::Spanned<String> {
@@ -210,6 +212,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
                 return Err(err(span, key("trigger"), format!("`{other}` is not a trigger: use \"auto\" (build on every change) or \"manual\" (build when asked)")));
             }
         };
+        let cache_from = cache_specs(&img.cache_from, cache::Direction::From).map_err(|(span, j, m)| err(Some(span), key(&format!("cache-from{j}")), m))?;
+        let cache_to = cache_specs(&img.cache_to, cache::Direction::To).map_err(|(span, j, m)| err(Some(span), key(&format!("cache-to{j}")), m))?;
         let depends_on: Vec<String> = img.depends_on.as_ref().map(|d| d.get_ref().clone()).unwrap_or_default();
         depends.push((i, img.depends_on.as_ref().map_or(img_span.clone(), |d| d.span()), name.clone(), depends_on.clone()));
         let context = root.join(img.context.get_ref());
@@ -229,6 +233,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
             tag,
             trigger,
             depends_on,
+            cache_from,
+            cache_to,
         });
     }
     check_depends(&images, &depends).map_err(|(i, span, m)| err(Some(span), format!("image[{i}].depends-on"), m))?;
@@ -354,6 +360,20 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
 }
 
 type Span = std::ops::Range<usize>;
+
+/// `cache-from`/`cache-to` (a spec or a list of them) checked; Err: (span, `[index]` or nothing, message).
+fn cache_specs(v: &Option<toml::Spanned<custom::OneOrMore>>, dir: cache::Direction) -> Result<Vec<CacheSpec>, (Span, String, String)> {
+    let Some(v) = v else { return Ok(vec![]) };
+    let (texts, one) = match v.get_ref() {
+        custom::OneOrMore::One(s) => (vec![s.as_str()], true),
+        custom::OneOrMore::More(l) => (l.iter().map(String::as_str).collect(), false),
+    };
+    texts
+        .iter()
+        .enumerate()
+        .map(|(j, t)| CacheSpec::parse(t, dir).map_err(|m| (v.span(), if one { String::new() } else { format!("[{j}]") }, m)))
+        .collect()
+}
 
 /// `depends-on` names configured images, not the image itself, and makes no cycle (which no first
 /// rollout could end).

@@ -446,3 +446,31 @@ fn a_port_forward_names_one_workload_of_any_kind_and_else_the_key_is_named() {
         assert!(e.message.contains(fragment), "{text:?}: {e}");
     }
 }
+
+#[test]
+fn cache_specs_are_one_or_a_list_and_a_bad_one_names_its_line_and_key() {
+    let base = "[registry]\nhost = \"r\"\n[[image]]\nname = \"a\"\ncontext = \".\"\n";
+    let c = parse(
+        Path::new("/p/devloop.toml"),
+        &format!("{base}cache-from = \"type=registry,ref={{registry}}/cache/{{name}}\"\ncache-to = [\"type=registry,ref={{registry}}/cache/{{name}},mode=max\", \"type=inline\"]\n"),
+    )
+    .unwrap();
+    let img = &c.images[0];
+    assert_eq!(img.cache_from.iter().map(|s| s.to_string()).collect::<Vec<_>>(), ["type=registry,ref={registry}/cache/{name}"]);
+    assert_eq!(img.cache_to.iter().map(|s| s.kind.as_str()).collect::<Vec<_>>(), ["registry", "inline"]);
+    assert!(parse(Path::new("/p/devloop.toml"), base).unwrap().images[0].cache_to.is_empty());
+    let cases = [
+        ("cache-to = \"type=registri,ref=x\"\n", "image[0].cache-to", "unknown cache type `registri`"),
+        ("cache-from = [\"type=inline\", \"type=registry\"]\n", "image[0].cache-from[0]", "type=inline is a cache-to"),
+        ("cache-to = [\"type=inline\", \"type=registry,mode=max\"]\n", "image[0].cache-to[1]", "needs ref="),
+        ("cache-to = \"type=registry,ref={registry}/c:{tag}\"\n", "image[0].cache-to", "{tag} is not known here"),
+    ];
+    for (text, key, fragment) in cases {
+        let e = parse_err(&format!("{base}{text}"));
+        assert_eq!(e.line_col.map(|l| l.0), Some(6), "{text:?}: {e}");
+        assert_eq!(e.key, key, "{text:?}: {e}");
+        assert!(e.message.contains(fragment), "{text:?}: {e}");
+    }
+    let e = parse_err(&format!("{base}cache-to = 3\n"));
+    assert_eq!(e.key, "image[0].cache-to", "{e}");
+}

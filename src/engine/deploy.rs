@@ -170,7 +170,7 @@ async fn resolve(cfg: &Config, name: &str, opts: &DeployOptions, out: &mut (dyn 
         None if opts.tag.is_some() => {
             return Err(Error::Usage(format!("{} has no {name}:{tag}", destination.describe())));
         }
-        None => match build_images(cfg, &[name.to_string()], false, opts.verbose, &opts.kube, out).await?.remove(0) {
+        None => match build_images(cfg, &[name.to_string()], false, opts.verbose, &opts.kube, &Default::default(), out).await?.remove(0) {
             Outcome::Built { built, .. } => built.digest,
             Outcome::Present { digest, .. } => digest,
         },

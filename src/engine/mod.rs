@@ -167,6 +167,7 @@ pub async fn build_images(
     force: bool,
     verbose: bool,
     kube: &crate::cluster::KubeOptions,
+    cache: &buildkit::cache::Flags,
     out: &mut (dyn Write + Send),
 ) -> Result<Vec<Outcome>, Error> {
     let hashed = off_runtime(|| hash_images(cfg, names))?;
@@ -189,13 +190,14 @@ pub async fn build_images(
                 continue;
             }
         }
+        let cache = buildkit::cache::for_image(h.image, &cfg.registry, cache).map_err(Error::BadFlag)?;
         let client = match control.as_mut() {
             Some(c) => c,
             None => control.insert(buildkit::connect(&cfg.buildkit, buildkit::kube::Cluster { kube: &cfg.kube, opts: kube }).await?),
         };
         eprintln!("{name}: building {} ({} files, {} bytes of context)", h.reference, h.snapshot.entries, h.snapshot.bytes);
         let mut progress = Progress::new(Box::new(std::io::stderr()), &format!("{name}: "), verbose);
-        let spec = BuildSpec { image: h.image, filter: h.filter, reference: h.reference.clone(), destination: &destination };
+        let spec = BuildSpec { image: h.image, filter: h.filter, reference: h.reference.clone(), destination: &destination, cache };
         let built = buildkit::build(client, &spec, &mut progress).await?;
         if verbose {
             for p in &built.sent_paths {

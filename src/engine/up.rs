@@ -585,7 +585,10 @@ async fn build_inner(ctx: &Ctx, image: &str, tag: &str, filter: &Hashed) -> Resu
         let export = what.starts_with("exporting") || what.starts_with("pushing");
         latest.tell(&name, &built, if export { decide::Progress::Pushing } else { decide::Progress::Step { step, of, name: what.to_string() } });
     }));
-    let spec = BuildSpec { image: img, filter, reference: destination.build_reference(image, tag), destination: &destination };
+    // A first build on a fresh BuildKit starts from the configured cache-from; cache-to only when configured
+    // (an export per save costs time).
+    let cache = buildkit::cache::for_image(img, &cfg.registry, &Default::default()).map_err(Error::BadFlag)?;
+    let spec = BuildSpec { image: img, filter, reference: destination.build_reference(image, tag), destination: &destination, cache };
     let built = buildkit::build(&mut client, &spec, &mut progress).await?;
     Ok((built.digest, built.steps, false, built.export))
 }

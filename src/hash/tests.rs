@@ -60,6 +60,11 @@ fn what_changes_the_tag() {
         ("editor swap file", |p, _| write(p, "src/.main.sh.swp", "vim"), false),
         ("emacs autosave", |p, _| write(p, "src/#main.sh#", "emacs"), false),
         ("git metadata", |p, _| write(p, ".git/HEAD", "ref: refs/heads/main\n"), false),
+        // Same bytes, same tag: where the build cache comes from and goes is not the image's content.
+        ("cache-from and cache-to", |_, i| {
+            i.cache_from = vec![crate::config::CacheSpec::parse("type=registry,ref={registry}/cache/app", crate::config::cache::Direction::From).unwrap()];
+            i.cache_to = vec![crate::config::CacheSpec::parse("type=inline", crate::config::cache::Direction::To).unwrap()];
+        }, false),
     ];
     for (name, mutate, changes) in cases {
         let d = project();
