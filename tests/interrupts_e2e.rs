@@ -187,10 +187,17 @@ fn a_check_command_past_the_timeout_fails_and_leaves_no_process_behind() {
     let command = format!("sleep 1000 & echo $! > {}; sleep 1000", pidfile.display());
     let (p, role) = check_project(&ns, &format!("timeout = \"2s\"\ncommands = [{command:?}, \"echo second-command-ran\"]"));
     let started = Instant::now();
-    let out = p.devloop(&["check"]);
+    let report = scratch.path().join("junit.xml");
+    let out = p.devloop(&["check", "--report", report.to_str().unwrap()]);
     let stdout = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains(&format!("check: FAILED `{command}` (timed out after 2s")), "{stdout}");
+    // In the report: a `timeout` failure of about the timeout, then the next command, which passed.
+    let r = junit::read(&report);
+    let commands = r.suite("command");
+    assert_eq!((commands[0].verdict.as_str(), commands[0].kind.as_str()), ("failure", "timeout"), "{r:?}");
+    assert!(commands[0].message.contains("timed out after 2s") && (2.0..30.0).contains(&commands[0].time), "{r:?}");
+    assert_eq!((commands[1].verdict.as_str(), commands[1].out.as_str()), ("passed", "second-command-ran\n"), "{r:?}");
     assert!(stdout.contains("second-command-ran"), "the commands after a timed-out one did not run:\n{stdout}");
     assert!(stdout.trim_end().lines().any(|l| l == "check: FAILED"), "{stdout}");
     let child = read_pid(&pidfile);
