@@ -16,6 +16,7 @@ pub mod hash;
 pub mod hook;
 pub mod init;
 pub mod interrupt;
+pub mod junit;
 pub mod prune;
 pub mod reference;
 pub mod registry;

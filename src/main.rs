@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use devloop::engine::checked::Checked;
 use devloop::interrupt::Interrupt;
 use devloop::{config, engine};
 
@@ -17,6 +18,9 @@ struct Cli {
     /// More output: build log lines, files sent, debug logs (RUST_LOG overrides).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Never prompt, never colour or redraw (also when CI is set, or stdout is not a terminal).
+    #[arg(long, global = true)]
+    non_interactive: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,6 +83,10 @@ enum Command {
         /// Keep the namespace for debugging.
         #[arg(long)]
         keep: bool,
+        /// Write a JUnit XML report here (each build, rollout and command a test case), also when the check
+        /// fails or is interrupted.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
     },
     /// Ask the running `devloop up` of this project to build what its manual images hold (the named ones;
     /// default: every image holding a change).
@@ -193,12 +201,26 @@ impl KubeArgs {
             ),
             None => None,
         };
-        Ok(devloop::cluster::KubeOptions { context: self.kube_context.clone(), namespace, allow: self.allow_context.clone() })
+        let no_prompt = NO_PROMPT.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(devloop::cluster::KubeOptions { context: self.kube_context.clone(), namespace, allow: self.allow_context.clone(), no_prompt })
     }
 }
 
+/// Whether devloop runs for a person at a terminal: not under CI (`CI` set, as every CI service does), not
+/// `--non-interactive`, and `stream` is a terminal. Nothing is coloured or redrawn on a stream that is not;
+/// nothing prompts without a terminal on stdin.
+fn interactive(cli: &Cli, stream: &impl std::io::IsTerminal) -> bool {
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
+    !cli.non_interactive && !ci && stream.is_terminal()
+}
+
+/// No prompt may wait for an answer ([`interactive`] for stdin said no): read where kube options are made.
+static NO_PROMPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    NO_PROMPT.store(!interactive(&cli, &std::io::stdin()), std::sync::atomic::Ordering::Relaxed);
+    let interactive = interactive(&cli, &std::io::stdout()) && interactive(&cli, &std::io::stderr());
     let default_level = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -210,8 +232,17 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("devloop={default_level}"))),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal: a CI log would show their escape sequences.
+        .with_ansi(interactive)
         .init();
 
+    // A report that cannot be written is said before anything runs.
+    if let Command::Check { report: Some(path), .. } = &cli.command {
+        if let Err(e) = devloop::junit::check_path(path) {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     // init writes the config: it runs before (and without) loading one.
     if let Command::Init { dir, force } = &cli.command {
         return init_command(dir.as_deref(), *force);
@@ -241,12 +272,20 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: {e}");
+            if let Command::Check { report: Some(path), .. } = &cli.command {
+                let _ = write_report(path, &mut Checked::default(), Err(engine::Error::Usage(e.to_string())));
+            }
             return ExitCode::from(2);
         }
     };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let intr = Interrupt::new();
-    let result = runtime.block_on(run(&cli, &cfg, &intr));
+    let mut rec = Checked::default();
+    let result = runtime.block_on(run(&cli, &cfg, &intr, interactive, &mut rec));
+    let result = match &cli.command {
+        Command::Check { report: Some(path), .. } => write_report(path, &mut rec, result),
+        _ => result,
+    };
     // A check or deploy that a signal stopped (after cleaning up and saying so) exits 128 + the signal.
     let interrupted = matches!(cli.command, Command::Check { .. } | Command::Deploy { .. }).then(|| intr.exit_code()).flatten();
     match result {
@@ -274,6 +313,26 @@ fn main() -> ExitCode {
                 | engine::Error::Deploy(devloop::deploy::Error::NotAllowed(_)) => ExitCode::from(2),
                 _ => ExitCode::from(1),
             }
+        }
+    }
+}
+
+/// Writes `check --report`'s file, whatever the result (an error before the check began is its one case);
+/// a report that cannot be written turns a pass into a failure (exit 1), since CI would miss it.
+fn write_report(path: &std::path::Path, rec: &mut Checked, result: Result<bool, engine::Error>) -> Result<bool, engine::Error> {
+    if rec.cases.is_empty() {
+        if let Err(e) = &result {
+            rec.close(Some(&e.to_string()), std::time::Duration::ZERO);
+        }
+    }
+    match devloop::junit::write(path, rec) {
+        Ok(()) => {
+            eprintln!("devloop: JUnit report written to {}", path.display());
+            result
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            result.map(|_| false)
         }
     }
 }
@@ -389,7 +448,7 @@ fn load_config(explicit: Option<&std::path::Path>, kube_context: Option<&str>) -
 }
 
 /// Ok(false): the run finished but something it watched failed (a rollout), already reported.
-async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt) -> Result<bool, engine::Error> {
+async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt, interactive: bool, rec: &mut Checked) -> Result<bool, engine::Error> {
     let mut stdout = std::io::stdout();
     // Where images go, when devloop.toml does not say: the cluster's advertised registry.
     let kube = match &cli.command {
@@ -422,12 +481,12 @@ async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt) -> Result<bool, 
             let opts = engine::deploy::DeployOptions { kube: kube.options(cfg)?, tag: tag.clone(), verbose: cli.verbose > 0 };
             return engine::deploy::deploy_all(cfg, &opts, &mut stdout, intr).await;
         }
-        Command::Check { kube, keep } => {
+        Command::Check { kube, keep, .. } => {
             let opts = engine::check::CheckOptions {
                 deploy: engine::deploy::DeployOptions { kube: kube.options(cfg)?, tag: None, verbose: cli.verbose > 0 },
                 keep: *keep,
             };
-            return engine::check::check(cfg, &opts, &mut stdout, intr).await;
+            return engine::check::check(cfg, &opts, &mut stdout, intr, rec).await;
         }
         Command::Hook { action: HookAction::Install { force } } => {
             let here = std::env::current_dir().map_err(|e| engine::Error::Usage(e.to_string()))?;
@@ -452,8 +511,9 @@ async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt) -> Result<bool, 
         Command::Up { images, kube, json, cleanup, no_sync, ui } => {
             use devloop::ui::{page, Ui};
             let triggers = engine::control::Triggers::new();
-            // With -v, BuildKit's steps go to stderr line by line; a block redrawn on stdout would be torn by them.
-            let mut out = Ui::stdout(*json, cli.verbose == 0);
+            // With -v, BuildKit's steps go to stderr line by line; a block redrawn on stdout would be torn by them;
+            // and no block is redrawn for a CI log (--non-interactive, CI set).
+            let mut out = Ui::stdout(*json, cli.verbose == 0 && interactive);
             let mut served = None;
             if let Some(addr) = ui {
                 // Bound before anything starts, so that a taken address is an error at once.

@@ -234,3 +234,98 @@ fn cache_specs_do_not_change_the_tag_and_bad_ones_exit_2_naming_key_or_flag() {
         assert!(err.contains(&format!("{flag} {spec}: {says}")) && !err.contains("unreachable"), "{flag}: {err}");
     }
 }
+
+/// A kubeconfig whose one context, `prod-eu`, is not a local cluster; its server is `127.0.0.1:port`.
+fn remote_kubeconfig(p: &Project, port: u16) -> std::path::PathBuf {
+    let kubeconfig = p.path("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: prod\n  cluster: {{server: \"https://127.0.0.1:{port}\"}}\n\
+             users:\n- name: prod\n  user: {{token: abc}}\ncontexts:\n- name: prod-eu\n  context: {{cluster: prod, user: prod}}\n\
+             current-context: prod-eu\n"
+        ),
+    )
+    .unwrap();
+    kubeconfig
+}
+
+/// The exit code table of the README, for the codes that need no cluster: 2 for usage (a bad flag, a report
+/// that cannot be written, a config without what the command needs, a context not allow-listed), 1 when the
+/// cluster `--allow-context` let through does not answer; `check --report` writes its file in both cases.
+#[test]
+fn check_exit_codes_and_its_report_without_a_cluster() {
+    let p = Project::hello("127.0.0.1:9");
+    let cfg = std::fs::read_to_string(p.path("devloop.toml")).unwrap();
+    let code = |args: &[&str], envs: &[(&str, &Path)]| {
+        let out = p.devloop_at(p.dir.path(), args, envs);
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // A flag clap does not know, and a report whose directory does not exist: 2, before anything runs.
+    assert_eq!(code(&["check", "--no-such-flag"], &[]).0, Some(2));
+    let (c, err) = code(&["check", "--report", "no/such/dir/junit.xml"], &[]);
+    assert_eq!(c, Some(2), "{err}");
+    assert!(err.contains("--report no/such/dir/junit.xml: no/such/dir is not a directory"), "{err}");
+    // `deploy` of a config without [[deploy]]: a usage error.
+    let (c, err) = code(&["deploy"], &[]);
+    assert_eq!(c, Some(2), "{err}");
+    assert!(err.contains("has no [[deploy]] table"), "{err}");
+
+    std::fs::write(p.path("devloop.toml"), format!("{cfg}[[deploy]]\nimage = \"{}\"\ndeployment = \"x\"\n[check]\ncommands = [\"true\"]\n", p.name)).unwrap();
+    let kubeconfig = remote_kubeconfig(&p, closed_port());
+    let report = p.path("junit.xml");
+    let args = ["check", "--report", report.to_str().unwrap()];
+    let (c, err) = code(&args, &[("KUBECONFIG", &kubeconfig), ("CI", Path::new("true"))]);
+    assert_eq!(c, Some(2), "{err}");
+    assert!(err.contains("refusing to deploy to kube context `prod-eu`"), "{err}");
+    let r = common::junit::read(&report);
+    assert_eq!(r.counts, (4, 0, 1, 3), "{r:?}");
+    assert!(r.suite("setup")[0].message.contains("refusing to deploy to kube context `prod-eu`"), "{r:?}");
+    // --allow-context lets `check` past the allow-list: it then asks that cluster for the Deployment to copy.
+    let (c, err) = code(&[&args[..], &["--allow-context", "prod-eu"]].concat(), &[("KUBECONFIG", &kubeconfig)]);
+    assert_eq!(c, Some(1), "{err}");
+    assert!(err.contains("reading deployment default/x"), "{err}");
+    let r = common::junit::read(&report);
+    assert!(r.suite("setup")[0].message.contains("reading deployment default/x"), "{r:?}");
+    assert!(!err.contains('\x1b'), "{err:?}");
+}
+
+/// Without a person to answer (CI, or no terminal on stdin), a kubeconfig's exec credential plugin is told
+/// it may not prompt (`interactive: false` in KUBERNETES_EXEC_INFO), as kubectl tells it; kube-rs alone would
+/// hand it the terminal.
+#[test]
+fn an_exec_credential_plugin_is_told_not_to_prompt_under_ci() {
+    let p = Project::hello("127.0.0.1:9");
+    let cfg = std::fs::read_to_string(p.path("devloop.toml")).unwrap();
+    std::fs::write(p.path("devloop.toml"), format!("{cfg}[[deploy]]\nimage = \"{}\"\ndeployment = \"x\"\n", p.name)).unwrap();
+    let info = p.path("exec-info.json");
+    let plugin = p.path("plugin.sh");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\nprintf '%s' \"$KUBERNETES_EXEC_INFO\" > {}\n\
+             echo '{{\"apiVersion\":\"client.authentication.k8s.io/v1beta1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"t\"}}}}'\n",
+            info.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let kubeconfig = p.path("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: prod\n  cluster: {{server: \"https://127.0.0.1:{}\"}}\n\
+             users:\n- name: prod\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: {}\n\
+             contexts:\n- name: prod-eu\n  context: {{cluster: prod, user: prod}}\ncurrent-context: prod-eu\n",
+            closed_port(),
+            plugin.display()
+        ),
+    )
+    .unwrap();
+    let out = p.devloop_at(p.dir.path(), &["check", "--allow-context", "prod-eu"], &[("KUBECONFIG", &kubeconfig), ("CI", Path::new("true"))]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let said = std::fs::read_to_string(&info).unwrap_or_else(|e| panic!("the plugin did not run ({e}):\n{err}"));
+    let said: serde_json::Value = serde_json::from_str(&said).unwrap();
+    assert_eq!(said["spec"]["interactive"], serde_json::json!(false), "{said}");
+}

@@ -137,7 +137,8 @@ fn interrupted_check_cleans_up(sig: &str, code: i32, name: &str) {
     let (cmd_pid, child_pid) = (scratch.path().join("cmd.pid"), scratch.path().join("child.pid"));
     let command = format!("echo $$ > {}; sleep 1000 & echo $! > {}; wait", cmd_pid.display(), child_pid.display());
     let (p, role) = check_project(&ns, &format!("commands = [{command:?}]"));
-    let mut run = Running::start(&p, &["check"]);
+    let report = scratch.path().join("junit.xml");
+    let mut run = Running::start(&p, &["check", "--report", report.to_str().unwrap()]);
     let out = run.wait_for(&format!("check: $ {command}"), 240);
     let check_ns = check_namespace(&out);
     let (cmd_pid, child_pid) = (read_pid(&cmd_pid), read_pid(&child_pid));
@@ -156,6 +157,12 @@ fn interrupted_check_cleans_up(sig: &str, code: i32, name: &str) {
     assert!(!running(&cmd_pid) && !running(&child_pid), "the check command's processes survived:\n{out}");
     gone(&["get", "clusterrole", &role]).unwrap_or_else(|e| panic!("the ClusterRole is still there: {e}\n{out}"));
     eventually("the check namespace is deleted", 90, || gone(&["get", "namespace", &check_ns]));
+    // The report says what ran: the build and rollout passed, the command was interrupted.
+    let r = junit::read(&report);
+    let verdicts: Vec<(&str, &str)> = r.cases.iter().map(|c| (c.suite.as_str(), c.verdict.as_str())).collect();
+    assert_eq!(verdicts, [("build", "passed"), ("rollout", "passed"), ("command", "error")], "{r:?}");
+    let cmd = &r.suite("command")[0];
+    assert_eq!((cmd.kind.as_str(), cmd.message.clone()), ("interrupted", format!("interrupted by {name}")), "{cmd:?}");
     eprintln!("{out}");
 }
 
@@ -180,10 +187,17 @@ fn a_check_command_past_the_timeout_fails_and_leaves_no_process_behind() {
     let command = format!("sleep 1000 & echo $! > {}; sleep 1000", pidfile.display());
     let (p, role) = check_project(&ns, &format!("timeout = \"2s\"\ncommands = [{command:?}, \"echo second-command-ran\"]"));
     let started = Instant::now();
-    let out = p.devloop(&["check"]);
+    let report = scratch.path().join("junit.xml");
+    let out = p.devloop(&["check", "--report", report.to_str().unwrap()]);
     let stdout = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains(&format!("check: FAILED `{command}` (timed out after 2s")), "{stdout}");
+    // In the report: a `timeout` failure of about the timeout, then the next command, which passed.
+    let r = junit::read(&report);
+    let commands = r.suite("command");
+    assert_eq!((commands[0].verdict.as_str(), commands[0].kind.as_str()), ("failure", "timeout"), "{r:?}");
+    assert!(commands[0].message.contains("timed out after 2s") && (2.0..30.0).contains(&commands[0].time), "{r:?}");
+    assert_eq!((commands[1].verdict.as_str(), commands[1].out.as_str()), ("passed", "second-command-ran\n"), "{r:?}");
     assert!(stdout.contains("second-command-ran"), "the commands after a timed-out one did not run:\n{stdout}");
     assert!(stdout.trim_end().lines().any(|l| l == "check: FAILED"), "{stdout}");
     let child = read_pid(&pidfile);

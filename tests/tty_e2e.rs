@@ -29,7 +29,8 @@ impl Tmux {
     /// for the other tests, so the project's devloop.toml decides).
     fn up(dir: &std::path::Path) -> Tmux {
         let t = Tmux { socket: format!("devloop-test-{}", nonce()) };
-        let cmd = format!("env -u DEVLOOP_REGISTRY -u BUILDKIT_HOST TERM=xterm-256color {} up", env!("CARGO_BIN_EXE_devloop"));
+        // A person at a terminal: not under CI (a CI job running this test sets CI, which turns the block off).
+        let cmd = format!("env -u DEVLOOP_REGISTRY -u BUILDKIT_HOST -u CI TERM=xterm-256color {} up", env!("CARGO_BIN_EXE_devloop"));
         t.run(&["new-session", "-d", "-x", "150", "-y", "40", "-c", dir.to_str().unwrap(), &cmd]);
         t.run(&["set-option", "-t", "0", "remain-on-exit", "on"]);
         t

@@ -46,6 +46,9 @@ pub struct KubeOptions {
     pub namespace: Option<String>,
     /// `--allow-context` (repeatable).
     pub allow: Vec<String>,
+    /// No person answers (CI, `--non-interactive`, no terminal): a kubeconfig's exec credential plugin is run
+    /// with `interactiveMode: Never`, so that it fails rather than waits for a login prompt nobody sees.
+    pub no_prompt: bool,
 }
 
 /// A cluster and namespace devloop may deploy to.
@@ -116,9 +119,15 @@ impl ClusterObject {
 /// Resolves the context and namespace, checks the allow-list — before any request is sent — and builds a
 /// client.
 pub async fn connect(cfg: &crate::config::Kube, opts: &KubeOptions) -> Result<Target, Error> {
-    let kubeconfig = Kubeconfig::read().map_err(|e| {
+    let mut kubeconfig = Kubeconfig::read().map_err(|e| {
         Error::Kubeconfig(format!("{e} (set KUBECONFIG; for the local stack: eval \"$(scripts/stack env)\")"))
     })?;
+    if opts.no_prompt {
+        // kube-rs lends a plugin the terminal unless told Never (kubectl asks whether stdin is one).
+        for exec in kubeconfig.auth_infos.iter_mut().filter_map(|a| a.auth_info.as_mut()?.exec.as_mut()) {
+            exec.interactive_mode = Some(kube::config::ExecInteractiveMode::Never);
+        }
+    }
     let context = opts
         .context
         .clone()

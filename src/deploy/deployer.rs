@@ -131,6 +131,10 @@ pub struct Rolled {
     pub timeline: Timeline,
     /// Why its rollout failed, as the watch judged it (`Exited (pod p, container c): exited with code 3`).
     pub failure: Option<String>,
+    /// The failure's reason alone (`CrashLoopBackOff`, `ImagePullBackOff`) and its container's last log lines.
+    pub reason: Option<String>,
+    /// See `reason`.
+    pub logs: Vec<String>,
     /// A custom resource's kind in lines (`widget`), in place of `kind`: its pods are the namespace's that
     /// run its references (its `selector` is empty), whatever owns them.
     pub custom: Option<String>,
@@ -139,13 +143,13 @@ pub struct Rolled {
 impl Rolled {
     /// A workload whose rollout to `refs` was judged `v`.
     fn of(kind: Workload, name: &str, refs: &[String], selector: std::collections::BTreeMap<String, String>, v: &Verdict) -> Rolled {
-        let (timeline, failure) = match v {
-            Verdict::Failed(f) => (Timeline::default(), Some(format!("{}{}: {}", f.reason, place(f), f.message))),
-            Verdict::Progressing(w) => (Timeline::default(), Some(format!("not finished: {w}"))),
-            Verdict::Done { timeline, .. } | Verdict::Completed { timeline, .. } => (*timeline, None),
-            Verdict::Manual(_) => (Timeline::default(), None),
+        let (timeline, failure, reason, logs) = match v {
+            Verdict::Failed(f) => (Timeline::default(), Some(format!("{}{}: {}", f.reason, place(f), f.message)), Some(f.reason.clone()), f.logs.clone()),
+            Verdict::Progressing(w) => (Timeline::default(), Some(format!("not finished: {w}")), Some("not finished".into()), vec![]),
+            Verdict::Done { timeline, .. } | Verdict::Completed { timeline, .. } => (*timeline, None, None, vec![]),
+            Verdict::Manual(_) => (Timeline::default(), None, None, vec![]),
         };
-        Rolled { kind, name: name.to_string(), refs: refs.to_vec(), selector, timeline, failure, custom: None }
+        Rolled { kind, name: name.to_string(), refs: refs.to_vec(), selector, timeline, failure, reason, logs, custom: None }
     }
 
     /// A custom resource of kind `noun` whose rollout to `refs` was judged `v` by its condition.
@@ -153,7 +157,8 @@ impl Rolled {
         Rolled { custom: Some(noun.to_string()), ..Rolled::of(Workload::Deployment, name, refs, Default::default(), v) }
     }
 
-    fn noun(&self) -> &str {
+    /// `deployment`, `statefulset`, a custom resource's kind.
+    pub fn noun(&self) -> &str {
         self.custom.as_deref().unwrap_or(self.kind.noun())
     }
 

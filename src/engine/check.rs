@@ -12,8 +12,9 @@ use kube::api::{Api, DeleteParams, PostParams};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use super::checked::{Checked, Failure, Stage, Verdict};
 use super::command::{self, Ended};
-use super::deploy::{deploy_image, resolve_all, DeployOptions};
+use super::deploy::{deploy_image, resolve, DeployOptions};
 use crate::deploy::deployer::{Deployers, Stop};
 use super::Error;
 use crate::forward::choice::Switch;
@@ -42,16 +43,50 @@ pub fn url_var(deployment: &str) -> String {
 /// Runs the check; Ok(true) only when every rollout and every command passed. A signal at any point stops
 /// it: whatever it created (the namespace, cluster-scoped objects from the manifests) is deleted — unless a
 /// second signal stops that, and then what is left is named — and the result is [`Error::Interrupted`].
-pub async fn check(cfg: &Config, opts: &CheckOptions, out: &mut (dyn Write + Send), intr: &Interrupt) -> Result<bool, Error> {
+/// `rec` is given what ran, as it ran, and what did not (skipped), whatever the result.
+pub async fn check(cfg: &Config, opts: &CheckOptions, out: &mut (dyn Write + Send), intr: &Interrupt, rec: &mut Checked) -> Result<bool, Error> {
+    let started = std::time::Instant::now();
+    *rec = Checked::plan(&deployed_images(cfg), &cfg.check.commands);
+    let result = check_in(cfg, opts, out, intr, rec).await;
+    rec.close(result.as_ref().err().map(|e| e.to_string()).as_deref(), started.elapsed());
+    result
+}
+
+/// The images with a `[[deploy]]`, in config order.
+fn deployed_images(cfg: &Config) -> Vec<String> {
+    let mut images: Vec<String> = Vec::new();
+    for d in &cfg.deploys {
+        if !images.contains(&d.image) {
+            images.push(d.image.clone());
+        }
+    }
+    images
+}
+
+/// [`check`], recording into `rec`.
+async fn check_in(cfg: &Config, opts: &CheckOptions, out: &mut (dyn Write + Send), intr: &Interrupt, rec: &mut Checked) -> Result<bool, Error> {
     let base = cluster::connect(&cfg.kube, &opts.deploy.kube).await?;
     // The Deployments copied into the check's namespace: there before anything is built.
     let deployers = Deployers::of(cfg);
     deployers.check_patch_targets(&base).await?;
-    let Some(references) = until(intr.stop(), resolve_all(cfg, &opts.deploy, out)).await else {
-        let _ = writeln!(out, "check: interrupted ({}) while building: nothing was created in the cluster", intr.name());
-        return Err(Error::Interrupted(intr.name()));
-    };
-    let references = references?;
+    let mut references = HashMap::new();
+    for image in deployed_images(cfg) {
+        rec.begin(Stage::Build, &image);
+        let Some(resolved) = until(intr.stop(), resolve(cfg, &image, &opts.deploy, out)).await else {
+            let _ = writeln!(out, "check: interrupted ({}) while building: nothing was created in the cluster", intr.name());
+            return Err(Error::Interrupted(intr.name()));
+        };
+        match resolved {
+            Ok((reference, outcome)) => {
+                rec.end(Verdict::Passed, built_output(cfg, &reference, &outcome));
+                references.insert(image, reference);
+            }
+            Err(e) => {
+                rec.end(build_failure(&e), String::new());
+                return Err(e);
+            }
+        }
+    }
     let mut h = Sha256::new();
     let mut refs: Vec<&String> = references.values().collect();
     refs.sort();
@@ -61,10 +96,11 @@ pub async fn check(cfg: &Config, opts: &CheckOptions, out: &mut (dyn Write + Sen
     h.update(std::process::id().to_be_bytes());
     h.update(format!("{:?}", std::time::SystemTime::now()).as_bytes());
     let ns = format!("devloop-check-{}", &hex::encode(h.finalize())[..8]);
+    rec.namespace = Some(ns.clone());
     let created = cluster::Created::default();
     let target = Target { namespace: ns.clone(), created: Some(created.clone()), ..base.clone() };
     let forwards = CancellationToken::new();
-    let result = run_in(cfg, &deployers, (&base, &target), &references, out, &forwards, intr).await;
+    let result = run_in(cfg, &deployers, (&base, &target), &references, out, &forwards, intr, rec).await;
     forwards.cancel();
     if matches!(result, Err(Error::Interrupted(_))) {
         let _ = writeln!(out, "check: interrupted ({}): cleaning up", intr.name());
@@ -162,6 +198,7 @@ async fn cleanup(t: &Target, left: Vec<Leftover>, intr: &Interrupt, out: &mut (d
 
 /// Creates the namespace, deploys, opens the forwards and runs the commands. Everything before the commands
 /// is simply dropped on a signal; a running command is ended with its whole process group.
+#[allow(clippy::too_many_arguments)]
 async fn run_in(
     cfg: &Config,
     deployers: &Deployers,
@@ -170,6 +207,7 @@ async fn run_in(
     out: &mut (dyn Write + Send),
     forwards: &CancellationToken,
     intr: &Interrupt,
+    rec: &mut Checked,
 ) -> Result<bool, Error> {
     let setup = until(intr.stop(), async {
         create_namespace(target, out).await?;
@@ -179,8 +217,12 @@ async fn run_in(
         let mut images: Vec<&String> = references.keys().collect();
         images.sort();
         for image in images {
+            rec.begin(Stage::Rollout, image);
             // A failed rollout is rolled back where its deployer says how, as `deploy` does.
-            if !deploy_image(cfg, deployers, target, image, references, out, None, Some(Stop::First(intr))).await?.ok {
+            let deployed = deploy_image(cfg, deployers, target, image, references, out, None, Some(Stop::First(intr))).await?;
+            rec.end(Verdict::Passed, String::new());
+            record_rollouts(rec, image, &deployed);
+            if !deployed.ok {
                 return Ok(None);
             }
         }
@@ -221,27 +263,134 @@ async fn run_in(
     let timeout = cfg.check.timeout;
     for cmd in &cfg.check.commands {
         let _ = writeln!(out, "check: $ {cmd}");
-        let ended = command::run(cmd, &cfg.root, &env, timeout, intr.stop(), out)
+        rec.begin(Stage::Command, cmd);
+        // The command's output goes on to `out` as it comes, and is kept for the report.
+        let mut tee = Tee { out: &mut *out, copy: Vec::new() };
+        let ended = command::run(cmd, &cfg.root, &env, timeout, intr.stop(), &mut tee)
             .await
             .map_err(|e| Error::Usage(format!("cannot run `{cmd}`: {e}")))?;
+        let said = String::from_utf8_lossy(&tee.copy).into_owned();
         match ended {
             Ended::Exited(status) => {
                 let passed = status.success();
                 let _ = writeln!(out, "check: {} `{cmd}` ({status})", if passed { "passed" } else { "FAILED" });
                 ok &= passed;
+                rec.end(if passed { Verdict::Passed } else { Verdict::Failed(exit_failure(cmd, status, &said)) }, said);
             }
             Ended::TimedOut => {
                 let t = humantime::format_duration(timeout);
+                let message = format!("`{cmd}` timed out after {t} ([check] timeout)");
                 let _ = writeln!(out, "check: FAILED `{cmd}` (timed out after {t}, [check] timeout = \"{t}\"; it and its processes were killed)");
                 ok = false;
+                rec.end(Verdict::Failed(Failure { kind: "timeout".into(), detail: with_tail(&message, &said), message }), said);
             }
             Ended::Interrupted => {
                 let _ = writeln!(out, "check: interrupted `{cmd}` ({}): it and its processes were killed", intr.name());
+                let message = format!("interrupted by {}", intr.name());
+                rec.end(Verdict::Error(Failure { kind: "interrupted".into(), detail: with_tail(&message, &said), message }), said);
                 return Err(Error::Interrupted(intr.name()));
             }
         }
     }
     Ok(ok)
+}
+
+/// Copies what is written to `out` and keeps a copy.
+struct Tee<'a> {
+    out: &'a mut (dyn Write + Send),
+    copy: Vec<u8>,
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.copy.extend_from_slice(b);
+        self.out.write_all(b)?;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Lines of output a failure's text repeats (all of it is the case's output).
+const TAIL_LINES: usize = 20;
+
+/// `message`, then the last lines of `said`.
+fn with_tail(message: &str, said: &str) -> String {
+    let lines: Vec<&str> = said.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(TAIL_LINES)..];
+    if tail.is_empty() {
+        return message.to_string();
+    }
+    format!("{message}\nlast output lines:\n{}", tail.join("\n"))
+}
+
+/// A command that exited unsuccessfully: its exit code, or the signal that killed it.
+fn exit_failure(cmd: &str, status: std::process::ExitStatus, said: &str) -> Failure {
+    use std::os::unix::process::ExitStatusExt;
+    let kind = match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!("signal {s}"),
+        (None, None) => status.to_string(),
+    };
+    let message = format!("`{cmd}` failed: {kind}");
+    Failure { kind, detail: with_tail(&message, said), message }
+}
+
+/// What a build case says: where the image went and how much was cached.
+fn built_output(cfg: &Config, reference: &str, outcome: &super::Outcome) -> String {
+    let destination = crate::deliver::Destination::of(cfg);
+    match outcome {
+        super::Outcome::Built { reference: built_as, built } => {
+            format!("{}\ndeployed as {reference}\n", super::result_line(built_as, built, &destination))
+        }
+        super::Outcome::Present { reference: had, digest } => {
+            format!("{had} is already in {} ({digest}): not built\ndeployed as {reference}\n", destination.describe())
+        }
+    }
+}
+
+/// A build's error as a case: a build that failed is a failure (its report the text); not reaching
+/// BuildKit or the registry is an error.
+fn build_failure(e: &Error) -> Verdict {
+    let text = e.to_string();
+    let message = text.lines().next().unwrap_or_default().to_string();
+    match e {
+        Error::Buildkit(crate::buildkit::Error::Failed { .. }) => Verdict::Failed(Failure { kind: "build failed".into(), message, detail: text }),
+        Error::Interrupted(_) => Verdict::Error(Failure { kind: "interrupted".into(), message, detail: text }),
+        _ => Verdict::Error(Failure { kind: "error".into(), message, detail: text }),
+    }
+}
+
+/// Records each workload `image`'s deploy rolled, in place of the image's own case just ended (whose time
+/// each one takes): its verdict, the reason and the failing container's last log lines.
+fn record_rollouts(rec: &mut Checked, image: &str, deployed: &deploy::deployer::Deployed) {
+    let Some(case) = rec.cases.pop() else { return };
+    let mut failed = false;
+    for r in &deployed.rolled {
+        let mut output = format!("runs {}\n", r.refs.join(", "));
+        let verdict = match (&r.failure, deployed.ok) {
+            (Some(failure), false) => {
+                failed = true;
+                let mut detail = failure.clone();
+                if !r.logs.is_empty() {
+                    let logs = r.logs.join("\n");
+                    detail.push_str(&format!("\nlast log lines:\n{logs}"));
+                    output.push_str(&format!("last log lines:\n{logs}\n"));
+                }
+                let kind = r.reason.clone().unwrap_or_else(|| "rollout failed".into());
+                Verdict::Failed(Failure { kind, message: failure.clone(), detail })
+            }
+            _ => Verdict::Passed,
+        };
+        rec.add(Stage::Rollout, &format!("{image}: {}/{}", r.noun(), r.name), case.time, verdict, output);
+    }
+    if !deployed.ok && !failed {
+        let f = Failure { kind: "rollout failed".into(), message: format!("the rollout of {image} failed"), detail: String::new() };
+        rec.add(Stage::Rollout, image, case.time, Verdict::Failed(f), String::new());
+    } else if deployed.rolled.is_empty() {
+        rec.cases.push(case);
+    }
 }
 
 /// Creates the check's namespace. Its name is known before the request, so an interrupt during it still

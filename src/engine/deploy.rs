@@ -44,7 +44,8 @@ pub struct DeployOptions {
 /// [`Error::Interrupted`].
 pub async fn deploy_all(cfg: &Config, opts: &DeployOptions, out: &mut (dyn Write + Send), intr: &Interrupt) -> Result<bool, Error> {
     if cfg.deploys.is_empty() {
-        return Err(Error::Usage(format!("{} has no [[deploy]] table: nothing to deploy", cfg.path.display())));
+        // The config cannot do what was asked: a usage error (exit 2), said before anything runs.
+        return Err(Error::BadFlag(format!("{} has no [[deploy]] table: nothing to deploy", cfg.path.display())));
     }
     // The allow-list is checked here, before any build, registry or API request.
     let target = cluster::connect(&cfg.kube, &opts.kube).await?;
@@ -151,31 +152,33 @@ pub async fn resolve_all(cfg: &Config, opts: &DeployOptions, out: &mut (dyn Writ
     let mut references: HashMap<String, String> = HashMap::new();
     for d in &cfg.deploys {
         if !references.contains_key(&d.image) {
-            let r = resolve(cfg, &d.image, opts, out).await?;
+            let (r, _) = resolve(cfg, &d.image, opts, out).await?;
             references.insert(d.image.clone(), r);
         }
     }
     Ok(references)
 }
 
-/// `<pull host>/<name>:<tag>@<digest>` for an image, building and pushing it first if needed.
-async fn resolve(cfg: &Config, name: &str, opts: &DeployOptions, out: &mut (dyn Write + Send)) -> Result<String, Error> {
+/// `<pull host>/<name>:<tag>@<digest>` for an image, building and pushing it first if needed, and how it was
+/// had (built, or present already).
+pub(super) async fn resolve(cfg: &Config, name: &str, opts: &DeployOptions, out: &mut (dyn Write + Send)) -> Result<(String, Outcome), Error> {
     let tag = match &opts.tag {
         Some(t) => t.clone(),
         None => super::off_runtime(|| hash_images(cfg, &[name.to_string()]))?.remove(0).snapshot.tag,
     };
     let destination = Destination::of(cfg);
-    let digest = match destination.present(name, &tag).await? {
-        Some(d) => d,
+    let outcome = match destination.present(name, &tag).await? {
+        Some(digest) => Outcome::Present { reference: destination.build_reference(name, &tag), digest },
         None if opts.tag.is_some() => {
             return Err(Error::Usage(format!("{} has no {name}:{tag}", destination.describe())));
         }
-        None => match build_images(cfg, &[name.to_string()], false, opts.verbose, &opts.kube, &Default::default(), out).await?.remove(0) {
-            Outcome::Built { built, .. } => built.digest,
-            Outcome::Present { digest, .. } => digest,
-        },
+        None => build_images(cfg, &[name.to_string()], false, opts.verbose, &opts.kube, &Default::default(), out).await?.remove(0),
     };
-    Ok(reference(cfg, name, &tag, &digest))
+    let digest = match &outcome {
+        Outcome::Built { built, .. } => &built.digest,
+        Outcome::Present { digest, .. } => digest,
+    };
+    Ok((reference(cfg, name, &tag, digest), outcome))
 }
 
 /// `up`, after the rollout of `image` at `tag` to `rolled` (begun at `since`) succeeded: watches its pods

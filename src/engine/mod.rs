@@ -2,6 +2,7 @@
 //! push the rest) and [`deploy`]. The watch loop of `devloop up` will drive the same pieces.
 
 pub mod check;
+pub mod checked;
 pub mod command;
 pub mod control;
 pub mod decide;
@@ -48,7 +49,7 @@ pub enum Error {
     /// Images have nowhere to go: no `[registry] host`, no `load`, no registry advertised by the cluster.
     #[error("{0}")]
     NoRegistry(String),
-    /// A command-line value that cannot be used (exit code 2).
+    /// A command-line value, or a config without what the command needs, that cannot be used (exit code 2).
     #[error("{0}")]
     BadFlag(String),
     /// `deploy` needs something the config or registry does not have.

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod junit;
+
 /// A throwaway project: a copy of examples/hello plus a devloop.toml pointing at the stack.
 pub struct Project {
     pub dir: tempfile::TempDir,
