@@ -313,3 +313,61 @@ fn the_book_s_chart_without_the_right_templates_is_a_clear_error() {
     assert!(err.contains(&format!("(revision 2): the chart runs {twice}, not the build deployed")), "{out}\n{err}");
     assert!(err.contains("tag = \"{hash}-suffix\"") && !out.contains("rollout of"), "{out}\n{err}");
 }
+
+/// One chart, two images (an api and a web, each its own value): two `[[deploy]]` tables share the release.
+/// Each upgrade keeps the other image's value (not the chart's default); a crashing api is rolled back to
+/// its own previous revision, and the web keeps running its build.
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn two_images_of_one_chart_share_its_release_and_each_upgrade_keeps_the_others_image() {
+    let ns = Namespace::new("helm-pair");
+    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
+    copy_dir(&p.path("app"), &p.path("web"));
+    p.write("web/www/nonce.txt", &format!("{}-web", p.name));
+    let (api, web) = (p.name.clone(), format!("{}-web", p.name));
+    p.write("pair/Chart.yaml", "apiVersion: v2\nname: pair\nversion: 0.1.0\n");
+    p.write("pair/values.yaml", "api: {image: none}\nweb: {image: none}\n");
+    for part in ["api", "web"] {
+        p.write(
+            &format!("pair/templates/{part}.yaml"),
+            &format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: pair-{part}}}\nspec:\n  selector: {{matchLabels: {{app: pair-{part}}}}}\n  \
+                 template:\n    metadata: {{labels: {{app: pair-{part}}}}}\n    spec:\n      terminationGracePeriodSeconds: 2\n      containers:\n        \
+                 - name: web\n          image: \"{{{{ .Values.{part}.image }}}}\"\n          readinessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 1}}\n"
+            ),
+        );
+    }
+    let deploy = |image: &str, part: &str| {
+        format!("[[deploy]]\nimage = \"{image}\"\nrollout-timeout = \"60s\"\nhelm = {{ chart = \"pair\", release = \"pair\", image-values = {{ image = \"{part}.image\" }} }}\n")
+    };
+    p.write_config(&format!(
+        "[[image]]\nname = \"{web}\"\ncontext = \"web\"\nbuild-args = {{ REGISTRY = \"{}\" }}\n[kube]\ncontext = \"devloop-local\"\nnamespace = \"{}\"\n{}{}",
+        p.registry,
+        ns.0,
+        deploy(&api, "api"),
+        deploy(&web, "web")
+    ));
+    let runs = |part: &str| template_image(&ns.0, &format!("pair-{part}"));
+    let (out, err) = p.ok(&["deploy"]);
+    assert!(out.contains(&format!("helm release {}/pair upgraded to revision 2", ns.0)), "{out}\n{err}");
+    let first_api = runs("api");
+    assert!(first_api.contains(&format!("/{api}:")), "the api's upgrade kept by the web's: {first_api}\n{out}");
+    let first_web = runs("web");
+    assert!(first_web.contains(&format!("/{web}:")), "{first_web}");
+
+    // A save to the api alone: the api runs its new build, the web its own still.
+    p.write("app/www/index.html", "<p>api v2</p>\n");
+    let (out, _) = p.ok(&["deploy"]);
+    let second_api = runs("api");
+    assert!(second_api.contains(&format!("/{api}:")) && second_api != first_api, "{second_api}\n{out}");
+    assert_eq!(runs("web"), first_web, "the api's upgrade left the web's image alone\n{out}");
+
+    // A crashing api: its upgrade fails and is undone; the web is not touched.
+    p.write("app/serve.sh", "#!/bin/sh\necho pair-marker: api broke >&2\nexit 1\n");
+    let run = p.devloop(&["deploy"]);
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(1), "{out}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(out.contains("(helm rollback)") && out.contains("rolled back"), "{out}");
+    assert_eq!(runs("api"), second_api, "the api is back on its last good build\n{out}");
+    assert_eq!(runs("web"), first_web, "{out}");
+}

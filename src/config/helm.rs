@@ -23,6 +23,10 @@ pub struct Helm {
     /// The value path of the chart's `imagePullSecrets` list (`image-values.pull-secrets`): with
     /// `[registry] pull-secret`, devloop sets `<path>[0].name` to its Secret.
     pub pull_secrets: Option<String>,
+    /// Another `[[deploy]]` (another image) upgrades the same release: each upgrade keeps the values the
+    /// release has (`--reset-then-reuse-values`), so one image's upgrade does not put the other's back to
+    /// the chart's default, and upgrades of the release take turns.
+    pub shared: bool,
 }
 
 /// One `set` value.
@@ -147,5 +151,5 @@ pub(super) fn validate(raw: RawHelm) -> Result<Helm, Bad> {
     } {
         return Err(bad("image-values", format!("`{p}` is not a value path like \"image.repository\"")));
     }
-    Ok(Helm { chart, release, values: raw.values, set, image_values, pull_secrets })
+    Ok(Helm { chart, release, values: raw.values, set, image_values, pull_secrets, shared: false })
 }

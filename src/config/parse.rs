@@ -304,6 +304,22 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
                 err(Some(t.span()), key("rollout-timeout"), format!("`{}` is not a duration like \"90s\" or \"2m\": {e}", t.get_ref()))
             })?,
         };
+        let mut target = target;
+        if let DeployTarget::Helm(h) = &mut target {
+            // One release, several images (a chart with an api and a web): each [[deploy]] upgrades it with
+            // its own image, and keeps the others'.
+            for (j, other) in deploys.iter_mut().enumerate() {
+                let Deploy { target: DeployTarget::Helm(o), .. } = other else { continue };
+                if o.release != h.release {
+                    continue;
+                }
+                if o.chart != h.chart {
+                    let m = format!("release `{}` is also deploy[{j}]'s, with chart `{}`: one release is one chart", h.release, o.chart);
+                    return Err(err(Some(span), key("helm.release"), m));
+                }
+                (o.shared, h.shared) = (true, true);
+            }
+        }
         deploys.push(Deploy {
             image: d.image.into_inner(),
             target,

@@ -243,6 +243,15 @@ fn a_helm_release_with_defaults_and_with_its_errors_named() {
     let full = parse(Path::new("/p/devloop.toml"), &format!("{head}helm = {{ chart = \"c\", release = \"r\", image-values = {{ image = \"img.ref\" }} }}\n")).unwrap();
     let DeployTarget::Helm(h) = &full.deploys[0].target else { panic!() };
     assert_eq!(h.image_values, crate::config::ImageValues::Full("img.ref".into()));
+    // Two images of one chart share its release (each upgrade keeps the other's values); one release is one chart.
+    let two = "[[image]]\nname = \"a\"\ncontext = \".\"\n[[image]]\nname = \"b\"\ncontext = \".\"\n";
+    let pair = |chart_b: &str| format!("{two}[[deploy]]\nimage = \"a\"\nhelm = {{ chart = \"c\", release = \"r\" }}\n[[deploy]]\nimage = \"b\"\nhelm = {{ chart = \"{chart_b}\", release = \"r\" }}\n");
+    let shared = parse(Path::new("/p/devloop.toml"), &pair("c")).unwrap();
+    assert!(shared.deploys.iter().all(|d| matches!(&d.target, DeployTarget::Helm(h) if h.shared)), "{:?}", shared.deploys);
+    assert!(!matches!(&c.deploys[0].target, DeployTarget::Helm(h) if h.shared), "a release of one image alone");
+    let l = parse_err(&pair("other"));
+    assert_eq!(l.key, "deploy[1].helm.release", "{l}");
+    assert!(l.to_string().contains("release `r` is also deploy[0]'s, with chart `c`"), "{l}");
     // A chart's custom resources are judged as a manifest's are.
     let crs = parse(Path::new("/p/devloop.toml"), &format!("{head}helm = {{ chart = \"c\", release = \"r\" }}\nimage-paths = {{ \"argoproj.io/Rollout\" = \"spec.template.spec.containers[*].image\" }}\nready-when = {{ \"argoproj.io/Rollout\" = \"Healthy\" }}\n")).unwrap();
     assert_eq!(crs.deploys[0].custom["argoproj.io/Rollout"].ready_when.as_deref(), Some("Healthy"));

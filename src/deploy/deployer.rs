@@ -202,6 +202,8 @@ pub enum Undo {
         timeout: Duration,
         /// The custom kinds `ready-when` judges (the release's custom resources are waited for too).
         custom: std::collections::BTreeMap<String, crate::config::Custom>,
+        /// The revision the failed (or crashing) upgrade made: the one undone.
+        revision: u64,
     },
 }
 
@@ -516,7 +518,7 @@ async fn rollback(env: &Env, t: &Target, undo: &Undo, out: &mut (dyn Write + Sen
         Undo::Image { image, deployment, container, previous, timeout } => {
             patch::roll_back(t, image, deployment, container, previous, *timeout, out, stop).await
         }
-        Undo::Revision { image, helm, timeout, custom } => release::roll_back(env, t, (image, custom), helm, *timeout, out, stop).await,
+        Undo::Revision { image, helm, timeout, custom, revision } => release::roll_back(env, t, (image, custom), (helm, *revision), *timeout, out, stop).await,
     }
 }
 

@@ -11,7 +11,8 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -39,6 +40,10 @@ pub enum Error {
     /// A `set` template has no value in this deploy (`{digest}` of an image without one, …).
     #[error("helm release {release}: `set.{key}` = \"{template}\": {message}")]
     Template { release: String, key: String, template: String, message: String },
+    /// A release another image's upgrade moved on since the revision to be undone: not rolled back, since
+    /// that would undo the other image's upgrade too.
+    #[error("helm release {release} is at revision {now}, not {made}: another image's upgrade came after, so it is not rolled back (save a fix to roll forward)")]
+    MovedOn { release: String, made: u64, now: u64 },
 }
 
 /// What `helm upgrade --install` made.
@@ -110,6 +115,10 @@ pub fn upgrade_args(h: &Helm, root: &Path, scope: &Scope, vars: &Vars, pull_secr
     let local = root.join(&h.chart);
     let chart = if local.exists() { local.display().to_string() } else { h.chart.clone() };
     let mut a = scope.args(&["upgrade", "--install", &h.release, &chart]);
+    if h.shared {
+        // The chart's defaults, then the release's values (the other images'), then this upgrade's.
+        a.push("--reset-then-reuse-values".into());
+    }
     for v in &h.values {
         a.push("-f".into());
         a.push(root.join(v).display().to_string());
@@ -141,6 +150,18 @@ pub fn upgrade_args(h: &Helm, root: &Path, scope: &Scope, vars: &Vars, pull_secr
     }
     a.extend(["--output".into(), "json".into()]);
     Ok(a)
+}
+
+/// Each release's turn: one upgrade or rollback of it at a time in this process.
+static TURNS: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>> = Mutex::new(BTreeMap::new());
+
+/// Waits for `release`'s turn (in `scope`); the turn ends when the guard is dropped. Two images' upgrades
+/// of one release at once: helm would refuse the second ("another operation is in progress"), and a
+/// rollback must undo only its own image's revision.
+pub async fn turn(scope: &Scope, release: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    let key = format!("{}/{}/{release}", scope.context, scope.namespace);
+    let lock = TURNS.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone();
+    lock.lock_owned().await
 }
 
 /// How long helm gets to exit after SIGINT before it is killed.
@@ -284,10 +305,21 @@ pub async fn upgrade(h: &Helm, root: &Path, scope: &Scope, vars: &Vars<'_>, pull
     Ok(Release { revision, workloads, images: pod_images(manifest), customs: customs(manifest) })
 }
 
-/// Rolls the release back to its previous revision; then its workloads and custom resources (see
-/// [`customs`]) as `helm get manifest` shows them.
-pub async fn rollback(h: &Helm, scope: &Scope) -> Result<(Vec<Rendered>, Vec<serde_json::Value>), Error> {
-    run(&h.release, &scope.args(&["rollback", &h.release])).await?;
+/// Rolls the release back from revision `made` to the one before; then its workloads and custom resources
+/// (see [`customs`]) as `helm get manifest` shows them. A release that another image's upgrade moved on
+/// since `made` is left as it is ([`Error::MovedOn`]).
+pub async fn rollback(h: &Helm, scope: &Scope, made: u64) -> Result<(Vec<Rendered>, Vec<serde_json::Value>), Error> {
+    let _turn = turn(scope, &h.release).await;
+    if h.shared {
+        let status = run(&h.release, &scope.args(&["status", &h.release, "--output", "json"])).await?;
+        let now = serde_json::from_str::<serde_json::Value>(&status).ok().and_then(|v| v["version"].as_u64());
+        let now = now.ok_or_else(|| Error::Output { what: "status --output json".into(), release: h.release.clone(), message: "no `version`".into() })?;
+        if now != made {
+            return Err(Error::MovedOn { release: h.release.clone(), made, now });
+        }
+    }
+    let before = made.saturating_sub(1).max(1).to_string();
+    run(&h.release, &scope.args(&["rollback", &h.release, &before])).await?;
     let manifest = run(&h.release, &scope.args(&["get", "manifest", &h.release])).await?;
     let workloads = workloads(&manifest).map_err(|message| Error::Output { what: "get manifest".into(), release: h.release.clone(), message })?;
     Ok((workloads, customs(&manifest)))
@@ -401,7 +433,7 @@ mod tests {
         set.insert("registryUser".to_string(), SetValue::String("kiamol".into()));
         set.insert("imageBuildNumber".to_string(), t("{hash}"));
         set.insert("note".to_string(), t("{image}, {digest}"));
-        let h = Helm { chart: "c".into(), release: "bb".into(), values: vec![], set, image_values: ImageValues::InSet, pull_secrets: None };
+        let h = Helm { chart: "c".into(), release: "bb".into(), values: vec![], set, image_values: ImageValues::InSet, pull_secrets: None, shared: false };
         let scope = Scope { namespace: "ns".into(), context: "ctx".into() };
         let reference = "10.0.0.1:5000/kiamol/bulletin-board:abc-kiamol@sha256:1";
         let vars = Vars { registry: "10.0.0.1:5000", name: "kiamol/bulletin-board", reference, hash: Some("abc") };
@@ -448,6 +480,7 @@ mod tests {
             set,
             image_values: ImageValues::default(),
             pull_secrets: None,
+            shared: false,
         };
         let a = args(&h, "reg/hello:t@sha256:1", Some("s"));
         assert_eq!(
@@ -462,6 +495,10 @@ mod tests {
         let a = args(&with, "r/h:t@d", Some("devloop-registry-r"));
         assert!(a.ends_with("--set-string imagePullSecrets[0].name=devloop-registry-r --output json"), "{a}");
         assert!(!args(&with, "r/h:t@d", None).contains("imagePullSecrets"));
+        // A release two images share keeps the other's values; one of its own does not keep stale ones.
+        assert!(!args(&with, "r/h:t@d", None).contains("reuse"));
+        let shared = Helm { shared: true, ..with };
+        assert!(args(&shared, "r/h:t@d", None).starts_with("upgrade --install web chart --namespace ns --kube-context ctx --reset-then-reuse-values -f"));
     }
 
     /// Every helm command names the namespace and the context once each, from the one [`Scope`].
@@ -475,6 +512,7 @@ mod tests {
             set: Default::default(),
             image_values: ImageValues::default(),
             pull_secrets: None,
+            shared: false,
         };
         let vars = Vars { registry: "r", name: "h", reference: "r/h:t", hash: None };
         let upgrade = upgrade_args(&h, Path::new("/p"), &scope, &vars, None).unwrap();

@@ -25,7 +25,7 @@ pub fn nonce() -> String {
     format!("{:x}{:x}", t.as_secs() & 0xffff, t.subsec_nanos())
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();

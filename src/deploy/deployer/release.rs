@@ -26,6 +26,8 @@ impl Deployer {
         let image = &self.image;
         let what = format!("helm release {}/{}", t.namespace, h.release);
         let scope = helm_scope(t);
+        // The release is this deploy's until its rollout is judged (another image may share it).
+        let _turn = helm::turn(&scope, &h.release).await;
         let tag = crate::reference::Reference::parse(reference).tag.unwrap_or_default();
         let vars = helm::Vars { registry: &self.env.registry, name: image, reference, hash: self.tag.hash_of(tag) };
         let upgrade = helm::upgrade(h, &self.env.root, &scope, &vars, self.env.secret.as_deref());
@@ -89,7 +91,7 @@ impl Deployer {
             if release.revision <= 1 {
                 let _ = writeln!(out, "{image}: {what} has no previous revision to roll back to");
             } else {
-                deployed.undo.push(Undo::Revision { image: image.clone(), helm: h.clone(), timeout: self.timeout, custom: self.custom.clone() });
+                deployed.undo.push(Undo::Revision { image: image.clone(), helm: h.clone(), timeout: self.timeout, custom: self.custom.clone(), revision: release.revision });
             }
         }
         Ok(deployed)
@@ -171,14 +173,20 @@ pub(super) async fn roll_back(
     env: &Env,
     t: &Target,
     (image, kinds): (&str, &Kinds),
-    h: &Helm,
+    (h, revision): (&Helm, u64),
     timeout: Duration,
     out: &mut (dyn Write + Send),
     stop: Option<&Stop<'_>>,
 ) -> Result<Option<bool>, Error> {
     let what = format!("helm release {}/{}", t.namespace, h.release);
     let _ = writeln!(out, "{image}: rolling {what} back to its previous revision (helm rollback)");
-    let (back, back_customs) = helm::rollback(h, &helm_scope(t)).await?;
+    let (back, back_customs) = match helm::rollback(h, &helm_scope(t), revision).await {
+        Err(e @ helm::Error::MovedOn { .. }) => {
+            let _ = writeln!(out, "{image}: {e}");
+            return Ok(Some(false));
+        }
+        other => other?,
+    };
     let mut all = true;
     for (kind, name, refs) in &ours(env, image, &back) {
         let dep = format!("{} {}/{name} (rollback)", kind.noun(), t.namespace);
