@@ -153,6 +153,10 @@ enum BuildkitAction {
         /// How long to wait for the Deployment to be ready.
         #[arg(long, default_value = "5m")]
         timeout: humantime::Duration,
+        /// How many BuildKit replicas, each with its own cache (more than 1: a StatefulSet, each image always
+        /// built on the same replica; running install again with another N changes the count).
+        #[arg(long, default_value_t = 1)]
+        replicas: u32,
     },
     /// Whether BuildKit answers (workers, platforms, version) and what it has cached. Exit 1 when it does not
     /// answer. Default address: [buildkit] addr (or BUILDKIT_HOST); `--name`/`--namespace` ask an installed one.
@@ -388,7 +392,7 @@ async fn buildkit_command(cfg: &config::Config, action: &BuildkitAction, out: &m
     use devloop::buildkit::{kube::Cluster, status};
     use devloop::deploy::buildkitd as install;
     match action {
-        BuildkitAction::Install { kube, name, image, registry_ca, insecure_registry, pvc, snapshotter, timeout } => {
+        BuildkitAction::Install { kube, name, image, registry_ca, insecure_registry, pvc, snapshotter, timeout, replicas } => {
             let spec = install::Install {
                 name: name.clone(),
                 image: image.clone(),
@@ -397,6 +401,7 @@ async fn buildkit_command(cfg: &config::Config, action: &BuildkitAction, out: &m
                 pvc: pvc.clone(),
                 snapshotter: snapshotter.clone(),
                 timeout: (*timeout).into(),
+                replicas: *replicas,
             };
             // Bad flags are said before the cluster is asked anything.
             install::config_files(&spec).map_err(|e| engine::Error::BadFlag(e.to_string()))?;
@@ -424,7 +429,8 @@ async fn buildkit_command(cfg: &config::Config, action: &BuildkitAction, out: &m
                     None => format!("kube-deployment://{name}"),
                 };
             }
-            match status::status(&bk, Cluster { kube: &cfg.kube, opts: &opts }, out).await {
+            let images: Vec<String> = cfg.images.iter().map(|i| i.name.clone()).collect();
+            match status::status(&bk, Cluster { kube: &cfg.kube, opts: &opts }, &images, out).await {
                 Ok(_) => Ok(true),
                 Err(e @ devloop::buildkit::Error::NotAllowed { .. }) => Err(e.into()),
                 Err(e) => {

@@ -45,7 +45,8 @@ pub fn summary_line(s: &Summary) -> String {
     let build = if s.registry_hit {
         "build skipped (already in the registry)".to_string()
     } else {
-        format!("build {} ({}/{} cached)", short(s.build), s.steps.1, s.steps.0)
+        let on = s.buildkit.as_ref().map(|b| format!(" on {b}")).unwrap_or_default();
+        format!("build {} ({}/{} cached){on}", short(s.build), s.steps.1, s.steps.0)
     };
     // Where the rollout's time went: until the new pod runs (scheduling, image pull, start), then readiness.
     let stages = match (s.pod.running, s.pod.ready) {
@@ -253,7 +254,7 @@ impl Ui {
             Report::Iteration(s) => self.emit(
                 &summary_line(s),
                 json!({"event": "iteration", "image": s.image, "tag": s.tag, "debounce_ms": ms(s.debounce), "hash_ms": ms(s.hash), "build_ms": ms(s.build),
-                       "steps": s.steps.0, "cached_steps": s.steps.1, "registry_hit": s.registry_hit,
+                       "steps": s.steps.0, "cached_steps": s.steps.1, "registry_hit": s.registry_hit, "buildkit": s.buildkit,
                        "export_ms": s.export.map(ms), "rollout_ms": ms(s.rollout),
                        "pod_created_ms": s.pod.created.map(ms), "pod_running_ms": s.pod.running.map(ms),
                        "pod_ready_ms": s.pod.ready.map(ms), "total_ms": ms(s.total)}),
@@ -264,6 +265,9 @@ impl Ui {
             ),
             Report::RolledBack { image, tag } => {
                 self.emit(&format!("{image}: rolled back: {tag} runs again"), json!({"event": "rolled-back", "image": image, "tag": tag}))
+            }
+            Report::BuildkitMoved { image, message } => {
+                self.emit(message, json!({"event": "buildkit-moved", "image": image, "message": message}))
             }
             Report::Retrying { image, error, after } => self.line(image, "retry", &format!("{error}; retrying in {}s", after.as_secs())),
             Report::Held { image, changes } => {

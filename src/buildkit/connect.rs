@@ -1,7 +1,8 @@
 //! Connecting to buildkitd: `unix://` sockets and `tcp://` with optional TLS, as buildctl's `--addr`,
 //! `--tlscacert`, `--tlscert` and `--tlskey` do; or to Docker Engine's embedded BuildKit (`docker://`,
 //! `docker-unix:///path`, `docker-tcp://host:port`) through the engine's API; or to a BuildKit in the
-//! cluster through the API server (`kube-pod://`, `kube-deployment://`: see [`super::kube`]).
+//! cluster through the API server (`kube-pod://`, `kube-deployment://`, `kube-statefulset://`: see
+//! [`super::kube`]).
 
 use std::time::Duration;
 
@@ -26,6 +27,25 @@ pub struct Client {
     pub engine: Option<Engine>,
     /// For a BuildKit in the cluster: the pod the connection goes to (`pod ns/name`), kept up to date.
     pub via: Option<super::kube::Via>,
+    /// For a StatefulSet of BuildKit replicas: each image builds on its own ([`Client::for_image`]).
+    pub replicas: Option<std::sync::Arc<super::kube::Replicas>>,
+}
+
+impl Client {
+    /// A client on `channel`, with BuildKit's message limits.
+    pub(super) fn of(channel: Channel, engine: Option<Engine>, via: Option<super::kube::Via>) -> Client {
+        let control = ControlClient::new(channel).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE);
+        Client { control, engine, via, replicas: None }
+    }
+
+    /// The client that builds `image`: this one, or for a StatefulSet the replica `image` builds on now and
+    /// where that is ([`super::replicas`]). Err when no replica is Ready.
+    pub async fn for_image(&self, image: &str) -> Result<(Client, Option<super::replicas::Placement>), Error> {
+        match &self.replicas {
+            None => Ok((self.clone(), None)),
+            Some(r) => r.place(image).await.map(|(c, p)| (c, Some(p))),
+        }
+    }
 }
 
 /// A Control client connected to `cfg.addr`. Fails fast, naming the address, when nothing answers.
@@ -34,10 +54,11 @@ pub async fn connect(cfg: &config::Buildkit, cluster: super::kube::Cluster<'_>) 
     let unreachable = |e: &dyn std::fmt::Display| Error::Unreachable { addr: cfg.addr.clone(), reason: e.to_string() };
     let mut engine = None;
     let mut via = None;
+    let mut replicas = None;
     let channel = if let Some(addr) = super::kube::KubeAddr::parse(&cfg.addr) {
         let addr = addr.map_err(|m| unreachable(&m))?;
-        let (channel, v) = super::kube::channel(&cfg.addr, &addr, cluster).await?;
-        via = Some(v);
+        let (channel, v, r) = super::kube::channel(&cfg.addr, &addr, cluster).await?;
+        (via, replicas) = (Some(v), r);
         channel
     } else if let Some(addr) = docker::engine_of(cfg, &docker::Env::current()) {
         let addr = addr.map_err(|m| unreachable(&m))?;
@@ -83,22 +104,22 @@ pub async fn connect(cfg: &config::Buildkit, cluster: super::kube::Cluster<'_>) 
         ep.connect().await.map_err(|e| unreachable(&crate::util::error_chain(&e)))?
     } else {
         return Err(unreachable(
-            &"unsupported address scheme (use unix://, tcp://, docker://, docker-unix://, docker-tcp://, kube-pod:// or \
-              kube-deployment://)",
+            &"unsupported address scheme (use unix://, tcp://, docker://, docker-unix://, docker-tcp://, kube-pod://, \
+              kube-deployment:// or kube-statefulset://)",
         ));
     };
-    let mut client =
-        ControlClient::new(channel).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE);
+    let mut client = Client::of(channel, engine, via);
+    client.replicas = replicas;
     // One cheap call now, so a daemon that rejects us (TLS without a client certificate, a proxy that is not
     // BuildKit) is reported here with its address, not later as a failed session.
-    let probe = tokio::time::timeout(Duration::from_secs(10), client.list_workers(ListWorkersRequest::default()));
+    let probe = tokio::time::timeout(Duration::from_secs(10), client.control.list_workers(ListWorkersRequest::default()));
     match probe.await {
-        Ok(Ok(_)) => Ok(Client { control: client, engine, via }),
+        Ok(Ok(_)) => Ok(client),
         Ok(Err(status)) => {
             // A transport failure says only "transport error"; the cause (e.g. a refused port-forward) is below.
             let mut cause = std::error::Error::source(&status).map(|e| format!(": {}", crate::util::error_chain(e))).unwrap_or_default();
             // Through a port-forward, the refusal arrives on its own channel, maybe after the stream broke.
-            if let Some(link) = &via {
+            if let Some(link) = &client.via {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 if let Some(refused) = link.refused() {
                     cause = format!(": {refused}");

@@ -1,10 +1,13 @@
-//! BuildKit inside the cluster, reached through the API server: `kube-pod://<pod>?namespace=<ns>` and
-//! `kube-deployment://<name>?namespace=<ns>` (optional `&port=<n>`, default 1234). Like buildctl's
+//! BuildKit inside the cluster, reached through the API server: `kube-pod://<pod>?namespace=<ns>`,
+//! `kube-deployment://<name>?namespace=<ns>` and `kube-statefulset://<name>?namespace=<ns>` (optional
+//! `&port=<n>`, default 1234). Like buildctl's
 //! connection helpers, but in-process: every gRPC connection is a port-forward (kube-rs, WebSocket) to the
 //! pod's BuildKit TCP port, so no Service, NodePort or load balancer is needed and the kube credentials are
 //! the only ones used. For a Deployment a Ready pod is picked on every (re)connect, so a restarted pod is
 //! found again; a dropped stream is simply dialled again by tonic through the same connector. Pods are
-//! picked from one watch on BuildKit's namespace per connector ([`Reflector`]), not listed per connect.
+//! picked from one watch on BuildKit's namespace per connector ([`Reflector`]), not listed per connect. For a
+//! StatefulSet (several replicas, each its own cache) the first connection goes to its lowest Ready replica
+//! and [`Replicas`] gives each image the channel of the replica it builds on ([`super::replicas`]).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -14,13 +17,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use super::Error;
+use super::replicas::{self, Placement, Replica};
+use super::{Client, Error};
 use crate::config;
 use crate::cluster::pods::Reflector;
 use crate::cluster::{self, KubeOptions};
@@ -43,6 +47,8 @@ pub struct Link {
     pod: Mutex<Option<String>>,
     /// The last refusal the API server sent on a port-forward's error channel (nothing listening, …).
     refused: Mutex<Option<String>>,
+    /// The address named a StatefulSet (or a Deployment's name turned out to be one): its name.
+    statefulset: Mutex<Option<String>>,
 }
 
 impl Link {
@@ -73,23 +79,34 @@ struct Dialer {
 }
 
 impl Dialer {
-    /// The pod to forward to: the named one if it is Running, else the newest Ready pod of the Deployment,
-    /// both from the watch on BuildKit's namespace. The Deployment itself is read on every (re)connect: one
-    /// GET for its selector (rarely changed, and a connection lives long), which also tells when it is gone.
+    /// The pod to forward to: the named one if it is Running, else the newest Ready pod of the Deployment (or
+    /// the lowest Ready replica of the StatefulSet), both from the watch on BuildKit's namespace. The workload
+    /// itself is read on every (re)connect: one GET for its selector (rarely changed, and a connection lives
+    /// long), which also tells when it is gone. A `kube-deployment://` name with no Deployment but a
+    /// StatefulSet (`devloop buildkit install --replicas N` replaces the one with the other) is the
+    /// StatefulSet, so an existing config keeps working.
     async fn pod(&self) -> Result<String, String> {
         let ns = &self.namespace;
-        match self.addr.kind {
-            Kind::Pod => running_pod(ns, &self.addr.name, &self.pods.listed().await?),
+        let name = &self.addr.name;
+        let set = match self.addr.kind {
+            Kind::Pod => return running_pod(ns, name, &self.pods.listed().await?),
             Kind::Deployment => {
                 let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
-                let name = &self.addr.name;
                 let dep = deployments.get_opt(name).await.map_err(|e| format!("reading deployment {ns}/{name}: {e}"))?;
-                let dep = dep.ok_or_else(|| {
-                    format!("no such deployment {ns}/{name} (install one with `devloop buildkit install --namespace {ns} --name {name}`)")
-                })?;
-                ready_pod_of_deployment(ns, name, &cluster::selector_labels(&dep), &self.pods.listed().await?)
+                if let Some(dep) = dep {
+                    return ready_pod_of_deployment(ns, name, &cluster::selector_labels(&dep), &self.pods.listed().await?);
+                }
+                statefulset(&self.client, ns, name).await?.ok_or_else(|| {
+                    format!("no such deployment {ns}/{name}, nor statefulset (install one with `devloop buildkit install --namespace {ns} --name {name}`)")
+                })?
             }
-        }
+            Kind::StatefulSet => statefulset(&self.client, ns, name).await?.ok_or_else(|| {
+                format!("no such statefulset {ns}/{name} (install one with `devloop buildkit install --namespace {ns} --name {name} --replicas N`)")
+            })?,
+        };
+        *self.via.statefulset.lock().expect("not poisoned") = Some(name.clone());
+        let replicas = replicas_of(name, &set, &self.pods.listed().await?);
+        replicas.iter().find(|r| r.ready).map(|r| r.name.clone()).ok_or_else(|| no_ready_replica(ns, name, &replicas))
     }
 
     async fn dial(&self) -> Result<Forwarded, String> {
@@ -128,6 +145,39 @@ impl Dialer {
         });
         Ok(Forwarded { inner: stream, link: self.via.clone() })
     }
+}
+
+/// StatefulSet `ns/name`, if there is one.
+async fn statefulset(client: &kube::Client, ns: &str, name: &str) -> Result<Option<StatefulSet>, String> {
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    sets.get_opt(name).await.map_err(|e| format!("reading statefulset {ns}/{name}: {e}"))
+}
+
+/// The replicas StatefulSet `name` wants (`name-0`…), each Ready or not as `pods` (BuildKit's namespace's) say.
+fn replicas_of(name: &str, set: &StatefulSet, pods: &[Arc<Pod>]) -> Vec<Replica> {
+    let count = set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as usize;
+    super::replicas::names(name, count)
+        .into_iter()
+        .map(|n| match pods.iter().find(|p| p.metadata.name.as_deref() == Some(&n)) {
+            Some(p) if p.metadata.deletion_timestamp.is_none() && is_ready(p) => Replica { name: n, ready: true, state: "Ready".into() },
+            Some(p) => {
+                let state = pod_state(p);
+                let state = state.strip_prefix(&format!("{n}: ")).unwrap_or(&state).to_string();
+                Replica { name: n, ready: false, state }
+            }
+            None => Replica { name: n, ready: false, state: "no pod".into() },
+        })
+        .collect()
+}
+
+fn is_ready(p: &Pod) -> bool {
+    p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn no_ready_replica(ns: &str, name: &str, replicas: &[Replica]) -> String {
+    let states: Vec<String> = replicas.iter().map(|r| format!("{}: {}", r.name, r.state)).collect();
+    let states = if states.is_empty() { "no replicas".to_string() } else { states.join(", ") };
+    format!("no Ready replica of statefulset {ns}/{name} ({states})")
 }
 
 /// The pod `name` among `pods` (BuildKit's namespace's) if it is Running and not being deleted.
@@ -208,21 +258,10 @@ impl AsyncWrite for Forwarded {
     }
 }
 
-/// A gRPC channel to the BuildKit that `addr` names, every connection a port-forward through the API server
-/// of the deploy context. The context allow-list is checked before any request is sent.
-pub(super) async fn channel(raw: &str, addr: &KubeAddr, cluster: Cluster<'_>) -> Result<(Channel, Via), Error> {
-    let target = cluster::connect(cluster.kube, cluster.opts).await.map_err(|e| match e {
-        cluster::Error::NotAllowed(source) => Error::NotAllowed { addr: raw.to_string(), source },
-        other => Error::Unreachable { addr: raw.to_string(), reason: other.to_string() },
-    })?;
-    let namespace = addr.namespace.clone().unwrap_or_else(|| target.namespace.clone());
-    let last_error: Arc<Mutex<Option<String>>> = Default::default();
-    let via: Via = Default::default();
-    // Dropped with the channel (the connector owns it), which stops the watch.
-    let pods = Reflector::watch(target.client.clone(), &namespace);
-    let dialer = Dialer { addr: addr.clone(), namespace: namespace.clone(), client: target.client, pods, last_error: last_error.clone(), via: via.clone() };
-    tracing::debug!("BuildKit at {} through context {}", addr.describe(&namespace), target.context);
-    let connector = tower::service_fn(move |_: Uri| {
+/// The connector of a channel: every connection a port-forward that `dialer` opens; a failure is kept in
+/// full in its `last_error` (tonic says only "transport error").
+fn connector(dialer: Dialer) -> impl tower::Service<Uri, Response = TokioIo<Forwarded>, Error = io::Error, Future = impl Send> + Clone + Send + 'static {
+    tower::service_fn(move |_: Uri| {
         let d = dialer.clone();
         async move {
             match d.dial().await {
@@ -233,17 +272,95 @@ pub(super) async fn channel(raw: &str, addr: &KubeAddr, cluster: Cluster<'_>) ->
                 }
             }
         }
-    });
-    // The URI is required by the API but unused: every connection is a port-forward.
-    let channel = Endpoint::from_static("http://buildkitd")
-        .connect_timeout(Duration::from_secs(15))
-        .connect_with_connector(connector)
-        .await
-        .map_err(|e| {
-            let reason = last_error.lock().expect("not poisoned").take().unwrap_or_else(|| crate::util::error_chain(&e));
-            Error::Unreachable { addr: raw.to_string(), reason: format!("{reason} (context {})", target.context) }
+    })
+}
+
+/// The URI is required by the API but unused: every connection is a port-forward.
+fn endpoint() -> Endpoint {
+    Endpoint::from_static("http://buildkitd").connect_timeout(Duration::from_secs(15))
+}
+
+/// A gRPC channel to the BuildKit that `addr` names, every connection a port-forward through the API server
+/// of the deploy context. The context allow-list is checked before any request is sent. For a StatefulSet,
+/// also its [`Replicas`].
+pub(super) async fn channel(raw: &str, addr: &KubeAddr, cluster: Cluster<'_>) -> Result<(Channel, Via, Option<Arc<Replicas>>), Error> {
+    let target = cluster::connect(cluster.kube, cluster.opts).await.map_err(|e| match e {
+        cluster::Error::NotAllowed(source) => Error::NotAllowed { addr: raw.to_string(), source },
+        other => Error::Unreachable { addr: raw.to_string(), reason: other.to_string() },
+    })?;
+    let namespace = addr.namespace.clone().unwrap_or_else(|| target.namespace.clone());
+    let last_error: Arc<Mutex<Option<String>>> = Default::default();
+    let via: Via = Default::default();
+    // Dropped with the channel (the connector owns it) and the replicas, which stops the watch.
+    let pods = Reflector::watch(target.client.clone(), &namespace);
+    let dialer = Dialer { addr: addr.clone(), namespace: namespace.clone(), client: target.client, pods, last_error: last_error.clone(), via: via.clone() };
+    tracing::debug!("BuildKit at {} through context {}", addr.describe(&namespace), target.context);
+    let base = dialer.clone();
+    let channel = endpoint().connect_with_connector(connector(dialer)).await.map_err(|e| {
+        let reason = last_error.lock().expect("not poisoned").take().unwrap_or_else(|| crate::util::error_chain(&e));
+        Error::Unreachable { addr: raw.to_string(), reason: format!("{reason} (context {})", target.context) }
+    })?;
+    // The first dial found out whether the name is a StatefulSet.
+    let sharded = via.statefulset.lock().expect("not poisoned").is_some();
+    let replicas = sharded.then(|| Arc::new(Replicas { raw: raw.to_string(), base, channels: Default::default() }));
+    Ok((channel, via, replicas))
+}
+
+/// The replicas of a StatefulSet BuildKit: a channel per replica (dialled when first used, again after a
+/// break), so that each image builds on its own replica ([`replicas::choose`]).
+pub struct Replicas {
+    raw: String,
+    /// The StatefulSet address's dialer; each replica's is a copy naming its pod.
+    base: Dialer,
+    channels: Mutex<BTreeMap<String, (Channel, Via)>>,
+}
+
+impl std::fmt::Debug for Replicas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Replicas({})", self.raw)
+    }
+}
+
+impl Replicas {
+    /// `statefulset ns/name`.
+    pub fn describe(&self) -> String {
+        format!("statefulset {}/{}", self.base.namespace, self.base.addr.name)
+    }
+
+    /// The replicas the StatefulSet wants (`name-0`…), each Ready or not, as the watch has them now.
+    pub async fn list(&self) -> Result<Vec<Replica>, Error> {
+        let (ns, name) = (&self.base.namespace, &self.base.addr.name);
+        let lost = |reason: String| Error::Unreachable { addr: self.raw.clone(), reason };
+        let set = statefulset(&self.base.client, ns, name).await.map_err(lost)?.ok_or_else(|| lost(format!("statefulset {ns}/{name} is gone")))?;
+        Ok(replicas_of(name, &set, &self.base.pods.listed().await.map_err(lost)?))
+    }
+
+    /// A client of replica `pod`.
+    pub fn client(&self, pod: &str) -> Client {
+        let (channel, via) = self
+            .channels
+            .lock()
+            .expect("not poisoned")
+            .entry(pod.to_string())
+            .or_insert_with(|| {
+                let via: Via = Default::default();
+                let addr = KubeAddr { kind: Kind::Pod, name: pod.to_string(), ..self.base.addr.clone() };
+                let d = Dialer { addr, via: via.clone(), last_error: Default::default(), ..self.base.clone() };
+                (endpoint().connect_with_connector_lazy(connector(d)), via)
+            })
+            .clone();
+        Client::of(channel, None, Some(via))
+    }
+
+    /// The client of the replica `image` builds on now, and where that is.
+    pub async fn place(&self, image: &str) -> Result<(Client, Placement), Error> {
+        let all = self.list().await?;
+        let p = replicas::choose(image, &all).ok_or_else(|| Error::Unreachable {
+            addr: self.raw.clone(),
+            reason: no_ready_replica(&self.base.namespace, &self.base.addr.name, &all),
         })?;
-    Ok((channel, via))
+        Ok((self.client(&p.on), p))
+    }
 }
 
 #[cfg(test)]
@@ -260,6 +377,8 @@ mod tests {
             ("kube-deployment://buildkitd?namespace=build&port=2345", ok(Kind::Deployment, "buildkitd", Some("build"), 2345)),
             ("kube-deployment://buildkitd?port=1&namespace=a", ok(Kind::Deployment, "buildkitd", Some("a"), 1)),
             ("kube-deployment://bk.team?", ok(Kind::Deployment, "bk.team", None, 1234)),
+            ("kube-statefulset://buildkitd?namespace=build", ok(Kind::StatefulSet, "buildkitd", Some("build"), 1234)),
+            ("kube-statefulset://", Err("no statefulset name")),
             ("kube-deployment://?namespace=x", Err("no deployment name")),
             ("kube-pod://", Err("no pod name")),
             ("kube-pod://BuildKit", Err("not a valid pod name")),
@@ -359,5 +478,25 @@ mod tests {
         assert_eq!(running_pod("ci", "bk-pending", &pods), Err("pod ci/bk-pending is not running (phase Pending)".into()));
         assert_eq!(running_pod("ci", "bk-leaving", &pods), Err("pod ci/bk-leaving is not running (being deleted)".into()));
         assert_eq!(running_pod("ci", "gone", &pods), Err("no such pod ci/gone".into()));
+    }
+
+    #[test]
+    fn a_statefulsets_replicas_are_its_ordinal_names_each_ready_or_in_some_state() {
+        let set: StatefulSet = serde_json::from_value(serde_json::json!({"metadata": {"name": "buildkitd"}, "spec": {"replicas": 3,
+            "selector": {}, "serviceName": "buildkitd", "template": {}}}))
+        .unwrap();
+        let pods = vec![
+            pod("buildkitd-0", "buildkitd", 1, false, ready()),
+            pod("buildkitd-1", "buildkitd", 2, false, waiting("ContainerCreating")),
+            pod("buildkitd-9", "buildkitd", 3, false, ready()),
+        ];
+        let all = replicas_of("buildkitd", &set, &pods);
+        let seen: Vec<(&str, bool, &str)> = all.iter().map(|r| (r.name.as_str(), r.ready, r.state.as_str())).collect();
+        assert_eq!(seen, [("buildkitd-0", true, "Ready"), ("buildkitd-1", false, "Pending, ContainerCreating"), ("buildkitd-2", false, "no pod")]);
+        let leaving = vec![pod("buildkitd-0", "buildkitd", 1, true, ready())];
+        assert_eq!(
+            no_ready_replica("ci", "buildkitd", &replicas_of("buildkitd", &set, &leaving)),
+            "no Ready replica of statefulset ci/buildkitd (buildkitd-0: Running, not Ready, being deleted, buildkitd-1: no pod, buildkitd-2: no pod)"
+        );
     }
 }

@@ -8,6 +8,7 @@ pub mod connect;
 pub mod filesync;
 pub mod kube;
 pub mod progress;
+pub mod replicas;
 pub mod session;
 pub mod solve;
 pub mod status;

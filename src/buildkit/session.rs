@@ -91,7 +91,16 @@ impl Session {
         for m in METHODS.iter().chain(content_methods) {
             md.append("x-docker-expose-session-grpc-method", m.parse().expect("ascii"));
         }
-        let mut inbound = control.session(req).await.map_err(|s| Error::Session(s.message().to_string()))?.into_inner();
+        let mut inbound = control
+            .session(req)
+            .await
+            .map_err(|s| match std::error::Error::source(&s) {
+                // The connection failed, not the session (a BuildKit pod gone or restarted): try again later.
+                Some(e) => Error::Lost { reason: crate::util::error_chain(e) },
+                None if s.code() == tonic::Code::Unavailable => Error::Lost { reason: s.message().to_string() },
+                None => Error::Session(s.message().to_string()),
+            })?
+            .into_inner();
 
         let server = tonic::transport::Server::builder()
             .add_service(

@@ -1,5 +1,6 @@
 //! `devloop buildkit status`: whether a BuildKit answers (its workers and platforms, its version) and what
-//! it has cached (Control.DiskUsage), for any address devloop can connect to.
+//! it has cached (Control.DiskUsage), for any address devloop can connect to; for a StatefulSet of
+//! replicas, each replica's and which configured image builds where.
 
 use std::io::Write;
 
@@ -47,11 +48,51 @@ pub fn human(bytes: i64) -> String {
     }
 }
 
-/// Connects to `cfg.addr` and reports on `out`. Err when it does not answer.
-pub async fn status(cfg: &config::Buildkit, cluster: Cluster<'_>, out: &mut (dyn Write + Send)) -> Result<Usage, Error> {
+/// Connects to `cfg.addr` and reports on `out`. Err when it does not answer. For a StatefulSet of replicas:
+/// each replica (Ready or not, and what a Ready one says) and where each of `images` builds.
+pub async fn status(cfg: &config::Buildkit, cluster: Cluster<'_>, images: &[String], out: &mut (dyn Write + Send)) -> Result<Usage, Error> {
     let mut client = connect(cfg, cluster).await?;
     let via = client.via.as_ref().and_then(|v| v.pod()).map(|v| format!(" ({v})")).unwrap_or_default();
-    let lost = |s: tonic::Status| Error::Unreachable { addr: cfg.addr.clone(), reason: s.message().to_string() };
+    let Some(replicas) = client.replicas.clone() else {
+        return report(&mut client, &cfg.addr, &format!("{} answers{via}", cfg.addr), "buildkit: ", out).await;
+    };
+    let all = replicas.list().await?;
+    let ready = all.iter().filter(|r| r.ready).count();
+    let _ = writeln!(out, "buildkit: {} answers: {}, {ready} of {} replica(s) Ready", cfg.addr, replicas.describe(), all.len());
+    let mut total = Usage::default();
+    for r in &all {
+        let prefix = format!("buildkit: {}: ", r.name);
+        if !r.ready {
+            let _ = writeln!(out, "{prefix}not ready ({})", r.state);
+            continue;
+        }
+        // A replica that answers the watch but not BuildKit's calls is said, and the others still listed.
+        match report(&mut replicas.client(&r.name), &cfg.addr, "Ready", &prefix, out).await {
+            Ok(u) => {
+                total.records += u.records;
+                total.bytes += u.bytes;
+                total.reclaimable += u.reclaimable;
+            }
+            Err(e) => {
+                let _ = writeln!(out, "{prefix}does not answer: {e}");
+            }
+        }
+    }
+    for image in images {
+        let line = match super::replicas::choose(image, &all) {
+            Some(p) if p.on == p.home => format!("buildkit: image {image} builds on {}", p.on),
+            Some(p) => format!("buildkit: image {image} builds on {} while {} (its own) is not ready", p.on, p.home),
+            None => format!("buildkit: image {image}: no replica is Ready"),
+        };
+        let _ = writeln!(out, "{line}");
+    }
+    Ok(total)
+}
+
+/// Asks `client` for its version, workers and cache, said on `out` after `prefix`; `first` opens the
+/// version line.
+async fn report(client: &mut super::Client, addr: &str, first: &str, prefix: &str, out: &mut (dyn Write + Send)) -> Result<Usage, Error> {
+    let lost = |s: tonic::Status| Error::Unreachable { addr: addr.to_string(), reason: s.message().to_string() };
     let workers = client.control.list_workers(ListWorkersRequest::default()).await.map_err(lost)?.into_inner().record;
     // Info is newer than ListWorkers (BuildKit 0.11): an older daemon's version is left unsaid.
     let version = match client.control.info(InfoRequest {}).await {
@@ -61,7 +102,7 @@ pub async fn status(cfg: &config::Buildkit, cluster: Cluster<'_>, out: &mut (dyn
             None
         }
     };
-    let _ = writeln!(out, "buildkit: {} answers{via}{}", cfg.addr, version.map(|v| format!(": {v}")).unwrap_or_default());
+    let _ = writeln!(out, "{prefix}{first}{}", version.map(|v| format!(": {v}")).unwrap_or_default());
     for w in &workers {
         let platforms: Vec<String> = w
             .platforms
@@ -69,17 +110,11 @@ pub async fn status(cfg: &config::Buildkit, cluster: Cluster<'_>, out: &mut (dyn
             .map(|p| if p.variant.is_empty() { format!("{}/{}", p.os, p.architecture) } else { format!("{}/{}/{}", p.os, p.architecture, p.variant) })
             .collect();
         let snapshotter = w.labels.get("org.mobyproject.buildkit.worker.snapshotter").map(|s| format!(", snapshotter {s}")).unwrap_or_default();
-        let _ = writeln!(out, "buildkit: worker {}: {}{snapshotter}", w.id, platforms.join(", "));
+        let _ = writeln!(out, "{prefix}worker {}: {}{snapshotter}", w.id, platforms.join(", "));
     }
     let records = client.control.disk_usage(DiskUsageRequest::default()).await.map_err(lost)?.into_inner().record;
     let u = usage(&records);
-    let _ = writeln!(
-        out,
-        "buildkit: cache: {} in {} record(s), {} reclaimable",
-        human(u.bytes),
-        u.records,
-        human(u.reclaimable)
-    );
+    let _ = writeln!(out, "{prefix}cache: {} in {} record(s), {} reclaimable", human(u.bytes), u.records, human(u.reclaimable));
     Ok(u)
 }
 

@@ -1,4 +1,7 @@
-//! `devloop buildkit install`: a buildkitd Deployment in the cluster, for `kube-deployment://` addresses.
+//! `devloop buildkit install`: a buildkitd Deployment in the cluster, for `kube-deployment://` addresses, or
+//! with `--replicas N` (N > 1, or once a StatefulSet is installed) a StatefulSet of N, for
+//! `kube-statefulset://`: stable pod names `<name>-0`… with a volume each, so every replica keeps its own
+//! cache and each image goes to the same replica ([`crate::buildkit::replicas`]).
 //! Server-side applied (field manager `devloop`), so running it again changes only what changed: a
 //! ConfigMap with `buildkitd.toml` (registry CAs embedded, plain-HTTP registries) and a one-replica
 //! Deployment (strategy Recreate: the state volume is never shared by two daemons) running rootful
@@ -11,9 +14,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use sha2::{Digest, Sha256};
 
 use crate::cluster::{self, Target, FIELD_MANAGER};
@@ -37,9 +40,9 @@ pub enum Error {
     /// The API server refused or failed a request.
     #[error(transparent)]
     Deploy(#[from] deploy::Error),
-    /// The Deployment did not become ready.
-    #[error("deployment {namespace}/{name} did not become ready: {reason}")]
-    NotReady { namespace: String, name: String, reason: String },
+    /// The Deployment (or StatefulSet) did not become ready.
+    #[error("{kind} {namespace}/{name} did not become ready: {reason}")]
+    NotReady { kind: &'static str, namespace: String, name: String, reason: String },
 }
 
 impl From<crate::cluster::Error> for Error {
@@ -65,6 +68,8 @@ pub struct Install {
     pub snapshotter: Option<String>,
     /// How long to wait for the Deployment to be ready.
     pub timeout: Duration,
+    /// How many BuildKit replicas; more than one makes a StatefulSet.
+    pub replicas: u32,
 }
 
 /// A registry host as buildkitd.toml and file names take it: `host[:port]`, nothing that needs quoting.
@@ -82,6 +87,9 @@ pub fn config_files(spec: &Install) -> Result<BTreeMap<String, String>, Error> {
     let n = &spec.name;
     if !crate::config::names::is_dns_label(n) {
         return Err(Error::Flag { flag: "--name", message: format!("`{n}` is not a valid name (lowercase letters, digits, `-`)") });
+    }
+    if spec.replicas == 0 {
+        return Err(Error::Flag { flag: "--replicas", message: "at least 1".into() });
     }
     let mut files = BTreeMap::new();
     let mut toml = String::from("# Written by `devloop buildkit install`; changes are overwritten by the next install.\n");
@@ -125,9 +133,9 @@ fn labels(name: &str) -> serde_json::Value {
     })
 }
 
-/// The Deployment, as applied. `config_hash` changes the pod template when the ConfigMap changes (buildkitd
-/// reads its config only at start).
-pub fn deployment(spec: &Install, namespace: &str, config_hash: &str) -> serde_json::Value {
+/// The pod template, as both workloads run it. `config_hash` changes it when the ConfigMap changes (buildkitd
+/// reads its config only at start). `state`: the volume of BuildKit's state, when not a claim template.
+fn pod_template(spec: &Install, config_hash: &str, state: Option<serde_json::Value>) -> serde_json::Value {
     let name = &spec.name;
     let probe = |delay: u32, period: u32, failures: u32| {
         serde_json::json!({
@@ -135,6 +143,37 @@ pub fn deployment(spec: &Install, namespace: &str, config_hash: &str) -> serde_j
             "initialDelaySeconds": delay, "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": failures,
         })
     };
+    let mut volumes = vec![serde_json::json!({"name": "config", "configMap": {"name": format!("{name}-config")}})];
+    volumes.extend(state);
+    serde_json::json!({
+        "metadata": {"labels": labels(name), "annotations": {"devloop.dev/config-hash": config_hash}},
+        "spec": {
+            // SIGTERM does not end running builds sooner; a restart need not wait the default 30 s.
+            "terminationGracePeriodSeconds": 10,
+            "containers": [{
+                "name": "buildkitd",
+                "image": spec.image,
+                "args": ["--addr", SOCKET, "--addr", "tcp://127.0.0.1:1234", "--config", format!("{CONFIG_DIR}/buildkitd.toml")],
+                "securityContext": {"privileged": true},
+                "readinessProbe": probe(2, 5, 3),
+                "livenessProbe": probe(30, 20, 3),
+                "volumeMounts": [
+                    {"name": "config", "mountPath": CONFIG_DIR, "readOnly": true},
+                    {"name": "state", "mountPath": "/var/lib/buildkit"},
+                ],
+            }],
+            "volumes": volumes,
+        },
+    })
+}
+
+fn selector(name: &str) -> serde_json::Value {
+    serde_json::json!({"matchLabels": {"app.kubernetes.io/name": "buildkitd", "app.kubernetes.io/instance": name}})
+}
+
+/// The Deployment (one replica), as applied.
+pub fn deployment(spec: &Install, namespace: &str, config_hash: &str) -> serde_json::Value {
+    let name = &spec.name;
     let state = match &spec.pvc {
         Some(_) => serde_json::json!({"name": "state", "persistentVolumeClaim": {"claimName": format!("{name}-state")}}),
         None => serde_json::json!({"name": "state", "emptyDir": {}}),
@@ -146,34 +185,47 @@ pub fn deployment(spec: &Install, namespace: &str, config_hash: &str) -> serde_j
         "spec": {
             "replicas": 1,
             "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": {"app.kubernetes.io/name": "buildkitd", "app.kubernetes.io/instance": name}},
-            "template": {
-                "metadata": {"labels": labels(name), "annotations": {"devloop.dev/config-hash": config_hash}},
-                "spec": {
-                    // SIGTERM does not end running builds sooner; a restart need not wait the default 30 s.
-                    "terminationGracePeriodSeconds": 10,
-                    "containers": [{
-                        "name": "buildkitd",
-                        "image": spec.image,
-                        "args": ["--addr", SOCKET, "--addr", "tcp://127.0.0.1:1234", "--config", format!("{CONFIG_DIR}/buildkitd.toml")],
-                        "securityContext": {"privileged": true},
-                        "readinessProbe": probe(2, 5, 3),
-                        "livenessProbe": probe(30, 20, 3),
-                        "volumeMounts": [
-                            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": true},
-                            {"name": "state", "mountPath": "/var/lib/buildkit"},
-                        ],
-                    }],
-                    "volumes": [{"name": "config", "configMap": {"name": format!("{name}-config")}}, state],
-                },
-            },
+            "selector": selector(name),
+            "template": pod_template(spec, config_hash, Some(state)),
         },
     })
 }
 
-/// The address of the installed BuildKit, as devloop.toml takes it.
+/// The StatefulSet of `spec.replicas`, as applied: pods `<name>-0`…, each with its own state volume (an
+/// emptyDir, or with `--pvc` a claim `state-<name>-<i>` that outlives the pod). Pods start and restart in
+/// parallel: a replica need not wait for the others.
+pub fn statefulset(spec: &Install, namespace: &str, config_hash: &str) -> serde_json::Value {
+    let name = &spec.name;
+    let (state, claims) = match &spec.pvc {
+        Some(size) => (None, serde_json::json!([{
+            "metadata": {"name": "state", "labels": labels(name)},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
+        }])),
+        None => (Some(serde_json::json!({"name": "state", "emptyDir": {}})), serde_json::json!([])),
+    };
+    serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels(name)},
+        "spec": {
+            "replicas": spec.replicas,
+            "serviceName": name,
+            "podManagementPolicy": "Parallel",
+            "selector": selector(name),
+            "template": pod_template(spec, config_hash, state),
+            "volumeClaimTemplates": claims,
+        },
+    })
+}
+
+/// The address of the installed BuildKit (a Deployment), as devloop.toml takes it.
 pub fn addr(name: &str, namespace: &str) -> String {
     format!("kube-deployment://{name}?namespace={namespace}")
+}
+
+/// The address of an installed StatefulSet of BuildKit replicas.
+pub fn statefulset_addr(name: &str, namespace: &str) -> String {
+    format!("kube-statefulset://{name}?namespace={namespace}")
 }
 
 /// Applies the ConfigMap, the state claim (with `--pvc`) and the Deployment into `t`'s namespace, waits for
@@ -204,7 +256,13 @@ pub async fn install(t: &Target, spec: &Install, out: &mut (dyn Write + Send)) -
         .await
         .map_err(|source| deploy::Error::Api { what: format!("applying configmap {ns}/{name}-config"), source })?;
     let _ = writeln!(out, "buildkit: configmap {ns}/{name}-config applied ({} file(s))", files.len());
-    if let Some(size) = &spec.pvc {
+    let deployments: Api<Deployment> = Api::namespaced(t.client.clone(), ns);
+    let sets: Api<StatefulSet> = Api::namespaced(t.client.clone(), ns);
+    let api = |what: String| move |source| deploy::Error::Api { what, source };
+    // Once a StatefulSet, always one (its replicas keep their names and caches when N goes back to 1).
+    let sharded = spec.replicas > 1 || sets.get_opt(name).await.map_err(api(format!("reading statefulset {ns}/{name}")))?.is_some();
+    let (kind, word) = if sharded { (deploy::workload::Kind::StatefulSet, "statefulset") } else { (deploy::workload::Kind::Deployment, "deployment") };
+    if let (Some(size), false) = (&spec.pvc, sharded) {
         let pvc = serde_json::json!({
             "apiVersion": "v1", "kind": "PersistentVolumeClaim",
             "metadata": {"name": format!("{name}-state"), "namespace": ns, "labels": labels(name)},
@@ -213,28 +271,38 @@ pub async fn install(t: &Target, spec: &Install, out: &mut (dyn Write + Send)) -
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(t.client.clone(), ns);
         pvcs.patch(&format!("{name}-state"), &params, &Patch::Apply(&pvc))
             .await
-            .map_err(|source| deploy::Error::Api { what: format!("applying persistentvolumeclaim {ns}/{name}-state"), source })?;
+            .map_err(api(format!("applying persistentvolumeclaim {ns}/{name}-state")))?;
         let _ = writeln!(out, "buildkit: persistentvolumeclaim {ns}/{name}-state applied ({size})");
     }
-    let deployments: Api<Deployment> = Api::namespaced(t.client.clone(), ns);
-    deployments
-        .patch(name, &params, &Patch::Apply(&deployment(spec, ns, &config_hash)))
-        .await
-        .map_err(|source| deploy::Error::Api { what: format!("applying deployment {ns}/{name}"), source })?;
-    let _ = writeln!(out, "buildkit: deployment {ns}/{name} applied (image {}); waiting for it to be ready", spec.image);
+    if sharded {
+        // Two BuildKits of one name would answer one address: the single-replica install goes.
+        if deployments.get_opt(name).await.map_err(api(format!("reading deployment {ns}/{name}")))?.is_some() {
+            deployments.delete(name, &DeleteParams::default()).await.map_err(api(format!("deleting deployment {ns}/{name}")))?;
+            let _ = writeln!(out, "buildkit: deployment {ns}/{name} deleted: statefulset {ns}/{name} replaces it (kube-deployment://{name} finds it too)");
+        }
+        sets.patch(name, &params, &Patch::Apply(&statefulset(spec, ns, &config_hash))).await.map_err(api(format!("applying statefulset {ns}/{name}")))?;
+        let _ = writeln!(out, "buildkit: statefulset {ns}/{name} applied ({} replica(s), image {}); waiting for it to be ready", spec.replicas, spec.image);
+    } else {
+        deployments
+            .patch(name, &params, &Patch::Apply(&deployment(spec, ns, &config_hash)))
+            .await
+            .map_err(api(format!("applying deployment {ns}/{name}")))?;
+        let _ = writeln!(out, "buildkit: deployment {ns}/{name} applied (image {}); waiting for it to be ready", spec.image);
+    }
     let started = Instant::now();
-    match deploy::watch_rollout(t, deploy::workload::Kind::Deployment, name, std::slice::from_ref(&spec.image), spec.timeout).await?.1 {
+    match deploy::watch_rollout(t, kind, name, std::slice::from_ref(&spec.image), spec.timeout).await?.1 {
         Verdict::Done { .. } | Verdict::Completed { .. } => {}
         Verdict::Failed(f) => {
             let pod = f.pod.map(|p| format!("pod {p}: ")).unwrap_or_default();
             let logs = if f.logs.is_empty() { String::new() } else { format!("\n  {}", f.logs.join("\n  ")) };
-            return Err(Error::NotReady { namespace: ns.clone(), name: name.clone(), reason: format!("{pod}{}: {}{logs}", f.reason, f.message) });
+            return Err(Error::NotReady { kind: word, namespace: ns.clone(), name: name.clone(), reason: format!("{pod}{}: {}{logs}", f.reason, f.message) });
         }
-        Verdict::Progressing(p) | Verdict::Manual(p) => return Err(Error::NotReady { namespace: ns.clone(), name: name.clone(), reason: p }),
+        Verdict::Progressing(p) | Verdict::Manual(p) => return Err(Error::NotReady { kind: word, namespace: ns.clone(), name: name.clone(), reason: p }),
     }
-    let _ = writeln!(out, "buildkit: deployment {ns}/{name} ready in {:.1}s", started.elapsed().as_secs_f64());
+    let _ = writeln!(out, "buildkit: {word} {ns}/{name} ready in {:.1}s", started.elapsed().as_secs_f64());
     let _ = writeln!(out, "put this in devloop.toml (the context is [kube] context / --kube-context, as for deploying):");
-    let _ = writeln!(out, "[buildkit]\naddr = \"{}\"", addr(name, ns));
+    let addr = if sharded { statefulset_addr(name, ns) } else { addr(name, ns) };
+    let _ = writeln!(out, "[buildkit]\naddr = \"{addr}\"");
     Ok(())
 }
 
@@ -251,6 +319,7 @@ mod tests {
             pvc: None,
             snapshotter: None,
             timeout: Duration::from_secs(1),
+            replicas: 1,
         }
     }
 
@@ -301,5 +370,21 @@ mod tests {
         assert_eq!(d["spec"]["template"]["spec"]["volumes"][1]["persistentVolumeClaim"]["claimName"], "buildkitd-state");
         assert_eq!(d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/managed-by"], "devloop");
         assert_eq!(addr("buildkitd", "build"), "kube-deployment://buildkitd?namespace=build");
+    }
+
+    #[test]
+    fn replicas_make_a_statefulset_with_a_volume_per_pod() {
+        let s = statefulset(&Install { replicas: 3, ..spec() }, "build", "abc");
+        assert_eq!(s["kind"], "StatefulSet");
+        assert_eq!(s["spec"]["replicas"], 3);
+        assert_eq!(s["spec"]["podManagementPolicy"], "Parallel", "a replica does not wait for the others");
+        assert_eq!(s["spec"]["template"]["spec"]["volumes"][1]["emptyDir"], serde_json::json!({}));
+        let s = statefulset(&Install { replicas: 2, pvc: Some("5Gi".into()), ..spec() }, "build", "abc");
+        assert_eq!(s["spec"]["template"]["spec"]["volumes"].as_array().unwrap().len(), 1, "the claim template gives the state volume");
+        assert_eq!(s["spec"]["volumeClaimTemplates"][0]["metadata"]["name"], "state");
+        assert_eq!(s["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"], "5Gi");
+        assert_eq!(statefulset_addr("buildkitd", "build"), "kube-statefulset://buildkitd?namespace=build");
+        let e = config_files(&Install { replicas: 0, ..spec() }).unwrap_err().to_string();
+        assert!(e.starts_with("--replicas: "), "{e}");
     }
 }

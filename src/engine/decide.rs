@@ -72,7 +72,10 @@ pub enum Event {
     /// Hashing failed (e.g. the Dockerfile is gone).
     HashFailed { image: String, error: String },
     /// `tag` is built and pushed (or was already in the registry).
-    Built { image: String, tag: String, digest: String, took: Duration, steps: (usize, usize), cached: bool, export: Option<Duration> },
+    /// `buildkit`: the BuildKit replica that built it, when there are several.
+    Built { image: String, tag: String, digest: String, took: Duration, steps: (usize, usize), cached: bool, export: Option<Duration>, buildkit: Option<String> },
+    /// An image's builds moved to another BuildKit replica (its own is not Ready) or back: `message` says so.
+    BuildkitMoved { image: String, message: String },
     /// Building `tag` failed or was cancelled.
     BuildFailed { image: String, tag: String, error: String, cancelled: bool },
     /// Building `tag` could not start: BuildKit or the registry did not answer (`error` says which, where).
@@ -415,7 +418,8 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
             }
             out.push(Action::Report(Report::Failed { image, tag: None, error }));
         }
-        Event::Built { image, tag, digest, took, steps, cached, export } => {
+        Event::BuildkitMoved { image, message } => out.push(Action::Report(Report::BuildkitMoved { image, message })),
+        Event::Built { image, tag, digest, took, steps, cached, export, buildkit } => {
             let waits = plan::waits_for(state, &image);
             let Some(s) = state.images.get_mut(&image) else { return out };
             if s.building.as_ref() != Some(&tag) {
@@ -429,6 +433,7 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
             s.summary.steps = steps;
             s.summary.registry_hit = cached;
             s.summary.export = export;
+            s.summary.buildkit = buildkit;
             if s.deploying.is_some() {
                 s.queued = Some((tag, digest));
             } else if !waits.is_empty() {

@@ -196,10 +196,16 @@ pub async fn build_images(
             Some(c) => c,
             None => control.insert(buildkit::connect(&cfg.buildkit, buildkit::kube::Cluster { kube: &cfg.kube, opts: kube }).await?),
         };
-        eprintln!("{name}: building {} ({} files, {} bytes of context)", h.reference, h.snapshot.entries, h.snapshot.bytes);
+        // Several BuildKit replicas: the image's own (or, while that is not Ready, another: said).
+        let (mut client, placement) = client.for_image(name).await?;
+        if let Some(said) = placement.as_ref().and_then(|p| buildkit::replicas::notice(name, &mut Default::default(), p)) {
+            eprintln!("{said}");
+        }
+        let on = placement.map(|p| format!(" on {}", p.on)).unwrap_or_default();
+        eprintln!("{name}: building {}{on} ({} files, {} bytes of context)", h.reference, h.snapshot.entries, h.snapshot.bytes);
         let mut progress = Progress::new(Box::new(std::io::stderr()), &format!("{name}: "), verbose);
         let spec = BuildSpec { image: h.image, filter: h.filter, reference: h.reference.clone(), destination: &destination, cache };
-        let built = buildkit::build(client, &spec, &mut progress).await?;
+        let built = buildkit::build(&mut client, &spec, &mut progress).await?;
         if verbose {
             for p in &built.sent_paths {
                 eprintln!("{name}: sent {p}");

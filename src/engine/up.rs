@@ -62,6 +62,9 @@ pub(super) struct Ctx {
     verbose: bool,
     pub(super) events: mpsc::Sender<Event>,
     buildkit: Mutex<Option<buildkit::Client>>,
+    /// Per image, the BuildKit replica its builds moved away from (not Ready), until they go back; kept
+    /// across reconnects so that a move and the return are said once each.
+    moved: std::sync::Mutex<BTreeMap<String, String>>,
     /// The running watcher; replaced (new one first) when the config's images change.
     watcher: std::sync::Mutex<Arc<watch::Handle>>,
     changes: mpsc::Sender<watch::Change>,
@@ -196,6 +199,7 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
         verbose: opts.verbose,
         events: events_tx.clone(),
         buildkit: Mutex::new(None),
+        moved: Default::default(),
         watcher: std::sync::Mutex::new(Arc::new(handle)),
         changes: change_tx,
         overflowed,
@@ -532,8 +536,8 @@ async fn build_worker(ctx: Arc<Ctx>, image: String, tag: String, filter: Hashed,
         r = work => r,
     };
     let ev = match result {
-        Ok((digest, steps, cached, export)) => {
-            Event::Built { image, tag, digest, took: started.elapsed().saturating_sub(after), steps, cached, export }
+        Ok((digest, steps, cached, export, buildkit)) => {
+            Event::Built { image, tag, digest, took: started.elapsed().saturating_sub(after), steps, cached, export, buildkit }
         }
         Err(e @ Error::Buildkit(buildkit::Error::Unreachable { .. } | buildkit::Error::Lost { .. }))
         | Err(e @ Error::Registry(registry::Error::Unreachable { .. })) => {
@@ -557,19 +561,19 @@ async fn build_worker(ctx: Arc<Ctx>, image: String, tag: String, filter: Hashed,
     let _ = ctx.events.send(ev).await;
 }
 
-/// (digest, steps, registry hit, export time)
-type BuildResult = (String, (usize, usize), bool, Option<Duration>);
+/// (digest, steps, registry hit, export time, the BuildKit replica when there are several)
+type BuildResult = (String, (usize, usize), bool, Option<Duration>, Option<String>);
 
 async fn build_inner(ctx: &Ctx, image: &str, tag: &str, filter: &Hashed) -> Result<BuildResult, Error> {
     let cfg = ctx.config();
     let destination = Destination::of(&cfg);
     if let Some(digest) = destination.present(image, tag).await? {
-        return Ok((digest, (0, 0), true, None));
+        return Ok((digest, (0, 0), true, None, None));
     }
     let img = cfg.image(image).ok_or_else(|| Error::Usage(format!("image {image} is no longer configured")))?;
     // The filter that hashed this tag decides what BuildKit may see (one filter).
     let filter = Filter::clone(&filter.0);
-    let mut client = {
+    let client = {
         let mut guard = ctx.buildkit.lock().await;
         match guard.as_ref() {
             Some(c) => c.clone(),
@@ -579,6 +583,14 @@ async fn build_inner(ctx: &Ctx, image: &str, tag: &str, filter: &Hashed) -> Resu
             }
         }
     };
+    // Several BuildKit replicas: this image's own, or another while it is not Ready (said once per move).
+    let (mut client, placement) = client.for_image(image).await?;
+    if let Some(p) = &placement {
+        let said = buildkit::replicas::notice(image, &mut ctx.moved.lock().expect("not poisoned"), p);
+        if let Some(message) = said {
+            let _ = ctx.events.send(Event::BuildkitMoved { image: image.to_string(), message }).await;
+        }
+    }
     let out: Box<dyn std::io::Write + Send> = if ctx.verbose { Box::new(std::io::stderr()) } else { Box::new(std::io::sink()) };
     let (latest, name, built) = (ctx.progress.clone(), image.to_string(), tag.to_string());
     let mut progress = Progress::new(out, &format!("{image}: "), ctx.verbose).on_start(Box::new(move |step, of, what| {
@@ -590,5 +602,5 @@ async fn build_inner(ctx: &Ctx, image: &str, tag: &str, filter: &Hashed) -> Resu
     let cache = buildkit::cache::for_image(img, &cfg.registry, &Default::default()).map_err(Error::BadFlag)?;
     let spec = BuildSpec { image: img, filter, reference: destination.build_reference(image, tag), destination: &destination, cache };
     let built = buildkit::build(&mut client, &spec, &mut progress).await?;
-    Ok((built.digest, built.steps, false, built.export))
+    Ok((built.digest, built.steps, false, built.export, placement.map(|p| p.on)))
 }

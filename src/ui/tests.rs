@@ -52,6 +52,7 @@ fn summary() -> Summary {
         steps: (7, 5),
         registry_hit: false,
         export: Some(Duration::from_millis(120)),
+        buildkit: None,
         rollout: Duration::from_millis(1900),
         pod: PodStages { created: Some(Duration::from_millis(30)), running: Some(Duration::from_millis(700)), ready: Some(Duration::from_millis(1850)) },
         total: Duration::from_millis(2800),
@@ -67,6 +68,9 @@ fn the_summary_line_reads_like_the_issue_says() {
     );
     let unknown = Summary { pod: PodStages::default(), ..summary() };
     assert_eq!(summary_line(&unknown), "hello  a1b2c3  hash 4ms · build 812ms (5/7 cached) · rollout 1.9s · total 2.8s");
+    // Several BuildKit replicas: the one that built it.
+    let on = Summary { buildkit: Some("buildkitd-1".into()), pod: PodStages::default(), ..summary() };
+    assert_eq!(summary_line(&on), "hello  a1b2c3  hash 4ms · build 812ms (5/7 cached) on buildkitd-1 · rollout 1.9s · total 2.8s");
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! `kube-pod://<pod>` and `kube-deployment://<name>` BuildKit addresses (a buildkitd in the cluster, reached
-//! through port-forwards), parsed. Connecting is the builder's (`buildkit::kube`).
+//! `kube-pod://<pod>`, `kube-deployment://<name>` and `kube-statefulset://<name>` BuildKit addresses (a
+//! buildkitd in the cluster, reached through port-forwards), parsed. Connecting is the builder's (`buildkit::kube`).
 
 use crate::config::names::{is_dns_label, is_dns_subdomain};
 
@@ -11,8 +11,10 @@ pub const DEFAULT_PORT: u16 = 1234;
 pub enum Kind {
     /// One pod, by name.
     Pod,
-    /// A Ready pod of a Deployment.
+    /// A Ready pod of a Deployment (or, when there is no such Deployment, a StatefulSet of that name).
     Deployment,
+    /// The Ready replicas of a StatefulSet, each image on its own one.
+    StatefulSet,
 }
 
 /// A parsed `kube-pod://` / `kube-deployment://` address.
@@ -35,25 +37,34 @@ impl KubeAddr {
             (Kind::Pod, r)
         } else if let Some(r) = addr.strip_prefix("kube-deployment://") {
             (Kind::Deployment, r)
+        } else if let Some(r) = addr.strip_prefix("kube-statefulset://") {
+            (Kind::StatefulSet, r)
         } else {
             return None;
         };
         Some(parse_rest(kind, rest).map_err(|m| format!("`{addr}`: {m}")))
     }
 
-    /// `pod ns/name` or `deployment ns/name`, in `namespace` when the address names none.
+    /// `pod ns/name`, `deployment ns/name` or `statefulset ns/name`, in `namespace` when the address names none.
     pub fn describe(&self, namespace: &str) -> String {
-        let what = match self.kind {
+        format!("{} {}/{}", self.kind.word(), self.namespace.as_deref().unwrap_or(namespace), self.name)
+    }
+}
+
+impl Kind {
+    /// `pod`, `deployment`, `statefulset`: as the address scheme and kubectl name it.
+    pub fn word(self) -> &'static str {
+        match self {
             Kind::Pod => "pod",
             Kind::Deployment => "deployment",
-        };
-        format!("{what} {}/{}", self.namespace.as_deref().unwrap_or(namespace), self.name)
+            Kind::StatefulSet => "statefulset",
+        }
     }
 }
 
 fn parse_rest(kind: Kind, rest: &str) -> Result<KubeAddr, String> {
     let (name, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let what = if kind == Kind::Pod { "pod" } else { "deployment" };
+    let what = kind.word();
     if name.is_empty() {
         return Err(format!("no {what} name (kube-{what}://<name>?namespace=<namespace>)"));
     }

@@ -31,6 +31,8 @@ pub enum Report {
     RolledBack { image: String, tag: String },
     /// A build could not start (`error`: which server did not answer); it is tried again `after` this.
     Retrying { image: String, error: String, after: Duration },
+    /// An image's builds moved to another BuildKit replica, or back to its own.
+    BuildkitMoved { image: String, message: String },
     /// A change to a manual image is held until a trigger: `changes` paths held so far (0: everything).
     Held { image: String, changes: usize },
     /// A trigger released `changes` held paths (none held: the image is looked at again).
@@ -105,6 +107,8 @@ pub struct Summary {
     pub registry_hit: bool,
     /// Of the build, exporting and pushing the image (as BuildKit reports it).
     pub export: Option<Duration>,
+    /// The BuildKit replica that built it, when there are several.
+    pub buildkit: Option<String>,
     /// Time the rollout took.
     pub rollout: Duration,
     /// Where the rollout's time went.

@@ -20,7 +20,7 @@ fn hash_failed(image: &str) -> Event {
     Event::HashFailed { image: image.into(), error: "cannot read src: No such file or directory".into() }
 }
 fn built(image: &str, tag: &str) -> Event {
-    Event::Built { image: image.into(), tag: tag.into(), digest: format!("sha256:{tag}"), took: Duration::from_millis(500), steps: (5, 3), cached: false, export: Some(Duration::from_millis(120)) }
+    Event::Built { image: image.into(), tag: tag.into(), digest: format!("sha256:{tag}"), took: Duration::from_millis(500), steps: (5, 3), cached: false, export: Some(Duration::from_millis(120)), buildkit: None }
 }
 fn rolled(image: &str, tag: &str, ok: bool) -> Event {
     Event::RolledOut { image: image.into(), tag: tag.into(), ok, took: Duration::from_secs(1), at: Instant::now(), pod: PodStages::default(), reference: format!("reg/{image}:{tag}"), error: None, reason: None, undo: vec![] }

@@ -307,7 +307,7 @@ pub(super) fn note(state: &mut State, actions: &[Action]) {
                 }
                 continue;
             }
-            Report::Stale { .. } | Report::Superseded { .. } | Report::SyncFallback { .. } | Report::Retrying { .. } | Report::LeftSynced { .. } => continue,
+            Report::Stale { .. } | Report::Superseded { .. } | Report::SyncFallback { .. } | Report::Retrying { .. } | Report::LeftSynced { .. } | Report::BuildkitMoved { .. } => continue,
             // Phases of their own, read from the state.
             Report::Held { .. } | Report::Triggered { .. } | Report::NothingToTrigger | Report::QueuedBuild { .. } | Report::WaitsFor { .. } => continue,
             Report::Failed { image, tag, error } => (image, Some((first(error), tag.clone(), error.clone()))),
@@ -352,7 +352,7 @@ pub(crate) mod fake {
     /// `tag` built.
     pub(crate) fn built(image: &str, tag: &str) -> Event {
         let (took, export) = (Duration::from_millis(500), Some(Duration::from_millis(120)));
-        Event::Built { image: image.into(), tag: tag.into(), digest: format!("sha256:{tag}"), took, steps: (5, 3), cached: false, export }
+        Event::Built { image: image.into(), tag: tag.into(), digest: format!("sha256:{tag}"), took, steps: (5, 3), cached: false, export, buildkit: None }
     }
     /// Pod `pod`'s container `web` runs `image`'s `tag` (as [`rolled`] deploys it).
     pub(crate) fn runs(image: &str, tag: &str, pod: &str) -> Event {

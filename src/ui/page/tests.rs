@@ -26,6 +26,7 @@ fn summary(image: &str) -> Summary {
         steps: (7, 5),
         registry_hit: false,
         export: Some(d(120)),
+        buildkit: None,
         rollout: d(1900),
         pod: PodStages { created: Some(d(30)), running: Some(d(700)), ready: Some(d(1850)) },
         total: d(2800),
