@@ -161,6 +161,54 @@ fn init_on_the_example_without_manifests_deploys_its_helm_chart() {
     assert!(template_image(&ns.0, "hello").starts_with(&format!("{}/hello:", env("DEVLOOP_REGISTRY"))), "{said}");
 }
 
+/// A project of two images (api/ and web/, each a copy of examples/hello) and one chart that runs both,
+/// each image from values of its own: init pairs each image with the chart (one release, each its own
+/// `image-values`), and `deploy` runs both builds, each where the chart takes it.
+#[test]
+#[ignore = "needs the local stack: run scripts/test"]
+fn init_on_a_chart_of_two_images_writes_two_deploys_of_one_release_and_both_builds_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let shop = dir.path().join("shop");
+    for part in ["api", "web"] {
+        copy_dir(&repo().join("examples/hello"), &shop.join(part));
+        for gone in ["k8s", "chart", "devloop.toml"] {
+            let p = shop.join(part).join(gone);
+            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        }
+    }
+    std::fs::create_dir_all(shop.join("chart/templates")).unwrap();
+    std::fs::write(shop.join("chart/Chart.yaml"), "apiVersion: v2\nname: shop\nversion: 0.1.0\n").unwrap();
+    std::fs::write(shop.join("chart/values.yaml"), "api:\n  image: {repository: api, tag: \"1.0\"}\nweb:\n  image: {repository: web, tag: \"1.0\"}\n").unwrap();
+    for part in ["api", "web"] {
+        let t = format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: shop-{part}}}\nspec:\n  selector: {{matchLabels: {{app: shop-{part}}}}}\n  \
+             template:\n    metadata: {{labels: {{app: shop-{part}}}}}\n    spec:\n      terminationGracePeriodSeconds: 2\n      containers:\n        \
+             - name: {part}\n          image: \"{{{{ .Values.{part}.image.repository }}}}:{{{{ .Values.{part}.image.tag }}}}\"\n          \
+             ports: [{{containerPort: 8080}}]\n          readinessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 1}}\n"
+        );
+        std::fs::write(shop.join(format!("chart/templates/{part}.yaml")), t).unwrap();
+    }
+    let out = init(&shop, &[], &[]);
+    let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{o}\n{e}");
+    let text = std::fs::read_to_string(shop.join("devloop.toml")).unwrap();
+    for part in ["api", "web"] {
+        let line = format!("helm = {{ chart = \"chart\", release = \"shop\", image-values = {{ repository = \"{part}.image.repository\", tag = \"{part}.image.tag\" }} }}");
+        assert!(text.lines().any(|l| l.starts_with(&line)), "{line:?} missing:\n{text}");
+    }
+    assert!(!text.contains("# [[deploy]]"), "no deploy left commented out:\n{text}");
+    assert!(text.contains("release shop is shared with image web: each upgrade keeps the other images' values"), "{text}");
+
+    let ns = Namespace(format!("init-shop-{}", nonce()));
+    let out = Command::new(env!("CARGO_BIN_EXE_devloop")).args(["deploy", "--namespace", &ns.0]).current_dir(&shop).output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    for part in ["api", "web"] {
+        let runs = template_image(&ns.0, &format!("shop-{part}"));
+        assert!(runs.starts_with(&format!("{}/{part}:", env("DEVLOOP_REGISTRY"))), "shop-{part} runs {runs}\n{said}");
+    }
+}
+
 /// Issue 22: `init` on a folder holding the book's bulletin-board chart (its image spread over three values
 /// with a fixed suffix, tests/charts/bulletin-board, unchanged) and examples/hello's app renders the chart
 /// with markers and writes the `set` and `tag` templates that make the build land there: `deploy` then runs

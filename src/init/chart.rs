@@ -57,6 +57,9 @@ pub struct Rendered {
     pub services: Vec<Service>,
     /// The mapping of devloop's image, or why there is none.
     pub image: Option<Result<ImageMapping, String>>,
+    /// The rendering with markers and the values they stand for: where another image of the project may
+    /// land too (a chart with an api and a web), see [`map_image`].
+    pub marked: Option<(String, Vec<Leaf>)>,
 }
 
 const MARK: &str = "dvlmark";
@@ -369,6 +372,7 @@ pub fn render(dir: &Path, release: &str, values: &Value, hints: &[&str]) -> Resu
         workloads: objs.iter().filter_map(scan::workload).collect(),
         services: objs.iter().filter_map(scan::service).collect(),
         image: None,
+        marked: None,
     };
     let (marked, leaves) = mark(values);
     if leaves.is_empty() {
@@ -385,7 +389,11 @@ pub fn render(dir: &Path, release: &str, values: &Value, hints: &[&str]) -> Resu
         },
     };
     r.image = Some(match out {
-        Ok((out, leaves)) => map_image(&out, &leaves, hints),
+        Ok((out, leaves)) => {
+            let mapped = map_image(&out, &leaves, hints);
+            r.marked = Some((out, leaves));
+            mapped
+        }
         Err(e) => Err(format!("with a marker in each string value, {e}")),
     });
     Ok(r)

@@ -219,6 +219,8 @@ pub fn plan(found: &Found, folder_name: &str, rendered: &[Option<Result<Rendered
             Some(helm_target(found, c, rendered))
         } else if found.charts.len() == 1 && plan.images.len() == 1 && found.manifests.iter().all(|m| m.workloads.is_empty()) {
             Some(helm_target(found, &found.charts[0], rendered))
+        } else if let Some(target) = one_of_the_charts_images(found, rendered, &img.name) {
+            Some(target)
         } else {
             plan.undecided.push(format!(
                 "image `{}`: no manifest, kustomization or chart runs it, so it gets no [[deploy]] (devloop builds it; \
@@ -268,11 +270,30 @@ pub fn plan(found: &Found, folder_name: &str, rendered: &[Option<Result<Rendered
             plan.deploys.push(Deploy { image: name, target, notes });
         }
     }
+    let releases: Vec<(String, String)> =
+        plan.deploys.iter().filter_map(|d| if let Target::Helm { release, .. } = &d.target { Some((release.clone(), d.image.clone())) } else { None }).collect();
+    for d in plan.deploys.iter_mut() {
+        let Target::Helm { release, .. } = &d.target else { continue };
+        let others: Vec<&str> = releases.iter().filter(|(r, i)| r == release && *i != d.image).map(|(_, i)| i.as_str()).collect();
+        if !others.is_empty() {
+            d.notes.push(format!("release {release} is shared with image {}: each upgrade keeps the other images' values", others.join(", ")));
+        }
+    }
     attach_objects(found, &mut plan, &claimed, &deploy_dirs);
     for (f, e) in &found.unreadable {
         plan.undecided.push(format!("{f} looks like Kubernetes YAML but does not parse ({e}); not considered"));
     }
     plan
+}
+
+/// The only chart of a project of several images, when a container of it runs an image named like `name`
+/// from values: its `[[deploy]]` (the images of one chart share its release, each with its own values).
+fn one_of_the_charts_images(found: &Found, rendered: &[Option<Result<Rendered, String>>], name: &str) -> Option<Target> {
+    let ([chart], true) = (found.charts.as_slice(), found.manifests.iter().all(|m| m.workloads.is_empty())) else { return None };
+    let Some(Some(Ok(Rendered { marked: Some((out, leaves)), .. }))) = rendered.first() else { return None };
+    let m = super::chart::map_image(out, leaves, &[name]).ok()?;
+    // Only a container named like this image: a chart of one image is not every image's.
+    (sanitize(last_component(&m.default)) == name).then(|| Target::Helm { chart: chart.dir.clone(), release: release(&chart.name), image: ChartImage::Mapped(Box::new(m)) })
 }
 
 /// The release name for a chart named `chart_name`.
