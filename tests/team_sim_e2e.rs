@@ -30,6 +30,7 @@ fn two_developers_saving_at_once_see_only_their_own_builds() {
         assert!(d.saves >= 3, "{}: only {} saves in 30 s", d.user, d.saves);
         assert!(d.unserved.is_empty(), "{}: saves never served through their forward: {:?}", d.user, d.unserved);
         assert_eq!(d.served.len(), d.saves, "{}", d.user);
+        assert!(d.images >= 1, "{}: no pod found in their namespace to check", d.user);
         assert!(d.foreign.is_empty(), "{}: pods running images that are not theirs: {:?}", d.user, d.foreign);
         assert!(d.crossings.is_empty(), "{}: builds cancelled without a newer save of theirs: {:?}", d.user, d.crossings);
         assert!(d.failures.is_empty(), "{}: {:?}", d.user, d.failures);

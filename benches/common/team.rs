@@ -151,6 +151,8 @@ pub struct DevFigures {
     pub failures: Vec<String>,
     /// Pods in their namespace running an image that is not one of their own builds.
     pub foreign: Vec<String>,
+    /// The container images checked for that.
+    pub images: usize,
     /// The content tags of their iterations.
     pub tags: Vec<String>,
     /// The saving phase's iterations, as devloop split them: build, rollout, and from the change to rolled
@@ -406,7 +408,7 @@ fn developer(dev: Developer, app: String, sim: (u64, Duration, String), seed: u6
     gates.ready.send(up.child.id()).unwrap();
     gates.go.recv().expect("the run went on");
     let cpu0 = proc_cpu(up.child.id());
-    let (mut figures, mut saves) = (DevFigures { user: dev.user.clone(), served: vec![], saves: 0, unserved: vec![], crossings: vec![], failures: vec![], foreign: vec![], tags: vec![], split: vec![], cpu: Duration::ZERO }, vec![]);
+    let (mut figures, mut saves) = (DevFigures { user: dev.user.clone(), served: vec![], saves: 0, unserved: vec![], crossings: vec![], failures: vec![], foreign: vec![], images: 0, tags: vec![], split: vec![], cpu: Duration::ZERO }, vec![]);
     let (start, mut seed) = (Instant::now(), seed | 1);
     while start.elapsed() < Duration::from_secs(seconds) {
         let ms = every.as_millis() as u64;
@@ -465,6 +467,7 @@ fn judge(f: &mut DevFigures, seen: &[(Instant, serde_json::Value)], saves: &[Ins
         let mut words = line.split_whitespace();
         let pod = words.next().unwrap_or("");
         for image in words {
+            f.images += 1;
             let tag = image.strip_prefix(&format!("{reg}/{app}:")).and_then(|r| r.split('@').next());
             if !tag.is_some_and(|t| f.tags.iter().any(|m| m == t)) {
                 f.foreign.push(format!("{ns}/{pod} runs {image}"));
