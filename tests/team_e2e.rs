@@ -8,67 +8,24 @@
 
 mod common;
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-/// A developer: an OS user name, a kubeconfig authenticating as that user, and a Docker config holding the
-/// authenticated registry's credentials.
-struct Dev {
-    user: String,
-    home: tempfile::TempDir,
+#[path = "../benches/common/mod.rs"]
+mod bench;
+use bench::team::{apply_rbac, Developer as Dev};
+
+/// What a developer runs, in a project.
+trait Runs {
+    /// `devloop ARGS` as this developer in project `p`; returns (success, stdout, stderr).
+    fn devloop(&self, p: &Project, args: &[&str]) -> (bool, String, String);
+    /// `devloop ARGS`, which must succeed and print no password; its stdout.
+    fn ok(&self, p: &Project, args: &[&str]) -> String;
+    /// `devloop up --json` as this developer.
+    fn up(&self, p: &Project) -> Up;
 }
 
-impl Dev {
-    fn new(user: &str, registry: &str) -> Dev {
-        let home = tempfile::tempdir().unwrap();
-        let pki = PathBuf::from(env("DEVLOOP_STACK_PKI"));
-        let d = home.path();
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl").args(args).current_dir(d).output().unwrap();
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "user.key", "-out", "user.csr", "-subj", &format!("/CN={user}")]);
-        std::fs::write(d.join("user.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-        let (ca, ca_key) = (pki.join("ca.crt"), pki.join("ca.key"));
-        run(&[
-            "x509", "-req", "-in", "user.csr", "-CA", ca.to_str().unwrap(), "-CAkey", ca_key.to_str().unwrap(),
-            "-CAcreateserial", "-CAserial", "ca.srl", "-out", "user.crt", "-days", "1", "-extfile", "user.ext",
-        ]);
-        let b64 = |p: &Path| {
-            use std::io::Write;
-            let mut c = Command::new("base64").arg("-w0").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
-            c.stdin.take().unwrap().write_all(&std::fs::read(p).unwrap()).unwrap();
-            String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
-        };
-        let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: devloop-local\n  cluster: {{server: \"https://10.201.0.2:6443\", certificate-authority-data: \"{}\"}}\n\
-             users:\n- name: {user}\n  user: {{client-certificate-data: \"{}\", client-key-data: \"{}\"}}\n\
-             contexts:\n- name: devloop-local\n  context: {{cluster: devloop-local, user: {user}}}\ncurrent-context: devloop-local\n",
-            b64(&ca),
-            b64(&d.join("user.crt")),
-            b64(&d.join("user.key")),
-        );
-        std::fs::write(d.join("kubeconfig"), kubeconfig).unwrap();
-        let password = std::fs::read_to_string(env("DEVLOOP_STACK_AUTH_PASSWORD_FILE")).unwrap();
-        let auth = base64_of(&format!("{}:{}", env("DEVLOOP_STACK_AUTH_USER"), password.trim()));
-        std::fs::create_dir_all(d.join("docker")).unwrap();
-        std::fs::write(d.join("docker/config.json"), format!("{{\"auths\": {{\"{registry}\": {{\"auth\": \"{auth}\"}}}}}}")).unwrap();
-        Dev { user: user.to_string(), home }
-    }
-
-    fn envs(&self) -> Vec<(&'static str, PathBuf)> {
-        vec![
-            ("USER", PathBuf::from(&self.user)),
-            ("KUBECONFIG", self.home.path().join("kubeconfig")),
-            ("DOCKER_CONFIG", self.home.path().join("docker")),
-        ]
-    }
-
-    fn namespace(&self) -> String {
-        format!("dev-{}", self.user)
-    }
-
-    /// `devloop ARGS` as this developer in project `p`; returns (success, stdout, stderr).
+impl Runs for Dev {
     fn devloop(&self, p: &Project, args: &[&str]) -> (bool, String, String) {
         let envs = self.envs();
         let envs: Vec<(&str, &Path)> = envs.iter().map(|(k, v)| (*k, v.as_path())).collect();
@@ -91,38 +48,9 @@ impl Dev {
     }
 }
 
-fn base64_of(s: &str) -> String {
-    use std::io::Write;
-    let mut c = Command::new("base64").arg("-w0").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
-    c.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
-}
-
 fn assert_no_password(text: &str) {
     let password = std::fs::read_to_string(env("DEVLOOP_STACK_AUTH_PASSWORD_FILE")).unwrap();
     assert!(!text.contains(password.trim()), "the registry password was printed:\n{text}");
-}
-
-/// `examples/team/rbac.yaml` as the README tells an admin to apply it, for developers `users` and BuildKit's
-/// namespace `bk`: the file's own ClusterRoles, and its per-developer objects with the names replaced.
-fn apply_rbac(users: &[&str], bk: &str) {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/team/rbac.yaml")).unwrap();
-    let docs: Vec<&str> = text.split("\n---\n").collect();
-    let (roles, per_dev): (Vec<&str>, Vec<&str>) = docs.iter().partition(|d| d.contains("kind: ClusterRole\n"));
-    let mut all = roles.join("\n---\n");
-    for u in users {
-        let mine = per_dev
-            .join("\n---\n")
-            .replace("name: alice", &format!("name: {u}"))
-            .replace("-alice", &format!("-{u}"))
-            .replace("namespace: buildkit", &format!("namespace: {bk}"));
-        all.push_str("\n---\n");
-        all.push_str(&mine);
-    }
-    let path = std::env::temp_dir().join(format!("devloop-rbac-{}.yaml", nonce()));
-    std::fs::write(&path, &all).unwrap();
-    kubectl(&["apply", "-f", path.to_str().unwrap()]);
-    let _ = std::fs::remove_file(path);
 }
 
 /// The hello example under image `name` (same sources for both developers), deployed from its manifests

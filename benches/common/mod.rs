@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod team;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
