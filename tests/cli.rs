@@ -100,16 +100,7 @@ fn a_context_not_allow_listed_is_refused_before_any_connection() {
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
     let p = Project::hello("127.0.0.1:9");
-    let kubeconfig = p.path("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: prod\n  cluster: {{server: \"https://127.0.0.1:{port}\"}}\n\
-             users:\n- name: prod\n  user: {{token: abc}}\ncontexts:\n- name: prod-eu\n  context: {{cluster: prod, user: prod}}\n\
-             current-context: prod-eu\n"
-        ),
-    )
-    .unwrap();
+    let kubeconfig = remote_kubeconfig(&p, port);
     let cfg = std::fs::read_to_string(p.path("devloop.toml")).unwrap();
     std::fs::write(p.path("devloop.toml"), format!("{cfg}[[deploy]]\nimage = \"{}\"\ndeployment = \"x\"\n", p.name)).unwrap();
     let out = p.devloop_at(p.dir.path(), &["deploy"], &[("KUBECONFIG", &kubeconfig)]);
