@@ -13,7 +13,7 @@ use std::process::Command;
 
 #[path = "../benches/common/mod.rs"]
 mod bench;
-use bench::team::{apply_rbac, Developer as Dev};
+use bench::team::{apply_rbac, team_config, Developer as Dev};
 
 /// What a developer runs, in a project.
 trait Runs {
@@ -63,17 +63,7 @@ fn team_project(name: &str, bk: &str) -> Project {
         let text = std::fs::read_to_string(p.path(f)).unwrap().replace("image: hello", &format!("image: {name}"));
         std::fs::write(p.path(f), text).unwrap();
     }
-    let cfg = format!(
-        "[buildkit]\naddr = \"kube-deployment://buildkitd?namespace={bk}\"\n\
-         [kube]\ncontext = \"devloop-local\"\nnamespace = \"dev-{{user}}\"\n\
-         [registry]\nhost = \"{reg}\"\nca = \"{ca}\"\npull-secret = true\n\
-         [[image]]\nname = \"{name}\"\ncontext = \"app\"\nbuild-args = {{ REGISTRY = \"{plain}\" }}\n\
-         [[deploy]]\nimage = \"{name}\"\nmanifests = [\"app/k8s/*.yaml\"]\n",
-        reg = env("DEVLOOP_STACK_AUTH_REGISTRY"),
-        ca = env("DEVLOOP_STACK_CA"),
-        plain = env("DEVLOOP_REGISTRY"),
-    );
-    std::fs::write(p.path("devloop.toml"), cfg).unwrap();
+    std::fs::write(p.path("devloop.toml"), team_config(name, bk, "")).unwrap();
     p
 }
 

@@ -279,6 +279,21 @@ fn since(before: &Sample, after: &Sample) -> Cpu {
     }
 }
 
+/// The team's devloop.toml for image `app` (its manifests under `app/k8s`): the in-cluster BuildKit in
+/// namespace `bk`, the authenticated registry with a pull Secret, `dev-{user}`; `extra` appended.
+pub fn team_config(app: &str, bk: &str, extra: &str) -> String {
+    format!(
+        "[buildkit]\naddr = \"kube-deployment://buildkitd?namespace={bk}\"\n\
+         [kube]\ncontext = \"devloop-local\"\nnamespace = \"dev-{{user}}\"\n\
+         [registry]\nhost = \"{reg}\"\nca = \"{ca}\"\npull-secret = true\n\
+         [[image]]\nname = \"{app}\"\ncontext = \"app\"\nbuild-args = {{ REGISTRY = \"{plain}\" }}\n\
+         [[deploy]]\nimage = \"{app}\"\nmanifests = [\"app/k8s/*.yaml\"]\n{extra}",
+        reg = var("DEVLOOP_STACK_AUTH_REGISTRY"),
+        ca = var("DEVLOOP_STACK_CA"),
+        plain = var("DEVLOOP_REGISTRY"),
+    )
+}
+
 /// The developer's copy of examples/hello under image `app` (the same name for everyone: namespaces tell
 /// them apart), content of their own (`nonce.txt`: every developer's tags are theirs), the team's config:
 /// in-cluster BuildKit, the authenticated registry with a pull Secret, `dev-{user}`, a port-forward.
@@ -289,18 +304,8 @@ fn project(dir: &Path, app: &str, user: &str, bk: &str) {
         let text = std::fs::read_to_string(dir.join(f)).unwrap().replace("image: hello", &format!("image: {app}"));
         std::fs::write(dir.join(f), text).unwrap();
     }
-    let cfg = format!(
-        "[buildkit]\naddr = \"kube-deployment://buildkitd?namespace={bk}\"\n\
-         [kube]\ncontext = \"devloop-local\"\nnamespace = \"dev-{{user}}\"\n\
-         [registry]\nhost = \"{reg}\"\nca = \"{ca}\"\npull-secret = true\n\
-         [[image]]\nname = \"{app}\"\ncontext = \"app\"\nbuild-args = {{ REGISTRY = \"{plain}\" }}\n\
-         [[deploy]]\nimage = \"{app}\"\nmanifests = [\"app/k8s/*.yaml\"]\n\
-         [[port-forward]]\ndeployment = \"hello\"\nremote = 8080\n",
-        reg = var("DEVLOOP_STACK_AUTH_REGISTRY"),
-        ca = var("DEVLOOP_STACK_CA"),
-        plain = var("DEVLOOP_REGISTRY"),
-    );
-    std::fs::write(dir.join("devloop.toml"), cfg).unwrap();
+    let forward = "[[port-forward]]\ndeployment = \"hello\"\nremote = 8080\n";
+    std::fs::write(dir.join("devloop.toml"), team_config(app, bk, forward)).unwrap();
 }
 
 /// A developer's `devloop up --json`, its events stamped with their arrival.
