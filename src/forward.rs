@@ -27,6 +27,10 @@ use choice::{Answered, Candidate, Switch};
 /// Where a forward or a log stream tells what happened to it: one line at a time, never waiting.
 pub type Say = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
+/// Told the pod's name when a forward's connections start going to another pod (its first, or a new one
+/// after a rollout).
+pub type Picked = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Errors of a forward.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -277,9 +281,20 @@ impl Said {
 }
 
 /// Serves connections on `listener` until cancelled, each forwarded to the `remote` port of the pod of
-/// `workload` that [`choice::choose`] picks with `switch`. `pods` is the namespace's one pod watch.
+/// `workload` that [`choice::choose`] picks with `switch`. `pods` is the namespace's one pod watch; `picked`
+/// hears when the connections go to another pod.
 #[allow(clippy::too_many_arguments)]
-pub async fn serve(listener: TcpListener, t: Target, workload: Workload, remote: u16, switch: Switch, pods: Arc<Reflector>, say: Say, cancel: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    t: Target,
+    workload: Workload,
+    remote: u16,
+    switch: Switch,
+    pods: Arc<Reflector>,
+    say: Say,
+    picked: Option<Picked>,
+    cancel: CancellationToken,
+) {
     let name = workload.name.clone();
     let picker = Arc::new(Picker {
         t: t.clone(),
@@ -296,6 +311,7 @@ pub async fn serve(listener: TcpListener, t: Target, workload: Workload, remote:
     // A browser opens many connections at once and retries: say why a connection was refused once, not per
     // connection, until it changes or a connection gets through.
     let said = std::sync::Arc::new(std::sync::Mutex::new(Said::default()));
+    let last_pick: Arc<std::sync::Mutex<Option<String>>> = Default::default();
     let mut backoff = AcceptBackoff::default();
     loop {
         let conn = tokio::select! {
@@ -324,6 +340,7 @@ pub async fn serve(listener: TcpListener, t: Target, workload: Workload, remote:
         let _ = conn.set_nodelay(true);
         let (t, say, cancel, picker, said) =
             (t.clone(), say.clone(), cancel.clone(), picker.clone(), said.clone());
+        let (picked, last_pick) = (picked.clone(), last_pick.clone());
         tokio::spawn(async move {
             let refused = |msg: String| {
                 if said.lock().expect("not poisoned").refused(&msg) {
@@ -334,6 +351,12 @@ pub async fn serve(listener: TcpListener, t: Target, workload: Workload, remote:
                 Ok(p) => p,
                 Err(e) => return refused(format!("port-forward: {e}")),
             };
+            if let Some(tell) = &picked {
+                let news = last_pick.lock().expect("not poisoned").replace(pod.clone()).as_ref() != Some(&pod);
+                if news {
+                    tell(&pod);
+                }
+            }
             let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
             let mut pf = match pods.portforward(&pod, &[remote]).await {
                 Ok(pf) => pf,

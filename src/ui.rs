@@ -270,9 +270,13 @@ impl Ui {
                 self.emit(message, json!({"event": "buildkit-moved", "image": image, "message": message}))
             }
             Report::Retrying { image, error, after } => self.line(image, "retry", &format!("{error}; retrying in {}s", after.as_secs())),
-            Report::Held { image, changes } => {
+            Report::Held { image, changes, paused } => {
                 let what = if *changes == 0 { "a change to everything".to_string() } else { plural(*changes, "changed path") };
-                let text = format!("{what} held: trigger = \"manual\" (Enter here, the page's button, or `devloop trigger {image}`)");
+                let text = if *paused {
+                    format!("{what} held: paused (p here or the page's resume acts on it)")
+                } else {
+                    format!("{what} held: trigger = \"manual\" (Enter here, the page's button, or `devloop trigger {image}`)")
+                };
                 self.emit(&format!("{image}: {text}"), json!({"event": "held", "image": image, "changes": changes, "message": text}))
             }
             Report::Triggered { image, changes } => {
@@ -282,6 +286,19 @@ impl Ui {
                     None => "triggered: nothing was held; looking again".to_string(),
                 };
                 self.emit(&format!("{image}: {text}"), json!({"event": "triggered", "image": image, "changes": changes, "message": text}))
+            }
+            Report::Paused { image, paused, released } => {
+                let text = match (paused, released) {
+                    (true, _) => "paused: its changes are held until it is resumed".to_string(),
+                    (false, None) => "resumed: nothing changed meanwhile".to_string(),
+                    (false, Some(0)) => "resumed: looking at everything again".to_string(),
+                    (false, Some(n)) => format!("resumed: {} released", plural(*n, "held path")),
+                };
+                self.emit(&format!("{image}: {text}"), json!({"event": if *paused { "paused" } else { "resumed" }, "image": image, "changes": released, "message": text}))
+            }
+            Report::Rebuilding { image } => {
+                let text = "rebuild asked: hashing again and building even if the tag is deployed or in the registry";
+                self.emit(&format!("{image}: {text}"), json!({"event": "rebuild", "image": image, "message": text}))
             }
             Report::NothingToTrigger => {
                 let text = "trigger: no image holds a change";
@@ -318,6 +335,11 @@ impl crate::engine::out::Sink for Ui {
     }
     fn page_url(&self, url: &str) {
         Ui::page_url(self, url)
+    }
+    fn detail(&self, image: &str, kind: &str, text: &str) {
+        if let Some(hub) = &self.page {
+            hub.record(&json!({"event": kind, "image": image, "message": text}));
+        }
     }
 }
 

@@ -65,6 +65,9 @@ pub struct ContainerFacts {
     pub ready: bool,
     /// How often it restarted.
     pub restarts: i32,
+    /// Why it does not run, when it does not: the kubelet's reason (`CrashLoopBackOff`, `ImagePullBackOff`,
+    /// `ContainerCreating`, `Error`), else `waiting` or `terminated`.
+    pub waiting: Option<String>,
 }
 
 impl PodFacts {
@@ -79,6 +82,14 @@ impl PodFacts {
                 running: status.and_then(|s| s.state.as_ref()).is_some_and(|s| s.running.is_some()),
                 ready: status.is_some_and(|s| s.ready),
                 restarts: status.map_or(0, |s| s.restart_count),
+                waiting: status.and_then(|s| s.state.as_ref()).and_then(|s| {
+                    let reason = |r: &Option<String>, or: &str| r.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| or.to_string());
+                    match (&s.waiting, &s.terminated) {
+                        (Some(w), _) => Some(reason(&w.reason, "waiting")),
+                        (None, Some(t)) => Some(reason(&t.reason, "terminated")),
+                        _ => None,
+                    }
+                }),
             }
         });
         Some(PodFacts {
@@ -87,6 +98,11 @@ impl PodFacts {
             deleting: p.metadata.deletion_timestamp.is_some(),
             containers: containers.collect(),
         })
+    }
+
+    /// The containers whose spec asks for `reference`, running or not, unless the pod is going away.
+    pub fn of_reference<'a>(&'a self, reference: &'a str) -> impl Iterator<Item = &'a ContainerFacts> + 'a {
+        self.containers.iter().filter(move |c| !self.deleting && c.image == reference)
     }
 
     /// The runs of the containers that run `reference` now, unless the pod is going away. Ready or not: a

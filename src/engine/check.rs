@@ -240,7 +240,7 @@ async fn run_in(
             let pods = target.pods();
             let workload = forward::Workload { kind: f.kind, name: f.name.clone() };
             // The commands run once everything is rolled out: the forward goes to Ready pods only, as they test.
-            tokio::spawn(forward::serve(listener, target.clone(), workload, f.remote, Switch::Ready, pods, say, forwards.child_token()));
+            tokio::spawn(forward::serve(listener, target.clone(), workload, f.remote, Switch::Ready, pods, say, None, forwards.child_token()));
         }
         env.push(("DEVLOOP_NAMESPACE".to_string(), target.namespace.clone()));
         Ok::<_, Error>(Some(env))

@@ -28,12 +28,25 @@ pub enum Error {
     Io { what: &'static str, path: String, source: std::io::Error },
 }
 
-/// Where triggers come in from, whatever asked: a bounded queue the loop reads. Cloned into the page and the
-/// socket server; the loop takes the receiving end once.
+/// What someone asked a running `up` to do, from its terminal, its page or another shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Build what these images hold (none: every image holding a change).
+    Trigger(Vec<String>),
+    /// Look at the image's files again and build them even when their tag is deployed or in the registry
+    /// (`devloop build --force` for one image), then roll it out.
+    Rebuild(String),
+    /// Stop acting on the image's changes (`true`: they are held, as a manual image's are) or resume
+    /// (`false`: what was held meanwhile is acted on at once).
+    Pause(String, bool),
+}
+
+/// Where requests come in from, whatever asked: a bounded queue the loop reads. Cloned into the page, the
+/// terminal and the socket server; the loop takes the receiving end once.
 #[derive(Debug)]
 pub struct Triggers {
-    tx: mpsc::Sender<Vec<String>>,
-    rx: Mutex<Option<mpsc::Receiver<Vec<String>>>>,
+    tx: mpsc::Sender<Request>,
+    rx: Mutex<Option<mpsc::Receiver<Request>>>,
 }
 
 impl Triggers {
@@ -45,15 +58,19 @@ impl Triggers {
     /// Asks for `images` (none: every image holding a change) to be built; false when the queue is full or
     /// `up` has stopped.
     pub fn send(&self, images: Vec<String>) -> bool {
-        self.tx.try_send(images).is_ok()
+        self.ask(Request::Trigger(images))
+    }
+    /// Queues `request`; false when the queue is full or `up` has stopped.
+    pub fn ask(&self, request: Request) -> bool {
+        self.tx.try_send(request).is_ok()
     }
     /// The receiving end, for a test standing in for the loop.
     #[cfg(test)]
-    pub(crate) fn take_for_test(&self) -> mpsc::Receiver<Vec<String>> {
+    pub(crate) fn take_for_test(&self) -> mpsc::Receiver<Request> {
         self.take().expect("not taken")
     }
     /// The receiving end, for the loop (once).
-    pub(super) fn take(&self) -> Option<mpsc::Receiver<Vec<String>>> {
+    pub(super) fn take(&self) -> Option<mpsc::Receiver<Request>> {
         self.rx.lock().expect("not poisoned").take()
     }
 }
@@ -243,9 +260,9 @@ mod tests {
         let listener = bind(&path).await.unwrap();
         let server = tokio::spawn(serve_on(listener, path.clone(), known(), triggers.clone(), stop.clone()));
         assert_eq!(trigger_at(&config, &path, &["api".into()]).await.unwrap(), "api");
-        assert_eq!(rx.recv().await.unwrap(), ["api"]);
+        assert_eq!(rx.recv().await.unwrap(), Request::Trigger(vec!["api".into()]));
         assert_eq!(trigger_at(&config, &path, &[]).await.unwrap(), "every image holding a change");
-        assert_eq!(rx.recv().await.unwrap(), Vec::<String>::new());
+        assert_eq!(rx.recv().await.unwrap(), Request::Trigger(vec![]));
         let e = trigger_at(&config, &path, &["api".into(), "wbe".into()]).await.unwrap_err();
         assert_eq!(e.to_string(), "no image named `wbe` (configured: api, web)");
         assert!(rx.try_recv().is_err(), "nothing queued for a refused request");

@@ -67,6 +67,13 @@ pub enum Event {
     /// Build what these images hold (none named: every image holding a change), as asked (Enter in the
     /// terminal, the page's button, `devloop trigger`).
     Trigger { images: Vec<String>, at: Instant },
+    /// Look at the image's files again and build them even if their tag is deployed or in the registry, then
+    /// roll that build out (the page's and the terminal's rebuild).
+    Rebuild { image: String, at: Instant },
+    /// Hold the image's changes until resumed (`paused`), or resume: what was held is acted on at once.
+    Pause { image: String, paused: bool, at: Instant },
+    /// The port-forward of `deployment` sends its connections to `pod` now (its last connection's pick).
+    Forwarding { deployment: String, pod: String },
     /// An image's inputs hash to `tag`, judged by `filter`.
     Hashed { image: String, tag: String, filter: Hashed, took: Duration },
     /// Hashing failed (e.g. the Dockerfile is gone).
@@ -128,9 +135,9 @@ pub enum Event {
 pub enum Action {
     /// Hash the image's inputs, looking again at `scope`.
     Hash { image: String, scope: Scope },
-    /// Build and push this tag (skipping the build when the registry has it), sending what `filter` allows,
-    /// once `after` has passed (a retry's backoff; zero for a new build).
-    Build { image: String, tag: String, filter: Hashed, after: Duration },
+    /// Build and push this tag (skipping the build when the registry has it, unless `force`), sending what
+    /// `filter` allows, once `after` has passed (a retry's backoff; zero for a new build).
+    Build { image: String, tag: String, filter: Hashed, after: Duration, force: bool },
     /// Cancel the image's running build.
     CancelBuild(String),
     /// The image is no longer configured: stop what runs for it (log streams, pod watch) and drop what is
@@ -221,8 +228,14 @@ struct ImageState {
     gated: Vec<String>,
     /// A rollout of this session succeeded.
     served: bool,
-    /// A build waiting for a slot: its tag, filter and backoff.
-    slot_wait: Option<(String, Hashed, Duration)>,
+    /// A build waiting for a slot: its tag, filter, backoff and whether it is forced.
+    slot_wait: Option<(String, Hashed, Duration, bool)>,
+    /// A rebuild was asked for: the next build is forced (built even if deployed or in the registry).
+    force: bool,
+    /// The running build is forced (a retry keeps it so).
+    forcing: bool,
+    /// Paused: its changes are held until resumed.
+    paused: bool,
     live: live::Live,
     view: view::View,
 }
@@ -319,6 +332,36 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
                 change(state, image, scope, outside, at, Duration::ZERO, &mut out);
             }
         }
+        Event::Rebuild { image, at } => {
+            let Some(s) = state.images.get_mut(&image) else { return out };
+            s.force = true;
+            out.push(Action::Report(Report::Rebuilding { image: image.clone() }));
+            // What was held (paused, manual) goes into this build too.
+            let scope = s.held.take().map_or(Scope::Rescan, |mut h| {
+                h.merge(Scope::Rescan);
+                h
+            });
+            s.held_outside = false;
+            changed(state, image, scope, at, Duration::ZERO, &mut out);
+        }
+        Event::Pause { image, paused, at } => {
+            let Some(s) = state.images.get_mut(&image) else { return out };
+            if s.paused == paused {
+                return out;
+            }
+            s.paused = paused;
+            let manual = state.plan.manual.contains(&image);
+            // A resumed image acts on what it held, unless it is manual (then a trigger still does).
+            let released = (!paused && !manual && s.held.is_some()).then(|| {
+                let changes = plan::held_count(s);
+                (s.held.take().expect("some"), std::mem::take(&mut s.held_outside), changes)
+            });
+            out.push(Action::Report(Report::Paused { image: image.clone(), paused, released: released.as_ref().map(|r| r.2) }));
+            if let Some((scope, outside, _)) = released {
+                change(state, image, scope, outside, at, Duration::ZERO, &mut out);
+            }
+        }
+        Event::Forwarding { deployment, pod } => state.forwarding(deployment, pod),
         Event::Synced { .. } | Event::SyncFailed { .. } => live::step(state, event, &mut out),
         Event::Pods { change, at } => pods::changed(state, change, at, &mut out),
         Event::Stopping { cleanup: true } => out.push(Action::CleanUp),
@@ -377,6 +420,7 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
                 || s.deploying.as_ref() == Some(&tag)
                 || s.queued.as_ref().is_some_and(|(t, _)| *t == tag);
             if in_flight {
+                s.force = false;
                 return out;
             }
             if let Some(old) = s.building.take() {
@@ -384,7 +428,8 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
                 out.push(Action::Report(Report::Superseded { image: image.clone(), old, new: tag.clone() }));
             }
             s.queued = None;
-            if s.deployed.as_ref() == Some(&tag) && s.deploying.is_none() && !s.live.reroll {
+            let force = std::mem::take(&mut s.force);
+            if s.deployed.as_ref() == Some(&tag) && s.deploying.is_none() && !s.live.reroll && !force {
                 s.started = None;
                 s.summary = Summary::default();
                 s.live.content = Some(tag.clone());
@@ -395,8 +440,9 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
             s.building = Some(tag.clone());
             s.build_filter = Some(filter.clone());
             s.retries = 0;
+            s.forcing = force;
             out.push(Action::Report(Report::Building { image: image.clone(), tag: tag.clone() }));
-            out.push(Action::Build { image, tag, filter, after: Duration::ZERO });
+            out.push(Action::Build { image, tag, filter, after: Duration::ZERO, force });
         }
         Event::HashFailed { image, error } => {
             let Some(s) = state.images.get_mut(&image) else { return out };
@@ -463,7 +509,7 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
             s.retries += 1;
             let after = retry_after(s.retries);
             out.push(Action::Report(Report::Retrying { image: image.clone(), error, after }));
-            out.push(Action::Build { image, tag, filter, after });
+            out.push(Action::Build { image, tag, filter, after, force: s.forcing });
         }
         Event::DeployDeferred { image, tag, error } => {
             let Some(s) = state.images.get_mut(&image) else { return out };

@@ -24,6 +24,46 @@ pub trait Sink: Send + Sync {
     fn state(&self, snapshot: &Arc<Snapshot>);
     /// The status page is served at `url`.
     fn page_url(&self, url: &str);
+    /// A line about an image for whoever keeps each image's full output (the page's panes), too many for
+    /// the terminal: BuildKit's steps and their output (`kind` `build`). Nothing by default.
+    fn detail(&self, image: &str, kind: &str, text: &str) {
+        let _ = (image, kind, text);
+    }
+}
+
+/// A writer that tells `out` each line written to it as a [`Sink::detail`] of `kind` about `image`, and,
+/// when `echo` is set, copies it to stderr prefixed with the image's name (`-v`).
+pub struct DetailWriter {
+    out: Out,
+    image: String,
+    kind: &'static str,
+    echo: bool,
+    partial: Vec<u8>,
+}
+
+impl DetailWriter {
+    /// Lines of `kind` about `image` to `out` (and stderr when `echo`).
+    pub fn new(out: Out, image: &str, kind: &'static str, echo: bool) -> Self {
+        DetailWriter { out, image: image.to_string(), kind, echo, partial: Vec::new() }
+    }
+}
+
+impl std::io::Write for DetailWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.partial.extend_from_slice(buf);
+        while let Some(i) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=i).collect();
+            let line = String::from_utf8_lossy(&line[..i]);
+            self.out.detail(&self.image, self.kind, &line);
+            if self.echo {
+                eprintln!("{}: {line}", self.image);
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The engine's handle on its sink.

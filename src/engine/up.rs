@@ -185,7 +185,15 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
         let workload = forward::Workload { kind: f.kind, name: f.name.clone() };
         forwarded.push((workload.shown(), format!("http://127.0.0.1:{port}")));
         let say = out::say(&ui, &f.name, "forward");
-        tasks.spawn(forward::serve(listener, target.clone(), workload, f.remote, switch, pods.clone(), say, stop.child_token()));
+        // The core learns where the connections go (the page shows it beside the URL).
+        let picked: forward::Picked = {
+            let (tx, deployment) = (events_tx.clone(), workload.shown());
+            Arc::new(move |pod: &str| {
+                let (tx, ev) = (tx.clone(), Event::Forwarding { deployment: deployment.clone(), pod: pod.to_string() });
+                tokio::spawn(async move { tx.send(ev).await });
+            })
+        };
+        tasks.spawn(forward::serve(listener, target.clone(), workload, f.remote, switch, pods.clone(), say, Some(picked), stop.child_token()));
     }
 
     let all: BTreeMap<String, Scope> = cfg.images.iter().map(|i| (i.name.clone(), Scope::Rescan)).collect();
@@ -259,7 +267,7 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
                 None => break,
             },
             ev = events.recv() => match ev { Some(ev) => vec![ev], None => break },
-            Some(images) = asked.recv() => vec![Event::Trigger { images, at: Instant::now() }],
+            Some(request) = asked.recv() => vec![asked_for(request)],
             _ = ctx.progress.told() => vec![],
             // Reap finished workers, so a long session does not pile up their results.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
@@ -282,12 +290,12 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
                     Action::Hash { image, scope } => {
                         tasks.spawn(hash_worker(ctx.clone(), image, scope));
                     }
-                    Action::Build { image, tag, filter, after } => {
+                    Action::Build { image, tag, filter, after, force } => {
                         let token = stop.child_token();
                         if let Some(old) = builds.insert(image.clone(), token.clone()) {
                             old.cancel();
                         }
-                        tasks.spawn(build_worker(ctx.clone(), image, tag, filter, token, after));
+                        tasks.spawn(build_worker(ctx.clone(), Work { image, tag, filter, force }, token, after));
                     }
                     Action::Forget(image) => {
                         for token in [builds.remove(&image), logs.remove(&image)].into_iter().flatten() {
@@ -522,11 +530,32 @@ async fn hash_worker(ctx: Arc<Ctx>, image: String, scope: Scope) {
 
 /// Builds `tag` unless the registry has it, once `after` has passed. A server that does not answer
 /// (BuildKit, the registry) is reported to the core, which decides when to try again.
-async fn build_worker(ctx: Arc<Ctx>, image: String, tag: String, filter: Hashed, cancel: CancellationToken, after: Duration) {
+/// The core's event for what someone asked.
+fn asked_for(request: super::control::Request) -> Event {
+    use super::control::Request;
+    let at = Instant::now();
+    match request {
+        Request::Trigger(images) => Event::Trigger { images, at },
+        Request::Rebuild(image) => Event::Rebuild { image, at },
+        Request::Pause(image, paused) => Event::Pause { image, paused, at },
+    }
+}
+
+/// One build to run: the image, its tag, the filter that hashed it, and whether it is forced (built even
+/// when the registry has the tag).
+struct Work {
+    image: String,
+    tag: String,
+    filter: Hashed,
+    force: bool,
+}
+
+async fn build_worker(ctx: Arc<Ctx>, work: Work, cancel: CancellationToken, after: Duration) {
     let started = Instant::now();
+    let Work { image, tag, filter, force } = work;
     let work = async {
         tokio::time::sleep(after).await;
-        build_inner(&ctx, &image, &tag, &filter).await
+        build_inner(&ctx, &image, &tag, &filter, force).await
     };
     let result = tokio::select! {
         _ = cancel.cancelled() => {
@@ -564,11 +593,13 @@ async fn build_worker(ctx: Arc<Ctx>, image: String, tag: String, filter: Hashed,
 /// (digest, steps, registry hit, export time, the BuildKit replica when there are several)
 type BuildResult = (String, (usize, usize), bool, Option<Duration>, Option<String>);
 
-async fn build_inner(ctx: &Ctx, image: &str, tag: &str, filter: &Hashed) -> Result<BuildResult, Error> {
+async fn build_inner(ctx: &Ctx, image: &str, tag: &str, filter: &Hashed, force: bool) -> Result<BuildResult, Error> {
     let cfg = ctx.config();
     let destination = Destination::of(&cfg);
-    if let Some(digest) = destination.present(image, tag).await? {
-        return Ok((digest, (0, 0), true, None, None));
+    if !force {
+        if let Some(digest) = destination.present(image, tag).await? {
+            return Ok((digest, (0, 0), true, None, None));
+        }
     }
     let img = cfg.image(image).ok_or_else(|| Error::Usage(format!("image {image} is no longer configured")))?;
     // The filter that hashed this tag decides what BuildKit may see (one filter).
@@ -591,9 +622,10 @@ async fn build_inner(ctx: &Ctx, image: &str, tag: &str, filter: &Hashed) -> Resu
             let _ = ctx.events.send(Event::BuildkitMoved { image: image.to_string(), message }).await;
         }
     }
-    let out: Box<dyn std::io::Write + Send> = if ctx.verbose { Box::new(std::io::stderr()) } else { Box::new(std::io::sink()) };
+    // Every step and its output go to the page's pane; to stderr too with -v.
+    let out = Box::new(out::DetailWriter::new(ctx.out.clone(), image, "build", ctx.verbose));
     let (latest, name, built) = (ctx.progress.clone(), image.to_string(), tag.to_string());
-    let mut progress = Progress::new(out, &format!("{image}: "), ctx.verbose).on_start(Box::new(move |step, of, what| {
+    let mut progress = Progress::new(out, "", true).on_start(Box::new(move |step, of, what| {
         let export = what.starts_with("exporting") || what.starts_with("pushing");
         latest.tell(&name, &built, if export { decide::Progress::Pushing } else { decide::Progress::Step { step, of, name: what.to_string() } });
     }));

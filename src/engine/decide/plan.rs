@@ -26,9 +26,9 @@ pub struct Plan {
     pub keep: usize,
 }
 
-/// Whether a change to `image` is held for a trigger rather than acted on.
+/// Whether a change to `image` is held for a trigger (or, paused, until resumed) rather than acted on.
 pub(super) fn holds(state: &State, image: &str) -> bool {
-    state.plan.manual.contains(image) && state.images.get(image).is_some_and(|s| s.disk.is_some())
+    state.images.get(image).is_some_and(|s| s.disk.is_some() && (s.paused || state.plan.manual.contains(image)))
 }
 
 /// Holds a change to a manual image (see [`holds`]) and says what waits.
@@ -40,7 +40,7 @@ pub(super) fn hold(state: &mut State, image: String, scope: Scope, outside: bool
     }
     s.held_outside |= outside;
     let changes = held_count(s);
-    out.push(Action::Report(Report::Held { image, changes }));
+    out.push(Action::Report(Report::Held { image, changes, paused: s.paused }));
 }
 
 /// Paths held (0: everything, a rescan).
@@ -55,7 +55,8 @@ pub(super) fn held_count(s: &ImageState) -> usize {
 /// again) and whether inputs outside the context changed. `images` empty: every image holding a change.
 pub(super) fn trigger(state: &mut State, images: Vec<String>, out: &mut Vec<Action>) -> Vec<(String, Scope, bool)> {
     let images: Vec<String> = if images.is_empty() {
-        state.images.iter().filter(|(_, s)| s.held.is_some()).map(|(i, _)| i.clone()).collect()
+        // A paused image keeps what it holds until it is resumed or named.
+        state.images.iter().filter(|(_, s)| s.held.is_some() && !s.paused).map(|(i, _)| i.clone()).collect()
     } else {
         images.into_iter().filter(|i| state.images.contains_key(i)).collect()
     };
@@ -132,13 +133,13 @@ pub(super) fn admit(state: &mut State, out: &mut Vec<Action>) {
     state.slots.retain(|i| images.get(i).is_some_and(|s| s.building.is_some() && s.slot_wait.is_none()));
     for s in images.values_mut() {
         // A queued build superseded or cancelled meanwhile is not started.
-        if s.slot_wait.as_ref().is_some_and(|(tag, _, _)| s.building.as_ref() != Some(tag)) {
+        if s.slot_wait.as_ref().is_some_and(|(tag, ..)| s.building.as_ref() != Some(tag)) {
             s.slot_wait = None;
         }
     }
     let mut kept = Vec::with_capacity(out.len());
     for a in out.drain(..) {
-        let Action::Build { image, tag, filter, after } = a else {
+        let Action::Build { image, tag, filter, after, force } = a else {
             kept.push(a);
             continue;
         };
@@ -147,11 +148,11 @@ pub(super) fn admit(state: &mut State, out: &mut Vec<Action>) {
             if let Some(s) = images.get_mut(&image) {
                 s.slot_wait = None;
             }
-            kept.push(Action::Build { image, tag, filter, after });
+            kept.push(Action::Build { image, tag, filter, after, force });
             continue;
         }
         let Some(s) = images.get_mut(&image) else { continue };
-        s.slot_wait = Some((tag.clone(), filter, after));
+        s.slot_wait = Some((tag.clone(), filter, after, force));
         // It is not building yet: said when it starts.
         kept.retain(|a| !matches!(a, Action::Report(Report::Building { image: i, .. }) if *i == image));
         if !state.waiting.contains(&image) {
@@ -163,9 +164,9 @@ pub(super) fn admit(state: &mut State, out: &mut Vec<Action>) {
     while state.slots.len() < limit {
         let Some(image) = state.waiting.pop_front() else { break };
         let Some(s) = images.get_mut(&image) else { continue };
-        let Some((tag, filter, after)) = s.slot_wait.take() else { continue };
+        let Some((tag, filter, after, force)) = s.slot_wait.take() else { continue };
         state.slots.insert(image.clone());
         out.push(Action::Report(Report::Building { image: image.clone(), tag: tag.clone() }));
-        out.push(Action::Build { image, tag, filter, after });
+        out.push(Action::Build { image, tag, filter, after, force });
     }
 }

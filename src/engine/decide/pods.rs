@@ -49,6 +49,14 @@ impl Pods {
         pods.into_iter().flat_map(move |p| p.running(reference))
     }
 
+    /// Every container whose spec asks for `reference`, running or not (a crash-looping one too), by pod
+    /// name: (pod, its facts).
+    pub(super) fn of_reference<'a>(&'a self, reference: &'a str) -> impl Iterator<Item = (&'a PodFacts, &'a crate::cluster::pods::ContainerFacts)> + 'a {
+        let mut pods: Vec<&PodFacts> = self.by_uid.values().collect();
+        pods.sort_by(|a, b| a.name.cmp(&b.name));
+        pods.into_iter().flat_map(move |p| p.of_reference(reference).map(move |c| (p, c)))
+    }
+
     /// Whether `run` still runs: its pod is there, not going away, and its container has not restarted
     /// since (a restart is another run, from the image).
     fn current(&self, run: &Incarnation) -> bool {

@@ -33,12 +33,19 @@ pub enum Report {
     Retrying { image: String, error: String, after: Duration },
     /// An image's builds moved to another BuildKit replica, or back to its own.
     BuildkitMoved { image: String, message: String },
-    /// A change to a manual image is held until a trigger: `changes` paths held so far (0: everything).
-    Held { image: String, changes: usize },
+    /// A change to a manual image is held until a trigger (`paused`: to a paused image, until resumed):
+    /// `changes` paths held so far (0: everything).
+    Held { image: String, changes: usize, paused: bool },
     /// A trigger released `changes` held paths (none held: the image is looked at again).
     Triggered { image: String, changes: Option<usize> },
     /// A trigger found no image holding a change.
     NothingToTrigger,
+    /// The image was paused (its changes held from now on) or resumed: `released`, the held paths acted on
+    /// now (none: nothing was held; 0: everything).
+    Paused { image: String, paused: bool, released: Option<usize> },
+    /// A rebuild was asked for: the image is hashed again and built even if its tag is deployed or in the
+    /// registry.
+    Rebuilding { image: String },
     /// A build waits for a slot: `running` builds of at most `limit` run.
     QueuedBuild { image: String, tag: String, running: usize, limit: usize },
     /// `tag` is built; its first rollout waits for these images' first rollouts (`depends-on`).

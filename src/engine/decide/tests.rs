@@ -266,7 +266,7 @@ fn rules() -> Vec<crate::config::SyncRule> {
 }
 /// The facts of pod `name` whose container `web` runs `reference` (`restarts` restarts), Ready.
 fn pod(name: &str, reference: &str, restarts: i32) -> PodFacts {
-    let web = crate::cluster::pods::ContainerFacts { name: "web".into(), image: reference.into(), running: true, ready: true, restarts };
+    let web = crate::cluster::pods::ContainerFacts { name: "web".into(), image: reference.into(), running: true, ready: true, restarts, waiting: None };
     PodFacts { uid: format!("uid-{name}"), name: name.into(), deleting: false, containers: vec![web] }
 }
 /// Pod `name` runs `app`'s t1 now.

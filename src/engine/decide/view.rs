@@ -41,6 +41,14 @@ pub enum Phase {
         /// Paths held.
         changes: usize,
     },
+    /// Paused (the page's or the terminal's pause): `changes` changed paths held (0 with `held`: everything;
+    /// none held when not `held`) until resumed.
+    Paused {
+        /// Paths held.
+        changes: usize,
+        /// Something changed meanwhile.
+        held: bool,
+    },
     /// The pods run `tag` (plus `synced` files synced since).
     Serving {
         /// The content tag deployed.
@@ -65,6 +73,7 @@ impl Phase {
             Phase::Queued => "queued",
             Phase::Waiting(_) => "waiting",
             Phase::Held { .. } => "held",
+            Phase::Paused { .. } => "paused",
             Phase::Serving { .. } => "serving",
             Phase::Failed(_) => "failed",
         }
@@ -72,7 +81,7 @@ impl Phase {
 
     /// Whether the phase is work in progress (shown with its running time).
     pub fn busy(&self) -> bool {
-        !matches!(self, Phase::Watching | Phase::Serving { .. } | Phase::Failed(_) | Phase::Held { .. })
+        !matches!(self, Phase::Watching | Phase::Serving { .. } | Phase::Failed(_) | Phase::Held { .. } | Phase::Paused { .. })
     }
 }
 
@@ -122,8 +131,16 @@ pub struct ImageView {
     pub deployments: Vec<String>,
     /// Their forwarded URLs.
     pub urls: Vec<String>,
-    /// The containers running its deployed reference now, from the namespace's pod watch.
+    /// Its port-forwards: each URL and the pod its connections go to now (as its last connection picked).
+    pub forwards: Vec<Forward>,
+    /// The containers whose spec asks for its deployed reference (running or not), from the namespace's pod
+    /// watch.
     pub runs: Vec<Run>,
+    /// The content tag of the tree its pods hold (the deployed tag plus what was synced), when files were
+    /// synced on top of it.
+    pub content: Option<String>,
+    /// Its changes are held until resumed.
+    pub paused: bool,
     /// Its last failure, kept after a success (the page marks it fixed).
     pub failure: Option<Failure>,
 }
@@ -139,9 +156,20 @@ pub struct Run {
     pub restarts: i32,
     /// It is Ready.
     pub ready: bool,
+    /// It runs; when it does not, why (the kubelet's reason: `CrashLoopBackOff`, `ImagePullBackOff`, …).
+    pub waiting: Option<String>,
     /// The synced paths it holds on top of the image: the image's count when it has them all, 0 when it has
     /// none (nothing synced, or a replay into it is owed).
     pub synced: usize,
+}
+
+/// One port-forward of an image's workloads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// Where it listens (`http://127.0.0.1:PORT`).
+    pub url: String,
+    /// The pod its last connection went to (none before the first).
+    pub pod: Option<String>,
 }
 
 /// An image's last failure, whole.
@@ -190,6 +218,8 @@ pub(super) struct View {
 pub(super) struct Views {
     /// Forwarded URLs by Deployment name.
     forwards: BTreeMap<String, String>,
+    /// The pod each forward's last connection went to, by Deployment name.
+    forward_pods: BTreeMap<String, String>,
     /// Failures so far.
     failures: u64,
 }
@@ -199,6 +229,11 @@ impl State {
     /// whose rollouts roll it).
     pub fn forwarded(&mut self, deployment: &str, url: &str) {
         self.views.forwards.insert(deployment.to_string(), url.to_string());
+    }
+
+    /// The port-forward of `deployment` sends its connections to `pod` now.
+    pub(super) fn forwarding(&mut self, deployment: String, pod: String) {
+        self.views.forward_pods.insert(deployment, pod);
     }
 
     /// The view now; `prev` (the last one published) keeps the clocks of phases that go on and the time of
@@ -213,9 +248,24 @@ impl State {
                 Failure { n: *n, tag: tag.clone(), error: error.clone(), at }
             });
             let urls = s.view.deployments.iter().filter_map(|d| self.views.forwards.get(d).cloned()).collect();
-            let holds = |run: &Incarnation| if s.live.holds.contains(run) { s.live.synced.len() } else { 0 };
-            let runs = s.running.as_deref().into_iter().flat_map(|r| self.pods.runs(r));
-            let runs = runs.map(|(run, c)| Run { synced: holds(&run), pod: run.pod, container: run.container, restarts: run.restarts, ready: c.ready }).collect();
+            let forwards = s.view.deployments.iter().filter_map(|d| {
+                Some(Forward { url: self.views.forwards.get(d)?.clone(), pod: self.views.forward_pods.get(d).cloned() })
+            });
+            let holds = |pod: &PodFacts, c: &crate::cluster::pods::ContainerFacts| {
+                let run = Incarnation { uid: pod.uid.clone(), pod: pod.name.clone(), container: c.name.clone(), restarts: c.restarts };
+                if c.running && s.live.holds.contains(&run) { s.live.synced.len() } else { 0 }
+            };
+            let runs = s.running.as_deref().into_iter().flat_map(|r| self.pods.of_reference(r));
+            let runs = runs
+                .map(|(p, c)| Run {
+                    synced: holds(p, c),
+                    pod: p.name.clone(),
+                    container: c.name.clone(),
+                    restarts: c.restarts,
+                    ready: c.ready,
+                    waiting: if c.running { None } else { Some(c.waiting.clone().unwrap_or_else(|| "not running".into())) },
+                })
+                .collect();
             let view = ImageView {
                 phase,
                 since,
@@ -223,7 +273,10 @@ impl State {
                 synced: s.live.synced.len(),
                 deployments: s.view.deployments.clone(),
                 urls,
+                forwards: forwards.collect(),
                 runs,
+                content: s.live.content.clone().filter(|_| !s.live.synced.is_empty()),
+                paused: s.paused,
                 failure,
             };
             (image.clone(), view)
@@ -261,6 +314,9 @@ fn phase(s: &ImageState) -> Phase {
     }
     if !s.gated.is_empty() {
         return Phase::Waiting(s.gated.clone());
+    }
+    if s.paused {
+        return Phase::Paused { changes: plan::held_count(s), held: s.held.is_some() };
     }
     if s.held.is_some() {
         return Phase::Held { changes: plan::held_count(s) };
@@ -310,6 +366,7 @@ pub(super) fn note(state: &mut State, actions: &[Action]) {
             Report::Stale { .. } | Report::Superseded { .. } | Report::SyncFallback { .. } | Report::Retrying { .. } | Report::LeftSynced { .. } | Report::BuildkitMoved { .. } => continue,
             // Phases of their own, read from the state.
             Report::Held { .. } | Report::Triggered { .. } | Report::NothingToTrigger | Report::QueuedBuild { .. } | Report::WaitsFor { .. } => continue,
+            Report::Paused { .. } | Report::Rebuilding { .. } => continue,
             Report::Failed { image, tag, error } => (image, Some((first(error), tag.clone(), error.clone()))),
             Report::RolloutFailed { image, tag, reason: Some(why) } => (image, Some((format!("rollout: {why}"), Some(tag.clone()), why.clone()))),
             Report::RolloutFailed { image, tag, reason: None } => {
@@ -356,7 +413,7 @@ pub(crate) mod fake {
     }
     /// Pod `pod`'s container `web` runs `image`'s `tag` (as [`rolled`] deploys it).
     pub(crate) fn runs(image: &str, tag: &str, pod: &str) -> Event {
-        let web = crate::cluster::pods::ContainerFacts { name: "web".into(), image: format!("reg/{image}:{tag}"), running: true, ready: true, restarts: 0 };
+        let web = crate::cluster::pods::ContainerFacts { name: "web".into(), image: format!("reg/{image}:{tag}"), running: true, ready: true, restarts: 0, waiting: None };
         let facts = PodFacts { uid: format!("uid-{pod}"), name: pod.into(), deleting: false, containers: vec![web] };
         Event::Pods { change: PodChange::Applied(facts), at: Instant::now() }
     }

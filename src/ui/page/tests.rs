@@ -39,7 +39,7 @@ fn state(hub: &Hub) -> Value {
 
 /// A snapshot of one image `hello` in `phase`, with `failure`.
 fn one(phase: Phase, failure: Option<Failure>) -> Arc<Snapshot> {
-    let v = ImageView { phase, since: std::time::Instant::now(), deployed: None, synced: 0, deployments: vec![], urls: vec![], runs: vec![], failure };
+    let v = ImageView { phase, since: std::time::Instant::now(), deployed: None, synced: 0, deployments: vec![], urls: vec![], forwards: vec![], runs: vec![], content: None, paused: false, failure };
     Arc::new(Snapshot { images: [("hello".to_string(), v)].into() })
 }
 
@@ -359,7 +359,7 @@ async fn the_trigger_button_queues_a_build_of_a_shown_image_from_the_page_s_own_
     };
     let r = post("/trigger?image=hello", Some(&format!("http://{addr}"))).await;
     assert!(r.starts_with("HTTP/1.1 202"), "{r}");
-    assert_eq!(asked.try_recv().unwrap(), ["hello"]);
+    assert_eq!(asked.try_recv().unwrap(), crate::engine::control::Request::Trigger(vec!["hello".into()]));
     // The page shows a button for it, labelled by what it holds.
     let v = state(&hub);
     assert_eq!((v["images"][0]["state"].as_str(), v["images"][0]["text"].as_str()), (Some("held"), Some("2 changed paths held: trigger to build")));

@@ -27,10 +27,10 @@ fn a_manual_image_builds_at_the_start_then_holds_its_changes_until_a_trigger() {
     assert_eq!(run(&mut s, vec![changed(&["app"]), hashed("app", "t1"), built("app", "t1"), rolled("app", "t1", true)]), ["hash app", "build app t1", "deploy app t1"]);
     // Later saves are held: nothing hashed, the count shown.
     let a = step(&mut s, changed_paths("app", &["a.go"]));
-    assert_eq!(reports(&a), [Report::Held { image: "app".into(), changes: 1 }]);
+    assert_eq!(reports(&a), [Report::Held { image: "app".into(), changes: 1, paused: false }]);
     assert_eq!(acts(&a), Vec::<String>::new());
     let a = step(&mut s, changed_paths("app", &["b.go", "a.go"]));
-    assert_eq!(reports(&a), [Report::Held { image: "app".into(), changes: 2 }]);
+    assert_eq!(reports(&a), [Report::Held { image: "app".into(), changes: 2, paused: false }]);
     assert_eq!(phase(&s, "app"), Phase::Held { changes: 2 });
     assert!(!s.busy());
     // A trigger hands every held path to the hash, and the loop goes on as for any change.
@@ -131,4 +131,96 @@ fn a_new_rollout_prunes_the_node_store_sparing_what_a_crash_or_the_next_rollout_
     assert_eq!(run(&mut s, vec![built("app", "t3"), rolled("app", "t3", false)]), ["deploy app t3"]);
     let mut s = State::default();
     assert_eq!(run(&mut s, vec![changed(&["app"]), hashed("app", "t1"), built("app", "t1"), rolled("app", "t1", true)]), ["hash app", "build app t1", "deploy app t1"]);
+}
+
+fn rebuild(image: &str) -> Event {
+    Event::Rebuild { image: image.into(), at: Instant::now() }
+}
+fn pause(image: &str, paused: bool) -> Event {
+    Event::Pause { image: image.into(), paused, at: Instant::now() }
+}
+fn forced(a: &[Action]) -> Vec<bool> {
+    a.iter().filter_map(|a| if let Action::Build { force, .. } = a { Some(*force) } else { None }).collect()
+}
+
+#[test]
+fn a_rebuild_builds_the_deployed_tag_again_forced_once_and_rolls_it_out() {
+    let mut s = planned(&[], &[], 0);
+    run(&mut s, vec![changed(&["app"]), hashed("app", "t1"), built("app", "t1"), rolled("app", "t1", true)]);
+    // Same bytes would be nothing to do; a rebuild looks at everything again and builds it anyway.
+    let a = step(&mut s, rebuild("app"));
+    assert_eq!((acts(&a), reports(&a)), (vec!["rescan app".to_string()], vec![Report::Rebuilding { image: "app".into() }]));
+    let a = step(&mut s, hashed("app", "t1"));
+    assert_eq!((acts(&a), forced(&a)), (vec!["build app t1".to_string()], vec![true]));
+    // A retry of the forced build stays forced; its result rolls out.
+    let a = step(&mut s, Event::BuildDeferred { image: "app".into(), tag: "t1".into(), error: "buildkitd does not answer".into() });
+    assert_eq!(forced(&a), [true]);
+    assert_eq!(run(&mut s, vec![built("app", "t1"), rolled("app", "t1", true)]), ["deploy app t1"]);
+    // Only that once: the next save of the same bytes is nothing to do again.
+    let a = step(&mut s, changed(&["app"]));
+    assert_eq!(acts(&a), ["hash app"]);
+    let a = step(&mut s, hashed("app", "t1"));
+    assert_eq!(reports(&a), [Report::Unchanged { image: "app".into(), tag: "t1".into() }]);
+    // An unknown image is not built.
+    assert!(step(&mut s, rebuild("nope")).is_empty());
+}
+
+#[test]
+fn a_paused_image_holds_its_changes_while_the_others_build_and_resuming_acts_on_them() {
+    let mut s = planned(&[], &[], 0);
+    for image in ["api", "web"] {
+        run(&mut s, vec![changed(&[image]), hashed(image, "t1"), built(image, "t1"), rolled(image, "t1", true)]);
+    }
+    let a = step(&mut s, pause("api", true));
+    assert_eq!(reports(&a), [Report::Paused { image: "api".into(), paused: true, released: None }]);
+    assert_eq!(phase(&s, "api"), Phase::Paused { changes: 0, held: false });
+    // A save to both: only web is hashed; api's change is held and counted.
+    let a = step(&mut s, changed_paths("api", &["a.go"]));
+    assert_eq!(acts(&a), Vec::<String>::new());
+    assert_eq!(reports(&a), [Report::Held { image: "api".into(), changes: 1, paused: true }]);
+    assert_eq!(run(&mut s, vec![changed(&["web"])]), ["hash web"]);
+    assert_eq!(phase(&s, "api"), Phase::Paused { changes: 1, held: true });
+    assert!(s.snapshot(&Snapshot::default(), Instant::now()).images["api"].paused);
+    // A trigger of every held change leaves a paused image alone.
+    let a = step(&mut s, trigger(&[]));
+    assert_eq!((acts(&a), reports(&a)), (vec![], vec![Report::NothingToTrigger]));
+    // Pausing twice says nothing; resuming acts on what was held, at once.
+    assert!(step(&mut s, pause("api", true)).is_empty());
+    let a = step(&mut s, pause("api", false));
+    assert_eq!(acts(&a), ["hash api a.go"]);
+    assert_eq!(reports(&a)[0], Report::Paused { image: "api".into(), paused: false, released: Some(1) });
+    assert_eq!(run(&mut s, vec![hashed("api", "t2"), built("api", "t2"), rolled("api", "t2", true)]), ["build api t2", "deploy api t2"]);
+    assert!(!s.snapshot(&Snapshot::default(), Instant::now()).images["api"].paused);
+    // Resumed with nothing held: nothing to do, and said.
+    step(&mut s, pause("api", true));
+    let a = step(&mut s, pause("api", false));
+    assert_eq!((acts(&a), reports(&a)), (vec![], vec![Report::Paused { image: "api".into(), paused: false, released: None }]));
+}
+
+#[test]
+fn a_paused_manual_image_resumed_still_waits_for_its_trigger_and_a_rebuild_takes_what_it_held() {
+    let mut s = planned(&["app"], &[], 0);
+    run(&mut s, vec![changed(&["app"]), hashed("app", "t1"), built("app", "t1"), rolled("app", "t1", true)]);
+    step(&mut s, pause("app", true));
+    step(&mut s, changed_paths("app", &["a.go"]));
+    let a = step(&mut s, pause("app", false));
+    assert_eq!(acts(&a), Vec::<String>::new(), "manual: resuming does not build");
+    assert_eq!(phase(&s, "app"), Phase::Held { changes: 1 });
+    // A rebuild takes the held paths with it, and a full look.
+    let a = step(&mut s, rebuild("app"));
+    assert_eq!(acts(&a), ["rescan app"]);
+    assert_eq!(phase(&s, "app"), Phase::Hashing);
+}
+
+#[test]
+fn the_forward_s_pod_is_shown_on_the_rows_of_the_images_that_roll_it() {
+    let mut s = planned(&[], &[], 0);
+    s.forwarded("deployment/web", "http://127.0.0.1:9000");
+    run(&mut s, vec![changed(&["app"]), hashed("app", "t1"), built("app", "t1")]);
+    step(&mut s, Event::Progress { image: "app".into(), tag: "t1".into(), progress: Progress::Rolled(vec!["deployment/web".into()]) });
+    step(&mut s, rolled("app", "t1", true));
+    let view = |s: &State| s.snapshot(&Snapshot::default(), Instant::now()).images["app"].forwards.clone();
+    assert_eq!(view(&s), [crate::engine::decide::view::Forward { url: "http://127.0.0.1:9000".into(), pod: None }]);
+    assert!(step(&mut s, Event::Forwarding { deployment: "deployment/web".into(), pod: "web-7d9f-abc".into() }).is_empty());
+    assert_eq!(view(&s)[0].pod.as_deref(), Some("web-7d9f-abc"));
 }

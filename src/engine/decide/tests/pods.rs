@@ -30,7 +30,7 @@ fn a_sync_goes_to_every_running_container_of_the_deployed_reference_ready_or_not
     let mut waiting = pod("p5", "reg/app:t1", 0);
     waiting.containers[0].running = false;
     let mut sidecar = pod("p6", "reg/app:t1", 0);
-    sidecar.containers.insert(0, crate::cluster::pods::ContainerFacts { name: "proxy".into(), image: "envoy".into(), running: true, ready: true, restarts: 0 });
+    sidecar.containers.insert(0, crate::cluster::pods::ContainerFacts { name: "proxy".into(), image: "envoy".into(), running: true, ready: true, restarts: 0, waiting: None });
     for p in [unready, pod("p3", "reg/app:t0", 0), leaving, waiting, sidecar] {
         assert!(step(&mut s, applied(p)).is_empty());
     }
