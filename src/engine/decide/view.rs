@@ -125,6 +125,8 @@ pub struct ImageView {
     pub since: Instant,
     /// The content tag its pods run, if a rollout of this session succeeded (and nothing undid it since).
     pub deployed: Option<String>,
+    /// The reference its last successful rollout put in place (`repo:tag@digest`): what the workloads ask for.
+    pub reference: Option<String>,
     /// Paths synced on top of `deployed`.
     pub synced: usize,
     /// The Deployments its last rollout rolled.
@@ -270,6 +272,7 @@ impl State {
                 phase,
                 since,
                 deployed: s.deployed.clone(),
+                reference: s.running.clone(),
                 synced: s.live.synced.len(),
                 deployments: s.view.deployments.clone(),
                 urls,

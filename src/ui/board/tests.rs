@@ -8,7 +8,7 @@ fn building(step: usize, of: usize, name: &str) -> Phase {
 
 fn view(phase: Phase, urls: &[&str]) -> ImageView {
     let urls = urls.iter().map(|u| u.to_string()).collect();
-    ImageView { phase, since: Instant::now(), deployed: None, synced: 0, deployments: vec![], urls, forwards: vec![], runs: vec![], content: None, paused: false, failure: None }
+    ImageView { phase, since: Instant::now(), deployed: None, reference: None, synced: 0, deployments: vec![], urls, forwards: vec![], runs: vec![], content: None, paused: false, failure: None }
 }
 
 /// A board showing these rows.
