@@ -278,6 +278,22 @@ mod tests {
         assert_eq!((facts.containers[0].name.as_str(), facts.containers[0].ready), ("web", true), "spec order, statuses matched by name");
     }
 
+    #[test]
+    fn a_container_that_does_not_run_says_why_with_the_kubelet_s_reason() {
+        let why = |state: serde_json::Value| {
+            let mut pod = with_web("r/app:t1", "running", 0, false);
+            let statuses = pod.status.as_mut().unwrap().container_statuses.as_mut().unwrap();
+            statuses[1].state = Some(serde_json::from_value(state).unwrap());
+            PodFacts::of(&pod).unwrap().containers[0].waiting.clone()
+        };
+        assert_eq!(why(serde_json::json!({"running": {}})), None);
+        assert_eq!(why(serde_json::json!({"waiting": {"reason": "CrashLoopBackOff"}})).as_deref(), Some("CrashLoopBackOff"));
+        assert_eq!(why(serde_json::json!({"waiting": {}})).as_deref(), Some("waiting"));
+        assert_eq!(why(serde_json::json!({"terminated": {"reason": "Error", "exitCode": 1}})).as_deref(), Some("Error"));
+        let facts = PodFacts::of(&with_web("r/app:t1", "waiting", 0, false)).unwrap();
+        assert_eq!(facts.of_reference("r/app:t1").map(|c| c.name.as_str()).collect::<Vec<_>>(), ["web"], "listed though it does not run");
+    }
+
     /// A pod labelled `app`, created at second `created` of a day, Ready or not, being deleted or not.
     fn pod(name: &str, app: &str, created: u32, ready: bool, deleting: bool) -> std::sync::Arc<Pod> {
         let status = serde_json::json!({"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]});

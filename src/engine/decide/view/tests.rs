@@ -195,3 +195,30 @@ fn a_change_that_changes_nothing_goes_back_to_what_the_image_did_and_a_save_does
     c.step(Event::BuildFailed { image: "app".into(), tag: "t3".into(), error: "cancelled".into(), cancelled: true });
     assert_eq!(c.phase("app"), Phase::Failed("boom".into()));
 }
+
+#[test]
+fn the_live_view_lists_every_container_of_the_deployed_reference_with_why_one_does_not_run() {
+    let mut c = Core::new();
+    for ev in [changed(&["app"]), hashed("app", "t1"), built("app", "t1"), rolled("app", "t1", true), runs("app", "t1", "app-a")] {
+        c.step(ev);
+    }
+    let view = &c.shown.images["app"];
+    assert_eq!((view.deployed.as_deref(), view.reference.as_deref()), (Some("t1"), Some("reg/app:t1")));
+    // A second pod of the same reference crash-loops: it is listed with the kubelet's reason, not dropped.
+    let crashing = crate::cluster::pods::ContainerFacts {
+        name: "web".into(),
+        image: "reg/app:t1".into(),
+        running: false,
+        ready: false,
+        restarts: 4,
+        waiting: Some("CrashLoopBackOff".into()),
+    };
+    let pod = PodFacts { uid: "uid-app-b".into(), name: "app-b".into(), deleting: false, containers: vec![crashing] };
+    c.step(Event::Pods { change: PodChange::Applied(pod), at: Instant::now() });
+    let runs: Vec<(String, bool, i32, Option<String>)> =
+        c.shown.images["app"].runs.iter().map(|r| (r.pod.clone(), r.ready, r.restarts, r.waiting.clone())).collect();
+    assert_eq!(runs, [("app-a".into(), true, 0, None), ("app-b".into(), false, 4, Some("CrashLoopBackOff".into()))]);
+    // A pod being deleted is no longer listed.
+    c.step(Event::Pods { change: PodChange::Deleted("uid-app-b".into()), at: Instant::now() });
+    assert_eq!(c.shown.images["app"].runs.len(), 1);
+}
