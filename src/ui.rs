@@ -172,6 +172,8 @@ impl Ui {
     fn emit(&self, text: &str, value: Value) {
         if let Some(hub) = &self.page {
             hub.record(&value);
+            let (kind, image) = (value["event"].as_str().unwrap_or("line"), value["image"].as_str().unwrap_or("devloop"));
+            hub.log(image, kind, None, None, text);
         }
         let log = value["event"] == "log";
         self.out.line(if self.out.json() { value.to_string() } else { text.to_string() }, log);
@@ -339,7 +341,19 @@ impl crate::engine::out::Sink for Ui {
     fn detail(&self, image: &str, kind: &str, text: &str) {
         if let Some(hub) = &self.page {
             hub.record(&json!({"event": kind, "image": image, "message": text}));
+            hub.log(image, kind, None, None, text);
         }
+    }
+    fn pod_log(&self, image: &str, pod: &str, container: &str, several: bool, line: &str) {
+        let prefix = if several { format!("[{pod}/{container}]") } else { format!("[{pod}]") };
+        let text = format!("{prefix} {line}");
+        let value = json!({"event": "log", "image": image, "message": text, "pod": pod, "container": container});
+        if let Some(hub) = &self.page {
+            hub.record(&value);
+            // The pane shows the pod and container apart.
+            hub.log(image, "log", Some(pod), Some(container), line);
+        }
+        self.out.line(if self.out.json() { value.to_string() } else { format!("{image}: {text}") }, true);
     }
 }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::decide::{self, Event};
-use super::out::{self, Out};
+use super::out::Out;
 use super::up::Ctx;
 use super::{build_images, hash_images, Error, Outcome};
 use crate::cluster::{self, KubeOptions, Target};
@@ -350,7 +350,8 @@ fn api_unreachable(e: &Error) -> bool {
 /// `reference`, as they come and restart, read from the namespace's one pod watch.
 fn follow_logs(ctx: &Ctx, rolled: &deploy::deployer::Rolled, image: &str, reference: &str, cancel: &CancellationToken) {
     let (t, selector) = (&ctx.target, rolled.selector.clone());
-    let say = out::say(&ctx.out, image, "log");
+    let (out, image) = (ctx.out.clone(), image.to_string());
+    let say: forward::logs::Logged = Arc::new(move |pod: &str, container: &str, several: bool, line: &str| out.pod_log(&image, pod, container, several, line));
     tokio::spawn(forward::logs::follow(t.pods(), t.clone(), selector, reference.to_string(), say, cancel.clone()));
 }
 

@@ -24,6 +24,13 @@ pub trait Sink: Send + Sync {
     fn state(&self, snapshot: &Arc<Snapshot>);
     /// The status page is served at `url`.
     fn page_url(&self, url: &str);
+    /// A log line of a pod running `image`'s build: said as a line of kind `log`, `[pod] line` (or
+    /// `[pod/container] line` when the pod runs the image in `several` containers), unless the sink keeps
+    /// them apart.
+    fn pod_log(&self, image: &str, pod: &str, container: &str, several: bool, line: &str) {
+        let prefix = if several { format!("[{pod}/{container}]") } else { format!("[{pod}]") };
+        self.line(image, "log", &format!("{prefix} {line}"));
+    }
     /// A line about an image for whoever keeps each image's full output (the page's panes), too many for
     /// the terminal: BuildKit's steps and their output (`kind` `build`). Nothing by default.
     fn detail(&self, image: &str, kind: &str, text: &str) {

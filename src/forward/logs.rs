@@ -11,7 +11,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, LogParams};
 use tokio_util::sync::CancellationToken;
 
-use super::Say;
 pub use crate::cluster::pods::Incarnation;
 use crate::cluster::pods::{selected, Change, Reflector};
 use crate::cluster::Target;
@@ -39,7 +38,7 @@ pub fn incarnations(pod: &Pod, selector: &BTreeMap<String, String>, reference: &
 /// Streams the logs of every container running `reference` in the pods carrying `selector`'s labels, as
 /// they come and restart, until `cancel`. Lines read `[pod] line`, or `[pod/container] line` when a pod runs
 /// the image in more than one container.
-pub async fn follow(pods: Arc<Reflector>, t: Target, selector: BTreeMap<String, String>, reference: String, say: Say, cancel: CancellationToken) {
+pub async fn follow(pods: Arc<Reflector>, t: Target, selector: BTreeMap<String, String>, reference: String, say: Logged, cancel: CancellationToken) {
     let mut changes = pods.subscribe();
     let mut followed: BTreeSet<Incarnation> = BTreeSet::new();
     let start = |pod: &Pod, followed: &mut BTreeSet<Incarnation>| {
@@ -47,8 +46,7 @@ pub async fn follow(pods: Arc<Reflector>, t: Target, selector: BTreeMap<String, 
         let several = pod.spec.iter().flat_map(|s| &s.containers).filter(|c| c.image.as_deref() == Some(reference.as_str())).count() > 1;
         for run in runs {
             if followed.insert(run.clone()) {
-                let prefix = if several { format!("[{}/{}]", run.pod, run.container) } else { format!("[{}]", run.pod) };
-                tokio::spawn(stream(t.clone(), run, prefix, say.clone(), cancel.clone()));
+                tokio::spawn(stream(t.clone(), run, several, say.clone(), cancel.clone()));
             }
         }
     };
@@ -75,9 +73,13 @@ pub async fn follow(pods: Arc<Reflector>, t: Target, selector: BTreeMap<String, 
     }
 }
 
-/// Streams one run's lines, each after `prefix`, until it ends or `cancel`. The last minute only: a pod
-/// running for hours does not replay its day.
-async fn stream(t: Target, run: Incarnation, prefix: String, say: Say, cancel: CancellationToken) {
+/// Told each log line of a followed container: the pod, the container, whether the pod runs the image in
+/// more than one container (then a line names both), the line.
+pub type Logged = std::sync::Arc<dyn Fn(&str, &str, bool, &str) + Send + Sync>;
+
+/// Streams one run's lines to `say` until it ends or `cancel`. The last minute only: a pod running for hours
+/// does not replay its day.
+async fn stream(t: Target, run: Incarnation, several: bool, say: Logged, cancel: CancellationToken) {
     let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
     let params = LogParams { follow: true, since_seconds: Some(60), container: Some(run.container.clone()), ..Default::default() };
     let stream = match pods.log_stream(&run.pod, &params).await {
@@ -92,7 +94,7 @@ async fn stream(t: Target, run: Incarnation, prefix: String, say: Say, cancel: C
         tokio::select! {
             _ = cancel.cancelled() => return,
             l = lines.try_next() => match l {
-                Ok(Some(line)) => say(&format!("{prefix} {line}")),
+                Ok(Some(line)) => say(&run.pod, &run.container, several, &line),
                 _ => return,
             },
         }

@@ -1,8 +1,10 @@
-//! The status page of `devloop up --ui`: each image's state and last failure, drawn from the core's
-//! snapshot (the very one the terminal's status block draws), the lines that led to that failure, and the
-//! last iterations split into where their time went (from the reports, in order). [`server`] serves it (one
-//! page, `/state`, `/events`).
+//! The status page of `devloop up --ui`: each image's state, what is live (its reference, the pods running
+//! it, what was synced, where its forward goes) and last failure, drawn from the core's snapshot (the very
+//! one the terminal's status block draws), each image's lines in a pane of its own ([`logs`]), and the last
+//! iterations split into where their time went (from the reports, in order). [`server`] serves it (one page,
+//! `/state`, `/events`, the actions).
 
+pub mod logs;
 pub mod server;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -28,10 +30,14 @@ const FAILURE_LINES: usize = 25;
 /// The page's state, shared by the loop (which reports into it) and the server (which sends snapshots).
 pub struct Hub {
     model: Mutex<Model>,
-    /// Where the trigger button's requests go (`up`'s queue).
+    /// Where the action buttons' requests go (`up`'s queue).
     triggers: std::sync::OnceLock<Arc<crate::engine::control::Triggers>>,
-    /// Bumped on every change: each open page waits on it for the next snapshot.
+    /// Bumped on every change (state or lines): each open page waits on it for what is new.
     changed: watch::Sender<u64>,
+    /// What a request must carry to act: given to the page at load, unknown to any other origin.
+    token: String,
+    /// This process's id: a page that reconnects to another `up` (restarted) starts its panes afresh.
+    boot: String,
 }
 
 #[derive(Default)]
@@ -47,6 +53,10 @@ struct Model {
     recent: BTreeMap<String, VecDeque<String>>,
     /// Iterations so far (the chart numbers its bars with it).
     count: u64,
+    /// Each image's pane.
+    logs: logs::Logs,
+    /// Bumped when what `/state` shows changed (not by lines: a chatty pod must not resend the state).
+    version: u64,
 }
 
 /// One iteration on the chart: a stacked bar.
@@ -101,14 +111,69 @@ pub fn sync_segments(s: &SyncSummary) -> Vec<(&'static str, u64)> {
 
 impl Default for Hub {
     fn default() -> Self {
-        Hub { model: Mutex::default(), triggers: std::sync::OnceLock::new(), changed: watch::channel(0).0 }
+        let random = |bytes: usize| hex::encode((0..bytes).map(|_| rand::random::<u8>()).collect::<Vec<u8>>());
+        Hub { model: Mutex::default(), triggers: std::sync::OnceLock::new(), changed: watch::channel(0).0, token: random(16), boot: random(8) }
     }
+}
+
+/// What the page's buttons ask `up` to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    /// Build what the image holds (`POST /trigger`).
+    Trigger,
+    /// Build it again, forced (`POST /rebuild`).
+    Rebuild,
+    /// Hold its changes (`POST /pause`).
+    Pause,
+    /// Act on them again (`POST /resume`).
+    Resume,
 }
 
 impl Hub {
     fn change(&self, f: impl FnOnce(&mut Model)) {
-        f(&mut self.model.lock().expect("not poisoned"));
+        let mut m = self.model.lock().expect("not poisoned");
+        f(&mut m);
+        m.version += 1;
+        drop(m);
         self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// The token a request must carry to act (the page gets it at load and on every reconnect).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// This `up`'s id, told to the page on every connection.
+    pub fn boot(&self) -> &str {
+        &self.boot
+    }
+
+    /// Keeps each line of `text` in `image`'s pane (a pod's line with its pod and container) and wakes the
+    /// open pages.
+    pub fn log(&self, image: &str, kind: &str, pod: Option<&str>, container: Option<&str>, text: &str) {
+        let kept = self.model.lock().expect("not poisoned").logs.push(image, kind, pod, container, text, now_ms());
+        if kept > 0 {
+            self.changed.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// The lines after `seq` as the page's `logs` event data, and the last number in it (none: no line).
+    pub fn lines_after(&self, seq: u64) -> Option<(String, u64)> {
+        let m = self.model.lock().expect("not poisoned");
+        let lines = m.logs.after(seq);
+        let last = lines.last()?.seq;
+        Some((serde_json::json!({ "lines": lines }).to_string(), last))
+    }
+
+    /// The number of the last line kept, and the version of the state.
+    pub fn versions(&self) -> (u64, u64) {
+        let m = self.model.lock().expect("not poisoned");
+        (m.logs.last(), m.version)
+    }
+
+    /// Lines kept per pane now.
+    pub fn line_counts(&self) -> BTreeMap<String, usize> {
+        self.model.lock().expect("not poisoned").logs.counts().into_iter().map(|(i, n)| (i.to_string(), n)).collect()
     }
 
     /// Takes the trigger button's requests to `triggers` (set once, before `up` starts).
@@ -116,15 +181,23 @@ impl Hub {
         let _ = self.triggers.set(triggers);
     }
 
-    /// Asks `up` to build `image` (one the page shows); the status to answer and why not.
-    pub fn trigger(&self, image: &str) -> Result<(), (axum::http::StatusCode, String)> {
+    /// Asks `up` to `act` on `image` (one the page shows); the status to answer and why not.
+    pub fn act(&self, act: Act, image: &str) -> Result<(), (axum::http::StatusCode, String)> {
+        use crate::engine::control::Request;
         use axum::http::StatusCode;
         if !self.shown().images.contains_key(image) {
             return Err((StatusCode::NOT_FOUND, format!("no image `{image}` in this `devloop up`")));
         }
-        let Some(t) = self.triggers.get() else { return Err((StatusCode::SERVICE_UNAVAILABLE, "this page takes no triggers".into())) };
-        if !t.send(vec![image.to_string()]) {
-            return Err((StatusCode::SERVICE_UNAVAILABLE, "devloop up is not taking triggers now".into()));
+        let Some(t) = self.triggers.get() else { return Err((StatusCode::SERVICE_UNAVAILABLE, "this page takes no requests".into())) };
+        let image = image.to_string();
+        let request = match act {
+            Act::Trigger => Request::Trigger(vec![image]),
+            Act::Rebuild => Request::Rebuild(image),
+            Act::Pause => Request::Pause(image, true),
+            Act::Resume => Request::Pause(image, false),
+        };
+        if !t.ask(request) {
+            return Err((StatusCode::SERVICE_UNAVAILABLE, "devloop up is not taking requests now".into()));
         }
         Ok(())
     }
@@ -203,8 +276,9 @@ impl Hub {
         self.push(&s.image, &s.tag, "sync", sync_segments(s), note);
     }
 
-    /// The page's data now, as JSON: `header`, `images` (state, text, `for_ms`, urls, the containers running
-    /// it: `runs`), `iterations`, `failures`.
+    /// The page's data now, as JSON: `header`, `images` (state, text, `for_ms`, urls, what is live: the
+    /// deployed tag and reference, the synced tree's content tag, the forwards and their pods, the
+    /// containers of its reference: `runs`; `paused`), `iterations`, `failures`.
     pub fn snapshot(&self) -> String {
         let m = self.model.lock().expect("not poisoned");
         let images: Vec<Value> = m
@@ -215,10 +289,12 @@ impl Hub {
                 let runs: Vec<Value> = v
                     .runs
                     .iter()
-                    .map(|r| serde_json::json!({"pod": r.pod, "container": r.container, "restarts": r.restarts, "ready": r.ready, "synced": r.synced}))
+                    .map(|r| serde_json::json!({"pod": r.pod, "container": r.container, "restarts": r.restarts, "ready": r.ready, "waiting": r.waiting, "synced": r.synced}))
                     .collect();
+                let forwards: Vec<Value> = v.forwards.iter().map(|f| serde_json::json!({"url": f.url, "pod": f.pod})).collect();
                 serde_json::json!({"image": image, "state": v.phase.kind(), "text": describe(&v.phase), "busy": v.phase.busy(),
-                                   "for_ms": ms(v.since.elapsed()), "urls": v.urls, "runs": runs})
+                                   "for_ms": ms(v.since.elapsed()), "urls": v.urls, "forwards": forwards, "runs": runs,
+                                   "deployed": v.deployed, "reference": v.reference, "content": v.content, "synced": v.synced, "paused": v.paused})
             })
             .collect();
         let failures: Vec<Value> = m

@@ -1,9 +1,11 @@
 //! Serves the status page: `/` (one self-contained HTML file: no build step, nothing from a CDN), `/state`
-//! (the data as JSON), `/events` (the same data again on every change, as server-sent events) and one
-//! action, `POST /trigger?image=NAME` (build what the image holds, as `devloop trigger` does), taken only on a
-//! loopback address. It answers only requests that name it by a loopback name or the
-//! address it is bound to, and none from another origin: a DNS-rebinding page, whose own name resolves to
-//! 127.0.0.1, could otherwise read the build and pod logs ([`Allowed`]).
+//! (the data as JSON), `/events` (server-sent events: `hello` with this `up`'s id and the page's token, then
+//! `state` on every change and `logs` with the lines that are new; a page that reconnects names the last line
+//! it has, `Last-Event-ID`, and gets what it missed) and the actions, `POST /trigger`, `/rebuild`, `/pause`,
+//! `/resume` `?image=NAME`, taken only on a loopback address and only with the page's token
+//! (`X-Devloop-Token`), which another origin cannot read. It answers only requests that name it by a loopback
+//! name or the address it is bound to, and none from another origin: a DNS-rebinding page, whose own name
+//! resolves to 127.0.0.1, could otherwise read the build and pod logs ([`Allowed`]).
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -21,10 +23,17 @@ use futures::Stream;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::Hub;
+use super::{Act, Hub};
 
-/// The page: markup, style and script in one file, compiled into the binary.
+/// The page: markup, style and script in one file, compiled into the binary. `__DEVLOOP_TOKEN__` in it is
+/// replaced by the page's token.
 const PAGE: &str = include_str!("index.html");
+
+/// The header a request that acts carries the page's token in.
+pub const TOKEN_HEADER: &str = "x-devloop-token";
+
+/// How soon a page whose connection dropped tries again.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// Changes closer together than this go out as one snapshot (a build reports every step).
 const COALESCE: Duration = Duration::from_millis(100);
@@ -36,30 +45,50 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// The routes, over `hub`, for a server bound to `addr`; event streams end when `stop` is cancelled.
 pub fn router(hub: Arc<Hub>, stop: CancellationToken, addr: SocketAddr) -> Router {
-    let (state, trigger_hub) = (hub.clone(), hub.clone());
     let loopback = addr.ip().is_loopback();
-    Router::new()
-        .route("/", get(|| async { ([("cache-control", "no-store")], Html(PAGE)) }))
+    let page = PAGE.replace("__DEVLOOP_TOKEN__", hub.token());
+    let (state, events_hub) = (hub.clone(), hub.clone());
+    let mut router = Router::new()
+        .route("/", get(move || async move { ([("cache-control", "no-store")], Html(page)) }))
         .route("/state", get(move || async move { ([("content-type", "application/json")], state.snapshot()) }))
-        .route("/events", get(move || async move { events(hub.clone(), stop).into_response() }))
-        .route("/trigger", post(move |uri: Uri| async move { trigger(&trigger_hub, loopback, &uri) }))
-        .layer(middleware::from_fn_with_state(Arc::new(Allowed::for_addr(addr)), guard))
+        .route("/events", get(move |headers: HeaderMap| async move { events(events_hub, stop, last_event(&headers)).into_response() }));
+    for (path, act) in [("/trigger", Act::Trigger), ("/rebuild", Act::Rebuild), ("/pause", Act::Pause), ("/resume", Act::Resume)] {
+        let hub = hub.clone();
+        router = router.route(path, post(move |uri: Uri, headers: HeaderMap| async move { acted(&hub, act, loopback, &uri, &headers) }));
+    }
+    router.layer(middleware::from_fn_with_state(Arc::new(Allowed::for_addr(addr)), guard))
 }
 
-/// Queues a trigger of `image`: 403 off loopback (whoever reaches a shared address may read, not act), 404
-/// for an image the page does not show, 503 when `up` takes no trigger now.
-fn trigger(hub: &Hub, loopback: bool, uri: &Uri) -> (StatusCode, String) {
+/// Asks `up` to `act` on `image`: 403 off loopback (whoever reaches a shared address may read, not act) or
+/// without the page's token, 404 for an image the page does not show, 503 when `up` takes no request now.
+fn acted(hub: &Hub, act: Act, loopback: bool, uri: &Uri, headers: &HeaderMap) -> (StatusCode, String) {
     if !loopback {
-        return (StatusCode::FORBIDDEN, "the page takes triggers only on a loopback address; use `devloop trigger`\n".into());
+        return (StatusCode::FORBIDDEN, "the page acts only on a loopback address; use `devloop trigger` or up's terminal\n".into());
+    }
+    let token = headers.get(TOKEN_HEADER).map(|t| t.as_bytes()).unwrap_or_default();
+    if !same(token, hub.token().as_bytes()) {
+        return (StatusCode::FORBIDDEN, format!("{} without the page's token: reload the page\n", uri.path()));
     }
     let query = uri.query().unwrap_or_default().as_bytes();
     let Some((_, image)) = form_urlencoded::parse(query).find(|(k, _)| k == "image") else {
-        return (StatusCode::BAD_REQUEST, "name the image: /trigger?image=NAME\n".into());
+        return (StatusCode::BAD_REQUEST, format!("name the image: {}?image=NAME\n", uri.path()));
     };
-    match hub.trigger(&image) {
-        Ok(()) => (StatusCode::ACCEPTED, format!("triggered {image}\n")),
+    match hub.act(act, &image) {
+        Ok(()) => (StatusCode::ACCEPTED, format!("{} {image}\n", uri.path().trim_start_matches('/'))),
         Err((code, why)) => (code, format!("{why}\n")),
     }
+}
+
+/// Whether two tokens are the same, in time that does not tell how much of them matched.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// The `Last-Event-ID` a reconnecting page sends: (the `up` it was connected to, the last line it has).
+fn last_event(headers: &HeaderMap) -> Option<(String, u64)> {
+    let id = headers.get("last-event-id")?.to_str().ok()?;
+    let (boot, seq) = id.split_once(':')?;
+    Some((boot.to_string(), seq.parse().ok()?))
 }
 
 /// Whom the page answers: requests whose Host (and Origin, when sent) name it by `localhost`, `127.0.0.1` or
@@ -132,22 +161,58 @@ async fn guard(State(allowed): State<Arc<Allowed>>, req: Request, next: Next) ->
     }
 }
 
-/// The snapshot now, then one after every change, until `stop`.
-fn events(hub: Arc<Hub>, stop: CancellationToken) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let rx = hub.subscribe();
-    let stream = futures::stream::unfold((hub, rx, true), move |(hub, mut rx, first)| {
+/// One page's stream: what it was last sent.
+struct Feed {
+    hub: Arc<Hub>,
+    rx: tokio::sync::watch::Receiver<u64>,
+    /// The last line sent, and the state's version (none: not sent yet).
+    seq: u64,
+    version: Option<u64>,
+    /// Events ready to go.
+    ready: std::collections::VecDeque<Event>,
+}
+
+impl Feed {
+    /// Queues what changed since the last send: new lines, then the state if it changed.
+    fn catch_up(&mut self) {
+        self.rx.borrow_and_update();
+        let (_, version) = self.hub.versions();
+        if let Some((data, last)) = self.hub.lines_after(self.seq) {
+            self.seq = last;
+            self.ready.push_back(Event::default().event("logs").id(format!("{}:{last}", self.hub.boot())).data(data));
+        }
+        if self.version != Some(version) {
+            self.version = Some(version);
+            self.ready.push_back(Event::default().event("state").data(self.hub.snapshot()));
+        }
+    }
+}
+
+/// `hello`, the lines the page lacks (after `last`, when it names this `up`; else every line kept), the
+/// state, then what changes, until `stop`.
+fn events(hub: Arc<Hub>, stop: CancellationToken, last: Option<(String, u64)>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let seq = last.filter(|(boot, _)| boot == hub.boot()).map_or(0, |(_, seq)| seq);
+    let hello = serde_json::json!({
+        "boot": hub.boot(),
+        "token": hub.token(),
+        "limits": {"lines": super::logs::LINES, "line_bytes": super::logs::LINE_BYTES, "iterations": super::ITERATIONS},
+    });
+    let mut feed = Feed { rx: hub.subscribe(), hub, seq, version: None, ready: Default::default() };
+    feed.ready.push_back(Event::default().event("hello").retry(RETRY).data(hello.to_string()));
+    feed.catch_up();
+    let stream = futures::stream::unfold(feed, move |mut feed| {
         let stop = stop.clone();
         async move {
-            if !first {
+            while feed.ready.is_empty() {
                 tokio::select! {
-                    changed = rx.changed() => changed.ok()?,
+                    changed = feed.rx.changed() => changed.ok()?,
                     _ = stop.cancelled() => return None,
                 }
                 tokio::time::sleep(COALESCE).await;
+                feed.catch_up();
             }
-            rx.borrow_and_update();
-            let event = Event::default().event("state").data(hub.snapshot());
-            Some((Ok(event), (hub, rx, false)))
+            let event = feed.ready.pop_front().expect("not empty");
+            Some((Ok(event), feed))
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::default())

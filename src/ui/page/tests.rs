@@ -155,7 +155,7 @@ fn the_page_follows_the_images_state_even_without_a_terminal() {
     // Where it runs, as the core's pod state says: the page lists each container of the deployed image.
     core.step(vec![crate::engine::decide::view::fake::runs("hello", "a1b2c3", "hello-7d9f")]);
     let v = state(&hub);
-    assert_eq!(v["images"][0]["runs"], json!([{"pod": "hello-7d9f", "container": "web", "restarts": 0, "ready": true, "synced": 0}]));
+    assert_eq!(v["images"][0]["runs"], json!([{"pod": "hello-7d9f", "container": "web", "restarts": 0, "ready": true, "waiting": null, "synced": 0}]));
 }
 
 /// Reads one HTTP response from `addr` for `path`, up to `until` in its body (an event stream never ends).
@@ -342,7 +342,8 @@ fn bound_elsewhere_the_page_answers_its_own_address_and_bound_to_all_any_ip_but_
 }
 
 #[tokio::test]
-async fn the_trigger_button_queues_a_build_of_a_shown_image_from_the_page_s_own_origin_only() {
+async fn the_actions_queue_requests_only_with_the_page_s_token_from_its_own_origin() {
+    use crate::engine::control::Request;
     let hub = Arc::new(Hub::default());
     hub.state(one(Phase::Held { changes: 2 }, None));
     let triggers = crate::engine::control::Triggers::new();
@@ -352,28 +353,110 @@ async fn the_trigger_button_queues_a_build_of_a_shown_image_from_the_page_s_own_
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
     let served = tokio::spawn(server::serve(listener, hub.clone(), stop.clone()));
-    let post = |path: &str, origin: Option<&str>| {
+    let token = hub.token().to_string();
+    assert_eq!(token.len(), 32, "128 random bits");
+    assert_ne!(token, Hub::default().token(), "each up its own");
+    let post = |path: &str, origin: Option<&str>, token: Option<&str>| {
         let origin = origin.map(|o| format!("origin: {o}\r\n")).unwrap_or_default();
-        let head = format!("POST {path} HTTP/1.1\r\nhost: {addr}\r\n{origin}content-length: 0\r\n");
+        let token = token.map(|t| format!("x-devloop-token: {t}\r\n")).unwrap_or_default();
+        let head = format!("POST {path} HTTP/1.1\r\nhost: {addr}\r\n{origin}{token}content-length: 0\r\n");
         async move { request(addr, &head, "\n\n").await }
     };
-    let r = post("/trigger?image=hello", Some(&format!("http://{addr}"))).await;
-    assert!(r.starts_with("HTTP/1.1 202"), "{r}");
-    assert_eq!(asked.try_recv().unwrap(), crate::engine::control::Request::Trigger(vec!["hello".into()]));
-    // The page shows a button for it, labelled by what it holds.
+    let own = format!("http://{addr}");
+    for (path, want) in [
+        ("/trigger?image=hello", Request::Trigger(vec!["hello".into()])),
+        ("/rebuild?image=hello", Request::Rebuild("hello".into())),
+        ("/pause?image=hello", Request::Pause("hello".into(), true)),
+        ("/resume?image=hello", Request::Pause("hello".into(), false)),
+    ] {
+        let r = post(path, Some(&own), Some(&token)).await;
+        assert!(r.starts_with("HTTP/1.1 202"), "{path}: {r}");
+        assert_eq!(asked.try_recv().unwrap(), want);
+    }
+    // The page shows a button for what it holds.
     let v = state(&hub);
     assert_eq!((v["images"][0]["state"].as_str(), v["images"][0]["text"].as_str()), (Some("held"), Some("2 changed paths held: trigger to build")));
-    for (path, origin, status) in [
-        ("/trigger?image=nope", None, "404"),
-        ("/trigger", None, "400"),
-        ("/trigger?image=hello", Some("http://evil.example"), "403"),
+    let wrong = "0".repeat(32);
+    for (path, origin, token, status) in [
+        ("/rebuild?image=hello", Some(own.as_str()), None, "403"),
+        ("/rebuild?image=hello", Some(own.as_str()), Some(wrong.as_str()), "403"),
+        ("/pause?image=hello", None, Some(&token[..31]), "403"),
+        ("/trigger?image=hello", Some("http://evil.example"), Some(token.as_str()), "403"),
+        ("/trigger?image=nope", None, Some(token.as_str()), "404"),
+        ("/rebuild", None, Some(token.as_str()), "400"),
     ] {
-        let r = post(path, origin).await;
-        assert!(r.starts_with(&format!("HTTP/1.1 {status}")), "{path} {origin:?}: {r}");
+        let r = post(path, origin, token).await;
+        assert!(r.starts_with(&format!("HTTP/1.1 {status}")), "{path} {origin:?} {token:?}: {r}");
     }
     assert!(asked.try_recv().is_err(), "nothing queued for a refused request");
+    // A read is not an action: GET is not allowed there.
+    assert!(get(addr, "/rebuild?image=hello", "\r\n\r\n").await.starts_with("HTTP/1.1 405"));
     let page = get(addr, "/", "</html>").await;
-    assert!(page.contains(r#"fetch(`/trigger?image="#), "the page posts triggers");
+    assert!(page.contains(&format!("content=\"{token}\"")), "the page is given its token");
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), served).await.expect("the server stops when told").unwrap();
+}
+
+/// Reads SSE events from an open stream until `until` is in the text read; the text.
+async fn read_until(s: &mut tokio::net::TcpStream, until: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut text = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.unwrap_or_else(|_| panic!("no {until} in {}", String::from_utf8_lossy(&text))).unwrap();
+        text.extend_from_slice(&buf[..n]);
+        if n == 0 || String::from_utf8_lossy(&text).contains(until) {
+            return String::from_utf8_lossy(&text).into_owned();
+        }
+    }
+}
+
+async fn open_events(addr: std::net::SocketAddr, last: Option<&str>) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let last = last.map(|l| format!("last-event-id: {l}\r\n")).unwrap_or_default();
+    s.write_all(format!("GET /events HTTP/1.1\r\nhost: {addr}\r\n{last}\r\n").as_bytes()).await.unwrap();
+    s
+}
+
+#[tokio::test]
+async fn the_stream_says_hello_sends_each_new_line_once_and_a_reconnecting_page_gets_what_it_missed() {
+    let hub = Arc::new(Hub::default());
+    hub.state(one(Phase::Watching, None));
+    let ui = Ui::new(false, Box::new(SharedBuf::default())).with_page(hub.clone());
+    ui.line("hello", "deploy", "deployment ns/hello rolled out");
+    let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let served = tokio::spawn(server::serve(listener, hub.clone(), stop.clone()));
+    let boot = hub.boot().to_string();
+
+    let mut s = open_events(addr, None).await;
+    let first = read_until(&mut s, "event: state").await;
+    assert!(first.contains("retry: 1000"), "a dropped page comes back within a second: {first}");
+    let hello = first.split("event: hello\n").nth(1).unwrap().lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+    let hello: Value = serde_json::from_str(hello).unwrap();
+    assert_eq!((hello["boot"].as_str(), hello["token"].as_str()), (Some(boot.as_str()), Some(hub.token())));
+    assert_eq!(hello["limits"]["lines"], 2000);
+    assert!(first.contains(&format!("id: {boot}:1")) && first.contains("deployment ns/hello rolled out"), "{first}");
+    // A pod's line goes out alone, with its pod and container, and no state comes with it.
+    crate::engine::out::Sink::pod_log(&ui, "hello", "hello-7d9f", "web", false, "GET / 200");
+    let next = read_until(&mut s, "GET / 200").await;
+    assert!(next.contains(&format!("id: {boot}:2")) && !next.contains("event: state"), "{next}");
+    let data: Value = serde_json::from_str(next.lines().find_map(|l| l.strip_prefix("data: ")).unwrap()).unwrap();
+    assert_eq!(data["lines"][0]["pod"], "hello-7d9f");
+    assert_eq!((data["lines"][0]["source"].as_str(), data["lines"][0]["text"].as_str()), (Some("pods"), Some("GET / 200")));
+    drop(s);
+
+    // Lines said while the page was away come when it reconnects, and only those.
+    ui.line("hello", "deploy", "said while away");
+    let mut s = open_events(addr, Some(&format!("{boot}:2"))).await;
+    let back = read_until(&mut s, "event: state").await;
+    assert!(back.contains("said while away") && !back.contains("GET / 200"), "{back}");
+    // A page last connected to another `up` (restarted) gets every line kept.
+    let mut s = open_events(addr, Some("0123456789abcdef:2")).await;
+    let other = read_until(&mut s, "event: state").await;
+    assert!(other.contains("rolled out") && other.contains("GET / 200") && other.contains("said while away"), "{other}");
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(5), served).await.expect("the server stops when told").unwrap();
 }
