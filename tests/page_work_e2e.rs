@@ -25,13 +25,16 @@ fn click(b: &mut Browser, image: &str, class: &str) {
     b.eval(&format!("{}.querySelector('button.{class}').click()", row(image)));
 }
 
-/// The hello app, also printing a line a second stamped with the machine's uptime (busybox's `date` has
-/// no milliseconds; the pod and the test read the same kernel's clock).
-fn ticking(p: &Project) {
+/// The hello app, also printing `burst` numbered lines at once and then a line a second stamped with the
+/// machine's uptime (busybox's `date` has no milliseconds; the pod and the test read the same kernel's clock).
+fn ticking(p: &Project, burst: usize) {
     p.write(
         "app/serve.sh",
-        "#!/bin/sh\necho \"hello: serving /www on :8080 ($(cat /www/greeting.txt))\"\n\
-         while :; do echo \"tick $(cut -d' ' -f1 /proc/uptime)\"; sleep 1; done &\nexec httpd -f -p 8080 -h /www\n",
+        &format!(
+            "#!/bin/sh\necho \"hello: serving /www on :8080 ($(cat /www/greeting.txt))\"\n\
+             i=0; while [ $i -lt {burst} ]; do echo \"burst $i\"; i=$((i+1)); done\n\
+             while :; do echo \"tick $(cut -d' ' -f1 /proc/uptime)\"; sleep 1; done &\nexec httpd -f -p 8080 -h /www\n"
+        ),
     );
 }
 
@@ -120,7 +123,7 @@ fn set_filter(b: &mut Browser, text: &str) {
 fn the_logs_pane_shows_pod_lines_within_a_second_filters_them_and_the_live_view_names_the_pod() {
     let ns = Namespace::new("page-logs");
     let p = manifest_project(&ns.0, "[[port-forward]]\ndeployment = \"hello\"\nlocal = 0\nremote = 8080\n");
-    ticking(&p);
+    ticking(&p, 0);
     let image = p.name.clone();
     let mut up = Up::start_with(&p, &["--ui"]);
     let url = up.wait("ui", 60)["url"].as_str().expect("the page's URL").to_string();
@@ -178,6 +181,10 @@ fn the_logs_pane_shows_pod_lines_within_a_second_filters_them_and_the_live_view_
     assert!(live.as_str().unwrap().contains("@sha256:"), "the reference: {live}");
     let run = b.until("the run ready", 30, &format!("{card}.querySelector('.runs tr[data-pod][data-ready=true]')?.dataset.pod"));
     assert!(pods.iter().any(|p| run == p.as_str()), "{run} runs it ({pods:?})");
+    // The forward picks its pod for a connection: make one.
+    let forwarded = b.eval(&format!("{card}.querySelector('.forward a').href"));
+    let got = std::process::Command::new("curl").args(["-sf", forwarded.as_str().unwrap()]).output().unwrap();
+    assert!(got.status.success(), "the forwarded URL {forwarded} answers");
     let forward = b.until("the forward's pod", 30, &format!("{card}.querySelector('.forward[data-pod]:not([data-pod=\"\"])')?.dataset.pod"));
     assert_eq!(forward, run, "the forward goes to the running pod");
 
@@ -215,6 +222,15 @@ fn the_rebuild_button_builds_its_image_once_and_a_request_without_the_token_is_r
         assert_eq!(code, 403, "token {wrong:?}: {body}");
     }
     let quiet = up.quiet_for(Duration::from_secs(3));
+    assert_eq!(count(&quiet, "building", &image) + count(&quiet, "rebuild", &image), 0, "a refused request built: {quiet:#?}");
+
+    // The page shows a refusal's reason: here, with a token that is not this `up`'s.
+    b.eval("token = 'stale'");
+    click(&mut b, &image, "rebuild");
+    let refused = b.until("the refusal", 10, "document.querySelector('#notice.refused')?.textContent");
+    assert!(refused.as_str().unwrap().contains("403") && refused.as_str().unwrap().contains("token"), "{refused}");
+    b.eval(&format!("token = {token}"));
+    let quiet = up.quiet_for(Duration::from_secs(2));
     assert_eq!(count(&quiet, "building", &image) + count(&quiet, "rebuild", &image), 0, "a refused request built: {quiet:#?}");
 
     click(&mut b, &image, "rebuild");
@@ -275,7 +291,7 @@ fn pause_holds_one_images_changes_while_the_other_builds_and_resume_builds_them(
 fn the_open_page_survives_an_up_restart_and_acts_with_the_new_token() {
     let ns = Namespace::new("page-restart");
     let p = manifest_project(&ns.0, "");
-    ticking(&p);
+    ticking(&p, 2500);
     let image = p.name.clone();
     let addr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -283,9 +299,17 @@ fn the_open_page_survives_an_up_restart_and_acts_with_the_new_token() {
     };
     let mut up = Up::start_with(&p, &["--ui", &addr]);
     let url = up.wait("ui", 60)["url"].as_str().expect("the page's URL").to_string();
-    up.wait("iteration", 300);
+    // Open while the lines come: the page keeps the newest 2000 of the image's (more than that arrive).
     let mut b = Browser::open(&url, 1400, 900);
-    b.until("pod lines", 60, "document.querySelector('#logs .line[data-source=pods]')");
+    b.until("the connection live", 30, "document.getElementById('conn').className === 'live'");
+    up.wait("iteration", 300);
+    let mine = format!("[...document.querySelectorAll('#logs .line[data-image=\"{image}\"]')]");
+    b.until("the last burst line", 60, &format!("{mine}.some(l => l.textContent.endsWith('burst 2499'))"));
+    b.until("a tick after it", 30, &format!("{mine}.some(l => l.textContent.includes(' tick '))"));
+    let kept = b.eval(&format!("[{mine}.length, {mine}.filter(l => l.dataset.source === 'build').length, {mine}.some(l => l.textContent.endsWith('burst 499'))]"));
+    assert_eq!(kept[0], 2000, "the image's lines are capped: {kept}");
+    assert_eq!(kept[1], 0, "the oldest (the build's) went first: {kept}");
+    assert_eq!(kept[2], false, "the burst's first lines went: {kept}");
     let boot = b.until("the boot", 10, "document.body.dataset.boot");
     let token = b.eval("token");
     b.eval("window.marker = 1");
