@@ -56,7 +56,8 @@ enum Command {
         action: BuildkitAction,
     },
     /// Watch, and on every change build, push, roll out, stream logs and keep port-forwards (Ctrl-C stops).
-    /// Enter (or a list of image names, then Enter) builds what `trigger = "manual"` images hold.
+    /// On a terminal, keys act on the status block's images: ↑/↓ select, r rebuild, p pause/resume, t trigger,
+    /// Enter builds what every `trigger = "manual"` image holds, ? help.
     Up {
         /// Only these images (default: all); the others' workloads stay as deployed.
         images: Vec<String>,
@@ -538,8 +539,12 @@ async fn run(cli: &Cli, cfg: &config::Config, intr: &Interrupt, interactive: boo
                 no_sync: *no_sync,
                 page: served,
                 only: images.clone(),
-                triggers: Some(triggers),
+                triggers: Some(triggers.clone()),
             };
+            // Keys on the terminal, while the block is shown and stdin is the person's (not CI, not
+            // --non-interactive): the terminal is put back when this guard goes, whatever `up` returns.
+            let stdin_interactive = !NO_PROMPT.load(std::sync::atomic::Ordering::Relaxed);
+            let _keys = stdin_interactive.then(|| devloop::ui::keys::start(&out, triggers.clone(), intr.stop().clone())).flatten();
             // SIGINT (Ctrl-C) or SIGTERM stops the loop.
             let done = engine::up::up(cfg.clone(), opts, std::sync::Arc::new(out.clone()), intr.stop().clone()).await;
             // The last lines (what was left running, "stopped") are written unless nobody reads them.

@@ -1,9 +1,11 @@
 //! What `devloop up` prints: one summary line per iteration and a line per state change, as text for people
 //! or, with `--json`, as one JSON object per line for editors and scripts. On a terminal, a status block
 //! ([`board`]) stays below the lines. The lines come from the engine's reports, in order; the status block
-//! and the status page ([`page`]) both draw the core's latest snapshot, the same `Arc` for both.
+//! and the status page ([`page`]) both draw the core's latest snapshot, the same `Arc` for both. Keys in
+//! the terminal ([`keys`]) select a row of the block and ask the core for what the page's buttons do.
 
 pub mod board;
+pub mod keys;
 pub mod page;
 pub mod writer;
 

@@ -1,5 +1,6 @@
-//! Asking a running `up` to build what its manual images hold ([`crate::engine::decide::Event::Trigger`]): from
-//! its own terminal (Enter), from its page (the button), or from another shell (`devloop trigger IMAGE…`).
+//! Asking a running `up` to build what its manual images hold ([`crate::engine::decide::Event::Trigger`]), to
+//! rebuild or pause an image: from its own terminal (keys, read by `ui::keys`), from its page (the buttons), or
+//! from another shell (`devloop trigger IMAGE…`).
 //!
 //! The other shell reaches `up` through a Unix socket only its user can open, named after the config file
 //! (one `up` per project): `$XDG_RUNTIME_DIR/devloop/<hash>.sock`, else under the temp dir in a directory of
@@ -198,44 +199,6 @@ async fn trigger_at(config: &Path, path: &Path, images: &[String]) -> Result<Str
     match reply.strip_prefix("ok: ") {
         Some(ok) => Ok(ok.to_string()),
         None => Err(Error::Refused(reply.strip_prefix("error: ").unwrap_or(reply).to_string())),
-    }
-}
-
-/// Lines typed in `up`'s terminal: Enter alone triggers every image holding a change, names trigger those.
-/// Only when stdin is a terminal (under a test or a pipe, stdin is not the user's).
-pub async fn read_terminal(known: Known, triggers: Arc<Triggers>, say: crate::forward::Say, stop: CancellationToken) {
-    // SAFETY: isatty only inspects the descriptor.
-    if unsafe { libc::isatty(libc::STDIN_FILENO) } != 1 {
-        return;
-    }
-    // A thread of its own, not tokio's stdin: a read of a terminal cannot be cancelled, and tokio's runtime
-    // waits for its blocking reads when it shuts down, so Ctrl-C would wait for an Enter. This thread is
-    // left blocked when `up` ends; the process exits anyway.
-    let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(4);
-    let reader = std::thread::Builder::new().name("devloop-stdin".into()).spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { return };
-            if tx.blocking_send(line).is_err() {
-                return;
-            }
-        }
-    });
-    if reader.is_err() {
-        return;
-    }
-    loop {
-        let line = tokio::select! {
-            _ = stop.cancelled() => return,
-            l = lines.recv() => match l {
-                Some(l) => l,
-                None => return,
-            },
-        };
-        let reply = answer(&format!("trigger {line}"), &*known, &triggers);
-        if let Some(e) = reply.strip_prefix("error: ") {
-            say(e);
-        }
     }
 }
 

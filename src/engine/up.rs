@@ -44,8 +44,8 @@ pub struct UpOptions {
     pub page: Option<std::net::SocketAddr>,
     /// `up IMAGE…`: only these images (none: all); the others stay as deployed.
     pub only: Vec<String>,
-    /// Where triggers come from besides the terminal and the socket (the page's button); `up` makes its own
-    /// when none is given.
+    /// Where requests come from besides the socket (the page's buttons, the terminal's keys); `up` makes its
+    /// own when none is given.
     pub triggers: Option<Arc<super::control::Triggers>>,
 }
 
@@ -231,7 +231,8 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
     }
     // The core learns the namespace's pods from their one watch: which containers run each image.
     tasks.spawn(super::live::feed_pods(ctx.pods(), events_tx.clone(), stop.child_token()));
-    // Triggers: the page's (if any), the terminal's Enter, `devloop trigger` through the project's socket.
+    // Requests: the page's (if any), the terminal's keys (ui::keys, started by the caller), `devloop trigger`
+    // through the project's socket.
     let triggers = opts.triggers.clone().unwrap_or_else(super::control::Triggers::new);
     let mut asked = triggers.take().ok_or_else(|| Error::Usage("the trigger queue is taken".into()))?;
     let known: super::control::Known = {
@@ -239,14 +240,13 @@ pub async fn up(cfg: Config, opts: UpOptions, ui: Out, stop: CancellationToken) 
         Arc::new(move |image: &str| known_image(&ctx.config(), image))
     };
     {
-        let (config, say, known, triggers, stop) = (ctx.config().path.clone(), out::say(&ui, "devloop", "trigger"), known.clone(), triggers.clone(), stop.child_token());
+        let (config, say, known, triggers, stop) = (ctx.config().path.clone(), out::say(&ui, "devloop", "trigger"), known, triggers.clone(), stop.child_token());
         tasks.spawn(async move {
             if let Err(e) = super::control::serve(&config, known, triggers, stop).await {
                 say(&format!("`devloop trigger` cannot reach this `up`: {e}"));
             }
         });
     }
-    tasks.spawn(super::control::read_terminal(known, triggers.clone(), out::say(&ui, "devloop", "trigger"), stop.child_token()));
     let mut state = decide::State::new(rules(&ctx.config(), opts.no_sync));
     state.plan(plan(&ctx.config()));
     for (deployment, url) in &forwarded {

@@ -14,27 +14,66 @@ pub use crate::engine::out::Phase;
 use crate::engine::out::{ImageView, Snapshot};
 
 /// The snapshot the block draws (the core's, shared with the page) and how many lines the last drawing took.
+/// With keys ([`super::keys`]), also which image is selected (UI state: the engine never knows it) and a
+/// line under the rows saying the keys.
 #[derive(Debug)]
 pub struct Board {
     shown: Arc<Snapshot>,
     drawn: usize,
     /// At most this many lines (a third of the terminal): the log lines above must stay readable.
     max_rows: usize,
+    /// The keys act on the rows: a selected row is marked and the keys' line is drawn.
+    keys: bool,
+    /// The selected image (none yet: the first).
+    selected: Option<String>,
 }
 
 impl Default for Board {
     fn default() -> Self {
-        Board { shown: Arc::default(), drawn: 0, max_rows: usize::MAX }
+        Board { shown: Arc::default(), drawn: 0, max_rows: usize::MAX, keys: false, selected: None }
     }
 }
+
+/// The line under the rows while keys act on them.
+pub const KEYS_LINE: &str = "↑↓ select · r rebuild · p pause · t trigger · ⏎ trigger held · ? help";
 
 /// Rows the block may take at least, however short the terminal.
 const MIN_ROWS: usize = 6;
 
 impl Board {
-    /// Draws `snapshot` from now on.
+    /// Draws `snapshot` from now on. A selected image a reload removed hands the selection to the image
+    /// now where it was (or the last one).
     pub fn show(&mut self, snapshot: Arc<Snapshot>) {
+        if let Some(sel) = &self.selected {
+            if !snapshot.images.contains_key(sel) {
+                let at = self.shown.images.keys().position(|i| i == sel).unwrap_or(0);
+                let n = snapshot.images.len();
+                self.selected = (n > 0).then(|| snapshot.images.keys().nth(at.min(n - 1)).cloned()).flatten();
+            }
+        }
         self.shown = snapshot;
+    }
+
+    /// Marks the selected row and draws the keys' line from now on.
+    pub fn show_keys(&mut self) {
+        self.keys = true;
+    }
+
+    /// The selected image and what it is doing (the first image until one is chosen; none without images).
+    pub fn selected(&self) -> Option<(&String, &ImageView)> {
+        let images = &self.shown.images;
+        self.selected.as_ref().and_then(|s| images.get_key_value(s)).or_else(|| images.iter().next())
+    }
+
+    /// Selects the image `step` rows down (up when negative), in the rows' order, wrapping at the ends.
+    pub fn select(&mut self, step: isize) {
+        let images = &self.shown.images;
+        let n = images.len() as isize;
+        if n == 0 {
+            return;
+        }
+        let at = self.selected().and_then(|(s, _)| images.keys().position(|i| i == s)).unwrap_or(0) as isize;
+        self.selected = images.keys().nth((at + step).rem_euclid(n) as usize).cloned();
     }
 
     /// The snapshot drawn.
@@ -57,20 +96,35 @@ impl Board {
         self.max_rows = (rows / 3).max(MIN_ROWS);
     }
 
+    /// Rows the images may take: the keys' line takes one of the block's.
+    fn image_rows(&self) -> usize {
+        if self.keys { self.max_rows.saturating_sub(1).max(2) } else { self.max_rows }
+    }
+
     /// The block's lines, each cut to `width` columns: a row per image, or when there are more images than
     /// rows, a row per image that needs an eye (at work, failed, holding changes) and one line for the
-    /// quiet rest (serving or watching), by name.
+    /// quiet rest (serving or watching), by name. With keys, the selected row starts with `›` (the others
+    /// with two spaces; it is always shown) and [`KEYS_LINE`] comes last.
     pub fn lines(&self, width: usize) -> Vec<String> {
         let images = &self.shown.images;
-        let quiet = |v: &ImageView| matches!(v.phase, Phase::Serving { .. } | Phase::Watching);
-        let shown: Vec<(&String, &ImageView)> = if images.len() <= self.max_rows {
+        let selected = self.keys.then(|| self.selected().map(|(s, _)| s.as_str())).flatten();
+        let quiet = |i: &str, v: &ImageView| matches!(v.phase, Phase::Serving { .. } | Phase::Watching) && Some(i) != selected;
+        let max = self.image_rows();
+        let shown: Vec<(&String, &ImageView)> = if images.len() <= max {
             images.iter().collect()
         } else {
-            images.iter().filter(|(_, v)| !quiet(v)).take(self.max_rows - 1).collect()
+            images.iter().filter(|(i, v)| !quiet(i, v)).take(max - 1).collect()
         };
         let name_width = shown.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
-        let mut lines: Vec<String> =
-            shown.iter().map(|(image, v)| cut(&format!("{} {image:<name_width$}  {}", marker(&v.phase), row_text(v)), width)).collect();
+        let select = |image: &str| match (self.keys, Some(image) == selected) {
+            (false, _) => "",
+            (true, true) => "› ",
+            (true, false) => "  ",
+        };
+        let mut lines: Vec<String> = shown
+            .iter()
+            .map(|(image, v)| cut(&format!("{}{} {image:<name_width$}  {}", select(image), marker(&v.phase), row_text(v)), width))
+            .collect();
         if shown.len() < images.len() {
             let rest: Vec<(&String, &ImageView)> = images.iter().filter(|(i, _)| !shown.iter().any(|(s, _)| s == i)).collect();
             let count = |f: &dyn Fn(&Phase) -> bool| rest.iter().filter(|(_, v)| f(&v.phase)).count();
@@ -84,7 +138,10 @@ impl Board {
                 head.push_str(&format!(", {} more at work", rest.len() - serving - watching));
             }
             let names: Vec<&str> = rest.iter().map(|(i, _)| i.as_str()).collect();
-            lines.push(cut(&format!("{head}: {}", names.join(" ")), width));
+            lines.push(cut(&format!("{}{head}: {}", select(""), names.join(" ")), width));
+        }
+        if self.keys {
+            lines.push(cut(KEYS_LINE, width));
         }
         lines
     }

@@ -98,3 +98,68 @@ fn with_more_images_than_a_third_of_the_terminal_the_quiet_ones_share_one_line()
     assert!(lines[12].starts_with("● 0 more serving, 18 more at work: svc12"), "{}", lines[12]);
     assert!(lines.iter().all(|l| l.chars().count() <= 60));
 }
+
+/// Names of the images whose rows are `rows`, as a snapshot.
+fn names(rows: &[&str]) -> Arc<Snapshot> {
+    Arc::new(Snapshot { images: rows.iter().map(|i| (i.to_string(), view(Phase::Watching, &[]))).collect() })
+}
+
+#[test]
+fn the_selection_moves_over_the_rows_wraps_at_the_ends_and_follows_a_reload() {
+    let mut b = Board::default();
+    assert!(b.selected().is_none(), "no image, nothing selected");
+    b.select(1);
+    b.show(names(&["api", "db", "web"]));
+    assert_eq!(b.selected().unwrap().0, "api", "the first row until another is chosen");
+    b.select(1);
+    b.select(1);
+    assert_eq!(b.selected().unwrap().0, "web");
+    b.select(1);
+    assert_eq!(b.selected().unwrap().0, "api", "down from the last row: the first");
+    b.select(-1);
+    assert_eq!(b.selected().unwrap().0, "web", "up from the first row: the last");
+    // A reload that keeps the image keeps the selection, wherever its row goes.
+    b.show(names(&["aaa", "api", "web"]));
+    assert_eq!(b.selected().unwrap().0, "web");
+    // One that removes it selects the row now where it was, or the last.
+    b.select(-1);
+    b.show(names(&["aaa", "db", "web"]));
+    assert_eq!(b.selected().unwrap().0, "db");
+    b.select(1);
+    b.show(names(&["aaa", "db"]));
+    assert_eq!(b.selected().unwrap().0, "db");
+    b.show(names(&[]));
+    assert!(b.selected().is_none());
+    b.show(names(&["new"]));
+    assert_eq!(b.selected().unwrap().0, "new");
+}
+
+#[test]
+fn with_keys_the_selected_row_is_marked_and_the_keys_line_fits_under_the_rows() {
+    let mut b = board(vec![("api", view(Phase::Watching, &[])), ("web", view(Phase::Paused { held: false, changes: 0 }, &[]))]);
+    assert_eq!(b.lines(80), ["○ api  watching", "‖ web  paused: changes are held until resumed"], "no keys: rows as they were");
+    b.show_keys();
+    b.select(1);
+    assert_eq!(b.lines(200), ["  ○ api  watching", "› ‖ web  paused: changes are held until resumed", KEYS_LINE]);
+    let narrow = b.lines(30);
+    assert_eq!(narrow[2], "↑↓ select · r rebuild · p pau…");
+    assert!(narrow.iter().all(|l| l.chars().count() <= 30), "{narrow:?}");
+    // The keys' line counts in the block's height: the cursor goes up over it too.
+    let mut out = Vec::new();
+    b.write_above(&mut out, None, 80).unwrap();
+    out.clear();
+    b.write_above(&mut out, None, 80).unwrap();
+    assert!(String::from_utf8_lossy(&out).starts_with("\r\x1b[3A\x1b[J"));
+    // Many images, few rows: the selected one keeps its row even when quiet.
+    let serving = || view(Phase::Serving { tag: "a1b2c3d4e5".into(), synced: 0 }, &[]);
+    let rows: Vec<(String, ImageView)> = (0..30).map(|i| (format!("svc{i:02}"), serving())).collect();
+    b.show(Arc::new(Snapshot { images: rows.into_iter().collect() }));
+    b.fit(24);
+    for _ in 0..6 {
+        b.select(1);
+    }
+    let lines = b.lines(200);
+    assert_eq!(lines[0], "› ● svc07  serving a1b2c3", "web's place (svc01), then six down");
+    assert!(lines[1].starts_with("  ● 29 more serving: svc00"), "{}", lines[1]);
+    assert_eq!(lines.last().unwrap(), KEYS_LINE);
+}
