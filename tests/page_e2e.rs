@@ -68,6 +68,10 @@ fn the_page_follows_the_loop_live_a_save_adds_a_bar_and_a_broken_build_shows_its
     );
     assert!(failure.as_str().unwrap().contains("RUN echo about to fail && exit 3"), "the failing step is named: {failure}");
     assert_eq!(b.eval(&format!("{}.length", bars(&image))), 2, "a failed build adds no bar");
+    // Its lines in the log pane are marked, and the row counts them.
+    let marked = b.until("error lines", 30, &format!("document.querySelectorAll('#logs .line.error[data-image=\"{image}\"]').length"));
+    let counted = b.eval(&format!("{}.querySelector('.errors').textContent", row(&image)));
+    assert_eq!(counted.as_str().unwrap(), marked.to_string(), "the row counts the image's error lines");
     if let Ok(dir) = std::env::var("DEVLOOP_SCREENSHOTS") {
         b.screenshot(&std::path::Path::new(&dir).join("page.png"));
     }

@@ -189,6 +189,21 @@ impl Browser {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, png).unwrap();
     }
+
+    /// A PNG of the element `selector` picks (its box, scrolled into view first), written to `path`.
+    pub fn screenshot_of(&mut self, selector: &str, path: &Path) {
+        use base64::Engine;
+        let js = format!(
+            "(() => {{ const e = document.querySelector({selector:?}); e.scrollIntoView(); const r = e.getBoundingClientRect(); \
+             return [r.x + window.scrollX, r.y + window.scrollY, r.width, r.height]; }})()"
+        );
+        let r = self.eval(&js);
+        let clip = json!({"x": r[0], "y": r[1], "width": r[2], "height": r[3], "scale": 1});
+        let shot = self.call("Page.captureScreenshot", json!({"format": "png", "clip": clip, "captureBeyondViewport": true}));
+        let png = base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().expect("image data")).unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, png).unwrap();
+    }
 }
 
 impl Drop for Browser {
