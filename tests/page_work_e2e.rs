@@ -49,37 +49,6 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
-/// Two images, `<name>` (app/, Deployment hello) and `<name>-b` (app2/, Deployment hello2), in namespace `ns`.
-fn two_images(ns: &str) -> (Project, String) {
-    let p = Project::hello(&env("DEVLOOP_REGISTRY"));
-    let b = format!("{}-b", p.name);
-    copy_dir(&p.path("app"), &p.path("app2"));
-    p.write("app2/www/nonce.txt", &b);
-    for (dir, image, name) in [("app", &p.name, "hello"), ("app2", &b, "hello2")] {
-        for f in ["deployment.yaml", "service.yaml"] {
-            let path = p.path(&format!("{dir}/k8s/{f}"));
-            let text = std::fs::read_to_string(&path)
-                .unwrap()
-                .replace("image: hello", &format!("image: {image}"))
-                .replace("name: hello", &format!("name: {name}"))
-                .replace("app: hello", &format!("app: {name}"));
-            std::fs::write(path, text).unwrap();
-        }
-    }
-    let bk = std::env::var("BUILDKIT_HOST").unwrap_or_else(|_| "unix:///nonexistent.sock".into());
-    let cfg = format!(
-        "[buildkit]\naddr = \"{bk}\"\n[registry]\nhost = \"{reg}\"\ninsecure = true\n\
-         [[image]]\nname = \"{a}\"\ncontext = \"app\"\nbuild-args = {{ REGISTRY = \"{reg}\" }}\n\
-         [[image]]\nname = \"{b}\"\ncontext = \"app2\"\nbuild-args = {{ REGISTRY = \"{reg}\" }}\n\
-         [kube]\ncontext = \"devloop-local\"\nnamespace = \"{ns}\"\n\
-         [[deploy]]\nimage = \"{a}\"\nmanifests = [\"app/k8s/*.yaml\"]\n[[deploy]]\nimage = \"{b}\"\nmanifests = [\"app2/k8s/*.yaml\"]\n",
-        reg = p.registry,
-        a = p.name,
-    );
-    std::fs::write(p.path("devloop.toml"), cfg).unwrap();
-    (p, b)
-}
-
 /// The first iteration of each of `images`, by image.
 fn firsts(up: &mut Up, images: &[&str]) -> std::collections::BTreeMap<String, Value> {
     let mut got = std::collections::BTreeMap::new();

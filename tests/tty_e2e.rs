@@ -233,36 +233,12 @@ fn tag_of(p: &Project, image: &str) -> String {
     out.trim().rsplit(':').next().unwrap().to_string()
 }
 
-/// Two images (examples/hello twice: `NAME` in app/ as Deployment hello, `NAME-web` in web/ as Deployment
-/// web), in manifest mode in `ns`.
-fn two_images(ns: &str) -> (Project, String, String) {
-    let p = manifest_project(ns, "");
-    let (a, b) = (p.name.clone(), format!("{}-web", p.name));
-    copy_dir(&p.path("app"), &p.path("web"));
-    std::fs::remove_file(p.path("web/k8s/service.yaml")).unwrap();
-    std::fs::write(p.path("web/www/nonce.txt"), &b).unwrap();
-    let dep = std::fs::read_to_string(p.path("web/k8s/deployment.yaml")).unwrap();
-    std::fs::write(p.path("web/k8s/deployment.yaml"), dep.replace(&format!("image: {a}"), &format!("image: {b}")).replace("hello", "web")).unwrap();
-    let (reg, bk) = (&p.registry, std::env::var("BUILDKIT_HOST").unwrap());
-    p.write(
-        "devloop.toml",
-        &format!(
-            "[buildkit]\naddr = \"{bk}\"\n[registry]\nhost = \"{reg}\"\ninsecure = true\n\
-             [[image]]\nname = \"{a}\"\ncontext = \"app\"\nbuild-args = {{ REGISTRY = \"{reg}\" }}\n\
-             [[image]]\nname = \"{b}\"\ncontext = \"web\"\nbuild-args = {{ REGISTRY = \"{reg}\" }}\n\
-             [kube]\ncontext = \"devloop-local\"\nnamespace = \"{ns}\"\n\
-             [[deploy]]\nimage = \"{a}\"\nmanifests = [\"app/k8s/*.yaml\"]\n\
-             [[deploy]]\nimage = \"{b}\"\nmanifests = [\"web/k8s/*.yaml\"]\n"
-        ),
-    );
-    (p, a, b)
-}
-
 #[test]
 #[ignore = "needs the local stack: run scripts/test"]
 fn keys_select_an_image_pause_it_resume_it_and_rebuild_it() {
     let ns = Namespace::new("keys");
-    let (p, a, b) = two_images(&ns.0);
+    let (p, b) = two_images(&ns.0);
+    let a = p.name.clone();
     let t = Tmux::up(p.dir.path());
     let first = tag_of(&p, &a);
     let serving = |image: &str, what: &str| until_row(&t, image, what, 180, |r| r.contains("  serving "));
