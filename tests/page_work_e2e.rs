@@ -157,6 +157,20 @@ fn the_logs_pane_shows_pod_lines_within_a_second_filters_them_and_the_live_view_
     let forward = b.until("the forward's pod", 30, &format!("{card}.querySelector('.forward[data-pod]:not([data-pod=\"\"])')?.dataset.pod"));
     assert_eq!(forward, run, "the forward goes to the running pod");
 
+    // The colours follow the system's theme: light, then dark, without a reload.
+    let theme = |b: &mut Browser, scheme: &str| {
+        b.call("Emulation.setEmulatedMedia", serde_json::json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}));
+        let bg = b.eval("getComputedStyle(document.body).backgroundColor");
+        let rgb: Vec<f64> = bg.as_str().unwrap().trim_start_matches("rgb(").trim_end_matches(')').split(',').map(|c| c.trim().parse().unwrap()).collect();
+        (rgb[0] * 0.2126 + rgb[1] * 0.7152 + rgb[2] * 0.0722) / 255.0
+    };
+    let (light, dark) = (theme(&mut b, "light"), theme(&mut b, "dark"));
+    assert!(light > 0.8 && dark < 0.2, "background luminance: light {light:.2}, dark {dark:.2}");
+    if let Ok(dir) = std::env::var("DEVLOOP_SCREENSHOTS") {
+        b.screenshot(&std::path::Path::new(&dir).join("page-dark.png"));
+    }
+    theme(&mut b, "light");
+
     if let Ok(dir) = std::env::var("DEVLOOP_SCREENSHOTS") {
         let dir = std::path::Path::new(&dir);
         b.eval(&format!("document.querySelector('#tabs button[data-image=\"{image}\"]').click()"));

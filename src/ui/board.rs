@@ -201,7 +201,7 @@ pub fn describe(phase: &Phase) -> String {
         Phase::Held { changes: 1 } => "1 changed path held: trigger to build".into(),
         Phase::Held { changes } => format!("{changes} changed paths held: trigger to build"),
         Phase::Paused { held: false, .. } => "paused: changes are held until resumed".into(),
-        Phase::Paused { changes: 0, .. } => "paused: changes held until resumed".into(),
+        Phase::Paused { changes: 0, .. } => "paused: a change to everything held until resumed".into(),
         Phase::Paused { changes: 1, .. } => "paused: 1 changed path held until resumed".into(),
         Phase::Paused { changes, .. } => format!("paused: {changes} changed paths held until resumed"),
         Phase::Serving { tag: t, synced: 0 } => format!("serving {}", tag(t)),
