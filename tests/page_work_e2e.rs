@@ -181,18 +181,36 @@ fn the_logs_pane_shows_pod_lines_within_a_second_filters_them_and_the_live_view_
     up.interrupt();
 }
 
+/// Two images under `up --ui` in a namespace of their own, both rolled out, and the page open on them.
+struct TwoUp {
+    p: Project,
+    image: String,
+    other: String,
+    up: Up,
+    url: String,
+    first: std::collections::BTreeMap<String, Value>,
+    b: Browser,
+}
+
+impl TwoUp {
+    fn start(ns: &Namespace) -> TwoUp {
+        let (p, other) = two_images(&ns.0);
+        let image = p.name.clone();
+        let mut up = Up::start_with(&p, &["--ui"]);
+        let url = up.wait("ui", 60)["url"].as_str().expect("the page's URL").to_string();
+        let first = firsts(&mut up, &[&image, &other]);
+        let b = Browser::open(&url, 1400, 900);
+        TwoUp { p, image, other, up, url, first, b }
+    }
+}
+
 /// Two images: the rebuild button builds one of them again (not a registry hit), once; the same request
 /// without the page's token is refused and builds nothing.
 #[test]
 #[ignore = "needs the local stack: run scripts/test"]
 fn the_rebuild_button_builds_its_image_once_and_a_request_without_the_token_is_refused() {
     let ns = Namespace::new("page-rebuild");
-    let (p, other) = two_images(&ns.0);
-    let image = p.name.clone();
-    let mut up = Up::start_with(&p, &["--ui"]);
-    let url = up.wait("ui", 60)["url"].as_str().expect("the page's URL").to_string();
-    let first = firsts(&mut up, &[&image, &other]);
-    let mut b = Browser::open(&url, 1400, 900);
+    let TwoUp { p: _project, image, other, mut up, url, first, mut b } = TwoUp::start(&ns);
     for i in [&image, &other] {
         b.until("the image serving", 30, &format!("{}?.dataset.state === 'serving'", row(i)));
     }
@@ -235,12 +253,7 @@ fn the_rebuild_button_builds_its_image_once_and_a_request_without_the_token_is_r
 #[ignore = "needs the local stack: run scripts/test"]
 fn pause_holds_one_images_changes_while_the_other_builds_and_resume_builds_them() {
     let ns = Namespace::new("page-pause");
-    let (p, other) = two_images(&ns.0);
-    let image = p.name.clone();
-    let mut up = Up::start_with(&p, &["--ui"]);
-    let url = up.wait("ui", 60)["url"].as_str().expect("the page's URL").to_string();
-    let first = firsts(&mut up, &[&image, &other]);
-    let mut b = Browser::open(&url, 1400, 900);
+    let TwoUp { p, image, other, mut up, url: _, first, mut b } = TwoUp::start(&ns);
     b.until("the image serving", 30, &format!("{}?.dataset.state === 'serving'", row(&other)));
     assert_eq!(b.eval(&format!("{}.querySelector('button.pause').textContent", row(&other))), "pause");
 
