@@ -119,6 +119,30 @@ impl Picker {
         choice::choose(&cands, &answered, self.switch)
     }
 
+    /// The pod a new connection would go to now, without asking the API server (none while the workload's
+    /// selector is not known yet).
+    async fn current(&self) -> Option<String> {
+        let sel = self.selector.lock().await.clone()?;
+        self.choose(&self.pods.now(), &sel).pod
+    }
+
+    /// Tells `tell` where new connections go whenever that changes (the pods changed, a probe answered),
+    /// through `last`, which the connections also update, until `cancel`.
+    async fn follow(self: Arc<Self>, tell: Picked, last: Arc<Mutex<Option<String>>>, cancel: CancellationToken) {
+        let mut changes = self.pods.subscribe();
+        loop {
+            let answered = self.changed.notified();
+            if let Some(pod) = self.current().await {
+                told(&tell, &last, pod);
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = answered => {}
+                c = changes.recv() => if let Err(tokio::sync::broadcast::error::RecvError::Closed) = c { return },
+            }
+        }
+    }
+
     /// The pod for a new connection, or why there is none (after holding it up to [`HOLD`] for one).
     async fn pick(&self) -> Result<String, String> {
         let deadline = tokio::time::Instant::now() + HOLD;
@@ -280,9 +304,17 @@ impl Said {
     }
 }
 
+/// Tells `tell` of `pod` unless it was the last one told.
+fn told(tell: &Picked, last: &Mutex<Option<String>>, pod: String) {
+    let news = last.lock().expect("not poisoned").replace(pod.clone()).as_ref() != Some(&pod);
+    if news {
+        tell(&pod);
+    }
+}
+
 /// Serves connections on `listener` until cancelled, each forwarded to the `remote` port of the pod of
 /// `workload` that [`choice::choose`] picks with `switch`. `pods` is the namespace's one pod watch; `picked`
-/// hears when the connections go to another pod.
+/// hears when new connections go to another pod (as the pods change, and as a connection picks).
 #[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: TcpListener,
@@ -312,6 +344,9 @@ pub async fn serve(
     // connection, until it changes or a connection gets through.
     let said = std::sync::Arc::new(std::sync::Mutex::new(Said::default()));
     let last_pick: Arc<std::sync::Mutex<Option<String>>> = Default::default();
+    if let Some(tell) = picked.clone() {
+        tokio::spawn(picker.clone().follow(tell, last_pick.clone(), cancel.child_token()));
+    }
     let mut backoff = AcceptBackoff::default();
     loop {
         let conn = tokio::select! {
@@ -352,10 +387,7 @@ pub async fn serve(
                 Err(e) => return refused(format!("port-forward: {e}")),
             };
             if let Some(tell) = &picked {
-                let news = last_pick.lock().expect("not poisoned").replace(pod.clone()).as_ref() != Some(&pod);
-                if news {
-                    tell(&pod);
-                }
+                told(tell, &last_pick, pod.clone());
             }
             let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
             let mut pf = match pods.portforward(&pod, &[remote]).await {

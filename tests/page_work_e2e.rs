@@ -150,12 +150,14 @@ fn the_logs_pane_shows_pod_lines_within_a_second_filters_them_and_the_live_view_
     assert!(live.as_str().unwrap().contains("@sha256:"), "the reference: {live}");
     let run = b.until("the run ready", 30, &format!("{card}.querySelector('.runs tr[data-pod][data-ready=true]')?.dataset.pod"));
     assert!(pods.iter().any(|p| run == p.as_str()), "{run} runs it ({pods:?})");
-    // The forward picks its pod for a connection: make one.
+    // Where the forward sends new connections is shown before any connection is made, and a connection goes
+    // there.
+    let forward = b.until("the forward's pod", 30, &format!("{card}.querySelector('.forward[data-pod]:not([data-pod=\"\"])')?.dataset.pod"));
+    assert_eq!(forward, run, "the forward goes to the running pod");
     let forwarded = b.eval(&format!("{card}.querySelector('.forward a').href"));
     let got = std::process::Command::new("curl").args(["-sf", forwarded.as_str().unwrap()]).output().unwrap();
     assert!(got.status.success(), "the forwarded URL {forwarded} answers");
-    let forward = b.until("the forward's pod", 30, &format!("{card}.querySelector('.forward[data-pod]:not([data-pod=\"\"])')?.dataset.pod"));
-    assert_eq!(forward, run, "the forward goes to the running pod");
+    assert_eq!(b.eval(&format!("{card}.querySelector('.forward').dataset.pod")), run);
 
     // The colours follow the system's theme: light, then dark, without a reload.
     let theme = |b: &mut Browser, scheme: &str| {
