@@ -99,18 +99,28 @@ devloop: keys: p pause it (its changes are held until p again) or resume it\n\
 devloop: keys: t trigger it (build what it holds) · Enter trigger every image holding a change\n\
 devloop: keys: Ctrl-C stop; `devloop trigger [IMAGE…]` from another shell, the page's buttons with --ui";
 
-/// Acts on `key`: moves the board's selection, prints the help, or asks the core through `triggers`.
+/// What `?` prints when there is no status block (`-v`): only Enter acts, there being no row to select.
+pub const HELP_WITHOUT_BLOCK: &str = "devloop: keys: Enter triggers every image holding a change; the other keys act on \
+the status block's rows, which are not shown here (-v, or not a terminal)";
+
+/// Acts on `key`: moves the board's selection, prints the help, or asks the core through `triggers`. Without
+/// a status block only Enter and `?` act.
 pub fn handle(ui: &Ui, triggers: &Triggers, key: Key) {
-    let chosen = {
+    let (chosen, board) = {
         let mut block = ui.out.block.lock().expect("not poisoned");
-        let Some(board) = block.board.as_mut() else { return };
-        match key {
-            Key::Up | Key::Down => board.select(if key == Key::Up { -1 } else { 1 }),
-            _ => {}
+        match block.board.as_mut() {
+            Some(board) => {
+                match key {
+                    Key::Up | Key::Down => board.select(if key == Key::Up { -1 } else { 1 }),
+                    _ => {}
+                }
+                (board.selected().map(|(image, v)| (image.clone(), v.paused)), true)
+            }
+            None => (None, false),
         }
-        board.selected().map(|(image, v)| (image.clone(), v.paused))
     };
     let request = match (key, chosen) {
+        (Key::Help, _) if !board => return ui.out.line(HELP_WITHOUT_BLOCK.to_string(), false),
         (Key::Up | Key::Down, _) => return ui.out.redraw(),
         (Key::Help, _) => return ui.out.line(HELP.to_string(), false),
         (Key::TriggerHeld, _) => Request::Trigger(vec![]),
@@ -171,13 +181,13 @@ fn raw() -> Option<Raw> {
     Some(Raw(()))
 }
 
-/// Starts the keys when `ui` shows a status block and stdin is a terminal: the terminal out of line mode
-/// (until the returned guard goes), the keys' line under the block, and a thread reading keys until `stop`.
+/// Starts the keys when stdin is a terminal and the output is text (not `--json`, whose lines are all JSON):
+/// the terminal out of line mode (until the returned guard goes), the keys' line under the block when there
+/// is one, and a thread reading keys until `stop`.
 pub fn start(ui: &Ui, triggers: Arc<Triggers>, stop: CancellationToken) -> Option<Raw> {
     // SAFETY: isatty only inspects the descriptor.
     let tty = unsafe { libc::isatty(libc::STDIN_FILENO) } == 1;
-    let has_board = ui.out.block.lock().expect("not poisoned").board.is_some();
-    if !tty || !has_board {
+    if !tty || ui.out.json() {
         return None;
     }
     let guard = raw()?;

@@ -75,3 +75,22 @@ fn keys_ask_the_core_for_the_selected_image_and_move_the_marker() {
     }
     assert!(text.ends_with(&format!("{KEYS_LINE}\n")), "the keys' line is under the block: {text}");
 }
+
+#[test]
+fn without_a_status_block_enter_still_triggers_and_the_other_keys_ask_nothing() {
+    let buf = SharedBuf::default();
+    let ui = Ui::new(false, Box::new(buf.clone()));
+    let images = [("api".to_string(), view(Phase::Held { changes: 1 }, false))];
+    ui.state(&Arc::new(Snapshot { images: images.into_iter().collect() }));
+    let triggers = Triggers::new();
+    let mut asked = triggers.take_for_test();
+    for key in [Key::Rebuild, Key::Pause, Key::Trigger, Key::Down] {
+        handle(&ui, &triggers, key);
+        assert!(asked.try_recv().is_err(), "{key:?}: no row is selected without the block");
+    }
+    handle(&ui, &triggers, Key::TriggerHeld);
+    assert_eq!(asked.try_recv().ok(), Some(Request::Trigger(vec![])));
+    handle(&ui, &triggers, Key::Help);
+    assert!(ui.flush(Duration::from_secs(5)));
+    assert!(buf.text().contains("Enter triggers every image holding a change"), "{}", buf.text());
+}
