@@ -238,6 +238,7 @@ impl Hub {
             let mut m = self.model.lock().expect("not poisoned");
             if kind == "start" {
                 m.header = message.to_string();
+                m.version += 1; // the header is part of the state
             }
             let recent = m.recent.entry(image.to_string()).or_default();
             recent.extend(message.lines().map(str::to_string));

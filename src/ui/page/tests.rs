@@ -214,8 +214,12 @@ fn log_lines_wake_no_page_until_a_failure_shows_them() {
     let mut rx = hub.subscribe();
     hub.record(&json!({"event": "log", "image": "hello", "message": "GET / 200"}));
     assert!(!rx.has_changed().unwrap(), "a pod's log line is not sent to the open pages");
+    let (_, version) = hub.versions();
+    hub.log("hello", "log", Some("hello-7d9f"), Some("web"), "GET / 200");
+    assert_eq!(hub.versions().1, version, "a pane's line is not a change of the state: it is not resent");
     hub.record(&json!({"event": "start", "image": "devloop", "message": "context c, namespace n"}));
     assert!(rx.has_changed().unwrap(), "the header is");
+    assert!(hub.versions().1 > version, "and it is part of the state the pages are sent again");
     rx.borrow_and_update();
     let failure = Failure { n: 1, tag: None, error: "boom".into(), at: std::time::Instant::now() };
     hub.state(one(Phase::Failed("boom".into()), Some(failure.clone())));
