@@ -336,13 +336,9 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
             let Some(s) = state.images.get_mut(&image) else { return out };
             s.force = true;
             out.push(Action::Report(Report::Rebuilding { image: image.clone() }));
-            // What was held (paused, manual) goes into this build too.
-            let scope = s.held.take().map_or(Scope::Rescan, |mut h| {
-                h.merge(Scope::Rescan);
-                h
-            });
-            s.held_outside = false;
-            changed(state, image, scope, at, Duration::ZERO, &mut out);
+            // What was held (paused, manual) is in this build too: a rescan looks at everything.
+            plan::take_held(s);
+            changed(state, image, Scope::Rescan, at, Duration::ZERO, &mut out);
         }
         Event::Pause { image, paused, at } => {
             let Some(s) = state.images.get_mut(&image) else { return out };
@@ -352,10 +348,7 @@ fn decide(state: &mut State, event: Event) -> Vec<Action> {
             s.paused = paused;
             let manual = state.plan.manual.contains(&image);
             // A resumed image acts on what it held, unless it is manual (then a trigger still does).
-            let released = (!paused && !manual && s.held.is_some()).then(|| {
-                let changes = plan::held_count(s);
-                (s.held.take().expect("some"), std::mem::take(&mut s.held_outside), changes)
-            });
+            let released = (!paused && !manual).then(|| plan::take_held(s)).flatten();
             out.push(Action::Report(Report::Paused { image: image.clone(), paused, released: released.as_ref().map(|r| r.2) }));
             if let Some((scope, outside, _)) = released {
                 change(state, image, scope, outside, at, Duration::ZERO, &mut out);

@@ -51,6 +51,14 @@ pub(super) fn held_count(s: &ImageState) -> usize {
     }
 }
 
+/// Takes what the image holds: the change, whether inputs outside the context changed too, and how many
+/// paths that is ([`held_count`]); none when nothing is held.
+pub(super) fn take_held(s: &mut ImageState) -> Option<(Scope, bool, usize)> {
+    let changes = held_count(s);
+    let scope = s.held.take()?;
+    Some((scope, std::mem::take(&mut s.held_outside), changes))
+}
+
 /// What a trigger releases: per image, the held change (a rescan when nothing was held: a trigger looks
 /// again) and whether inputs outside the context changed. `images` empty: every image holding a change.
 pub(super) fn trigger(state: &mut State, images: Vec<String>, out: &mut Vec<Action>) -> Vec<(String, Scope, bool)> {
@@ -66,9 +74,9 @@ pub(super) fn trigger(state: &mut State, images: Vec<String>, out: &mut Vec<Acti
     let mut released = Vec::new();
     for image in images {
         let Some(s) = state.images.get_mut(&image) else { continue };
-        let changes = s.held.is_some().then(|| held_count(s));
-        let scope = s.held.take().unwrap_or(Scope::Rescan);
-        let outside = std::mem::take(&mut s.held_outside);
+        let held = take_held(s);
+        let changes = held.as_ref().map(|h| h.2);
+        let (scope, outside) = held.map_or((Scope::Rescan, false), |(scope, outside, _)| (scope, outside));
         out.push(Action::Report(Report::Triggered { image: image.clone(), changes }));
         released.push((image, scope, outside));
     }
@@ -81,8 +89,8 @@ pub(super) fn replan(state: &mut State, plan: Plan) -> Vec<(String, Scope, bool)
     let manual = &state.plan.manual;
     let mut released = Vec::new();
     for (image, s) in state.images.iter_mut().filter(|(i, _)| !manual.contains(*i)) {
-        if let Some(scope) = s.held.take() {
-            released.push((image.clone(), scope, std::mem::take(&mut s.held_outside)));
+        if let Some((scope, outside, _)) = take_held(s) {
+            released.push((image.clone(), scope, outside));
         }
     }
     released
