@@ -83,12 +83,13 @@ pub(super) fn trigger(state: &mut State, images: Vec<String>, out: &mut Vec<Acti
     released
 }
 
-/// A new plan (a reload): changes held for an image no longer manual are released at once.
+/// A new plan (a reload): changes held for an image no longer manual are released at once (a paused image
+/// keeps holding them until it is resumed).
 pub(super) fn replan(state: &mut State, plan: Plan) -> Vec<(String, Scope, bool)> {
     state.plan = plan;
     let manual = &state.plan.manual;
     let mut released = Vec::new();
-    for (image, s) in state.images.iter_mut().filter(|(i, _)| !manual.contains(*i)) {
+    for (image, s) in state.images.iter_mut().filter(|(i, s)| !manual.contains(*i) && !s.paused) {
         if let Some((scope, outside, _)) = take_held(s) {
             released.push((image.clone(), scope, outside));
         }

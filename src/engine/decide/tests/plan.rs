@@ -184,6 +184,10 @@ fn a_paused_image_holds_its_changes_while_the_others_build_and_resuming_acts_on_
     // A trigger of every held change leaves a paused image alone.
     let a = step(&mut s, trigger(&[]));
     assert_eq!((acts(&a), reports(&a)), (vec![], vec![Report::NothingToTrigger]));
+    // A reload of the config does not release what a paused image holds.
+    let reload = Event::Reconfigured { rescan: vec![], redeploy: vec![], removed: vec![], rules: Rules::new(), plan: Plan::default(), at: Instant::now() };
+    assert_eq!(acts(&step(&mut s, reload)), Vec::<String>::new());
+    assert_eq!(phase(&s, "api"), Phase::Paused { changes: 1, held: true });
     // Pausing twice says nothing; resuming acts on what was held, at once.
     assert!(step(&mut s, pause("api", true)).is_empty());
     let a = step(&mut s, pause("api", false));
