@@ -177,8 +177,9 @@ pub fn row_text(v: &ImageView) -> String {
     if v.phase.busy() {
         what.push_str(&format!(" · {}", short_secs(v.since.elapsed())));
     }
-    if matches!(v.phase, Phase::Serving { .. }) && !v.urls.is_empty() {
-        what.push_str(&format!(" at {}", v.urls.join(", ")));
+    let urls = v.urls();
+    if matches!(v.phase, Phase::Serving { .. }) && !urls.is_empty() {
+        what.push_str(&format!(" at {}", urls.join(", ")));
     }
     what
 }

@@ -294,7 +294,7 @@ impl Hub {
                     .collect();
                 let forwards: Vec<Value> = v.forwards.iter().map(|f| serde_json::json!({"url": f.url, "pod": f.pod})).collect();
                 serde_json::json!({"image": image, "state": v.phase.kind(), "text": describe(&v.phase), "busy": v.phase.busy(),
-                                   "for_ms": ms(v.since.elapsed()), "urls": v.urls, "forwards": forwards, "runs": runs,
+                                   "for_ms": ms(v.since.elapsed()), "urls": v.urls(), "forwards": forwards, "runs": runs,
                                    "deployed": v.deployed, "reference": v.reference, "content": v.content, "synced": v.synced, "paused": v.paused})
             })
             .collect();

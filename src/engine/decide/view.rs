@@ -131,9 +131,7 @@ pub struct ImageView {
     pub synced: usize,
     /// The Deployments its last rollout rolled.
     pub deployments: Vec<String>,
-    /// Their forwarded URLs.
-    pub urls: Vec<String>,
-    /// Its port-forwards: each URL and the pod its connections go to now (as its last connection picked).
+    /// Its port-forwards: each URL and the pod new connections go to now.
     pub forwards: Vec<Forward>,
     /// The containers whose spec asks for its deployed reference (running or not), from the namespace's pod
     /// watch.
@@ -165,12 +163,19 @@ pub struct Run {
     pub synced: usize,
 }
 
+impl ImageView {
+    /// Its forwarded URLs.
+    pub fn urls(&self) -> Vec<&str> {
+        self.forwards.iter().map(|f| f.url.as_str()).collect()
+    }
+}
+
 /// One port-forward of an image's workloads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forward {
     /// Where it listens (`http://127.0.0.1:PORT`).
     pub url: String,
-    /// The pod its last connection went to (none before the first).
+    /// The pod new connections go to (none until the forward knows its workload's pods).
     pub pod: Option<String>,
 }
 
@@ -249,7 +254,6 @@ impl State {
                 let at = old.and_then(|o| o.failure.as_ref()).filter(|f| f.n == *n).map_or(now, |f| f.at);
                 Failure { n: *n, tag: tag.clone(), error: error.clone(), at }
             });
-            let urls = s.view.deployments.iter().filter_map(|d| self.views.forwards.get(d).cloned()).collect();
             let forwards = s.view.deployments.iter().filter_map(|d| {
                 Some(Forward { url: self.views.forwards.get(d)?.clone(), pod: self.views.forward_pods.get(d).cloned() })
             });
@@ -275,7 +279,6 @@ impl State {
                 reference: s.running.clone(),
                 synced: s.live.synced.len(),
                 deployments: s.view.deployments.clone(),
-                urls,
                 forwards: forwards.collect(),
                 runs,
                 content: s.live.content.clone().filter(|_| !s.live.synced.is_empty()),

@@ -7,8 +7,8 @@ fn building(step: usize, of: usize, name: &str) -> Phase {
 }
 
 fn view(phase: Phase, urls: &[&str]) -> ImageView {
-    let urls = urls.iter().map(|u| u.to_string()).collect();
-    ImageView { phase, since: Instant::now(), deployed: None, reference: None, synced: 0, deployments: vec![], urls, forwards: vec![], runs: vec![], content: None, paused: false, failure: None }
+    let forwards = urls.iter().map(|u| crate::engine::decide::view::Forward { url: u.to_string(), pod: None }).collect();
+    ImageView { phase, since: Instant::now(), deployed: None, reference: None, synced: 0, deployments: vec![], forwards, runs: vec![], content: None, paused: false, failure: None }
 }
 
 /// A board showing these rows.

@@ -30,7 +30,6 @@ fn view(phase: Phase, paused: bool) -> ImageView {
         reference: None,
         synced: 0,
         deployments: vec![],
-        urls: vec![],
         forwards: vec![],
         runs: vec![],
         content: None,

@@ -39,7 +39,7 @@ fn state(hub: &Hub) -> Value {
 
 /// A snapshot of one image `hello` in `phase`, with `failure`.
 fn one(phase: Phase, failure: Option<Failure>) -> Arc<Snapshot> {
-    let v = ImageView { phase, since: std::time::Instant::now(), deployed: None, reference: None, synced: 0, deployments: vec![], urls: vec![], forwards: vec![], runs: vec![], content: None, paused: false, failure };
+    let v = ImageView { phase, since: std::time::Instant::now(), deployed: None, reference: None, synced: 0, deployments: vec![], forwards: vec![], runs: vec![], content: None, paused: false, failure };
     Arc::new(Snapshot { images: [("hello".to_string(), v)].into() })
 }
 

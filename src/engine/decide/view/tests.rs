@@ -45,7 +45,7 @@ fn an_iteration_reads_as_phases_from_the_core_and_the_workers_news_about_its_tag
     c.step(rolled("app", "t1", true));
     let v = &c.shown.images["app"];
     assert_eq!((&v.phase, v.deployed.as_deref()), (&Phase::Serving { tag: "t1".into(), synced: 0 }, Some("t1")));
-    assert_eq!((v.deployments.clone(), v.urls.clone()), (vec!["web".to_string()], vec!["http://127.0.0.1:8080".to_string()]));
+    assert_eq!((v.deployments.clone(), v.urls()), (vec!["web".to_string()], vec!["http://127.0.0.1:8080"]));
     assert!(!c.shown.busy());
     // A StatefulSet's forward is keyed as its rollout names it.
     let db = crate::forward::Workload { kind: crate::config::WorkloadKind::StatefulSet, name: "db".into() };
@@ -53,7 +53,7 @@ fn an_iteration_reads_as_phases_from_the_core_and_the_workers_news_about_its_tag
     for ev in [changed(&["db"]), hashed("db", "d1"), built("db", "d1"), progress("db", "d1", Progress::Rolled(vec!["statefulset/db".into()])), rolled("db", "d1", true)] {
         c.step(ev);
     }
-    assert_eq!(c.shown.images["db"].urls, ["http://127.0.0.1:5432"]);
+    assert_eq!(c.shown.images["db"].urls(), ["http://127.0.0.1:5432"]);
 }
 
 #[test]
