@@ -347,8 +347,7 @@ impl crate::engine::out::Sink for Ui {
         }
     }
     fn pod_log(&self, image: &str, pod: &str, container: &str, several: bool, line: &str) {
-        let prefix = if several { format!("[{pod}/{container}]") } else { format!("[{pod}]") };
-        let text = format!("{prefix} {line}");
+        let text = format!("{} {line}", crate::engine::out::pod_prefix(pod, container, several));
         let value = json!({"event": "log", "image": image, "message": text, "pod": pod, "container": container});
         if let Some(hub) = &self.page {
             hub.record(&value);

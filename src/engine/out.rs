@@ -28,13 +28,22 @@ pub trait Sink: Send + Sync {
     /// `[pod/container] line` when the pod runs the image in `several` containers), unless the sink keeps
     /// them apart.
     fn pod_log(&self, image: &str, pod: &str, container: &str, several: bool, line: &str) {
-        let prefix = if several { format!("[{pod}/{container}]") } else { format!("[{pod}]") };
-        self.line(image, "log", &format!("{prefix} {line}"));
+        self.line(image, "log", &format!("{} {line}", pod_prefix(pod, container, several)));
     }
     /// A line about an image for whoever keeps each image's full output (the page's panes), too many for
     /// the terminal: BuildKit's steps and their output (`kind` `build`). Nothing by default.
     fn detail(&self, image: &str, kind: &str, text: &str) {
         let _ = (image, kind, text);
+    }
+}
+
+/// What a pod's log line is said after: `[pod]`, or `[pod/container]` when the pod runs the image in
+/// `several` containers.
+pub fn pod_prefix(pod: &str, container: &str, several: bool) -> String {
+    if several {
+        format!("[{pod}/{container}]")
+    } else {
+        format!("[{pod}]")
     }
 }
 
