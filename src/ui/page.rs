@@ -176,7 +176,7 @@ impl Hub {
         self.model.lock().expect("not poisoned").logs.counts().into_iter().map(|(i, n)| (i.to_string(), n)).collect()
     }
 
-    /// Takes the trigger button's requests to `triggers` (set once, before `up` starts).
+    /// Takes the buttons' requests to `triggers` (set once, before `up` starts).
     pub fn take_triggers(&self, triggers: Arc<crate::engine::control::Triggers>) {
         let _ = self.triggers.set(triggers);
     }
